@@ -1,0 +1,206 @@
+#include "conform.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+void conform_check(conform_ctx *c, const char *name, const float *got, size_t n, double tol_abs,
+                   double tol_rel)
+{
+    const vt_tensor *t = vd_ckpt_find(c->io, name);
+    if (!t) {
+        conform_fail(c, name, "reference tensor missing from io.safetensors");
+        return;
+    }
+    if ((size_t)vt_nelem(t) != n) {
+        char m[96];
+        snprintf(m, sizeof(m), "size mismatch: got %zu values, reference has %lld", n,
+                 (long long)vt_nelem(t));
+        conform_fail(c, name, m);
+        return;
+    }
+    float *ref = vd_tensor_f32(t);
+    if (!ref) {
+        conform_fail(c, name, "reference tensor is not a float tensor");
+        return;
+    }
+    double max_abs = 0, max_ref = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        if (!(d <= max_abs))
+            max_abs = d; /* NaN sticks */
+        if (fabs((double)ref[i]) > max_ref)
+            max_ref = fabs((double)ref[i]);
+    }
+    vd_free(ref);
+    double rel = max_ref > 0 ? max_abs / max_ref : max_abs;
+    if (tol_abs <= 0)
+        tol_abs = c->tol_abs;
+    if (tol_rel <= 0)
+        tol_rel = c->tol_rel;
+    int ok = max_abs <= tol_abs && rel <= tol_rel;
+    printf("%-32s max_abs=%.3e rel=%.3e %s\n", name, max_abs, rel, ok ? "PASS" : "FAIL");
+    if (ok)
+        c->n_pass++;
+    else
+        c->n_fail++;
+}
+
+void conform_check_i64(conform_ctx *c, const char *name, const int64_t *got, size_t n)
+{
+    const vt_tensor *t = vd_ckpt_find(c->io, name);
+    if (!t || t->dtype != VT_I64 || (size_t)vt_nelem(t) != n) {
+        conform_fail(c, name, "reference missing, not I64, or of another size");
+        return;
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t r;
+        memcpy(&r, (const char *)t->data + 8 * i, 8);
+        bad += r != got[i];
+    }
+    printf("%-32s mismatches=%zu/%zu %s\n", name, bad, n, bad ? "FAIL" : "PASS");
+    if (bad)
+        c->n_fail++;
+    else
+        c->n_pass++;
+}
+
+void conform_fail(conform_ctx *c, const char *what, const char *msg)
+{
+    printf("%-32s FAIL (%s)\n", what, msg);
+    c->n_fail++;
+}
+
+float *conform_input(conform_ctx *c, const char *name, const vt_tensor **tp)
+{
+    const vt_tensor *t = vd_ckpt_find(c->io, name);
+    if (tp)
+        *tp = t;
+    float *f = t ? vd_tensor_f32(t) : NULL;
+    if (!f)
+        conform_fail(c, name, "input missing from io.safetensors or not a float tensor");
+    return f;
+}
+
+typedef struct handler {
+    const char *prefix;
+    int (**fn)(conform_ctx *);
+    double tol_abs, tol_rel;
+} handler;
+
+static int run_dir(const char *dir, int n_threads, int verbose, int *n_pass, int *n_fail)
+{
+    int (*dit)(conform_ctx *) = conform_dit;
+    int (*vae)(conform_ctx *) = conform_vae;
+    int (*umt5)(conform_ctx *) = conform_umt5;
+    int (*sampler)(conform_ctx *) = conform_sampler;
+    int (*loop)(conform_ctx *) = conform_t2v_loop;
+    const handler handlers[] = {
+        { "wan.modules.model.WanModel", &dit, 1e-4, 3e-5 },
+        { "wan.modules.vae.WanVAE", &vae, 1e-4, 3e-5 },
+        { "wan.modules.t5.T5Encoder", &umt5, 1e-4, 3e-5 },
+        { "wan.utils.fm_solvers", &sampler, 1e-4, 3e-5 },
+        { "wan.text2video.WanT2V.generate", &loop, 3e-4, 1e-4 },
+    };
+    conform_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.dir = dir;
+    c.n_threads = n_threads;
+    c.verbose = verbose;
+    char path[4096];
+    char *txt = NULL;
+    vj_val *cfg = NULL;
+    int ret = 0;
+
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    size_t len;
+    if (vd_read_file(&c.log, path, &txt, &len)) {
+        fprintf(stderr, "vdit conform: %s\n", c.log.msg);
+        return 2;
+    }
+    char jerr[128];
+    cfg = vj_parse(txt, len, jerr, sizeof(jerr));
+    free(txt);
+    if (!cfg) {
+        fprintf(stderr, "vdit conform: %s: %s\n", path, jerr);
+        return 2;
+    }
+    c.cfg = cfg;
+    const char *ref = vj_str(vj_get(cfg, "reference"), NULL);
+    const handler *h = NULL;
+    for (size_t i = 0; ref && i < VD_ARRAY_SIZE(handlers); i++)
+        if (!strncmp(ref, handlers[i].prefix, strlen(handlers[i].prefix)))
+            h = &handlers[i];
+    if (!h) {
+        fprintf(stderr, "vdit conform: %s: unknown component '%s'\n", path, ref ? ref : "(none)");
+        vj_free(cfg);
+        return 2;
+    }
+    c.tol_abs = h->tol_abs;
+    c.tol_rel = h->tol_rel;
+    printf("# %s: %s\n", dir, ref);
+    if (!*h->fn) {
+        fprintf(stderr, "vdit conform: %s: component '%s' is not built into this vdit\n", dir, ref);
+        vj_free(cfg);
+        return 2;
+    }
+    snprintf(path, sizeof(path), "%s/io.safetensors", dir);
+    if (vd_ckpt_open(path, &c.log, &c.io)) {
+        fprintf(stderr, "vdit conform: %s\n", c.log.msg);
+        vj_free(cfg);
+        return 2;
+    }
+    snprintf(path, sizeof(path), "%s/weights.safetensors", dir);
+    struct stat st;
+    if (!stat(path, &st) && vd_ckpt_open(path, &c.log, &c.weights)) {
+        fprintf(stderr, "vdit conform: %s\n", c.log.msg);
+        ret = 2;
+        goto done;
+    }
+    if ((*h->fn)(&c) < 0) {
+        fprintf(stderr, "vdit conform: %s: %s\n", dir, c.log.msg[0] ? c.log.msg : "failed");
+        ret = 2;
+        goto done;
+    }
+    ret = c.n_fail ? 1 : 0;
+done:
+    *n_pass += c.n_pass;
+    *n_fail += c.n_fail;
+    vd_ckpt_free(&c.io);
+    vd_ckpt_free(&c.weights);
+    vj_free(cfg);
+    return ret;
+}
+
+int cmd_conform(int argc, char **argv)
+{
+    int n_threads = 0, verbose = 0, worst = 0, n_pass = 0, n_fail = 0, n_dirs = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: vdit conform [--threads N] [--verbose] DIR...\n"
+                   "Runs the component a conformance folder describes (config.json,\n"
+                   "io.safetensors, weights.safetensors) and compares each output with the\n"
+                   "stored reference: one line per output, exit 0 only if all pass.\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            n_threads = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
+            verbose = 1;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "vdit conform: unknown option '%s' (see --help)\n", argv[i]);
+            return 2;
+        } else {
+            int r = run_dir(argv[i], n_threads, verbose, &n_pass, &n_fail);
+            if (r > worst)
+                worst = r;
+            n_dirs++;
+        }
+    }
+    if (!n_dirs) {
+        fprintf(stderr, "vdit conform: no folder given (see --help)\n");
+        return 2;
+    }
+    printf("conform: %d passed, %d failed\n", n_pass, n_fail);
+    return worst;
+}

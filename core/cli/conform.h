@@ -1,0 +1,47 @@
+/* `vdit conform DIR`: runs one component on the inputs stored in a
+ * conformance folder (config.json, io.safetensors, weights.safetensors) and
+ * compares every output with the stored reference.
+ *
+ * The component is chosen from config.json's "reference" field, never from
+ * the folder name. Each component provides one handler (conform_<name>.c). */
+#ifndef VDIT_CLI_CONFORM_H
+#define VDIT_CLI_CONFORM_H
+
+#include "ckpt.h"
+#include "json.h"
+
+typedef struct conform_ctx {
+    const char *dir;
+    const vj_val *cfg;  /* parsed config.json */
+    vd_ckpt *io;        /* io.safetensors */
+    vd_ckpt *weights;   /* weights.safetensors, NULL if the folder has none */
+    int n_threads;
+    int verbose;        /* also compare inter/ tensors and print them */
+    int n_pass, n_fail;
+    double tol_abs, tol_rel; /* defaults for this folder (README's criteria) */
+    vd_log log;
+} conform_ctx;
+
+/* Compares got (n floats) with the io tensor `name` (must exist, same element
+ * count); prints "name max_abs=... rel=... PASS|FAIL" and counts it.
+ * tol_abs/tol_rel <= 0 mean the folder defaults. */
+void conform_check(conform_ctx *c, const char *name, const float *got, size_t n, double tol_abs,
+                   double tol_rel);
+/* Integer comparison (exact). */
+void conform_check_i64(conform_ctx *c, const char *name, const int64_t *got, size_t n);
+/* Records a failure that is not a comparison (load error...). */
+void conform_fail(conform_ctx *c, const char *what, const char *msg);
+/* An io tensor as freshly allocated fp32 (vd_free), NULL + failure if absent. */
+float *conform_input(conform_ctx *c, const char *name, const vt_tensor **t);
+
+/* Handlers; weak so that a build without a component still links. Each
+ * returns 0 when it ran (pass/fail counted in c) or <0 when it could not. */
+int conform_dit(conform_ctx *c) __attribute__((weak));
+int conform_vae(conform_ctx *c) __attribute__((weak));
+int conform_umt5(conform_ctx *c) __attribute__((weak));
+int conform_sampler(conform_ctx *c) __attribute__((weak));
+int conform_t2v_loop(conform_ctx *c) __attribute__((weak));
+
+int cmd_conform(int argc, char **argv);
+
+#endif

@@ -1,0 +1,52 @@
+/* vdit: command-line front end of the engine. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "vdit/vdit.h"
+
+typedef struct subcmd {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} subcmd;
+
+int main(int argc, char **argv)
+{
+    const subcmd cmds[] = {
+        { "generate", cmd_generate, "text to video / image (--prompt ...)" },
+        { "edit", cmd_edit, "video to video by SDEdit (--input ... --strength ...)" },
+        { "extend", cmd_extend, "extend a clip forward or backward in time" },
+        { "loop", cmd_loop, "generate a seamless loop" },
+        { "bridge", cmd_bridge, "generate frames connecting two clips" },
+        { "info", cmd_info, "what a checkpoint holds" },
+        { "tokenize", cmd_tokenize, "token ids of each stdin line (SentencePiece model)" },
+        { "conform", cmd_conform, "check components against conformance vectors" },
+        { "selfcheck", cmd_selfcheck, "every kernel against its reference" },
+        { "bench", cmd_bench, "kernel and model benchmarks" },
+    };
+    const int n = (int)(sizeof(cmds) / sizeof(cmds[0]));
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        FILE *o = argc < 2 ? stderr : stdout;
+        fprintf(o, "usage: vdit COMMAND [options]   (vdit COMMAND --help for its options)\n\n");
+        for (int i = 0; i < n; i++)
+            if (cmds[i].fn)
+                fprintf(o, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("vdit %s\n", vdit_version());
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (strcmp(argv[1], cmds[i].name))
+            continue;
+        if (!cmds[i].fn) {
+            fprintf(stderr, "vdit: '%s' is not built into this vdit\n", argv[1]);
+            return 2;
+        }
+        return cmds[i].fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "vdit: unknown command '%s' (see vdit --help)\n", argv[1]);
+    return 2;
+}

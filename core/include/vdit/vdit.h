@@ -1,0 +1,297 @@
+/*
+ * vdit — video diffusion transformer engine (Wan2.1 family), public C API.
+ *
+ * Two objects, as in whisper.cpp / llama.cpp:
+ *   vdit_model  read-only weights (memory-mapped checkpoints); may be shared
+ *               by any number of contexts, in any threads, once loaded.
+ *   vdit_ctx    per-run state (scratch memory, thread count, callbacks, the
+ *               last error). One context is used by one thread at a time;
+ *               separate contexts may run concurrently.
+ *
+ * Usage:
+ *
+ *     vdit_model_params mp;
+ *     vdit_model_params_default(&mp);
+ *     vdit_model *model = NULL;
+ *     int err = vdit_model_load("/path/to/Wan2.1-T2V-1.3B", &mp, &model);
+ *     if (err < 0) { fprintf(stderr, "%s\n", mp.error); ... }
+ *
+ *     vdit_ctx_params cp;
+ *     vdit_ctx_params_default(&cp);
+ *     cp.n_threads = 2;
+ *     vdit_ctx *ctx = NULL;
+ *     err = vdit_ctx_init(model, &cp, &ctx);
+ *     ...                        // generation / edit calls, see below
+ *     vdit_ctx_free(&ctx);
+ *     vdit_model_free(&model);
+ *
+ * Return values: every function returning int returns 0 (VDIT_OK) on success
+ * or a negative VDIT_ERR_* code. After a failure on a context,
+ * vdit_ctx_last_error() gives a human-readable message naming the problem
+ * (file, tensor, option...). There is no global mutable state.
+ */
+#ifndef VDIT_VDIT_H
+#define VDIT_VDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define VDIT_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define VDIT_API __attribute__((visibility("default")))
+#else
+#define VDIT_API
+#endif
+
+#define VDIT_VERSION_MAJOR 0
+#define VDIT_VERSION_MINOR 1
+#define VDIT_VERSION_PATCH 0
+
+/* Version of the library at run time, "MAJOR.MINOR.PATCH". Static string. */
+VDIT_API const char *vdit_version(void);
+
+/* ---- errors ------------------------------------------------------------ */
+
+enum vdit_error {
+    VDIT_OK = 0,
+    VDIT_ERR_INVALID_ARG = -1,  /* a bad argument or option value */
+    VDIT_ERR_NOMEM = -2,        /* allocation failed */
+    VDIT_ERR_IO = -3,           /* a file could not be opened, read or mapped */
+    VDIT_ERR_FORMAT = -4,       /* a file is malformed (checkpoint, tokenizer...) */
+    VDIT_ERR_UNSUPPORTED = -5,  /* valid input this build cannot handle */
+    VDIT_ERR_CANCELLED = -6,    /* the progress callback asked to stop */
+    VDIT_ERR_AGAIN = -7,        /* streaming: send more input / output not ready */
+    VDIT_ERR_EOF = -8,          /* streaming: drained, nothing more will come */
+    VDIT_ERR_INTERNAL = -9,     /* a bug: please report */
+    VDIT_ERR_MISSING = -10,     /* a required tensor or file is absent */
+    VDIT_ERR_COUNT = 11
+};
+
+/* Short static description of an error code ("invalid argument", ...). */
+VDIT_API const char *vdit_strerror(int err);
+
+/* ---- logging and progress ---------------------------------------------- */
+
+enum vdit_log_level {
+    VDIT_LOG_ERROR = 0,
+    VDIT_LOG_WARNING = 1,
+    VDIT_LOG_INFO = 2,
+    VDIT_LOG_VERBOSE = 3,
+    VDIT_LOG_DEBUG = 4,
+    VDIT_LOG_COUNT
+};
+
+/* Receives one complete message (no trailing newline). Called from the thread
+ * that called into vdit. */
+typedef void (*vdit_log_fn)(void *user, int level, const char *msg);
+
+enum vdit_stage {
+    VDIT_STAGE_LOAD = 0,
+    VDIT_STAGE_ENCODE_TEXT = 1,
+    VDIT_STAGE_ENCODE_VIDEO = 2,
+    VDIT_STAGE_DENOISE = 3,
+    VDIT_STAGE_DECODE = 4,
+    VDIT_STAGE_COUNT
+};
+
+/* Static name of a stage ("denoise", ...). */
+VDIT_API const char *vdit_stage_name(int stage);
+
+/* Called at the start of each stage (step 0) and after each unit of work
+ * (step i of total). Return non-zero to cancel: the running call then returns
+ * VDIT_ERR_CANCELLED at the next step boundary. Called from the calling thread. */
+typedef int (*vdit_progress_fn)(void *user, int stage, int step, int total);
+
+/* ---- model ------------------------------------------------------------- */
+
+typedef struct vdit_model vdit_model;
+
+typedef struct vdit_model_params {
+    vdit_log_fn log_cb;     /* default NULL: messages go nowhere */
+    void *log_user;         /* default NULL */
+    int log_level;          /* default VDIT_LOG_WARNING: most verbose level passed on */
+    int n_threads;          /* default 0: all cores; threads used while loading */
+    char error[256];        /* out: message of the last failure of vdit_model_load */
+    uint8_t reserved[64];
+} vdit_model_params;
+
+VDIT_API void vdit_model_params_default(vdit_model_params *p);
+
+/* Loads a model from `path`: a folder (the bundled model, an official Wan2.1
+ * release folder, a diffusers folder) or a single checkpoint file. The
+ * weights are memory-mapped and stay in their stored precision.
+ * On success *out owns the model (free with vdit_model_free). On failure
+ * *out is NULL and p->error names the file and tensor at fault. */
+VDIT_API int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out);
+
+/* Frees the model and sets *m to NULL. NULL-safe. All contexts made from it
+ * must have been freed first. */
+VDIT_API void vdit_model_free(vdit_model **m);
+
+/* ---- context ----------------------------------------------------------- */
+
+typedef struct vdit_ctx vdit_ctx;
+
+typedef struct vdit_ctx_params {
+    int n_threads;               /* default 0: all cores */
+    vdit_log_fn log_cb;          /* default NULL */
+    void *log_user;              /* default NULL */
+    int log_level;               /* default VDIT_LOG_WARNING */
+    vdit_progress_fn progress_cb;/* default NULL */
+    void *progress_user;         /* default NULL */
+    uint8_t reserved[64];
+} vdit_ctx_params;
+
+VDIT_API void vdit_ctx_params_default(vdit_ctx_params *p);
+
+/* Makes a context on a loaded model (which must outlive it). */
+VDIT_API int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out);
+
+/* Frees the context and sets *c to NULL. NULL-safe. */
+VDIT_API void vdit_ctx_free(vdit_ctx **c);
+
+/* Message of the last failed call on this context ("" if none). Valid until
+ * the next call on the context. */
+VDIT_API const char *vdit_ctx_last_error(const vdit_ctx *c);
+
+/* Asks a running call on this context to stop at its next step boundary
+ * (it then returns VDIT_ERR_CANCELLED). Safe to call from any thread. The
+ * flag clears when the next call on the context starts. */
+VDIT_API void vdit_ctx_cancel(vdit_ctx *c);
+
+/* Path of the bundled default model (a folder), or NULL if this build has
+ * none. Static string. */
+VDIT_API const char *vdit_default_model_path(void);
+
+/* ---- video ------------------------------------------------------------- */
+
+/* A clip of 8-bit RGB frames, packed (R, G, B per pixel), rows of width*3
+ * bytes, frames one after another. */
+typedef struct vdit_video {
+    int width, height, n_frames;
+    uint8_t *rgb;                /* n_frames * height * width * 3 bytes */
+} vdit_video;
+
+/* A zeroed clip, or NULL if out of memory / sizes invalid. */
+VDIT_API vdit_video *vdit_video_new(int width, int height, int n_frames);
+VDIT_API void vdit_video_free(vdit_video **v);
+
+/* ---- generation and editing --------------------------------------------- */
+
+enum vdit_sampler {
+    VDIT_SAMPLER_UNIPC = 0, /* Wan's default */
+    VDIT_SAMPLER_DPMPP = 1, /* DPM++ 2M */
+    VDIT_SAMPLER_EULER = 2,
+    VDIT_SAMPLER_COUNT
+};
+
+typedef struct vdit_gen_params {
+    const char *prompt;          /* default NULL (= empty prompt) */
+    const char *negative_prompt; /* default NULL: Wan's default negative prompt */
+    int width, height;           /* default 0: the model's native size; any size
+                                    works (padded/resized internally) */
+    int n_frames;                /* default 0: the model's native length; 1 = image */
+    int steps;                   /* default 0: the model's default (Wan: 50) */
+    float guidance;              /* default -1: the model's default (Wan: 5.0); 1 = no CFG */
+    float shift;                 /* default -1: the model's default (Wan t2v: 5.0) */
+    int sampler;                 /* enum vdit_sampler, default VDIT_SAMPLER_UNIPC */
+    uint64_t seed;               /* default 0 */
+    float strength;              /* SDEdit strength in [0, 1], default 0.6 (edit only) */
+    int loop;                    /* generate: 1 = seamless loop; default 0 */
+    uint8_t reserved[64];
+} vdit_gen_params;
+
+VDIT_API void vdit_gen_params_default(vdit_gen_params *p);
+
+/* Text to video (n_frames > 1) or image (n_frames == 1); p->loop makes the
+ * clip loop seamlessly. On success *out is a new clip owned by the caller. */
+VDIT_API int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out);
+
+/* Video to video by SDEdit: the input's latent is noised to the level
+ * p->strength selects (diffusers' definition: the last strength*steps steps
+ * of the schedule run; 0 returns the input through the VAE, 1 ignores it),
+ * then denoised under p->prompt. Output has the input's size and length. */
+VDIT_API int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in,
+                       vdit_video **out);
+
+/* Extends `in` by n_new frames after its end (backward = 0) or before its
+ * start (backward = 1), in windows, so any length works. With a one-frame
+ * input this is image-to-video. The output holds the input frames (through
+ * the VAE) plus the new ones. */
+VDIT_API int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int n_new,
+                         int backward, vdit_video **out);
+
+/* Generates n_mid frames connecting the end of a to the start of b; the
+ * output is those n_mid frames. */
+VDIT_API int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a,
+                         const vdit_video *b, int n_mid, vdit_video **out);
+
+/* ---- streaming edit ------------------------------------------------------ */
+
+/* Frames move through a stream as 8-bit packed RGB with a caller tag (pts,
+ * user) that comes back unchanged with the edited frame. Frames come out in
+ * the order they went in, one out for each in. */
+typedef struct vdit_frame {
+    int width, height;
+    const uint8_t *rgb;   /* send: caller's pixels (copied); receive: valid until the
+                             next call on the stream */
+    ptrdiff_t stride;     /* bytes per row (>= width * 3) */
+    int64_t pts;          /* passed through */
+    void *user;           /* passed through */
+} vdit_frame;
+
+typedef struct vdit_stream_params {
+    vdit_gen_params gen; /* prompt, strength, steps, ... */
+    int window;          /* frames per window, default 0: the model's native length */
+    int overlap;         /* frames of the previous output each window continues
+                            from, default 0: automatic (one latent frame) */
+    uint8_t reserved[64];
+} vdit_stream_params;
+
+VDIT_API void vdit_stream_params_default(vdit_stream_params *p);
+
+typedef struct vdit_stream vdit_stream;
+
+/* Opens a streaming edit of width x height frames on context c (which must
+ * outlive it and is busy while a send/receive runs). */
+VDIT_API int vdit_stream_open(vdit_ctx *c, const vdit_stream_params *p, int width, int height,
+                              vdit_stream **out);
+
+/* Queues one frame. Returns VDIT_ERR_AGAIN when a window is complete and its
+ * output must be received first (the frame was not taken), VDIT_ERR_INVALID_ARG
+ * if its size differs from the stream's. */
+VDIT_API int vdit_stream_send(vdit_stream *s, const vdit_frame *in);
+
+/* Ends the input: the partial last window will be processed. */
+VDIT_API int vdit_stream_drain(vdit_stream *s);
+
+/* Gets the next edited frame. Processes a window when one is complete (this is
+ * where the work happens). Returns VDIT_ERR_AGAIN when more input is needed,
+ * VDIT_ERR_EOF once drained and everything was received. */
+VDIT_API int vdit_stream_receive(vdit_stream *s, vdit_frame *out);
+
+/* New prompt (NULL: keep) and strength (< 0: keep), applied from the next window. */
+VDIT_API int vdit_stream_update(vdit_stream *s, const char *prompt, float strength);
+
+/* Drops queued input and pending output (flush/seek); the next frame starts a
+ * new, unconditioned window. */
+VDIT_API void vdit_stream_flush(vdit_stream *s);
+
+/* Number of frames the stream holds back before output starts (latency). */
+VDIT_API int vdit_stream_latency(const vdit_stream *s);
+
+VDIT_API void vdit_stream_close(vdit_stream **s);
+
+/* Runs the engine's self-check: every kernel against its reference on random
+ * data. Needs no model. Returns 0 when all agree; logs through cb. */
+VDIT_API int vdit_selfcheck(int n_threads, vdit_log_fn cb, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VDIT_VDIT_H */

@@ -1,0 +1,104 @@
+/*
+ * Checkpoints: a set of named tensors gathered from one or more files.
+ *
+ * Sources: safetensors files (memory-mapped, validated before any use),
+ * sharded safetensors through their *.index.json, whole folders; other
+ * readers (PyTorch zip checkpoints) register tensors through vd_ckpt_add().
+ *
+ * Every problem is reported with the file and the tensor name, never a
+ * crash or an out-of-bounds read: this is the first code that sees
+ * untrusted bytes.
+ *
+ * Names: models look tensors up by their canonical (original Wan2.1) names.
+ * Other layouts (diffusers, repackaged single files with a prefix) are
+ * mapped onto those names once, after opening, by vd_ckpt_rename() with a
+ * table of rules that lives with each model.
+ */
+#ifndef VDIT_CKPT_H
+#define VDIT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "tensor.h"
+
+typedef struct vd_ckpt vd_ckpt;
+
+/* An empty set. */
+vd_ckpt *vd_ckpt_new(void);
+
+/* Opens `path`: a .safetensors file, a *.safetensors.index.json (all shards
+ * it names), or a folder (its index if it holds exactly one, else every
+ * *.safetensors file in it). Returns 0 or VDIT_ERR_* with lg->msg set. */
+int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out);
+
+/* Adds one safetensors file to the set (a duplicate name is an error). */
+int vd_ckpt_add_safetensors(vd_ckpt *c, const char *path, vd_log *lg);
+
+/* Parses a safetensors image held in memory (len bytes at buf, which must
+ * stay valid while c lives). `label` names it in messages. Used by the file
+ * reader and by the fuzzer. */
+int vd_ckpt_add_safetensors_mem(vd_ckpt *c, const uint8_t *buf, size_t len, const char *label,
+                                vd_log *lg);
+
+/* Registers a tensor whose data lives elsewhere. If `owned` is non-NULL the
+ * set frees it (vd_free) when freed. `file` names the source in messages.
+ * The name and shape are copied. */
+int vd_ckpt_add(vd_ckpt *c, const char *name, vt_dtype dtype, int ndim, const int64_t *shape,
+                const void *data, void *owned, const char *file, vd_log *lg);
+
+/* Keeps `mem` alive for the lifetime of the set (freed with free_fn). */
+int vd_ckpt_keep(vd_ckpt *c, void *mem, void (*free_fn)(void *));
+
+void vd_ckpt_free(vd_ckpt **c);
+
+size_t vd_ckpt_count(const vd_ckpt *c);
+const vt_tensor *vd_ckpt_at(const vd_ckpt *c, size_t i);
+/* The file a tensor came from (for messages). */
+const char *vd_ckpt_file(const vd_ckpt *c, const vt_tensor *t);
+/* A label for the whole set (the path given to open). */
+const char *vd_ckpt_label(const vd_ckpt *c);
+
+/* Lookup by exact name, or NULL. */
+const vt_tensor *vd_ckpt_find(const vd_ckpt *c, const char *name);
+
+/* Lookup with checks: the tensor must exist, have `ndim` dimensions and
+ * match `shape` where shape[i] >= 0 (shape may be NULL). Float types only
+ * unless allow_int. Errors name the checkpoint and the tensor:
+ *   "model.safetensors: tensor 'blocks.3.ffn.0.weight' has shape [8960, 1536], expected [8960, 2048]" */
+int vd_ckpt_get(const vd_ckpt *c, vd_log *lg, const char *name, int ndim, const int64_t *shape,
+                const vt_tensor **out);
+
+/* printf-style name, shape given as up to 4 trailing dims (-1 = any, unused
+ * trailing ones ignored beyond ndim). */
+int vd_ckpt_getf(const vd_ckpt *c, vd_log *lg, const vt_tensor **out, int ndim, int64_t d0,
+                 int64_t d1, int64_t d2, int64_t d3, const char *fmt, ...)
+    __attribute__((format(printf, 9, 10)));
+
+/* Renaming. A rule maps names matching `from` onto `to`. In patterns, '#'
+ * matches a decimal number (captured in order) and '*' matches any run of
+ * characters (captured); in `to`, '#' and '*' emit the captures in order.
+ * Each name is rewritten by the first matching rule; names no rule matches
+ * are kept. Two tensors renamed onto one name is an error. */
+typedef struct vd_keyrule {
+    const char *from;
+    const char *to;
+} vd_keyrule;
+
+int vd_ckpt_rename(vd_ckpt *c, const vd_keyrule *rules, size_t n_rules, vd_log *lg);
+
+/* Removes `prefix` from every name that starts with it. */
+int vd_ckpt_strip_prefix(vd_ckpt *c, const char *prefix, vd_log *lg);
+
+/* Number of names starting with prefix. */
+size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix);
+
+/* A freshly allocated fp32 copy of a float tensor (vd_free it), or NULL. */
+float *vd_tensor_f32(const vt_tensor *t);
+
+/* Pattern match used by rename (exposed for tests). Returns 1 on match and
+ * writes the rewritten name into out (outsz bytes). */
+int vd_key_rewrite(const char *name, const char *from, const char *to, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,166 @@
+/*
+ * Kernel layer: every numeric operation the models use.
+ *
+ * Activations are fp32, contiguous, row-major. Weights are held in their
+ * stored type (F32/F16/BF16) and prepared once when a model is loaded
+ * (vk_linear_init / vk_conv_init); preparing may pack or convert, never per
+ * call.
+ *
+ * Two implementations behind one table of function pointers (dav1d style):
+ * vk_funcs_ref() is plain, obviously-correct C; vk_funcs_fast() starts from
+ * the reference and overrides entries with AVX2 / oneDNN versions. oneDNN is
+ * used only inside kernels/onednn/. Models call through vk_ctx->f.
+ *
+ * Threads: a vk_ctx carries the thread count; kernels parallelise internally
+ * with at most that many threads. A vk_ctx is used by one thread at a time.
+ */
+#ifndef VDIT_KERNELS_H
+#define VDIT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common.h"
+#include "../tensor.h"
+
+typedef enum vk_act {
+    VK_ACT_NONE = 0,
+    VK_ACT_GELU_TANH,
+    VK_ACT_GELU_ERF,
+    VK_ACT_SILU,
+    VK_ACT_RELU,
+    VK_ACT_COUNT
+} vk_act;
+
+/* A linear layer y = x Wᵀ + b, W stored [n_out, n_in] as PyTorch does.
+ * `w` points at stored data (e.g. inside a mapped checkpoint) and must
+ * outlive the layer unless the implementation copied it. */
+typedef struct vk_linear {
+    int64_t n_out, n_in;
+    vt_dtype wtype;      /* stored type of w */
+    const void *w;       /* [n_out, n_in] stored */
+    float *bias;         /* [n_out] fp32 (owned) or NULL */
+    void *prep;          /* implementation-private prepared form (owned) */
+    void (*prep_free)(void *prep);
+} vk_linear;
+
+/* A convolution, 2D or 3D, weights [c_out, c_in, kd, kh, kw] (kd = 1 for 2D),
+ * groups = 1. Input/outputs are [C, D, H, W] (batch 1, PyTorch NCDHW). */
+typedef struct vk_conv {
+    int c_out, c_in, kd, kh, kw;
+    vt_dtype wtype;
+    const void *w;
+    float *bias;         /* [c_out] fp32 (owned) or NULL */
+    void *prep;
+    void (*prep_free)(void *prep);
+} vk_conv;
+
+typedef struct vk_conv_geom {
+    int sd, sh, sw;                /* strides */
+    int pd0, pd1, ph0, ph1, pw0, pw1; /* zero padding before/after per axis */
+} vk_conv_geom;
+
+typedef struct vk_ctx vk_ctx;
+
+typedef struct vk_funcs {
+    /* y[m, n_out] = act(x[m, n_in] Wᵀ + b). x and y must not alias. */
+    void (*linear)(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act);
+
+    /* General fp32 GEMM: C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C.
+     * op(A) = A (lda >= k) or Aᵀ (ta = 1, A is [k,m], lda >= m); likewise B. */
+    void (*gemm)(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
+                 int64_t ldc);
+
+    /* y[c_out, Do, Ho, Wo] = conv(x[c_in, D, H, W]) + bias. Output size
+     * Do = (D + pd0 + pd1 - kd) / sd + 1, etc. */
+    void (*conv)(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d,
+                 int h, int w, float *y);
+
+    /* Row-wise softmax in place over `cols`, rows separated by `ld`. */
+    void (*softmax)(vk_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld);
+
+    /* y = (x - mean) / sqrt(var + eps) * w + b per row of `dim`; w, b may be NULL.
+     * x == y allowed. */
+    void (*layernorm)(vk_ctx *c, const float *x, float *y, int64_t rows, int64_t dim,
+                      const float *w, const float *b, float eps);
+
+    /* y = x * rsqrt(mean(x²) + eps) * w per row; w may be NULL. x == y allowed. */
+    void (*rmsnorm)(vk_ctx *c, const float *x, float *y, int64_t rows, int64_t dim,
+                    const float *w, float eps);
+
+    /* Channel-first L2 norm (Wan-VAE RMS_norm): x is [C, S];
+     * y[c, s] = x[c, s] / max(||x[:, s]||_2, 1e-12) * sqrt(C) * gamma[c] (+ beta[c] if beta).
+     * x == y allowed. */
+    void (*chnorm)(vk_ctx *c, const float *x, float *y, int64_t ch, int64_t s,
+                   const float *gamma, const float *beta);
+
+    /* In-place activation of n values. */
+    void (*act)(vk_ctx *c, float *x, int64_t n, vk_act act);
+
+    /* x[rows, dim] = x * (1 + scale[dim]) + shift[dim] (adaLN modulation). */
+    void (*modulate)(vk_ctx *c, float *x, int64_t rows, int64_t dim, const float *shift,
+                     const float *scale);
+
+    /* x[rows, dim] += y[rows, dim] * gate[dim]; gate NULL means 1. */
+    void (*add_gated)(vk_ctx *c, float *x, const float *y, int64_t rows, int64_t dim,
+                      const float *gate);
+
+    /* Rotary embedding on x[n_tok, n_heads * head_dim] (row stride ld), in place.
+     * Pairs (2i, 2i+1) of each head are rotated by the angle whose cos/sin are
+     * cs[tok * head_dim + 2i] and cs[tok * head_dim + 2i + 1] (see vk_rope3d_table). */
+    void (*rope)(vk_ctx *c, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                 int64_t ld, const float *cs);
+
+    /* Multi-head attention, never materialising [lq, lk] for large sizes.
+     * q: [lq, heads*hd] rows of stride ldq; k, v: [lk, heads*hd] (ldk, ldv);
+     * o: [lq, heads*hd] (ldo). o = softmax(scale * q kᵀ + bias) v per head.
+     * bias: NULL or [heads, lq, lk] additive (T5 relative position + mask).
+     * Only the first kv_valid keys take part (kv_valid <= lk). */
+    void (*attention)(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                      const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
+                      int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
+                      const float *bias);
+} vk_funcs;
+
+/* The plain C reference table and the fast table (reference + overrides). */
+const vk_funcs *vk_funcs_ref(void);
+const vk_funcs *vk_funcs_fast(void);
+
+/* Kernel context: thread count, the table in use, oneDNN engine/stream and
+ * primitive cache, scratch memory. */
+struct vk_ctx {
+    int n_threads;
+    const vk_funcs *f;
+    void *dnnl;          /* kernels/onednn private state, NULL if unused */
+    void *scratch;       /* grows on demand, see vk_scratch */
+    size_t scratch_size;
+    vd_log *log;
+};
+
+/* n_threads <= 0: all cores. use_ref: use the reference table (tests). */
+vk_ctx *vk_ctx_new(int n_threads, int use_ref, vd_log *log);
+void vk_ctx_free(vk_ctx **c);
+
+/* Scratch buffer of at least n bytes, valid until the next vk_scratch call
+ * on this context. NULL on allocation failure. */
+void *vk_scratch(vk_ctx *c, size_t n);
+
+/* Prepare layers from stored tensors. bias may be NULL. Return 0 or VDIT_ERR_*. */
+int vk_linear_init(vk_linear *l, const vt_tensor *w, const vt_tensor *bias);
+void vk_linear_free(vk_linear *l);
+/* w is [c_out, c_in, kd, kh, kw] or [c_out, c_in, kh, kw] (then kd = 1). */
+int vk_conv_init(vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);
+void vk_conv_free(vk_conv *cv);
+
+/* Builds the Wan 3-axis rotary table for a grid of f*h*w tokens in raster
+ * order (f outermost): cs[tok*hd + 2i] = cos, [.. + 2i + 1] = sin.
+ * Pairs split as Wan2.1: with c = hd/2, the first c - 2*(c/3) pairs follow the
+ * frame index, the next c/3 the row, the last c/3 the column; each axis has its
+ * own frequencies theta^(-2j/n), n = hd - 4*(hd/6) (frames) and 2*(hd/6)
+ * (rows, columns). Angles computed in double. Caller frees with vd_free.
+ * f0, h0, w0 offset the positions (windowed generation). */
+float *vk_rope3d_table(int64_t f, int64_t h, int64_t w, int64_t hd, double theta, int64_t f0,
+                       int64_t h0, int64_t w0);
+
+#endif
