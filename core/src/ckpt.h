@@ -101,4 +101,10 @@ float *vd_tensor_f32(const vt_tensor *t);
  * writes the rewritten name into out (outsz bytes). */
 int vd_key_rewrite(const char *name, const char *from, const char *to, char *out, size_t outsz);
 
+/* PyTorch checkpoints (.pth/.pt zip archives as torch.save writes them),
+ * read with a restricted unpickler that only rebuilds tensors (no code is
+ * ever executed; any other object is rejected with an error naming it).
+ * Stored tensors are used in place when contiguous. Implemented in pth.c. */
+int vd_ckpt_add_pth(vd_ckpt *c, const char *path, vd_log *lg) __attribute__((weak));
+
 #endif

@@ -1,0 +1,21 @@
+/* Video and image files for the vdit command, through FFmpeg's libraries
+ * (libavformat/libavcodec/libswscale). */
+#ifndef VDIT_CLI_VIDEOIO_H
+#define VDIT_CLI_VIDEOIO_H
+
+#include <stddef.h>
+
+#include "vdit/vdit.h"
+
+/* Reads every frame of a video or an image (anything libavformat opens:
+ * y4m, mp4, mkv, png, jpg, ...) as packed RGB. *fps receives the frame rate
+ * (25 if unknown). Returns 0 or a VDIT_ERR_* code with a message in err. */
+int vio_read(const char *path, vdit_video **out, double *fps, char *err, size_t errlen);
+
+/* Writes a clip; the container and codec follow the extension: .y4m
+ * (rawvideo yuv444p), .mp4/.mkv/.mov (H.264 if an encoder is available, else
+ * MPEG-4 part 2), .png (one frame; several frames need a %d pattern in the
+ * name), .gif. */
+int vio_write(const char *path, const vdit_video *v, double fps, char *err, size_t errlen);
+
+#endif
