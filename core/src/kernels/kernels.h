@@ -116,7 +116,8 @@ typedef struct vk_funcs {
      * q: [lq, heads*hd] rows of stride ldq; k, v: [lk, heads*hd] (ldk, ldv);
      * o: [lq, heads*hd] (ldo). o = softmax(scale * q kᵀ + bias) v per head.
      * bias: NULL or [heads, lq, lk] additive (T5 relative position + mask).
-     * Only the first kv_valid keys take part (kv_valid <= lk). */
+     * Only the first kv_valid keys take part (kv_valid <= lk). A query with no
+     * key taking part (kv_valid == 0, or every bias -inf) gets zeros. */
     void (*attention)(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
                       const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
                       int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
@@ -152,6 +153,9 @@ void vk_linear_free(vk_linear *l);
 /* w is [c_out, c_in, kd, kh, kw] or [c_out, c_in, kh, kw] (then kd = 1). */
 int vk_conv_init(vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);
 void vk_conv_free(vk_conv *cv);
+/* The same, reporting errors (naming the tensor) through lg. */
+int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_tensor *bias);
+int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);
 
 /* Builds the Wan 3-axis rotary table for a grid of f*h*w tokens in raster
  * order (f outermost): cs[tok*hd + 2i] = cos, [.. + 2i + 1] = sin.
