@@ -133,6 +133,25 @@ VDIT_API int vdit_model_load(const char *path, vdit_model_params *p, vdit_model 
  * must have been freed first. */
 VDIT_API void vdit_model_free(vdit_model **m);
 
+/* What a loaded model is and the defaults it brings (from vdit.json for the
+ * bundled layout, Wan2.1's published defaults otherwise). */
+typedef struct vdit_model_info {
+    int width, height;   /* native frame size */
+    int n_frames;        /* native clip length (1 + 4k) */
+    float fps;           /* native frame rate */
+    int steps;           /* default sampling steps */
+    float guidance;      /* default guidance scale */
+    float shift;         /* default timestep shift */
+    int sampler;         /* default enum vdit_sampler */
+    int text_len;        /* text tokens the DiT attends to */
+    int64_t dim, n_layers, n_heads; /* DiT size */
+    int spatial_align;   /* width/height granularity the model needs (pixels) */
+    uint8_t reserved[64];
+} vdit_model_info;
+
+/* Fills *out. Returns 0 or VDIT_ERR_INVALID_ARG. */
+VDIT_API int vdit_model_get_info(const vdit_model *m, vdit_model_info *out);
+
 /* ---- context ----------------------------------------------------------- */
 
 typedef struct vdit_ctx vdit_ctx;
