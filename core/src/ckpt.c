@@ -318,10 +318,12 @@ int vd_ckpt_add_safetensors_mem(vd_ckpt *c, const uint8_t *buf, size_t len, cons
                          (unsigned long long)(end - begin));
             goto done;
         }
-        ranges[n_ranges].begin = begin;
-        ranges[n_ranges].end = end;
-        ranges[n_ranges].name = name;
-        n_ranges++;
+        if (end > begin) { /* empty tensors occupy nothing and may share an offset */
+            ranges[n_ranges].begin = begin;
+            ranges[n_ranges].end = end;
+            ranges[n_ranges].name = name;
+            n_ranges++;
+        }
 
         const uint8_t *p = data + begin;
         void *owned = NULL;
@@ -486,13 +488,36 @@ static int open_index(vd_ckpt *c, const char *path, vd_log *lg)
         }
         ret = vd_ckpt_add_safetensors(c, p, lg);
         free(p);
-        if (ret)
+        if (ret) {
+            if (lg && ret != VDIT_ERR_NOMEM) {
+                /* name the index and one tensor that needs the shard */
+                const char *who = "?";
+                for (size_t i = 0; i < wm->len; i++)
+                    if (!strcmp(wm->kids[i].str, shards[k])) {
+                        who = wm->keys[i];
+                        break;
+                    }
+                char inner[sizeof(lg->msg)];
+                memcpy(inner, lg->msg, sizeof(inner));
+                vd_err(lg, ret, "%s: shard '%s' (holding tensor '%s'): %s", path, shards[k], who,
+                       inner);
+            }
             goto done;
+        }
     }
     for (size_t i = 0; i < wm->len; i++) {
-        if (!vd_ckpt_find(c, wm->keys[i])) {
+        const vt_tensor *t = vd_ckpt_find(c, wm->keys[i]);
+        const char *want = wm->kids[i].str;
+        if (!t) {
             ret = vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%s' is listed for shard '%s' but absent there",
-                         path, wm->keys[i], vj_str(&wm->kids[i], "?"));
+                         path, wm->keys[i], want);
+            goto done;
+        }
+        const char *got = vd_ckpt_file(c, t), *base = strrchr(got, '/');
+        base = base ? base + 1 : got;
+        if (strcmp(base, want)) {
+            ret = vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' is listed for shard '%s' but found in '%s'",
+                         path, wm->keys[i], want, got);
             goto done;
         }
     }
@@ -508,18 +533,27 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int is_pth_name(const char *n)
+{
+    return ends_with(n, ".pth") || ends_with(n, ".pt") || ends_with(n, ".bin")
+           || ends_with(n, ".ckpt");
+}
+
+/* A folder: its one *.safetensors.index.json, else every *.safetensors file,
+ * else (no safetensors at all) every PyTorch checkpoint (*.pth, *.pt, *.bin). */
 static int open_dir(vd_ckpt *c, const char *path, vd_log *lg)
 {
     DIR *d = opendir(path);
     if (!d)
         return vd_err(lg, VDIT_ERR_IO, "%s: cannot open folder: %s", path, strerror(errno));
     char **names = NULL;
-    size_t n = 0, n_index = 0;
+    size_t n = 0, n_index = 0, n_st = 0;
     int ret = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         int idx = ends_with(de->d_name, ".safetensors.index.json");
-        if (!idx && !ends_with(de->d_name, ".safetensors"))
+        int st = ends_with(de->d_name, ".safetensors");
+        if (!idx && !st && !is_pth_name(de->d_name))
             continue;
         char **nn = realloc(names, (n + 1) * sizeof(*nn));
         if (!nn) {
@@ -534,6 +568,7 @@ static int open_dir(vd_ckpt *c, const char *path, vd_log *lg)
         }
         n++;
         n_index += idx;
+        n_st += st;
     }
     closedir(d);
     if (ret) {
@@ -543,20 +578,22 @@ static int open_dir(vd_ckpt *c, const char *path, vd_log *lg)
     if (n)
         qsort(names, n, sizeof(*names), cmp_str);
     if (n == 0) {
-        ret = vd_err(lg, VDIT_ERR_MISSING, "%s: no .safetensors file in this folder", path);
+        ret = vd_err(lg, VDIT_ERR_MISSING, "%s: no .safetensors or .pth file in this folder", path);
     } else if (n_index > 1) {
         ret = vd_err(lg, VDIT_ERR_FORMAT, "%s: several *.safetensors.index.json files; name one", path);
     } else {
         for (size_t i = 0; i < n && !ret; i++) {
-            int idx = ends_with(names[i], ".index.json");
-            if (n_index && !idx)
+            int idx = ends_with(names[i], ".safetensors.index.json");
+            int st = ends_with(names[i], ".safetensors");
+            if (n_index ? !idx : n_st ? !st : !is_pth_name(names[i]))
                 continue;
             char *p = join_path(path, names[i]);
             if (!p) {
                 ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
                 break;
             }
-            ret = idx ? open_index(c, p, lg) : vd_ckpt_add_safetensors(c, p, lg);
+            ret = idx ? open_index(c, p, lg) : st ? vd_ckpt_add_safetensors(c, p, lg)
+                                                  : vd_ckpt_add_pth(c, p, lg);
             free(p);
         }
     }
@@ -565,6 +602,18 @@ done:
         free(names[i]);
     free(names);
     return ret;
+}
+
+/* Zip archives (what torch.save writes) start with a local file header. */
+static int is_zip_file(const char *path)
+{
+    unsigned char m[4] = { 0 };
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t r = fread(m, 1, 4, f);
+    fclose(f);
+    return r == 4 && m[0] == 'P' && m[1] == 'K' && m[2] == 3 && m[3] == 4;
 }
 
 int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out)
@@ -583,6 +632,13 @@ int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out)
         ret = open_dir(c, path, lg);
     else if (ends_with(path, ".json"))
         ret = open_index(c, path, lg);
+    else if (is_zip_file(path))
+        ret = vd_ckpt_add_pth(c, path, lg);
+    else if (is_pth_name(path))
+        ret = vd_err(lg, VDIT_ERR_UNSUPPORTED,
+                     "%s: not a zip archive: only PyTorch checkpoints saved with the zip format "
+                     "(torch >= 1.6 default) are read; re-save it or convert it to safetensors",
+                     path);
     else
         ret = vd_ckpt_add_safetensors(c, path, lg);
     if (ret) {
@@ -749,34 +805,45 @@ int vd_key_rewrite(const char *name, const char *from, const char *to, char *out
     return 1;
 }
 
+/* Replaces every name by newnames[i] (taking ownership of the array's
+ * strings in every case). Collisions are detected before anything changes,
+ * so on error the set keeps its old names and stays usable. */
 static int rename_all(vd_ckpt *c, char **newnames, vd_log *lg)
 {
-    /* check collisions with a temporary table */
+    size_t cap = 64;
+    while (cap < c->n * 2)
+        cap *= 2;
+    uint32_t *h = calloc(cap, sizeof(*h));
+    if (!h) {
+        for (size_t i = 0; i < c->n; i++)
+            free(newnames[i]);
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        size_t j = hash_str(newnames[i]) & (cap - 1);
+        while (h[j]) {
+            size_t o = h[j] - 1;
+            if (!strcmp(newnames[o], newnames[i])) {
+                int ret = vd_err(lg, VDIT_ERR_FORMAT,
+                                 "%s: tensors '%s' and '%s' both map onto the name '%s'",
+                                 vd_ckpt_label(c), c->e[o].name, c->e[i].name, newnames[i]);
+                for (size_t k = 0; k < c->n; k++)
+                    free(newnames[k]);
+                free(h);
+                return ret;
+            }
+            j = (j + 1) & (cap - 1);
+        }
+        h[j] = (uint32_t)(i + 1);
+    }
     for (size_t i = 0; i < c->n; i++) {
         free(c->e[i].name);
         c->e[i].name = newnames[i];
         c->e[i].t.name = newnames[i];
     }
     free(c->hash);
-    c->hash = NULL;
-    c->hcap = 0;
-    size_t cap = 64;
-    while (cap < c->n * 2)
-        cap *= 2;
-    c->hash = calloc(cap, sizeof(*c->hash));
-    if (!c->hash)
-        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    c->hash = h;
     c->hcap = cap;
-    for (size_t i = 0; i < c->n; i++) {
-        size_t j = hash_str(c->e[i].name) & (cap - 1);
-        while (c->hash[j]) {
-            if (!strcmp(c->e[c->hash[j] - 1].name, c->e[i].name))
-                return vd_err(lg, VDIT_ERR_FORMAT, "%s: two tensors map onto the name '%s'",
-                              vd_ckpt_label(c), c->e[i].name);
-            j = (j + 1) & (cap - 1);
-        }
-        c->hash[j] = (uint32_t)(i + 1);
-    }
     return 0;
 }
 

@@ -29,8 +29,10 @@ typedef struct vd_ckpt vd_ckpt;
 vd_ckpt *vd_ckpt_new(void);
 
 /* Opens `path`: a .safetensors file, a *.safetensors.index.json (all shards
- * it names), or a folder (its index if it holds exactly one, else every
- * *.safetensors file in it). Returns 0 or VDIT_ERR_* with lg->msg set. */
+ * it names), a PyTorch zip checkpoint (.pth/.pt/.bin, recognised by its zip
+ * magic), or a folder (its index if it holds exactly one, else every
+ * *.safetensors file in it, else every *.pth/.pt/.bin/.ckpt file). Returns
+ * 0 or VDIT_ERR_* with lg->msg set. */
 int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out);
 
 /* Adds one safetensors file to the set (a duplicate name is an error). */
@@ -105,6 +107,9 @@ int vd_key_rewrite(const char *name, const char *from, const char *to, char *out
  * read with a restricted unpickler that only rebuilds tensors (no code is
  * ever executed; any other object is rejected with an error naming it).
  * Stored tensors are used in place when contiguous. Implemented in pth.c. */
-int vd_ckpt_add_pth(vd_ckpt *c, const char *path, vd_log *lg) __attribute__((weak));
+int vd_ckpt_add_pth(vd_ckpt *c, const char *path, vd_log *lg);
+/* The same for an image held in memory (len bytes at buf, which must stay
+ * valid while c lives); `label` names it in messages. For the fuzzer. */
+int vd_ckpt_add_pth_mem(vd_ckpt *c, const uint8_t *buf, size_t len, const char *label, vd_log *lg);
 
 #endif
