@@ -2,7 +2,9 @@
  * folders), every kind of malformed file (each must fail with a message
  * naming the file and the tensor, never crash), lookups with shape checks,
  * and renaming rules. argv[1]: a scratch folder. */
+#define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -455,9 +457,16 @@ static void test_rename(void)
     vd_ckpt_free(&c);
 }
 
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    return remove(p);
+}
+
 int main(int argc, char **argv)
 {
+    /* a fresh scratch folder every run: the cases depend on what is absent */
     snprintf(dir, sizeof(dir), "%s/loader_ckpt_tmp", argc > 1 ? argv[1] : ".");
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     mkdir(dir, 0755);
     test_good();
     test_sharded();
