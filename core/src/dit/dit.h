@@ -10,6 +10,9 @@
  *             once per prompt and reused for every step.
  *
  * Layouts: latents are [C, F, H, W] fp32 (PyTorch CFHW, batch 1).
+ *
+ * Threads: a vd_dit is read-only once loaded and may be shared; a vd_dit_run
+ * (and the conds made from it) is used by one thread at a time.
  */
 #ifndef VDIT_DIT_H
 #define VDIT_DIT_H
@@ -21,7 +24,11 @@ typedef struct vd_dit_config {
     int64_t dim, ffn_dim, freq_dim, text_dim, in_dim, out_dim;
     int64_t n_heads, n_layers, text_len;
     int64_t patch[3];   /* (1, 2, 2) */
+    int64_t head_dim;   /* dim / n_heads */
+    int64_t clip_dim;   /* i2v: CLIP feature width (1280), else 0 */
     int i2v;            /* image-to-video variant (img_emb present) */
+    int qk_norm;        /* q/k RMSNorm present (all released models) */
+    int cross_attn_norm; /* norm3 (affine LayerNorm before cross-attention) present */
     float eps;          /* 1e-6 */
 } vd_dit_config;
 
@@ -33,13 +40,34 @@ typedef struct vd_dit_cond vd_dit_cond;
  * (in place). Safe to call on an already-original checkpoint. */
 int vd_dit_canonicalize(vd_ckpt *ck, vd_log *lg);
 
-/* `ck` must outlive the model (weights are used in place). */
+/* `ck` must outlive the model (weights are used in place, in their stored
+ * type). The head count is not visible in any tensor shape: vd_dit_load
+ * assumes head_dim 128 (every released Wan2.1 model: 1.3B = 12 x 128,
+ * 14B = 40 x 128); vd_dit_load_ex takes it (n_heads <= 0: the same default).
+ * Errors (VDIT_ERR_MISSING / VDIT_ERR_FORMAT / VDIT_ERR_NOMEM / VDIT_ERR_INVALID_ARG)
+ * name the checkpoint file and the tensor. */
 int vd_dit_load(const vd_ckpt *ck, int64_t text_len, vd_log *lg, vd_dit **out);
+int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log *lg,
+                   vd_dit **out);
 void vd_dit_free(vd_dit **d);
 const vd_dit_config *vd_dit_get_config(const vd_dit *d);
 
+/* kc must outlive the run. Activation buffers grow on the first forward
+ * pass of a given token count and are then reused. NULL on allocation
+ * failure. */
 vd_dit_run *vd_dit_run_new(const vd_dit *d, vk_ctx *kc);
 void vd_dit_run_free(vd_dit_run **r);
+
+/* Debug taps: when set, fn receives every intermediate the conformance
+ * vectors store, named as there ("inter/e", "inter/block3_out", ...), in
+ * fp32 with batch 1 squeezed. Costs nothing when unset. */
+typedef void (*vd_dit_tap_fn)(void *user, const char *name, const float *data, size_t n);
+void vd_dit_run_set_tap(vd_dit_run *r, vd_dit_tap_fn fn, void *user);
+
+/* Bytes of activation memory a forward pass over n_tok tokens uses (for
+ * planning and the benchmark), and bytes a cond holds. */
+size_t vd_dit_run_bytes(const vd_dit *d, int64_t n_tok);
+size_t vd_dit_cond_bytes(const vd_dit *d, int64_t n_clip);
 
 /* context: [n_ctx, text_dim] (n_ctx <= text_len; zero-padded to text_len as
  * the reference does). clip_fea: [n_clip, 1280] for i2v, else NULL. */
@@ -53,5 +81,18 @@ void vd_dit_cond_free(vd_dit_cond **c);
  * Returns 0 or VDIT_ERR_*. */
 int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
                    int64_t w, float t, const vd_dit_cond *cond, float *out);
+
+/* Patch (un)packing, exposed for tests. Latent x: [c, f, h, w]; tokens in
+ * (f, h, w) raster order over the patch grid. chan_last = 0: each token row is
+ * [c, pt, ph, pw] (the Conv3d weight order, patchify); chan_last = 1: it is
+ * [pt, ph, pw, c] (the head's output order, unpatchify). f, h, w must be
+ * multiples of the patch. */
+void vd_dit_patchify(const float *x, int64_t c, int64_t f, int64_t h, int64_t w,
+                     const int64_t patch[3], int chan_last, float *tok);
+void vd_dit_unpatchify(const float *tok, int64_t c, int64_t f, int64_t h, int64_t w,
+                       const int64_t patch[3], int chan_last, float *x);
+
+/* Multiply-adds x2 of one forward pass (without the cond), for benchmarks. */
+double vd_dit_flops(const vd_dit_config *cfg, int64_t n_tok);
 
 #endif

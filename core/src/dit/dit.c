@@ -1,0 +1,828 @@
+/*
+ * Wan2.1 diffusion transformer (WanModel of wan/modules/model.py), batch 1.
+ *
+ * Forward pass, shapes for L tokens (L = F/pt * H/ph * W/pw), D = dim:
+ *   t        -> sinusoid [freq] -> time MLP -> e [D] -> SiLU, Linear -> e0 [6, D]
+ *   x (+ y)  -> patches [L, C*pt*ph*pw] -> Linear (the Conv3d) -> x [L, D]
+ *   block i  (m = modulation_i + e0: shift1 scale1 gate1 shift2 scale2 gate2)
+ *     h = LN(x)(1 + scale1) + shift1
+ *     x += gate1 * o(attn(rope(rms(q h)), rope(rms(k h)), v h))      self, L keys
+ *     x += o(attn(rms(q LN3(x)), K_i, V_i) [+ attn(.., Kimg_i, Vimg_i)])  cross
+ *     x += gate2 * ffn2(gelu_tanh(ffn0(LN(x)(1 + scale2) + shift2)))
+ *   head     (m = head.modulation + e: shift, scale)
+ *     out = Linear(LN(x)(1 + scale) + shift) [L, pt*ph*pw*C_out] -> unpatchify
+ *
+ * The text (and image) context enters only through K_i, V_i (and Kimg_i,
+ * Vimg_i): vd_dit_cond computes them once per prompt, so a step never
+ * touches the text encoder width or the context MLP.
+ *
+ * The adaLN modulation LN(x)(1 + scale) + shift is one LayerNorm call with
+ * weight 1 + scale and bias shift: the same arithmetic as the reference
+ * (normalise, multiply, add in fp32) in one pass over x.
+ *
+ * Activations live in three [L, D] buffers (residual x, normalised h,
+ * projection output y) plus one work area shared by q/k/v/attention output
+ * and the FFN hidden layer, which are never alive together.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "dit.h"
+
+typedef struct dit_block {
+    vk_linear sq, sk, sv, so;       /* self-attention */
+    vk_linear cq, ck, cv, co;       /* cross-attention (text) */
+    vk_linear ck_img, cv_img;       /* cross-attention (image), i2v only */
+    vk_linear ffn0, ffn2;
+    float *mod;                     /* [6, D] */
+    float *s_norm_q, *s_norm_k;     /* [D] or NULL (no qk_norm) */
+    float *c_norm_q, *c_norm_k, *c_norm_k_img;
+    float *norm3_w, *norm3_b;       /* [D] or NULL (no cross_attn_norm) */
+} dit_block;
+
+struct vd_dit {
+    vd_dit_config cfg;
+    const vd_ckpt *ck;
+    vk_linear patch;                /* [D, in_dim*pt*ph*pw] */
+    vk_linear time0, time2, tproj;  /* freq->D, D->D, D->6D */
+    vk_linear text0, text2;         /* text_dim->D, D->D */
+    vk_linear head;                 /* D -> pt*ph*pw*out_dim */
+    float *head_mod;                /* [2, D] */
+    /* i2v image embedding (MLPProj) */
+    float *img_ln0_w, *img_ln0_b, *img_ln4_w, *img_ln4_b;
+    vk_linear img1, img3;
+    dit_block *blocks;
+};
+
+struct vd_dit_run {
+    const vd_dit *d;
+    vk_ctx *kc;
+    int64_t cap_tok;                /* token capacity of the buffers below */
+    float *x, *h, *y;               /* [L, D] */
+    float *work;                    /* see work_floats() */
+    float *rope;                    /* [L, head_dim] cos/sin table */
+    int64_t rope_f, rope_h, rope_w;
+    float *sinus, *e, *e0, *tmp, *mod; /* [freq], [D], [6D], [D], [6D] */
+    vd_dit_tap_fn tap;
+    void *tap_user;
+};
+
+struct vd_dit_cond {
+    const vd_dit *d;
+    int64_t n_txt, n_img;
+    float *kv;                      /* per block: K, V [n_txt, D], Kimg, Vimg [n_img, D] */
+};
+
+#define IMG_LN_EPS 1e-5f
+
+/* ---- loading ----------------------------------------------------------- */
+
+static int get_vec(const vd_dit *d, vd_log *lg, float **out, int64_t n, int ndim,
+                   const char *name)
+{
+    const vt_tensor *t;
+    int64_t shape[3] = { 1, 1, 1 };
+    shape[ndim - 1] = n;
+    int ret = vd_ckpt_get(d->ck, lg, name, ndim, shape, &t);
+    if (ret)
+        return ret;
+    *out = vd_tensor_f32(t);
+    if (!*out)
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: tensor '%s': out of memory",
+                      vd_ckpt_file(d->ck, t), name);
+    return 0;
+}
+
+/* A [rows, n] table stored as [1, rows, n] (modulation). */
+static int get_table(const vd_dit *d, vd_log *lg, float **out, int64_t rows, const char *name)
+{
+    const vt_tensor *t;
+    int64_t shape[3] = { 1, rows, d->cfg.dim };
+    int ret = vd_ckpt_get(d->ck, lg, name, 3, shape, &t);
+    if (ret)
+        return ret;
+    *out = vd_tensor_f32(t);
+    if (!*out)
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: tensor '%s': out of memory",
+                      vd_ckpt_file(d->ck, t), name);
+    return 0;
+}
+
+/* name is the layer prefix: "<name>.weight" [n_out, n_in], "<name>.bias" [n_out]. */
+static int get_linear(const vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, int64_t n_in,
+                      const char *name)
+{
+    char wn[256], bn[256];
+    snprintf(wn, sizeof(wn), "%s.weight", name);
+    snprintf(bn, sizeof(bn), "%s.bias", name);
+    const vt_tensor *w, *b;
+    int64_t ws[2] = { n_out, n_in }, bs[1] = { n_out };
+    int ret = vd_ckpt_get(d->ck, lg, wn, 2, ws, &w);
+    if (!ret)
+        ret = vd_ckpt_get(d->ck, lg, bn, 1, bs, &b);
+    if (ret)
+        return ret;
+    ret = vk_linear_init(l, w, b);
+    if (ret)
+        return vd_err(lg, ret, "%s: tensor '%s' (%s): cannot prepare this layer",
+                      vd_ckpt_file(d->ck, w), wn, vt_dtype_name(w->dtype));
+    return 0;
+}
+
+static const vt_tensor *req(const vd_dit *d, vd_log *lg, const char *name, int ndim, int *ret)
+{
+    const vt_tensor *t = NULL;
+    *ret = vd_ckpt_get(d->ck, lg, name, ndim, NULL, &t);
+    return *ret ? NULL : t;
+}
+
+/* Reads the configuration from tensor shapes. */
+static int read_config(vd_dit *d, int64_t text_len, int64_t n_heads, vd_log *lg)
+{
+    vd_dit_config *c = &d->cfg;
+    int ret;
+    const vt_tensor *t = req(d, lg, "patch_embedding.weight", 5, &ret);
+    if (!t)
+        return ret;
+    c->dim = t->shape[0];
+    c->in_dim = t->shape[1];
+    for (int i = 0; i < 3; i++)
+        c->patch[i] = t->shape[2 + i];
+    if (!(t = req(d, lg, "time_embedding.0.weight", 2, &ret)))
+        return ret;
+    c->freq_dim = t->shape[1];
+    if (!(t = req(d, lg, "text_embedding.0.weight", 2, &ret)))
+        return ret;
+    c->text_dim = t->shape[1];
+    if (!(t = req(d, lg, "blocks.0.ffn.0.weight", 2, &ret)))
+        return ret;
+    c->ffn_dim = t->shape[0];
+    if (!(t = req(d, lg, "head.head.weight", 2, &ret)))
+        return ret;
+    int64_t pv = c->patch[0] * c->patch[1] * c->patch[2];
+    if (c->dim <= 0 || pv <= 0 || t->shape[0] % pv || c->freq_dim % 2 || c->ffn_dim <= 0 ||
+        c->in_dim <= 0 || c->text_dim <= 0)
+        return vd_err(lg, VDIT_ERR_FORMAT,
+                      "%s: tensor shapes do not describe a Wan2.1 DiT (dim %lld, patch %lldx%lldx%lld, "
+                      "head out %lld, freq_dim %lld)",
+                      vd_ckpt_label(d->ck), (long long)c->dim, (long long)c->patch[0],
+                      (long long)c->patch[1], (long long)c->patch[2], (long long)t->shape[0],
+                      (long long)c->freq_dim);
+    c->out_dim = t->shape[0] / pv;
+    char name[64];
+    for (c->n_layers = 0;; c->n_layers++) {
+        snprintf(name, sizeof(name), "blocks.%lld.modulation", (long long)c->n_layers);
+        if (!vd_ckpt_find(d->ck, name))
+            break;
+    }
+    if (!c->n_layers)
+        return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor 'blocks.0.modulation' not found",
+                      vd_ckpt_label(d->ck));
+    if (n_heads <= 0) {
+        if (c->dim % 128)
+            return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                          "%s: dim %lld is not a multiple of 128: give the head count",
+                          vd_ckpt_label(d->ck), (long long)c->dim);
+        n_heads = c->dim / 128;
+    }
+    if (c->dim % n_heads || (c->dim / n_heads) % 2)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                      "%s: dim %lld does not split into %lld heads of even size",
+                      vd_ckpt_label(d->ck), (long long)c->dim, (long long)n_heads);
+    c->n_heads = n_heads;
+    c->head_dim = c->dim / n_heads;
+    if (text_len <= 0)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "text_len must be positive (512 for Wan2.1)");
+    c->text_len = text_len;
+    c->i2v = vd_ckpt_find(d->ck, "img_emb.proj.0.weight") != NULL;
+    if (c->i2v) {
+        if (!(t = req(d, lg, "img_emb.proj.0.weight", 1, &ret)))
+            return ret;
+        c->clip_dim = t->shape[0];
+    }
+    c->qk_norm = vd_ckpt_find(d->ck, "blocks.0.self_attn.norm_q.weight") != NULL;
+    c->cross_attn_norm = vd_ckpt_find(d->ck, "blocks.0.norm3.weight") != NULL;
+    c->eps = 1e-6f;
+    return 0;
+}
+
+static int load_block(vd_dit *d, int64_t i, vd_log *lg)
+{
+    const vd_dit_config *c = &d->cfg;
+    dit_block *b = &d->blocks[i];
+    int64_t D = c->dim;
+    char n[128];
+    int ret;
+#define P(...) (snprintf(n, sizeof(n), __VA_ARGS__), n)
+    if ((ret = get_table(d, lg, &b->mod, 6, P("blocks.%lld.modulation", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->sq, D, D, P("blocks.%lld.self_attn.q", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->sk, D, D, P("blocks.%lld.self_attn.k", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->sv, D, D, P("blocks.%lld.self_attn.v", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->so, D, D, P("blocks.%lld.self_attn.o", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->cq, D, D, P("blocks.%lld.cross_attn.q", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->ck, D, D, P("blocks.%lld.cross_attn.k", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->cv, D, D, P("blocks.%lld.cross_attn.v", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->co, D, D, P("blocks.%lld.cross_attn.o", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->ffn0, c->ffn_dim, D, P("blocks.%lld.ffn.0", (long long)i))) ||
+        (ret = get_linear(d, lg, &b->ffn2, D, c->ffn_dim, P("blocks.%lld.ffn.2", (long long)i))))
+        return ret;
+    if (c->qk_norm) {
+        if ((ret = get_vec(d, lg, &b->s_norm_q, D, 1,
+                           P("blocks.%lld.self_attn.norm_q.weight", (long long)i))) ||
+            (ret = get_vec(d, lg, &b->s_norm_k, D, 1,
+                           P("blocks.%lld.self_attn.norm_k.weight", (long long)i))) ||
+            (ret = get_vec(d, lg, &b->c_norm_q, D, 1,
+                           P("blocks.%lld.cross_attn.norm_q.weight", (long long)i))) ||
+            (ret = get_vec(d, lg, &b->c_norm_k, D, 1,
+                           P("blocks.%lld.cross_attn.norm_k.weight", (long long)i))))
+            return ret;
+    }
+    if (c->cross_attn_norm) {
+        if ((ret = get_vec(d, lg, &b->norm3_w, D, 1, P("blocks.%lld.norm3.weight", (long long)i))) ||
+            (ret = get_vec(d, lg, &b->norm3_b, D, 1, P("blocks.%lld.norm3.bias", (long long)i))))
+            return ret;
+    }
+    if (c->i2v) {
+        if ((ret = get_linear(d, lg, &b->ck_img, D, D,
+                              P("blocks.%lld.cross_attn.k_img", (long long)i))) ||
+            (ret = get_linear(d, lg, &b->cv_img, D, D,
+                              P("blocks.%lld.cross_attn.v_img", (long long)i))))
+            return ret;
+        if (c->qk_norm &&
+            (ret = get_vec(d, lg, &b->c_norm_k_img, D, 1,
+                           P("blocks.%lld.cross_attn.norm_k_img.weight", (long long)i))))
+            return ret;
+    }
+#undef P
+    return 0;
+}
+
+int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log *lg,
+                   vd_dit **out)
+{
+    if (!out)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_load: no output pointer");
+    *out = NULL;
+    if (!ck)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_load: no checkpoint");
+    vd_dit *d = vd_calloc(sizeof(*d));
+    if (!d)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    d->ck = ck;
+    int ret = read_config(d, text_len, n_heads, lg);
+    if (ret)
+        goto fail;
+    const vd_dit_config *c = &d->cfg;
+    int64_t D = c->dim, pv = c->patch[0] * c->patch[1] * c->patch[2];
+
+    /* The Conv3d with kernel = stride = patch is a linear layer over the
+     * flattened patch [C, pt, ph, pw]: view its weight as 2-D. */
+    const vt_tensor *pw = vd_ckpt_find(ck, "patch_embedding.weight"), *pb;
+    int64_t bs[1] = { D };
+    if ((ret = vd_ckpt_get(ck, lg, "patch_embedding.bias", 1, bs, &pb)))
+        goto fail;
+    vt_tensor pw2 = *pw;
+    pw2.ndim = 2;
+    pw2.shape[1] = c->in_dim * pv;
+    if ((ret = vk_linear_init(&d->patch, &pw2, pb))) {
+        ret = vd_err(lg, ret, "%s: tensor 'patch_embedding.weight' (%s): cannot prepare this layer",
+                     vd_ckpt_file(ck, pw), vt_dtype_name(pw->dtype));
+        goto fail;
+    }
+    if ((ret = get_linear(d, lg, &d->time0, D, c->freq_dim, "time_embedding.0")) ||
+        (ret = get_linear(d, lg, &d->time2, D, D, "time_embedding.2")) ||
+        (ret = get_linear(d, lg, &d->tproj, 6 * D, D, "time_projection.1")) ||
+        (ret = get_linear(d, lg, &d->text0, D, c->text_dim, "text_embedding.0")) ||
+        (ret = get_linear(d, lg, &d->text2, D, D, "text_embedding.2")) ||
+        (ret = get_linear(d, lg, &d->head, pv * c->out_dim, D, "head.head")) ||
+        (ret = get_table(d, lg, &d->head_mod, 2, "head.modulation")))
+        goto fail;
+    if (c->i2v) {
+        int64_t cd = c->clip_dim;
+        if ((ret = get_vec(d, lg, &d->img_ln0_w, cd, 1, "img_emb.proj.0.weight")) ||
+            (ret = get_vec(d, lg, &d->img_ln0_b, cd, 1, "img_emb.proj.0.bias")) ||
+            (ret = get_linear(d, lg, &d->img1, cd, cd, "img_emb.proj.1")) ||
+            (ret = get_linear(d, lg, &d->img3, D, cd, "img_emb.proj.3")) ||
+            (ret = get_vec(d, lg, &d->img_ln4_w, D, 1, "img_emb.proj.4.weight")) ||
+            (ret = get_vec(d, lg, &d->img_ln4_b, D, 1, "img_emb.proj.4.bias")))
+            goto fail;
+    }
+    d->blocks = vd_calloc((size_t)c->n_layers * sizeof(*d->blocks));
+    if (!d->blocks) {
+        ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int64_t i = 0; i < c->n_layers; i++)
+        if ((ret = load_block(d, i, lg)))
+            goto fail;
+    *out = d;
+    return 0;
+fail:
+    vd_dit_free(&d);
+    return ret;
+}
+
+int vd_dit_load(const vd_ckpt *ck, int64_t text_len, vd_log *lg, vd_dit **out)
+{
+    return vd_dit_load_ex(ck, text_len, 0, lg, out);
+}
+
+void vd_dit_free(vd_dit **pd)
+{
+    vd_dit *d = pd ? *pd : NULL;
+    if (!d)
+        return;
+    if (d->blocks) {
+        for (int64_t i = 0; i < d->cfg.n_layers; i++) {
+            dit_block *b = &d->blocks[i];
+            vk_linear *ls[] = { &b->sq, &b->sk, &b->sv, &b->so, &b->cq, &b->ck,
+                                &b->cv, &b->co, &b->ck_img, &b->cv_img, &b->ffn0, &b->ffn2 };
+            for (size_t k = 0; k < VD_ARRAY_SIZE(ls); k++)
+                vk_linear_free(ls[k]);
+            float *vs[] = { b->mod, b->s_norm_q, b->s_norm_k, b->c_norm_q, b->c_norm_k,
+                            b->c_norm_k_img, b->norm3_w, b->norm3_b };
+            for (size_t k = 0; k < VD_ARRAY_SIZE(vs); k++)
+                vd_free(vs[k]);
+        }
+        vd_free(d->blocks);
+    }
+    vk_linear *ls[] = { &d->patch, &d->time0, &d->time2, &d->tproj, &d->text0,
+                        &d->text2, &d->head, &d->img1, &d->img3 };
+    for (size_t k = 0; k < VD_ARRAY_SIZE(ls); k++)
+        vk_linear_free(ls[k]);
+    vd_free(d->head_mod);
+    vd_free(d->img_ln0_w);
+    vd_free(d->img_ln0_b);
+    vd_free(d->img_ln4_w);
+    vd_free(d->img_ln4_b);
+    vd_free(d);
+    *pd = NULL;
+}
+
+const vd_dit_config *vd_dit_get_config(const vd_dit *d)
+{
+    return d ? &d->cfg : NULL;
+}
+
+/* ---- run context ------------------------------------------------------- */
+
+static int64_t patch_vol(const vd_dit_config *c)
+{
+    return c->patch[0] * c->patch[1] * c->patch[2];
+}
+
+/* Floats of the work area for n tokens: q, k, v, attention output (4 [L, D])
+ * during attention; the FFN hidden layer [L, ffn] later; patches and head
+ * output at the ends. */
+static size_t work_floats(const vd_dit_config *c, int64_t n)
+{
+    int64_t pv = patch_vol(c);
+    int64_t m = VD_MAX(4 * c->dim, c->ffn_dim);
+    m = VD_MAX(m, c->in_dim * pv);
+    m = VD_MAX(m, c->out_dim * pv);
+    return (size_t)(n * m);
+}
+
+size_t vd_dit_run_bytes(const vd_dit *d, int64_t n_tok)
+{
+    const vd_dit_config *c = &d->cfg;
+    size_t f = 3 * (size_t)(n_tok * c->dim) + work_floats(c, n_tok) +
+               (size_t)(n_tok * c->head_dim);
+    return f * sizeof(float);
+}
+
+size_t vd_dit_cond_bytes(const vd_dit *d, int64_t n_clip)
+{
+    const vd_dit_config *c = &d->cfg;
+    int64_t n_img = c->i2v ? n_clip : 0;
+    return (size_t)(2 * (c->text_len + n_img) * c->dim * c->n_layers) * sizeof(float);
+}
+
+vd_dit_run *vd_dit_run_new(const vd_dit *d, vk_ctx *kc)
+{
+    if (!d || !kc)
+        return NULL;
+    vd_dit_run *r = vd_calloc(sizeof(*r));
+    if (!r)
+        return NULL;
+    r->d = d;
+    r->kc = kc;
+    const vd_dit_config *c = &d->cfg;
+    r->sinus = vd_malloc((size_t)c->freq_dim * sizeof(float));
+    r->e = vd_malloc((size_t)c->dim * sizeof(float));
+    r->tmp = vd_malloc((size_t)c->dim * sizeof(float));
+    r->e0 = vd_malloc((size_t)(6 * c->dim) * sizeof(float));
+    r->mod = vd_malloc((size_t)(6 * c->dim) * sizeof(float));
+    if (!r->sinus || !r->e || !r->tmp || !r->e0 || !r->mod)
+        vd_dit_run_free(&r);
+    return r;
+}
+
+static void free_acts(vd_dit_run *r)
+{
+    vd_free(r->x);
+    vd_free(r->h);
+    vd_free(r->y);
+    vd_free(r->work);
+    r->x = r->h = r->y = r->work = NULL;
+    r->cap_tok = 0;
+}
+
+void vd_dit_run_free(vd_dit_run **pr)
+{
+    vd_dit_run *r = pr ? *pr : NULL;
+    if (!r)
+        return;
+    free_acts(r);
+    vd_free(r->rope);
+    vd_free(r->sinus);
+    vd_free(r->e);
+    vd_free(r->tmp);
+    vd_free(r->e0);
+    vd_free(r->mod);
+    vd_free(r);
+    *pr = NULL;
+}
+
+void vd_dit_run_set_tap(vd_dit_run *r, vd_dit_tap_fn fn, void *user)
+{
+    if (!r)
+        return;
+    r->tap = fn;
+    r->tap_user = user;
+}
+
+static void tap(vd_dit_run *r, const char *name, const float *x, size_t n)
+{
+    if (r->tap)
+        r->tap(r->tap_user, name, x, n);
+}
+
+static int ensure_acts(vd_dit_run *r, int64_t n)
+{
+    if (n <= r->cap_tok)
+        return 0;
+    free_acts(r);
+    const vd_dit_config *c = &r->d->cfg;
+    size_t ld = (size_t)(n * c->dim) * sizeof(float);
+    r->x = vd_malloc(ld);
+    r->h = vd_malloc(ld);
+    r->y = vd_malloc(ld);
+    r->work = vd_malloc(work_floats(c, n) * sizeof(float));
+    if (!r->x || !r->h || !r->y || !r->work) {
+        free_acts(r);
+        return vd_err(r->kc->log, VDIT_ERR_NOMEM,
+                      "out of memory for the activations of %lld tokens", (long long)n);
+    }
+    r->cap_tok = n;
+    return 0;
+}
+
+/* ---- condition ----------------------------------------------------------- */
+
+static float *cond_k(const vd_dit_cond *cd, int64_t i)
+{
+    int64_t D = cd->d->cfg.dim;
+    return cd->kv + (size_t)(i * 2 * (cd->n_txt + cd->n_img) * D);
+}
+
+int vd_dit_cond_new(vd_dit_run *r, const float *context, int64_t n_ctx, const float *clip_fea,
+                    int64_t n_clip, vd_dit_cond **out)
+{
+    if (!out)
+        return VDIT_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!r)
+        return VDIT_ERR_INVALID_ARG;
+    const vd_dit *d = r->d;
+    const vd_dit_config *c = &d->cfg;
+    vk_ctx *kc = r->kc;
+    vd_log *lg = kc->log;
+    int64_t D = c->dim, T = c->text_len;
+    if (n_ctx < 0 || n_ctx > T || (n_ctx && !context))
+        return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                      "text context of %lld tokens: must be 0..text_len (%lld)",
+                      (long long)n_ctx, (long long)T);
+    if (c->i2v && (n_clip <= 0 || !clip_fea))
+        return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                      "the image-to-video model needs CLIP image features");
+    if (!c->i2v && (n_clip || clip_fea))
+        return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                      "CLIP image features given to a text-to-video model");
+    int64_t n_img = c->i2v ? n_clip : 0;
+    int ret = 0;
+    float *pad = NULL, *hid = NULL, *emb = NULL;
+    vd_dit_cond *cd = vd_calloc(sizeof(*cd));
+    if (!cd)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    cd->d = d;
+    cd->n_txt = T;
+    cd->n_img = n_img;
+    int64_t wmax = VD_MAX(T, n_img);
+    int64_t wcol = VD_MAX(VD_MAX(c->text_dim, D), c->clip_dim);
+    cd->kv = vd_malloc(vd_dit_cond_bytes(d, n_img));
+    pad = vd_calloc((size_t)(wmax * wcol) * sizeof(float));
+    hid = vd_malloc((size_t)(wmax * wcol) * sizeof(float));
+    emb = vd_malloc((size_t)((T + n_img) * D) * sizeof(float));
+    if (!cd->kv || !pad || !hid || !emb) {
+        ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory for the text condition");
+        goto fail;
+    }
+    /* Text: zero-padded to text_len, then the MLP (the padding rows become
+     * text_embedding(0), which cross-attention sees: no key mask). */
+    if (n_ctx)
+        memcpy(pad, context, (size_t)(n_ctx * c->text_dim) * sizeof(float));
+    float *ctx = emb, *img = emb + T * D; /* [T, D], [n_img, D] */
+    kc->f->linear(kc, &d->text0, pad, T, hid, VK_ACT_GELU_TANH);
+    kc->f->linear(kc, &d->text2, hid, T, ctx, VK_ACT_NONE);
+    tap(r, "inter/context_emb", ctx, (size_t)(T * D));
+    if (n_img) {
+        /* MLPProj: LN(eps 1e-5) -> Linear -> GELU(erf) -> Linear -> LN(eps 1e-5) */
+        int64_t cd_ = c->clip_dim;
+        kc->f->layernorm(kc, clip_fea, pad, n_img, cd_, d->img_ln0_w, d->img_ln0_b, IMG_LN_EPS);
+        kc->f->linear(kc, &d->img1, pad, n_img, hid, VK_ACT_GELU_ERF);
+        kc->f->linear(kc, &d->img3, hid, n_img, img, VK_ACT_NONE);
+        kc->f->layernorm(kc, img, img, n_img, D, d->img_ln4_w, d->img_ln4_b, IMG_LN_EPS);
+        tap(r, "inter/clip_context", img, (size_t)(n_img * D));
+    }
+    for (int64_t i = 0; i < c->n_layers; i++) {
+        const dit_block *b = &d->blocks[i];
+        float *k = cond_k(cd, i), *v = k + T * D;
+        kc->f->linear(kc, &b->ck, ctx, T, k, VK_ACT_NONE);
+        if (b->c_norm_k)
+            kc->f->rmsnorm(kc, k, k, T, D, b->c_norm_k, c->eps);
+        kc->f->linear(kc, &b->cv, ctx, T, v, VK_ACT_NONE);
+        if (n_img) {
+            float *ki = v + T * D, *vi = ki + n_img * D;
+            kc->f->linear(kc, &b->ck_img, img, n_img, ki, VK_ACT_NONE);
+            if (b->c_norm_k_img)
+                kc->f->rmsnorm(kc, ki, ki, n_img, D, b->c_norm_k_img, c->eps);
+            kc->f->linear(kc, &b->cv_img, img, n_img, vi, VK_ACT_NONE);
+        }
+    }
+    vd_free(pad);
+    vd_free(hid);
+    vd_free(emb);
+    *out = cd;
+    return 0;
+fail:
+    vd_free(pad);
+    vd_free(hid);
+    vd_free(emb);
+    vd_dit_cond_free(&cd);
+    return ret;
+}
+
+void vd_dit_cond_free(vd_dit_cond **pc)
+{
+    vd_dit_cond *cd = pc ? *pc : NULL;
+    if (!cd)
+        return;
+    vd_free(cd->kv);
+    vd_free(cd);
+    *pc = NULL;
+}
+
+/* ---- patches ------------------------------------------------------------- */
+
+void vd_dit_patchify(const float *x, int64_t c, int64_t f, int64_t h, int64_t w,
+                     const int64_t patch[3], int chan_last, float *tok)
+{
+    int64_t pt = patch[0], ph = patch[1], pw = patch[2];
+    int64_t gf = f / pt, gh = h / ph, gw = w / pw, pv = pt * ph * pw;
+    for (int64_t tf = 0; tf < gf; tf++)
+        for (int64_t th = 0; th < gh; th++)
+            for (int64_t tw = 0; tw < gw; tw++) {
+                float *row = tok + ((tf * gh + th) * gw + tw) * c * pv;
+                for (int64_t ch = 0; ch < c; ch++)
+                    for (int64_t a = 0; a < pt; a++)
+                        for (int64_t b = 0; b < ph; b++) {
+                            const float *src =
+                                x + ((ch * f + tf * pt + a) * h + th * ph + b) * w + tw * pw;
+                            for (int64_t e = 0; e < pw; e++) {
+                                int64_t j = chan_last ? ((a * ph + b) * pw + e) * c + ch
+                                                      : ((ch * pt + a) * ph + b) * pw + e;
+                                row[j] = src[e];
+                            }
+                        }
+            }
+}
+
+void vd_dit_unpatchify(const float *tok, int64_t c, int64_t f, int64_t h, int64_t w,
+                       const int64_t patch[3], int chan_last, float *x)
+{
+    int64_t pt = patch[0], ph = patch[1], pw = patch[2];
+    int64_t gf = f / pt, gh = h / ph, gw = w / pw, pv = pt * ph * pw;
+    for (int64_t tf = 0; tf < gf; tf++)
+        for (int64_t th = 0; th < gh; th++)
+            for (int64_t tw = 0; tw < gw; tw++) {
+                const float *row = tok + ((tf * gh + th) * gw + tw) * c * pv;
+                for (int64_t ch = 0; ch < c; ch++)
+                    for (int64_t a = 0; a < pt; a++)
+                        for (int64_t b = 0; b < ph; b++) {
+                            float *dst = x + ((ch * f + tf * pt + a) * h + th * ph + b) * w + tw * pw;
+                            for (int64_t e = 0; e < pw; e++) {
+                                int64_t j = chan_last ? ((a * ph + b) * pw + e) * c + ch
+                                                      : ((ch * pt + a) * ph + b) * pw + e;
+                                dst[e] = row[j];
+                            }
+                        }
+            }
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+/* Sinusoidal timestep embedding: angle_k = t * 10000^(-k/half), [cos, sin],
+ * in double then rounded to fp32 as the reference does. */
+static void time_sinusoid(float t, int64_t dim, float *out)
+{
+    int64_t half = dim / 2;
+    for (int64_t k = 0; k < half; k++) {
+        double a = (double)t * pow(10000.0, -(double)k / (double)half);
+        out[k] = (float)cos(a);
+        out[half + k] = (float)sin(a);
+    }
+}
+
+/* m = table + e0 rearranged for fused LayerNorm calls:
+ * [shift1, 1 + scale1, gate1, shift2, 1 + scale2, gate2]. */
+static void block_mod(const float *table, const float *e0, int64_t D, float *m)
+{
+    for (int64_t j = 0; j < 6 * D; j++)
+        m[j] = table[j] + e0[j];
+    for (int64_t j = 0; j < D; j++) {
+        m[D + j] = 1.0f + m[D + j];
+        m[4 * D + j] = 1.0f + m[4 * D + j];
+    }
+}
+
+static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, int64_t i,
+                      int64_t L)
+{
+    const vd_dit_config *c = &r->d->cfg;
+    vk_ctx *kc = r->kc;
+    const vk_funcs *f = kc->f;
+    int64_t D = c->dim, H = c->n_heads, hd = c->head_dim;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    float *x = r->x, *h = r->h, *y = r->y, *m = r->mod;
+    float *q = r->work, *k = q + L * D, *v = k + L * D, *o = v + L * D;
+
+    block_mod(b->mod, r->e0, D, m);
+
+    /* self-attention */
+    f->layernorm(kc, x, h, L, D, m + D, m, c->eps);
+    f->linear(kc, &b->sq, h, L, q, VK_ACT_NONE);
+    f->linear(kc, &b->sk, h, L, k, VK_ACT_NONE);
+    f->linear(kc, &b->sv, h, L, v, VK_ACT_NONE);
+    if (b->s_norm_q) {
+        f->rmsnorm(kc, q, q, L, D, b->s_norm_q, c->eps);
+        f->rmsnorm(kc, k, k, L, D, b->s_norm_k, c->eps);
+    }
+    f->rope(kc, q, L, H, hd, D, r->rope);
+    f->rope(kc, k, L, H, hd, D, r->rope);
+    f->attention(kc, q, D, k, D, v, D, o, D, H, hd, L, L, L, scale, NULL);
+    f->linear(kc, &b->so, o, L, y, VK_ACT_NONE);
+    f->add_gated(kc, x, y, L, D, m + 2 * D);
+
+    /* cross-attention, K/V from the cond */
+    if (b->norm3_w)
+        f->layernorm(kc, x, h, L, D, b->norm3_w, b->norm3_b, c->eps);
+    else
+        memcpy(h, x, (size_t)(L * D) * sizeof(float));
+    f->linear(kc, &b->cq, h, L, q, VK_ACT_NONE);
+    if (b->c_norm_q)
+        f->rmsnorm(kc, q, q, L, D, b->c_norm_q, c->eps);
+    const float *ck = cond_k(cd, i), *cv = ck + cd->n_txt * D;
+    f->attention(kc, q, D, ck, D, cv, D, o, D, H, hd, L, cd->n_txt, cd->n_txt, scale, NULL);
+    if (cd->n_img) {
+        const float *ki = cv + cd->n_txt * D, *vi = ki + cd->n_img * D;
+        f->attention(kc, q, D, ki, D, vi, D, k, D, H, hd, L, cd->n_img, cd->n_img, scale, NULL);
+        f->add_gated(kc, o, k, L, D, NULL);
+    }
+    f->linear(kc, &b->co, o, L, y, VK_ACT_NONE);
+    f->add_gated(kc, x, y, L, D, NULL);
+
+    /* feed-forward; its hidden layer reuses the whole work area */
+    f->layernorm(kc, x, h, L, D, m + 4 * D, m + 3 * D, c->eps);
+    f->linear(kc, &b->ffn0, h, L, r->work, VK_ACT_GELU_TANH);
+    f->linear(kc, &b->ffn2, r->work, L, y, VK_ACT_NONE);
+    f->add_gated(kc, x, y, L, D, m + 5 * D);
+}
+
+int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
+                   int64_t w, float t, const vd_dit_cond *cond, float *out)
+{
+    if (!r)
+        return VDIT_ERR_INVALID_ARG;
+    const vd_dit *d = r->d;
+    const vd_dit_config *c = &d->cfg;
+    vk_ctx *kc = r->kc;
+    vd_log *lg = kc->log;
+    int64_t D = c->dim, pv = patch_vol(c);
+    if (!x || !out || !cond)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_forward: missing x, out or cond");
+    if (cond->d != d)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_forward: cond made for another model");
+    if (f <= 0 || h <= 0 || w <= 0 || f % c->patch[0] || h % c->patch[1] || w % c->patch[2] ||
+        f > 4096 || h > 65536 || w > 65536)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                      "latent %lldx%lldx%lld does not split into %lldx%lldx%lld patches",
+                      (long long)f, (long long)h, (long long)w, (long long)c->patch[0],
+                      (long long)c->patch[1], (long long)c->patch[2]);
+    if (c->i2v && !y)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                      "the image-to-video model needs the conditioning latent y");
+    if (!c->i2v && y)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "y given to a text-to-video model");
+    /* i2v: x is the noisy latent (out_dim channels), y the rest */
+    int64_t x_ch = c->i2v ? c->out_dim : c->in_dim;
+    int64_t y_ch = c->in_dim - x_ch;
+    if (y_ch < 0)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "in_dim %lld < out_dim %lld",
+                      (long long)c->in_dim, (long long)c->out_dim);
+    int64_t gf = f / c->patch[0], gh = h / c->patch[1], gw = w / c->patch[2];
+    int64_t L = gf * gh * gw;
+    int ret = ensure_acts(r, L);
+    if (ret)
+        return ret;
+    if (!r->rope || r->rope_f != gf || r->rope_h != gh || r->rope_w != gw) {
+        vd_free(r->rope);
+        r->rope = vk_rope3d_table(gf, gh, gw, c->head_dim, 10000.0, 0, 0, 0);
+        if (!r->rope)
+            return vd_err(lg, VDIT_ERR_NOMEM, "out of memory for the rotary table");
+        r->rope_f = gf;
+        r->rope_h = gh;
+        r->rope_w = gw;
+    }
+    const vk_funcs *fn = kc->f;
+
+    /* time embedding */
+    time_sinusoid(t, c->freq_dim, r->sinus);
+    tap(r, "inter/t_sinusoid", r->sinus, (size_t)c->freq_dim);
+    fn->linear(kc, &d->time0, r->sinus, 1, r->tmp, VK_ACT_SILU);
+    fn->linear(kc, &d->time2, r->tmp, 1, r->e, VK_ACT_NONE);
+    tap(r, "inter/e", r->e, (size_t)D);
+    memcpy(r->tmp, r->e, (size_t)D * sizeof(float));
+    fn->act(kc, r->tmp, D, VK_ACT_SILU);
+    fn->linear(kc, &d->tproj, r->tmp, 1, r->e0, VK_ACT_NONE);
+    tap(r, "inter/e0", r->e0, (size_t)(6 * D));
+
+    /* patch embedding: x and y side by side on channels */
+    float *pt = r->work;
+    int64_t row = c->in_dim * pv;
+    vd_dit_patchify(x, x_ch, f, h, w, c->patch, 0, pt);
+    if (y_ch) {
+        /* y's patches go after x's in every row: patchify y alone, then
+         * interleave (rows are short; this is not on the hot path). */
+        float *tmp = r->y;
+        if ((size_t)(L * y_ch * pv) > (size_t)(L * D)) {
+            tmp = vd_malloc((size_t)(L * y_ch * pv) * sizeof(float));
+            if (!tmp)
+                return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+        }
+        vd_dit_patchify(y, y_ch, f, h, w, c->patch, 0, tmp);
+        for (int64_t l = L - 1; l >= 0; l--) {
+            memmove(pt + l * row, pt + l * x_ch * pv, (size_t)(x_ch * pv) * sizeof(float));
+            memcpy(pt + l * row + x_ch * pv, tmp + l * y_ch * pv,
+                   (size_t)(y_ch * pv) * sizeof(float));
+        }
+        if (tmp != r->y)
+            vd_free(tmp);
+    }
+    fn->linear(kc, &d->patch, pt, L, r->x, VK_ACT_NONE);
+    tap(r, "inter/patch_tokens", r->x, (size_t)(L * D));
+
+    for (int64_t i = 0; i < c->n_layers; i++) {
+        run_block(r, &d->blocks[i], cond, i, L);
+        if (r->tap) {
+            char name[48];
+            snprintf(name, sizeof(name), "inter/block%lld_out", (long long)i);
+            tap(r, name, r->x, (size_t)(L * D));
+        }
+    }
+
+    /* head: modulation from e (not e0) */
+    float *m = r->mod;
+    for (int64_t j = 0; j < D; j++) {
+        m[j] = d->head_mod[j] + r->e[j];
+        m[D + j] = 1.0f + (d->head_mod[D + j] + r->e[j]);
+    }
+    fn->layernorm(kc, r->x, r->h, L, D, m + D, m, c->eps);
+    fn->linear(kc, &d->head, r->h, L, r->work, VK_ACT_NONE);
+    tap(r, "inter/head_out", r->work, (size_t)(L * pv * c->out_dim));
+    vd_dit_unpatchify(r->work, c->out_dim, f, h, w, c->patch, 1, out);
+    return 0;
+}
+
+double vd_dit_flops(const vd_dit_config *c, int64_t L)
+{
+    double D = (double)c->dim, n = (double)L, T = (double)c->text_len;
+    double pv = (double)(c->patch[0] * c->patch[1] * c->patch[2]);
+    double blk = 2 * n * D * D * 4       /* self q k v o */
+                 + 2 * 2 * n * n * D     /* self scores + values */
+                 + 2 * n * D * D * 2     /* cross q o */
+                 + 2 * 2 * n * T * D     /* cross scores + values */
+                 + 2 * 2 * n * D * (double)c->ffn_dim; /* ffn */
+    return blk * (double)c->n_layers + 2 * n * D * (double)c->in_dim * pv +
+           2 * n * D * (double)c->out_dim * pv;
+}
