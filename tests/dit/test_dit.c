@@ -1,0 +1,648 @@
+/* DiT tests: the pieces (patches, 3-axis RoPE, modulation) against naive
+ * versions, and loading: the conformance dit_tiny weights rewritten by this
+ * test in the diffusers layout (2 shards + index, bf16 and fp16) and as a
+ * prefixed single file, broken files, odd latent grids, buffer reuse.
+ *
+ * usage: test_dit DIT_TINY_DIR TMP_DIR */
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "dit/dit.h"
+#include "t.h"
+
+/* ---- pieces ------------------------------------------------------------ */
+
+static void test_patches(void)
+{
+    const int64_t patches[2][3] = { { 1, 2, 2 }, { 2, 2, 3 } };
+    for (int pi = 0; pi < 2; pi++) {
+        const int64_t *p = patches[pi];
+        int64_t c = 3, f = 2 * p[0], h = 3 * p[1], w = 2 * p[2];
+        int64_t n = c * f * h * w;
+        float *x = malloc(sizeof(float) * n), *tok = malloc(sizeof(float) * n),
+              *back = malloc(sizeof(float) * n);
+        t_rng r = { 11 };
+        t_fill(&r, x, n, 1);
+        for (int cl = 0; cl < 2; cl++) {
+            vd_dit_patchify(x, c, f, h, w, p, cl, tok);
+            /* every element where the documented formula puts it */
+            int bad = 0;
+            int64_t gh = h / p[1], gw = w / p[2], pv = p[0] * p[1] * p[2];
+            for (int64_t ch = 0; ch < c; ch++)
+                for (int64_t ff = 0; ff < f; ff++)
+                    for (int64_t hh = 0; hh < h; hh++)
+                        for (int64_t ww = 0; ww < w; ww++) {
+                            int64_t l = ((ff / p[0]) * gh + hh / p[1]) * gw + ww / p[2];
+                            int64_t a = ff % p[0], b = hh % p[1], e = ww % p[2];
+                            int64_t j = cl ? ((a * p[1] + b) * p[2] + e) * c + ch
+                                           : ((ch * p[0] + a) * p[1] + b) * p[2] + e;
+                            bad += tok[l * c * pv + j] != x[((ch * f + ff) * h + hh) * w + ww];
+                        }
+            T_CHECK(bad == 0, "patchify (patch %d, chan_last %d): %d misplaced", pi, cl, bad);
+            memset(back, 0, sizeof(float) * n);
+            vd_dit_unpatchify(tok, c, f, h, w, p, cl, back);
+            T_CHECK(!memcmp(back, x, sizeof(float) * n), "unpatchify(patchify(x)) != x");
+        }
+        free(x);
+        free(tok);
+        free(back);
+    }
+}
+
+/* RoPE straight from the README: pair i of a head is rotated by pos * theta_j
+ * where the first c - 2(c/3) pairs take the frame index (n = d - 4(d/6)),
+ * the next c/3 the row and the last c/3 the column (n = 2(d/6)). */
+static void naive_rope(double *x, int64_t f, int64_t h, int64_t w, int64_t heads, int64_t d)
+{
+    int64_t c = d / 2, nr = c / 3, nf = c - 2 * nr;
+    double n_f = (double)(d - 4 * (d / 6)), n_r = (double)(2 * (d / 6));
+    for (int64_t tf = 0; tf < f; tf++)
+        for (int64_t th = 0; th < h; th++)
+            for (int64_t tw = 0; tw < w; tw++) {
+                double *row = x + ((tf * h + th) * w + tw) * heads * d;
+                for (int64_t hd = 0; hd < heads; hd++)
+                    for (int64_t i = 0; i < c; i++) {
+                        double ang;
+                        if (i < nf)
+                            ang = (double)tf * pow(10000.0, -2.0 * (double)i / n_f);
+                        else if (i < nf + nr)
+                            ang = (double)th * pow(10000.0, -2.0 * (double)(i - nf) / n_r);
+                        else
+                            ang = (double)tw * pow(10000.0, -2.0 * (double)(i - nf - nr) / n_r);
+                        double *p = row + hd * d + 2 * i, a = p[0], b = p[1];
+                        p[0] = a * cos(ang) - b * sin(ang);
+                        p[1] = a * sin(ang) + b * cos(ang);
+                    }
+            }
+}
+
+static void test_rope(vk_ctx *kc)
+{
+    const int64_t cases[][5] = { { 3, 4, 5, 2, 16 }, { 2, 3, 7, 1, 128 }, { 1, 1, 6, 3, 20 },
+                                 { 5, 2, 1, 2, 32 } };
+    for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+        int64_t f = cases[ci][0], h = cases[ci][1], w = cases[ci][2], heads = cases[ci][3],
+                d = cases[ci][4], L = f * h * w, n = L * heads * d;
+        float *x = malloc(sizeof(float) * n);
+        double *xd = malloc(sizeof(double) * n);
+        t_rng r = { 5 + ci };
+        t_fill(&r, x, n, 2);
+        for (int64_t i = 0; i < n; i++)
+            xd[i] = x[i];
+        float *cs = vk_rope3d_table(f, h, w, d, 10000.0, 0, 0, 0);
+        T_CHECK(cs != NULL, "rope table");
+        if (!cs)
+            return;
+        kc->f->rope(kc, x, L, heads, d, heads * d, cs);
+        naive_rope(xd, f, h, w, heads, d);
+        double m = 0;
+        for (int64_t i = 0; i < n; i++)
+            m = fmax(m, fabs(x[i] - xd[i]));
+        T_CHECK(m < 2e-5, "rope %lldx%lldx%lld d=%lld vs naive: max_abs %g", (long long)f,
+                (long long)h, (long long)w, (long long)d, m);
+        vd_free(cs);
+        free(x);
+        free(xd);
+    }
+}
+
+/* adaLN: LN(x)(1 + scale) + shift, as the model computes it (one LayerNorm
+ * with weight 1 + scale, bias shift) and as layernorm + modulate. */
+static void test_modulation(vk_ctx *kc)
+{
+    int64_t rows = 7, dim = 96;
+    float *x = malloc(sizeof(float) * rows * dim), *a = malloc(sizeof(float) * rows * dim),
+          *b = malloc(sizeof(float) * rows * dim), sh[96], sc[96], w1[96];
+    t_rng r = { 77 };
+    t_fill(&r, x, rows * dim, 3);
+    t_fill(&r, sh, dim, 0.5f);
+    t_fill(&r, sc, dim, 0.5f);
+    for (int i = 0; i < dim; i++)
+        w1[i] = 1.0f + sc[i];
+    kc->f->layernorm(kc, x, a, rows, dim, w1, sh, 1e-6f);
+    kc->f->layernorm(kc, x, b, rows, dim, NULL, NULL, 1e-6f);
+    kc->f->modulate(kc, b, rows, dim, sh, sc);
+    double ma = 0, mb = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        double mu = 0, var = 0;
+        for (int64_t j = 0; j < dim; j++)
+            mu += x[i * dim + j];
+        mu /= dim;
+        for (int64_t j = 0; j < dim; j++)
+            var += (x[i * dim + j] - mu) * (x[i * dim + j] - mu);
+        var /= dim;
+        for (int64_t j = 0; j < dim; j++) {
+            double want = (x[i * dim + j] - mu) / sqrt(var + 1e-6) * (1.0 + sc[j]) + sh[j];
+            ma = fmax(ma, fabs(a[i * dim + j] - want));
+            mb = fmax(mb, fabs(b[i * dim + j] - want));
+        }
+    }
+    T_CHECK(ma < 1e-5, "fused LayerNorm modulation vs naive: %g", ma);
+    T_CHECK(mb < 1e-5, "layernorm + modulate vs naive: %g", mb);
+    free(x);
+    free(a);
+    free(b);
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+typedef struct wt {
+    const char *name;
+    vt_dtype dtype;
+    int ndim;
+    int64_t shape[VT_MAX_DIMS];
+    const void *data;
+} wt;
+
+static int write_st(const char *path, const wt *ts, int n)
+{
+    size_t cap = 256 + (size_t)n * 256, len = 0, off = 0;
+    char *h = malloc(cap);
+    len += (size_t)snprintf(h + len, cap - len, "{");
+    for (int i = 0; i < n; i++) {
+        size_t nb = vt_dtype_size(ts[i].dtype);
+        for (int k = 0; k < ts[i].ndim; k++)
+            nb *= (size_t)ts[i].shape[k];
+        len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                                i ? "," : "", ts[i].name, vt_dtype_name(ts[i].dtype));
+        for (int k = 0; k < ts[i].ndim; k++)
+            len += (size_t)snprintf(h + len, cap - len, "%s%lld", k ? "," : "",
+                                    (long long)ts[i].shape[k]);
+        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
+        off += nb;
+    }
+    len += (size_t)snprintf(h + len, cap - len, "}");
+    while ((8 + len) % 8)
+        h[len++] = ' ';
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        free(h);
+        return -1;
+    }
+    uint64_t hl = len;
+    fwrite(&hl, 8, 1, fp);
+    fwrite(h, 1, len, fp);
+    for (int i = 0; i < n; i++) {
+        size_t nb = vt_dtype_size(ts[i].dtype);
+        for (int k = 0; k < ts[i].ndim; k++)
+            nb *= (size_t)ts[i].shape[k];
+        fwrite(ts[i].data, 1, nb, fp);
+    }
+    free(h);
+    return fclose(fp);
+}
+
+/* original name -> diffusers name, written independently of dit_keys.c */
+static void to_diffusers(const char *n, char *out, size_t sz)
+{
+    static const char *const map[][2] = {
+        { "time_embedding.0.", "condition_embedder.time_embedder.linear_1." },
+        { "time_embedding.2.", "condition_embedder.time_embedder.linear_2." },
+        { "time_projection.1.", "condition_embedder.time_proj." },
+        { "text_embedding.0.", "condition_embedder.text_embedder.linear_1." },
+        { "text_embedding.2.", "condition_embedder.text_embedder.linear_2." },
+        { "img_emb.proj.0.", "condition_embedder.image_embedder.norm1." },
+        { "img_emb.proj.1.", "condition_embedder.image_embedder.ff.net.0.proj." },
+        { "img_emb.proj.3.", "condition_embedder.image_embedder.ff.net.2." },
+        { "img_emb.proj.4.", "condition_embedder.image_embedder.norm2." },
+        { "head.modulation", "scale_shift_table" },
+        { "head.head.", "proj_out." },
+        { ".modulation", ".scale_shift_table" },
+        { ".self_attn.o.", ".attn1.to_out.0." },
+        { ".cross_attn.o.", ".attn2.to_out.0." },
+        { ".self_attn.norm_", ".attn1.norm_" },
+        { ".cross_attn.norm_k_img.", ".attn2.norm_added_k." },
+        { ".cross_attn.norm_", ".attn2.norm_" },
+        { ".cross_attn.k_img.", ".attn2.add_k_proj." },
+        { ".cross_attn.v_img.", ".attn2.add_v_proj." },
+        { ".self_attn.", ".attn1.to_" },
+        { ".cross_attn.", ".attn2.to_" },
+        { ".norm3.", ".norm2." },
+        { ".ffn.0.", ".ffn.net.0.proj." },
+        { ".ffn.2.", ".ffn.net.2." },
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        const char *p = strstr(n, map[i][0]);
+        if (p) {
+            snprintf(out, sz, "%.*s%s%s", (int)(p - n), n, map[i][1], p + strlen(map[i][0]));
+            return;
+        }
+    }
+    snprintf(out, sz, "%s", n);
+}
+
+typedef struct model_files {
+    int n;
+    wt *t;
+    char **names;
+    void **bufs;
+} model_files;
+
+/* All tensors of ck converted to `dt` (F32 means: rounded through `round_to`
+ * first, kept as F32), with names from `rename` (or unchanged). */
+static model_files convert(const vd_ckpt *ck, vt_dtype dt, vt_dtype round_to, int diffusers,
+                           const char *prefix)
+{
+    model_files m = { 0 };
+    m.n = (int)vd_ckpt_count(ck);
+    m.t = calloc((size_t)m.n, sizeof(*m.t));
+    m.names = calloc((size_t)m.n, sizeof(char *));
+    m.bufs = calloc((size_t)m.n, sizeof(void *));
+    for (int i = 0; i < m.n; i++) {
+        const vt_tensor *t = vd_ckpt_at(ck, (size_t)i);
+        int64_t ne = vt_nelem(t);
+        float *f = vd_tensor_f32(t);
+        char nm[256], full[300];
+        if (diffusers)
+            to_diffusers(t->name, nm, sizeof(nm));
+        else
+            snprintf(nm, sizeof(nm), "%s", t->name);
+        snprintf(full, sizeof(full), "%s%s", prefix ? prefix : "", nm);
+        m.names[i] = strdup(full);
+        uint16_t *h = malloc(2 * (size_t)ne);
+        for (int64_t k = 0; k < ne; k++) {
+            if (round_to == VT_F16)
+                h[k] = vt_f32_to_f16(f[k]);
+            else if (round_to == VT_BF16)
+                h[k] = vt_f32_to_bf16(f[k]);
+        }
+        if (dt == VT_F32) {
+            if (round_to != VT_F32)
+                for (int64_t k = 0; k < ne; k++)
+                    f[k] = round_to == VT_F16 ? vt_f16_to_f32(h[k]) : vt_bf16_to_f32(h[k]);
+            m.bufs[i] = f;
+            free(h);
+        } else {
+            m.bufs[i] = h;
+            vd_free(f);
+        }
+        m.t[i].name = m.names[i];
+        m.t[i].dtype = dt;
+        m.t[i].ndim = t->ndim;
+        memcpy(m.t[i].shape, t->shape, sizeof(t->shape));
+        m.t[i].data = m.bufs[i];
+    }
+    return m;
+}
+
+static void free_files(model_files *m)
+{
+    for (int i = 0; i < m->n; i++) {
+        free(m->names[i]);
+        if (m->t[i].dtype == VT_F32)
+            vd_free(m->bufs[i]);
+        else
+            free(m->bufs[i]);
+    }
+    free(m->t);
+    free(m->names);
+    free(m->bufs);
+}
+
+/* Diffusers folder: transformer/ with 2 shards and the index. */
+static int write_diffusers(const char *dir, const model_files *m)
+{
+    char p[4096];
+    snprintf(p, sizeof(p), "%s/transformer", dir);
+    if (mkdir(dir, 0755) && errno != EEXIST)
+        return -1;
+    if (mkdir(p, 0755) && errno != EEXIST)
+        return -1;
+    int half = m->n / 2;
+    const char *shard[2] = { "diffusion_pytorch_model-00001-of-00002.safetensors",
+                             "diffusion_pytorch_model-00002-of-00002.safetensors" };
+    snprintf(p, sizeof(p), "%s/transformer/%s", dir, shard[0]);
+    if (write_st(p, m->t, half))
+        return -1;
+    snprintf(p, sizeof(p), "%s/transformer/%s", dir, shard[1]);
+    if (write_st(p, m->t + half, m->n - half))
+        return -1;
+    snprintf(p, sizeof(p), "%s/transformer/diffusion_pytorch_model.safetensors.index.json", dir);
+    FILE *fp = fopen(p, "w");
+    if (!fp)
+        return -1;
+    fprintf(fp, "{\"metadata\":{\"total_size\":0},\"weight_map\":{");
+    for (int i = 0; i < m->n; i++)
+        fprintf(fp, "%s\"%s\":\"%s\"", i ? "," : "", m->t[i].name, shard[i >= half]);
+    fprintf(fp, "}}\n");
+    return fclose(fp);
+}
+
+typedef struct io_in {
+    float *x, *t, *ctx, *out;
+    int64_t n_ctx, c, f, h, w;
+} io_in;
+
+/* Loads `path` as users do (open, canonicalize, load) and runs x/t/context.
+ * Returns 0 and fills out (caller frees) or the error with lg.msg set. */
+static int run_model(const char *path, vk_ctx *kc, const io_in *io, int64_t f, int64_t h,
+                     int64_t w, const float *x, float **out, vd_log *lg)
+{
+    vd_ckpt *ck = NULL;
+    vd_dit *d = NULL;
+    vd_dit_run *r = NULL;
+    vd_dit_cond *cd = NULL;
+    *out = NULL;
+    int ret = vd_ckpt_open(path, lg, &ck);
+    if (!ret)
+        ret = vd_dit_canonicalize(ck, lg);
+    if (!ret)
+        ret = vd_dit_load_ex(ck, 16, 4, lg, &d);
+    if (!ret && !(r = vd_dit_run_new(d, kc)))
+        ret = VDIT_ERR_NOMEM;
+    if (!ret)
+        ret = vd_dit_cond_new(r, io->ctx, io->n_ctx, NULL, 0, &cd);
+    if (!ret) {
+        *out = vd_malloc(sizeof(float) * 16 * f * h * w);
+        ret = vd_dit_forward(r, x, NULL, f, h, w, io->t[0], cd, *out);
+    }
+    if (ret) {
+        vd_free(*out);
+        *out = NULL;
+    }
+    vd_dit_cond_free(&cd);
+    vd_dit_run_free(&r);
+    vd_dit_free(&d);
+    vd_ckpt_free(&ck);
+    return ret;
+}
+
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double rel;
+    t_maxabs(a, b, n, &rel);
+    return rel;
+}
+
+static void test_layouts(const char *tiny, const char *tmp, vk_ctx *kc, const io_in *io)
+{
+    char wpath[1024], p[4096], p2[2048];
+    vd_log lg = { 0 };
+    snprintf(wpath, sizeof(wpath), "%s/weights.safetensors", tiny);
+    size_t n = (size_t)(io->c * io->f * io->h * io->w);
+    float *ref = NULL;
+    int ret = run_model(wpath, kc, io, io->f, io->h, io->w, io->x, &ref, &lg);
+    T_CHECK(!ret, "original f32 load: %s", lg.msg);
+    if (ret)
+        return;
+    double rel;
+    double ma = t_maxabs(ref, io->out, n, &rel);
+    T_CHECK(ma < 1e-4 && rel < 3e-5, "f32 forward vs stored out: %g (%g)", ma, rel);
+
+    vd_ckpt *ck = NULL;
+    T_CHECK(!vd_ckpt_open(wpath, &lg, &ck), "%s", lg.msg);
+    if (!ck)
+        return;
+    const struct {
+        vt_dtype dt;
+        const char *tag;
+        double tol;
+    } dts[] = { { VT_BF16, "bf16", 3e-2 }, { VT_F16, "f16", 4e-3 } };
+    for (int k = 0; k < 2; k++) {
+        /* the same rounded values in f32 with original names: the exact
+         * expectation for the half-precision files */
+        model_files mr = convert(ck, VT_F32, dts[k].dt, 0, NULL);
+        snprintf(p, sizeof(p), "%s/rounded_%s.safetensors", tmp, dts[k].tag);
+        T_CHECK(!write_st(p, mr.t, mr.n), "write %s", p);
+        free_files(&mr);
+        float *exact = NULL, *got = NULL;
+        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &exact, &lg);
+        T_CHECK(!ret, "%s: %s", p, lg.msg);
+
+        model_files md = convert(ck, dts[k].dt, dts[k].dt, 1, NULL);
+        snprintf(p2, sizeof(p2), "%s/diffusers_%s", tmp, dts[k].tag);
+        T_CHECK(!write_diffusers(p2, &md), "write %s", p2);
+        free_files(&md);
+        snprintf(p, sizeof(p), "%s/transformer", p2);
+        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+        T_CHECK(!ret, "diffusers %s: %s", dts[k].tag, lg.msg);
+        if (got && exact) {
+            T_CHECK(rel_err(got, exact, n) < 1e-5, "diffusers %s vs same values in f32: rel %g",
+                    dts[k].tag, rel_err(got, exact, n));
+            T_CHECK(rel_err(got, ref, n) < dts[k].tol, "diffusers %s vs f32 original: rel %g",
+                    dts[k].tag, rel_err(got, ref, n));
+            printf("diffusers %s (2 shards + index): rel %.2e vs f32 weights, %.2e vs the same "
+                   "values in f32\n", dts[k].tag, rel_err(got, ref, n), rel_err(got, exact, n));
+        }
+        vd_free(got);
+        got = NULL;
+        /* the index file itself as the path */
+        snprintf(p, sizeof(p), "%s/transformer/diffusion_pytorch_model.safetensors.index.json", p2);
+        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+        T_CHECK(!ret && got && exact && rel_err(got, exact, n) < 1e-5, "index path %s: %s",
+                dts[k].tag, lg.msg);
+        vd_free(got);
+        got = NULL;
+
+        /* repackaged single file with a prefix, half precision */
+        model_files mp = convert(ck, dts[k].dt, dts[k].dt, 0, "model.diffusion_model.");
+        snprintf(p, sizeof(p), "%s/prefixed_%s.safetensors", tmp, dts[k].tag);
+        T_CHECK(!write_st(p, mp.t, mp.n), "write %s", p);
+        free_files(&mp);
+        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+        T_CHECK(!ret && got && exact && rel_err(got, exact, n) < 1e-5, "prefixed %s: %s",
+                dts[k].tag, lg.msg);
+        vd_free(got);
+        vd_free(exact);
+    }
+
+    /* broken files: every error names the file and the tensor */
+    model_files mf = convert(ck, VT_F32, VT_F32, 0, NULL);
+    int64_t dim = 64;
+    /* missing tensor */
+    int miss = -1;
+    for (int i = 0; i < mf.n; i++)
+        if (!strcmp(mf.t[i].name, "blocks.1.cross_attn.v.bias"))
+            miss = i;
+    T_CHECK(miss >= 0, "blocks.1.cross_attn.v.bias in dit_tiny");
+    if (miss >= 0) {
+        wt save = mf.t[miss];
+        mf.t[miss] = mf.t[mf.n - 1];
+        snprintf(p, sizeof(p), "%s/missing.safetensors", tmp);
+        T_CHECK(!write_st(p, mf.t, mf.n - 1), "write %s", p);
+        mf.t[miss] = save;
+        float *got = NULL;
+        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+        T_CHECK(ret == VDIT_ERR_MISSING && strstr(lg.msg, "missing.safetensors") &&
+                    strstr(lg.msg, "blocks.1.cross_attn.v.bias"),
+                "missing tensor: %d '%s'", ret, lg.msg);
+        vd_free(got);
+    }
+    /* wrong shape */
+    float *wrong = calloc((size_t)(dim * (dim + 1)), sizeof(float));
+    for (int i = 0; i < mf.n; i++)
+        if (!strcmp(mf.t[i].name, "blocks.1.self_attn.k.weight")) {
+            wt save = mf.t[i];
+            mf.t[i].shape[1] = dim + 1;
+            mf.t[i].data = wrong;
+            snprintf(p, sizeof(p), "%s/wrongshape.safetensors", tmp);
+            T_CHECK(!write_st(p, mf.t, mf.n), "write %s", p);
+            mf.t[i] = save;
+        }
+    float *got = NULL;
+    ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+    T_CHECK(ret == VDIT_ERR_FORMAT && strstr(lg.msg, "wrongshape.safetensors") &&
+                strstr(lg.msg, "blocks.1.self_attn.k.weight"),
+            "wrong shape: %d '%s'", ret, lg.msg);
+    vd_free(got);
+    free(wrong);
+    free_files(&mf);
+    vd_ckpt_free(&ck);
+
+    /* truncated and corrupted copies of the original file */
+    FILE *fp = fopen(wpath, "rb");
+    fseek(fp, 0, SEEK_END);
+    long sz = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)sz);
+    T_CHECK(fread(buf, 1, (size_t)sz, fp) == (size_t)sz, "read %s", wpath);
+    fclose(fp);
+    snprintf(p, sizeof(p), "%s/truncated.safetensors", tmp);
+    fp = fopen(p, "wb");
+    fwrite(buf, 1, (size_t)sz * 2 / 3, fp);
+    fclose(fp);
+    ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+    T_CHECK(ret == VDIT_ERR_FORMAT && strstr(lg.msg, "truncated.safetensors") &&
+                strstr(lg.msg, "tensor '"),
+            "truncated: %d '%s'", ret, lg.msg);
+    vd_free(got);
+    snprintf(p, sizeof(p), "%s/corrupt.safetensors", tmp);
+    memcpy(buf + 40, "\x01\xff\"]]", 5);
+    fp = fopen(p, "wb");
+    fwrite(buf, 1, (size_t)sz, fp);
+    fclose(fp);
+    ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+    T_CHECK(ret < 0 && strstr(lg.msg, "corrupt.safetensors"), "corrupt: %d '%s'", ret, lg.msg);
+    vd_free(got);
+    free(buf);
+    vd_free(ref);
+}
+
+/* Odd grids: one frame, portrait, landscape, a single token; the fast
+ * kernels against the reference ones; buffer reuse across grid sizes. */
+static void test_grids(const char *tiny, vk_ctx *kc, vk_ctx *kr, const io_in *io)
+{
+    char wpath[1024];
+    vd_log lg = { 0 };
+    snprintf(wpath, sizeof(wpath), "%s/weights.safetensors", tiny);
+    vd_ckpt *ck = NULL;
+    vd_dit *d = NULL;
+    T_CHECK(!vd_ckpt_open(wpath, &lg, &ck) && !vd_dit_canonicalize(ck, &lg) &&
+                !vd_dit_load_ex(ck, 16, 4, &lg, &d),
+            "%s", lg.msg);
+    if (!d) {
+        vd_ckpt_free(&ck);
+        return;
+    }
+    vd_dit_run *rf = vd_dit_run_new(d, kc), *rr = vd_dit_run_new(d, kr);
+    vd_dit_cond *cf = NULL, *cr = NULL;
+    T_CHECK(!vd_dit_cond_new(rf, io->ctx, io->n_ctx, NULL, 0, &cf), "cond");
+    T_CHECK(!vd_dit_cond_new(rr, io->ctx, io->n_ctx, NULL, 0, &cr), "cond");
+    const int64_t grids[][3] = { { 1, 4, 6 }, { 2, 10, 4 }, { 1, 2, 2 }, { 3, 2, 12 }, { 3, 8, 12 } };
+    float *first = NULL;
+    for (size_t g = 0; g < sizeof(grids) / sizeof(grids[0]); g++) {
+        int64_t f = grids[g][0], h = grids[g][1], w = grids[g][2], n = 16 * f * h * w;
+        float *x = malloc(sizeof(float) * n), *of = malloc(sizeof(float) * n),
+              *orf = malloc(sizeof(float) * n);
+        t_rng r = { 100 + g };
+        t_fill(&r, x, n, 1.5f);
+        int e1 = vd_dit_forward(rf, x, NULL, f, h, w, 421.0f, cf, of);
+        int e2 = vd_dit_forward(rr, x, NULL, f, h, w, 421.0f, cr, orf);
+        T_CHECK(!e1 && !e2, "grid %lldx%lldx%lld: %d %d", (long long)f, (long long)h,
+                (long long)w, e1, e2);
+        int finite = 1;
+        for (int64_t i = 0; i < n; i++)
+            finite &= isfinite(of[i]);
+        T_CHECK(finite, "grid %zu: non-finite output", g);
+        double rel;
+        double ma = t_maxabs(of, orf, (size_t)n, &rel);
+        T_CHECK(ma < 1e-4 && rel < 3e-5, "grid %lldx%lldx%lld fast vs ref kernels: %g (%g)",
+                (long long)f, (long long)h, (long long)w, ma, rel);
+        if (g == 0) {
+            first = of;
+            of = NULL;
+        }
+        free(x);
+        free(of);
+        free(orf);
+    }
+    /* the first grid again after larger ones: the same result */
+    {
+        int64_t n = 16 * 1 * 4 * 6;
+        float *x = malloc(sizeof(float) * n), *o = malloc(sizeof(float) * n);
+        t_rng r = { 100 };
+        t_fill(&r, x, n, 1.5f);
+        T_CHECK(!vd_dit_forward(rf, x, NULL, 1, 4, 6, 421.0f, cf, o), "rerun");
+        T_CHECK(first && !memcmp(o, first, sizeof(float) * n), "rerun after other grids differs");
+        /* bad grids are refused, not crashed on */
+        T_CHECK(vd_dit_forward(rf, x, NULL, 1, 3, 6, 421.0f, cf, o) == VDIT_ERR_INVALID_ARG,
+                "odd height accepted");
+        T_CHECK(vd_dit_forward(rf, x, NULL, 0, 4, 6, 421.0f, cf, o) == VDIT_ERR_INVALID_ARG,
+                "zero frames accepted");
+        T_CHECK(vd_dit_forward(rf, x, x, 1, 4, 6, 421.0f, cf, o) == VDIT_ERR_INVALID_ARG,
+                "y accepted by t2v");
+        vd_dit_cond *bad = NULL;
+        T_CHECK(vd_dit_cond_new(rf, io->ctx, 17, NULL, 0, &bad) == VDIT_ERR_INVALID_ARG && !bad,
+                "context longer than text_len accepted");
+        free(x);
+        free(o);
+    }
+    free(first);
+    vd_dit_cond_free(&cf);
+    vd_dit_cond_free(&cr);
+    vd_dit_run_free(&rf);
+    vd_dit_run_free(&rr);
+    vd_dit_free(&d);
+    vd_ckpt_free(&ck);
+}
+
+int main(int argc, char **argv)
+{
+    vd_log lg = { 0 };
+    vk_ctx *kc = vk_ctx_new(2, 0, &lg), *kr = vk_ctx_new(1, 1, &lg);
+    T_CHECK(kc && kr, "vk_ctx_new");
+    if (!kc || !kr)
+        T_DONE();
+    test_patches();
+    test_rope(kc);
+    test_rope(kr);
+    test_modulation(kc);
+    test_modulation(kr);
+
+    if (argc >= 3) {
+        const char *tiny = argv[1], *tmp = argv[2];
+        char p[1024];
+        mkdir(tmp, 0755);
+        snprintf(p, sizeof(p), "%s/io.safetensors", tiny);
+        vd_ckpt *io = NULL;
+        T_CHECK(!vd_ckpt_open(p, &lg, &io), "%s", lg.msg);
+        if (io) {
+            io_in in = { 0 };
+            const vt_tensor *xt = vd_ckpt_find(io, "x"), *ct = vd_ckpt_find(io, "context");
+            in.x = vd_tensor_f32(xt);
+            in.t = vd_tensor_f32(vd_ckpt_find(io, "t"));
+            in.ctx = vd_tensor_f32(ct);
+            in.out = vd_tensor_f32(vd_ckpt_find(io, "out"));
+            in.n_ctx = ct->shape[0];
+            in.c = xt->shape[0];
+            in.f = xt->shape[1];
+            in.h = xt->shape[2];
+            in.w = xt->shape[3];
+            test_layouts(tiny, tmp, kc, &in);
+            test_grids(tiny, kc, kr, &in);
+            vd_free(in.x);
+            vd_free(in.t);
+            vd_free(in.ctx);
+            vd_free(in.out);
+            vd_ckpt_free(&io);
+        }
+    } else {
+        printf("no dit_tiny folder given: loader tests skipped\n");
+    }
+    vk_ctx_free(&kc);
+    vk_ctx_free(&kr);
+    T_DONE();
+}
