@@ -3,6 +3,8 @@
 #include <math.h>
 
 #include "impl.h"
+#include "onednn/onednn.h"
+#include "x86/x86.h"
 
 static const vk_funcs ref_funcs = {
     .linear = vk_ref_linear,
@@ -24,8 +26,29 @@ const vk_funcs *vk_funcs_ref(void)
     return &ref_funcs;
 }
 
+/* Fast table: oneDNN for the products and convolutions, AVX2/FMA for the
+ * rest. The whole library is built for AVX2+FMA+F16C (see core/src/meson.build);
+ * on a CPU without them only the reference table is safe. */
+static const vk_funcs fast_funcs = {
+    .linear = vk_dnnl_linear,
+    .gemm = vk_dnnl_gemm,
+    .conv = vk_dnnl_conv,
+    .softmax = vk_avx2_softmax,
+    .layernorm = vk_avx2_layernorm,
+    .rmsnorm = vk_avx2_rmsnorm,
+    .chnorm = vk_avx2_chnorm,
+    .act = vk_avx2_act,
+    .modulate = vk_avx2_modulate,
+    .add_gated = vk_avx2_add_gated,
+    .rope = vk_avx2_rope,
+    .attention = vk_avx2_attention,
+};
+
 const vk_funcs *vk_funcs_fast(void)
 {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        return &fast_funcs;
     return &ref_funcs;
 }
 
@@ -45,6 +68,7 @@ void vk_ctx_free(vk_ctx **pc)
     if (!pc || !*pc)
         return;
     vk_ctx *c = *pc;
+    vk_dnnl_free(c->dnnl);
     vd_free(c->scratch);
     vd_free(c);
     *pc = NULL;
@@ -115,9 +139,11 @@ int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_ten
     l->wtype = w->dtype;
     l->w = w->data;
     int err = bias_init(lg, &l->bias, bias, l->n_out, "linear bias");
+    if (!err && (err = vk_dnnl_linear_prep(l)))
+        vd_err(lg, err, "%s: out of memory preparing the weights", name);
     if (err)
-        return err;
-    return 0;
+        vk_linear_free(l);
+    return err;
 }
 
 void vk_linear_free(vk_linear *l)
@@ -159,9 +185,11 @@ int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor
     cv->wtype = w->dtype;
     cv->w = w->data;
     int err = bias_init(lg, &cv->bias, bias, cv->c_out, "conv bias");
+    if (!err && (err = vk_dnnl_conv_prep(cv)))
+        vd_err(lg, err, "%s: out of memory preparing the weights", name);
     if (err)
-        return err;
-    return 0;
+        vk_conv_free(cv);
+    return err;
 }
 
 void vk_conv_free(vk_conv *cv)

@@ -175,6 +175,9 @@ static void check_gemm(run *r, int ta, int tb, int64_t m, int64_t n, int64_t k, 
         fill(r, a, na, 1.0f);
         fill(r, b, nb, 1.0f);
         fill(r, orig, nc, 1.0f);
+        if (beta == 0.0f) /* BLAS rule: C is not read, may hold NaN */
+            for (size_t i = 0; i < nc; i++)
+                orig[i] = NAN;
         gcopy(c0, orig, nc);
         gcopy(c1, orig, nc);
         r->ref->f->gemm(r->ref, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc);

@@ -1,0 +1,558 @@
+/* oneDNN backend: linear (matmul with fused bias + activation), gemm
+ * (dnnl_sgemm) and convolution. The only file that includes dnnl.h.
+ *
+ * Primitives are built once per shape and kept in the vk_ctx's state (a
+ * small cache, evicting the oldest). Convolution weights are reordered once
+ * into the layout the chosen primitive wants and kept in the layer's prep.
+ * Anything oneDNN refuses falls back to the reference kernel, so results are
+ * always produced. Threads: oneDNN's OpenMP regions use the calling thread's
+ * omp_get_max_threads(), which we set to vk_ctx->n_threads before each call
+ * (a per-thread setting, no process-wide state). */
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+
+#include "../impl.h"
+#include "onednn.h"
+
+#define CACHE_SIZE 64
+#define KEY_LEN 16
+
+typedef struct prim {
+    int used;
+    int64_t key[KEY_LEN];
+    uint64_t stamp;
+    dnnl_primitive_t p;
+    /* convolution: chosen layouts and reorders to and from plain */
+    dnnl_memory_desc_t src_md, wei_md, dst_md, src_plain, dst_plain;
+    dnnl_primitive_t src_re, dst_re;
+} prim;
+
+typedef struct dnnl_state {
+    dnnl_engine_t eng;
+    dnnl_stream_t strm;
+    uint64_t clock;
+    int warned;
+    prim cache[CACHE_SIZE];
+} dnnl_state;
+
+static void prim_clear(prim *e)
+{
+    if (e->p)
+        dnnl_primitive_destroy(e->p);
+    if (e->src_re)
+        dnnl_primitive_destroy(e->src_re);
+    if (e->dst_re)
+        dnnl_primitive_destroy(e->dst_re);
+    memset(e, 0, sizeof(*e));
+}
+
+void vk_dnnl_free(void *p)
+{
+    dnnl_state *s = p;
+    if (!s)
+        return;
+    for (int i = 0; i < CACHE_SIZE; i++)
+        prim_clear(&s->cache[i]);
+    if (s->strm)
+        dnnl_stream_destroy(s->strm);
+    if (s->eng)
+        dnnl_engine_destroy(s->eng);
+    vd_free(s);
+}
+
+static dnnl_state *state(vk_ctx *c)
+{
+    if (c->dnnl)
+        return c->dnnl;
+    dnnl_state *s = vd_calloc(sizeof(*s));
+    if (!s)
+        return NULL;
+    if (dnnl_engine_create(&s->eng, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&s->strm, s->eng, dnnl_stream_default_flags) != dnnl_success) {
+        vk_dnnl_free(s);
+        return NULL;
+    }
+    c->dnnl = s;
+    return s;
+}
+
+static prim *lookup(dnnl_state *s, const int64_t *key)
+{
+    for (int i = 0; i < CACHE_SIZE; i++)
+        if (s->cache[i].used && !memcmp(s->cache[i].key, key, sizeof(s->cache[i].key))) {
+            s->cache[i].stamp = ++s->clock;
+            return &s->cache[i];
+        }
+    return NULL;
+}
+
+/* A free slot, evicting the least recently used primitive. */
+static prim *slot(dnnl_state *s, const int64_t *key)
+{
+    prim *e = &s->cache[0];
+    for (int i = 0; i < CACHE_SIZE; i++) {
+        if (!s->cache[i].used) {
+            e = &s->cache[i];
+            break;
+        }
+        if (s->cache[i].stamp < e->stamp)
+            e = &s->cache[i];
+    }
+    prim_clear(e);
+    memcpy(e->key, key, sizeof(e->key));
+    e->stamp = ++s->clock;
+    return e;
+}
+
+static void warn_fallback(vk_ctx *c, dnnl_state *s, const char *what)
+{
+    if (s && s->warned)
+        return;
+    if (s)
+        s->warned = 1;
+    vd_logf(c->log, VDIT_LOG_WARNING, "oneDNN refused %s; using the reference kernel", what);
+}
+
+static dnnl_status_t exec(dnnl_state *s, vk_ctx *c, dnnl_primitive_t p, int n, const int *args,
+                          const dnnl_memory_desc_t *const *mds, void *const *ptrs)
+{
+    dnnl_exec_arg_t a[8];
+    dnnl_status_t st = dnnl_success;
+    int made = 0;
+    for (int i = 0; i < n && st == dnnl_success; i++, made++) {
+        a[i].arg = args[i];
+        st = dnnl_memory_create(&a[i].memory, mds[i], s->eng, ptrs[i]);
+        if (st != dnnl_success)
+            break;
+    }
+    if (st == dnnl_success) {
+        omp_set_num_threads(c->n_threads);
+        st = dnnl_primitive_execute(p, s->strm, n, a);
+        if (st == dnnl_success)
+            st = dnnl_stream_wait(s->strm);
+    }
+    for (int i = 0; i < made && i < n; i++)
+        if (a[i].memory)
+            dnnl_memory_destroy(a[i].memory);
+    return st;
+}
+
+static dnnl_primitive_t make_prim(const void *desc, const_dnnl_primitive_attr_t attr,
+                                  dnnl_engine_t eng, dnnl_primitive_desc_t *pd_out)
+{
+    dnnl_primitive_desc_t pd;
+    if (dnnl_primitive_desc_create(&pd, desc, attr, eng, NULL) != dnnl_success)
+        return NULL;
+    dnnl_primitive_t p = NULL;
+    if (dnnl_primitive_create(&p, pd) != dnnl_success)
+        p = NULL;
+    if (pd_out && p)
+        *pd_out = pd;
+    else
+        dnnl_primitive_desc_destroy(pd);
+    return p;
+}
+
+static dnnl_alg_kind_t act_alg(vk_act act, float *alpha)
+{
+    *alpha = 0.0f;
+    switch (act) {
+    case VK_ACT_GELU_TANH:
+        return dnnl_eltwise_gelu_tanh;
+    case VK_ACT_GELU_ERF:
+        return dnnl_eltwise_gelu_erf;
+    case VK_ACT_SILU:
+        *alpha = 1.0f; /* swish(x) = x * sigmoid(alpha x) */
+        return dnnl_eltwise_swish;
+    case VK_ACT_RELU:
+        return dnnl_eltwise_relu;
+    default:
+        return dnnl_alg_kind_undef;
+    }
+}
+
+/* Matmul y[m, n] (row stride ldy) = act(x[m, k] w[n, k]ᵀ + b), w plain f32. */
+static prim *matmul_prim(dnnl_state *s, int64_t m, int64_t k, int64_t n, int64_t ldy, int bias,
+                         vk_act act)
+{
+    int64_t key[KEY_LEN] = { 1, m, k, n, ldy, bias, act };
+    prim *e = lookup(s, key);
+    if (e)
+        return e;
+    dnnl_memory_desc_t src, wei, dst, bmd;
+    dnnl_dims_t sd = { m, k }, wd = { k, n }, dd = { m, n }, bd = { 1, n };
+    dnnl_dims_t ss = { k, 1 }, ws = { 1, k }, ds = { ldy, 1 }, bs = { n, 1 };
+    if (dnnl_memory_desc_init_by_strides(&src, 2, sd, dnnl_f32, ss) ||
+        dnnl_memory_desc_init_by_strides(&wei, 2, wd, dnnl_f32, ws) ||
+        dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds) ||
+        dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_f32, bs))
+        return NULL;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &src, &wei, bias ? &bmd : NULL, &dst))
+        return NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    float alpha;
+    dnnl_alg_kind_t alg = act_alg(act, &alpha);
+    if (alg != dnnl_alg_kind_undef) {
+        if (dnnl_primitive_attr_create(&attr) || dnnl_post_ops_create(&po) ||
+            dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, 0.0f) ||
+            dnnl_primitive_attr_set_post_ops(attr, po)) {
+            if (po)
+                dnnl_post_ops_destroy(po);
+            if (attr)
+                dnnl_primitive_attr_destroy(attr);
+            return NULL;
+        }
+    }
+    dnnl_primitive_t p = make_prim(&md, attr, s->eng, NULL);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (!p)
+        return NULL;
+    e = slot(s, key);
+    e->used = 1;
+    e->p = p;
+    e->src_md = src;
+    e->wei_md = wei;
+    e->dst_md = dst;
+    e->src_plain = bmd; /* the bias descriptor */
+    return e;
+}
+
+static int run_matmul(dnnl_state *s, vk_ctx *c, prim *e, const float *x, const float *w,
+                      const float *b, float *y)
+{
+    int args[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
+    const dnnl_memory_desc_t *mds[4] = { &e->src_md, &e->wei_md, &e->dst_md, &e->src_plain };
+    void *ptrs[4] = { (void *)x, (void *)w, y, (void *)b };
+    return exec(s, c, e->p, b ? 4 : 3, args, mds, ptrs) == dnnl_success ? 0 : -1;
+}
+
+/* Rows of W converted per call: chunks small enough to stay in cache while
+ * the matmul streams x past them, large enough for the GEMM to be efficient. */
+static int64_t chunk_rows(int64_t n_in, int64_t n_out)
+{
+    int64_t r = (1 << 20) / (n_in * 4); /* about 1 MiB of f32 weights */
+    r = r < 64 ? 64 : r > 1024 ? 1024 : r;
+    r = (r + 15) / 16 * 16;
+    return r > n_out ? n_out : r;
+}
+
+/* Owned aligned f32 copy when the stored f32 weights are misaligned. */
+typedef struct linear_prep {
+    float *w;
+} linear_prep;
+
+static void linear_prep_free(void *p)
+{
+    linear_prep *lp = p;
+    if (lp)
+        vd_free(lp->w);
+    vd_free(lp);
+}
+
+int vk_dnnl_linear_prep(vk_linear *l)
+{
+    if (l->wtype != VT_F32 || !((uintptr_t)l->w & 3))
+        return 0;
+    linear_prep *lp = vd_calloc(sizeof(*lp));
+    size_t n = (size_t)(l->n_out * l->n_in);
+    if (!lp || !(lp->w = vd_malloc(n * 4))) {
+        vd_free(lp);
+        return VDIT_ERR_NOMEM;
+    }
+    memcpy(lp->w, l->w, n * 4);
+    l->prep = lp;
+    l->prep_free = linear_prep_free;
+    return 0;
+}
+
+void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act)
+{
+    if (m <= 0)
+        return;
+    dnnl_state *s = state(c);
+    int64_t ni = l->n_in, no = l->n_out;
+    int bias = l->bias != NULL;
+    if (!s)
+        goto fallback;
+    if (l->wtype == VT_F32) {
+        const float *w = l->prep ? ((const linear_prep *)l->prep)->w : l->w;
+        prim *e = matmul_prim(s, m, ni, no, no, bias, act);
+        if (!e || run_matmul(s, c, e, x, w, l->bias, y))
+            goto fallback;
+        return;
+    }
+    int64_t rows = chunk_rows(ni, no);
+    float *wf = vk_scratch(c, (size_t)(rows * ni) * sizeof(float));
+    if (!wf)
+        goto fallback;
+    for (int64_t n0 = 0; n0 < no; n0 += rows) {
+        int64_t nr = VD_MIN(rows, no - n0);
+        vk_weights_to_f32_par(c, wf, (const uint8_t *)l->w + (size_t)(n0 * ni) * 2, l->wtype,
+                              (size_t)(nr * ni));
+        prim *e = matmul_prim(s, m, ni, nr, no, bias, act);
+        if (!e || run_matmul(s, c, e, x, wf, bias ? l->bias + n0 : NULL, y + n0))
+            goto fallback; /* recomputes everything: correct, slow, warned */
+    }
+    return;
+fallback:
+    warn_fallback(c, s, "a linear layer");
+    vk_ref_linear(c, l, x, m, y, act);
+}
+
+void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
+                  int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0) { /* nothing to multiply: C = beta C (beta 0 never reads C) */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                cm[i * ldc + j] = beta != 0.0f ? beta * cm[i * ldc + j] : 0.0f;
+        return;
+    }
+    omp_set_num_threads(c->n_threads);
+    if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc) !=
+        dnnl_success) {
+        warn_fallback(c, c->dnnl, "a gemm");
+        vk_ref_gemm(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
+    }
+}
+
+/* ---- convolution ---- */
+
+#define WCACHE 4
+typedef struct conv_prep {
+    pthread_mutex_t mu;
+    int n;
+    dnnl_memory_desc_t md[WCACHE];
+    float *data[WCACHE];
+} conv_prep;
+
+static void conv_prep_free(void *p)
+{
+    conv_prep *cp = p;
+    if (!cp)
+        return;
+    for (int i = 0; i < cp->n; i++)
+        vd_free(cp->data[i]);
+    pthread_mutex_destroy(&cp->mu);
+    vd_free(cp);
+}
+
+int vk_dnnl_conv_prep(vk_conv *cv)
+{
+    conv_prep *cp = vd_calloc(sizeof(*cp));
+    if (!cp)
+        return VDIT_ERR_NOMEM;
+    pthread_mutex_init(&cp->mu, NULL);
+    cv->prep = cp;
+    cv->prep_free = conv_prep_free;
+    return 0;
+}
+
+/* The layer's weights in layout md, made once (plain f32, then reordered). */
+static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
+                                 const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain)
+{
+    conv_prep *cp = cv->prep;
+    const float *res = NULL;
+    pthread_mutex_lock(&cp->mu);
+    for (int i = 0; i < cp->n; i++)
+        if (dnnl_memory_desc_equal(&cp->md[i], md)) {
+            res = cp->data[i];
+            goto done;
+        }
+    if (cp->n == WCACHE)
+        goto done;
+    size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
+    float *pl = vd_malloc(n * 4);
+    float *out = vd_malloc(dnnl_memory_desc_get_size(md) + 64);
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    if (pl && out) {
+        vk_weights_to_f32(pl, cv->w, cv->wtype, n);
+        if (!dnnl_reorder_primitive_desc_create(&rpd, plain, s->eng, md, s->eng, NULL) &&
+            !dnnl_primitive_create(&r, rpd)) {
+            int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+            const dnnl_memory_desc_t *mds[2] = { plain, md };
+            void *ptrs[2] = { pl, out };
+            if (exec(s, c, r, 2, args, mds, ptrs) == dnnl_success) {
+                cp->md[cp->n] = *md;
+                cp->data[cp->n++] = out;
+                res = out;
+                out = NULL;
+            }
+        }
+    }
+    if (r)
+        dnnl_primitive_destroy(r);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    vd_free(pl);
+    vd_free(out);
+done:
+    pthread_mutex_unlock(&cp->mu);
+    return res;
+}
+
+static dnnl_primitive_t make_reorder(dnnl_state *s, const dnnl_memory_desc_t *a,
+                                     const dnnl_memory_desc_t *b)
+{
+    dnnl_primitive_desc_t rpd;
+    if (dnnl_reorder_primitive_desc_create(&rpd, a, s->eng, b, s->eng, NULL))
+        return NULL;
+    dnnl_primitive_t r = NULL;
+    if (dnnl_primitive_create(&r, rpd))
+        r = NULL;
+    dnnl_primitive_desc_destroy(rpd);
+    return r;
+}
+
+static prim *conv_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, int d, int h, int w,
+                       int od, int oh, int ow)
+{
+    int is2d = cv->kd == 1 && d == 1 && od == 1;
+    int64_t key[KEY_LEN] = { 2,         (int64_t)cv->c_in << 32 | cv->c_out,
+                             cv->kd,    cv->kh,
+                             cv->kw,    d,
+                             h,         w,
+                             g->sd,     g->sh,
+                             g->sw,     (int64_t)g->pd0 << 32 | g->pd1,
+                             (int64_t)g->ph0 << 32 | g->ph1,
+                             (int64_t)g->pw0 << 32 | g->pw1,
+                             cv->bias != NULL };
+    prim *e = lookup(s, key);
+    if (e)
+        return e;
+    dnnl_memory_desc_t src, wei, dst, bmd, src_pl, dst_pl;
+    int nd = is2d ? 4 : 5;
+    dnnl_dims_t sdm, wdm, ddm, bdm = { cv->c_out }, str, pl, pr;
+    if (is2d) {
+        int64_t a[4] = { 1, cv->c_in, h, w }, b[4] = { cv->c_out, cv->c_in, cv->kh, cv->kw },
+                cc[4] = { 1, cv->c_out, oh, ow };
+        memcpy(sdm, a, sizeof(a));
+        memcpy(wdm, b, sizeof(b));
+        memcpy(ddm, cc, sizeof(cc));
+        str[0] = g->sh, str[1] = g->sw;
+        pl[0] = g->ph0, pl[1] = g->pw0;
+        pr[0] = g->ph1, pr[1] = g->pw1;
+    } else {
+        int64_t a[5] = { 1, cv->c_in, d, h, w },
+                b[5] = { cv->c_out, cv->c_in, cv->kd, cv->kh, cv->kw },
+                cc[5] = { 1, cv->c_out, od, oh, ow };
+        memcpy(sdm, a, sizeof(a));
+        memcpy(wdm, b, sizeof(b));
+        memcpy(ddm, cc, sizeof(cc));
+        str[0] = g->sd, str[1] = g->sh, str[2] = g->sw;
+        pl[0] = g->pd0, pl[1] = g->ph0, pl[2] = g->pw0;
+        pr[0] = g->pd1, pr[1] = g->ph1, pr[2] = g->pw1;
+    }
+    dnnl_format_tag_t plain = is2d ? dnnl_nchw : dnnl_ncdhw;
+    if (dnnl_memory_desc_init_by_tag(&src, nd, sdm, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&wei, nd, wdm, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&dst, nd, ddm, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&bmd, 1, bdm, dnnl_f32, dnnl_x) ||
+        dnnl_memory_desc_init_by_tag(&src_pl, nd, sdm, dnnl_f32, plain) ||
+        dnnl_memory_desc_init_by_tag(&dst_pl, nd, ddm, dnnl_f32, plain))
+        return NULL;
+    dnnl_convolution_desc_t cd;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                           &src, &wei, cv->bias ? &bmd : NULL, &dst, str, pl, pr))
+        return NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t p = make_prim(&cd, NULL, s->eng, &pd);
+    if (!p)
+        return NULL;
+    e = slot(s, key);
+    e->p = p;
+    e->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    e->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    e->src_plain = src_pl;
+    e->dst_plain = dst_pl;
+    int ok = 1;
+    if (!dnnl_memory_desc_equal(&e->src_md, &src_pl))
+        ok = (e->src_re = make_reorder(s, &src_pl, &e->src_md)) != NULL;
+    if (ok && !dnnl_memory_desc_equal(&e->dst_md, &dst_pl))
+        ok = (e->dst_re = make_reorder(s, &e->dst_md, &dst_pl)) != NULL;
+    if (!ok) {
+        prim_clear(e);
+        return NULL;
+    }
+    e->used = 1;
+    return e;
+}
+
+void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
+                  int w, float *y)
+{
+    int od = (d + g->pd0 + g->pd1 - cv->kd) / g->sd + 1;
+    int oh = (h + g->ph0 + g->ph1 - cv->kh) / g->sh + 1;
+    int ow = (w + g->pw0 + g->pw1 - cv->kw) / g->sw + 1;
+    if (od <= 0 || oh <= 0 || ow <= 0)
+        return;
+    dnnl_state *s = state(c);
+    if (!s || !cv->prep)
+        goto fallback;
+    prim *e = conv_prim(s, cv, g, d, h, w, od, oh, ow);
+    if (!e)
+        goto fallback;
+    int is2d = e->src_md.ndims == 4;
+    dnnl_memory_desc_t wpl;
+    dnnl_dims_t wdm;
+    if (is2d) {
+        int64_t b[4] = { cv->c_out, cv->c_in, cv->kh, cv->kw };
+        memcpy(wdm, b, sizeof(b));
+    } else {
+        int64_t b[5] = { cv->c_out, cv->c_in, cv->kd, cv->kh, cv->kw };
+        memcpy(wdm, b, sizeof(b));
+    }
+    if (dnnl_memory_desc_init_by_tag(&wpl, is2d ? 4 : 5, wdm, dnnl_f32, is2d ? dnnl_oihw : dnnl_oidhw))
+        goto fallback;
+    const float *wr = conv_weights(s, c, cv, &e->wei_md, &wpl);
+    if (!wr)
+        goto fallback;
+    size_t ssz = e->src_re ? (dnnl_memory_desc_get_size(&e->src_md) + 63) / 64 * 64 : 0;
+    size_t dsz = e->dst_re ? (dnnl_memory_desc_get_size(&e->dst_md) + 63) / 64 * 64 : 0;
+    uint8_t *tmp = ssz + dsz ? vk_scratch(c, ssz + dsz) : NULL;
+    if (ssz + dsz && !tmp)
+        goto fallback;
+    void *xs = e->src_re ? (void *)tmp : (void *)x;
+    void *yd = e->dst_re ? (void *)(tmp + ssz) : (void *)y;
+    if (e->src_re) {
+        int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+        const dnnl_memory_desc_t *mds[2] = { &e->src_plain, &e->src_md };
+        void *ptrs[2] = { (void *)x, xs };
+        if (exec(s, c, e->src_re, 2, args, mds, ptrs))
+            goto fallback;
+    }
+    {
+        int args[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
+        dnnl_memory_desc_t bmd;
+        dnnl_dims_t bd = { cv->c_out };
+        dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
+        const dnnl_memory_desc_t *mds[4] = { &e->src_md, &e->wei_md, &e->dst_md, &bmd };
+        void *ptrs[4] = { xs, (void *)wr, yd, cv->bias };
+        if (exec(s, c, e->p, cv->bias ? 4 : 3, args, mds, ptrs))
+            goto fallback;
+    }
+    if (e->dst_re) {
+        int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+        const dnnl_memory_desc_t *mds[2] = { &e->dst_md, &e->dst_plain };
+        void *ptrs[2] = { yd, y };
+        if (exec(s, c, e->dst_re, 2, args, mds, ptrs))
+            goto fallback;
+    }
+    return;
+fallback:
+    warn_fallback(c, s, "a convolution");
+    vk_ref_conv(c, cv, g, x, d, h, w, y);
+}

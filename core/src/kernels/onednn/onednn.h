@@ -1,0 +1,20 @@
+/* oneDNN backend entries (onednn/dnnl.c); the rest of the kernel layer never
+ * sees dnnl.h. */
+#ifndef VDIT_KERNELS_ONEDNN_H
+#define VDIT_KERNELS_ONEDNN_H
+
+#include "../kernels.h"
+
+void vk_dnnl_free(void *state);
+/* Layer preparation at load (vk_linear_init / vk_conv_init). */
+int vk_dnnl_linear_prep(vk_linear *l);
+int vk_dnnl_conv_prep(vk_conv *cv);
+
+void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act);
+void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
+                  int64_t ldc);
+void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
+                  int w, float *y);
+
+#endif

@@ -1,0 +1,26 @@
+/* AVX2/FMA kernels (x86/), parallel with OpenMP on vk_ctx->n_threads. */
+#ifndef VDIT_KERNELS_X86_H
+#define VDIT_KERNELS_X86_H
+
+#include "../kernels.h"
+
+void vk_avx2_softmax(vk_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld);
+void vk_avx2_layernorm(vk_ctx *c, const float *x, float *y, int64_t rows, int64_t dim,
+                       const float *w, const float *b, float eps);
+void vk_avx2_rmsnorm(vk_ctx *c, const float *x, float *y, int64_t rows, int64_t dim, const float *w,
+                     float eps);
+void vk_avx2_chnorm(vk_ctx *c, const float *x, float *y, int64_t ch, int64_t s, const float *gamma,
+                    const float *beta);
+void vk_avx2_act(vk_ctx *c, float *x, int64_t n, vk_act act);
+void vk_avx2_modulate(vk_ctx *c, float *x, int64_t rows, int64_t dim, const float *shift,
+                      const float *scale);
+void vk_avx2_add_gated(vk_ctx *c, float *x, const float *y, int64_t rows, int64_t dim,
+                       const float *gate);
+void vk_avx2_rope(vk_ctx *c, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t ld,
+                  const float *cs);
+void vk_avx2_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                       const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
+                       int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
+                       const float *bias);
+
+#endif
