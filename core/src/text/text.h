@@ -8,23 +8,52 @@
 #include "../kernels/kernels.h"
 
 /* ---- tokenizer ---------------------------------------------------------- */
+/* SentencePiece unigram tokenizer giving the ids SentencePiece itself gives
+ * (checked against python3-sentencepiece by tests/text). Read-only after
+ * loading: one vd_tok may be used from several threads at once. */
 typedef struct vd_tok vd_tok;
 
-/* Loads spiece.model (SentencePiece protobuf) or tokenizer.json (HF form);
- * the kind is detected from the content. */
+/* Loads a SentencePiece model: spiece.model (ModelProto protobuf) or the HF
+ * tokenizer.json form (Unigram model; its Precompiled charsmap, " {2,}"
+ * Replace and Metaspace are mapped onto SentencePiece's normaliser
+ * settings). The kind is detected from the content ('{' first = JSON).
+ * Only unigram models are accepted (VDIT_ERR_UNSUPPORTED otherwise);
+ * malformed files give VDIT_ERR_FORMAT naming the file. *out is owned by
+ * the caller (vd_tok_free). load_mem does not keep `buf`. */
 int vd_tok_load(const char *path, vd_log *lg, vd_tok **out);
 int vd_tok_load_mem(const uint8_t *buf, size_t len, const char *label, vd_log *lg, vd_tok **out);
 void vd_tok_free(vd_tok **t);
+/* The end-of-sequence / padding ids (their pieces "</s>", "<pad>" or the
+ * names the model gives, when they are control pieces), else -1. */
 int vd_tok_eos_id(const vd_tok *t);
 int vd_tok_pad_id(const vd_tok *t);
 int vd_tok_vocab_size(const vd_tok *t);
 
-/* SentencePiece encoding of `text` (len bytes, any bytes), then the EOS id.
- * Writes at most max ids, returns the full count (may exceed max) or <0. */
+/* SentencePiece encoding of `text` (len bytes, any bytes: malformed UTF-8
+ * becomes U+FFFD as in SentencePiece), then the EOS id (if the model has
+ * one). No cleaning, no padding. Writes at most max ids, returns the full
+ * count (may exceed max) or <0. */
 int vd_tok_encode(const vd_tok *t, const char *text, size_t len, int32_t *ids, int max);
 
-/* The prompt cleaning Wan's pipeline applies before tokenising (whitespace
- * and HTML-entity cleanup). Returns a malloc'd string. */
+/* What Wan's text encoder is fed (HuggingfaceTokenizer with clean='whitespace',
+ * padding='max_length', truncation): vd_tok_clean_prompt(prompt), encoded,
+ * truncated to text_len ids with EOS kept as the last one, then padded with
+ * the pad id (0 if the model has none). ids: [text_len]. Returns n_real, the
+ * number of non-padding ids (1..text_len, mask = 1 on those), or <0.
+ * Wan2.1 uses text_len 512. */
+int vd_tok_encode_padded(const vd_tok *t, const char *prompt, int text_len, int32_t *ids);
+
+/* A 64-bit hash of n ids (FNV-1a + length), to key cached prompt
+ * embeddings: equal ids give equal hashes. */
+uint64_t vd_tok_hash_ids(const int32_t *ids, int64_t n);
+
+/* The prompt cleaning Wan applies before tokenising (clean='whitespace'):
+ * html.unescape applied twice (all HTML5 named references, numeric ones
+ * with Python's fix-ups), then every run of Python whitespace (str.isspace:
+ * ASCII \t\n\v\f\r, \x1c-\x1f, space, U+0085, U+00A0, U+1680,
+ * U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000) becomes one space
+ * and leading/trailing whitespace is removed. ftfy.fix_text (mojibake
+ * repair) is NOT applied. Returns a malloc'd string (free()) or NULL. */
 char *vd_tok_clean_prompt(const char *text);
 
 /* ---- umT5 encoder -------------------------------------------------------- */
