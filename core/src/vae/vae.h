@@ -6,6 +6,22 @@
  * Frames are [3, T, H, W] fp32 in [-1, 1] (PyTorch CTHW, batch 1). A video of
  * T = 1 + 4k frames has 1 + k latent frames. H, W multiples of 8 (callers
  * pad).
+ *
+ * Frame counts that are not 1 + 4k: the reference encoder silently drops the
+ * trailing 1..3 frames. vdit instead completes the last chunk by repeating
+ * the last frame (vd_vae_encode does it; streams do it in
+ * vd_vae_enc_stream_flush), so T frames give 1 + ceil((T - 1) / 4) latent
+ * frames and decoding gives 1 + 4 * ceil((T - 1) / 4) >= T frames: callers
+ * keep the first T. Encoding T = 1 + 4k frames is exactly the reference.
+ *
+ * Evaluation order: every layer keeps, per causal convolution, the last two
+ * frames of its input (zeros before the start), and frames flow through the
+ * network one at a time. This is the reference's chunked computation (frame
+ * 0, then chunks of 4) re-associated frame by frame, so results equal the
+ * reference up to fp32 rounding and memory does not depend on T.
+ *
+ * Threads: a vd_vae is read-only after load and may be shared; a stream and
+ * the vk_ctx it uses belong to one thread at a time.
  */
 #ifndef VDIT_VAE_H
 #define VDIT_VAE_H
@@ -15,22 +31,33 @@
 
 typedef struct vd_vae vd_vae;
 
+/* Read from the tensor shapes at load. dim_mult / temporal_down list the
+ * first 4 / 3 levels (Wan2.1: 96, 16, 2, [1,2,4,4], [F,T,T]). n_attn_enc/dec
+ * count attention blocks outside the middle (0 for Wan2.1). mean/std: the
+ * official constants (the checkpoint does not store them). */
 typedef struct vd_vae_config {
     int dim, z_dim, num_res_blocks;
     int dim_mult[4];
     int temporal_down[3];
     float mean[16], std[16];
+    int n_levels;        /* len(dim_mult) */
+    int n_attn;          /* attention blocks outside the middle, encoder + decoder */
+    int s_factor;        /* spatial compression (8) */
+    int t_factor;        /* temporal compression (4) */
 } vd_vae_config;
 
-/* Renames diffusers / prefixed key layouts onto the original names. */
+/* Renames diffusers (AutoencoderKLWan) / prefixed key layouts onto the
+ * original names (encoder.downsamples.N.residual.0.gamma, ...). Layouts:
+ * original (Wan2.1_VAE.pth / wan_2.1_vae.safetensors), the same under a
+ * prefix ("vae.", "first_stage_model.", "model."), diffusers vae/. */
 int vd_vae_canonicalize(vd_ckpt *ck, vd_log *lg);
-/* `ck` must outlive the model. */
+/* `ck` must outlive the model. Errors name the checkpoint and tensor. */
 int vd_vae_load(const vd_ckpt *ck, vd_log *lg, vd_vae **out);
 void vd_vae_free(vd_vae **v);
 const vd_vae_config *vd_vae_get_config(const vd_vae *v);
 
-/* One-shot. T = 1 + 4k. mu: [z_dim, 1 + k, H/8, W/8] normalised.
- * log_var may be NULL. */
+/* One-shot. Any T >= 1 (see the frame-count rule above): mu is
+ * [z_dim, 1 + ceil((T-1)/4), H/8, W/8] normalised. log_var may be NULL. */
 int vd_vae_encode(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h, int w,
                   float *mu, float *log_var);
 /* z: [z_dim, tl, h, w] normalised -> video [3, 1 + 4(tl - 1), 8h, 8w],
@@ -38,21 +65,57 @@ int vd_vae_encode(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h,
 int vd_vae_decode(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, int w,
                   float *video);
 
+/* As above with spatial tiling (tile = tile edge in pixels, 0 = none) and
+ * raw output. Tiled one-shot calls run tile by tile over all frames, so peak
+ * memory is bounded by the tile size (plus the caller's buffers).
+ * Encoder raw: 0 = mu (normalised) and log_var; 1 = mu_raw (un-normalised)
+ * and log_var; 2 = the encoder output before conv1 [2 z_dim, ...] in mu
+ * (log_var unused). Decoder raw: 0 clamps, 1 does not. */
+int vd_vae_encode_ex(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h, int w,
+                     int tile, int raw, float *mu, float *log_var);
+int vd_vae_decode_ex(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, int w,
+                     int tile, int raw, float *video);
+
+/* conv2(z * std + mean) for one latent frame [z_dim, h, w]: the decoder's
+ * input (debugging / conformance). */
+int vd_vae_decoder_input(const vd_vae *v, vk_ctx *kc, const float *lat, int h, int w,
+                         float *out);
+
+/* Number of latent frames for t video frames, and video frames for tl latent
+ * frames (0 for t / tl < 1). */
+int vd_vae_latent_frames(const vd_vae *v, int t);
+/* Replaces the latent mean / std (z_dim values each; e.g. a conformance
+ * folder's). Call before sharing the model. */
+int vd_vae_set_latent_stats(vd_vae *v, const float *mean, const float *std);
+int vd_vae_video_frames(const vd_vae *v, int tl);
+
 /* Streaming, memory constant in the number of frames. The encoder takes
  * frames one at a time and emits a latent frame whenever one is determined
  * (after frame 0, then after every 4 frames). The decoder takes latent
  * frames one at a time and emits 1 (first) or 4 pixel frames.
  * tile: 0 = no spatial tiling; else the tile edge in pixels (overlapping
- * tiles blended) to bound memory on large frames. */
+ * tiles, 1/4 overlap, blended linearly). In a stream every tile keeps its own
+ * causal caches, so tiling bounds the per-frame working memory but not the
+ * caches (about the untiled size); the tiled one-shot calls above bound both.
+ * h, w: pixel size for the encoder, latent size for the decoder. */
 typedef struct vd_vae_stream vd_vae_stream;
 int vd_vae_enc_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
                           vd_vae_stream **out);
 /* frame: [3, H, W]. *n_out (0 or 1) latent frames written to lat [z_dim, H/8, W/8]. */
 int vd_vae_enc_stream_push(vd_vae_stream *s, const float *frame, float *lat, int *n_out);
+/* Completes a partial chunk by repeating the last pushed frame; *n_out is 1
+ * if that produced a latent frame, 0 if there was nothing pending. */
+int vd_vae_enc_stream_flush(vd_vae_stream *s, float *lat, int *n_out);
 int vd_vae_dec_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
                           vd_vae_stream **out);
 /* lat: [z_dim, h, w]; writes *n_out (1 or 4) frames [n_out][3, 8h, 8w] to frames. */
 int vd_vae_dec_stream_push(vd_vae_stream *s, const float *lat, float *frames, int *n_out);
+/* Raw output for a stream (see vd_vae_encode_ex); set before the first push.
+ * Encoder raw 1/2 writes [2 z_dim, ...] per latent frame. */
+int vd_vae_stream_set_raw(vd_vae_stream *s, int raw);
 void vd_vae_stream_free(vd_vae_stream **s);
+
+/* Bytes held by a stream (caches + working buffers), for benchmarks. */
+size_t vd_vae_stream_bytes(const vd_vae_stream *s);
 
 #endif

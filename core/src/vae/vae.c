@@ -1,0 +1,887 @@
+/*
+ * Wan-VAE execution: frames flow through the layer list one at a time.
+ *
+ * Why frame by frame: the reference runs frame 0, then chunks of 4, carrying
+ * the last 2 input frames of every causal convolution from chunk to chunk.
+ * A causal 3-tap temporal convolution only ever needs its input's last two
+ * frames, so feeding single frames with the same caches computes the same
+ * numbers while the live activations are one frame per resolution instead of
+ * four (plus the caches). The two temporal resamplers are rate changers:
+ *   downsample3d: out = [y0, conv(y0,y1,y2), conv(y2,y3,y4), ...] (stride 2),
+ *     i.e. it emits on frames 0, 2, 4, ...;
+ *   upsample3d: frame 0 passes through (the reference's 'Rep' marker); every
+ *     later frame goes through a causal temporal conv whose history excludes
+ *     frame 0 (zeros instead) and becomes two frames (channels [0,C) first).
+ * Layers call the next layer for every frame they emit (depth first), so a
+ * layer's output buffer is free again when the call returns: two ping-pong
+ * buffers serve the whole network.
+ *
+ * Spatial tiles are independent copies of the network state over a region of
+ * the input; their outputs are blended with linear ramps over the overlaps.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "vae_impl.h"
+
+/* Causal caches and rate-changer state of one layer for one tile. */
+typedef struct nstate {
+    int hi, wi, ho, wo;   /* input / output spatial size */
+    float *cache1;        /* [ci', 2, S] last two inputs of c1 (causal 3x3x3 or time conv) */
+    float *cache2;        /* [co, 2, S] last two inputs of c2 (RES) */
+    float *keep;          /* DOWN3D: [c, 2, S'] frames y_2j, y_2j+1; UP3D: [2c, S] */
+    int64_t n;            /* frames seen */
+} nstate;
+
+typedef struct tile {
+    int y0, x0, th, tw;   /* region in net input units */
+    int oy0, ox0, oth, otw; /* region in output units */
+    nstate *st;           /* per layer, NULL when not allocated */
+    int64_t n_out;        /* frames emitted so far */
+    float *wy, *wx;       /* blend weights per output row / column (NULL: untiled) */
+} tile;
+
+struct vd_vae_stream {
+    const vd_vae *v;
+    vk_ctx *kc;
+    const vnet *net;
+    int enc;
+    int raw;
+    int h, w;             /* net input size (pixels for the encoder, latents for the decoder) */
+    int oh, ow;           /* output size */
+    int c_out;            /* channels written per output frame */
+    int n_tiles;
+    tile *tiles;
+    /* shared working memory (tiles run one after the other) */
+    float *ping[2];       /* layer outputs, alternating */
+    float *stack;         /* [c, 3, S] conv input: two cached frames + the new one */
+    float *tmp, *mid;     /* [c, S] */
+    float *big;           /* UP: [c, 4S] nearest x2; ATTN: qkv and transposes */
+    float *tin;           /* tile input (cropped frame) */
+    float *tout;          /* sink: [c_out', S_out] head / conv1 output */
+    float *wsum;          /* [oh, ow] blend weight sums (tiled) */
+    /* current push */
+    float *out;           /* user buffer */
+    int64_t out_first;    /* global index of out[0] */
+    int accumulate;       /* tile > 0 adds to the output */
+    int64_t n_in;         /* frames pushed */
+    size_t bytes;
+    float *last_frame;    /* encoder: last pushed frame (for flush) */
+    float *dec_in;        /* decoder: [2][z, h, w] un-normalised latent, conv2 output */
+    size_t frame_len;
+};
+
+static size_t fsz(int c, int h, int w)
+{
+    return (size_t)c * (size_t)h * (size_t)w;
+}
+
+/* ---- layers ---------------------------------------------------------------- */
+
+static const vk_conv_geom g_same3 = { 1, 1, 1, 0, 0, 1, 1, 1, 1 };
+static const vk_conv_geom g_none = { 1, 1, 1, 0, 0, 0, 0, 0, 0 };
+static const vk_conv_geom g_down = { 1, 2, 2, 0, 0, 0, 1, 0, 1 };
+
+static void norm_silu(vk_ctx *kc, const float *x, float *y, int c, size_t s, const float *g)
+{
+    kc->f->chnorm(kc, x, y, c, (int64_t)s, g, NULL);
+    kc->f->act(kc, y, (int64_t)(c * s), VK_ACT_SILU);
+}
+
+/* y = causal_conv(x) for one frame: the conv sees [cache0, cache1, x] along
+ * time (kd 3, no temporal padding); the cache then moves on by one frame. */
+static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *cache, const float *x,
+                        int h, int w, float *y)
+{
+    size_t S = (size_t)h * w;
+    int c = cv->c_in;
+    float *st = s->stack;
+    for (int ch = 0; ch < c; ch++) {
+        float *d = st + (size_t)ch * 3 * S;
+        float *k = cache + (size_t)ch * 2 * S;
+        memcpy(d, k, 2 * S * sizeof(float));
+        memcpy(d + 2 * S, x + (size_t)ch * S, S * sizeof(float));
+        memcpy(k, d + S, 2 * S * sizeof(float));
+    }
+    s->kc->f->conv(s->kc, cv, cv->kh == 3 ? &g_same3 : &g_none, st, 3, h, w, y);
+}
+
+/* Nearest x2 ("nearest-exact" equals floor for an integer factor). */
+static void up2(const float *x, float *y, int c, int h, int w)
+{
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < 2 * h; i++) {
+            const float *xr = x + ((size_t)ch * h + i / 2) * w;
+            float *yr = y + ((size_t)ch * 2 * h + i) * 2 * w;
+            for (int j = 0; j < w; j++)
+                yr[2 * j] = yr[2 * j + 1] = xr[j];
+        }
+}
+
+static void run(vd_vae_stream *s, tile *t, int i, const float *x);
+static void sink(vd_vae_stream *s, tile *t, const float *x);
+
+static void emit(vd_vae_stream *s, tile *t, int i, const float *y)
+{
+    run(s, t, i + 1, y);
+}
+
+static void node_res(vd_vae_stream *s, tile *t, int i, const vnode *n, nstate *st,
+                     const float *x, float *y)
+{
+    vk_ctx *kc = s->kc;
+    int h = st->hi, w = st->wi;
+    size_t S = (size_t)h * w;
+    /* [ci, S] -> norm, silu -> causal conv -> [co, S] */
+    norm_silu(kc, x, s->tmp, n->ci, S, n->g1);
+    causal_conv(s, &n->c1, st->cache1, s->tmp, h, w, s->mid);
+    norm_silu(kc, s->mid, s->mid, n->co, S, n->g2);
+    causal_conv(s, &n->c2, st->cache2, s->mid, h, w, y);
+    const float *sc = x;
+    if (n->has_sc) {
+        kc->f->conv(kc, &n->sc, &g_none, x, 1, h, w, s->tmp);
+        sc = s->tmp;
+    }
+    size_t len = fsz(n->co, h, w);
+    for (size_t k = 0; k < len; k++)
+        y[k] += sc[k];
+}
+
+/* Single-head attention over the h*w positions of one frame. */
+static void node_attn(vd_vae_stream *s, const vnode *n, nstate *st, const float *x, float *y)
+{
+    vk_ctx *kc = s->kc;
+    int c = n->ci;
+    size_t S = (size_t)st->hi * st->wi;
+    float *qkv = s->big;             /* [3c, S] */
+    float *tq = s->big + 3 * c * S;  /* [S, 3c] */
+    float *o = s->mid;               /* [S, c] */
+    kc->f->chnorm(kc, x, s->tmp, c, (int64_t)S, n->g1, NULL);
+    kc->f->conv(kc, &n->c1, &g_none, s->tmp, 1, st->hi, st->wi, qkv);
+    for (size_t p0 = 0; p0 < S; p0 += 64) {
+        size_t p1 = VD_MIN(S, p0 + 64);
+        for (int ch = 0; ch < 3 * c; ch++)
+            for (size_t p = p0; p < p1; p++)
+                tq[p * 3 * c + ch] = qkv[ch * S + p];
+    }
+    kc->f->attention(kc, tq, 3 * c, tq + c, 3 * c, tq + 2 * c, 3 * c, o, c, 1, c, (int64_t)S,
+                     (int64_t)S, (int64_t)S, 1.0f / sqrtf((float)c), NULL);
+    for (size_t p0 = 0; p0 < S; p0 += 64) {
+        size_t p1 = VD_MIN(S, p0 + 64);
+        for (int ch = 0; ch < c; ch++)
+            for (size_t p = p0; p < p1; p++)
+                s->tmp[ch * S + p] = o[p * c + ch];
+    }
+    kc->f->conv(kc, &n->c2, &g_none, s->tmp, 1, st->hi, st->wi, y);
+    size_t len = fsz(c, st->hi, st->wi);
+    for (size_t k = 0; k < len; k++)
+        y[k] += x[k];
+}
+
+/* nearest x2 then 3x3 conv halving channels, for one frame */
+static void up_spatial(vd_vae_stream *s, const vnode *n, nstate *st, const float *x, float *y)
+{
+    up2(x, s->big, n->ci, st->hi, st->wi);
+    s->kc->f->conv(s->kc, &n->c1, &g_same3, s->big, 1, st->ho, st->wo, y);
+}
+
+static void run(vd_vae_stream *s, tile *t, int i, const float *x)
+{
+    if (i == s->net->n) {
+        sink(s, t, x);
+        return;
+    }
+    const vnode *n = &s->net->nodes[i];
+    nstate *st = &t->st[i];
+    float *y = s->ping[i & 1];
+    vk_ctx *kc = s->kc;
+    size_t So = (size_t)st->ho * st->wo;
+    int64_t k = st->n++;
+    switch (n->type) {
+    case VN_CONV_IN:
+        causal_conv(s, &n->c1, st->cache1, x, st->hi, st->wi, y);
+        emit(s, t, i, y);
+        break;
+    case VN_HEAD:
+        norm_silu(kc, x, s->tmp, n->ci, (size_t)st->hi * st->wi, n->g1);
+        causal_conv(s, &n->c1, st->cache1, s->tmp, st->hi, st->wi, y);
+        emit(s, t, i, y);
+        break;
+    case VN_RES:
+        node_res(s, t, i, n, st, x, y);
+        emit(s, t, i, y);
+        break;
+    case VN_ATTN:
+        node_attn(s, n, st, x, y);
+        emit(s, t, i, y);
+        break;
+    case VN_DOWN2D:
+        kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, y);
+        emit(s, t, i, y);
+        break;
+    case VN_DOWN3D: {
+        /* spatial first; then frames 0, 2, 4, ... emit */
+        float *a = st->keep, *b = st->keep + fsz(n->ci, st->ho, st->wo);
+        if (k == 0) {
+            kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, a);
+            memcpy(y, a, So * n->co * sizeof(float));
+            emit(s, t, i, y);
+        } else if (k & 1) {
+            kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, b);
+        } else {
+            kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, s->tmp);
+            /* [c, 3, S'] = (y_{k-2}, y_{k-1}, y_k) */
+            for (int ch = 0; ch < n->ci; ch++) {
+                float *d = s->stack + (size_t)ch * 3 * So;
+                memcpy(d, a + ch * So, So * sizeof(float));
+                memcpy(d + So, b + ch * So, So * sizeof(float));
+                memcpy(d + 2 * So, s->tmp + ch * So, So * sizeof(float));
+            }
+            memcpy(a, s->tmp, So * n->ci * sizeof(float));
+            kc->f->conv(kc, &n->c2, &g_none, s->stack, 3, st->ho, st->wo, y);
+            emit(s, t, i, y);
+        }
+        break;
+    }
+    case VN_UP2D:
+        up_spatial(s, n, st, x, y);
+        emit(s, t, i, y);
+        break;
+    case VN_UP3D:
+        if (k == 0) {
+            up_spatial(s, n, st, x, y);
+            emit(s, t, i, y);
+        } else {
+            /* [2c, S]: time conv over frames 1.. (frame 0 excluded) */
+            causal_conv(s, &n->c2, st->cache1, x, st->hi, st->wi, st->keep);
+            size_t half = fsz(n->ci, st->hi, st->wi);
+            up_spatial(s, n, st, st->keep, y);
+            emit(s, t, i, y);
+            up_spatial(s, n, st, st->keep + half, y);
+            emit(s, t, i, y);
+        }
+        break;
+    }
+}
+
+/* The end of the network for one tile: encoder head output [2z, S] ->
+ * (conv1, normalise) -> output; decoder head output [3, S] -> output. */
+static void sink(vd_vae_stream *s, tile *t, const float *x)
+{
+    const vd_vae *v = s->v;
+    int z = v->cfg.z_dim;
+    size_t S = (size_t)t->oth * t->otw;
+    const float *src = x;
+    if (s->enc && s->raw != 2) {
+        s->kc->f->conv(s->kc, &v->conv1, &g_none, x, 1, t->oth, t->otw, s->tout);
+        if (!s->raw)
+            for (int c = 0; c < z; c++) {
+                float m = v->cfg.mean[c], is = v->inv_std[c];
+                float *p = s->tout + c * S;
+                for (size_t k = 0; k < S; k++)
+                    p[k] = (p[k] - m) * is;
+            }
+        src = s->tout;
+    }
+    int64_t j = t->n_out++ - s->out_first;
+    size_t OS = (size_t)s->oh * s->ow;
+    float *dst = s->out + (size_t)j * s->c_out * OS;
+    for (int c = 0; c < s->c_out; c++) {
+        const float *sp = src + c * S;
+        float *dp = dst + c * OS + (size_t)t->oy0 * s->ow + t->ox0;
+        if (!s->accumulate) {
+            for (int r = 0; r < t->oth; r++)
+                memcpy(dp + (size_t)r * s->ow, sp + (size_t)r * t->otw, t->otw * sizeof(float));
+            continue;
+        }
+        for (int r = 0; r < t->oth; r++)
+            for (int q = 0; q < t->otw; q++)
+                dp[(size_t)r * s->ow + q] += t->wy[r] * t->wx[q] * sp[(size_t)r * t->otw + q];
+    }
+}
+
+/* ---- stream setup ------------------------------------------------------- */
+
+/* Tiles along one axis of length L (input units) with tile size ts and
+ * overlap ov, starts aligned to `al`. Returns the count; starts in st[]. */
+static int split_axis(int L, int ts, int ov, int al, int *st, int max)
+{
+    if (ts >= L) {
+        st[0] = 0;
+        return 1;
+    }
+    int n = (L - ov + (ts - ov) - 1) / (ts - ov);
+    if (n < 2)
+        n = 2;
+    if (n > max)
+        n = max;
+    for (int i = 0; i < n; i++) {
+        int p = (int)((int64_t)i * (L - ts) / (n - 1));
+        p = p / al * al;
+        st[i] = p;
+    }
+    st[n - 1] = L - ts;
+    return n;
+}
+
+/* Linear ramps over the overlaps with the neighbours (output units). */
+static void ramp(float *wt, int len, int start, int prev_end, int next_start)
+{
+    for (int q = 0; q < len; q++) {
+        int p = start + q;
+        float f = 1.0f;
+        if (prev_end > start) {
+            float ov = (float)(prev_end - start);
+            float a = ((float)(p - start) + 0.5f) / ov;
+            f *= a < 1 ? a : 1;
+        }
+        if (next_start >= 0 && next_start < start + len) {
+            float ov = (float)(start + len - next_start);
+            float a = ((float)(start + len - p) - 0.5f) / ov;
+            f *= a < 1 ? a : 1;
+        }
+        wt[q] = f;
+    }
+}
+
+static void tile_release(vd_vae_stream *s, tile *t)
+{
+    if (!t->st)
+        return;
+    for (int i = 0; i < s->net->n; i++) {
+        vd_free(t->st[i].cache1);
+        vd_free(t->st[i].cache2);
+        vd_free(t->st[i].keep);
+    }
+    vd_free(t->st);
+    t->st = NULL;
+}
+
+/* Sizes every layer's buffers for this tile; allocates caches when `alloc`,
+ * else only grows the shared maxima. */
+static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
+{
+    const vnet *net = s->net;
+    if (alloc) {
+        t->st = vd_calloc(sizeof(nstate) * (size_t)net->n);
+        if (!t->st)
+            return VDIT_ERR_NOMEM;
+        t->n_out = 0;
+    }
+    int h = t->th, w = t->tw;
+    size_t used = 0;
+    for (int i = 0; i < net->n; i++) {
+        const vnode *n = &net->nodes[i];
+        nstate *st = alloc ? &t->st[i] : &(nstate){ 0 };
+        st->hi = h;
+        st->wi = w;
+        if (n->type == VN_DOWN2D || n->type == VN_DOWN3D) {
+            h /= 2;
+            w /= 2;
+        } else if (n->type == VN_UP2D || n->type == VN_UP3D) {
+            h *= 2;
+            w *= 2;
+        }
+        st->ho = h;
+        st->wo = w;
+        size_t si = fsz(1, st->hi, st->wi), so = fsz(1, h, w);
+        size_t c1 = 0, c2 = 0, kp = 0;
+        switch (n->type) {
+        case VN_CONV_IN:
+        case VN_HEAD:
+            c1 = 2 * si * n->ci;
+            break;
+        case VN_RES:
+            c1 = 2 * si * n->ci;
+            c2 = 2 * si * n->co;
+            break;
+        case VN_DOWN3D:
+            kp = 2 * so * n->ci;
+            break;
+        case VN_UP3D:
+            c1 = 2 * si * n->ci;
+            kp = 2 * si * n->ci;
+            break;
+        default:
+            break;
+        }
+        /* shared maxima: [0] ping, [1] stack, [2] tmp/mid, [3] big */
+        int cmax = VD_MAX(n->ci, n->co);
+        mx[0] = VD_MAX(mx[0], so * n->co);
+        mx[1] = VD_MAX(mx[1], 3 * VD_MAX(si, so) * (size_t)(2 * cmax));
+        mx[2] = VD_MAX(mx[2], VD_MAX(si, so) * (size_t)(2 * cmax));
+        if (n->type == VN_UP2D || n->type == VN_UP3D)
+            mx[3] = VD_MAX(mx[3], 4 * si * n->ci);
+        if (n->type == VN_ATTN)
+            mx[3] = VD_MAX(mx[3], 6 * si * n->ci);
+        used += (c1 + c2 + kp) * sizeof(float);
+        if (alloc) {
+            st->cache1 = c1 ? vd_calloc(c1 * sizeof(float)) : NULL;
+            st->cache2 = c2 ? vd_calloc(c2 * sizeof(float)) : NULL;
+            st->keep = kp ? vd_calloc(kp * sizeof(float)) : NULL;
+            if ((c1 && !st->cache1) || (c2 && !st->cache2) || (kp && !st->keep))
+                return VDIT_ERR_NOMEM;
+        }
+    }
+    if (alloc)
+        s->bytes += used;
+    return 0;
+}
+
+void vd_vae_stream_free(vd_vae_stream **ps)
+{
+    if (!ps || !*ps)
+        return;
+    vd_vae_stream *s = *ps;
+    for (int i = 0; i < s->n_tiles; i++) {
+        tile_release(s, &s->tiles[i]);
+        vd_free(s->tiles[i].wy);
+        vd_free(s->tiles[i].wx);
+    }
+    vd_free(s->tiles);
+    vd_free(s->ping[0]);
+    vd_free(s->ping[1]);
+    vd_free(s->stack);
+    vd_free(s->tmp);
+    vd_free(s->mid);
+    vd_free(s->big);
+    vd_free(s->tin);
+    vd_free(s->tout);
+    vd_free(s->wsum);
+    vd_free(s->last_frame);
+    vd_free(s->dec_in);
+    vd_free(s);
+    *ps = NULL;
+}
+
+/* alloc_tiles: allocate every tile's caches now (streams); one-shot tiled
+ * calls allocate one tile at a time. */
+static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int tile_px,
+                      int alloc_tiles, vd_log *lg, vd_vae_stream **out)
+{
+    if (!v || !kc || !out)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vae stream: missing argument");
+    *out = NULL;
+    int sf = v->cfg.s_factor;
+    if (h <= 0 || w <= 0 || (enc && (h % sf || w % sf)) || h > (1 << 15) || w > (1 << 15))
+        return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                      "vae: frame size %dx%d must be positive%s", w, h,
+                      enc ? " multiples of the VAE's spatial factor" : "");
+    if (tile_px < 0)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vae: negative tile size %d", tile_px);
+    vd_vae_stream *s = vd_calloc(sizeof(*s));
+    if (!s)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    int r = VDIT_ERR_NOMEM;
+    s->v = v;
+    s->kc = kc;
+    s->enc = enc;
+    s->net = enc ? &v->enc : &v->dec;
+    s->h = h;
+    s->w = w;
+    s->oh = enc ? h / sf : h * sf;
+    s->ow = enc ? w / sf : w * sf;
+    s->c_out = enc ? v->cfg.z_dim : 3;
+    /* tiles in input units: the encoder's starts stay on the sf grid so that
+     * every tile's latent grid is the full latent grid */
+    int ts = 0, ov = 0, al = enc ? sf : 1;
+    if (tile_px) {
+        ts = enc ? tile_px / sf * sf : tile_px / sf;
+        if (ts < 2 * al)
+            ts = 2 * al;
+        ov = ts / 4 / al * al;
+        if (ov < al)
+            ov = al;
+    }
+    int ys[64], xs[64], ny = 1, nx = 1;
+    ys[0] = xs[0] = 0;
+    if (ts && (ts < h || ts < w)) {
+        ny = split_axis(h, VD_MIN(ts, h), ov, al, ys, 64);
+        nx = split_axis(w, VD_MIN(ts, w), ov, al, xs, 64);
+    }
+    s->n_tiles = ny * nx;
+    s->accumulate = s->n_tiles > 1;
+    s->tiles = vd_calloc(sizeof(tile) * (size_t)s->n_tiles);
+    if (!s->tiles)
+        goto fail;
+    size_t mx[4] = { 0, 0, 0, 0 };
+    for (int a = 0; a < ny; a++)
+        for (int b = 0; b < nx; b++) {
+            tile *t = &s->tiles[a * nx + b];
+            t->y0 = ys[a];
+            t->x0 = xs[b];
+            t->th = ny > 1 ? VD_MIN(ts, h) : h;
+            t->tw = nx > 1 ? VD_MIN(ts, w) : w;
+            int f = enc ? 1 : sf, dv = enc ? sf : 1;
+            t->oy0 = t->y0 * f / dv;
+            t->ox0 = t->x0 * f / dv;
+            t->oth = t->th * f / dv;
+            t->otw = t->tw * f / dv;
+            if (s->accumulate) {
+                t->wy = vd_malloc(sizeof(float) * (size_t)t->oth);
+                t->wx = vd_malloc(sizeof(float) * (size_t)t->otw);
+                if (!t->wy || !t->wx)
+                    goto fail;
+                int pe = a > 0 ? (ys[a - 1] + t->th) * f / dv : -1;
+                int ns = a + 1 < ny ? ys[a + 1] * f / dv : -1;
+                ramp(t->wy, t->oth, t->oy0, pe, ns);
+                pe = b > 0 ? (xs[b - 1] + t->tw) * f / dv : -1;
+                ns = b + 1 < nx ? xs[b + 1] * f / dv : -1;
+                ramp(t->wx, t->otw, t->ox0, pe, ns);
+            }
+            if ((r = tile_setup(s, t, alloc_tiles, mx)))
+                goto fail;
+            r = VDIT_ERR_NOMEM;
+        }
+    tile *t0 = &s->tiles[0];
+    size_t sin = fsz(1, t0->th, t0->tw), sout = fsz(1, t0->oth, t0->otw);
+    int z2 = 2 * v->cfg.z_dim;
+    s->ping[0] = vd_malloc(mx[0] * sizeof(float));
+    s->ping[1] = vd_malloc(mx[0] * sizeof(float));
+    s->stack = vd_malloc(mx[1] * sizeof(float));
+    s->tmp = vd_malloc(mx[2] * sizeof(float));
+    s->mid = vd_malloc(mx[2] * sizeof(float));
+    s->big = mx[3] ? vd_malloc(mx[3] * sizeof(float)) : NULL;
+    s->tin = vd_malloc(sin * (size_t)(enc ? 3 : v->cfg.z_dim) * sizeof(float));
+    s->tout = vd_malloc(sout * (size_t)z2 * sizeof(float));
+    if (!s->ping[0] || !s->ping[1] || !s->stack || !s->tmp || !s->mid || (mx[3] && !s->big) ||
+        !s->tin || !s->tout)
+        goto fail;
+    s->bytes += (2 * mx[0] + mx[1] + 2 * mx[2] + mx[3]) * sizeof(float) +
+                sin * (size_t)(enc ? 3 : v->cfg.z_dim) * sizeof(float) + sout * z2 * sizeof(float);
+    if (s->accumulate) {
+        s->wsum = vd_calloc(fsz(1, s->oh, s->ow) * sizeof(float));
+        if (!s->wsum)
+            goto fail;
+        for (int i = 0; i < s->n_tiles; i++) {
+            const tile *t = &s->tiles[i];
+            for (int a = 0; a < t->oth; a++)
+                for (int b = 0; b < t->otw; b++)
+                    s->wsum[(size_t)(t->oy0 + a) * s->ow + t->ox0 + b] += t->wy[a] * t->wx[b];
+        }
+        for (size_t k = 0; k < fsz(1, s->oh, s->ow); k++)
+            s->wsum[k] = 1.0f / s->wsum[k];
+        s->bytes += fsz(1, s->oh, s->ow) * sizeof(float);
+    }
+    s->frame_len = fsz(enc ? 3 : v->cfg.z_dim, h, w);
+    if (enc) {
+        s->last_frame = vd_malloc(s->frame_len * sizeof(float));
+        if (!s->last_frame)
+            goto fail;
+        s->bytes += s->frame_len * sizeof(float);
+    } else {
+        s->dec_in = vd_malloc(2 * s->frame_len * sizeof(float));
+        if (!s->dec_in)
+            goto fail;
+        s->bytes += 2 * s->frame_len * sizeof(float);
+    }
+    *out = s;
+    return 0;
+fail:
+    vd_vae_stream_free(&s);
+    return vd_err(lg, r, "vae: out of memory for a %dx%d stream", w, h);
+}
+
+int vd_vae_enc_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
+                          vd_vae_stream **out)
+{
+    return stream_new(v, kc, 1, h, w, tile, 1, kc ? kc->log : NULL, out);
+}
+
+int vd_vae_dec_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
+                          vd_vae_stream **out)
+{
+    return stream_new(v, kc, 0, h, w, tile, 1, kc ? kc->log : NULL, out);
+}
+
+int vd_vae_stream_set_raw(vd_vae_stream *s, int raw)
+{
+    if (!s || raw < 0 || raw > (s->enc ? 2 : 1) || s->n_in)
+        return VDIT_ERR_INVALID_ARG;
+    s->raw = raw;
+    s->c_out = s->enc ? (raw ? 2 * s->v->cfg.z_dim : s->v->cfg.z_dim) : 3;
+    return 0;
+}
+
+size_t vd_vae_stream_bytes(const vd_vae_stream *s)
+{
+    return s ? s->bytes : 0;
+}
+
+/* ---- pushing ---------------------------------------------------------------- */
+
+/* Runs one input frame (full size, net input units) through tile t. */
+static void run_tile(vd_vae_stream *s, tile *t, const float *frame)
+{
+    int c = s->net->nodes[0].ci;
+    const float *x = frame;
+    if (s->n_tiles > 1 || t->th != s->h || t->tw != s->w) {
+        for (int ch = 0; ch < c; ch++)
+            for (int r = 0; r < t->th; r++)
+                memcpy(s->tin + ((size_t)ch * t->th + r) * t->tw,
+                       frame + ((size_t)ch * s->h + t->y0 + r) * s->w + t->x0,
+                       t->tw * sizeof(float));
+        x = s->tin;
+    }
+    run(s, t, 0, x);
+}
+
+/* Frames that frame number k (0-based) of the net input produces. */
+static int frames_out(const vd_vae_stream *s, int64_t k)
+{
+    int tf = s->v->cfg.t_factor;
+    if (s->enc)
+        return k == 0 || k % tf == 0;
+    return k == 0 ? 1 : tf;
+}
+
+/* Normalises blended output (tiled) and clamps decoder output. */
+static void finish(vd_vae_stream *s, float *out, int n)
+{
+    size_t OS = fsz(1, s->oh, s->ow);
+    for (int f = 0; f < n; f++)
+        for (int c = 0; c < s->c_out; c++) {
+            float *p = out + ((size_t)f * s->c_out + c) * OS;
+            if (s->accumulate)
+                for (size_t k = 0; k < OS; k++)
+                    p[k] *= s->wsum[k];
+            if (!s->enc && !s->raw)
+                for (size_t k = 0; k < OS; k++)
+                    p[k] = p[k] < -1.0f ? -1.0f : p[k] > 1.0f ? 1.0f : p[k];
+        }
+}
+
+static int push(vd_vae_stream *s, const float *x, float *out, int *n_out)
+{
+    int n = frames_out(s, s->n_in);
+    s->out = out;
+    s->out_first = s->tiles[0].n_out;
+    if (s->accumulate && n)
+        memset(out, 0, (size_t)n * s->c_out * fsz(1, s->oh, s->ow) * sizeof(float));
+    for (int i = 0; i < s->n_tiles; i++)
+        run_tile(s, &s->tiles[i], x);
+    finish(s, out, n);
+    s->n_in++;
+    *n_out = n;
+    return 0;
+}
+
+int vd_vae_enc_stream_push(vd_vae_stream *s, const float *frame, float *lat, int *n_out)
+{
+    if (!s || !s->enc || !frame || !lat || !n_out)
+        return VDIT_ERR_INVALID_ARG;
+    memcpy(s->last_frame, frame, s->frame_len * sizeof(float));
+    return push(s, frame, lat, n_out);
+}
+
+int vd_vae_enc_stream_flush(vd_vae_stream *s, float *lat, int *n_out)
+{
+    if (!s || !s->enc || !lat || !n_out)
+        return VDIT_ERR_INVALID_ARG;
+    *n_out = 0;
+    int tf = s->v->cfg.t_factor;
+    while (s->n_in > 0 && (s->n_in - 1) % tf) {
+        int r = push(s, s->last_frame, lat, n_out);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* Decoder input: z * std + mean (as z / float32(1/std) + mean), then conv2. */
+static void dec_input(const vd_vae *v, vk_ctx *kc, const float *lat, int h, int w, float *tmp,
+                      float *x)
+{
+    int z = v->cfg.z_dim;
+    size_t S = (size_t)h * w;
+    for (int c = 0; c < z; c++)
+        for (size_t k = 0; k < S; k++)
+            tmp[c * S + k] = lat[c * S + k] / v->inv_std[c] + v->cfg.mean[c];
+    kc->f->conv(kc, &v->conv2, &g_none, tmp, 1, h, w, x);
+}
+
+int vd_vae_dec_stream_push(vd_vae_stream *s, const float *lat, float *frames, int *n_out)
+{
+    if (!s || s->enc || !lat || !frames || !n_out)
+        return VDIT_ERR_INVALID_ARG;
+    size_t len = s->frame_len;
+    dec_input(s->v, s->kc, lat, s->h, s->w, s->dec_in, s->dec_in + len);
+    return push(s, s->dec_in + len, frames, n_out);
+}
+
+/* ---- one-shot ------------------------------------------------------------------ */
+
+int vd_vae_latent_frames(const vd_vae *v, int t)
+{
+    if (!v || t < 1)
+        return 0;
+    int tf = v->cfg.t_factor;
+    return 1 + (t - 1 + tf - 1) / tf;
+}
+
+int vd_vae_video_frames(const vd_vae *v, int tl)
+{
+    if (!v || tl < 1)
+        return 0;
+    return 1 + v->cfg.t_factor * (tl - 1);
+}
+
+/* Copies frame k of a [c, T, h, w] tensor into [c, h, w]. */
+static void get_frame(const float *src, int c, int t, int k, size_t S, float *dst)
+{
+    for (int ch = 0; ch < c; ch++)
+        memcpy(dst + ch * S, src + ((size_t)ch * t + k) * S, S * sizeof(float));
+}
+
+static void put_frames(float *dst, int c, int t, int k, int n, size_t S, const float *src)
+{
+    for (int f = 0; f < n; f++)
+        for (int ch = 0; ch < c; ch++)
+            memcpy(dst + ((size_t)ch * t + k + f) * S, src + ((size_t)f * c + ch) * S,
+                   S * sizeof(float));
+}
+
+/* Runs all frames through the stream, tile after tile (each tile's caches
+ * alive only during its pass). in: [c_in, n_in, h, w]; out [n_out][c_out, S]
+ * frame-major. */
+static int run_all(vd_vae_stream *s, const float *in, int n_in_frames, int n_pad, float *out)
+{
+    size_t S = fsz(1, s->h, s->w);
+    int c = s->enc ? 3 : s->v->cfg.z_dim;
+    float *fr = vd_malloc(s->frame_len * sizeof(float) * (s->enc ? 1 : 2));
+    if (!fr)
+        return VDIT_ERR_NOMEM;
+    size_t OS = fsz(1, s->oh, s->ow);
+    int64_t total = 0;
+    for (int k = 0; k < n_in_frames + n_pad; k++)
+        total += frames_out(s, k);
+    if (s->accumulate)
+        memset(out, 0, (size_t)total * s->c_out * OS * sizeof(float));
+    s->out = out;
+    s->out_first = 0;
+    int r = 0;
+    for (int i = 0; i < s->n_tiles && !r; i++) {
+        tile *t = &s->tiles[i];
+        size_t mx[4] = { 0, 0, 0, 0 };
+        if ((r = tile_setup(s, t, 1, mx)))
+            break;
+        for (int k = 0; k < n_in_frames + n_pad; k++) {
+            int kk = VD_MIN(k, n_in_frames - 1);
+            if (s->enc) {
+                get_frame(in, c, n_in_frames, kk, S, fr);
+                run_tile(s, t, fr);
+            } else {
+                get_frame(in, c, n_in_frames, kk, S, fr + s->frame_len);
+                dec_input(s->v, s->kc, fr + s->frame_len, s->h, s->w, fr, fr + s->frame_len);
+                run_tile(s, t, fr + s->frame_len);
+            }
+        }
+        tile_release(s, t);
+    }
+    vd_free(fr);
+    if (!r)
+        finish(s, out, (int)total);
+    return r;
+}
+
+int vd_vae_encode_ex(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h, int w,
+                     int tile_px, int raw, float *mu, float *log_var)
+{
+    vd_log *lg = kc ? kc->log : NULL;
+    if (!v || !kc || !video || !mu || t < 1 || raw < 0 || raw > 2)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_vae_encode: bad argument");
+    vd_vae_stream *s = NULL;
+    int r = stream_new(v, kc, 1, h, w, tile_px, 0, lg, &s);
+    if (r)
+        return r;
+    /* log_var comes from the raw conv1 output; mu is normalised afterwards */
+    int norm_after = !raw && log_var;
+    s->raw = norm_after ? 1 : raw;
+    s->c_out = s->raw ? 2 * v->cfg.z_dim : v->cfg.z_dim;
+    int tl = vd_vae_latent_frames(v, t);
+    int pad = vd_vae_video_frames(v, tl) - t;
+    size_t OS = fsz(1, s->oh, s->ow);
+    float *o = vd_malloc((size_t)tl * s->c_out * OS * sizeof(float));
+    if (!o) {
+        vd_vae_stream_free(&s);
+        return vd_err(lg, VDIT_ERR_NOMEM, "vd_vae_encode: out of memory");
+    }
+    r = run_all(s, video, t, pad, o);
+    if (!r) {
+        int z = v->cfg.z_dim;
+        /* frame-major [tl][c, S] -> [c, tl, S] */
+        int cm = raw == 2 ? 2 * z : z;
+        for (int f = 0; f < tl; f++) {
+            const float *src = o + (size_t)f * s->c_out * OS;
+            for (int c = 0; c < cm; c++)
+                memcpy(mu + ((size_t)c * tl + f) * OS, src + c * OS, OS * sizeof(float));
+            if (log_var && raw != 2 && s->c_out == 2 * z)
+                for (int c = 0; c < z; c++)
+                    memcpy(log_var + ((size_t)c * tl + f) * OS, src + (z + c) * OS,
+                           OS * sizeof(float));
+        }
+        if (norm_after)
+            for (int c = 0; c < z; c++) {
+                float m = v->cfg.mean[c], is = v->inv_std[c];
+                float *p = mu + (size_t)c * tl * OS;
+                for (size_t k = 0; k < (size_t)tl * OS; k++)
+                    p[k] = (p[k] - m) * is;
+            }
+    }
+    vd_free(o);
+    vd_vae_stream_free(&s);
+    return r ? vd_err(lg, r, "vd_vae_encode: out of memory") : 0;
+}
+
+int vd_vae_encode(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h, int w,
+                  float *mu, float *log_var)
+{
+    return vd_vae_encode_ex(v, kc, video, t, h, w, 0, 0, mu, log_var);
+}
+
+int vd_vae_decoder_input(const vd_vae *v, vk_ctx *kc, const float *lat, int h, int w,
+                         float *out)
+{
+    if (!v || !kc || !lat || !out || h <= 0 || w <= 0)
+        return VDIT_ERR_INVALID_ARG;
+    float *tmp = vd_malloc(fsz(v->cfg.z_dim, h, w) * sizeof(float));
+    if (!tmp)
+        return VDIT_ERR_NOMEM;
+    dec_input(v, kc, lat, h, w, tmp, out);
+    vd_free(tmp);
+    return 0;
+}
+
+int vd_vae_decode_ex(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, int w,
+                     int tile_px, int raw, float *video)
+{
+    vd_log *lg = kc ? kc->log : NULL;
+    if (!v || !kc || !z || !video || tl < 1 || raw < 0 || raw > 1)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_vae_decode: bad argument");
+    vd_vae_stream *s = NULL;
+    int r = stream_new(v, kc, 0, h, w, tile_px, 0, lg, &s);
+    if (r)
+        return r;
+    s->raw = raw;
+    int t = vd_vae_video_frames(v, tl);
+    size_t OS = fsz(1, s->oh, s->ow);
+    /* frame-major staging for the whole output: the caller's buffer is
+     * [3, T, H, W]; decode into it in place would interleave channels */
+    float *o = vd_malloc((size_t)t * 3 * OS * sizeof(float));
+    if (!o) {
+        vd_vae_stream_free(&s);
+        return vd_err(lg, VDIT_ERR_NOMEM, "vd_vae_decode: out of memory");
+    }
+    r = run_all(s, z, tl, 0, o);
+    if (!r)
+        put_frames(video, 3, t, 0, t, OS, o);
+    vd_free(o);
+    vd_vae_stream_free(&s);
+    return r ? vd_err(lg, r, "vd_vae_decode: out of memory") : 0;
+}
+
+int vd_vae_decode(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, int w,
+                  float *video)
+{
+    return vd_vae_decode_ex(v, kc, z, tl, h, w, 0, 0, video);
+}

@@ -1,0 +1,496 @@
+/*
+ * Wan-VAE loading: key layouts onto the original names, then the layer list
+ * and the configuration read from tensor shapes (nothing is assumed about
+ * dim, z_dim, dim_mult, num_res_blocks, attention or temporal downsampling).
+ */
+#include <stdio.h>
+
+#include "vae_impl.h"
+
+/* The published latent statistics (WanVAE.__init__ in wan/modules/vae.py). */
+static const float wan_mean[16] = { -0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f,
+                                    -0.1517f, 1.5508f,  0.4134f,  -0.0715f, 0.5517f, -0.3632f,
+                                    -0.1922f, -0.9497f, 0.2503f,  -0.2921f };
+static const float wan_std[16] = { 2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f,
+                                   2.6052f, 2.0743f, 3.2687f, 2.1526f, 2.8652f, 1.5579f,
+                                   1.6382f, 1.1253f, 2.8251f, 1.9160f };
+
+/* ---- key layouts ---------------------------------------------------------- */
+
+/* diffusers AutoencoderKLWan names whose mapping needs no arithmetic. The
+ * encoder keeps one flat list (down_blocks.N == downsamples.N); the decoder
+ * groups resnets + upsampler per level, handled in code below. */
+static const vd_keyrule diffusers_rules[] = {
+    { "encoder.conv_in.*", "encoder.conv1.*" },
+    { "decoder.conv_in.*", "decoder.conv1.*" },
+    { "encoder.norm_out.gamma", "encoder.head.0.gamma" },
+    { "decoder.norm_out.gamma", "decoder.head.0.gamma" },
+    { "encoder.conv_out.*", "encoder.head.2.*" },
+    { "decoder.conv_out.*", "decoder.head.2.*" },
+    { "quant_conv.*", "conv1.*" },
+    { "post_quant_conv.*", "conv2.*" },
+    { "*coder.mid_block.resnets.0.*", "*coder.middle.0.*" },
+    { "*coder.mid_block.attentions.0.*", "*coder.middle.1.*" },
+    { "*coder.mid_block.resnets.1.*", "*coder.middle.2.*" },
+    { "encoder.down_blocks.#.norm1.gamma", "encoder.downsamples.#.residual.0.gamma" },
+    { "encoder.down_blocks.#.norm2.gamma", "encoder.downsamples.#.residual.3.gamma" },
+    { "encoder.down_blocks.#.conv1.*", "encoder.downsamples.#.residual.2.*" },
+    { "encoder.down_blocks.#.conv2.*", "encoder.downsamples.#.residual.6.*" },
+    { "encoder.down_blocks.#.conv_shortcut.*", "encoder.downsamples.#.shortcut.*" },
+    { "encoder.down_blocks.*", "encoder.downsamples.*" },
+};
+
+/* Resnet-internal names, applied after the block index is resolved. */
+static const vd_keyrule res_rules[] = {
+    { "*.norm1.gamma", "*.residual.0.gamma" }, { "*.norm2.gamma", "*.residual.3.gamma" },
+    { "*.conv1.*", "*.residual.2.*" },         { "*.conv2.*", "*.residual.6.*" },
+    { "*.conv_shortcut.*", "*.shortcut.*" },
+};
+
+static int count_indices(const vd_ckpt *ck, const char *fmt, int a)
+{
+    char p[128];
+    int n = 0;
+    for (;; n++) {
+        snprintf(p, sizeof(p), fmt, a, n);
+        if (!vd_ckpt_count_prefix(ck, p))
+            return n;
+    }
+}
+
+/* decoder.up_blocks.B.{resnets.R, upsamplers.0}.X -> decoder.upsamples.N.X,
+ * N counting resnets then the upsampler level by level. */
+static int rename_decoder_blocks(vd_ckpt *ck, vd_log *lg)
+{
+    char p[128];
+    int n_blocks = 0;
+    for (;; n_blocks++) {
+        snprintf(p, sizeof(p), "decoder.up_blocks.%d.", n_blocks);
+        if (!vd_ckpt_count_prefix(ck, p))
+            break;
+    }
+    if (!n_blocks)
+        return 0;
+    /* at most 8 levels x 8 resnets; each rule needs two owned strings */
+    enum { MAXR = 128 };
+    vd_keyrule rules[MAXR];
+    char (*buf)[2][80] = vd_malloc(sizeof(*buf) * MAXR);
+    if (!buf)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    int nr = 0, idx = 0, ret = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        int n_res = count_indices(ck, "decoder.up_blocks.%d.resnets.%d.", b);
+        snprintf(p, sizeof(p), "decoder.up_blocks.%d.upsamplers.0.", b);
+        int has_up = vd_ckpt_count_prefix(ck, p) > 0;
+        if (nr + n_res + 1 > MAXR) {
+            ret = vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: too many decoder blocks",
+                         vd_ckpt_label(ck));
+            goto done;
+        }
+        for (int r = 0; r < n_res; r++, idx++, nr++) {
+            snprintf(buf[nr][0], 80, "decoder.up_blocks.%d.resnets.%d.*", b, r);
+            snprintf(buf[nr][1], 80, "decoder.upsamples.%d.*", idx);
+            rules[nr] = (vd_keyrule){ buf[nr][0], buf[nr][1] };
+        }
+        if (has_up) {
+            snprintf(buf[nr][0], 80, "decoder.up_blocks.%d.upsamplers.0.*", b);
+            snprintf(buf[nr][1], 80, "decoder.upsamples.%d.*", idx);
+            rules[nr] = (vd_keyrule){ buf[nr][0], buf[nr][1] };
+            nr++, idx++;
+        }
+    }
+    ret = vd_ckpt_rename(ck, rules, (size_t)nr, lg);
+    if (!ret) {
+        /* resnet parts inside the renamed decoder blocks */
+        vd_keyrule rr[VD_ARRAY_SIZE(res_rules)];
+        for (size_t i = 0; i < VD_ARRAY_SIZE(res_rules); i++) {
+            static const char *from[] = { "decoder.upsamples.#.norm1.gamma",
+                                          "decoder.upsamples.#.norm2.gamma",
+                                          "decoder.upsamples.#.conv1.*",
+                                          "decoder.upsamples.#.conv2.*",
+                                          "decoder.upsamples.#.conv_shortcut.*" };
+            static const char *to[] = { "decoder.upsamples.#.residual.0.gamma",
+                                        "decoder.upsamples.#.residual.3.gamma",
+                                        "decoder.upsamples.#.residual.2.*",
+                                        "decoder.upsamples.#.residual.6.*",
+                                        "decoder.upsamples.#.shortcut.*" };
+            rr[i] = (vd_keyrule){ from[i], to[i] };
+        }
+        ret = vd_ckpt_rename(ck, rr, VD_ARRAY_SIZE(rr), lg);
+    }
+done:
+    vd_free(buf);
+    return ret;
+}
+
+int vd_vae_canonicalize(vd_ckpt *ck, vd_log *lg)
+{
+    if (!ck)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_vae_canonicalize: no checkpoint");
+    /* repackaged single files sometimes carry the module path as a prefix */
+    static const char *prefixes[] = { "vae.", "first_stage_model.", "model.", "module." };
+    for (size_t i = 0; i < VD_ARRAY_SIZE(prefixes); i++) {
+        size_t n = vd_ckpt_count_prefix(ck, prefixes[i]);
+        if (n && n == vd_ckpt_count(ck)) {
+            int r = vd_ckpt_strip_prefix(ck, prefixes[i], lg);
+            if (r)
+                return r;
+        }
+    }
+    int diffusers = vd_ckpt_find(ck, "encoder.conv_in.weight") != NULL ||
+                    vd_ckpt_count_prefix(ck, "decoder.up_blocks.") > 0;
+    if (!diffusers)
+        return 0;
+    int r = rename_decoder_blocks(ck, lg);
+    if (r)
+        return r;
+    r = vd_ckpt_rename(ck, diffusers_rules, VD_ARRAY_SIZE(diffusers_rules), lg);
+    if (r)
+        return r;
+    /* the encoder's middle resnets: mid_block names went to middle.N.norm1... */
+    static const vd_keyrule mid_rules[] = {
+        { "*coder.middle.#.norm1.gamma", "*coder.middle.#.residual.0.gamma" },
+        { "*coder.middle.#.norm2.gamma", "*coder.middle.#.residual.3.gamma" },
+        { "*coder.middle.#.conv1.*", "*coder.middle.#.residual.2.*" },
+        { "*coder.middle.#.conv2.*", "*coder.middle.#.residual.6.*" },
+    };
+    return vd_ckpt_rename(ck, mid_rules, VD_ARRAY_SIZE(mid_rules), lg);
+}
+
+/* ---- layer list ---------------------------------------------------------- */
+
+static int has(const vd_ckpt *ck, const char *pre, const char *suf)
+{
+    char n[256];
+    snprintf(n, sizeof(n), "%s%s", pre, suf);
+    return vd_ckpt_find(ck, n) != NULL;
+}
+
+/* A conv weight [co, ci, k...] (ndim 4 or 5, shape checked where >= 0) with
+ * its bias [co]. */
+static int get_conv(const vd_ckpt *ck, vd_log *lg, const char *pre, const char *name, int ndim,
+                    int co, int ci, int kd, int kh, vk_conv *cv)
+{
+    char n[256];
+    const vt_tensor *w, *b;
+    int64_t shp[5] = { co, ci, kd, kh, kh };
+    if (ndim == 4) {
+        shp[2] = kh;
+        shp[3] = kh;
+    }
+    snprintf(n, sizeof(n), "%s%s.weight", pre, name);
+    int r = vd_ckpt_get(ck, lg, n, ndim, shp, &w);
+    if (r)
+        return r;
+    int64_t bs[1] = { w->shape[0] };
+    snprintf(n, sizeof(n), "%s%s.bias", pre, name);
+    r = vd_ckpt_get(ck, lg, n, 1, bs, &b);
+    if (r)
+        return r;
+    r = vk_conv_init(cv, w, b);
+    if (r)
+        return vd_err(lg, r, "%s: tensor '%s%s.weight': cannot prepare the convolution",
+                      vd_ckpt_file(ck, w), pre, name);
+    return 0;
+}
+
+/* A norm scale with c values (any shape [c, 1, ...]) as an owned fp32 copy;
+ * c < 0: take the size from the tensor. */
+static int get_gamma(const vd_ckpt *ck, vd_log *lg, const char *pre, const char *name, int c,
+                     float **out, int *c_out)
+{
+    char n[256];
+    snprintf(n, sizeof(n), "%s%s", pre, name);
+    const vt_tensor *t = vd_ckpt_find(ck, n);
+    if (!t)
+        return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%s' is missing", vd_ckpt_label(ck), n);
+    int64_t ne = vt_nelem(t);
+    int ok = t->ndim >= 1 && (c < 0 ? ne > 0 && ne < (1 << 20) : ne == c) && t->shape[0] == ne;
+    if (!ok)
+        return vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' has %lld values, expected %d",
+                      vd_ckpt_file(ck, t), n, (long long)ne, c);
+    *out = vd_tensor_f32(t);
+    if (!*out)
+        return vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' is not a float tensor",
+                      vd_ckpt_file(ck, t), n);
+    if (c_out)
+        *c_out = (int)ne;
+    return 0;
+}
+
+static int conv_out_ch(const vd_ckpt *ck, vd_log *lg, const char *pre, const char *name,
+                       int *co)
+{
+    char n[256];
+    snprintf(n, sizeof(n), "%s%s.weight", pre, name);
+    const vt_tensor *t = vd_ckpt_find(ck, n);
+    if (!t)
+        return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%s' is missing", vd_ckpt_label(ck), n);
+    if (t->ndim < 4 || t->shape[0] <= 0 || t->shape[0] > (1 << 16))
+        return vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' is not a convolution weight",
+                      vd_ckpt_file(ck, t), n);
+    *co = (int)t->shape[0];
+    return 0;
+}
+
+static void node_free(vnode *n)
+{
+    vd_free(n->g1);
+    vd_free(n->g2);
+    vk_conv_free(&n->c1);
+    vk_conv_free(&n->c2);
+    vk_conv_free(&n->sc);
+    memset(n, 0, sizeof(*n));
+}
+
+static int load_res(const vd_ckpt *ck, vd_log *lg, const char *pre, int ci, vnode *n)
+{
+    int co, r;
+    n->type = VN_RES;
+    n->ci = ci;
+    if ((r = get_gamma(ck, lg, pre, "residual.0.gamma", ci, &n->g1, NULL)) ||
+        (r = conv_out_ch(ck, lg, pre, "residual.2", &co)))
+        return r;
+    n->co = co;
+    if ((r = get_conv(ck, lg, pre, "residual.2", 5, co, ci, 3, 3, &n->c1)) ||
+        (r = get_gamma(ck, lg, pre, "residual.3.gamma", co, &n->g2, NULL)) ||
+        (r = get_conv(ck, lg, pre, "residual.6", 5, co, co, 3, 3, &n->c2)))
+        return r;
+    n->has_sc = has(ck, pre, "shortcut.weight");
+    if (n->has_sc && (r = get_conv(ck, lg, pre, "shortcut", 5, co, ci, 1, 1, &n->sc)))
+        return r;
+    if (!n->has_sc && ci != co)
+        return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%sshortcut.weight' is missing",
+                      vd_ckpt_label(ck), pre);
+    return 0;
+}
+
+static int load_attn(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, vnode *n)
+{
+    int r;
+    n->type = VN_ATTN;
+    n->ci = n->co = c;
+    if ((r = get_gamma(ck, lg, pre, "norm.gamma", c, &n->g1, NULL)) ||
+        (r = get_conv(ck, lg, pre, "to_qkv", 4, 3 * c, c, 1, 1, &n->c1)) ||
+        (r = get_conv(ck, lg, pre, "proj", 4, c, c, 1, 1, &n->c2)))
+        return r;
+    return 0;
+}
+
+/* Resample: downsample keeps channels, upsample halves them (the 3x3 conv
+ * after nearest x2); 3D kinds add time_conv. */
+static int load_resample(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, int up,
+                         vnode *n)
+{
+    int r, t3 = has(ck, pre, "time_conv.weight");
+    n->type = up ? (t3 ? VN_UP3D : VN_UP2D) : (t3 ? VN_DOWN3D : VN_DOWN2D);
+    n->ci = c;
+    n->co = up ? c / 2 : c;
+    if (up && (c % 2))
+        return vd_err(lg, VDIT_ERR_FORMAT, "%s: '%s' upsamples an odd channel count %d",
+                      vd_ckpt_label(ck), pre, c);
+    if ((r = get_conv(ck, lg, pre, "resample.1", 4, n->co, c, 1, 3, &n->c1)))
+        return r;
+    if (t3 && (r = get_conv(ck, lg, pre, "time_conv", 5, up ? 2 * c : c, c, 3, 1, &n->c2)))
+        return r;
+    return 0;
+}
+
+/* encoder.downsamples.N / decoder.upsamples.N, then middle.N: each entry is a
+ * residual block, an attention block or a resample, told apart by its
+ * tensors. */
+static int load_list(const vd_ckpt *ck, vd_log *lg, const char *fmt, int up, int *c,
+                     vnode *nodes, int *nn, int max_nodes, int *n_attn)
+{
+    char pre[128];
+    for (int i = 0;; i++) {
+        snprintf(pre, sizeof(pre), fmt, i);
+        if (!vd_ckpt_count_prefix(ck, pre))
+            return 0;
+        if (*nn >= max_nodes)
+            return vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: too many layers under '%s'",
+                          vd_ckpt_label(ck), pre);
+        vnode *n = &nodes[(*nn)++];
+        int r;
+        if (has(ck, pre, "residual.0.gamma"))
+            r = load_res(ck, lg, pre, *c, n);
+        else if (has(ck, pre, "to_qkv.weight")) {
+            r = load_attn(ck, lg, pre, *c, n);
+            if (n_attn)
+                (*n_attn)++;
+        } else if (has(ck, pre, "resample.1.weight"))
+            r = load_resample(ck, lg, pre, *c, up, n);
+        else
+            r = vd_err(lg, VDIT_ERR_FORMAT, "%s: layer '%s' is neither a residual block, "
+                       "an attention block nor a resample", vd_ckpt_label(ck), pre);
+        if (r)
+            return r;
+        *c = n->co;
+    }
+}
+
+static int load_net(const vd_ckpt *ck, vd_log *lg, int enc, int z2, vnet *net, int *n_attn)
+{
+    const char *side = enc ? "encoder." : "decoder.";
+    char pre[64];
+    int max_nodes = 256, r, c;
+    net->nodes = vd_calloc(sizeof(vnode) * (size_t)max_nodes);
+    if (!net->nodes)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    vnode *n = &net->nodes[net->n++];
+    n->type = VN_CONV_IN;
+    n->ci = enc ? 3 : z2;
+    snprintf(pre, sizeof(pre), "%s", side);
+    if ((r = conv_out_ch(ck, lg, pre, "conv1", &n->co)) ||
+        (r = get_conv(ck, lg, pre, "conv1", 5, n->co, n->ci, 3, 3, &n->c1)))
+        return r;
+    c = n->co;
+    char fmt[64];
+    if (enc) {
+        snprintf(fmt, sizeof(fmt), "encoder.downsamples.%%d.");
+        if ((r = load_list(ck, lg, fmt, 0, &c, net->nodes, &net->n, max_nodes, n_attn)))
+            return r;
+    }
+    snprintf(fmt, sizeof(fmt), "%smiddle.%%d.", side);
+    int before = net->n;
+    if ((r = load_list(ck, lg, fmt, enc ? 0 : 1, &c, net->nodes, &net->n, max_nodes, NULL)))
+        return r;
+    if (net->n == before)
+        return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%smiddle.0.residual.0.gamma' is missing",
+                      vd_ckpt_label(ck), side);
+    if (!enc) {
+        snprintf(fmt, sizeof(fmt), "decoder.upsamples.%%d.");
+        if ((r = load_list(ck, lg, fmt, 1, &c, net->nodes, &net->n, max_nodes, n_attn)))
+            return r;
+    }
+    n = &net->nodes[net->n++];
+    n->type = VN_HEAD;
+    n->ci = c;
+    n->co = enc ? z2 : 3;
+    snprintf(pre, sizeof(pre), "%shead.", side);
+    if ((r = get_gamma(ck, lg, pre, "0.gamma", c, &n->g1, NULL)) ||
+        (r = get_conv(ck, lg, pre, "2", 5, n->co, c, 3, 3, &n->c1)))
+        return r;
+    return 0;
+}
+
+static void net_free(vnet *net)
+{
+    for (int i = 0; i < net->n; i++)
+        node_free(&net->nodes[i]);
+    vd_free(net->nodes);
+    net->nodes = NULL;
+    net->n = 0;
+}
+
+void vd_vae_free(vd_vae **pv)
+{
+    if (!pv || !*pv)
+        return;
+    vd_vae *v = *pv;
+    net_free(&v->enc);
+    net_free(&v->dec);
+    vk_conv_free(&v->conv1);
+    vk_conv_free(&v->conv2);
+    vd_free(v);
+    *pv = NULL;
+}
+
+/* Fills the configuration from the encoder's layer list and checks that the
+ * decoder mirrors it (same number of spatial / temporal resamples). */
+static int derive_config(const vd_ckpt *ck, vd_log *lg, vd_vae *v, int n_attn)
+{
+    vd_vae_config *cfg = &v->cfg;
+    const vnet *e = &v->enc, *d = &v->dec;
+    cfg->dim = e->nodes[0].co;
+    int level = 0, nres0 = 0, n_down = 0, n_down3 = 0, n_up = 0, n_up3 = 0;
+    for (int i = 1; i < e->n; i++) {
+        const vnode *n = &e->nodes[i];
+        if (n->type == VN_RES && level < 4 && n->co % cfg->dim == 0)
+            cfg->dim_mult[level] = n->co / cfg->dim;
+        if (n->type == VN_RES && level == 0)
+            nres0++;
+        if (n->type == VN_DOWN2D || n->type == VN_DOWN3D) {
+            if (level < 3)
+                cfg->temporal_down[level] = n->type == VN_DOWN3D;
+            level++;
+            n_down++;
+            n_down3 += n->type == VN_DOWN3D;
+        }
+        if (n->type == VN_ATTN && i + 2 < e->n && e->nodes[i + 2].type == VN_HEAD)
+            continue; /* the middle block's attention */
+    }
+    for (int i = 0; i < d->n; i++) {
+        n_up += d->nodes[i].type == VN_UP2D || d->nodes[i].type == VN_UP3D;
+        n_up3 += d->nodes[i].type == VN_UP3D;
+    }
+    cfg->n_levels = level + 1;
+    cfg->num_res_blocks = nres0;
+    cfg->n_attn = n_attn;
+    cfg->s_factor = 1 << n_down;
+    cfg->t_factor = 1 << n_down3;
+    if (n_up != n_down || n_up3 != n_down3 || n_down > 6)
+        return vd_err(lg, VDIT_ERR_FORMAT,
+                      "%s: decoder has %d spatial / %d temporal upsamples but the encoder "
+                      "%d / %d downsamples",
+                      vd_ckpt_label(ck), n_up, n_up3, n_down, n_down3);
+    return 0;
+}
+
+int vd_vae_load(const vd_ckpt *ck, vd_log *lg, vd_vae **out)
+{
+    if (!ck || !out)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_vae_load: missing argument");
+    *out = NULL;
+    vd_vae *v = vd_calloc(sizeof(*v));
+    if (!v)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    int r, z, n_attn = 0;
+    if ((r = conv_out_ch(ck, lg, "", "conv2", &z)))
+        goto fail;
+    if (z > 16) {
+        r = vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: z_dim %d > 16 is not supported",
+                   vd_ckpt_label(ck), z);
+        goto fail;
+    }
+    v->cfg.z_dim = z;
+    if ((r = get_conv(ck, lg, "", "conv1", 5, 2 * z, 2 * z, 1, 1, &v->conv1)) ||
+        (r = get_conv(ck, lg, "", "conv2", 5, z, z, 1, 1, &v->conv2)) ||
+        (r = load_net(ck, lg, 1, 2 * z, &v->enc, &n_attn)) ||
+        (r = load_net(ck, lg, 0, z, &v->dec, &n_attn)) ||
+        (r = derive_config(ck, lg, v, n_attn)))
+        goto fail;
+    if (z == 16) {
+        if ((r = vd_vae_set_latent_stats(v, wan_mean, wan_std)))
+            goto fail;
+    } else {
+        float m[16] = { 0 }, s[16];
+        for (int i = 0; i < 16; i++)
+            s[i] = 1.0f;
+        vd_vae_set_latent_stats(v, m, s);
+    }
+    *out = v;
+    return 0;
+fail:
+    vd_vae_free(&v);
+    return r;
+}
+
+int vd_vae_set_latent_stats(vd_vae *v, const float *mean, const float *std)
+{
+    if (!v || !mean || !std)
+        return VDIT_ERR_INVALID_ARG;
+    for (int i = 0; i < v->cfg.z_dim; i++) {
+        if (!(std[i] > 0))
+            return VDIT_ERR_INVALID_ARG;
+        v->cfg.mean[i] = mean[i];
+        v->cfg.std[i] = std[i];
+        v->inv_std[i] = 1.0f / std[i];
+    }
+    return 0;
+}
+
+const vd_vae_config *vd_vae_get_config(const vd_vae *v)
+{
+    return v ? &v->cfg : NULL;
+}
