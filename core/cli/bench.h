@@ -1,0 +1,20 @@
+/* `vdit bench SUBJECT`: kernels live in bench.c; model benchmarks are added
+ * by their components in their own files (bench_dit.c, ...) defining these
+ * functions, weak here so a build without them still links. Each gets the
+ * arguments after the subject (argv[0] is the subject) and returns the exit
+ * status. */
+#ifndef VDIT_CLI_BENCH_H
+#define VDIT_CLI_BENCH_H
+
+int bench_kernels(int argc, char **argv);
+int bench_dit(int argc, char **argv) __attribute__((weak));
+int bench_vae(int argc, char **argv) __attribute__((weak));
+int bench_t5(int argc, char **argv) __attribute__((weak));
+
+/* Shared helpers for bench files: --threads N parsing (0 when absent or bad
+ * sets *bad), and the machine's fp32 peak in GFLOP/s for n cores, with a
+ * sentence saying how the clock was found. */
+int bench_parse_threads(const char *arg, int *bad);
+double bench_peak_gflops(int cores, const char **how);
+
+#endif
