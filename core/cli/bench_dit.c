@@ -1,0 +1,504 @@
+/* `vdit bench dit`: one forward step of the Wan2.1 DiT at the 1.3B
+ * configuration (dim 1536, 12 heads, ffn 8960, text 4096 x 512 tokens) on
+ * random weights, latent 16 x 5 x 24 x 40 (1200 tokens), in fp16 and fp32
+ * weights; seconds per step (the once-per-prompt condition apart), effective
+ * GFLOP/s and share of the fp32 peak, peak RSS. With --torch, the same
+ * network on the same weights and inputs in PyTorch
+ * (models/bench/bench_dit_torch.py, the project's models/wan/dit.py), its
+ * seconds per step, the ratio, and how far the two outputs are apart.
+ *
+ * The random weights are written to a safetensors file first and loaded
+ * through the ordinary path (mmap, canonicalize, load), as a user's
+ * checkpoint is; both files hold the same fp16-representable values. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "ckpt.h"
+#include "dit/dit.h"
+
+typedef struct bcfg {
+    int64_t dim, ffn, text_dim, freq, in_dim, out_dim, layers, heads, text_len;
+    int64_t f, h, w;
+} bcfg;
+
+typedef struct spec {
+    char name[64];
+    int ndim;
+    int64_t shape[5];
+    int kind; /* 0 weight (1/sqrt(fan_in)), 1 bias, 2 norm weight, 3 norm bias, 4 modulation */
+} spec;
+
+static int add(spec *s, int n, const char *name, int kind, int ndim, int64_t a, int64_t b,
+               int64_t c, int64_t d, int64_t e)
+{
+    snprintf(s[n].name, sizeof(s[n].name), "%s", name);
+    s[n].ndim = ndim;
+    int64_t sh[5] = { a, b, c, d, e };
+    memcpy(s[n].shape, sh, sizeof(sh));
+    s[n].kind = kind;
+    return n + 1;
+}
+
+static int lin(spec *s, int n, const char *p, int64_t o, int64_t i)
+{
+    char nm[64];
+    snprintf(nm, sizeof(nm), "%s.weight", p);
+    n = add(s, n, nm, 0, 2, o, i, 0, 0, 0);
+    snprintf(nm, sizeof(nm), "%s.bias", p);
+    return add(s, n, nm, 1, 1, o, 0, 0, 0, 0);
+}
+
+static int make_specs(const bcfg *c, spec *s)
+{
+    int64_t D = c->dim;
+    int n = 0;
+    char p[64];
+    n = add(s, n, "patch_embedding.weight", 0, 5, D, c->in_dim, 1, 2, 2);
+    n = add(s, n, "patch_embedding.bias", 1, 1, D, 0, 0, 0, 0);
+    n = lin(s, n, "text_embedding.0", D, c->text_dim);
+    n = lin(s, n, "text_embedding.2", D, D);
+    n = lin(s, n, "time_embedding.0", D, c->freq);
+    n = lin(s, n, "time_embedding.2", D, D);
+    n = lin(s, n, "time_projection.1", 6 * D, D);
+    for (int64_t i = 0; i < c->layers; i++) {
+        const char *at[2] = { "self_attn", "cross_attn" };
+        for (int a = 0; a < 2; a++) {
+            for (const char *q = "qkvo"; *q; q++) {
+                snprintf(p, sizeof(p), "blocks.%lld.%s.%c", (long long)i, at[a], *q);
+                n = lin(s, n, p, D, D);
+            }
+            snprintf(p, sizeof(p), "blocks.%lld.%s.norm_q.weight", (long long)i, at[a]);
+            n = add(s, n, p, 2, 1, D, 0, 0, 0, 0);
+            snprintf(p, sizeof(p), "blocks.%lld.%s.norm_k.weight", (long long)i, at[a]);
+            n = add(s, n, p, 2, 1, D, 0, 0, 0, 0);
+        }
+        snprintf(p, sizeof(p), "blocks.%lld.norm3.weight", (long long)i);
+        n = add(s, n, p, 2, 1, D, 0, 0, 0, 0);
+        snprintf(p, sizeof(p), "blocks.%lld.norm3.bias", (long long)i);
+        n = add(s, n, p, 3, 1, D, 0, 0, 0, 0);
+        snprintf(p, sizeof(p), "blocks.%lld.ffn.0", (long long)i);
+        n = lin(s, n, p, c->ffn, D);
+        snprintf(p, sizeof(p), "blocks.%lld.ffn.2", (long long)i);
+        n = lin(s, n, p, D, c->ffn);
+        snprintf(p, sizeof(p), "blocks.%lld.modulation", (long long)i);
+        n = add(s, n, p, 4, 3, 1, 6, D, 0, 0);
+    }
+    n = lin(s, n, "head.head", c->out_dim * 4, D);
+    n = add(s, n, "head.modulation", 4, 3, 1, 2, D, 0, 0);
+    return n;
+}
+
+static int64_t numel(const spec *s)
+{
+    int64_t k = 1;
+    for (int i = 0; i < s->ndim; i++)
+        k *= s->shape[i];
+    return k;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [-1, 1), rounded to an fp16-representable value */
+static uint16_t rnd_h(uint64_t *s, float scale, float mean)
+{
+    float u = (float)((double)(rng_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    return vt_f32_to_f16(mean + scale * u);
+}
+
+/* Writes the random model; returns 0 or -1. Values depend only on the
+ * tensor name's position, so the fp16 and fp32 files agree. */
+static int write_weights(const char *path, const spec *s, int n, vt_dtype dt)
+{
+    size_t esz = dt == VT_F16 ? 2 : 4;
+    size_t cap = 1024 + (size_t)n * 160, len = 0, off = 0;
+    char *h = malloc(cap);
+    if (!h)
+        return -1;
+    len += (size_t)snprintf(h + len, cap - len, "{");
+    for (int i = 0; i < n; i++) {
+        size_t nb = (size_t)numel(&s[i]) * esz;
+        len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                                i ? "," : "", s[i].name, dt == VT_F16 ? "F16" : "F32");
+        for (int k = 0; k < s[i].ndim; k++)
+            len += (size_t)snprintf(h + len, cap - len, "%s%lld", k ? "," : "",
+                                    (long long)s[i].shape[k]);
+        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
+        off += nb;
+    }
+    len += (size_t)snprintf(h + len, cap - len, "}");
+    while ((8 + len) % 8)
+        h[len++] = ' ';
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        free(h);
+        return -1;
+    }
+    uint64_t hl = len;
+    int ok = fwrite(&hl, 8, 1, fp) == 1 && fwrite(h, 1, len, fp) == len;
+    free(h);
+    enum { CH = 1 << 20 };
+    uint16_t *bh = malloc(CH * 2);
+    float *bf = malloc(CH * 4);
+    for (int i = 0; ok && i < n; i++) {
+        uint64_t st = 0x1234567ull + (uint64_t)i * 0x9e3779b97f4a7c15ull;
+        int64_t ne = numel(&s[i]);
+        float scale, mean = 0;
+        switch (s[i].kind) {
+        case 0: /* fan_in: every dim but the first */
+            scale = sqrtf(3.0f / (float)(ne / s[i].shape[0]));
+            break;
+        case 1: scale = 0.05f; break;
+        case 2: scale = 0.1f; mean = 1.0f; break;
+        case 3: scale = 0.05f; break;
+        default: scale = 0.1f; break;
+        }
+        for (int64_t o = 0; ok && o < ne; o += CH) {
+            int64_t m = VD_MIN((int64_t)CH, ne - o);
+            for (int64_t k = 0; k < m; k++)
+                bh[k] = rnd_h(&st, scale, mean);
+            if (dt == VT_F16) {
+                ok = fwrite(bh, 2, (size_t)m, fp) == (size_t)m;
+            } else {
+                for (int64_t k = 0; k < m; k++)
+                    bf[k] = vt_f16_to_f32(bh[k]);
+                ok = fwrite(bf, 4, (size_t)m, fp) == (size_t)m;
+            }
+        }
+    }
+    free(bh);
+    free(bf);
+    if (fclose(fp))
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+/* The inputs both engines read: x [16,F,H,W], t [1], context [text_len, text_dim]. */
+static int write_io(const char *path, const bcfg *c, const float *x, float t, const float *ctx)
+{
+    char h[512];
+    int64_t nx = c->in_dim * c->f * c->h * c->w, nc = c->text_len * c->text_dim;
+    int len = snprintf(h, sizeof(h),
+                       "{\"context\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],\"data_offsets\":[0,%lld]},"
+                       "\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%lld,%lld]},"
+                       "\"x\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld,%lld,%lld],\"data_offsets\":[%lld,%lld]}}",
+                       (long long)c->text_len, (long long)c->text_dim, (long long)(4 * nc),
+                       (long long)(4 * nc), (long long)(4 * nc + 4), (long long)c->in_dim,
+                       (long long)c->f, (long long)c->h, (long long)c->w, (long long)(4 * nc + 4),
+                       (long long)(4 * nc + 4 + 4 * nx));
+    while ((8 + len) % 8)
+        h[len++] = ' ';
+    FILE *fp = fopen(path, "wb");
+    if (!fp)
+        return -1;
+    uint64_t hl = (uint64_t)len;
+    int ok = fwrite(&hl, 8, 1, fp) == 1 && fwrite(h, 1, (size_t)len, fp) == (size_t)len &&
+             fwrite(ctx, 4, (size_t)nc, fp) == (size_t)nc && fwrite(&t, 4, 1, fp) == 1 &&
+             fwrite(x, 4, (size_t)nx, fp) == (size_t)nx;
+    return fclose(fp) == 0 && ok ? 0 : -1;
+}
+
+static double peak_rss(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) ? 0 : (double)ru.ru_maxrss * 1024.0;
+}
+
+static double rss_now(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (fp) {
+        if (fscanf(fp, "%ld %ld", &pages, &res) != 2)
+            res = 0;
+        fclose(fp);
+    }
+    return (double)res * (double)sysconf(_SC_PAGESIZE);
+}
+
+typedef struct result {
+    double step, cond, load, peak_rss;
+    float *out;
+} result;
+
+static int run_one(const char *path, const bcfg *c, int threads, int steps, const float *x,
+                   float t, const float *ctx, result *res)
+{
+    vd_log lg = { 0 };
+    vd_ckpt *ck = NULL;
+    vd_dit *d = NULL;
+    vk_ctx *kc = NULL;
+    vd_dit_run *r = NULL;
+    vd_dit_cond *cd = NULL;
+    int ret;
+    double t0 = vd_time();
+    if ((ret = vd_ckpt_open(path, &lg, &ck)) || (ret = vd_dit_canonicalize(ck, &lg)) ||
+        (ret = vd_dit_load_ex(ck, c->text_len, c->heads, &lg, &d)))
+        goto done;
+    res->load = vd_time() - t0;
+    kc = vk_ctx_new(threads, 0, &lg);
+    if (!kc || !(r = vd_dit_run_new(d, kc))) {
+        ret = VDIT_ERR_NOMEM;
+        goto done;
+    }
+    t0 = vd_time();
+    if ((ret = vd_dit_cond_new(r, ctx, c->text_len, NULL, 0, &cd)))
+        goto done;
+    res->cond = vd_time() - t0;
+    res->out = vd_malloc(sizeof(float) * (size_t)(c->out_dim * c->f * c->h * c->w));
+    res->step = 1e30;
+    for (int s = 0; s < steps && res->out; s++) {
+        t0 = vd_time();
+        if ((ret = vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cd, res->out)))
+            goto done;
+        double dt = vd_time() - t0;
+        printf("  step %d: %.3f s\n", s + 1, dt);
+        fflush(stdout);
+        if (dt < res->step)
+            res->step = dt;
+    }
+    res->peak_rss = peak_rss();
+    printf("  resident now %.0f MiB (weights mapped: file pages touched)\n", rss_now() / 1048576.0);
+done:
+    if (ret)
+        fprintf(stderr, "vdit bench dit: %s\n", lg.msg);
+    vd_dit_cond_free(&cd);
+    vd_dit_run_free(&r);
+    vk_ctx_free(&kc);
+    vd_dit_free(&d);
+    vd_ckpt_free(&ck);
+    return ret;
+}
+
+static double torch_run(const char *script, const char *weights, const char *io, const char *out,
+                        int threads, int steps)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 '%s' --weights '%s' "
+             "--io '%s' --out '%s' --threads %d --steps %d",
+             threads, threads, script, weights, io, out, threads, steps);
+    printf("  %s\n", cmd);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char line[512];
+    double sec = -1;
+    while (fgets(line, sizeof(line), p)) {
+        fputs("  | ", stdout);
+        fputs(line, stdout);
+        fflush(stdout);
+        sscanf(line, "torch_seconds_per_step %lf", &sec);
+    }
+    if (pclose(p))
+        return -1;
+    return sec;
+}
+
+static void usage(void)
+{
+    printf("usage: vdit bench dit [--threads N] [--layers L] [--latent F,H,W] [--steps S]\n"
+           "                      [--dtype f16|f32|both] [--torch] [--torch-script PATH]\n"
+           "                      [--dir DIR] [--keep]\n"
+           "1.3B DiT (dim 1536, 12 heads, ffn 8960, 30 layers, text 4096 x 512) on random\n"
+           "weights, latent 16 x F x H x W (default 5,24,40 = 1200 tokens). Prints seconds per\n"
+           "step (best of S, default 2), the once-per-prompt condition apart, effective GFLOP/s,\n"
+           "%% of the fp32 peak, peak RSS.\n"
+           "--torch: the same network, weights and inputs in PyTorch (run from the source\n"
+           "tree or give --torch-script models/bench/bench_dit_torch.py).\n");
+}
+
+int bench_dit(int argc, char **argv)
+{
+    bcfg c = { .dim = 1536, .ffn = 8960, .text_dim = 4096, .freq = 256, .in_dim = 16,
+               .out_dim = 16, .layers = 30, .heads = 12, .text_len = 512, .f = 5, .h = 24, .w = 40 };
+    int threads = 0, steps = 2, torch = 0, keep = 0, do16 = 1, do32 = 1;
+    const char *script = "models/bench/bench_dit_torch.py";
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 0;
+        } else if (!strcmp(a, "--threads") && v) {
+            int bad = 0;
+            threads = bench_parse_threads(v, &bad), i++;
+            if (bad) {
+                fprintf(stderr, "vdit bench dit: bad --threads '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--layers") && v) {
+            c.layers = atoi(v), i++;
+        } else if (!strcmp(a, "--steps") && v) {
+            steps = atoi(v), i++;
+        } else if (!strcmp(a, "--latent") && v) {
+            long long f, h, w;
+            if (sscanf(v, "%lld,%lld,%lld", &f, &h, &w) != 3) {
+                fprintf(stderr, "vdit bench dit: --latent wants F,H,W\n");
+                return 2;
+            }
+            c.f = f, c.h = h, c.w = w, i++;
+        } else if (!strcmp(a, "--tokens") && v) {
+            /* 1200 is the documented point; other counts scale the frame count */
+            long long n = atoll(v);
+            c.f = n / (c.h / 2 * (c.w / 2)) > 0 ? n / (c.h / 2 * (c.w / 2)) : 1, i++;
+        } else if (!strcmp(a, "--dtype") && v) {
+            do16 = !strcmp(v, "f16") || !strcmp(v, "both");
+            do32 = !strcmp(v, "f32") || !strcmp(v, "both");
+            i++;
+        } else if (!strcmp(a, "--torch")) {
+            torch = 1;
+        } else if (!strcmp(a, "--torch-script") && v) {
+            script = v, torch = 1, i++;
+        } else if (!strcmp(a, "--dir") && v) {
+            dir = v, i++;
+        } else if (!strcmp(a, "--keep")) {
+            keep = 1;
+        } else {
+            fprintf(stderr, "vdit bench dit: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (threads <= 0)
+        threads = vd_cpu_count();
+    if (c.layers < 1 || steps < 1 || c.f < 1 || c.h < 2 || c.w < 2 || c.h % 2 || c.w % 2 ||
+        (!do16 && !do32)) {
+        fprintf(stderr, "vdit bench dit: bad options (see --help)\n");
+        return 2;
+    }
+    int64_t L = c.f * (c.h / 2) * (c.w / 2);
+    vd_dit_config vc = { .dim = c.dim, .ffn_dim = c.ffn, .freq_dim = c.freq, .text_dim = c.text_dim,
+                         .in_dim = c.in_dim, .out_dim = c.out_dim, .n_heads = c.heads,
+                         .n_layers = c.layers, .text_len = c.text_len, .patch = { 1, 2, 2 } };
+    const char *how = "";
+    double flops = vd_dit_flops(&vc, L), peak = bench_peak_gflops(threads, &how);
+    printf("dit bench: dim %lld, %lld layers, %lld heads, ffn %lld, text %lld x %lld, latent "
+           "%lldx%lldx%lldx%lld = %lld tokens, %d threads\n",
+           (long long)c.dim, (long long)c.layers, (long long)c.heads, (long long)c.ffn,
+           (long long)c.text_len, (long long)c.text_dim, (long long)c.in_dim, (long long)c.f,
+           (long long)c.h, (long long)c.w, (long long)L, threads);
+    printf("work per step %.1f GFLOP; fp32 peak %.1f GFLOP/s (%s)\n", flops / 1e9, peak, how);
+
+    spec *sp = calloc((size_t)(16 + c.layers * 40), sizeof(*sp));
+    int ns = make_specs(&c, sp);
+    int64_t nx = c.in_dim * c.f * c.h * c.w;
+    float *x = vd_malloc(sizeof(float) * (size_t)nx);
+    float *ctx = vd_malloc(sizeof(float) * (size_t)(c.text_len * c.text_dim));
+    uint64_t st = 42;
+    for (int64_t i = 0; i < nx; i++)
+        x[i] = (float)((double)(rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 1.7f;
+    for (int64_t i = 0; i < c.text_len * c.text_dim; i++)
+        ctx[i] = (float)((double)(rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 0.3f;
+    float t = 937.0f;
+    char wpath[2][1024], iopath[1024], opath[1024];
+    int rc = 0;
+    float *out16 = NULL;
+    double step[2] = { 0, 0 };
+    for (int k = 0; k < 2; k++) {
+        if (!(k == 0 ? do16 : do32))
+            continue;
+        vt_dtype dt = k == 0 ? VT_F16 : VT_F32;
+        snprintf(wpath[k], sizeof(wpath[k]), "%s/vdit_bench_dit_%s_d%lld_l%lld.safetensors", dir,
+                 k == 0 ? "f16" : "f32", (long long)c.dim, (long long)c.layers);
+        double t0 = vd_time();
+        if (write_weights(wpath[k], sp, ns, dt)) {
+            fprintf(stderr, "vdit bench dit: cannot write %s\n", wpath[k]);
+            rc = 1;
+            break;
+        }
+        struct stat sb;
+        stat(wpath[k], &sb);
+        printf("%s weights: %s (%.2f GB, written in %.1f s)\n", k == 0 ? "fp16" : "fp32",
+               wpath[k], (double)sb.st_size / 1e9, vd_time() - t0);
+        result res = { 0 };
+        if (run_one(wpath[k], &c, threads, steps, x, t, ctx, &res)) {
+            rc = 1;
+            vd_free(res.out);
+            break;
+        }
+        double gf = flops / res.step / 1e9;
+        step[k] = res.step;
+        printf("vdit %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of fp32 peak  (cond once per "
+               "prompt %.3f s, load %.3f s, peak RSS %.0f MiB)\n",
+               k == 0 ? "fp16" : "fp32", res.step, gf, 100.0 * gf / peak, res.cond, res.load,
+               res.peak_rss / 1048576.0);
+        fflush(stdout);
+        if (k == 0) {
+            out16 = res.out;
+        } else {
+            if (out16) {
+                double rel;
+                double m = 0, mb = 0;
+                for (int64_t i = 0; i < nx; i++) {
+                    m = fmax(m, fabs(out16[i] - res.out[i]));
+                    mb = fmax(mb, fabs(res.out[i]));
+                }
+                rel = mb > 0 ? m / mb : m;
+                printf("fp16 vs fp32 weights (same values): max_abs %.2e rel %.2e\n", m, rel);
+            }
+            if (!out16)
+                out16 = res.out;
+            else
+                vd_free(res.out);
+        }
+    }
+    if (!rc && torch) {
+        int k = do16 ? 0 : 1;
+        snprintf(iopath, sizeof(iopath), "%s/vdit_bench_dit_io.safetensors", dir);
+        snprintf(opath, sizeof(opath), "%s/vdit_bench_dit_torch_out.bin", dir);
+        if (write_io(iopath, &c, x, t, ctx)) {
+            fprintf(stderr, "vdit bench dit: cannot write %s\n", iopath);
+            rc = 1;
+        } else {
+            double ts = torch_run(script, wpath[k], iopath, opath, threads, steps);
+            if (ts <= 0) {
+                fprintf(stderr, "vdit bench dit: the PyTorch run failed\n");
+                rc = 1;
+            } else {
+                printf("pytorch (fp32 weights, same values): %.3f s/step  %.1f GFLOP/s\n", ts,
+                       flops / ts / 1e9);
+                for (int j = 0; j < 2; j++)
+                    if (step[j] > 0)
+                        printf("vdit %s weights is %.2fx faster than pytorch\n",
+                               j == 0 ? "fp16" : "fp32", ts / step[j]);
+                FILE *fp = fopen(opath, "rb");
+                float *to = vd_malloc(sizeof(float) * (size_t)nx);
+                if (fp && to && out16 && fread(to, 4, (size_t)nx, fp) == (size_t)nx) {
+                    double m = 0, mb = 0;
+                    for (int64_t i = 0; i < nx; i++) {
+                        m = fmax(m, fabs(out16[i] - to[i]));
+                        mb = fmax(mb, fabs(to[i]));
+                    }
+                    printf("vdit vs pytorch output: max_abs %.2e rel %.2e\n", m,
+                           mb > 0 ? m / mb : m);
+                }
+                if (fp)
+                    fclose(fp);
+                vd_free(to);
+                remove(opath);
+            }
+            if (!keep)
+                remove(iopath);
+        }
+    }
+    if (!keep)
+        for (int k = 0; k < 2; k++)
+            if (k == 0 ? do16 : do32)
+                remove(wpath[k]);
+    vd_free(out16);
+    vd_free(x);
+    vd_free(ctx);
+    free(sp);
+    return rc;
+}
