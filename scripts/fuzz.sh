@@ -21,10 +21,10 @@ if [ ! -f build-fuzz/build.ninja ]; then
     -Dgst_plugin=disabled -Dffmpeg_filter=disabled >/tmp/vdit-fuzz-setup.log 2>&1 \
     || { tail -20 /tmp/vdit-fuzz-setup.log; rm -rf build-fuzz; exit 1; }
 fi
-ninja -C build-fuzz -j "$JOBS" >build-fuzz/ninja.log 2>&1 || { tail -30 build-fuzz/ninja.log; exit 1; }
-
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors json pth)
+ninja -C build-fuzz -j "$JOBS" "${targets[@]/#/tests/fuzz/fuzz_}" >build-fuzz/ninja.log 2>&1 \
+  || { tail -30 build-fuzz/ninja.log; exit 1; }
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 status=0
