@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""Makes Wan-VAE conformance folders (config.json, weights.safetensors,
+io.safetensors: the layout of shared/conformance/wan2.1/vae_tiny) with other
+dims, level counts, frame counts and frame sizes than the shared one, and
+checks `vdit conform` on them.
+
+The reference is the project's PyTorch statement of the README semantics
+(models/wan/vae.py), evaluated in float64 along the official chunked path;
+each case also checks that its independent full-sequence path agrees, so the
+two formulations vouch for each other. Inputs/outputs are stored as float32.
+
+    gen_vae_vectors.py --vdit build/core/cli/vdit --out DIR   # all cases, then conform
+    gen_vae_vectors.py --out DIR --case d4_t13                # one folder
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models"))
+from wan import st  # noqa: E402
+from wan.vae import WanVAE_, WAN_LATENT_MEAN, WAN_LATENT_STD  # noqa: E402
+
+F64 = torch.float64
+
+CASES = {
+    # the Wan2.1 structure with another dim, 13 frames (1 + 4*3), 40x24 (W != H, not 32/48)
+    "d4_t13": dict(dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                   temperal_downsample=[False, True, True], t=13, h=24, w=40, zt=4, zh=3, zw=5,
+                   seed=8101, wdtype="F32"),
+    # 3 levels (4x spatial, 2x temporal), 1 res block, attention blocks outside the
+    # middle, F16 weights, 9 frames, 16x32
+    "d8_attn_f16": dict(dim=8, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1,
+                        attn_scales=[0.5], temperal_downsample=[True, False], t=9, h=16, w=32,
+                        zt=3, zh=2, zw=5, seed=8102, wdtype="F16"),
+}
+
+
+def init_weights(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, p in sorted(model.state_dict().items()):
+        if name.endswith("gamma"):
+            v = 1.0 + 0.1 * torch.randn(p.shape, generator=g, dtype=F64)
+        elif name.endswith("bias"):
+            v = 0.03 * torch.randn(p.shape, generator=g, dtype=F64)
+        else:
+            fan_in = p[0].numel()
+            v = torch.randn(p.shape, generator=g, dtype=F64) / math.sqrt(fan_in)
+        sd[name] = v
+    return sd
+
+
+def make_case(name, out_dir):
+    cfg = CASES[name]
+    ctor = {k: cfg[k] for k in ("dim", "z_dim", "dim_mult", "num_res_blocks", "attn_scales",
+                                "temperal_downsample")}
+    model = WanVAE_(**ctor, dropout=0.0).eval()
+    sd = init_weights(model, cfg["seed"])
+    st_t = torch.float16 if cfg["wdtype"] == "F16" else torch.float32
+    sd = {k: v.to(st_t).to(F64) for k, v in sd.items()}  # exactly the stored values
+    model.load_state_dict(sd)
+    model = model.double()
+    gi = torch.Generator().manual_seed(cfg["seed"] + 1)
+    video = (torch.rand(1, 3, cfg["t"], cfg["h"], cfg["w"], generator=gi) * 2 - 1).to(F64)
+    z = torch.randn(1, cfg["z_dim"], cfg["zt"], cfg["zh"], cfg["zw"], generator=gi).to(F64)
+    mean32 = torch.tensor(WAN_LATENT_MEAN[:cfg["z_dim"]], dtype=torch.float32)
+    std32 = torch.tensor(WAN_LATENT_STD[:cfg["z_dim"]], dtype=torch.float32)
+    scale = [mean32.to(F64), (1.0 / std32).to(F64)]  # 1/std in float32, as WanVAE
+    with torch.no_grad():
+        mu_raw, log_var = model.encode_raw(video, chunked=True)
+        mu_full, _ = model.encode_raw(video, chunked=False)
+        assert (mu_raw - mu_full).abs().max() < 1e-9, "chunked and full-sequence encode disagree"
+        mu = model.normalize(mu_raw, scale)
+        # encoder output before conv1: run the encoder like encode_raw does
+        from wan.vae import _Cache
+        cache, outs, t = _Cache(), [], cfg["t"]
+        tf = 4  # the reference's chunk length, whatever the temporal factor
+        for i in range(1 + (t - 1) // tf):
+            cache.idx = 0
+            xi = video[:, :, :1] if i == 0 else video[:, :, 1 + tf * (i - 1):1 + tf * i]
+            outs.append(model.encoder(xi, cache))
+        enc_out = torch.cat(outs, 2)
+        zu = z / scale[1].view(1, -1, 1, 1, 1) + scale[0].view(1, -1, 1, 1, 1)
+        dec = model.decode_raw(zu, chunked=True)
+        dec_full = model.decode_raw(zu, chunked=False)
+        assert (dec - dec_full).abs().max() < 1e-9, "chunked and full-sequence decode disagree"
+        dec_in = model.conv2(zu)
+    io = {"video": video, "z": z, "latent_mean": mean32, "latent_std": std32, "mu": mu,
+          "mu_raw": mu_raw, "log_var": log_var, "inter/encoder_out": enc_out,
+          "inter/decoder_in": dec_in, "decoded": dec, "decoded_clamped": dec.clamp(-1, 1)}
+    os.makedirs(out_dir, exist_ok=True)
+    st.save(os.path.join(out_dir, "weights.safetensors"), {k: v.to(st_t) for k, v in sd.items()})
+    st.save(os.path.join(out_dir, "io.safetensors"), {k: v.to(torch.float32) for k, v in io.items()})
+    conf = {"vector": name, "reference": "wan.modules.vae.WanVAE_",
+            "generator": "tests/vae/gen_vae_vectors.py (models/wan/vae.py in float64)",
+            "constructor": dict(ctor, dropout=0.0), "weights": {"dtype": cfg["wdtype"]},
+            "io": {k: {"shape": list(v.shape)} for k, v in io.items()}}
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(conf, f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="folder to write the case folders into")
+    ap.add_argument("--case", action="append", choices=sorted(CASES), help="only these cases")
+    ap.add_argument("--vdit", help="run `VDIT conform --verbose` on every folder made")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    dirs = []
+    for n in a.case or sorted(CASES):
+        d = os.path.join(a.out, n)
+        make_case(n, d)
+        dirs.append(d)
+    if a.vdit:
+        return subprocess.run([a.vdit, "conform", "--threads", "1", "--verbose"] + dirs).returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+/* Wan-VAE unit tests: streaming vs one-shot, first frame as an image, frame
+ * counts that are not 1 + 4k, tiled vs untiled, key layouts (original,
+ * prefixed, diffusers, .pth), broken checkpoints.
+ *
+ * usage: test_vae VAE_TINY_DIR DATA_DIR
+ *   VAE_TINY_DIR: shared/conformance/wan2.1/vae_tiny (weights + io)
+ *   DATA_DIR: tests/vae/data (vae_d2.pth / vae_d2.safetensors) */
+#include "t.h"
+
+#include <stdio.h>
+
+#include "ckpt.h"
+#include "kernels/kernels.h"
+#include "vae/vae.h"
+
+static vd_log lg;
+
+static float *alloc_f(size_t n)
+{
+    float *p = vd_calloc(n * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* frame k of [c, t, h, w] -> [c, h, w] */
+static void frame_of(const float *v, int c, int t, int k, size_t s, float *out)
+{
+    for (int i = 0; i < c; i++)
+        memcpy(out + i * s, v + ((size_t)i * t + k) * s, s * sizeof(float));
+}
+
+/* A smooth random video in [-1, 1] (so tiles see image-like content). */
+static void smooth_video(float *v, int t, int h, int w, uint64_t seed)
+{
+    t_rng r = { seed };
+    float a[3][4];
+    for (int c = 0; c < 3; c++)
+        for (int k = 0; k < 4; k++)
+            a[c][k] = t_uniform(&r) * 3.0f;
+    for (int c = 0; c < 3; c++)
+        for (int f = 0; f < t; f++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    v[(((size_t)c * t + f) * h + y) * w + x] =
+                        0.8f * sinf(a[c][0] * y / h * 3 + a[c][1] * x / w * 3 + a[c][2] * f * 0.3f +
+                                    a[c][3]) +
+                        0.1f * t_uniform(&r);
+}
+
+static void test_stream_vs_oneshot(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h,
+                                   int w)
+{
+    int z = vd_vae_get_config(v)->z_dim, tl = vd_vae_latent_frames(v, t);
+    int hl = h / 8, wl = w / 8;
+    size_t ls = (size_t)hl * wl, n = (size_t)z * tl * ls;
+    float *mu = alloc_f(n), *mu_s = alloc_f(n), *fr = alloc_f(3 * (size_t)h * w);
+    float *lat = alloc_f(z * ls);
+    T_CHECK(vd_vae_encode(v, kc, video, t, h, w, mu, NULL) == 0, "encode: %s", lg.msg);
+    vd_vae_stream *s = NULL;
+    T_CHECK(vd_vae_enc_stream_new(v, kc, h, w, 0, &s) == 0, "enc stream: %s", lg.msg);
+    int got = 0;
+    for (int k = 0; k < t && s; k++) {
+        int no = -1;
+        frame_of(video, 3, t, k, (size_t)h * w, fr);
+        T_CHECK(vd_vae_enc_stream_push(s, fr, lat, &no) == 0, "push");
+        /* a latent frame as soon as it is determined: after frame 0, 4, 8 */
+        T_CHECK(no == (k == 0 || k % 4 == 0), "frame %d gave %d latent frames", k, no);
+        if (no == 1 && got < tl) {
+            for (int c = 0; c < z; c++)
+                memcpy(mu_s + ((size_t)c * tl + got) * ls, lat + c * ls, ls * sizeof(float));
+            got++;
+        }
+    }
+    vd_vae_stream_free(&s);
+    T_CHECK(s == NULL, "free clears");
+    T_CHECK(got == tl, "stream gave %d latent frames, expected %d", got, tl);
+    double d = t_maxabs(mu_s, mu, n, NULL);
+    T_CHECK(d <= 1e-6, "encoder stream vs one-shot max_abs %.3g", d);
+
+    /* decoder: stream one latent frame at a time vs one-shot */
+    int tv = vd_vae_video_frames(v, tl);
+    size_t ps = (size_t)h * w, nv = 3 * (size_t)tv * ps;
+    float *dec = alloc_f(nv), *dec_s = alloc_f(nv), *outf = alloc_f(4 * 3 * ps);
+    T_CHECK(vd_vae_decode(v, kc, mu, tl, hl, wl, dec) == 0, "decode: %s", lg.msg);
+    T_CHECK(vd_vae_dec_stream_new(v, kc, hl, wl, 0, &s) == 0, "dec stream");
+    int fo = 0;
+    for (int k = 0; k < tl && s; k++) {
+        int no = -1;
+        for (int c = 0; c < z; c++)
+            memcpy(lat + c * ls, mu + ((size_t)c * tl + k) * ls, ls * sizeof(float));
+        T_CHECK(vd_vae_dec_stream_push(s, lat, outf, &no) == 0, "dec push");
+        T_CHECK(no == (k ? 4 : 1), "latent %d gave %d frames", k, no);
+        for (int f = 0; f < no && fo < tv; f++, fo++)
+            for (int c = 0; c < 3; c++)
+                memcpy(dec_s + ((size_t)c * tv + fo) * ps, outf + ((size_t)f * 3 + c) * ps,
+                       ps * sizeof(float));
+    }
+    vd_vae_stream_free(&s);
+    T_CHECK(fo == tv, "decoder stream gave %d frames, expected %d", fo, tv);
+    d = t_maxabs(dec_s, dec, nv, NULL);
+    T_CHECK(d <= 1e-6, "decoder stream vs one-shot max_abs %.3g", d);
+    float mx = 0;
+    for (size_t i = 0; i < nv; i++)
+        mx = fabsf(dec[i]) > mx ? fabsf(dec[i]) : mx;
+    T_CHECK(mx <= 1.0f, "decode is clamped (max %g)", mx);
+
+    /* the first frame encodes the same as that frame alone (an image) */
+    float *mu1 = alloc_f(z * ls);
+    frame_of(video, 3, t, 0, ps, fr);
+    T_CHECK(vd_vae_encode(v, kc, fr, 1, h, w, mu1, NULL) == 0, "encode image");
+    double m1 = 0;
+    for (int c = 0; c < z; c++)
+        for (size_t i = 0; i < ls; i++)
+            m1 = fmax(m1, fabs(mu1[c * ls + i] - mu[((size_t)c * tl) * ls + i]));
+    T_CHECK(m1 <= 1e-6, "image vs first latent frame max_abs %.3g", m1);
+
+    vd_free(mu);
+    vd_free(mu_s);
+    vd_free(fr);
+    vd_free(lat);
+    vd_free(dec);
+    vd_free(dec_s);
+    vd_free(outf);
+    vd_free(mu1);
+}
+
+/* T not 1 + 4k: the last chunk is completed by repeating the last frame. */
+static void test_frame_counts(const vd_vae *v, vk_ctx *kc, const float *video9, int h, int w)
+{
+    int z = vd_vae_get_config(v)->z_dim;
+    size_t ps = (size_t)h * w, ls = (size_t)(h / 8) * (w / 8);
+    T_CHECK(vd_vae_latent_frames(v, 1) == 1 && vd_vae_latent_frames(v, 2) == 2 &&
+                vd_vae_latent_frames(v, 5) == 2 && vd_vae_latent_frames(v, 6) == 3 &&
+                vd_vae_latent_frames(v, 0) == 0,
+            "latent frame counts");
+    T_CHECK(vd_vae_video_frames(v, 3) == 9 && vd_vae_video_frames(v, 1) == 1, "video frames");
+    /* 7 frames == 9 frames whose last two repeat frame 6 */
+    float *v7 = alloc_f(3 * 7 * ps), *v9 = alloc_f(3 * 9 * ps);
+    for (int c = 0; c < 3; c++)
+        for (int f = 0; f < 9; f++)
+            memcpy(v9 + ((size_t)c * 9 + f) * ps, video9 + ((size_t)c * 9 + (f < 7 ? f : 6)) * ps,
+                   ps * sizeof(float));
+    for (int c = 0; c < 3; c++)
+        memcpy(v7 + (size_t)c * 7 * ps, video9 + (size_t)c * 9 * ps, 7 * ps * sizeof(float));
+    size_t n = (size_t)z * 3 * ls;
+    float *a = alloc_f(n), *b = alloc_f(n), *lat = alloc_f(z * ls), *fr = alloc_f(3 * ps);
+    T_CHECK(vd_vae_encode(v, kc, v7, 7, h, w, a, NULL) == 0, "encode 7");
+    T_CHECK(vd_vae_encode(v, kc, v9, 9, h, w, b, NULL) == 0, "encode 9");
+    double d = t_maxabs(a, b, n, NULL);
+    T_CHECK(d == 0, "7 frames vs padded 9 max_abs %.3g", d);
+    /* streams: flush completes the chunk the same way */
+    vd_vae_stream *s = NULL;
+    T_CHECK(vd_vae_enc_stream_new(v, kc, h, w, 0, &s) == 0, "stream");
+    int total = 0, no = 0;
+    for (int k = 0; k < 7 && s; k++) {
+        frame_of(v7, 3, 7, k, ps, fr);
+        vd_vae_enc_stream_push(s, fr, lat, &no);
+        total += no;
+    }
+    T_CHECK(total == 2, "7 frames pushed: %d latent frames before flush", total);
+    T_CHECK(s && vd_vae_enc_stream_flush(s, lat, &no) == 0 && no == 1, "flush gave %d", no);
+    double m = 0;
+    for (int c = 0; c < z; c++)
+        for (size_t i = 0; i < ls; i++)
+            m = fmax(m, fabs(lat[c * ls + i] - b[((size_t)c * 3 + 2) * ls + i]));
+    T_CHECK(m <= 1e-6, "flushed latent vs padded max_abs %.3g", m);
+    T_CHECK(s && vd_vae_enc_stream_flush(s, lat, &no) == 0 && no == 0, "second flush: nothing");
+    vd_vae_stream_free(&s);
+    vd_free(v7);
+    vd_free(v9);
+    vd_free(a);
+    vd_free(b);
+    vd_free(lat);
+    vd_free(fr);
+}
+
+/* Tiled vs untiled on a 64x96 smooth video (tiles 32 px, 8 px overlap). */
+static void test_tiles(const vd_vae *v, vk_ctx *kc)
+{
+    int t = 5, h = 64, w = 96, z = vd_vae_get_config(v)->z_dim;
+    size_t ps = (size_t)h * w, ls = ps / 64;
+    float *video = alloc_f(3 * t * ps);
+    smooth_video(video, t, h, w, 77);
+    int tl = 2;
+    size_t n = (size_t)z * tl * ls, nv = 3 * (size_t)t * ps;
+    float *a = alloc_f(n), *b = alloc_f(n), *da = alloc_f(nv), *db = alloc_f(nv);
+    T_CHECK(vd_vae_encode_ex(v, kc, video, t, h, w, 0, 0, a, NULL) == 0, "untiled encode");
+    T_CHECK(vd_vae_encode_ex(v, kc, video, t, h, w, 32, 0, b, NULL) == 0, "tiled encode");
+    double rel, d = t_maxabs(b, a, n, &rel);
+    printf("tiles: encode 64x96, 32 px tiles: max_abs %.3g rel %.3g\n", d, rel);
+    /* random weights make the network non-local (and the middle attention is
+     * global per frame), so tiles only approximate; the figure is reported,
+     * the checks below are exact properties of the tiling */
+    T_CHECK(d == d && rel < 1.0, "tiled encode: max_abs %.3g rel %.3g", d, rel);
+    T_CHECK(vd_vae_decode_ex(v, kc, a, tl, h / 8, w / 8, 0, 0, da) == 0, "untiled decode");
+    T_CHECK(vd_vae_decode_ex(v, kc, a, tl, h / 8, w / 8, 32, 0, db) == 0, "tiled decode");
+    d = t_maxabs(db, da, nv, &rel);
+    printf("tiles: decode 64x96, 32 px tiles: max_abs %.3g rel %.3g\n", d, rel);
+    T_CHECK(d == d && d <= 2.0, "tiled decode: max_abs %.3g rel %.3g", d, rel);
+    /* tiles as large as the frame: exactly the untiled result */
+    T_CHECK(vd_vae_decode_ex(v, kc, a, tl, h / 8, w / 8, 96, 0, db) == 0, "one-tile decode");
+    d = t_maxabs(db, da, nv, NULL);
+    T_CHECK(d == 0, "one tile vs untiled decode max_abs %.3g", d);
+    T_CHECK(vd_vae_encode_ex(v, kc, video, t, h, w, 128, 0, b, NULL) == 0, "one-tile encode");
+    d = t_maxabs(b, a, n, NULL);
+    T_CHECK(d == 0, "one tile vs untiled encode max_abs %.3g", d);
+    T_CHECK(vd_vae_decode_ex(v, kc, a, tl, h / 8, w / 8, 32, 0, db) == 0, "tiled decode");
+    /* a tiled stream equals the tiled one-shot (same tiles, same blend) */
+    vd_vae_stream *s = NULL;
+    float *outf = alloc_f(4 * 3 * ps), *lat = alloc_f(z * ls);
+    T_CHECK(vd_vae_dec_stream_new(v, kc, h / 8, w / 8, 32, &s) == 0, "tiled stream");
+    double m = 0;
+    int fo = 0;
+    for (int k = 0; k < tl && s; k++) {
+        int no = 0;
+        for (int c = 0; c < z; c++)
+            memcpy(lat + c * ls, a + ((size_t)c * tl + k) * ls, ls * sizeof(float));
+        vd_vae_dec_stream_push(s, lat, outf, &no);
+        for (int f = 0; f < no; f++, fo++)
+            for (int c = 0; c < 3; c++)
+                for (size_t i = 0; i < ps; i++)
+                    m = fmax(m, fabs(outf[((size_t)f * 3 + c) * ps + i] -
+                                     db[((size_t)c * t + fo) * ps + i]));
+    }
+    T_CHECK(fo == t && m <= 1e-6, "tiled stream vs tiled one-shot: %d frames, max_abs %.3g", fo, m);
+    vd_vae_stream_free(&s);
+    /* no NaN, weights sum to one: a constant-free check that the blend is a
+     * convex combination: tiled output stays within [-1, 1] */
+    int ok = 1;
+    for (size_t i = 0; i < nv; i++)
+        ok &= db[i] >= -1 && db[i] <= 1;
+    T_CHECK(ok, "tiled decode in [-1, 1]");
+    vd_free(video);
+    vd_free(a);
+    vd_free(b);
+    vd_free(da);
+    vd_free(db);
+    vd_free(outf);
+    vd_free(lat);
+}
+
+/* Decodes a fixed latent (for comparing layouts). */
+static float *decode_probe(const vd_vae *v, vk_ctx *kc)
+{
+    int z = vd_vae_get_config(v)->z_dim;
+    size_t n = (size_t)z * 2 * 2 * 3;
+    float *lat = alloc_f(n), *out = alloc_f(3 * 5 * 16 * 24);
+    t_rng r = { 5 };
+    t_fill(&r, lat, n, 1.5f);
+    if (vd_vae_decode(v, kc, lat, 2, 2, 3, out)) {
+        vd_free(out);
+        out = NULL;
+    }
+    vd_free(lat);
+    return out;
+}
+
+/* original name -> diffusers AutoencoderKLWan name (independent statement
+ * of convert_wan_to_diffusers.py's mapping for num_res_blocks 2) */
+static void to_diffusers(const char *n, char *o, size_t os)
+{
+    int a, b;
+    char rest[200];
+    static const char *res_from[] = { "residual.0.gamma", "residual.2.", "residual.3.gamma",
+                                      "residual.6.", "shortcut." };
+    static const char *res_to[] = { "norm1.gamma", "conv1.", "norm2.gamma", "conv2.",
+                                    "conv_shortcut." };
+    const char *pre = NULL;
+    char head[120] = "";
+    if (sscanf(n, "encoder.downsamples.%d.%199s", &a, rest) == 2) {
+        snprintf(head, sizeof(head), "encoder.down_blocks.%d.", a);
+        pre = rest;
+    } else if (sscanf(n, "decoder.upsamples.%d.%199s", &a, rest) == 2) {
+        b = a % 4;
+        if (b == 3)
+            snprintf(head, sizeof(head), "decoder.up_blocks.%d.upsamplers.0.", a / 4);
+        else
+            snprintf(head, sizeof(head), "decoder.up_blocks.%d.resnets.%d.", a / 4, b);
+        pre = rest;
+    } else if (sscanf(n, "encoder.middle.%d.%199s", &a, rest) == 2 ||
+               sscanf(n, "decoder.middle.%d.%199s", &a, rest) == 2) {
+        const char *side = n[0] == 'e' ? "encoder" : "decoder";
+        if (a == 1)
+            snprintf(head, sizeof(head), "%s.mid_block.attentions.0.", side);
+        else
+            snprintf(head, sizeof(head), "%s.mid_block.resnets.%d.", side, a / 2);
+        pre = rest;
+    }
+    if (pre) {
+        for (size_t i = 0; i < 5; i++)
+            if (!strncmp(pre, res_from[i], strlen(res_from[i]))) {
+                snprintf(o, os, "%s%s%s", head, res_to[i], pre + strlen(res_from[i]));
+                return;
+            }
+        snprintf(o, os, "%s%s", head, pre);
+        return;
+    }
+    static const char *from[] = { "encoder.conv1.", "decoder.conv1.", "encoder.head.0.",
+                                  "decoder.head.0.", "encoder.head.2.", "decoder.head.2.",
+                                  "conv1.", "conv2." };
+    static const char *to[] = { "encoder.conv_in.", "decoder.conv_in.", "encoder.norm_out.",
+                                "decoder.norm_out.", "encoder.conv_out.", "decoder.conv_out.",
+                                "quant_conv.", "post_quant_conv." };
+    for (size_t i = 0; i < 8; i++)
+        if (!strncmp(n, from[i], strlen(from[i]))) {
+            snprintf(o, os, "%s%s", to[i], n + strlen(from[i]));
+            return;
+        }
+    snprintf(o, os, "%s", n);
+}
+
+/* A new set with every tensor of `src` renamed by fn (or prefixed), and
+ * optionally one tensor dropped or given a wrong shape. */
+static vd_ckpt *copy_ckpt(const vd_ckpt *src, const char *prefix, int diffusers, const char *drop,
+                          const char *reshape)
+{
+    vd_ckpt *c = vd_ckpt_new();
+    for (size_t i = 0; c && i < vd_ckpt_count(src); i++) {
+        const vt_tensor *t = vd_ckpt_at(src, i);
+        if (drop && !strcmp(t->name, drop))
+            continue;
+        char nm[256];
+        if (diffusers)
+            to_diffusers(t->name, nm, sizeof(nm));
+        else
+            snprintf(nm, sizeof(nm), "%s%s", prefix ? prefix : "", t->name);
+        int64_t shp[VT_MAX_DIMS];
+        memcpy(shp, t->shape, sizeof(shp));
+        if (reshape && !strcmp(t->name, reshape) && t->ndim == 5) {
+            shp[1] = 1; /* fewer input channels: same data, wrong shape */
+        }
+        if (vd_ckpt_add(c, nm, t->dtype, t->ndim, shp, t->data, NULL, "copy.safetensors", &lg)) {
+            fprintf(stderr, "copy_ckpt: %s\n", lg.msg);
+            vd_ckpt_free(&c);
+        }
+    }
+    return c;
+}
+
+static void test_layouts(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
+{
+    const char *prefixes[] = { "vae.", "first_stage_model." };
+    for (int k = 0; k < 3; k++) {
+        vd_ckpt *c = copy_ckpt(ck, k < 2 ? prefixes[k] : NULL, k == 2, NULL, NULL);
+        vd_vae *v = NULL;
+        int r = c ? vd_vae_canonicalize(c, &lg) : -1;
+        T_CHECK(r == 0, "layout %d canonicalize: %s", k, lg.msg);
+        r = r ? r : vd_vae_load(c, &lg, &v);
+        T_CHECK(r == 0, "layout %d load: %s", k, lg.msg);
+        if (!r) {
+            float *out = decode_probe(v, kc);
+            double d = out ? t_maxabs(out, ref, 3 * 5 * 16 * 24, NULL) : 1e9;
+            T_CHECK(d == 0, "layout %d decodes differently: %.3g", k, d);
+            vd_free(out);
+        }
+        vd_vae_free(&v);
+        vd_ckpt_free(&c);
+    }
+    /* broken: a missing tensor, a wrong shape; errors name the tensor */
+    const char *name = "decoder.middle.0.residual.2.weight";
+    for (int k = 0; k < 2; k++) {
+        vd_ckpt *c = copy_ckpt(ck, NULL, 0, k ? NULL : name, k ? name : NULL);
+        vd_vae *v = NULL;
+        lg.msg[0] = 0;
+        int r = vd_vae_load(c, &lg, &v);
+        T_CHECK(r < 0 && !v, "broken %d loads", k);
+        T_CHECK(strstr(lg.msg, name) != NULL, "broken %d message lacks the tensor: %s", k, lg.msg);
+        T_CHECK(k == 0 || strstr(lg.msg, "copy.safetensors") != NULL,
+                "message lacks the file: %s", lg.msg);
+        vd_ckpt_free(&c);
+    }
+}
+
+/* The .pth fixture (F16, original names) equals its safetensors twin. */
+static void test_pth(const char *data, vk_ctx *kc)
+{
+    char p1[1024], p2[1024];
+    snprintf(p1, sizeof(p1), "%s/vae_d2.pth", data);
+    snprintf(p2, sizeof(p2), "%s/vae_d2.safetensors", data);
+    vd_ckpt *a = NULL, *b = NULL;
+    vd_vae *va = NULL, *vb = NULL;
+    T_CHECK(vd_ckpt_open(p1, &lg, &a) == 0, "open %s: %s", p1, lg.msg);
+    T_CHECK(vd_ckpt_open(p2, &lg, &b) == 0, "open %s: %s", p2, lg.msg);
+    if (a && b && !vd_vae_canonicalize(a, &lg) && !vd_vae_load(a, &lg, &va) &&
+        !vd_vae_load(b, &lg, &vb)) {
+        const vd_vae_config *cf = vd_vae_get_config(va);
+        T_CHECK(cf->dim == 2 && cf->z_dim == 16 && cf->num_res_blocks == 2 &&
+                    cf->dim_mult[3] == 4 && !cf->temporal_down[0] && cf->temporal_down[2] &&
+                    cf->s_factor == 8 && cf->t_factor == 4,
+                "pth config");
+        float *oa = decode_probe(va, kc), *ob = decode_probe(vb, kc);
+        T_CHECK(oa && ob && t_maxabs(oa, ob, 3 * 5 * 16 * 24, NULL) == 0, ".pth vs safetensors");
+        vd_free(oa);
+        vd_free(ob);
+    } else {
+        T_CHECK(0, "pth fixture load: %s", lg.msg);
+    }
+    vd_vae_free(&va);
+    vd_vae_free(&vb);
+    vd_ckpt_free(&a);
+    vd_ckpt_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_vae VAE_TINY_DIR DATA_DIR\n");
+        return 2;
+    }
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/weights.safetensors", argv[1]);
+    vd_ckpt *ck = NULL, *io = NULL;
+    if (vd_ckpt_open(path, &lg, &ck)) {
+        fprintf(stderr, "%s\n", lg.msg);
+        return 2;
+    }
+    snprintf(path, sizeof(path), "%s/io.safetensors", argv[1]);
+    if (vd_ckpt_open(path, &lg, &io)) {
+        fprintf(stderr, "%s\n", lg.msg);
+        return 2;
+    }
+    vk_ctx *kc = vk_ctx_new(1, 0, &lg); /* 1 thread: fast on a loaded machine */
+    vd_vae *v = NULL;
+    T_CHECK(vd_vae_load(ck, &lg, &v) == 0, "load: %s", lg.msg);
+    if (!v || !kc)
+        T_DONE();
+    const vd_vae_config *cf = vd_vae_get_config(v);
+    T_CHECK(cf->dim == 6 && cf->z_dim == 16 && cf->num_res_blocks == 2 && cf->dim_mult[0] == 1 &&
+                cf->dim_mult[1] == 2 && cf->dim_mult[2] == 4 && cf->dim_mult[3] == 4 &&
+                cf->temporal_down[0] == 0 && cf->temporal_down[1] == 1 &&
+                cf->temporal_down[2] == 1 && cf->n_levels == 4 && cf->n_attn == 0,
+            "config from shapes");
+    T_CHECK(fabsf(cf->mean[7] - 1.5508f) < 1e-7f && fabsf(cf->std[8] - 3.2687f) < 1e-7f,
+            "latent constants");
+    const vt_tensor *tv = vd_ckpt_find(io, "video");
+    float *video = tv ? vd_tensor_f32(tv) : NULL;
+    T_CHECK(video && tv->shape[2] == 9, "io video");
+    if (video) {
+        int h = (int)tv->shape[3], w = (int)tv->shape[4];
+        test_stream_vs_oneshot(v, kc, video, 9, h, w);
+        test_frame_counts(v, kc, video, h, w);
+    }
+    test_tiles(v, kc);
+    float *ref = decode_probe(v, kc);
+    T_CHECK(ref != NULL, "probe decode");
+    if (ref)
+        test_layouts(ck, kc, ref);
+    test_pth(argv[2], kc);
+    /* argument checks */
+    vd_vae_stream *s = NULL;
+    T_CHECK(vd_vae_enc_stream_new(v, kc, 30, 48, 0, &s) < 0 && !s, "H not a multiple of 8");
+    T_CHECK(vd_vae_enc_stream_new(v, kc, 32, 48, -1, &s) < 0 && !s, "negative tile");
+    T_CHECK(vd_vae_encode(v, kc, video, 0, 32, 48, ref, NULL) < 0, "0 frames");
+    vd_free(ref);
+    vd_free(video);
+    vd_vae_free(&v);
+    T_CHECK(v == NULL, "free clears");
+    vk_ctx_free(&kc);
+    vd_ckpt_free(&ck);
+    vd_ckpt_free(&io);
+    T_DONE();
+}
