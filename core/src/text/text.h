@@ -57,21 +57,57 @@ uint64_t vd_tok_hash_ids(const int32_t *ids, int64_t n);
 char *vd_tok_clean_prompt(const char *text);
 
 /* ---- umT5 encoder -------------------------------------------------------- */
+/* The umT5-XXL encoder of Wan2.1 (wan/modules/t5.py T5Encoder). A vd_t5 is
+ * read-only after loading and may be shared by contexts; vd_t5_encode uses
+ * only its vk_ctx for scratch, so calls on different vk_ctx may overlap. */
 typedef struct vd_t5 vd_t5;
 
 typedef struct vd_t5_config {
     int64_t vocab, dim, dim_attn, dim_ffn, n_heads, n_layers, n_buckets;
-    int shared_pos;
+    int shared_pos; /* 0 for umT5: every block has its own position table */
 } vd_t5_config;
 
+/* Maps the known key layouts onto the original Wan names
+ * (token_embedding.weight, blocks.N.{norm1,attn.{q,k,v,o},norm2,
+ * ffn.{gate.0,fc1,fc2},pos_embedding.embedding}.weight, norm.weight):
+ *  - original (models_t5_umt5-xxl-enc-bf16.pth, or safetensors): unchanged;
+ *  - HF UMT5EncoderModel names (diffusers text_encoder/ folder, the
+ *    repackaged umt5_xxl_fp16.safetensors and its fp8_e4m3fn_scaled form):
+ *    shared.weight, encoder.block.N.layer.0.SelfAttention.{q,k,v,o,
+ *    relative_attention_bias}, layer.0.layer_norm, layer.1.DenseReluDense.
+ *    {wi_0 (gelu gate), wi_1, wo}, layer.1.layer_norm, encoder.final_layer_norm;
+ *  - either of them behind a prefix ("...encoder.final_layer_norm.weight").
+ * Returns 0, or VDIT_ERR_MISSING when no layout is recognised. */
 int vd_t5_canonicalize(vd_ckpt *ck, vd_log *lg);
+
+/* Builds the encoder from canonical names; every size comes from the tensor
+ * shapes. Weights stay in the checkpoint's type (F32/F16/BF16, used in place:
+ * `ck` must outlive the encoder); F8_E4M3/F8_E5M2 weights are multiplied by
+ * their "<module>.scale_weight" (or "<name>_scale") and kept as BF16. */
 int vd_t5_load(const vd_ckpt *ck, vd_log *lg, vd_t5 **out);
 void vd_t5_free(vd_t5 **t);
 const vd_t5_config *vd_t5_get_config(const vd_t5 *t);
+/* Bytes of weight data the encoder reads (linears + embedding). */
+size_t vd_t5_weight_bytes(const vd_t5 *t);
 
 /* ids: [n] token ids, of which the first n_real are real (mask 1) and the rest
- * padding. out: [n, dim] final hidden states of every position. */
+ * padding. out: [n, dim] final hidden states of every position (padded rows
+ * are computed as the reference does, attending to the real keys only).
+ * Wan keeps only the first n_real rows (T5EncoderModel returns u[:seq_len])
+ * and the DiT pads them with zeros to text_len itself; since real rows never
+ * see padded keys, encoding just the n_real real ids (n = n_real) gives the
+ * same rows faster. */
 int vd_t5_encode(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, int64_t n_real,
                  float *out);
+
+/* Same, reporting intermediates (conformance, debugging): "inter/token_emb"
+ * [n, dim], "inter/pos_bias0" [heads, n, n], "inter/blockL_out" [n, dim]. */
+typedef void (*vd_t5_tap)(void *user, const char *name, const float *data, size_t n);
+int vd_t5_encode_tap(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, int64_t n_real,
+                     float *out, vd_t5_tap tap, void *user);
+
+/* Relative-position bucket of rel = key - query (bidirectional, as the
+ * reference computes it in float32 with truncation). */
+int64_t vd_t5_bucket(int64_t rel, int64_t n_buckets, int64_t max_dist);
 
 #endif
