@@ -226,8 +226,18 @@ static double rss_now(void)
     return (double)res * (double)sysconf(_SC_PAGESIZE);
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru))
+        return 0;
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 typedef struct result {
-    double step, cond, load, peak_rss;
+    double step, cpu, cond, load, peak_rss;
+    double prof[VD_DIT_PROF_COUNT];
     float *out;
 } result;
 
@@ -257,15 +267,22 @@ static int run_one(const char *path, const bcfg *c, int threads, int steps, cons
     res->cond = vd_time() - t0;
     res->out = vd_malloc(sizeof(float) * (size_t)(c->out_dim * c->f * c->h * c->w));
     res->step = 1e30;
+    double prof[VD_DIT_PROF_COUNT];
+    vd_dit_run_set_profile(r, prof);
     for (int s = 0; s < steps && res->out; s++) {
+        memset(prof, 0, sizeof(prof));
+        double c0 = cpu_seconds();
         t0 = vd_time();
         if ((ret = vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cd, res->out)))
             goto done;
-        double dt = vd_time() - t0;
-        printf("  step %d: %.3f s\n", s + 1, dt);
+        double dt = vd_time() - t0, dc = cpu_seconds() - c0;
+        printf("  step %d: %.3f s (process CPU time %.3f s)\n", s + 1, dt, dc);
         fflush(stdout);
-        if (dt < res->step)
+        if (dt < res->step) {
             res->step = dt;
+            res->cpu = dc;
+            memcpy(res->prof, prof, sizeof(prof));
+        }
     }
     res->peak_rss = peak_rss();
     printf("  resident now %.0f MiB (weights mapped: file pages touched)\n", rss_now() / 1048576.0);
@@ -429,6 +446,30 @@ int bench_dit(int argc, char **argv)
         }
         double gf = flops / res.step / 1e9;
         step[k] = res.step;
+        {
+            /* where the time went, and the matmul rates by kind */
+            int64_t D = c.dim, Lt = L, T = c.text_len;
+            double fl[VD_DIT_PROF_COUNT] = {
+                [VD_DIT_PROF_PROJ] = 2.0 * Lt * D * D * 6 * c.layers,
+                [VD_DIT_PROF_ATTN] = 4.0 * Lt * Lt * D * c.layers,
+                [VD_DIT_PROF_XATTN] = 4.0 * Lt * T * D * c.layers,
+                [VD_DIT_PROF_FFN] = 4.0 * Lt * D * c.ffn * c.layers,
+            };
+            const char *nm[VD_DIT_PROF_COUNT] = { "projections", "self-attention",
+                                                  "cross-attention", "feed-forward",
+                                                  "norms/rope/residual", "embed/head" };
+            for (int j = 0; j < VD_DIT_PROF_COUNT; j++) {
+                printf("    %-20s %7.3f s %5.1f%%", nm[j], res.prof[j],
+                       100.0 * res.prof[j] / res.step);
+                if (fl[j] > 0 && res.prof[j] > 0)
+                    printf("  %6.1f GFLOP/s", fl[j] / res.prof[j] / 1e9);
+                printf("\n");
+            }
+        }
+        if (res.cpu > res.step * threads * 1.05 || res.cpu < res.step * threads * 0.9)
+            printf("  note: %.2f of %d cores busy on average during the step (other load on the "
+                   "machine?); at full use of %d cores the rate would be %.1f GFLOP/s\n",
+                   res.cpu / res.step, threads, threads, flops / (res.cpu / threads) / 1e9);
         printf("vdit %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of fp32 peak  (cond once per "
                "prompt %.3f s, load %.3f s, peak RSS %.0f MiB)\n",
                k == 0 ? "fp16" : "fp32", res.step, gf, 100.0 * gf / peak, res.cond, res.load,

@@ -65,6 +65,8 @@ struct vd_dit_run {
     float *sinus, *e, *e0, *tmp, *mod; /* [freq], [D], [6D], [D], [6D] */
     vd_dit_tap_fn tap;
     void *tap_user;
+    double *prof;                   /* [VD_DIT_PROF_COUNT] or NULL */
+    double prof_t;
 };
 
 struct vd_dit_cond {
@@ -452,6 +454,23 @@ void vd_dit_run_set_tap(vd_dit_run *r, vd_dit_tap_fn fn, void *user)
     r->tap_user = user;
 }
 
+void vd_dit_run_set_profile(vd_dit_run *r, double *acc)
+{
+    if (r)
+        r->prof = acc;
+}
+
+/* Charges the time since the last mark to `kind`. */
+static void mark(vd_dit_run *r, int kind)
+{
+    if (!r->prof)
+        return;
+    double t = vd_time();
+    if (kind >= 0)
+        r->prof[kind] += t - r->prof_t;
+    r->prof_t = t;
+}
+
 static void tap(vd_dit_run *r, const char *name, const float *x, size_t n)
 {
     if (r->tap)
@@ -671,17 +690,22 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, 
 
     /* self-attention */
     f->layernorm(kc, x, h, L, D, m + D, m, c->eps);
+    mark(r, VD_DIT_PROF_ELEM);
     f->linear(kc, &b->sq, h, L, q, VK_ACT_NONE);
     f->linear(kc, &b->sk, h, L, k, VK_ACT_NONE);
     f->linear(kc, &b->sv, h, L, v, VK_ACT_NONE);
+    mark(r, VD_DIT_PROF_PROJ);
     if (b->s_norm_q) {
         f->rmsnorm(kc, q, q, L, D, b->s_norm_q, c->eps);
         f->rmsnorm(kc, k, k, L, D, b->s_norm_k, c->eps);
     }
     f->rope(kc, q, L, H, hd, D, r->rope);
     f->rope(kc, k, L, H, hd, D, r->rope);
+    mark(r, VD_DIT_PROF_ELEM);
     f->attention(kc, q, D, k, D, v, D, o, D, H, hd, L, L, L, scale, NULL);
+    mark(r, VD_DIT_PROF_ATTN);
     f->linear(kc, &b->so, o, L, y, VK_ACT_NONE);
+    mark(r, VD_DIT_PROF_PROJ);
     f->add_gated(kc, x, y, L, D, m + 2 * D);
 
     /* cross-attention, K/V from the cond */
@@ -689,9 +713,12 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, 
         f->layernorm(kc, x, h, L, D, b->norm3_w, b->norm3_b, c->eps);
     else
         memcpy(h, x, (size_t)(L * D) * sizeof(float));
+    mark(r, VD_DIT_PROF_ELEM);
     f->linear(kc, &b->cq, h, L, q, VK_ACT_NONE);
+    mark(r, VD_DIT_PROF_PROJ);
     if (b->c_norm_q)
         f->rmsnorm(kc, q, q, L, D, b->c_norm_q, c->eps);
+    mark(r, VD_DIT_PROF_ELEM);
     const float *ck = cond_k(cd, i), *cv = ck + cd->n_txt * D;
     f->attention(kc, q, D, ck, D, cv, D, o, D, H, hd, L, cd->n_txt, cd->n_txt, scale, NULL);
     if (cd->n_img) {
@@ -699,14 +726,19 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, 
         f->attention(kc, q, D, ki, D, vi, D, k, D, H, hd, L, cd->n_img, cd->n_img, scale, NULL);
         f->add_gated(kc, o, k, L, D, NULL);
     }
+    mark(r, VD_DIT_PROF_XATTN);
     f->linear(kc, &b->co, o, L, y, VK_ACT_NONE);
+    mark(r, VD_DIT_PROF_PROJ);
     f->add_gated(kc, x, y, L, D, NULL);
 
     /* feed-forward; its hidden layer reuses the whole work area */
     f->layernorm(kc, x, h, L, D, m + 4 * D, m + 3 * D, c->eps);
+    mark(r, VD_DIT_PROF_ELEM);
     f->linear(kc, &b->ffn0, h, L, r->work, VK_ACT_GELU_TANH);
     f->linear(kc, &b->ffn2, r->work, L, y, VK_ACT_NONE);
+    mark(r, VD_DIT_PROF_FFN);
     f->add_gated(kc, x, y, L, D, m + 5 * D);
+    mark(r, VD_DIT_PROF_ELEM);
 }
 
 int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
@@ -755,6 +787,7 @@ int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int
         r->rope_w = gw;
     }
     const vk_funcs *fn = kc->f;
+    mark(r, -1);
 
     /* time embedding */
     time_sinusoid(t, c->freq_dim, r->sinus);
@@ -792,6 +825,7 @@ int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int
     fn->linear(kc, &d->patch, pt, L, r->x, VK_ACT_NONE);
     tap(r, "inter/patch_tokens", r->x, (size_t)(L * D));
 
+    mark(r, VD_DIT_PROF_OTHER);
     for (int64_t i = 0; i < c->n_layers; i++) {
         run_block(r, &d->blocks[i], cond, i, L);
         if (r->tap) {
@@ -811,6 +845,7 @@ int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int
     fn->linear(kc, &d->head, r->h, L, r->work, VK_ACT_NONE);
     tap(r, "inter/head_out", r->work, (size_t)(L * pv * c->out_dim));
     vd_dit_unpatchify(r->work, c->out_dim, f, h, w, c->patch, 1, out);
+    mark(r, VD_DIT_PROF_OTHER);
     return 0;
 }
 

@@ -64,6 +64,20 @@ void vd_dit_run_free(vd_dit_run **r);
 typedef void (*vd_dit_tap_fn)(void *user, const char *name, const float *data, size_t n);
 void vd_dit_run_set_tap(vd_dit_run *r, vd_dit_tap_fn fn, void *user);
 
+/* Optional time profile: when set, seconds spent in each kind of work are
+ * added to acc[VD_DIT_PROF_*] on every forward pass (costs a clock read per
+ * operation). */
+enum {
+    VD_DIT_PROF_PROJ = 0, /* q/k/v/o and cross q/o projections */
+    VD_DIT_PROF_ATTN,     /* self-attention */
+    VD_DIT_PROF_XATTN,    /* cross-attention */
+    VD_DIT_PROF_FFN,      /* feed-forward matmuls */
+    VD_DIT_PROF_ELEM,     /* norms, modulation, RoPE, residual adds */
+    VD_DIT_PROF_OTHER,    /* time embedding, patches, head */
+    VD_DIT_PROF_COUNT
+};
+void vd_dit_run_set_profile(vd_dit_run *r, double *acc);
+
 /* Bytes of activation memory a forward pass over n_tok tokens uses (for
  * planning and the benchmark), and bytes a cond holds. */
 size_t vd_dit_run_bytes(const vd_dit *d, int64_t n_tok);
