@@ -6,7 +6,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# Each phase's wall time, printed at the end (CI has 90 minutes for all).
+timings=()
+t0=$(date +%s)
+phase_done() { local now; now=$(date +%s); timings+=("$1 $((now - t0))s"); t0=$now; }
+
 bash scripts/install-deps.sh || { echo "install-deps failed"; echo "0 passed, 1 failed"; exit 1; }
+phase_done install-deps
 
 JOBS=${JOBS:-$(nproc)}
 status=0
@@ -23,8 +29,10 @@ setup() { # dir, extra args...
 
 echo "== release build (build/)"
 if setup build && ninja -C build -j "$JOBS" >build-ninja.log 2>&1; then
+  phase_done release-build
   meson test -C build --num-processes "$JOBS" --print-errorlogs ${VDIT_TEST_ARGS:-} || status=1
   logs+=(build/meson-logs/testlog.json)
+  phase_done release-tests
 else
   tail -50 build-ninja.log; echo "release build failed"; status=1
 fi
@@ -33,17 +41,22 @@ if [ "${VDIT_NO_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer build (build-san/)"
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+  # Leak reports from inside third-party libraries only (see the file).
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
   if setup build-san -Db_sanitize=address,undefined -Dbuildtype=debugoptimized \
        -Dc_args=-fno-sanitize-recover=undefined -Dgst_plugin=disabled \
      && ninja -C build-san -j "$JOBS" >build-san-ninja.log 2>&1; then
+    phase_done sanitizer-build
     meson test -C build-san --num-processes "$JOBS" --print-errorlogs --suite unit --suite conform \
       --timeout-multiplier 4 || status=1
     logs+=(build-san/meson-logs/testlog.json)
+    phase_done sanitizer-tests
   else
     tail -50 build-san-ninja.log; echo "sanitizer build failed"; status=1
   fi
 fi
 
+echo "timings: ${timings[*]}"
 /usr/bin/python3 - "${logs[@]}" <<'PY'
 import json, sys
 p = f = s = 0

@@ -811,11 +811,12 @@ static int add_tensor(build *b, const char *name, const pk_val *t)
     void *owned = NULL;
     if (nel && (!contiguous || (uintptr_t)p % esz)) {
         /* gather into a contiguous copy (strided views, odd alignment) */
-        if ((uint64_t)nel * esz > b->copy_left)
+        uint64_t cb;
+        if (__builtin_mul_overflow((uint64_t)nel, (uint64_t)esz, &cb) || cb > b->copy_left)
             return vd_err(b->lg, VDIT_ERR_FORMAT,
                           "%s: tensor '%s': strided copies would exceed the file's size", b->label,
                           name);
-        b->copy_left -= (uint64_t)nel * esz;
+        b->copy_left -= cb;
         uint8_t *o = vd_malloc((size_t)nel * esz);
         if (!o)
             return vd_err(b->lg, VDIT_ERR_NOMEM, "%s: tensor '%s': out of memory", b->label, name);

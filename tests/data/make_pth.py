@@ -100,6 +100,10 @@ def main(outdir):
     torch.save(good_state(), p("tensors.pth"))
     good = read_entries(p("tensors.pth"))
     write_zip(p("zip64.pth"), good, zip64=True)
+    # Broadcast views (stride 0) are copied; one that would expand 4 bytes
+    # into 2^64 must be refused, not allocated.
+    torch.save({"e": torch.tensor([1.0, 2.0, 3.0]).expand(2, 3)}, p("expand.pth"))
+    torch.save({"bomb": torch.ones(1).expand(2**31, 2**31)}, p("bomb.pth"))
     # A plain dict of one tensor, used as a small fuzzing seed.
     torch.save({"a": torch.ones(2, 3)}, p("small.pth"))
 

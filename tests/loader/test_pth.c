@@ -125,6 +125,18 @@ int main(int argc, char **argv)
     check_good("tensors.pth");
     check_good("zip64.pth");
 
+    /* a broadcast view is copied out; a 2^62-element one is refused */
+    vd_log elg = { 0 };
+    vd_ckpt *ec;
+    if (!vd_ckpt_open(fixture("expand.pth"), &elg, &ec)) {
+        float e[6] = { 1, 2, 3, 1, 2, 3 };
+        check_values(ec, "e", 2, (int64_t[]){ 2, 3 }, e, 6);
+        vd_ckpt_free(&ec);
+    } else {
+        T_CHECK(0, "expand.pth: %s", elg.msg);
+    }
+    expect_fail("bomb.pth", VDIT_ERR_FORMAT, "tensor 'bomb': strided copies would exceed");
+
     expect_fail("bad_global.pth", VDIT_ERR_UNSUPPORTED, "global 'posix.system' is not allowed");
     expect_fail("bad_opcode.pth", VDIT_ERR_FORMAT, "opcode 0x69 (INST)");
     expect_fail("bad_storage.pth", VDIT_ERR_FORMAT, "tensor 'w32': storage '0' holds 8 bytes");
