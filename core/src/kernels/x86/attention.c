@@ -4,10 +4,10 @@
  *
  * Both products run on a 6 x 16 register tile (12 accumulators), the shape
  * that keeps Zen3's two FMA pipes busy with loads to spare:
- *   S[QB, KB] = Q[QB, hd] Kᵀ   with K transposed per block into kt[hd, KB]
- *   O[QB, hd] += P[QB, KB] V   with V copied per block into vb[KB, hdp]
- * The per-block copies cost 1/QB of the arithmetic. Tasks (head, query
- * block) are spread over the threads dynamically. */
+ *   S[QB, KB] = Q[QB, hd] Kᵀ   with K transposed once per call into blocks [hd, KB]
+ *   O[QB, hd] += P[QB, KB] V   reading V in place (padded copy if hd % 16)
+ * The transposed keys live in the context's scratch (the size of K). Tasks
+ * (head, query block) are spread over the threads dynamically. */
 #include <math.h>
 #include <omp.h>
 
@@ -22,8 +22,6 @@
 
 typedef struct att_buf {
     float *q;  /* [QB, hdp] scaled queries, zero padded */
-    float *kt; /* [hd, KB] */
-    float *vb; /* [KB, hdp] */
     float *s;  /* [QB, KB] scores, then probabilities */
     float *o;  /* [QB, hdp] running output */
     float *m, *l;
@@ -98,7 +96,33 @@ typedef struct att_args {
     float *o;
     int64_t ldq, ldk, ldv, ldo, heads, hd, hdp, lq, lk, nk;
     float scale;
+    int64_t nkb;     /* key blocks */
+    float *kt;       /* [heads, nkb, hd, KB] keys transposed per block, zero padded */
+    float *vp;       /* [heads, nkb * KB, hdp] padded values when hd % NR, else NULL */
 } att_args;
+
+/* Packs key block jb of head h (and its values when they need padding). */
+static void pack_block(const att_args *a, int64_t h, int64_t jb)
+{
+    int64_t hd = a->hd, j0 = jb * KB, kb = VD_MIN(KB, a->nk - j0);
+    float *kt = a->kt + ((h * a->nkb + jb) * hd) * KB;
+    for (int64_t j = 0; j < kb; j++) {
+        const float *kr = a->k + (j0 + j) * a->ldk + h * hd;
+        for (int64_t d = 0; d < hd; d++)
+            kt[d * KB + j] = kr[d];
+    }
+    for (int64_t d = 0; d < hd; d++)
+        for (int64_t j = kb; j < KB; j++)
+            kt[d * KB + j] = 0.0f;
+    if (!a->vp)
+        return;
+    for (int64_t j = 0; j < KB; j++) {
+        float *vo = a->vp + (h * a->nkb * KB + j0 + j) * a->hdp;
+        memset(vo, 0, (size_t)a->hdp * sizeof(float));
+        if (j < kb)
+            memcpy(vo, a->v + (j0 + j) * a->ldv + h * hd, (size_t)hd * sizeof(float));
+    }
+}
 
 /* One task: head h, queries [i0, i0 + nq). */
 static void att_block(const att_args *a, att_buf *b, int64_t h, int64_t i0, int64_t nq)
@@ -114,19 +138,12 @@ static void att_block(const att_args *a, att_buf *b, int64_t h, int64_t i0, int6
     }
     for (int64_t j0 = 0; j0 < a->nk; j0 += KB) {
         int64_t kb = VD_MIN(KB, a->nk - j0), kbp = (kb + NR - 1) / NR * NR;
-        /* K block transposed, V block copied, both zero padded */
-        for (int64_t j = 0; j < kbp; j++) {
-            const float *kr = a->k + (j0 + j) * a->ldk + h * hd;
-            const float *vr = a->v + (j0 + j) * a->ldv + h * hd;
-            for (int64_t d = 0; d < hd; d++)
-                b->kt[d * KB + j] = j < kb ? kr[d] : 0.0f;
-            float *vo = b->vb + j * hdp;
-            for (int64_t d = 0; d < hdp; d++)
-                vo[d] = j < kb && d < hd ? vr[d] : 0.0f;
-        }
-        for (int64_t r = 0; r < nqp; r += MR)
-            for (int64_t cc = 0; cc < kbp; cc += NR)
-                tile_qk(b->q + r * hdp, hdp, b->kt + cc, KB, hd, b->s + r * KB + cc, KB);
+        const float *kt = a->kt + ((h * a->nkb + j0 / KB) * hd) * KB;
+        const float *vb = a->vp ? a->vp + (h * a->nkb * KB + j0) * hdp : a->v + j0 * a->ldv + h * hd;
+        int64_t ldvb = a->vp ? hdp : a->ldv;
+        for (int64_t cc = 0; cc < kbp; cc += NR)
+            for (int64_t r = 0; r < nqp; r += MR)
+                tile_qk(b->q + r * hdp, hdp, kt + cc, KB, hd, b->s + r * KB + cc, KB);
         /* online softmax over this block's scores, row by row */
         for (int64_t i = 0; i < nqp; i++) {
             float *sr = b->s + i * KB;
@@ -162,9 +179,9 @@ static void att_block(const att_args *a, att_buf *b, int64_t h, int64_t i0, int6
                     _mm256_storeu_ps(orow + d, _mm256_mul_ps(_mm256_loadu_ps(orow + d), a8));
             }
         }
-        for (int64_t r = 0; r < nqp; r += MR)
-            for (int64_t cc = 0; cc < hdp; cc += NR)
-                tile_pv(b->s + r * KB, KB, b->vb + cc, hdp, kb, b->o + r * hdp + cc, hdp);
+        for (int64_t cc = 0; cc < hdp; cc += NR)
+            for (int64_t r = 0; r < nqp; r += MR)
+                tile_pv(b->s + r * KB, KB, vb + cc, ldvb, kb, b->o + r * hdp + cc, hdp);
     }
     for (int64_t i = 0; i < nq; i++) {
         float *dst = a->o + (i0 + i) * a->ldo + h * hd;
@@ -185,24 +202,37 @@ void vk_avx2_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
                    lq, lk, VD_MIN(kv_valid, lk), scale };
     if (a.nk < 0)
         a.nk = 0;
-    int64_t nqb = (lq + QB - 1) / QB, tasks = heads * nqb;
+    a.nkb = (a.nk + KB - 1) / KB;
+    size_t nkt = (size_t)(heads * a.nkb * hd * KB);
+    size_t nvp = hd % NR ? (size_t)(heads * a.nkb * KB * a.hdp) : 0;
+    float *pack = vk_scratch(c, (nkt + nvp + 1) * sizeof(float));
+    if (!pack) {
+        vk_ref_attention(c, q, ldq, k, ldk, v, ldv, o, ldo, heads, hd, lq, lk, kv_valid, scale,
+                         bias);
+        return;
+    }
+    a.kt = pack;
+    a.vp = nvp ? pack + nkt : NULL;
+    int64_t nqb = (lq + QB - 1) / QB, tasks = heads * nqb, packs = heads * a.nkb;
     int64_t work = lq * a.nk * hd * heads;
     int nt = work < 65536 ? 1 : (int)VD_MIN((int64_t)c->n_threads, tasks);
     int failed = 0;
 #pragma omp parallel num_threads(nt)
     {
         att_buf b = { 0 };
-        size_t fq = (size_t)(QB * a.hdp), fk = (size_t)(a.hd * KB), fv = (size_t)(KB * a.hdp),
-               fs = (size_t)(QB * KB);
-        float *mem = vd_malloc((fq * 2 + fk + fv + fs + 2 * QB) * sizeof(float));
+        size_t fq = (size_t)(QB * a.hdp), fs = (size_t)(QB * KB);
+        float *mem = vd_malloc((fq * 2 + fs + 2 * QB) * sizeof(float));
         if (!mem) {
 #pragma omp atomic write
             failed = 1;
         }
         if (mem) {
-            b.q = mem, b.o = mem + fq, b.kt = b.o + fq, b.vb = b.kt + fk, b.s = b.vb + fv;
+            b.q = mem, b.o = mem + fq, b.s = b.o + fq;
             b.m = b.s + fs, b.l = b.m + QB;
         }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < packs; t++)
+            pack_block(&a, t / a.nkb, t % a.nkb);
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < tasks; t++)
             if (mem)
