@@ -11,10 +11,12 @@ int bench_dit(int argc, char **argv) __attribute__((weak));
 int bench_vae(int argc, char **argv) __attribute__((weak));
 int bench_t5(int argc, char **argv) __attribute__((weak));
 
-/* Shared helpers for bench files: --threads N parsing (0 when absent or bad
- * sets *bad), and the machine's fp32 peak in GFLOP/s for n cores, with a
- * sentence saying how the clock was found. */
+#include <stddef.h>
+
+/* Shared helpers for bench files: --threads N parsing (a bad value sets
+ * *bad), and the machine's fp32 peak in GFLOP/s for n cores, writing into
+ * `how` a sentence saying how the clock was found. */
 int bench_parse_threads(const char *arg, int *bad);
-double bench_peak_gflops(int cores, const char **how);
+double bench_peak_gflops(int cores, char *how, size_t how_len);
 
 #endif
