@@ -132,13 +132,14 @@ static double proc_time(void)
 }
 
 /* Runs fn until at least min_s seconds passed (after one warm-up call that
- * builds primitives); returns wall seconds per call and, in *cpu, the CPU
+ * builds primitives, if warm); returns wall seconds per call and, in *cpu, the CPU
  * seconds the process used per call (below threads x wall when other
  * programs took the cores). */
 typedef void (*bench_fn)(void *arg);
-static double time_it(bench_fn fn, void *arg, double min_s, double *cpu)
+static double time_it(bench_fn fn, void *arg, int warm, double min_s, double *cpu)
 {
-    fn(arg);
+    if (warm)
+        fn(arg);
     int reps = 0;
     double t0 = vd_time(), c0 = proc_time(), t;
     do {
@@ -215,7 +216,7 @@ static double time_linear(vk_ctx *c, vt_dtype t, int64_t m, int64_t k, int64_t n
         return -1;
     }
     lin_arg a = { c, &l, x, y, m };
-    double s = time_it(run_linear, &a, min_s, cpu);
+    double s = time_it(run_linear, &a, 1, min_s, cpu);
     vk_linear_free(&l);
     vd_free(w);
     return s;
@@ -253,7 +254,7 @@ int bench_kernels(int argc, char **argv)
     const int64_t *ms = o.quick ? ms_quick : ms_full, *ls = o.quick ? ls_quick : ls_full;
     const int64_t(*kn)[2] = o.quick ? kn_quick : kn_full;
     int nm = o.quick ? 1 : 3, nkn = o.quick ? 2 : 3, nl = o.quick ? 2 : 4;
-    double min_s = o.quick ? 0.2 : 0.5;
+    double min_s = o.quick ? 0.1 : 0.5;
     int64_t heads = 12, hd = 128, lmax = ls[nl - 1];
 
     size_t nx = (size_t)4096 * 8960, natt = (size_t)(lmax * heads * hd);
@@ -308,7 +309,7 @@ int bench_kernels(int argc, char **argv)
         for (int a = 0; a < nl; a++) {
             att_arg aa = { c, q, k, v, ao, ls[a], heads, hd };
             double cpu;
-            double s = time_it(run_attention, &aa, min_s, &cpu);
+            double s = time_it(run_attention, &aa, !o.quick, min_s, &cpu);
             /* q kᵀ and p v: 2 products of 2 L² hd flops per head */
             double gf = 4.0 * ls[a] * ls[a] * hd * heads / s * 1e-9;
             char name[64];
