@@ -58,56 +58,54 @@ static double measure_mhz(void)
 #endif
 }
 
-/* Zen3/AVX2: two 256-bit FMA pipes per core = 2 x 8 lanes x 2 flops per
- * cycle. The clock: measured (see measure_mhz); failing that cpufreq's
+static double cpuinfo_mhz(void)
+{
+    double mhz = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "cpu MHz", 7)) {
+            char *c = strchr(line, ':');
+            if (c)
+                mhz = atof(c + 1);
+            break;
+        }
+    fclose(f);
+    return mhz;
+}
+
+/* The core clock in MHz: measured (see measure_mhz); failing that cpufreq's
  * maximum, then the "cpu MHz" of /proc/cpuinfo (on VMs the nominal clock). */
-double bench_peak_gflops(int cores, char *how, size_t how_len)
+static double clock_mhz(const char **how)
 {
     double mhz = measure_mhz();
-    if (mhz > 0) {
-        double nominal = 0;
-        FILE *f = fopen("/proc/cpuinfo", "r");
-        if (f) {
-            char line[256];
-            while (fgets(line, sizeof(line), f))
-                if (!strncmp(line, "cpu MHz", 7)) {
-                    char *c = strchr(line, ':');
-                    if (c)
-                        nominal = atof(c + 1);
-                    break;
-                }
-            fclose(f);
-        }
-        snprintf(how, how_len,
-                 "clock %.0f MHz measured by a dependent-add chain; /proc/cpuinfo says %.0f MHz",
-                 mhz, nominal);
-        return cores * mhz * 1e-3 * 2 * 8 * 2;
-    }
+    *how = "clock measured by a dependent-add chain (boost included)";
+    if (mhz > 0)
+        return mhz;
     FILE *f = fopen("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", "r");
     if (f) {
         double khz;
         if (fscanf(f, "%lf", &khz) == 1)
             mhz = khz / 1000.0;
         fclose(f);
-        snprintf(how, how_len, "clock = cpufreq cpuinfo_max_freq");
+        *how = "clock = cpufreq cpuinfo_max_freq";
     }
-    if (mhz <= 0 && (f = fopen("/proc/cpuinfo", "r"))) {
-        char line[256];
-        while (fgets(line, sizeof(line), f))
-            if (!strncmp(line, "cpu MHz", 7)) {
-                char *c = strchr(line, ':');
-                if (c)
-                    mhz = atof(c + 1);
-                break;
-            }
-        fclose(f);
-        snprintf(how, how_len, "clock = /proc/cpuinfo 'cpu MHz' (nominal; turbo not counted)");
-    }
+    if (mhz <= 0 && (mhz = cpuinfo_mhz()) > 0)
+        *how = "clock = /proc/cpuinfo 'cpu MHz' (nominal; boost not counted)";
     if (mhz <= 0) {
         mhz = 2000;
-        snprintf(how, how_len, "clock unknown, 2 GHz assumed");
+        *how = "clock unknown, 2 GHz assumed";
     }
-    return cores * mhz * 1e-3 * 2 /* FMA pipes */ * 8 /* lanes */ * 2 /* flops per FMA */;
+    return mhz;
+}
+
+/* Zen3/AVX2: two 256-bit FMA pipes per core = 2 x 8 lanes x 2 flops per
+ * cycle. */
+double bench_peak_gflops(int cores, const char **how)
+{
+    return cores * clock_mhz(how) * 1e-3 * 2 * 8 * 2;
 }
 
 typedef struct bench_opt {
@@ -271,9 +269,11 @@ int bench_kernels(int argc, char **argv)
     fill(k, natt, 3);
     fill(v, natt, 4);
 
-    char how[160];
-    double peak1 = bench_peak_gflops(1, how, sizeof(how));
-    printf("fp32 peak: %.1f GFLOP/s per core (%s; x 2 FMA x 8 lanes x 2 flops)\n", peak1, how);
+    const char *how;
+    double mhz = clock_mhz(&how), peak1 = mhz * 1e-3 * 2 * 8 * 2;
+    printf("fp32 peak: %.1f GFLOP/s per core = %.0f MHz x 2 FMA pipes x 8 lanes x 2 flops\n"
+           "  (%s; /proc/cpuinfo says %.0f MHz)\n",
+           peak1, mhz, how, cpuinfo_mhz());
     double load = 0;
     FILE *lf = fopen("/proc/loadavg", "r");
     if (lf) {
