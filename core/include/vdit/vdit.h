@@ -209,44 +209,70 @@ enum vdit_sampler {
     VDIT_SAMPLER_COUNT
 };
 
+/* Parameters of one generation or edit. Strings are borrowed: they must stay
+ * valid during the call only. Defaults are those vdit_gen_params_default()
+ * sets; "the model's" means the model folder's vdit.json, else Wan2.1's
+ * published values (832x480, 81 frames, 50 steps, guidance 5, shift 5,
+ * UniPC). See docs/operations.md and docs/sampling.md. */
 typedef struct vdit_gen_params {
     const char *prompt;          /* default NULL (= empty prompt) */
-    const char *negative_prompt; /* default NULL: Wan's default negative prompt */
-    int width, height;           /* default 0: the model's native size; any size
-                                    works (padded/resized internally) */
-    int n_frames;                /* default 0: the model's native length; 1 = image */
-    int steps;                   /* default 0: the model's default (Wan: 50) */
-    float guidance;              /* default -1: the model's default (Wan: 5.0); 1 = no CFG */
-    float shift;                 /* default -1: the model's default (Wan t2v: 5.0) */
-    int sampler;                 /* enum vdit_sampler, default VDIT_SAMPLER_UNIPC */
-    uint64_t seed;               /* default 0 */
-    float strength;              /* SDEdit strength in [0, 1], default 0.6 (edit only) */
-    int loop;                    /* generate: 1 = seamless loop; default 0 */
+    const char *negative_prompt; /* default NULL: the model's default negative prompt
+                                    (Wan's); "" = an empty negative prompt */
+    int width, height;           /* default 0: the model's native size. Any size from
+                                    1 to 8192 works: the model runs at the next
+                                    multiples of 16 and the result is centre-cropped */
+    int n_frames;                /* default 0: the model's native length; 1 = an image.
+                                    Counts that are not 1 + 4k run as the next 1 + 4k
+                                    and are trimmed. extend / bridge: the window length */
+    int steps;                   /* default 0: the model's default (Wan: 50); max 1000 */
+    float guidance;              /* default -1: the model's default (Wan: 5.0);
+                                    0..100, 1 = no classifier-free guidance (one DiT
+                                    call per step instead of two) */
+    float shift;                 /* default -1: the model's default (Wan t2v: 5.0); (0, 100] */
+    int sampler;                 /* enum vdit_sampler; default -1: the model's default
+                                    (UniPC for Wan) */
+    uint64_t seed;               /* default 0. Same seed, inputs, parameters and thread
+                                    count: bit-identical output (docs/sampling.md) */
+    float strength;              /* SDEdit strength in [0, 1], default 0.6 (edit and
+                                    streaming only): int(strength * steps) steps run */
+    int loop;                    /* generate: 1 = seamless loop (n_frames is rounded up
+                                    to a multiple of 4); default 0 */
     uint8_t reserved[64];
 } vdit_gen_params;
 
 VDIT_API void vdit_gen_params_default(vdit_gen_params *p);
 
+/* All operations below: c is busy for the call (one call at a time per
+ * context); p may be NULL (defaults). On success *out is a new clip owned by
+ * the caller (vdit_video_free); on failure *out is NULL and
+ * vdit_ctx_last_error(c) says why. Inputs are only read.
+ * Returns 0, VDIT_ERR_INVALID_ARG (a size, count or parameter out of range,
+ * NULL where a value is needed), VDIT_ERR_NOMEM, VDIT_ERR_CANCELLED (progress
+ * callback or vdit_ctx_cancel), or a model error code. */
+
 /* Text to video (n_frames > 1) or image (n_frames == 1); p->loop makes the
- * clip loop seamlessly. On success *out is a new clip owned by the caller. */
+ * clip loop seamlessly (its last frame leads into its first). */
 VDIT_API int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out);
 
 /* Video to video by SDEdit: the input's latent is noised to the level
- * p->strength selects (diffusers' definition: the last strength*steps steps
- * of the schedule run; 0 returns the input through the VAE, 1 ignores it),
- * then denoised under p->prompt. Output has the input's size and length. */
+ * p->strength selects (diffusers' definition: the last int(strength*steps)
+ * steps of the schedule run, from x = (1 - sigma) x0 + sigma noise; 0
+ * returns the input through the VAE, 1 ignores it), then denoised under
+ * p->prompt. Output has the input's size and length. */
 VDIT_API int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in,
                        vdit_video **out);
 
 /* Extends `in` by n_new frames after its end (backward = 0) or before its
- * start (backward = 1), in windows, so any length works. With a one-frame
- * input this is image-to-video. The output holds the input frames (through
- * the VAE) plus the new ones. */
+ * start (backward = 1), window by window (p->n_frames frames per window,
+ * default the model's length), so any length works; each window continues
+ * from the frames already made, held fixed in latent space. With a
+ * one-frame input this is image-to-video. The output is the input frames,
+ * unchanged, plus the n_new new ones (in->n_frames + n_new frames). */
 VDIT_API int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int n_new,
                          int backward, vdit_video **out);
 
-/* Generates n_mid frames connecting the end of a to the start of b; the
- * output is those n_mid frames. */
+/* Generates n_mid frames connecting the end of a to the start of b (same
+ * size); the output is those n_mid frames only. */
 VDIT_API int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a,
                          const vdit_video *b, int n_mid, vdit_video **out);
 
@@ -254,21 +280,39 @@ VDIT_API int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video
 
 /* Frames move through a stream as 8-bit packed RGB with a caller tag (pts,
  * user) that comes back unchanged with the edited frame. Frames come out in
- * the order they went in, one out for each in. */
+ * the order they went in, one out for each in.
+ *
+ * Windows: the first window (and the first after a flush) takes `window`
+ * frames (rounded up to 1 + 4k) and is edited by SDEdit. Each later window
+ * takes window - C new frames and continues from the last C frames output
+ * (C = overlap rounded up to 4j - 3, default 1), which are held fixed while
+ * its frames are edited, so no seam shows between windows. Memory is one
+ * window of input and output plus C frames, whatever the stream's length.
+ *
+ * Typical loop (single thread):
+ *     for each input frame:
+ *         while (vdit_stream_send(s, &f) == VDIT_ERR_AGAIN)
+ *             while (vdit_stream_receive(s, &o) == 0) emit(&o);
+ *         (optionally receive and emit here too)
+ *     vdit_stream_drain(s);
+ *     while (vdit_stream_receive(s, &o) == 0) emit(&o);   // ends with VDIT_ERR_EOF */
 typedef struct vdit_frame {
     int width, height;
-    const uint8_t *rgb;   /* send: caller's pixels (copied); receive: valid until the
-                             next call on the stream */
+    const uint8_t *rgb;   /* send: caller's pixels (copied); receive: owned by the stream,
+                             valid until the next call on the stream */
     ptrdiff_t stride;     /* bytes per row (>= width * 3) */
     int64_t pts;          /* passed through */
     void *user;           /* passed through */
 } vdit_frame;
 
 typedef struct vdit_stream_params {
-    vdit_gen_params gen; /* prompt, strength, steps, ... */
-    int window;          /* frames per window, default 0: the model's native length */
+    vdit_gen_params gen; /* prompt, strength (default 0.6), steps, seed... (strings
+                            are copied at open) */
+    int window;          /* frames per window, default 0: the model's native length;
+                            rounded up to 1 + 4k, at least 5 */
     int overlap;         /* frames of the previous output each window continues
-                            from, default 0: automatic (one latent frame) */
+                            from, default 0: automatic (one frame = one latent frame);
+                            rounded up to 4j - 3 and at most about half a window */
     uint8_t reserved[64];
 } vdit_stream_params;
 
@@ -277,33 +321,41 @@ VDIT_API void vdit_stream_params_default(vdit_stream_params *p);
 typedef struct vdit_stream vdit_stream;
 
 /* Opens a streaming edit of width x height frames on context c (which must
- * outlive it and is busy while a send/receive runs). */
+ * outlive it and is busy while a send/receive runs). p may be NULL. *out is
+ * owned by the caller (vdit_stream_close). Returns 0, VDIT_ERR_INVALID_ARG or
+ * VDIT_ERR_NOMEM. */
 VDIT_API int vdit_stream_open(vdit_ctx *c, const vdit_stream_params *p, int width, int height,
                               vdit_stream **out);
 
-/* Queues one frame. Returns VDIT_ERR_AGAIN when a window is complete and its
- * output must be received first (the frame was not taken), VDIT_ERR_INVALID_ARG
- * if its size differs from the stream's. */
+/* Queues one frame (its pixels are copied). Returns 0; VDIT_ERR_AGAIN when a
+ * window is complete and must be processed by vdit_stream_receive first (the
+ * frame was not taken: send it again); VDIT_ERR_INVALID_ARG if its size differs
+ * from the stream's or the stream was drained. */
 VDIT_API int vdit_stream_send(vdit_stream *s, const vdit_frame *in);
 
-/* Ends the input: the partial last window will be processed. */
+/* Ends the input: the partial last window will be processed by the next
+ * receives. Sending again needs a flush. */
 VDIT_API int vdit_stream_drain(vdit_stream *s);
 
 /* Gets the next edited frame. Processes a window when one is complete (this is
- * where the work happens). Returns VDIT_ERR_AGAIN when more input is needed,
- * VDIT_ERR_EOF once drained and everything was received. */
+ * where the work happens, in the calling thread). Returns 0; VDIT_ERR_AGAIN
+ * when more input is needed; VDIT_ERR_EOF once drained and everything was
+ * received; an error code from the pipeline (the window's frames are lost). */
 VDIT_API int vdit_stream_receive(vdit_stream *s, vdit_frame *out);
 
-/* New prompt (NULL: keep) and strength (< 0: keep), applied from the next window. */
+/* New prompt (NULL: keep; copied) and strength (< 0: keep; <= 1), applied from
+ * the next window that starts processing. */
 VDIT_API int vdit_stream_update(vdit_stream *s, const char *prompt, float strength);
 
 /* Drops queued input and pending output (flush/seek); the next frame starts a
- * new, unconditioned window. */
+ * new, unconditioned window. Also clears a drain. */
 VDIT_API void vdit_stream_flush(vdit_stream *s);
 
-/* Number of frames the stream holds back before output starts (latency). */
+/* Number of frames the stream holds back before output starts (latency):
+ * the first window's length. */
 VDIT_API int vdit_stream_latency(const vdit_stream *s);
 
+/* Frees the stream and sets *s to NULL. NULL-safe. */
 VDIT_API void vdit_stream_close(vdit_stream **s);
 
 /* Runs the engine's self-check: every kernel against its reference on random

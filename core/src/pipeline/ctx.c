@@ -1,0 +1,223 @@
+/* Contexts: per-run state, the text-condition cache, progress and
+ * cancellation, and the noise generator. */
+#include <math.h>
+#include <stdio.h>
+
+#include "pipeline.h"
+
+void vdit_gen_params_default(vdit_gen_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->guidance = -1.0f;
+    p->shift = -1.0f;
+    p->sampler = -1;
+    p->strength = 0.6f;
+}
+
+int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
+{
+    vdit_ctx_params defp;
+    if (!out)
+        return VDIT_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!model)
+        return VDIT_ERR_INVALID_ARG;
+    if (!p) {
+        vdit_ctx_params_default(&defp);
+        p = &defp;
+    }
+    if (p->n_threads < 0 || p->n_threads > 4096)
+        return VDIT_ERR_INVALID_ARG;
+    vdit_ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return VDIT_ERR_NOMEM;
+    c->model = model;
+    c->log.cb = p->log_cb;
+    c->log.user = p->log_user;
+    c->log.level = p->log_level;
+    c->progress_cb = p->progress_cb;
+    c->progress_user = p->progress_user;
+    c->n_threads = p->n_threads > 0 ? p->n_threads : vd_cpu_count();
+    atomic_init(&c->cancel, 0);
+    c->kc = vk_ctx_new(c->n_threads, 0, &c->log);
+    if (!c->kc || !(c->run = vd_dit_run_new(model->dit, c->kc))) {
+        vdit_ctx_free(&c);
+        return VDIT_ERR_NOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+void vdit_ctx_free(vdit_ctx **pc)
+{
+    vdit_ctx *c = pc ? *pc : NULL;
+    if (!c)
+        return;
+    for (int i = 0; i < 2; i++) {
+        vd_dit_cond_free(&c->cond[i]);
+        free(c->cond_text[i]);
+    }
+    for (int i = 0; i < VD_TEXT_CACHE; i++) {
+        free(c->text[i].text);
+        vd_free(c->text[i].emb);
+    }
+    vd_dit_run_free(&c->run);
+    vk_ctx_free(&c->kc);
+    free(c);
+    *pc = NULL;
+}
+
+const char *vdit_ctx_last_error(const vdit_ctx *c)
+{
+    return c ? c->log.msg : "";
+}
+
+void vdit_ctx_cancel(vdit_ctx *c)
+{
+    if (c)
+        atomic_store(&c->cancel, 1);
+}
+
+void vd_ctx_begin(vdit_ctx *c)
+{
+    c->log.msg[0] = 0;
+    atomic_store(&c->cancel, 0);
+}
+
+int vd_ctx_progress(vdit_ctx *c, int stage, int step, int total)
+{
+    if (c->progress_cb && c->progress_cb(c->progress_user, stage, step, total))
+        atomic_store(&c->cancel, 1);
+    if (atomic_load(&c->cancel))
+        return vd_err(&c->log, VDIT_ERR_CANCELLED, "cancelled during %s (step %d of %d)",
+                      vdit_stage_name(stage), step, total);
+    return 0;
+}
+
+/* umT5 embedding of a prompt: clean, tokenise (EOS appended), keep at most
+ * text_len tokens, encode the real tokens only (the reference masks the
+ * padding keys, so the real rows do not depend on it) and keep those rows;
+ * the DiT pads the context with zeros to text_len. */
+static int text_embed(vdit_ctx *c, const char *text, const float **emb, int64_t *n_out)
+{
+    vdit_model *m = c->model;
+    vd_text_entry *e = NULL, *victim = &c->text[0];
+    for (int i = 0; i < VD_TEXT_CACHE; i++) {
+        if (c->text[i].text && !strcmp(c->text[i].text, text)) {
+            e = &c->text[i];
+            break;
+        }
+        if (!c->text[i].text || c->text[i].used < victim->used)
+            victim = &c->text[i];
+    }
+    if (e) {
+        e->used = ++c->text_clock;
+        *emb = e->emb;
+        *n_out = e->n;
+        return 0;
+    }
+    int ret = 0;
+    int max = m->info.text_len;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)max);
+    char *clean = vd_tok_clean_prompt(text);
+    char *key = strdup(text);
+    float *out = NULL;
+    if (!ids || !clean || !key) {
+        ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    int n = vd_tok_encode(m->tok, clean, strlen(clean), ids, max);
+    if (n < 0) {
+        ret = vd_err(&c->log, n, "cannot tokenise the prompt");
+        goto done;
+    }
+    if (n > max) {
+        vd_logf(&c->log, VDIT_LOG_WARNING, "prompt has %d tokens; only the first %d are used", n,
+                max);
+        n = max;
+        /* HF truncation keeps room for the EOS it appends. */
+        ids[n - 1] = vd_tok_eos_id(m->tok);
+    }
+    const vd_t5_config *tc = vd_t5_get_config(m->t5);
+    out = vd_malloc(sizeof(float) * (size_t)n * (size_t)tc->dim);
+    if (!out) {
+        ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((ret = vd_t5_encode(m->t5, c->kc, ids, n, n, out)))
+        goto done;
+    free(victim->text);
+    vd_free(victim->emb);
+    victim->text = key;
+    victim->emb = out;
+    victim->n = n;
+    victim->used = ++c->text_clock;
+    key = NULL;
+    out = NULL;
+    *emb = victim->emb;
+    *n_out = victim->n;
+done:
+    free(ids);
+    free(clean);
+    free(key);
+    vd_free(out);
+    return ret;
+}
+
+int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out)
+{
+    if (c->cond[slot] && !strcmp(c->cond_text[slot], text)) {
+        *out = c->cond[slot];
+        return 0;
+    }
+    /* The other slot may already hold this text (prompt == negative). */
+    int other = !slot;
+    if (c->cond[other] && !strcmp(c->cond_text[other], text)) {
+        *out = c->cond[other];
+        return 0;
+    }
+    const float *emb = NULL;
+    int64_t n = 0;
+    int ret = text_embed(c, text, &emb, &n);
+    if (ret)
+        return ret;
+    vd_dit_cond_free(&c->cond[slot]);
+    free(c->cond_text[slot]);
+    c->cond_text[slot] = NULL;
+    if (!(c->cond_text[slot] = strdup(text)))
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    if ((ret = vd_dit_cond_new(c->run, emb, n, NULL, 0, &c->cond[slot]))) {
+        free(c->cond_text[slot]);
+        c->cond_text[slot] = NULL;
+        return ret;
+    }
+    *out = c->cond[slot];
+    return 0;
+}
+
+/* ---- noise ----------------------------------------------------------------
+ * Element k of (seed, stream): z1 = mix(key + 2k + 1), z2 = mix(key + 2k + 2)
+ * with key = mix(seed ^ mix(stream + golden)) and mix the splitmix64
+ * finaliser; u1 = (top 53 bits of z1 + 1) / 2^53 in (0, 1], u2 = top 53
+ * bits of z2 / 2^53; value = float(sqrt(-2 ln u1) cos(2 pi u2)) in double.
+ * Independent of thread count and of the order elements are drawn in. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void vd_noise_fill(uint64_t seed, uint64_t stream, float *x, int64_t n)
+{
+    const uint64_t golden = 0x9e3779b97f4a7c15ull;
+    uint64_t key = mix64(seed ^ mix64(stream + golden));
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < n; k++) {
+        uint64_t z1 = mix64(key + 2 * (uint64_t)k + 1);
+        uint64_t z2 = mix64(key + 2 * (uint64_t)k + 2);
+        double u1 = ((double)(z1 >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+        double u2 = (double)(z2 >> 11) * (1.0 / 9007199254740992.0);
+        x[k] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+}

@@ -1,0 +1,581 @@
+/* The denoising engine and the operations built on it: text to video /
+ * image, SDEdit, extend, loop and bridge. docs/operations.md explains each
+ * operation; docs/sampling.md the sampler, strength and noise.
+ *
+ * Everything is one primitive, vd_run_job(): a pixel timeline of T = 1 + 4k
+ * frames in which some frames are given. It is VAE-encoded; latent frames
+ * whose pixel frames are all given are held fixed (re-noised to the current
+ * sigma before every model call and replaced by their clean value at the
+ * end); the others start from noise, or, for SDEdit, from the encoded
+ * pixels noised to the starting sigma. Sizes the model cannot take are
+ * padded: width and height up to multiples of 16 (VAE 8 x patch 2) by
+ * centred edge replication, frame counts up to 1 + 4k by repeating the last
+ * frame; the result is cropped and trimmed back.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "pipeline.h"
+
+#define VAE_SPATIAL 8
+#define VAE_TEMPORAL 4
+
+int vd_align16(int x)
+{
+    return (x + 15) / 16 * 16;
+}
+
+/* Smallest 1 + 4k >= n. */
+int vd_align_frames(int n)
+{
+    return n <= 1 ? 1 : 1 + (n - 1 + 3) / 4 * 4;
+}
+
+int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
+{
+    const vdit_model_info *in = &c->model->info;
+    rp->prompt = p->prompt ? p->prompt : "";
+    rp->negative = p->negative_prompt ? p->negative_prompt : c->model->neg_prompt;
+    rp->steps = p->steps > 0 ? p->steps : in->steps;
+    rp->guidance = p->guidance >= 0 ? p->guidance : in->guidance;
+    rp->shift = p->shift > 0 ? p->shift : in->shift;
+    int smp = p->sampler >= 0 ? p->sampler : in->sampler;
+    rp->seed = p->seed;
+    if (p->steps < 0 || rp->steps > 1000)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "steps %d out of range (1..1000)", p->steps);
+    if (!(rp->guidance <= 100) || !(p->guidance >= 0 || p->guidance == -1.0f))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "guidance %g out of range (0..100)",
+                      (double)p->guidance);
+    if (!(rp->shift <= 100) || !(p->shift > 0 || p->shift == -1.0f))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "shift %g out of range (0..100]",
+                      (double)p->shift);
+    if (smp < 0 || smp >= VDIT_SAMPLER_COUNT || p->sampler < -1)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "sampler %d unknown", p->sampler);
+    rp->sampler = smp == VDIT_SAMPLER_DPMPP   ? VD_SAMPLER_DPMPP
+                  : smp == VDIT_SAMPLER_EULER ? VD_SAMPLER_EULER
+                                              : VD_SAMPLER_UNIPC;
+    return 0;
+}
+
+/* ---- pixels ---------------------------------------------------------------- */
+
+/* Frame vf of v (clamped into the clip) into timeline position tpos of px
+ * [3, T, H, W], centred, edges replicated. */
+void vd_put_frame(const vdit_video *v, int vf, float *px, int t, int h, int w, int tpos)
+{
+    vf = VD_MAX(0, VD_MIN(vf, v->n_frames - 1));
+    int ox = (w - v->width) / 2, oy = (h - v->height) / 2;
+    const uint8_t *src = v->rgb + (size_t)vf * v->height * v->width * 3;
+    for (int y = 0; y < h; y++) {
+        int sy = VD_MAX(0, VD_MIN(y - oy, v->height - 1));
+        const uint8_t *row = src + (size_t)sy * v->width * 3;
+        for (int x = 0; x < w; x++) {
+            int sx = VD_MAX(0, VD_MIN(x - ox, v->width - 1));
+            for (int ch = 0; ch < 3; ch++)
+                px[(((size_t)ch * t + tpos) * h + y) * w + x] =
+                    (float)row[sx * 3 + ch] * (2.0f / 255.0f) - 1.0f;
+        }
+    }
+}
+
+/* Timeline position tpos of px into frame vf of v, centre-cropped. */
+void vd_get_frame(const float *px, int t, int h, int w, int tpos, vdit_video *v, int vf)
+{
+    int ox = (w - v->width) / 2, oy = (h - v->height) / 2;
+    uint8_t *dst = v->rgb + (size_t)vf * v->height * v->width * 3;
+    for (int y = 0; y < v->height; y++)
+        for (int x = 0; x < v->width; x++)
+            for (int ch = 0; ch < 3; ch++) {
+                float f = px[(((size_t)ch * t + tpos) * h + y + oy) * w + x + ox];
+                float q = (f + 1.0f) * 127.5f + 0.5f;
+                q = q < 0 ? 0 : q > 255 ? 255 : q;
+                dst[((size_t)y * v->width + x) * 3 + ch] = (uint8_t)q;
+            }
+}
+
+/* ---- the engine -------------------------------------------------------------- */
+
+static void renoise(float *x, const float *x0, const float *noise, float sigma, int64_t ch,
+                    int64_t lt, int64_t hw, const uint8_t *fixed)
+{
+    for (int64_t c = 0; c < ch; c++)
+        for (int64_t j = 0; j < lt; j++) {
+            if (!fixed[j])
+                continue;
+            size_t o = (size_t)((c * lt + j) * hw);
+            for (int64_t k = 0; k < hw; k++)
+                x[o + k] = (1.0f - sigma) * x0[o + k] + sigma * noise[o + k];
+        }
+}
+
+/* dst[:, j] = src[:, (j + r) % lt] */
+static void roll(float *dst, const float *src, int64_t ch, int64_t lt, int64_t hw, int64_t r)
+{
+    for (int64_t c = 0; c < ch; c++)
+        for (int64_t j = 0; j < lt; j++)
+            memcpy(dst + (c * lt + j) * hw, src + (c * lt + (j + r) % lt) * hw,
+                   sizeof(float) * (size_t)hw);
+}
+
+int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out)
+{
+    vdit_model *m = c->model;
+    int64_t ch = m->z_dim;
+    int64_t lt = (job->t - 1) / VAE_TEMPORAL + 1;
+    int64_t lh = job->h / VAE_SPATIAL, lw = job->w / VAE_SPATIAL, hw = lh * lw;
+    int64_t n = ch * lt * hw;
+    int steps = rp->steps, first = 0;
+    int ret = 0;
+    float *x = NULL, *noise = NULL, *lat0 = NULL, *vc = NULL, *vu = NULL, *xr = NULL,
+          *dec_in = NULL, *px = NULL;
+    uint8_t *fixed = NULL;
+    vd_sampler *s = NULL;
+    const vd_dit_cond *cond = NULL, *uncond = NULL;
+    *out = NULL;
+
+    x = vd_malloc(sizeof(float) * (size_t)n);
+    noise = vd_malloc(sizeof(float) * (size_t)n);
+    fixed = calloc((size_t)lt, 1);
+    if (!x || !noise || !fixed)
+        goto nomem;
+    int n_fixed = 0;
+    if (job->known) {
+        for (int64_t j = 0; j < lt; j++) {
+            int a = j == 0 ? 0 : (int)(4 * j - 3), b = (int)(j == 0 ? 0 : 4 * j);
+            int all = 1;
+            for (int f = a; f <= b; f++)
+                all &= job->known[f] != 0;
+            fixed[j] = (uint8_t)all;
+            n_fixed += all;
+        }
+    }
+    int need_enc = job->px && (n_fixed || job->strength >= 0);
+    if (job->strength >= 0) {
+        int n_run = (int)(job->strength * (float)steps);
+        n_run = VD_MIN(VD_MAX(n_run, 0), steps);
+        first = steps - n_run;
+    }
+    int n_run = steps - first;
+    if (n_run > 0) {
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_TEXT, 0, 2)) ||
+            (ret = vd_ctx_cond(c, 0, rp->prompt, &cond)) ||
+            (ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_TEXT, 1, 2)))
+            goto fail;
+        if (rp->guidance != 1.0f && (ret = vd_ctx_cond(c, 1, rp->negative, &uncond)))
+            goto fail;
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_TEXT, 2, 2)))
+            goto fail;
+        /* The prompt's cond may have been replaced by the negative's slot
+         * reuse: fetch it again (cheap, cached). */
+        if ((ret = vd_ctx_cond(c, 0, rp->prompt, &cond)))
+            goto fail;
+    }
+    if (need_enc) {
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_VIDEO, 0, 1)))
+            goto fail;
+        if (!(lat0 = vd_malloc(sizeof(float) * (size_t)n)))
+            goto nomem;
+        if ((ret = vd_vae_encode(m->vae, c->kc, job->px, job->t, job->h, job->w, lat0, NULL)))
+            goto fail;
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_VIDEO, 1, 1)))
+            goto fail;
+    }
+    vd_noise_fill(rp->seed, job->stream, noise, n);
+
+    if (n_run > 0) {
+        s = vd_sampler_new(rp->sampler, steps, rp->shift, n);
+        vc = vd_malloc(sizeof(float) * (size_t)n);
+        vu = vd_malloc(sizeof(float) * (size_t)n);
+        xr = vd_malloc(sizeof(float) * (size_t)n);
+        if (!s || !vc || !vu || !xr)
+            goto nomem;
+        vd_sampler_reset(s, first);
+        if (job->strength >= 0 && job->strength < 1.0f && lat0) {
+            /* SDEdit (diffusers): the input noised to the first sigma run. */
+            float sg = vd_sampler_sigma(s, first);
+            for (int64_t k = 0; k < n; k++)
+                x[k] = (1.0f - sg) * lat0[k] + sg * noise[k];
+        } else {
+            memcpy(x, noise, sizeof(float) * (size_t)n);
+        }
+    } else {
+        memcpy(x, lat0 ? lat0 : noise, sizeof(float) * (size_t)n);
+    }
+
+    for (int i = first; i < steps; i++) {
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_DENOISE, i - first, n_run)))
+            goto fail;
+        float sg = vd_sampler_sigma(s, i);
+        if (n_fixed)
+            renoise(x, lat0, noise, sg, ch, lt, hw, fixed);
+        /* Loop: the time axis is rolled by a different offset at every step
+         * so that every pair of neighbours across the wrap is denoised as
+         * adjacent frames (see docs/operations.md). */
+        int64_t r = job->circular ? (int64_t)i % lt : 0;
+        const float *xin = x;
+        if (r) {
+            roll(xr, x, ch, lt, hw, r);
+            xin = xr;
+        }
+        float t = (float)vd_sampler_timestep(s, i);
+        if ((ret = vd_dit_forward(c->run, xin, NULL, lt, lh, lw, t, cond, vc)))
+            goto fail;
+        if (uncond) {
+            if ((ret = vd_dit_forward(c->run, xin, NULL, lt, lh, lw, t, uncond, vu)))
+                goto fail;
+            float g = rp->guidance;
+            for (int64_t k = 0; k < n; k++)
+                vc[k] = vu[k] + g * (vc[k] - vu[k]);
+        }
+        if (r) {
+            roll(xr, vc, ch, lt, hw, lt - r);
+            memcpy(vc, xr, sizeof(float) * (size_t)n);
+        }
+        if ((ret = vd_sampler_step(s, i, vc, x)))
+            goto fail;
+    }
+    if (n_run > 0 && (ret = vd_ctx_progress(c, VDIT_STAGE_DENOISE, n_run, n_run)))
+        goto fail;
+    if (n_fixed)
+        renoise(x, lat0, noise, 0.0f, ch, lt, hw, fixed);
+
+    /* Decode. A loop decodes [z_0 .. z_{L-1}, z_0] and drops the first
+     * pixel frame: 4L frames whose last chunk (z_0 again, now after
+     * z_{L-1}) leads back into the first (z_1 after z_0). */
+    if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, 0, 1)))
+        goto fail;
+    int64_t dl = job->circular ? lt + 1 : lt;
+    const float *zin = x;
+    if (job->circular) {
+        if (!(dec_in = vd_malloc(sizeof(float) * (size_t)(ch * dl * hw))))
+            goto nomem;
+        for (int64_t cc = 0; cc < ch; cc++) {
+            memcpy(dec_in + cc * dl * hw, x + cc * lt * hw, sizeof(float) * (size_t)(lt * hw));
+            memcpy(dec_in + (cc * dl + lt) * hw, x + cc * lt * hw, sizeof(float) * (size_t)hw);
+        }
+        zin = dec_in;
+    }
+    int td = (int)(1 + VAE_TEMPORAL * (dl - 1));
+    if (!(px = vd_malloc(sizeof(float) * 3 * (size_t)td * (size_t)job->h * (size_t)job->w)))
+        goto nomem;
+    if ((ret = vd_vae_decode(m->vae, c->kc, zin, (int)dl, (int)lh, (int)lw, px)))
+        goto fail;
+    if (job->circular) {
+        /* drop pixel frame 0 */
+        size_t fsz = (size_t)job->h * (size_t)job->w;
+        for (int cc = 0; cc < 3; cc++)
+            memmove(px + (size_t)cc * (td - 1) * fsz, px + ((size_t)cc * td + 1) * fsz,
+                    sizeof(float) * (size_t)(td - 1) * fsz);
+        td -= 1;
+    }
+    if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, 1, 1)))
+        goto fail;
+    *out = px;
+    *t_out = td;
+    px = NULL;
+    goto done;
+nomem:
+    ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory (latent %lldx%lldx%lldx%lld)",
+                 (long long)ch, (long long)lt, (long long)lh, (long long)lw);
+fail:
+done:
+    vd_free(x);
+    vd_free(noise);
+    vd_free(lat0);
+    vd_free(vc);
+    vd_free(vu);
+    vd_free(xr);
+    vd_free(dec_in);
+    vd_free(px);
+    free(fixed);
+    vd_sampler_free(&s);
+    return ret;
+}
+
+/* ---- operations ---------------------------------------------------------------- */
+
+static int check_size(vdit_ctx *c, int w, int h, int n)
+{
+    if (w < 1 || h < 1 || w > 8192 || h > 8192)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "size %dx%d out of range (1..8192)", w, h);
+    if (n < 1 || n > 100000)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "frame count %d out of range (1..100000)",
+                      n);
+    return 0;
+}
+
+static int check_video(vdit_ctx *c, const vdit_video *v, const char *what)
+{
+    if (!v || !v->rgb)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "%s: no video given", what);
+    if (check_size(c, v->width, v->height, v->n_frames))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "%s: %dx%d with %d frames is out of range",
+                      what, v->width, v->height, v->n_frames);
+    return 0;
+}
+
+static int start(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp, vdit_video **out)
+{
+    if (!c)
+        return VDIT_ERR_INVALID_ARG;
+    vd_ctx_begin(c);
+    if (!out)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    vdit_gen_params defp;
+    if (!p) {
+        vdit_gen_params_default(&defp);
+        p = &defp;
+    }
+    return vd_resolve_params(c, p, rp);
+}
+
+int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
+{
+    vd_run_params rp;
+    int ret = start(c, p, &rp, out);
+    if (ret)
+        return ret;
+    const vdit_model_info *in = &c->model->info;
+    int w = p && p->width > 0 ? p->width : in->width;
+    int h = p && p->height > 0 ? p->height : in->height;
+    int nf = p && p->n_frames > 0 ? p->n_frames : in->n_frames;
+    if (p && (p->width < 0 || p->height < 0 || p->n_frames < 0))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "negative width, height or frame count");
+    if ((ret = check_size(c, w, h, nf)))
+        return ret;
+    int loop = p && p->loop;
+    vd_job job = { 0 };
+    job.h = vd_align16(h);
+    job.w = vd_align16(w);
+    job.strength = -1;
+    if (loop) {
+        if (nf < 4)
+            return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                          "a loop needs at least 4 frames (got %d)", nf);
+        nf = (nf + 3) / 4 * 4; /* a loop is 4 frames per latent frame */
+        job.t = 1 + (nf / 4 - 1) * 4;
+        job.circular = 1;
+    } else {
+        job.t = vd_align_frames(nf);
+    }
+    float *px = NULL;
+    int td = 0;
+    if ((ret = vd_run_job(c, &rp, &job, &px, &td)))
+        return ret;
+    vdit_video *v = vdit_video_new(w, h, nf);
+    if (!v) {
+        vd_free(px);
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    }
+    for (int f = 0; f < nf; f++)
+        vd_get_frame(px, td, job.h, job.w, f, v, f);
+    vd_free(px);
+    *out = v;
+    return 0;
+}
+
+int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_video **out)
+{
+    vd_run_params rp;
+    int ret = start(c, p, &rp, out);
+    if (ret || (ret = check_video(c, in, "edit input")))
+        return ret;
+    float strength = p ? p->strength : 0.6f;
+    if (!(strength >= 0 && strength <= 1))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
+                      (double)strength);
+    vd_job job = { 0 };
+    job.h = vd_align16(in->height);
+    job.w = vd_align16(in->width);
+    job.t = vd_align_frames(in->n_frames);
+    job.strength = strength;
+    float *clip = vd_malloc(sizeof(float) * 3 * (size_t)job.t * job.h * job.w);
+    if (!clip)
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    for (int f = 0; f < job.t; f++)
+        vd_put_frame(in, f, clip, job.t, job.h, job.w, f);
+    job.px = clip;
+    float *px = NULL;
+    int td = 0;
+    ret = vd_run_job(c, &rp, &job, &px, &td);
+    vd_free(clip);
+    if (ret)
+        return ret;
+    vdit_video *v = vdit_video_new(in->width, in->height, in->n_frames);
+    if (!v) {
+        vd_free(px);
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    }
+    for (int f = 0; f < in->n_frames; f++)
+        vd_get_frame(px, td, job.h, job.w, f, v, f);
+    vd_free(px);
+    *out = v;
+    return 0;
+}
+
+/* One window of an in-time fill: [a: ca given frames | n_gen new | b: cb
+ * given frames] (a or b may be absent), T = 1 + 4k. a's frames are the
+ * first ca of its timeline (latent aligned: ca = 4k - 3); b's fill the end.
+ * Frames past the end of a source repeat its last frame. The n_gen new
+ * frames go to dst[d0 ...]. */
+typedef struct span {
+    const vdit_video *v;
+    int f0, n; /* source frames f0 .. f0 + n - 1 */
+} span;
+
+static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span a, int pad_front,
+                       int n_gen, int pad_back, span b, uint64_t stream, vdit_video *dst, int d0)
+{
+    int t = a.n + pad_front + n_gen + pad_back + b.n;
+    if ((t - 1) % 4)
+        return vd_err(&c->log, VDIT_ERR_INTERNAL, "window of %d frames is not 1 + 4k", t);
+    vd_job job = { 0 };
+    job.t = t;
+    job.h = h;
+    job.w = w;
+    job.strength = -1;
+    job.stream = stream;
+    float *clip = vd_malloc(sizeof(float) * 3 * (size_t)t * h * w);
+    uint8_t *known = calloc((size_t)t, 1);
+    if (!clip || !known) {
+        vd_free(clip);
+        free(known);
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    }
+    /* Given frames; the rest hold the nearest given frame (only the
+     * encoder sees them: those latents start from noise). */
+    for (int f = 0; f < a.n; f++) {
+        vd_put_frame(a.v, a.f0 + f, clip, t, h, w, f);
+        known[f] = 1;
+    }
+    for (int f = 0; f < b.n; f++) {
+        vd_put_frame(b.v, b.f0 + f, clip, t, h, w, t - b.n + f);
+        known[t - b.n + f] = 1;
+    }
+    for (int f = a.n; f < t - b.n; f++) {
+        if (a.n)
+            vd_put_frame(a.v, a.f0 + a.n - 1, clip, t, h, w, f);
+        else
+            vd_put_frame(b.v, b.f0, clip, t, h, w, f);
+    }
+    job.px = clip;
+    job.known = known;
+    float *px = NULL;
+    int td = 0;
+    int ret = vd_run_job(c, rp, &job, &px, &td);
+    vd_free(clip);
+    free(known);
+    if (ret)
+        return ret;
+    for (int f = 0; f < n_gen; f++)
+        vd_get_frame(px, td, h, w, a.n + pad_front + f, dst, d0 + f);
+    vd_free(px);
+    return 0;
+}
+
+/* Window length and the most latent frames of context a window keeps. */
+static void window_plan(vdit_ctx *c, const vdit_gen_params *p, int *tw, int *kmax)
+{
+    int nw = p && p->n_frames > 0 ? p->n_frames : c->model->info.n_frames;
+    *tw = VD_MAX(vd_align_frames(nw), 5);
+    int lt = (*tw - 1) / 4 + 1;
+    *kmax = VD_MAX(1, lt / 4);
+}
+
+int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int n_new,
+                int backward, vdit_video **out)
+{
+    vd_run_params rp;
+    int ret = start(c, p, &rp, out);
+    if (ret || (ret = check_video(c, in, "extend input")))
+        return ret;
+    if (n_new < 1 || n_new > 100000)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "new frame count %d out of range (1..100000)", n_new);
+    int h = vd_align16(in->height), w = vd_align16(in->width);
+    int tw, kmax;
+    window_plan(c, p, &tw, &kmax);
+    int total = in->n_frames + n_new;
+    vdit_video *v = vdit_video_new(in->width, in->height, total);
+    if (!v)
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    size_t fsz = (size_t)in->width * in->height * 3;
+    const span none = { NULL, 0, 0 };
+    uint64_t win = 0;
+    if (!backward) {
+        /* Windows move forward; each keeps the last 4k - 3 frames made so
+         * far (k latent frames, aligned with the start of its timeline). */
+        memcpy(v->rgb, in->rgb, fsz * in->n_frames);
+        int cur = in->n_frames;
+        while (cur < total) {
+            int k = VD_MIN(kmax, (cur + 3) / 4);
+            int ca = 4 * k - 3;
+            int n_gen = VD_MIN(total - cur, tw - ca);
+            int pad = vd_align_frames(ca + n_gen) - (ca + n_gen);
+            span a = { v, cur - ca, ca };
+            if ((ret = fill_window(c, &rp, h, w, a, 0, n_gen, pad, none, win++, v, cur)))
+                goto fail;
+            cur += n_gen;
+        }
+    } else {
+        /* Windows move backward; each keeps the first 4k frames known so
+         * far (k latent frames aligned with the end of its timeline; a clip
+         * shorter than 4 frames is held on its last frame). */
+        memcpy(v->rgb + fsz * n_new, in->rgb, fsz * in->n_frames);
+        int first = n_new;
+        while (first > 0) {
+            int have = total - first;
+            int k = VD_MIN(kmax, VD_MAX(1, have / 4));
+            int cb = 4 * k;
+            int n_gen = VD_MIN(first, tw - cb);
+            int pad = (4 - (n_gen - 1) % 4) % 4;
+            span b = { v, first, cb };
+            if ((ret = fill_window(c, &rp, h, w, none, pad, n_gen, 0, b, win++, v,
+                                   first - n_gen)))
+                goto fail;
+            first -= n_gen;
+        }
+    }
+    *out = v;
+    return 0;
+fail:
+    vdit_video_free(&v);
+    return ret;
+}
+
+int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a, const vdit_video *b,
+                int n_mid, vdit_video **out)
+{
+    vd_run_params rp;
+    int ret = start(c, p, &rp, out);
+    if (ret || (ret = check_video(c, a, "bridge first clip")) ||
+        (ret = check_video(c, b, "bridge second clip")))
+        return ret;
+    if (a->width != b->width || a->height != b->height)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "bridge clips differ in size (%dx%d and %dx%d)", a->width, a->height,
+                      b->width, b->height);
+    if (n_mid < 1 || n_mid > 100000)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "bridge frame count %d out of range (1..100000)", n_mid);
+    int h = vd_align16(a->height), w = vd_align16(a->width);
+    int tw, kmax;
+    window_plan(c, p, &tw, &kmax);
+    /* One window: a's tail (4ka - 3 frames), the new frames, b's head (4kb
+     * frames, plus up to 3 more so the timeline is 1 + 4k: those share a
+     * latent frame with new ones and are generated, not held). */
+    int ka = VD_MIN(kmax, (a->n_frames + 3) / 4);
+    int kb = VD_MIN(kmax, VD_MAX(1, b->n_frames / 4));
+    span sa = { a, a->n_frames - (4 * ka - 3), 4 * ka - 3 };
+    span sb = { b, 0, 4 * kb + (4 - n_mid % 4) % 4 };
+    vdit_video *v = vdit_video_new(a->width, a->height, n_mid);
+    if (!v)
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    if ((ret = fill_window(c, &rp, h, w, sa, 0, n_mid, 0, sb, 0, v, 0))) {
+        vdit_video_free(&v);
+        return ret;
+    }
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,120 @@
+/* Internals shared by the pipeline files: the model and context objects
+ * behind the public handles, the text-condition cache, the noise generator
+ * and the denoising engine every operation is built on. */
+#ifndef VDIT_PIPELINE_H
+#define VDIT_PIPELINE_H
+
+#include <stdatomic.h>
+
+#include "../common.h"
+#include "../dit/dit.h"
+#include "../text/text.h"
+#include "../vae/vae.h"
+#include "sampler.h"
+
+/* Wan2.1's published sampling defaults (wan/configs). */
+#define VD_WAN_WIDTH 832
+#define VD_WAN_HEIGHT 480
+#define VD_WAN_FRAMES 81
+#define VD_WAN_FPS 16.0f
+#define VD_WAN_STEPS 50
+#define VD_WAN_GUIDANCE 5.0f
+#define VD_WAN_SHIFT 5.0f
+#define VD_WAN_TEXT_LEN 512
+
+struct vdit_model {
+    vd_log log;
+    vd_ckpt *ck_dit, *ck_vae, *ck_t5;
+    vd_dit *dit;
+    vd_vae *vae;
+    vd_t5 *t5;
+    vd_tok *tok;
+    vdit_model_info info;
+    char *neg_prompt; /* default negative prompt (malloc'd) */
+    int64_t z_dim;    /* latent channels */
+};
+
+/* A prompt's umT5 embedding (the first n real rows), cached per context. */
+typedef struct vd_text_entry {
+    char *text;
+    float *emb; /* [n, text_dim] */
+    int64_t n;
+    uint64_t used;
+} vd_text_entry;
+
+#define VD_TEXT_CACHE 8
+
+struct vdit_ctx {
+    vdit_model *model;
+    vd_log log;
+    vdit_progress_fn progress_cb;
+    void *progress_user;
+    int n_threads;
+    atomic_int cancel;
+    vk_ctx *kc;
+    vd_dit_run *run;
+    vd_text_entry text[VD_TEXT_CACHE];
+    uint64_t text_clock;
+    /* DiT conditions of the last prompt pair (cross-attention K/V). */
+    char *cond_text[2];
+    vd_dit_cond *cond[2];
+};
+
+/* ---- context helpers (ctx.c) ---- */
+
+/* Starts a public call: clears the message and the cancel flag. */
+void vd_ctx_begin(vdit_ctx *c);
+/* Progress report; returns VDIT_ERR_CANCELLED if asked to stop. */
+int vd_ctx_progress(vdit_ctx *c, int stage, int step, int total);
+/* The DiT condition of `text` (slot 0: prompt, 1: negative prompt). The
+ * returned cond belongs to the context. */
+int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out);
+
+/* Standard normal noise, counter based (docs/sampling.md): element k of
+ * stream `stream` for `seed` is a fixed function of (seed, stream, k). */
+void vd_noise_fill(uint64_t seed, uint64_t stream, float *x, int64_t n);
+
+/* ---- the denoising engine (generate.c) ---- */
+
+/* Resolved parameters of one run. */
+typedef struct vd_run_params {
+    const char *prompt, *negative;
+    int steps;
+    float guidance, shift;
+    vd_sampler_kind sampler;
+    uint64_t seed;
+} vd_run_params;
+
+int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp);
+
+/* A clip in the VAE's layout: [3, T, H, W] floats in [-1, 1]. */
+typedef struct vd_clip {
+    int t, h, w;
+    float *px;
+} vd_clip;
+
+/* Frames fixed during generation: known[i] != 0 marks pixel frame i of the
+ * timeline as given. A latent frame is held fixed when all the pixel frames
+ * it covers are given. */
+typedef struct vd_job {
+    int t, h, w;          /* timeline: T = 1 + 4k frames, H, W multiples of 16 */
+    const float *px;      /* [3, T, H, W] pixels (given frames; others filled), or NULL */
+    const uint8_t *known; /* [T] or NULL (nothing fixed) */
+    float strength;       /* SDEdit strength of px (< 0: no SDEdit, start from noise) */
+    int circular;         /* seamless loop: time treated as circular */
+    uint64_t stream;      /* noise stream (window index) */
+} vd_job;
+
+/* Runs a job; *out receives the decoded timeline [3, T', H, W] (vd_free).
+ * For circular jobs T' = 4 * latent frames, else T. */
+int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out);
+
+/* Frame vf of v (clamped to the clip) into timeline position tpos of px
+ * [3, T, H, W] in [-1, 1], centred, edges replicated (H, W >= v's size). */
+void vd_put_frame(const vdit_video *v, int vf, float *px, int t, int h, int w, int tpos);
+/* Timeline position tpos of px into frame vf of v, centre-cropped, rounded. */
+void vd_get_frame(const float *px, int t, int h, int w, int tpos, vdit_video *v, int vf);
+int vd_align16(int x);
+int vd_align_frames(int n);
+
+#endif
