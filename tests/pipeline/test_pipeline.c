@@ -1,0 +1,392 @@
+/* The public generation API on the tiny random-weight model (mktiny):
+ * shapes and frame counts of every operation, determinism, the fixed-frame
+ * guarantee, streaming order/tags/drain/update/flush, cancellation and
+ * argument errors.
+ *
+ *   test_pipeline TINY_MODEL_DIR */
+#include "pipeline/pipeline.h"
+#include "t.h"
+#include "vdit/vdit.h"
+
+static vdit_model *model;
+static vdit_ctx *ctx;
+
+static vdit_gen_params base(void)
+{
+    vdit_gen_params p;
+    vdit_gen_params_default(&p);
+    p.prompt = "a red ball bounces";
+    p.steps = 3;
+    p.seed = 42;
+    return p;
+}
+
+static vdit_video *pattern(int w, int h, int n, int seed)
+{
+    vdit_video *v = vdit_video_new(w, h, n);
+    for (size_t i = 0; i < (size_t)w * h * 3 * n; i++)
+        v->rgb[i] = (uint8_t)((i * 7 + (size_t)seed * 13 + i / 97) & 0xff);
+    return v;
+}
+
+static int same_frames(const vdit_video *a, int fa, const vdit_video *b, int fb, int n)
+{
+    size_t fsz = (size_t)a->width * a->height * 3;
+    return a->width == b->width && a->height == b->height &&
+           !memcmp(a->rgb + fsz * fa, b->rgb + fsz * fb, fsz * n);
+}
+
+static int equal(const vdit_video *a, const vdit_video *b)
+{
+    return a && b && a->n_frames == b->n_frames && same_frames(a, 0, b, 0, a->n_frames);
+}
+
+static void test_generate(void)
+{
+    vdit_model_info in;
+    T_CHECK(vdit_model_get_info(model, &in) == 0, "info");
+    T_CHECK(in.width == 64 && in.height == 48 && in.n_frames == 9 && in.text_len == 32,
+            "info %dx%d %d %d", in.width, in.height, in.n_frames, in.text_len);
+
+    vdit_gen_params p = base();
+    vdit_video *v = NULL, *v2 = NULL;
+    T_CHECK(vdit_generate(ctx, &p, &v) == 0, "generate native: %s", vdit_ctx_last_error(ctx));
+    T_CHECK(v && v->width == 64 && v->height == 48 && v->n_frames == 9, "native shape");
+    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && equal(v, v2), "same seed -> same bytes");
+    vdit_video_free(&v2);
+    p.seed = 43;
+    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && !equal(v, v2), "other seed -> other video");
+    vdit_video_free(&v2);
+    p.seed = 42;
+    p.sampler = VDIT_SAMPLER_DPMPP;
+    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && !equal(v, v2), "dpm++ runs");
+    vdit_video_free(&v2);
+    p.sampler = VDIT_SAMPLER_EULER;
+    p.guidance = 1.0f; /* no CFG: one DiT call per step */
+    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && v2 && v2->n_frames == 9, "euler, no cfg");
+    vdit_video_free(&v2);
+    vdit_video_free(&v);
+
+    static const int sizes[][3] = { { 130, 74, 10 }, { 33, 17, 1 }, { 48, 80, 5 }, { 16, 16, 9 } };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        p = base();
+        p.width = sizes[i][0];
+        p.height = sizes[i][1];
+        p.n_frames = sizes[i][2];
+        int r = vdit_generate(ctx, &p, &v);
+        T_CHECK(r == 0 && v && v->width == p.width && v->height == p.height &&
+                    v->n_frames == p.n_frames,
+                "generate %dx%d x%d: %s", p.width, p.height, p.n_frames,
+                vdit_ctx_last_error(ctx));
+        vdit_video_free(&v);
+    }
+
+    p = base();
+    p.loop = 1;
+    p.n_frames = 8;
+    T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == 8, "loop 8 frames");
+    vdit_video_free(&v);
+    p.n_frames = 6; /* rounded up to 4 frames per latent frame */
+    T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == 8, "loop 6 -> 8 frames");
+    vdit_video_free(&v);
+}
+
+static void test_edit(void)
+{
+    vdit_video *in = pattern(40, 24, 10, 1), *a = NULL, *b = NULL;
+    vdit_gen_params p = base();
+    p.strength = 0.0f;
+    T_CHECK(vdit_edit(ctx, &p, in, &a) == 0 && a && a->n_frames == 10 && a->width == 40,
+            "edit strength 0: %s", vdit_ctx_last_error(ctx));
+    p.strength = 0.7f;
+    T_CHECK(vdit_edit(ctx, &p, in, &b) == 0 && b && b->n_frames == 10 && b->height == 24,
+            "edit strength 0.7");
+    T_CHECK(!equal(a, b), "strength changes the result");
+    vdit_video_free(&b);
+    T_CHECK(vdit_edit(ctx, &p, in, &b) == 0 && b, "edit again");
+    vdit_video *c = NULL;
+    T_CHECK(vdit_edit(ctx, &p, in, &c) == 0 && equal(b, c), "edit is deterministic");
+    vdit_video_free(&a);
+    vdit_video_free(&b);
+    vdit_video_free(&c);
+    vdit_video_free(&in);
+}
+
+static void test_extend_bridge(void)
+{
+    vdit_video *in = pattern(32, 32, 5, 2), *v = NULL;
+    vdit_gen_params p = base();
+    T_CHECK(vdit_extend(ctx, &p, in, 7, 0, &v) == 0 && v && v->n_frames == 12,
+            "extend forward: %s", vdit_ctx_last_error(ctx));
+    T_CHECK(v && same_frames(v, 0, in, 0, 5), "given frames come back unchanged (forward)");
+    vdit_video_free(&v);
+    T_CHECK(vdit_extend(ctx, &p, in, 6, 1, &v) == 0 && v && v->n_frames == 11,
+            "extend backward: %s", vdit_ctx_last_error(ctx));
+    T_CHECK(v && same_frames(v, 6, in, 0, 5), "given frames come back unchanged (backward)");
+    vdit_video_free(&v);
+    /* several windows (window 9: 8 new frames per window forward) */
+    p.n_frames = 9;
+    T_CHECK(vdit_extend(ctx, &p, in, 21, 0, &v) == 0 && v && v->n_frames == 26,
+            "extend forward in windows");
+    vdit_video_free(&v);
+    T_CHECK(vdit_extend(ctx, &p, in, 13, 1, &v) == 0 && v && v->n_frames == 18,
+            "extend backward in windows");
+    vdit_video_free(&v);
+    /* image to video */
+    vdit_video *img = pattern(32, 32, 1, 3);
+    T_CHECK(vdit_extend(ctx, &p, img, 8, 0, &v) == 0 && v && v->n_frames == 9 &&
+                same_frames(v, 0, img, 0, 1),
+            "image to video");
+    vdit_video_free(&v);
+    T_CHECK(vdit_extend(ctx, &p, img, 3, 1, &v) == 0 && v && v->n_frames == 4 &&
+                same_frames(v, 3, img, 0, 1),
+            "one frame, backward");
+    vdit_video_free(&v);
+
+    vdit_video *b = pattern(32, 32, 6, 4);
+    p = base();
+    for (int n = 1; n <= 6; n++) {
+        T_CHECK(vdit_bridge(ctx, &p, in, b, n, &v) == 0 && v && v->n_frames == n &&
+                    v->width == 32,
+                "bridge %d frames: %s", n, vdit_ctx_last_error(ctx));
+        vdit_video_free(&v);
+    }
+    vdit_video *small = pattern(16, 16, 3, 5);
+    T_CHECK(vdit_bridge(ctx, &p, in, small, 4, &v) == VDIT_ERR_INVALID_ARG && !v,
+            "bridge size mismatch");
+    T_CHECK(strstr(vdit_ctx_last_error(ctx), "differ") != NULL, "message: %s",
+            vdit_ctx_last_error(ctx));
+    vdit_video_free(&small);
+    vdit_video_free(&b);
+    vdit_video_free(&img);
+    vdit_video_free(&in);
+}
+
+/* The latent-level guarantee behind extend / bridge / streaming: latent
+ * frames whose pixels are all given are held, so the decoded given frames
+ * are exactly the VAE round trip (the decoder is causal, so with the given
+ * frames first they cannot depend on what is generated after them). */
+static void test_fixed_frames(void)
+{
+    enum { T = 13, H = 32, W = 32 };
+    vdit_video *src = pattern(W, H, T, 9);
+    float *px = vd_malloc(sizeof(float) * 3 * T * H * W);
+    uint8_t known_all[T], known_head[T];
+    for (int f = 0; f < T; f++) {
+        vd_put_frame(src, f, px, T, H, W, f);
+        known_all[f] = 1;
+        known_head[f] = f < 5; /* latent frames 0 and 1 */
+    }
+    vdit_gen_params gp = base();
+    vd_run_params rp;
+    T_CHECK(vd_resolve_params(ctx, &gp, &rp) == 0, "params");
+    vd_job job = { .t = T, .h = H, .w = W, .px = px, .known = known_all, .strength = -1 };
+    float *rt = NULL, *gen = NULL;
+    int t1 = 0, t2 = 0;
+    T_CHECK(vd_run_job(ctx, &rp, &job, &rt, &t1) == 0 && t1 == T, "round trip job");
+    job.known = known_head;
+    T_CHECK(vd_run_job(ctx, &rp, &job, &gen, &t2) == 0 && t2 == T, "fill job");
+    if (rt && gen) {
+        int same = 1, differ = 0;
+        for (int c = 0; c < 3; c++)
+            for (int f = 0; f < T; f++) {
+                const float *a = rt + ((size_t)c * T + f) * H * W;
+                const float *b = gen + ((size_t)c * T + f) * H * W;
+                int eq = !memcmp(a, b, sizeof(float) * H * W);
+                if (f < 5)
+                    same &= eq;
+                else
+                    differ |= !eq;
+            }
+        T_CHECK(same, "given frames are the VAE round trip, bit for bit");
+        T_CHECK(differ, "the other frames are generated");
+    }
+    vd_free(rt);
+    vd_free(gen);
+    vd_free(px);
+    vdit_video_free(&src);
+}
+
+static void test_stream(void)
+{
+    vdit_stream_params sp;
+    vdit_stream_params_default(&sp);
+    sp.gen = base();
+    sp.gen.strength = 0.5f;
+    sp.window = 9;
+    vdit_stream *s = NULL;
+    T_CHECK(vdit_stream_open(ctx, &sp, 24, 20, &s) == 0 && s, "open: %s",
+            vdit_ctx_last_error(ctx));
+    if (!s)
+        return;
+    T_CHECK(vdit_stream_latency(s) == 9, "latency %d", vdit_stream_latency(s));
+    enum { N = 23 };
+    vdit_video *src = pattern(24, 20, N, 6);
+    int tags[N];
+    int sent = 0, got = 0, order_ok = 1, first_out_after = -1;
+    vdit_frame f;
+    while (got < N) {
+        if (sent < N) {
+            vdit_frame in = { 24, 20, src->rgb + (size_t)sent * 24 * 20 * 3, 24 * 3, 1000 + sent,
+                              &tags[sent] };
+            int r = vdit_stream_send(s, &in);
+            if (r == 0) {
+                sent++;
+                if (sent == 12)
+                    vdit_stream_update(s, "a blue ball", 0.3f);
+                if (sent == N)
+                    vdit_stream_drain(s);
+                continue;
+            }
+            T_CHECK(r == VDIT_ERR_AGAIN, "send: %d", r);
+        }
+        int r = vdit_stream_receive(s, &f);
+        if (r == VDIT_ERR_AGAIN)
+            continue;
+        T_CHECK(r == 0, "receive: %d %s", r, vdit_ctx_last_error(ctx));
+        if (r)
+            break;
+        if (first_out_after < 0)
+            first_out_after = sent;
+        order_ok &= f.pts == 1000 + got && f.user == &tags[got] && f.width == 24 &&
+                    f.height == 20 && f.stride >= 24 * 3;
+        got++;
+    }
+    T_CHECK(got == N, "frames out %d == in %d", got, N);
+    T_CHECK(order_ok, "order and tags preserved");
+    T_CHECK(first_out_after == 9, "first output after %d frames", first_out_after);
+    T_CHECK(vdit_stream_receive(s, &f) == VDIT_ERR_EOF, "EOF after drain");
+
+    /* flush: queued input is dropped, a new unconditioned window starts */
+    vdit_stream_flush(s);
+    for (int i = 0; i < 3; i++) {
+        vdit_frame in = { 24, 20, src->rgb, 24 * 3, i, NULL };
+        T_CHECK(vdit_stream_send(s, &in) == 0, "send after flush");
+    }
+    vdit_stream_flush(s);
+    T_CHECK(vdit_stream_receive(s, &f) == VDIT_ERR_AGAIN, "nothing after flush");
+    vdit_frame bad = { 25, 20, src->rgb, 25 * 3, 0, NULL };
+    T_CHECK(vdit_stream_send(s, &bad) == VDIT_ERR_INVALID_ARG, "size mismatch refused");
+    vdit_stream_close(&s);
+    T_CHECK(s == NULL, "close clears");
+    vdit_video_free(&src);
+}
+
+static int stages_seen[VDIT_STAGE_COUNT];
+
+static int cancel_cb(void *user, int stage, int step, int total)
+{
+    int *calls = user;
+    (*calls)++;
+    if (stage >= 0 && stage < VDIT_STAGE_COUNT)
+        stages_seen[stage]++;
+    return stage == VDIT_STAGE_DENOISE && step == 1;
+}
+
+static void test_cancel(void)
+{
+    int calls = 0;
+    vdit_ctx_params cp;
+    vdit_ctx_params_default(&cp);
+    cp.n_threads = 1;
+    cp.progress_cb = cancel_cb;
+    cp.progress_user = &calls;
+    vdit_ctx *c = NULL;
+    T_CHECK(vdit_ctx_init(model, &cp, &c) == 0, "ctx");
+    vdit_gen_params p = base();
+    vdit_video *v = NULL;
+    memset(stages_seen, 0, sizeof(stages_seen));
+    int r = vdit_generate(c, &p, &v);
+    T_CHECK(r == VDIT_ERR_CANCELLED && !v, "cancelled: %d", r);
+    T_CHECK(strstr(vdit_ctx_last_error(c), "cancel") != NULL, "message: %s",
+            vdit_ctx_last_error(c));
+    T_CHECK(stages_seen[VDIT_STAGE_ENCODE_TEXT] > 0 && stages_seen[VDIT_STAGE_DENOISE] == 2 &&
+                stages_seen[VDIT_STAGE_DECODE] == 0,
+            "stages text %d denoise %d decode %d", stages_seen[VDIT_STAGE_ENCODE_TEXT],
+            stages_seen[VDIT_STAGE_DENOISE], stages_seen[VDIT_STAGE_DECODE]);
+    /* the next call runs normally (the flag clears), and reports every stage */
+    cp.progress_cb = NULL;
+    vdit_ctx_free(&c);
+    T_CHECK(vdit_ctx_init(model, &cp, &c) == 0, "ctx");
+    vdit_ctx_cancel(c); /* before the call: cleared when the call starts */
+    T_CHECK(vdit_generate(c, &p, &v) == 0 && v, "runs after cancel: %s", vdit_ctx_last_error(c));
+    vdit_video_free(&v);
+    vdit_ctx_free(&c);
+    T_CHECK(c == NULL, "free clears");
+}
+
+static void test_errors(void)
+{
+    vdit_gen_params p = base();
+    vdit_video *v = NULL;
+    p.width = -5;
+    T_CHECK(vdit_generate(ctx, &p, &v) == VDIT_ERR_INVALID_ARG && !v, "negative width");
+    T_CHECK(vdit_ctx_last_error(ctx)[0] != 0, "message set");
+    p = base();
+    p.width = 100000;
+    T_CHECK(vdit_generate(ctx, &p, &v) == VDIT_ERR_INVALID_ARG, "huge width");
+    T_CHECK(strstr(vdit_ctx_last_error(ctx), "size") != NULL, "message: %s",
+            vdit_ctx_last_error(ctx));
+    p = base();
+    p.sampler = 7;
+    T_CHECK(vdit_generate(ctx, &p, &v) == VDIT_ERR_INVALID_ARG, "bad sampler");
+    p = base();
+    p.steps = 5000;
+    T_CHECK(vdit_generate(ctx, &p, &v) == VDIT_ERR_INVALID_ARG, "too many steps");
+    p = base();
+    p.loop = 1;
+    p.n_frames = 2;
+    T_CHECK(vdit_generate(ctx, &p, &v) == VDIT_ERR_INVALID_ARG, "loop too short");
+    p = base();
+    T_CHECK(vdit_generate(ctx, &p, NULL) == VDIT_ERR_INVALID_ARG, "NULL out");
+    T_CHECK(vdit_generate(NULL, &p, &v) == VDIT_ERR_INVALID_ARG, "NULL ctx");
+    vdit_video *in = pattern(16, 16, 3, 7);
+    p.strength = 1.5f;
+    T_CHECK(vdit_edit(ctx, &p, in, &v) == VDIT_ERR_INVALID_ARG, "strength > 1");
+    T_CHECK(strstr(vdit_ctx_last_error(ctx), "strength") != NULL, "message: %s",
+            vdit_ctx_last_error(ctx));
+    p = base();
+    T_CHECK(vdit_edit(ctx, &p, NULL, &v) == VDIT_ERR_INVALID_ARG, "edit NULL input");
+    T_CHECK(vdit_extend(ctx, &p, in, 0, 0, &v) == VDIT_ERR_INVALID_ARG, "extend 0 frames");
+    T_CHECK(vdit_bridge(ctx, &p, in, in, 0, &v) == VDIT_ERR_INVALID_ARG, "bridge 0 frames");
+    vdit_video_free(&in);
+    T_CHECK(vdit_video_new(0, 5, 5) == NULL && vdit_video_new(5, 5, -1) == NULL, "video_new");
+
+    vdit_model_params mp;
+    vdit_model_params_default(&mp);
+    vdit_model *m = (vdit_model *)1;
+    T_CHECK(vdit_model_load("/nonexistent/model", &mp, &m) < 0 && m == NULL, "bad path");
+    T_CHECK(strstr(mp.error, "/nonexistent/model") != NULL, "error names the path: %s",
+            mp.error);
+    T_CHECK(vdit_model_load("/", &mp, &m) == VDIT_ERR_MISSING, "folder without a model: %s",
+            mp.error);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_pipeline TINY_MODEL_DIR\n");
+        return 2;
+    }
+    vdit_model_params mp;
+    vdit_model_params_default(&mp);
+    int r = vdit_model_load(argv[1], &mp, &model);
+    T_CHECK(r == 0, "load %s: %s", argv[1], mp.error);
+    if (r)
+        T_DONE();
+    vdit_ctx_params cp;
+    vdit_ctx_params_default(&cp);
+    cp.n_threads = 1;
+    T_CHECK(vdit_ctx_init(model, &cp, &ctx) == 0, "ctx");
+    test_generate();
+    test_edit();
+    test_extend_bridge();
+    test_fixed_frames();
+    test_stream();
+    test_cancel();
+    test_errors();
+    vdit_ctx_free(&ctx);
+    vdit_model_free(&model);
+    T_CHECK(model == NULL, "model free clears");
+    T_DONE();
+}
