@@ -1,0 +1,407 @@
+/* vdit generate | edit | extend | loop | bridge: the generation operations
+ * of the public API on files (read and written through videoio.h).
+ *
+ * Exit status: 0 success, 1 the operation failed (bad file, model error,
+ * cancelled), 2 bad usage (unknown option, bad value, missing argument). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "videoio.h"
+#include "vdit/vdit.h"
+
+/* Video I/O lands separately (videoio.c); without it these report so. */
+#pragma weak vio_read
+#pragma weak vio_write
+
+enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
+
+typedef struct opts {
+    const char *prompt, *negative, *input, *input2, *output, *model;
+    int width, height, frames, steps, sampler, threads, frames_new, backward, window, quiet;
+    double fps, guidance, shift, strength;
+    uint64_t seed;
+    int have_seed;
+} opts;
+
+static const char *const op_names[] = { "generate", "edit", "extend", "loop", "bridge" };
+
+static void usage(enum op op, FILE *o)
+{
+    static const char *const what[] = {
+        "Text to video (or an image with --frames 1).",
+        "Video to video by SDEdit: the input is noised to the level --strength selects and\n"
+        "denoised under the prompt (0 keeps it, through the VAE; 1 ignores it).",
+        "Extends --input by --frames-new frames after its end (or before its start with\n"
+        "--backward), window by window; a single image as input makes image-to-video.",
+        "A seamless loop: the last frame flows into the first.",
+        "The --frames-new frames that connect the end of --input to the start of --input2.",
+    };
+    fprintf(o, "usage: vdit %s [options] --output FILE\n%s\n\n", op_names[op], what[op]);
+    fprintf(o, "  --prompt TEXT          what to show (default: empty)\n"
+               "  --negative-prompt TEXT what to avoid (default: the model's, Wan's)\n");
+    if (op == OP_EDIT || op == OP_EXTEND || op == OP_BRIDGE)
+        fprintf(o, "  --input FILE           video or image to start from (y4m, mp4, png...)\n");
+    if (op == OP_BRIDGE)
+        fprintf(o, "  --input2 FILE          the clip to lead into\n");
+    fprintf(o, "  --output FILE          result; the extension picks the format (.y4m .mp4 .png)\n");
+    if (op == OP_GENERATE || op == OP_LOOP)
+        fprintf(o, "  --width N, --height N  frame size (default: the model's, 832x480); any size\n"
+                   "  --frames N             frame count (default: the model's, 81)%s\n",
+                op == OP_LOOP ? "; rounded up to a multiple of 4" : "; 1 = image");
+    if (op == OP_EXTEND || op == OP_BRIDGE)
+        fprintf(o, "  --frames-new N         frames to make (required)\n"
+                   "  --frames N             window length (default: the model's)\n");
+    if (op == OP_EXTEND)
+        fprintf(o, "  --backward             extend before the start instead of after the end\n");
+    if (op == OP_EDIT)
+        fprintf(o, "  --strength X           0..1, default 0.6: the last strength*steps steps run\n");
+    fprintf(o, "  --fps X                output frame rate (default: the input's or the model's)\n"
+               "  --steps N              sampling steps (default: the model's, 50)\n"
+               "  --guidance X           classifier-free guidance scale (default 5; 1 = off)\n"
+               "  --shift X              timestep shift (default 5)\n"
+               "  --sampler NAME         unipc (default), dpm++ or euler\n"
+               "  --seed N               noise seed (default: random, printed)\n"
+               "  --model PATH           model folder or checkpoint (default: the bundled model)\n"
+               "  --threads N            CPU threads (default: all cores)\n"
+               "  --quiet                no progress output\n"
+               "\nExit status: 0 done, 1 failed, 2 bad usage.\n");
+}
+
+static int bad(enum op op, const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "vdit %s: ", op_names[op]);
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, " (see vdit %s --help)\n", op_names[op]);
+    return 2;
+}
+
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Returns 0, 2 (usage error, printed) or 3 (--help printed). */
+static int parse(enum op op, int argc, char **argv, opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->sampler = -1;
+    o->guidance = -1;
+    o->shift = -1;
+    o->strength = 0.6;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(op, stdout);
+            return 3;
+        }
+        if (!strcmp(a, "--backward") && op == OP_EXTEND) {
+            o->backward = 1;
+            continue;
+        }
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            o->quiet = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2))
+            return bad(op, "unexpected argument '%s'%s", a, "");
+        char name[64];
+        const char *val = strchr(a, '=');
+        size_t nl = val ? (size_t)(val - a) : strlen(a);
+        if (nl >= sizeof(name))
+            return bad(op, "unknown option '%s'%s", a, "");
+        memcpy(name, a, nl);
+        name[nl] = 0;
+        if (val)
+            val++;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            return bad(op, "option '%s' needs a value%s", name, "");
+        int ok = 0;
+        if (!strcmp(name, "--prompt"))
+            o->prompt = val;
+        else if (!strcmp(name, "--negative-prompt"))
+            o->negative = val;
+        else if (!strcmp(name, "--input") && op != OP_GENERATE && op != OP_LOOP)
+            o->input = val;
+        else if (!strcmp(name, "--input2") && op == OP_BRIDGE)
+            o->input2 = val;
+        else if (!strcmp(name, "--output"))
+            o->output = val;
+        else if (!strcmp(name, "--model"))
+            o->model = val;
+        else if (!strcmp(name, "--width") && (op == OP_GENERATE || op == OP_LOOP))
+            ok = parse_int(val, 1, 8192, &o->width);
+        else if (!strcmp(name, "--height") && (op == OP_GENERATE || op == OP_LOOP))
+            ok = parse_int(val, 1, 8192, &o->height);
+        else if (!strcmp(name, "--frames") && op != OP_EDIT)
+            ok = parse_int(val, 1, 100000, &o->frames);
+        else if (!strcmp(name, "--frames-new") && (op == OP_EXTEND || op == OP_BRIDGE))
+            ok = parse_int(val, 1, 100000, &o->frames_new);
+        else if (!strcmp(name, "--steps"))
+            ok = parse_int(val, 1, 1000, &o->steps);
+        else if (!strcmp(name, "--threads"))
+            ok = parse_int(val, 1, 4096, &o->threads);
+        else if (!strcmp(name, "--fps"))
+            ok = parse_num(val, 0.001, 1000, &o->fps);
+        else if (!strcmp(name, "--guidance"))
+            ok = parse_num(val, 0, 100, &o->guidance);
+        else if (!strcmp(name, "--shift"))
+            ok = parse_num(val, 0.001, 100, &o->shift);
+        else if (!strcmp(name, "--strength") && op == OP_EDIT)
+            ok = parse_num(val, 0, 1, &o->strength);
+        else if (!strcmp(name, "--sampler")) {
+            o->sampler = !strcmp(val, "unipc")                          ? VDIT_SAMPLER_UNIPC
+                         : !strcmp(val, "dpm++") || !strcmp(val, "dpmpp") ? VDIT_SAMPLER_DPMPP
+                         : !strcmp(val, "euler")                          ? VDIT_SAMPLER_EULER
+                                                                          : -1;
+            ok = o->sampler < 0 ? -1 : 0;
+        } else if (!strcmp(name, "--seed")) {
+            char *end;
+            errno = 0;
+            o->seed = strtoull(val, &end, 0);
+            ok = errno || end == val || *end || val[0] == '-' ? -1 : 0;
+            o->have_seed = 1;
+        } else {
+            return bad(op, "unknown option '%s'%s", name, "");
+        }
+        if (ok)
+            return bad(op, "bad value '%s' for %s", val, name);
+    }
+    if (!o->output)
+        return bad(op, "--output is required%s%s", "", "");
+    if ((op == OP_EDIT || op == OP_EXTEND || op == OP_BRIDGE) && !o->input)
+        return bad(op, "--input is required%s%s", "", "");
+    if (op == OP_BRIDGE && !o->input2)
+        return bad(op, "--input2 is required%s%s", "", "");
+    if ((op == OP_EXTEND || op == OP_BRIDGE) && !o->frames_new)
+        return bad(op, "--frames-new is required%s%s", "", "");
+    if (op == OP_LOOP && o->frames && o->frames < 4)
+        return bad(op, "a loop needs --frames 4 or more%s%s", "", "");
+    return 0;
+}
+
+/* ---- progress ---- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct prog {
+    int tty, quiet, last_stage, last_step;
+} prog;
+
+static int progress(void *user, int stage, int step, int total)
+{
+    prog *p = user;
+    if (!p->quiet) {
+        if (p->tty) {
+            int width = 30, fill = total > 0 ? step * width / total : width;
+            fprintf(stderr, "\r%-12s [", vdit_stage_name(stage));
+            for (int i = 0; i < width; i++)
+                fputc(i < fill ? '#' : ' ', stderr);
+            fprintf(stderr, "] %d/%d ", step, total);
+            if (step == total)
+                fputc('\n', stderr);
+            fflush(stderr);
+        } else if (stage != p->last_stage || step != p->last_step) {
+            fprintf(stderr, "%s %d/%d\n", vdit_stage_name(stage), step, total);
+        }
+    }
+    p->last_stage = stage;
+    p->last_step = step;
+    return interrupted != 0;
+}
+
+static void log_cb(void *user, int level, const char *msg)
+{
+    (void)user;
+    if (level == VDIT_LOG_ERROR)
+        return; /* failures are printed once, by the caller */
+    fprintf(stderr, "vdit: %s\n", msg);
+}
+
+static int read_video(enum op op, const char *path, vdit_video **v, double *fps)
+{
+    if (!vio_read) {
+        fprintf(stderr, "vdit %s: video input is not built into this vdit (needs FFmpeg)\n",
+                op_names[op]);
+        return 1;
+    }
+    char err[512];
+    if (vio_read(path, v, fps, err, sizeof(err))) {
+        fprintf(stderr, "vdit %s: %s\n", op_names[op], err);
+        return 1;
+    }
+    return 0;
+}
+
+static int run(enum op op, int argc, char **argv)
+{
+    opts o;
+    int r = parse(op, argc, argv, &o);
+    if (r)
+        return r == 3 ? 0 : r;
+    if (!vio_write) {
+        fprintf(stderr, "vdit %s: video output is not built into this vdit (needs FFmpeg)\n",
+                op_names[op]);
+        return 1;
+    }
+    const char *mpath = o.model ? o.model : vdit_default_model_path();
+    if (!mpath) {
+        fprintf(stderr, "vdit %s: no bundled model in this build: give --model PATH\n",
+                op_names[op]);
+        return 2;
+    }
+    int ret = 1;
+    vdit_model *model = NULL;
+    vdit_ctx *ctx = NULL;
+    vdit_video *in = NULL, *in2 = NULL, *out = NULL;
+    double fps = 0, fps2 = 0;
+    if (o.input && read_video(op, o.input, &in, &fps))
+        goto done;
+    if (o.input2 && read_video(op, o.input2, &in2, &fps2))
+        goto done;
+
+    vdit_model_params mp;
+    vdit_model_params_default(&mp);
+    mp.log_cb = log_cb;
+    mp.n_threads = o.threads;
+    if (vdit_model_load(mpath, &mp, &model)) {
+        fprintf(stderr, "vdit %s: cannot load the model: %s\n", op_names[op], mp.error);
+        goto done;
+    }
+    prog pg = { isatty(2), o.quiet, -1, -1 };
+    vdit_ctx_params cp;
+    vdit_ctx_params_default(&cp);
+    cp.n_threads = o.threads;
+    cp.log_cb = log_cb;
+    cp.progress_cb = progress;
+    cp.progress_user = &pg;
+    if (vdit_ctx_init(model, &cp, &ctx)) {
+        fprintf(stderr, "vdit %s: cannot make a context (out of memory?)\n", op_names[op]);
+        goto done;
+    }
+    vdit_model_info info;
+    vdit_model_get_info(model, &info);
+    vdit_gen_params gp;
+    vdit_gen_params_default(&gp);
+    gp.prompt = o.prompt;
+    gp.negative_prompt = o.negative;
+    gp.width = o.width;
+    gp.height = o.height;
+    gp.n_frames = o.frames;
+    gp.steps = o.steps;
+    gp.guidance = (float)o.guidance;
+    gp.shift = (float)o.shift;
+    gp.sampler = o.sampler;
+    gp.strength = (float)o.strength;
+    gp.loop = op == OP_LOOP;
+    if (o.have_seed) {
+        gp.seed = o.seed;
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gp.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^
+                  ((uint64_t)getpid() << 32);
+        gp.seed &= 0xffffffffffffull;
+        if (!o.quiet)
+            fprintf(stderr, "vdit %s: seed %llu\n", op_names[op], (unsigned long long)gp.seed);
+    }
+    signal(SIGINT, on_sigint);
+    switch (op) {
+    case OP_GENERATE:
+    case OP_LOOP:
+        r = vdit_generate(ctx, &gp, &out);
+        break;
+    case OP_EDIT:
+        r = vdit_edit(ctx, &gp, in, &out);
+        break;
+    case OP_EXTEND:
+        r = vdit_extend(ctx, &gp, in, o.frames_new, o.backward, &out);
+        break;
+    default:
+        r = vdit_bridge(ctx, &gp, in, in2, o.frames_new, &out);
+        break;
+    }
+    signal(SIGINT, SIG_DFL);
+    if (r) {
+        if (pg.tty && !o.quiet)
+            fputc('\n', stderr);
+        fprintf(stderr, "vdit %s: %s\n", op_names[op],
+                vdit_ctx_last_error(ctx)[0] ? vdit_ctx_last_error(ctx) : vdit_strerror(r));
+        goto done;
+    }
+    double ofps = o.fps > 0 ? o.fps : fps > 0 ? fps : info.fps;
+    char err[512];
+    if (vio_write(o.output, out, ofps, err, sizeof(err))) {
+        fprintf(stderr, "vdit %s: %s\n", op_names[op], err);
+        goto done;
+    }
+    if (!o.quiet)
+        fprintf(stderr, "vdit %s: wrote %s (%dx%d, %d frame%s, %.3g fps)\n", op_names[op],
+                o.output, out->width, out->height, out->n_frames, out->n_frames == 1 ? "" : "s",
+                ofps);
+    ret = 0;
+done:
+    vdit_video_free(&in);
+    vdit_video_free(&in2);
+    vdit_video_free(&out);
+    vdit_ctx_free(&ctx);
+    vdit_model_free(&model);
+    return ret;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    return run(OP_GENERATE, argc, argv);
+}
+
+int cmd_edit(int argc, char **argv)
+{
+    return run(OP_EDIT, argc, argv);
+}
+
+int cmd_extend(int argc, char **argv)
+{
+    return run(OP_EXTEND, argc, argv);
+}
+
+int cmd_loop(int argc, char **argv)
+{
+    return run(OP_LOOP, argc, argv);
+}
+
+int cmd_bridge(int argc, char **argv)
+{
+    return run(OP_BRIDGE, argc, argv);
+}
