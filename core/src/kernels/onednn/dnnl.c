@@ -15,7 +15,7 @@
 #include "../impl.h"
 #include "onednn.h"
 
-#define CACHE_SIZE 64
+#define CACHE_SIZE 256 /* the VAE alone has ~100 shapes (layers x chunk sizes) */
 #define KEY_LEN 16
 
 typedef struct prim {
@@ -61,8 +61,12 @@ void vk_dnnl_free(void *p)
     vd_free(s);
 }
 
+/* The context's oneDNN state, made on first use. Also sets this thread's
+ * OpenMP thread count: oneDNN sizes its work partitioning when a primitive
+ * is created, and a primitive must run with the count it was made for. */
 static dnnl_state *state(vk_ctx *c)
 {
+    omp_set_num_threads(c->n_threads);
     if (c->dnnl)
         return c->dnnl;
     dnnl_state *s = vd_calloc(sizeof(*s));
@@ -333,6 +337,7 @@ void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, fl
 #define WCACHE 4
 typedef struct conv_prep {
     pthread_mutex_t mu;
+    float *plain; /* f32 [c_out, c_in * kd * kh * kw], made on first use */
     int n;
     dnnl_memory_desc_t md[WCACHE];
     float *data[WCACHE];
@@ -345,6 +350,7 @@ static void conv_prep_free(void *p)
         return;
     for (int i = 0; i < cp->n; i++)
         vd_free(cp->data[i]);
+    vd_free(cp->plain);
     pthread_mutex_destroy(&cp->mu);
     vd_free(cp);
 }
@@ -360,9 +366,13 @@ int vk_dnnl_conv_prep(vk_conv *cv)
     return 0;
 }
 
-/* The layer's weights in layout md, made once (plain f32, then reordered). */
+/* The layer's weights in layout md, made once (plain f32, then reordered)
+ * and kept for the layer's life. Should a layer need more layouts than the
+ * cache holds, the extra ones are made per call (*tmp set: caller frees);
+ * cached buffers are never replaced since another thread may be using them. */
 static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
-                                 const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain)
+                                 const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain,
+                                 float **tmp)
 {
     conv_prep *cp = cv->prep;
     const float *res = NULL;
@@ -372,8 +382,6 @@ static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
             res = cp->data[i];
             goto done;
         }
-    if (cp->n == WCACHE)
-        goto done;
     size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
     float *pl = vd_malloc(n * 4);
     float *out = vd_malloc(dnnl_memory_desc_get_size(md) + 64);
@@ -387,8 +395,12 @@ static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
             const dnnl_memory_desc_t *mds[2] = { plain, md };
             void *ptrs[2] = { pl, out };
             if (exec(s, c, r, 2, args, mds, ptrs) == dnnl_success) {
-                cp->md[cp->n] = *md;
-                cp->data[cp->n++] = out;
+                if (cp->n < WCACHE) {
+                    cp->md[cp->n] = *md;
+                    cp->data[cp->n++] = out;
+                } else {
+                    *tmp = out;
+                }
                 res = out;
                 out = NULL;
             }
@@ -494,6 +506,43 @@ static prim *conv_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
     return e;
 }
 
+static const float *conv_plain_weights(const vk_conv *cv)
+{
+    conv_prep *cp = cv->prep;
+    pthread_mutex_lock(&cp->mu);
+    if (!cp->plain) {
+        size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
+        float *p = vd_malloc(n * 4);
+        if (p)
+            vk_weights_to_f32(p, cv->w, cv->wtype, n);
+        cp->plain = p;
+    }
+    pthread_mutex_unlock(&cp->mu);
+    return cp->plain;
+}
+
+/* A 1x1x1 convolution without stride or padding is y[co, S] = W[co, ci] x[ci, S]:
+ * one GEMM on the plain layout beats a blocked convolution that needs its
+ * input and output reordered (memory-bound at these arithmetic intensities). */
+static int conv_1x1(vk_ctx *c, const vk_conv *cv, const float *x, int64_t sp, float *y)
+{
+    const float *w = conv_plain_weights(cv);
+    if (!w)
+        return -1;
+    omp_set_num_threads(c->n_threads);
+    if (dnnl_sgemm('N', 'N', cv->c_out, sp, cv->c_in, 1.0f, w, cv->c_in, x, sp, 0.0f, y, sp) !=
+        dnnl_success)
+        return -1;
+    if (cv->bias) {
+        const float *b = cv->bias;
+#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+        for (int o = 0; o < cv->c_out; o++)
+            for (int64_t i = 0; i < sp; i++)
+                y[o * sp + i] += b[o];
+    }
+    return 0;
+}
+
 void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
                   int w, float *y)
 {
@@ -502,9 +551,16 @@ void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const flo
     int ow = (w + g->pw0 + g->pw1 - cv->kw) / g->sw + 1;
     if (od <= 0 || oh <= 0 || ow <= 0)
         return;
+    float *wtmp = NULL; /* weights in an uncached layout, made for this call */
     dnnl_state *s = state(c);
     if (!s || !cv->prep)
         goto fallback;
+    if (cv->kd == 1 && cv->kh == 1 && cv->kw == 1 && g->sd == 1 && g->sh == 1 && g->sw == 1 &&
+        !(g->pd0 | g->pd1 | g->ph0 | g->ph1 | g->pw0 | g->pw1)) {
+        if (!conv_1x1(c, cv, x, (int64_t)d * h * w, y))
+            return;
+        goto fallback;
+    }
     prim *e = conv_prim(s, cv, g, d, h, w, od, oh, ow);
     if (!e)
         goto fallback;
@@ -520,7 +576,7 @@ void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const flo
     }
     if (dnnl_memory_desc_init_by_tag(&wpl, is2d ? 4 : 5, wdm, dnnl_f32, is2d ? dnnl_oihw : dnnl_oidhw))
         goto fallback;
-    const float *wr = conv_weights(s, c, cv, &e->wei_md, &wpl);
+    const float *wr = conv_weights(s, c, cv, &e->wei_md, &wpl, &wtmp);
     if (!wr)
         goto fallback;
     size_t ssz = e->src_re ? (dnnl_memory_desc_get_size(&e->src_md) + 63) / 64 * 64 : 0;
@@ -554,8 +610,10 @@ void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const flo
         if (exec(s, c, e->dst_re, 2, args, mds, ptrs))
             goto fallback;
     }
+    vd_free(wtmp);
     return;
 fallback:
+    vd_free(wtmp);
     warn_fallback(c, s, "a convolution");
     vk_ref_conv(c, cv, g, x, d, h, w, y);
 }
