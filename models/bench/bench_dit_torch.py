@@ -17,6 +17,8 @@ import struct
 import sys
 import time
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -27,18 +29,20 @@ _NP = {"F32": np.float32, "F16": np.float16}
 
 
 def load_st(path):
+    """{name: read-only tensor over a memmap of the file} in the stored dtype."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         hdr = json.loads(f.read(n).decode("utf-8"))
     out = {}
-    for name, info in hdr.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        dt = np.dtype(_NP[info["dtype"]])
-        cnt = (b - a) // dt.itemsize
-        arr = np.memmap(path, dtype=dt, mode="r", offset=8 + n + a, shape=(cnt,))
-        out[name] = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True).reshape(info["shape"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # read-only memmaps: only ever copied from
+        for name, info in hdr.items():
+            if name == "__metadata__":
+                continue
+            a, b = info["data_offsets"]
+            dt = np.dtype(_NP[info["dtype"]])
+            arr = np.memmap(path, dtype=dt, mode="r", offset=8 + n + a, shape=tuple(info["shape"]))
+            out[name] = torch.from_numpy(arr)
     return out
 
 
@@ -65,12 +69,20 @@ def main():
                  out_dim=w["head.head.weight"].shape[0] // 4,
                  num_heads=a.heads or D // 128, num_layers=n_layers,
                  text_len=io["context"].shape[0])
-    m.load_state_dict(w, strict=True)
-    del w
+    # copy tensor by tensor from the mapped file (fp16 widened on the way):
+    # no second full-size copy of the weights in memory
+    sd = m.state_dict()
+    missing = set(sd) ^ set(w)
+    if missing:
+        sys.exit("weights and model disagree on: %s" % sorted(missing)[:5])
+    with torch.no_grad():
+        for k, p in sd.items():
+            p.copy_(w[k])
+    del w, sd
     m.eval()
     print("torch load %.1f s, %d threads, torch %s" % (time.time() - t0, a.threads, torch.__version__),
           flush=True)
-    x, t, ctx = io["x"], io["t"], io["context"]
+    x, t, ctx = (io[k].float().clone() for k in ("x", "t", "context"))
     best = None
     with torch.no_grad():
         for s in range(a.steps):
