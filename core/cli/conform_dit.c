@@ -81,7 +81,7 @@ int conform_dit(conform_ctx *c)
             goto done;
         n_clip = clt->shape[clt->ndim >= 2 ? clt->ndim - 2 : 0];
         if (yt->ndim != 4 || clt->shape[clt->ndim - 1] != cfg->clip_dim ||
-            xt->shape[0] + yt->shape[0] != cfg->in_dim) {
+            xt->shape[0] != cfg->out_dim || xt->shape[0] + yt->shape[0] != cfg->in_dim) {
             ret = vd_err(lg, VDIT_ERR_FORMAT,
                          "%s: io.safetensors: y / clip_fea shapes do not fit the model", c->dir);
             goto done;

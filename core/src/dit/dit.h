@@ -89,10 +89,12 @@ int vd_dit_cond_new(vd_dit_run *r, const float *context, int64_t n_ctx, const fl
                     int64_t n_clip, vd_dit_cond **out);
 void vd_dit_cond_free(vd_dit_cond **c);
 
-/* One forward pass. x: [in_dim - y_ch, F, H, W]; y: NULL (t2v) or
- * [y_ch, F, H, W] concatenated after x on channels (i2v); t: timestep as
- * the sampler gives it; out: [out_dim, F, H, W]. H, W divisible by the patch.
- * Returns 0 or VDIT_ERR_*. */
+/* One forward pass. t2v: x [in_dim, F, H, W], y NULL. i2v: x is the noisy
+ * latent [out_dim, F, H, W] and y [in_dim - out_dim, F, H, W] (4 mask + 16
+ * image-latent channels for Wan2.1) is concatenated after it on channels.
+ * t: timestep as the sampler gives it; out: [out_dim, F, H, W]. F, H, W
+ * multiples of the patch. The cond must come from a run of the same model;
+ * one cond serves any number of calls and grids. Returns 0 or VDIT_ERR_*. */
 int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
                    int64_t w, float t, const vd_dit_cond *cond, float *out);
 
