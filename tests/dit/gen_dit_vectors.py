@@ -40,6 +40,10 @@ CASES = {
     "t2v_channels": dict(dim=128, num_heads=4, num_layers=2, ffn_dim=160, text_dim=24, freq_dim=32,
                          text_len=12, in_dim=12, out_dim=8, x=[12, 3, 6, 4], n_ctx=5, t=500.5,
                          seed=7003, wdtype="F32"),
+    # without q/k RMSNorm and without the cross-attention LayerNorm (constructor flags off)
+    "t2v_nonorm": dict(dim=64, num_heads=2, num_layers=2, ffn_dim=64, text_dim=16, freq_dim=8,
+                       text_len=6, in_dim=16, out_dim=16, x=[16, 2, 4, 4], n_ctx=3, t=999.0,
+                       seed=7005, wdtype="F32", qk_norm=False, cross_attn_norm=False),
     # image-to-video: F16 weights, other dims, 5 clip tokens
     "i2v_small": dict(model_type="i2v", dim=96, num_heads=6, num_layers=2, ffn_dim=120, text_dim=40,
                       freq_dim=32, text_len=20, in_dim=36, out_dim=16, x=[16, 2, 4, 8], n_ctx=6,
@@ -71,14 +75,16 @@ def make_weights(cfg, g):
         for a in ("self_attn", "cross_attn"):
             for p in "qkvo":
                 lin(b + a + "." + p, D, D)
-            vec(b + a + ".norm_q.weight", D)
-            vec(b + a + ".norm_k.weight", D)
+            if cfg.get("qk_norm", True):
+                vec(b + a + ".norm_q.weight", D)
+                vec(b + a + ".norm_k.weight", D)
         if cfg.get("model_type") == "i2v":
             lin(b + "cross_attn.k_img", D, D)
             lin(b + "cross_attn.v_img", D, D)
             vec(b + "cross_attn.norm_k_img.weight", D)
-        vec(b + "norm3.weight", D)
-        vec(b + "norm3.bias", D, 0.0)
+        if cfg.get("cross_attn_norm", True):
+            vec(b + "norm3.weight", D)
+            vec(b + "norm3.bias", D, 0.0)
         lin(b + "ffn.0", cfg["ffn_dim"], D)
         lin(b + "ffn.2", D, cfg["ffn_dim"])
         w[b + "modulation"] = 0.1 * torch.randn(1, 6, D, generator=g, dtype=F64)
@@ -107,6 +113,8 @@ def layernorm(x, eps, w=None, b=None):
 
 
 def rmsnorm(x, w, eps=1e-6):
+    if w is None:  # qk_norm off: identity
+        return x
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
@@ -187,19 +195,20 @@ def reference(cfg, w, x, t, context, y=None, clip=None):
     h = pt @ w["patch_embedding.weight"].reshape(D, -1).T + w["patch_embedding.bias"]
     inter["patch_tokens"] = h.unsqueeze(0)
     ra = rope_angles(gf, gh, gw, D // H)
+    wn = w.get  # optional norms: None when the constructor turned them off
     for i in range(cfg["num_layers"]):
         b = "blocks.%d." % i
         m = w[b + "modulation"].view(6, D) + e0
         u = layernorm(h, eps) * (1 + m[1]) + m[0]
-        q = rope(rmsnorm(lin(b + "self_attn.q", u), w[b + "self_attn.norm_q.weight"]), ra, H)
-        k = rope(rmsnorm(lin(b + "self_attn.k", u), w[b + "self_attn.norm_k.weight"]), ra, H)
+        q = rope(rmsnorm(lin(b + "self_attn.q", u), wn(b + "self_attn.norm_q.weight")), ra, H)
+        k = rope(rmsnorm(lin(b + "self_attn.k", u), wn(b + "self_attn.norm_k.weight")), ra, H)
         h = h + lin(b + "self_attn.o", attend(q, k, lin(b + "self_attn.v", u), H)) * m[2]
-        u = layernorm(h, eps, w[b + "norm3.weight"], w[b + "norm3.bias"])
-        q = rmsnorm(lin(b + "cross_attn.q", u), w[b + "cross_attn.norm_q.weight"])
-        k = rmsnorm(lin(b + "cross_attn.k", ctx), w[b + "cross_attn.norm_k.weight"])
+        u = layernorm(h, eps, w[b + "norm3.weight"], w[b + "norm3.bias"]) if wn(b + "norm3.weight") is not None else h
+        q = rmsnorm(lin(b + "cross_attn.q", u), wn(b + "cross_attn.norm_q.weight"))
+        k = rmsnorm(lin(b + "cross_attn.k", ctx), wn(b + "cross_attn.norm_k.weight"))
         a = attend(q, k, lin(b + "cross_attn.v", ctx), H)
         if y is not None:
-            ki = rmsnorm(lin(b + "cross_attn.k_img", ci), w[b + "cross_attn.norm_k_img.weight"])
+            ki = rmsnorm(lin(b + "cross_attn.k_img", ci), wn(b + "cross_attn.norm_k_img.weight"))
             a = a + attend(q, ki, lin(b + "cross_attn.v_img", ci), H)
         h = h + lin(b + "cross_attn.o", a)
         u = layernorm(h, eps) * (1 + m[4]) + m[3]
@@ -239,7 +248,8 @@ def make_case(name, out_dir):
     ctor = {k: cfg[k] for k in ("text_len", "in_dim", "dim", "ffn_dim", "freq_dim", "text_dim",
                                 "out_dim", "num_heads", "num_layers")}
     ctor.update({"model_type": cfg.get("model_type", "t2v"), "patch_size": [1, 2, 2],
-                 "window_size": [-1, -1], "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6})
+                 "window_size": [-1, -1], "qk_norm": cfg.get("qk_norm", True),
+                 "cross_attn_norm": cfg.get("cross_attn_norm", True), "eps": 1e-6})
     conf = {"vector": name, "reference": "wan.modules.model.WanModel",
             "generator": "tests/dit/gen_dit_vectors.py (float64 re-statement of the README)",
             "constructor": ctor, "call": {"t": cfg["t"]}, "weights": {"dtype": cfg["wdtype"]},
