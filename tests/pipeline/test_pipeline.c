@@ -4,6 +4,10 @@
  * argument errors.
  *
  *   test_pipeline TINY_MODEL_DIR */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "pipeline/pipeline.h"
 #include "t.h"
 #include "vdit/vdit.h"
@@ -89,6 +93,30 @@ static void test_generate(void)
     p.n_frames = 6; /* rounded up to 4 frames per latent frame */
     T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == 8, "loop 6 -> 8 frames");
     vdit_video_free(&v);
+}
+
+/* Prompt pairs rotating through the context's condition slots (a prompt
+ * found in the negative's slot must survive the negative being replaced). */
+static void test_cond_cache(void)
+{
+    const char *pairs[][2] = { { "A cat", "B dog" }, { "B dog", "C owl" }, { "C owl", "C owl" },
+                               { "B dog", "A cat" }, { "A cat", "B dog" } };
+    vdit_video *first = NULL;
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        vdit_gen_params p = base();
+        p.prompt = pairs[i][0];
+        p.negative_prompt = pairs[i][1];
+        p.n_frames = 1;
+        vdit_video *v = NULL;
+        T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v, "pair %zu: %s", i, vdit_ctx_last_error(ctx));
+        if (i == 0)
+            first = v;
+        else if (i == 4)
+            T_CHECK(equal(first, v), "same pair again -> same image");
+        if (v != first)
+            vdit_video_free(&v);
+    }
+    vdit_video_free(&first);
 }
 
 static void test_edit(void)
@@ -272,6 +300,63 @@ static void test_stream(void)
     vdit_video_free(&src);
 }
 
+/* Streams src through a fresh stream (window 9); update_at >= 0: a new
+ * prompt is given once that many frames were sent. Returns the output. */
+static vdit_video *run_stream(const vdit_video *src, int update_at)
+{
+    vdit_stream_params sp;
+    vdit_stream_params_default(&sp);
+    sp.gen = base();
+    sp.window = 9;
+    vdit_stream *s = NULL;
+    if (vdit_stream_open(ctx, &sp, src->width, src->height, &s))
+        return NULL;
+    vdit_video *out = vdit_video_new(src->width, src->height, src->n_frames);
+    size_t fsz = (size_t)src->width * src->height * 3;
+    int sent = 0, got = 0;
+    while (got < src->n_frames) {
+        if (sent < src->n_frames) {
+            vdit_frame in = { src->width, src->height, src->rgb + fsz * sent, src->width * 3,
+                              sent, NULL };
+            if (vdit_stream_send(s, &in) == 0) {
+                if (++sent == update_at)
+                    vdit_stream_update(s, "a completely different prompt", -1);
+                if (sent == src->n_frames)
+                    vdit_stream_drain(s);
+                continue;
+            }
+        }
+        vdit_frame f;
+        int r = vdit_stream_receive(s, &f);
+        if (r == VDIT_ERR_AGAIN)
+            continue;
+        if (r)
+            break;
+        memcpy(out->rgb + fsz * got++, f.rgb, fsz);
+    }
+    vdit_stream_close(&s);
+    if (got != src->n_frames)
+        vdit_video_free(&out);
+    return out;
+}
+
+static void test_stream_update(void)
+{
+    vdit_video *src = pattern(16, 16, 20, 11);
+    vdit_video *a = run_stream(src, -1), *b = run_stream(src, 12), *a2 = run_stream(src, -1);
+    T_CHECK(a && b && a2, "streams ran");
+    if (a && b && a2) {
+        T_CHECK(equal(a, a2), "a stream is deterministic");
+        /* window 1 = frames 0..8 (done before the update), window 2 = 9..16 */
+        T_CHECK(same_frames(a, 0, b, 0, 9), "frames before the update unchanged");
+        T_CHECK(!same_frames(a, 9, b, 9, 8), "the next window follows the new prompt");
+    }
+    vdit_video_free(&a);
+    vdit_video_free(&a2);
+    vdit_video_free(&b);
+    vdit_video_free(&src);
+}
+
 static int stages_seen[VDIT_STAGE_COUNT];
 
 static int cancel_cb(void *user, int stage, int step, int total)
@@ -362,6 +447,79 @@ static void test_errors(void)
             mp.error);
 }
 
+static void link_into(const char *tiny, const char *dir, const char *from, const char *to)
+{
+    char a[4096], b[4096];
+    snprintf(a, sizeof(a), "%s/%s", tiny, from);
+    snprintf(b, sizeof(b), "%s/%s", dir, to);
+    char *abs = realpath(a, NULL);
+    T_CHECK(abs && symlink(abs, b) == 0, "link %s", b);
+    free(abs);
+}
+
+/* Folder layouts: the official release naming (google/umt5-xxl/,
+ * config.json, no vdit.json: Wan's defaults), a DiT file given directly,
+ * and a folder missing its VAE. */
+static void test_layouts(const char *tiny)
+{
+    char dir[] = "/tmp/vdit_layout_XXXXXX";
+    T_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char p[4200];
+    snprintf(p, sizeof(p), "%s/google", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/google/umt5-xxl", dir);
+    mkdir(p, 0755);
+    link_into(tiny, dir, "diffusion_pytorch_model.safetensors",
+              "diffusion_pytorch_model.safetensors");
+    link_into(tiny, dir, "models_t5_umt5-xxl-enc.safetensors",
+              "models_t5_umt5-xxl-enc.safetensors");
+    link_into(tiny, dir, "tokenizer/spiece.model", "google/umt5-xxl/spiece.model");
+    vdit_model_params mp;
+    vdit_model_params_default(&mp);
+    vdit_model *m = NULL;
+    T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_MISSING && !m, "no VAE: %s", mp.error);
+    T_CHECK(strstr(mp.error, "VAE") != NULL, "message names the VAE: %s", mp.error);
+    link_into(tiny, dir, "Wan2.1_VAE.safetensors", "Wan2.1_VAE.safetensors");
+    snprintf(p, sizeof(p), "%s/config.json", dir);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "{\"model_type\": \"t2v\", \"num_heads\": 2, \"text_len\": 32}\n");
+    fclose(f);
+    T_CHECK(vdit_model_load(dir, &mp, &m) == 0 && m, "official layout: %s", mp.error);
+    vdit_model_info in;
+    if (m) {
+        vdit_model_get_info(m, &in);
+        T_CHECK(in.width == 832 && in.height == 480 && in.n_frames == 81 && in.steps == 50 &&
+                    in.sampler == VDIT_SAMPLER_UNIPC && in.text_len == 32 && in.n_heads == 2,
+                "Wan defaults without vdit.json");
+    }
+    vdit_model_free(&m);
+    snprintf(p, sizeof(p), "%s/diffusion_pytorch_model.safetensors", dir);
+    T_CHECK(vdit_model_load(p, &mp, &m) == 0 && m, "DiT file given: %s", mp.error);
+    vdit_model_free(&m);
+    /* a malformed vdit.json is reported with its path */
+    snprintf(p, sizeof(p), "%s/vdit.json", dir);
+    f = fopen(p, "w");
+    fprintf(f, "{\"width\": }");
+    fclose(f);
+    T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "vdit.json"),
+            "bad vdit.json: %s", mp.error);
+    f = fopen(p, "w");
+    fprintf(f, "{\"sampler\": \"magic\"}");
+    fclose(f);
+    T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "sampler"),
+            "bad sampler in vdit.json: %s", mp.error);
+    const char *names[] = { "vdit.json", "config.json", "Wan2.1_VAE.safetensors",
+                            "diffusion_pytorch_model.safetensors",
+                            "models_t5_umt5-xxl-enc.safetensors", "google/umt5-xxl/spiece.model",
+                            "google/umt5-xxl", "google" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        if (remove(p))
+            rmdir(p);
+    }
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -378,11 +536,14 @@ int main(int argc, char **argv)
     vdit_ctx_params_default(&cp);
     cp.n_threads = 1;
     T_CHECK(vdit_ctx_init(model, &cp, &ctx) == 0, "ctx");
+    test_layouts(argv[1]);
     test_generate();
+    test_cond_cache();
     test_edit();
     test_extend_bridge();
     test_fixed_frames();
     test_stream();
+    test_stream_update();
     test_cancel();
     test_errors();
     vdit_ctx_free(&ctx);

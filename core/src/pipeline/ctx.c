@@ -170,10 +170,21 @@ int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out
         *out = c->cond[slot];
         return 0;
     }
-    /* The other slot may already hold this text (prompt == negative). */
+    /* The other slot may already hold this text. Calls ask for slot 0 (the
+     * prompt) first, then slot 1: a prompt found in slot 1 moves to slot 0
+     * so that filling slot 1 next cannot free it; a negative prompt equal
+     * to the prompt shares slot 0's condition. */
     int other = !slot;
     if (c->cond[other] && !strcmp(c->cond_text[other], text)) {
-        *out = c->cond[other];
+        if (slot == 0) {
+            vd_dit_cond *tc = c->cond[0];
+            char *tt = c->cond_text[0];
+            c->cond[0] = c->cond[1];
+            c->cond_text[0] = c->cond_text[1];
+            c->cond[1] = tc;
+            c->cond_text[1] = tt;
+        }
+        *out = c->cond[0];
         return 0;
     }
     const float *emb = NULL;
@@ -200,7 +211,8 @@ int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out
  * with key = mix(seed ^ mix(stream + golden)) and mix the splitmix64
  * finaliser; u1 = (top 53 bits of z1 + 1) / 2^53 in (0, 1], u2 = top 53
  * bits of z2 / 2^53; value = float(sqrt(-2 ln u1) cos(2 pi u2)) in double.
- * Independent of thread count and of the order elements are drawn in. */
+ * Independent of thread count and of the order elements are drawn in.
+ * (Cheap next to one DiT step, so it runs in the calling thread.) */
 static uint64_t mix64(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -212,7 +224,6 @@ void vd_noise_fill(uint64_t seed, uint64_t stream, float *x, int64_t n)
 {
     const uint64_t golden = 0x9e3779b97f4a7c15ull;
     uint64_t key = mix64(seed ^ mix64(stream + golden));
-#pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < n; k++) {
         uint64_t z1 = mix64(key + 2 * (uint64_t)k + 1);
         uint64_t z2 = mix64(key + 2 * (uint64_t)k + 2);

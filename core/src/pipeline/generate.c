@@ -165,10 +165,6 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
             goto fail;
         if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_TEXT, 2, 2)))
             goto fail;
-        /* The prompt's cond may have been replaced by the negative's slot
-         * reuse: fetch it again (cheap, cached). */
-        if ((ret = vd_ctx_cond(c, 0, rp->prompt, &cond)))
-            goto fail;
     }
     if (need_enc) {
         if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_VIDEO, 0, 1)))

@@ -70,6 +70,7 @@ static int find_first(const char *dir, const char *const *names, char *out, size
         if (join(out, outsz, dir, names[i]) && is_file(out))
             return 1;
     }
+    out[0] = 0;
     return 0;
 }
 
