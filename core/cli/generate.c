@@ -62,7 +62,8 @@ static void usage(enum op op, FILE *o)
     if (op == OP_EXTEND)
         fprintf(o, "  --backward             extend before the start instead of after the end\n");
     if (op == OP_EDIT)
-        fprintf(o, "  --strength X           0..1, default 0.6: the last strength*steps steps run\n");
+        fprintf(o, "  --strength X           0..1, default 0.6: the last strength*steps steps run\n"
+                   "  --frames N             window length for long inputs (default: the model's)\n");
     fprintf(o, "  --fps X                output frame rate (default: the input's or the model's)\n"
                "  --steps N              sampling steps (default: the model's, 50)\n"
                "  --guidance X           classifier-free guidance scale (default 5; 1 = off)\n"
@@ -159,7 +160,7 @@ static int parse(enum op op, int argc, char **argv, opts *o)
             ok = parse_int(val, 1, 8192, &o->width);
         else if (!strcmp(name, "--height") && (op == OP_GENERATE || op == OP_LOOP))
             ok = parse_int(val, 1, 8192, &o->height);
-        else if (!strcmp(name, "--frames") && op != OP_EDIT)
+        else if (!strcmp(name, "--frames"))
             ok = parse_int(val, 1, 100000, &o->frames);
         else if (!strcmp(name, "--frames-new") && (op == OP_EXTEND || op == OP_BRIDGE))
             ok = parse_int(val, 1, 100000, &o->frames_new);

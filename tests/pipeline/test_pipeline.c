@@ -138,6 +138,14 @@ static void test_edit(void)
     vdit_video_free(&b);
     vdit_video_free(&c);
     vdit_video_free(&in);
+    /* longer than a window (9): edited window by window, same length */
+    in = pattern(24, 16, 23, 8);
+    p = base();
+    p.n_frames = 9;
+    T_CHECK(vdit_edit(ctx, &p, in, &a) == 0 && a && a->n_frames == 23 && a->width == 24,
+            "windowed edit: %s", vdit_ctx_last_error(ctx));
+    vdit_video_free(&a);
+    vdit_video_free(&in);
 }
 
 static void test_extend_bridge(void)

@@ -223,7 +223,8 @@ typedef struct vdit_gen_params {
                                     multiples of 16 and the result is centre-cropped */
     int n_frames;                /* default 0: the model's native length; 1 = an image.
                                     Counts that are not 1 + 4k run as the next 1 + 4k
-                                    and are trimmed. extend / bridge: the window length */
+                                    and are trimmed. edit / extend / bridge: the
+                                    window length */
     int steps;                   /* default 0: the model's default (Wan: 50); max 1000 */
     float guidance;              /* default -1: the model's default (Wan: 5.0);
                                     0..100, 1 = no classifier-free guidance (one DiT
@@ -258,7 +259,9 @@ VDIT_API int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **o
  * p->strength selects (diffusers' definition: the last int(strength*steps)
  * steps of the schedule run, from x = (1 - sigma) x0 + sigma noise; 0
  * returns the input through the VAE, 1 ignores it), then denoised under
- * p->prompt. Output has the input's size and length. */
+ * p->prompt. Output has the input's size and length. An input longer than
+ * one window (p->n_frames, default the model's length) is edited window by
+ * window as the streaming edit does. */
 VDIT_API int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in,
                        vdit_video **out);
 
@@ -340,7 +343,9 @@ VDIT_API int vdit_stream_drain(vdit_stream *s);
 /* Gets the next edited frame. Processes a window when one is complete (this is
  * where the work happens, in the calling thread). Returns 0; VDIT_ERR_AGAIN
  * when more input is needed; VDIT_ERR_EOF once drained and everything was
- * received; an error code from the pipeline (the window's frames are lost). */
+ * received; or an error code from the pipeline (VDIT_ERR_CANCELLED...): the
+ * window stays queued, so the next receive tries it again and a flush drops
+ * it. */
 VDIT_API int vdit_stream_receive(vdit_stream *s, vdit_frame *out);
 
 /* New prompt (NULL: keep; copied) and strength (< 0: keep; <= 1), applied from

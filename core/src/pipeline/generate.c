@@ -371,6 +371,58 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     return 0;
 }
 
+/* A clip longer than one window is edited as a stream: window by window,
+ * each continuing from the previous window's output (stream.c), so the
+ * attention cost stays that of one window and no seam shows. */
+static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int win,
+                        vdit_video **out)
+{
+    vdit_stream_params sp;
+    vdit_stream_params_default(&sp);
+    if (p)
+        sp.gen = *p;
+    sp.window = win;
+    vdit_stream *s = NULL;
+    int ret = vdit_stream_open(c, &sp, in->width, in->height, &s);
+    if (ret)
+        return ret;
+    vdit_video *v = vdit_video_new(in->width, in->height, in->n_frames);
+    if (!v) {
+        vdit_stream_close(&s);
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    }
+    size_t fsz = (size_t)in->width * in->height * 3;
+    int sent = 0, got = 0;
+    while (got < in->n_frames) {
+        if (sent < in->n_frames) {
+            vdit_frame f = { in->width, in->height, in->rgb + fsz * sent, in->width * 3, sent,
+                             NULL };
+            ret = vdit_stream_send(s, &f);
+            if (!ret) {
+                if (++sent == in->n_frames)
+                    vdit_stream_drain(s);
+                continue;
+            }
+            if (ret != VDIT_ERR_AGAIN)
+                break;
+        }
+        vdit_frame o;
+        ret = vdit_stream_receive(s, &o);
+        if (ret == VDIT_ERR_AGAIN)
+            continue;
+        if (ret)
+            break;
+        memcpy(v->rgb + fsz * got++, o.rgb, fsz);
+    }
+    vdit_stream_close(&s);
+    if (got != in->n_frames) {
+        vdit_video_free(&v);
+        return ret ? ret : vd_err(&c->log, VDIT_ERR_INTERNAL, "stream lost frames");
+    }
+    *out = v;
+    return 0;
+}
+
 int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_video **out)
 {
     vd_run_params rp;
@@ -381,6 +433,9 @@ int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_
     if (!(strength >= 0 && strength <= 1))
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
                       (double)strength);
+    int win = p && p->n_frames > 0 ? p->n_frames : c->model->info.n_frames;
+    if (in->n_frames > vd_align_frames(win))
+        return edit_windows(c, p, in, win, out);
     vd_job job = { 0 };
     job.h = vd_align16(in->height);
     job.w = vd_align16(in->width);
