@@ -142,7 +142,71 @@ def main():
                io={k: dict(shape=list(v.shape), dtype=str(v.dtype)) for k, v in sorted(io.items())})
     with open(os.path.join(OUT, 'config.json'), 'w') as f:
         json.dump(cfg, f, indent=1)
+    write_layouts(W, c)
     return 0
+
+
+def hf_name(k):
+    """Original Wan name -> HF UMT5EncoderModel name."""
+    if k == 'token_embedding.weight':
+        return 'shared.weight'
+    if k == 'norm.weight':
+        return 'encoder.final_layer_norm.weight'
+    parts = k.split('.')
+    l, rest = parts[1], '.'.join(parts[2:])
+    m = {'norm1.weight': 'layer.0.layer_norm.weight', 'norm2.weight': 'layer.1.layer_norm.weight',
+         'pos_embedding.embedding.weight': 'layer.0.SelfAttention.relative_attention_bias.weight',
+         'ffn.gate.0.weight': 'layer.1.DenseReluDense.wi_0.weight',
+         'ffn.fc1.weight': 'layer.1.DenseReluDense.wi_1.weight',
+         'ffn.fc2.weight': 'layer.1.DenseReluDense.wo.weight'}
+    if rest in m:
+        return 'encoder.block.%s.%s' % (l, m[rest])
+    return 'encoder.block.%s.layer.0.SelfAttention.%s' % (l, rest[len('attn.'):])
+
+
+def write_layouts(W, c):
+    """The same weights in the three layouts users have (layouts/):
+    enc-bf16.pth (original names, bf16, torch.save zip, as
+    models_t5_umt5-xxl-enc-bf16.pth), umt5_fp16.safetensors (HF names, F16,
+    as the repackaged umt5_xxl_fp16.safetensors), text_encoder/ (diffusers:
+    HF names, F32, two shards + index)."""
+    d = os.path.join(OUT, 'layouts')
+    os.makedirs(os.path.join(d, 'text_encoder'), exist_ok=True)
+    torch.save({k: v.to(torch.bfloat16) for k, v in W.items()}, os.path.join(d, 'enc-bf16.pth'))
+    hf = {hf_name(k): v for k, v in W.items()}
+    hf['encoder.embed_tokens.weight'] = hf['shared.weight']
+    save_any(os.path.join(d, 'umt5_fp16.safetensors'), {k: v.half() for k, v in hf.items()})
+    names = sorted(hf)
+    shards = [names[:len(names) // 2], names[len(names) // 2:]]
+    wmap = {}
+    for i, sh in enumerate(shards):
+        fn = 'model-%05d-of-%05d.safetensors' % (i + 1, len(shards))
+        save_any(os.path.join(d, 'text_encoder', fn), {k: hf[k] for k in sh})
+        wmap.update({k: fn for k in sh})
+    with open(os.path.join(d, 'text_encoder', 'model.safetensors.index.json'), 'w') as f:
+        json.dump({'metadata': {}, 'weight_map': wmap}, f, indent=1)
+    with open(os.path.join(d, 'text_encoder', 'config.json'), 'w') as f:
+        json.dump({'architectures': ['UMT5EncoderModel'], 'd_model': c['dim'],
+                   'd_kv': c['dim_attn'] // c['num_heads'], 'd_ff': c['dim_ffn'],
+                   'num_heads': c['num_heads'], 'num_layers': c['num_layers'],
+                   'relative_attention_num_buckets': c['num_buckets'],
+                   'vocab_size': c['vocab'], 'feed_forward_proj': 'gated-gelu'}, f, indent=1)
+
+
+def save_any(path, tensors):
+    """safetensors with F32/F16 tensors."""
+    hdr, off, blobs = {}, 0, []
+    for k in sorted(tensors):
+        a = tensors[k].contiguous().numpy()
+        dt = {np.float32: 'F32', np.float16: 'F16'}[a.dtype.type]
+        b = a.tobytes()
+        hdr[k] = dict(dtype=dt, shape=list(a.shape), data_offsets=[off, off + len(b)])
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(hdr).encode()
+    h += b' ' * ((8 - (8 + len(h)) % 8) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
 
 
 if __name__ == '__main__':
