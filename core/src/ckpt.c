@@ -144,6 +144,26 @@ static void fix_name_ptrs(vd_ckpt *c)
         c->e[i].t.name = c->e[i].name;
 }
 
+void vd_ckpt_truncate(vd_ckpt *c, size_t n)
+{
+    if (!c || n >= c->n)
+        return;
+    for (size_t i = n; i < c->n; i++)
+        free(c->e[i].name);
+    c->n = n;
+    /* Open addressing cannot delete single slots, so rebuild; if a new
+     * table cannot be allocated, rebuild the old (large enough) one in place. */
+    if (rehash(c, VD_MAX(c->n, (size_t)16))) {
+        memset(c->hash, 0, c->hcap * sizeof(*c->hash));
+        for (size_t i = 0; i < c->n; i++) {
+            size_t j = hash_str(c->e[i].name) & (c->hcap - 1);
+            while (c->hash[j])
+                j = (j + 1) & (c->hcap - 1);
+            c->hash[j] = (uint32_t)(i + 1);
+        }
+    }
+}
+
 int vd_ckpt_add(vd_ckpt *c, const char *name, vt_dtype dtype, int ndim, const int64_t *shape,
                 const void *data, void *owned, const char *file, vd_log *lg)
 {
@@ -213,6 +233,7 @@ int vd_ckpt_add_safetensors_mem(vd_ckpt *c, const uint8_t *buf, size_t len, cons
     if (len < 8)
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: not a safetensors file (%zu bytes, too short)",
                       label, len);
+    size_t n0 = vd_ckpt_count(c);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | buf[i];
@@ -351,6 +372,8 @@ int vd_ckpt_add_safetensors_mem(vd_ckpt *c, const uint8_t *buf, size_t len, cons
         }
     }
 done:
+    if (ret)
+        vd_ckpt_truncate(c, n0);
     free(ranges);
     vj_free(root);
     return ret;

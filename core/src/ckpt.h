@@ -35,7 +35,8 @@ vd_ckpt *vd_ckpt_new(void);
  * 0 or VDIT_ERR_* with lg->msg set. */
 int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out);
 
-/* Adds one safetensors file to the set (a duplicate name is an error). */
+/* Adds one safetensors file to the set (a duplicate name is an error). On
+ * failure the set keeps only what it held before (the readers below too). */
 int vd_ckpt_add_safetensors(vd_ckpt *c, const char *path, vd_log *lg);
 
 /* Parses a safetensors image held in memory (len bytes at buf, which must
@@ -49,6 +50,11 @@ int vd_ckpt_add_safetensors_mem(vd_ckpt *c, const uint8_t *buf, size_t len, cons
  * The name and shape are copied. */
 int vd_ckpt_add(vd_ckpt *c, const char *name, vt_dtype dtype, int ndim, const int64_t *shape,
                 const void *data, void *owned, const char *file, vd_log *lg);
+
+/* Drops the tensors added after the first n (readers undo a failed file
+ * with it, so a failure leaves the set as it was; memory kept with
+ * vd_ckpt_keep stays until the set is freed). */
+void vd_ckpt_truncate(vd_ckpt *c, size_t n);
 
 /* Keeps `mem` alive for the lifetime of the set (freed with free_fn). */
 int vd_ckpt_keep(vd_ckpt *c, void *mem, void (*free_fn)(void *));

@@ -889,6 +889,7 @@ int vd_ckpt_add_pth_mem(vd_ckpt *c, const uint8_t *buf, size_t len, const char *
     zip z;
     pk m;
     memset(&m, 0, sizeof(m));
+    size_t n0 = vd_ckpt_count(c);
     int ret = zip_open(&z, buf, len, label, lg);
     if (ret)
         goto done;
@@ -943,6 +944,8 @@ int vd_ckpt_add_pth_mem(vd_ckpt *c, const uint8_t *buf, size_t len, const char *
     name[0] = 0;
     ret = walk(&b, root, name, 0, 0);
 done:
+    if (ret)
+        vd_ckpt_truncate(c, n0);
     while (m.blocks) {
         arena_blk *n = m.blocks->next;
         free(m.blocks);

@@ -332,6 +332,26 @@ static void test_malformed(void)
     T_CHECK(vd_ckpt_open(path_of("zero.safetensors"), &lg, &c) == 0, "empty tensor inside: %s", lg.msg);
     vd_ckpt_free(&c);
 
+    /* a failed file leaves the set as it was */
+    vd_ckpt *keep = vd_ckpt_new();
+    float one[1] = { 5 };
+    int64_t s1 = 1;
+    vd_ckpt_add(keep, "before", VT_F32, 1, &s1, one, NULL, "mem", &lg);
+    const char *two = "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+                      " \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}";
+    uint8_t img2[256] = { 0 };
+    size_t tl = strlen(two);
+    img2[0] = (uint8_t)tl;
+    memcpy(img2 + 8, two, tl);
+    T_CHECK(vd_ckpt_add_safetensors_mem(keep, img2, 8 + tl + 4, "two", &lg) == VDIT_ERR_FORMAT
+                && strstr(lg.msg, "overlap"),
+            "overlap after adding: '%s'", lg.msg);
+    T_CHECK(vd_ckpt_count(keep) == 1 && vd_ckpt_find(keep, "before") && !vd_ckpt_find(keep, "a")
+                && !vd_ckpt_find(keep, "b"),
+            "set restored after a failed file");
+    T_CHECK(!vd_ckpt_add(keep, "a", VT_F32, 1, &s1, one, NULL, "mem", &lg), "name free again");
+    vd_ckpt_free(&keep);
+
     /* truncated at every length: always a clean failure naming the file */
     float a[8] = { 0 };
     st_tensor t[] = { { "w", "F32", 2, { 2, 4 }, a, sizeof(a) }, { "v", "F16", 1, { 3 }, a, 6 } };

@@ -3,6 +3,8 @@
  * (fp32/fp16/bf16, transposed and sliced views, storage offsets, shared
  * storages, nested dicts, zip64) plus broken and malicious archives that
  * must be rejected with a clear message. argv[2]: tests/data. */
+#include <sys/stat.h>
+
 #include "ckpt.h"
 #include "t.h"
 
@@ -136,6 +138,36 @@ int main(int argc, char **argv)
         T_CHECK(0, "expand.pth: %s", elg.msg);
     }
     expect_fail("bomb.pth", VDIT_ERR_FORMAT, "tensor 'bomb': strided copies would exceed");
+
+    /* a folder with no safetensors opens its .pth files; a non-zip .pth is
+     * named as the old format */
+    if (argc > 1) {
+        char d[1200], f[1300];
+        snprintf(d, sizeof(d), "%s/pth_folder_tmp", argv[1]);
+        mkdir(d, 0755);
+        snprintf(f, sizeof(f), "%s/model.pth", d);
+        size_t bn;
+        uint8_t *blob = slurp(fixture("small.pth"), &bn);
+        FILE *o = fopen(f, "wb");
+        if (o && blob)
+            fwrite(blob, 1, bn, o);
+        if (o)
+            fclose(o);
+        free(blob);
+        vd_ckpt *fc;
+        int fr = vd_ckpt_open(d, &elg, &fc);
+        T_CHECK(fr == 0 && vd_ckpt_find(fc, "a") && vd_ckpt_count(fc) == 1, "pth folder: %s", elg.msg);
+        vd_ckpt_free(&fc);
+        snprintf(f, sizeof(f), "%s/legacy.pt", argv[1]);
+        o = fopen(f, "wb");
+        if (o) {
+            fputs("\x80\x02not a zip", o);
+            fclose(o);
+        }
+        fr = vd_ckpt_open(f, &elg, &fc);
+        T_CHECK(fr == VDIT_ERR_UNSUPPORTED && strstr(elg.msg, "legacy.pt") && strstr(elg.msg, "not a zip"),
+                "legacy: '%s'", elg.msg);
+    }
 
     expect_fail("bad_global.pth", VDIT_ERR_UNSUPPORTED, "global 'posix.system' is not allowed");
     expect_fail("bad_opcode.pth", VDIT_ERR_FORMAT, "opcode 0x69 (INST)");
