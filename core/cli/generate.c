@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "expand.h"
 #include "videoio.h"
 #include "vdit/vdit.h"
 
@@ -24,7 +25,7 @@
 enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 
 typedef struct opts {
-    const char *prompt, *negative, *input, *input2, *output, *model;
+    const char *prompt, *negative, *input, *input2, *output, *model, *expand, *expand_model;
     int width, height, frames, steps, sampler, threads, frames_new, backward, window, quiet;
     double fps, guidance, shift, strength;
     uint64_t seed;
@@ -72,6 +73,11 @@ static void usage(enum op op, FILE *o)
                "  --seed N               noise seed (default: random, printed)\n"
                "  --model PATH           model folder or checkpoint (default: the bundled model)\n"
                "  --threads N            CPU threads (default: all cores)\n"
+               "  --expand URL           rewrite the prompt into a detailed caption with a language\n"
+               "                         model at this OpenAI-compatible endpoint (e.g.\n"
+               "                         http://127.0.0.1:8080, a llama.cpp server); off by default,\n"
+               "                         on failure the prompt is used as given\n"
+               "  --expand-model NAME    model name sent to that endpoint (default \"default\")\n"
                "  --quiet                no progress output\n"
                "\nExit status: 0 done, 1 failed, 2 bad usage.\n");
 }
@@ -156,6 +162,10 @@ static int parse(enum op op, int argc, char **argv, opts *o)
             o->output = val;
         else if (!strcmp(name, "--model"))
             o->model = val;
+        else if (!strcmp(name, "--expand"))
+            o->expand = val;
+        else if (!strcmp(name, "--expand-model"))
+            o->expand_model = val;
         else if (!strcmp(name, "--width") && (op == OP_GENERATE || op == OP_LOOP))
             ok = parse_int(val, 1, 8192, &o->width);
         else if (!strcmp(name, "--height") && (op == OP_GENERATE || op == OP_LOOP))
@@ -284,6 +294,7 @@ static int run(enum op op, int argc, char **argv)
         return 2;
     }
     int ret = 1;
+    char *expanded = NULL;
     vdit_model *model = NULL;
     vdit_ctx *ctx = NULL;
     vdit_video *in = NULL, *in2 = NULL, *out = NULL;
@@ -292,6 +303,18 @@ static int run(enum op op, int argc, char **argv)
         goto done;
     if (o.input2 && read_video(op, o.input2, &in2, &fps2))
         goto done;
+
+    if (o.expand) {
+        char err[512];
+        if (expand_prompt(o.expand, o.expand_model, o.prompt ? o.prompt : "", 120000, &expanded,
+                          err, sizeof(err)))
+            fprintf(stderr, "vdit %s: warning: prompt expansion failed (%s); using the prompt "
+                            "as given\n", op_names[op], err);
+        else if (!o.quiet)
+            fprintf(stderr, "vdit %s: expanded prompt: %s\n", op_names[op], expanded);
+        if (expanded)
+            o.prompt = expanded;
+    }
 
     vdit_model_params mp;
     vdit_model_params_default(&mp);
@@ -374,6 +397,7 @@ static int run(enum op op, int argc, char **argv)
                 ofps);
     ret = 0;
 done:
+    free(expanded);
     vdit_video_free(&in);
     vdit_video_free(&in2);
     vdit_video_free(&out);
