@@ -7,12 +7,21 @@
  * call.
  *
  * Two implementations behind one table of function pointers (dav1d style):
- * vk_funcs_ref() is plain, obviously-correct C; vk_funcs_fast() starts from
- * the reference and overrides entries with AVX2 / oneDNN versions. oneDNN is
- * used only inside kernels/onednn/. Models call through vk_ctx->f.
+ * vk_funcs_ref() is plain, obviously-correct C (ref.c); vk_funcs_fast() has
+ * oneDNN linear/gemm/conv (onednn/) and AVX2/FMA versions of the rest (x86/):
+ * a flash-style attention and vectorised norms, softmax, activations, rope.
+ * On a CPU without AVX2+FMA+F16C vk_funcs_fast() returns the reference.
+ * oneDNN is used only inside kernels/onednn/. Models call through vk_ctx->f.
+ * A fast entry that cannot run (oneDNN refusing a shape, no memory for its
+ * scratch) computes the result with the reference and logs one warning.
+ * `vdit selfcheck` and tests/kernels compare every fast entry with the
+ * reference (kernels/selfcheck.c).
  *
  * Threads: a vk_ctx carries the thread count; kernels parallelise internally
- * with at most that many threads. A vk_ctx is used by one thread at a time.
+ * with at most that many OpenMP threads (set per call on the calling thread,
+ * no process-wide setting). A vk_ctx is used by one thread at a time; layers
+ * (vk_linear, vk_conv) are read-only after init and may be shared by
+ * contexts on different threads.
  */
 #ifndef VDIT_KERNELS_H
 #define VDIT_KERNELS_H
@@ -129,7 +138,10 @@ const vk_funcs *vk_funcs_ref(void);
 const vk_funcs *vk_funcs_fast(void);
 
 /* Kernel context: thread count, the table in use, oneDNN engine/stream and
- * primitive cache, scratch memory. */
+ * primitive cache (one primitive per shape, built on first use), scratch
+ * memory (grows to the largest need: up to 32 MiB for widening f16/bf16
+ * weights, the size of K for attention, the blocked copies of a
+ * convolution's input and output). */
 struct vk_ctx {
     int n_threads;
     const vk_funcs *f;

@@ -438,8 +438,13 @@ static void run_all(run *r)
         }
     for (int a = 0; a < VK_ACT_COUNT; a++)
         check_linear(r, 37, 48, 23 + a, a & 1 ? VT_BF16 : VT_F32, a != 2, a);
-    if (thorough)
+    if (thorough) {
         check_linear(r, 300, 100, 100, VT_F16, 0, VK_ACT_GELU_TANH);
+        /* long rows: stored f16/bf16 weights are widened in several chunks of
+         * output columns (bias offset, output stride) */
+        check_linear(r, 3, 32768, 600, VT_F16, 1, VK_ACT_GELU_TANH);
+        check_linear(r, 2, 32768, 290, VT_BF16, 1, VK_ACT_NONE);
+    }
 
     /* gemm: all transpositions, alpha/beta, leading dimensions */
     for (int ta = 0; ta < 2; ta++)
