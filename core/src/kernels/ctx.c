@@ -1,6 +1,9 @@
 /* Kernel context, the two function tables, layer preparation and the
  * rotary table. */
 #include <math.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "impl.h"
 #include "onednn/onednn.h"
@@ -46,9 +49,14 @@ static const vk_funcs fast_funcs = {
 
 const vk_funcs *vk_funcs_fast(void)
 {
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+#if defined(__x86_64__) || defined(__i386__)
+    /* F16C via cpuid (leaf 1, ecx bit 29): clang 14 has no "f16c" for
+     * __builtin_cpu_supports */
+    unsigned a, b, c, d;
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         return &fast_funcs;
+#endif
     return &ref_funcs;
 }
 

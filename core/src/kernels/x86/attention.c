@@ -198,8 +198,9 @@ void vk_avx2_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
 {
     if (heads <= 0 || hd <= 0 || lq <= 0)
         return;
-    att_args a = { q, k, v, bias, o, ldq, ldk, ldv, ldo, heads, hd, (hd + NR - 1) / NR * NR,
-                   lq, lk, VD_MIN(kv_valid, lk), scale };
+    att_args a = { .q = q, .k = k, .v = v, .bias = bias, .o = o, .ldq = ldq, .ldk = ldk,
+                   .ldv = ldv, .ldo = ldo, .heads = heads, .hd = hd, .hdp = (hd + NR - 1) / NR * NR,
+                   .lq = lq, .lk = lk, .nk = VD_MIN(kv_valid, lk), .scale = scale };
     if (a.nk < 0)
         a.nk = 0;
     a.nkb = (a.nk + KB - 1) / KB;
