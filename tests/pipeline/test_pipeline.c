@@ -516,6 +516,47 @@ static void test_layouts(const char *tiny)
     fclose(f);
     T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "sampler"),
             "bad sampler in vdit.json: %s", mp.error);
+    /* diffusers: model_index.json and one folder per part (original key
+     * names here; the parts' canonicalisers map diffusers names) */
+    char dd[] = "/tmp/vdit_diffusers_XXXXXX";
+    T_CHECK(mkdtemp(dd) != NULL, "mkdtemp");
+    const char *sub[] = { "transformer", "vae", "text_encoder", "tokenizer" };
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dd, sub[i]);
+        mkdir(p, 0755);
+    }
+    link_into(tiny, dd, "diffusion_pytorch_model.safetensors",
+              "transformer/diffusion_pytorch_model.safetensors");
+    link_into(tiny, dd, "Wan2.1_VAE.safetensors", "vae/diffusion_pytorch_model.safetensors");
+    link_into(tiny, dd, "models_t5_umt5-xxl-enc.safetensors", "text_encoder/model.safetensors");
+    link_into(tiny, dd, "tokenizer/spiece.model", "tokenizer/spiece.model");
+    snprintf(p, sizeof(p), "%s/model_index.json", dd);
+    f = fopen(p, "w");
+    fprintf(f, "{\"_class_name\": \"WanPipeline\"}\n");
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/transformer/config.json", dd);
+    f = fopen(p, "w");
+    fprintf(f, "{\"num_attention_heads\": 2, \"attention_head_dim\": 16}\n");
+    fclose(f);
+    T_CHECK(vdit_model_load(dd, &mp, &m) == 0 && m, "diffusers layout: %s", mp.error);
+    if (m) {
+        vdit_model_get_info(m, &in);
+        T_CHECK(in.n_heads == 2 && in.text_len == 512, "diffusers: heads %lld text_len %d",
+                (long long)in.n_heads, in.text_len);
+    }
+    vdit_model_free(&m);
+    const char *dn[] = { "transformer/diffusion_pytorch_model.safetensors",
+                         "vae/diffusion_pytorch_model.safetensors",
+                         "text_encoder/model.safetensors", "tokenizer/spiece.model",
+                         "model_index.json", "transformer/config.json", "transformer", "vae",
+                         "text_encoder", "tokenizer" };
+    for (size_t i = 0; i < sizeof(dn) / sizeof(dn[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dd, dn[i]);
+        if (remove(p))
+            rmdir(p);
+    }
+    rmdir(dd);
+
     const char *names[] = { "vdit.json", "config.json", "Wan2.1_VAE.safetensors",
                             "diffusion_pytorch_model.safetensors",
                             "models_t5_umt5-xxl-enc.safetensors", "google/umt5-xxl/spiece.model",
