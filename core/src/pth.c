@@ -362,6 +362,9 @@ static const struct {
     { "torch", "CharStorage", G_STORAGE, VT_I8 },
     { "torch", "ByteStorage", G_STORAGE, VT_U8 },
     { "torch", "BoolStorage", G_STORAGE, VT_BOOL },
+    /* torch >= 2.1 names fp8 storages after their dtype */
+    { "torch", "Float8_e4m3fnStorage", G_STORAGE, VT_F8_E4M3 },
+    { "torch", "Float8_e5m2Storage", G_STORAGE, VT_F8_E5M2 },
     { "torch", "float32", G_DTYPE, VT_F32 },
     { "torch", "float16", G_DTYPE, VT_F16 },
     { "torch", "bfloat16", G_DTYPE, VT_BF16 },
