@@ -1,0 +1,79 @@
+#include "gstvditcommon.h"
+
+GST_DEBUG_CATEGORY(gst_vdit_debug);
+#define GST_CAT_DEFAULT gst_vdit_debug
+
+GType gst_vdit_sampler_get_type(void)
+{
+    static gsize id = 0;
+    static const GEnumValue values[] = {
+        { VDIT_SAMPLER_UNIPC, "UniPC multistep (Wan's default)", "unipc" },
+        { VDIT_SAMPLER_DPMPP, "DPM++ 2M multistep", "dpm++" },
+        { VDIT_SAMPLER_EULER, "Euler", "euler" },
+        { 0, NULL, NULL },
+    };
+    if (g_once_init_enter(&id)) {
+        GType t = g_enum_register_static("GstVditSampler", values);
+        g_once_init_leave(&id, t);
+    }
+    return (GType)id;
+}
+
+void gst_vdit_log(void *user, int level, const char *msg)
+{
+    GstDebugLevel l = level <= VDIT_LOG_ERROR     ? GST_LEVEL_ERROR
+                      : level == VDIT_LOG_WARNING ? GST_LEVEL_WARNING
+                      : level == VDIT_LOG_INFO    ? GST_LEVEL_INFO
+                      : level == VDIT_LOG_VERBOSE ? GST_LEVEL_DEBUG
+                                                  : GST_LEVEL_LOG;
+    GST_CAT_LEVEL_LOG(gst_vdit_debug, l, user, "%s", msg);
+}
+
+gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, vdit_progress_fn progress,
+                       void *progress_user, vdit_model **model, vdit_ctx **ctx)
+{
+    if (!path || !*path)
+        path = vdit_default_model_path();
+    if (!path) {
+        GST_ELEMENT_ERROR(el, RESOURCE, NOT_FOUND, ("No model given"),
+                          ("set the 'model' property: this build has no bundled model"));
+        return FALSE;
+    }
+    vdit_model_params mp;
+    vdit_model_params_default(&mp);
+    mp.log_cb = gst_vdit_log;
+    mp.log_user = el;
+    mp.log_level = VDIT_LOG_DEBUG;
+    mp.n_threads = threads;
+    int err = vdit_model_load(path, &mp, model);
+    if (err < 0) {
+        GST_ELEMENT_ERROR(el, RESOURCE, OPEN_READ, ("Could not load the vdit model '%s'", path),
+                          ("%s (%s)", mp.error[0] ? mp.error : "no detail",
+                           vdit_strerror(err)));
+        return FALSE;
+    }
+    vdit_ctx_params cp;
+    vdit_ctx_params_default(&cp);
+    cp.n_threads = threads;
+    cp.log_cb = gst_vdit_log;
+    cp.log_user = el;
+    cp.log_level = VDIT_LOG_DEBUG;
+    cp.progress_cb = progress;
+    cp.progress_user = progress_user;
+    err = vdit_ctx_init(*model, &cp, ctx);
+    if (err < 0) {
+        GST_ELEMENT_ERROR(el, RESOURCE, FAILED, ("Could not start vdit"), ("%s",
+                          vdit_strerror(err)));
+        vdit_model_free(model);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+void gst_vdit_post_progress(GstElement *el, int stage, int step, int total, guint window)
+{
+    GstStructure *s = gst_structure_new("vdit-progress", "stage", G_TYPE_STRING,
+                                        vdit_stage_name(stage), "step", G_TYPE_INT, step, "total",
+                                        G_TYPE_INT, total, "window", G_TYPE_UINT, window, NULL);
+    gst_element_post_message(el, gst_message_new_element(GST_OBJECT(el), s));
+}

@@ -1,0 +1,580 @@
+/**
+ * SECTION:element-vdit
+ * @title: vdit
+ *
+ * Edits a video stream with a video diffusion model (SDEdit): each window of
+ * frames is encoded, noised to the level `strength` selects and denoised
+ * under `prompt`. Every window after the first continues from the tail of
+ * the previous output, so no seam shows; memory stays bounded on an endless
+ * stream. The element holds back one window of frames (reported in the
+ * LATENCY query); one buffer comes out for every buffer that goes in, with
+ * its timestamps, duration and flags.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=48 ! video/x-raw,width=320,height=192 ! \
+ *     vdit prompt="a watercolor painting" strength=0.5 ! videoconvert ! autovideosink
+ * ]|
+ *
+ * `prompt` and `strength` may change while PLAYING: they apply from the next
+ * window. Other settings apply when the element next starts. Progress is
+ * posted as "vdit-progress" element messages (stage, step, total, window).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstvditfilter.h"
+
+#include <gst/video/video.h>
+#include <string.h>
+
+#include "gstvditcommon.h"
+
+#define GST_CAT_DEFAULT gst_vdit_debug
+
+enum {
+    PROP_0,
+    PROP_PROMPT,
+    PROP_NEGATIVE_PROMPT,
+    PROP_STRENGTH,
+    PROP_STEPS,
+    PROP_GUIDANCE,
+    PROP_SHIFT,
+    PROP_SEED,
+    PROP_SAMPLER,
+    PROP_WINDOW,
+    PROP_OVERLAP,
+    PROP_MODEL,
+    PROP_THREADS,
+};
+
+#define DEFAULT_STRENGTH 0.6
+#define DEFAULT_STEPS 0
+#define DEFAULT_GUIDANCE -1.0
+#define DEFAULT_SHIFT -1.0
+#define DEFAULT_SEED 0
+#define DEFAULT_SAMPLER VDIT_SAMPLER_UNIPC
+#define DEFAULT_WINDOW 0
+#define DEFAULT_OVERLAP 0
+#define DEFAULT_THREADS 0
+
+#define VDIT_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBA, BGRA, ARGB, ABGR, RGBx, BGRx, xRGB, xBGR, " \
+                                      "I420, YV12, NV12, NV21, Y42B, Y444, YUY2, UYVY, GRAY8 }")
+
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(VDIT_CAPS));
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(VDIT_CAPS));
+
+struct _GstVdit {
+    GstElement parent;
+    GstPad *sinkpad, *srcpad;
+
+    /* properties, under the object lock */
+    gchar *prompt, *negative_prompt, *model_path;
+    gdouble strength, guidance, shift;
+    gint steps, sampler, window, overlap, threads;
+    guint64 seed;
+    gboolean update_pending;
+
+    /* model: made in NULL->READY, freed in READY->NULL */
+    vdit_model *model;
+    vdit_ctx *ctx;
+
+    /* streaming state: the streaming thread (chain, serialized events) and
+     * state changes after the pads are deactivated */
+    vdit_stream *stream;
+    GstVideoInfo info;     /* negotiated format (in = out) */
+    GstVideoInfo rgb_info; /* the same frames as packed RGB */
+    gboolean have_info;
+    GstVideoConverter *to_rgb, *from_rgb;
+    guint8 *rgb;           /* one RGB frame for input conversion */
+    GQueue pending;        /* input buffers waiting for their output, in order */
+    guint window_index;
+    gint flushing;         /* atomic: set between FLUSH_START and FLUSH_STOP */
+};
+
+G_DEFINE_TYPE(GstVdit, gst_vdit, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE(vdit, "vdit", GST_RANK_NONE, GST_TYPE_VDIT);
+
+static int on_progress(void *user, int stage, int step, int total)
+{
+    GstVdit *self = user;
+    if (stage == VDIT_STAGE_DENOISE && step == 0)
+        self->window_index++;
+    gst_vdit_post_progress(GST_ELEMENT(self), stage, step, total, self->window_index);
+    return 0;
+}
+
+static void clear_pending(GstVdit *self)
+{
+    GstBuffer *b;
+    while ((b = g_queue_pop_head(&self->pending)))
+        gst_buffer_unref(b);
+}
+
+static void close_stream(GstVdit *self)
+{
+    vdit_stream_close(&self->stream);
+    clear_pending(self);
+    if (self->to_rgb)
+        gst_video_converter_free(self->to_rgb);
+    if (self->from_rgb)
+        gst_video_converter_free(self->from_rgb);
+    self->to_rgb = self->from_rgb = NULL;
+    g_free(self->rgb);
+    self->rgb = NULL;
+}
+
+static gboolean open_stream(GstVdit *self)
+{
+    vdit_stream_params sp;
+    vdit_stream_params_default(&sp);
+    GST_OBJECT_LOCK(self);
+    gchar *prompt = g_strdup(self->prompt), *neg = g_strdup(self->negative_prompt);
+    sp.gen.strength = (float)self->strength;
+    sp.gen.steps = self->steps;
+    sp.gen.guidance = (float)self->guidance;
+    sp.gen.shift = (float)self->shift;
+    sp.gen.seed = self->seed;
+    sp.gen.sampler = self->sampler;
+    sp.window = self->window;
+    sp.overlap = self->overlap;
+    self->update_pending = FALSE;
+    GST_OBJECT_UNLOCK(self);
+    sp.gen.prompt = prompt;
+    sp.gen.negative_prompt = neg;
+
+    int w = GST_VIDEO_INFO_WIDTH(&self->info), h = GST_VIDEO_INFO_HEIGHT(&self->info);
+    int err = vdit_stream_open(self->ctx, &sp, w, h, &self->stream);
+    g_free(prompt);
+    g_free(neg);
+    if (err < 0) {
+        GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Could not start editing %dx%d video", w, h),
+                          ("%s", vdit_ctx_last_error(self->ctx)));
+        return FALSE;
+    }
+    gst_video_info_set_format(&self->rgb_info, GST_VIDEO_FORMAT_RGB, w, h);
+    if (GST_VIDEO_INFO_FORMAT(&self->info) != GST_VIDEO_FORMAT_RGB) {
+        self->to_rgb = gst_video_converter_new(&self->info, &self->rgb_info, NULL);
+        self->from_rgb = gst_video_converter_new(&self->rgb_info, &self->info, NULL);
+        self->rgb = g_malloc(GST_VIDEO_INFO_SIZE(&self->rgb_info));
+        if (!self->to_rgb || !self->from_rgb) {
+            GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Cannot convert %s to RGB",
+                              gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&self->info))),
+                              (NULL));
+            close_stream(self);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* Pushes every edited frame the stream has ready. */
+static GstFlowReturn push_ready(GstVdit *self)
+{
+    for (;;) {
+        vdit_frame out;
+        int r = vdit_stream_receive(self->stream, &out);
+        if (r == VDIT_ERR_AGAIN || r == VDIT_ERR_EOF)
+            return GST_FLOW_OK;
+        if (r == VDIT_ERR_CANCELLED || g_atomic_int_get(&self->flushing))
+            return GST_FLOW_FLUSHING;
+        if (r < 0) {
+            GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("vdit failed while editing"),
+                              ("%s (%s)", vdit_ctx_last_error(self->ctx), vdit_strerror(r)));
+            return GST_FLOW_ERROR;
+        }
+        GstBuffer *in = g_queue_pop_head(&self->pending);
+        if (!in) {
+            GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("vdit returned more frames than it got"),
+                              (NULL));
+            return GST_FLOW_ERROR;
+        }
+        GstBuffer *ob = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&self->info), NULL);
+        gst_buffer_copy_into(ob, in, GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS, 0, -1);
+        gst_buffer_unref(in);
+
+        GstVideoFrame dst;
+        if (!gst_video_frame_map(&dst, &self->info, ob, GST_MAP_WRITE)) {
+            gst_buffer_unref(ob);
+            GST_ELEMENT_ERROR(self, CORE, FAILED, ("Cannot map output buffer"), (NULL));
+            return GST_FLOW_ERROR;
+        }
+        if (!self->from_rgb) {
+            guint8 *d = GST_VIDEO_FRAME_PLANE_DATA(&dst, 0);
+            gint ds = GST_VIDEO_FRAME_PLANE_STRIDE(&dst, 0);
+            for (int y = 0; y < out.height; y++)
+                memcpy(d + (gsize)y * ds, out.rgb + y * out.stride, (gsize)out.width * 3);
+        } else {
+            GstVideoInfo ri = self->rgb_info;
+            GST_VIDEO_INFO_PLANE_STRIDE(&ri, 0) = (gint)out.stride;
+            gsize sz = (gsize)out.stride * (gsize)out.height;
+            GstBuffer *wrap = gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY,
+                                                          (gpointer)out.rgb, sz, 0, sz, NULL, NULL);
+            GST_VIDEO_INFO_SIZE(&ri) = sz;
+            GstVideoFrame src;
+            if (gst_video_frame_map(&src, &ri, wrap, GST_MAP_READ)) {
+                gst_video_converter_frame(self->from_rgb, &src, &dst);
+                gst_video_frame_unmap(&src);
+            }
+            gst_buffer_unref(wrap);
+        }
+        gst_video_frame_unmap(&dst);
+        GstFlowReturn fr = gst_pad_push(self->srcpad, ob);
+        if (fr != GST_FLOW_OK)
+            return fr;
+    }
+}
+
+/* Processes the partial last window and pushes everything. */
+static GstFlowReturn drain(GstVdit *self)
+{
+    if (!self->stream)
+        return GST_FLOW_OK;
+    int r = vdit_stream_drain(self->stream);
+    if (r < 0) {
+        GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("vdit failed to drain"), ("%s",
+                          vdit_ctx_last_error(self->ctx)));
+        return GST_FLOW_ERROR;
+    }
+    return push_ready(self);
+}
+
+static GstFlowReturn gst_vdit_chain(GstPad *pad, GstObject *parent, GstBuffer *buf)
+{
+    GstVdit *self = GST_VDIT(parent);
+    if (!self->stream) {
+        gst_buffer_unref(buf);
+        GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No caps before the first buffer"), (NULL));
+        return GST_FLOW_NOT_NEGOTIATED;
+    }
+
+    GST_OBJECT_LOCK(self);
+    if (self->update_pending) {
+        vdit_stream_update(self->stream, self->prompt ? self->prompt : "", (float)self->strength);
+        self->update_pending = FALSE;
+    }
+    GST_OBJECT_UNLOCK(self);
+
+    GstVideoFrame in;
+    if (!gst_video_frame_map(&in, &self->info, buf, GST_MAP_READ)) {
+        gst_buffer_unref(buf);
+        GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("Buffer does not match the caps"), (NULL));
+        return GST_FLOW_ERROR;
+    }
+    vdit_frame f = { 0 };
+    f.width = GST_VIDEO_INFO_WIDTH(&self->info);
+    f.height = GST_VIDEO_INFO_HEIGHT(&self->info);
+    f.pts = (int64_t)GST_BUFFER_PTS(buf);
+    if (self->to_rgb) {
+        GstVideoFrame rf;
+        GstBuffer *wrap = gst_buffer_new_wrapped_full(0, self->rgb,
+                                                      GST_VIDEO_INFO_SIZE(&self->rgb_info), 0,
+                                                      GST_VIDEO_INFO_SIZE(&self->rgb_info), NULL,
+                                                      NULL);
+        if (gst_video_frame_map(&rf, &self->rgb_info, wrap, GST_MAP_WRITE)) {
+            gst_video_converter_frame(self->to_rgb, &in, &rf);
+            gst_video_frame_unmap(&rf);
+        }
+        gst_buffer_unref(wrap);
+        f.rgb = self->rgb;
+        f.stride = GST_VIDEO_INFO_PLANE_STRIDE(&self->rgb_info, 0);
+    } else {
+        f.rgb = GST_VIDEO_FRAME_PLANE_DATA(&in, 0);
+        f.stride = GST_VIDEO_FRAME_PLANE_STRIDE(&in, 0);
+    }
+
+    GstFlowReturn fr = GST_FLOW_OK;
+    for (;;) {
+        int r = vdit_stream_send(self->stream, &f);
+        if (r == VDIT_ERR_AGAIN) {
+            fr = push_ready(self);
+            if (fr != GST_FLOW_OK)
+                break;
+            continue;
+        }
+        if (r < 0) {
+            GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("vdit rejected a frame"), ("%s",
+                              vdit_ctx_last_error(self->ctx)));
+            fr = GST_FLOW_ERROR;
+        }
+        break;
+    }
+    gst_video_frame_unmap(&in);
+    if (fr != GST_FLOW_OK) {
+        gst_buffer_unref(buf);
+        return fr;
+    }
+    g_queue_push_tail(&self->pending, buf);
+    return push_ready(self);
+}
+
+static gboolean set_caps(GstVdit *self, GstCaps *caps)
+{
+    GstVideoInfo info;
+    if (!gst_video_info_from_caps(&info, caps)) {
+        GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Invalid caps"), ("%" GST_PTR_FORMAT, caps));
+        return FALSE;
+    }
+    if (self->stream && gst_video_info_is_equal(&info, &self->info))
+        return TRUE;
+    if (self->stream) {
+        /* format change mid-stream: finish what was sent with the old format */
+        GST_INFO_OBJECT(self, "caps changed, draining the current window");
+        if (drain(self) != GST_FLOW_OK)
+            return FALSE;
+        close_stream(self);
+    }
+    self->info = info;
+    self->have_info = TRUE;
+    return open_stream(self);
+}
+
+static gboolean gst_vdit_sink_event(GstPad *pad, GstObject *parent, GstEvent *event)
+{
+    GstVdit *self = GST_VDIT(parent);
+    switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CAPS: {
+        GstCaps *caps;
+        gst_event_parse_caps(event, &caps);
+        if (!set_caps(self, caps)) {
+            gst_event_unref(event);
+            return FALSE;
+        }
+        break;
+    }
+    case GST_EVENT_EOS:
+        if (drain(self) == GST_FLOW_ERROR) {
+            gst_event_unref(event);
+            return FALSE;
+        }
+        break;
+    case GST_EVENT_FLUSH_START:
+        g_atomic_int_set(&self->flushing, 1);
+        if (self->ctx)
+            vdit_ctx_cancel(self->ctx);
+        break;
+    case GST_EVENT_FLUSH_STOP:
+        if (self->stream)
+            vdit_stream_flush(self->stream);
+        clear_pending(self);
+        g_atomic_int_set(&self->flushing, 0);
+        break;
+    default:
+        break;
+    }
+    return gst_pad_event_default(pad, parent, event);
+}
+
+static gboolean gst_vdit_src_query(GstPad *pad, GstObject *parent, GstQuery *query)
+{
+    GstVdit *self = GST_VDIT(parent);
+    if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY) {
+        if (!gst_pad_peer_query(self->sinkpad, query))
+            return FALSE;
+        gboolean live;
+        GstClockTime min, max;
+        gst_query_parse_latency(query, &live, &min, &max);
+        GstClockTime ours = 0;
+        if (self->stream && self->have_info && GST_VIDEO_INFO_FPS_N(&self->info) > 0)
+            ours = gst_util_uint64_scale_int((guint64)vdit_stream_latency(self->stream) * GST_SECOND,
+                                             GST_VIDEO_INFO_FPS_D(&self->info),
+                                             GST_VIDEO_INFO_FPS_N(&self->info));
+        GST_DEBUG_OBJECT(self, "latency %" GST_TIME_FORMAT, GST_TIME_ARGS(ours));
+        min += ours;
+        if (GST_CLOCK_TIME_IS_VALID(max))
+            max += ours;
+        gst_query_set_latency(query, live, min, max);
+        return TRUE;
+    }
+    return gst_pad_query_default(pad, parent, query);
+}
+
+static GstStateChangeReturn gst_vdit_change_state(GstElement *el, GstStateChange t)
+{
+    GstVdit *self = GST_VDIT(el);
+    if (t == GST_STATE_CHANGE_NULL_TO_READY) {
+        gchar *path;
+        gint threads;
+        GST_OBJECT_LOCK(self);
+        path = g_strdup(self->model_path);
+        threads = self->threads;
+        GST_OBJECT_UNLOCK(self);
+        gboolean ok = gst_vdit_open(el, path, threads, on_progress, self, &self->model, &self->ctx);
+        g_free(path);
+        if (!ok)
+            return GST_STATE_CHANGE_FAILURE;
+    }
+    if (t == GST_STATE_CHANGE_PAUSED_TO_READY && self->ctx)
+        vdit_ctx_cancel(self->ctx); /* a window in progress ends at its next step */
+
+    GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_vdit_parent_class)->change_state(el, t);
+    if (ret == GST_STATE_CHANGE_FAILURE)
+        return ret;
+
+    if (t == GST_STATE_CHANGE_PAUSED_TO_READY) {
+        close_stream(self);
+        self->have_info = FALSE;
+        self->window_index = 0;
+        g_atomic_int_set(&self->flushing, 0);
+    } else if (t == GST_STATE_CHANGE_READY_TO_NULL) {
+        vdit_ctx_free(&self->ctx);
+        vdit_model_free(&self->model);
+    }
+    return ret;
+}
+
+static void gst_vdit_set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps)
+{
+    GstVdit *self = GST_VDIT(obj);
+    GST_OBJECT_LOCK(self);
+    switch (id) {
+    case PROP_PROMPT:
+        g_free(self->prompt);
+        self->prompt = g_value_dup_string(v);
+        self->update_pending = TRUE;
+        break;
+    case PROP_NEGATIVE_PROMPT:
+        g_free(self->negative_prompt);
+        self->negative_prompt = g_value_dup_string(v);
+        break;
+    case PROP_STRENGTH:
+        self->strength = g_value_get_double(v);
+        self->update_pending = TRUE;
+        break;
+    case PROP_STEPS: self->steps = g_value_get_int(v); break;
+    case PROP_GUIDANCE: self->guidance = g_value_get_double(v); break;
+    case PROP_SHIFT: self->shift = g_value_get_double(v); break;
+    case PROP_SEED: self->seed = g_value_get_uint64(v); break;
+    case PROP_SAMPLER: self->sampler = g_value_get_enum(v); break;
+    case PROP_WINDOW: self->window = g_value_get_int(v); break;
+    case PROP_OVERLAP: self->overlap = g_value_get_int(v); break;
+    case PROP_MODEL:
+        g_free(self->model_path);
+        self->model_path = g_value_dup_string(v);
+        break;
+    case PROP_THREADS: self->threads = g_value_get_int(v); break;
+    default:
+        G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+    }
+    GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_vdit_get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps)
+{
+    GstVdit *self = GST_VDIT(obj);
+    GST_OBJECT_LOCK(self);
+    switch (id) {
+    case PROP_PROMPT: g_value_set_string(v, self->prompt); break;
+    case PROP_NEGATIVE_PROMPT: g_value_set_string(v, self->negative_prompt); break;
+    case PROP_STRENGTH: g_value_set_double(v, self->strength); break;
+    case PROP_STEPS: g_value_set_int(v, self->steps); break;
+    case PROP_GUIDANCE: g_value_set_double(v, self->guidance); break;
+    case PROP_SHIFT: g_value_set_double(v, self->shift); break;
+    case PROP_SEED: g_value_set_uint64(v, self->seed); break;
+    case PROP_SAMPLER: g_value_set_enum(v, self->sampler); break;
+    case PROP_WINDOW: g_value_set_int(v, self->window); break;
+    case PROP_OVERLAP: g_value_set_int(v, self->overlap); break;
+    case PROP_MODEL: g_value_set_string(v, self->model_path); break;
+    case PROP_THREADS: g_value_set_int(v, self->threads); break;
+    default:
+        G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+    }
+    GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_vdit_finalize(GObject *obj)
+{
+    GstVdit *self = GST_VDIT(obj);
+    close_stream(self);
+    vdit_ctx_free(&self->ctx);
+    vdit_model_free(&self->model);
+    g_free(self->prompt);
+    g_free(self->negative_prompt);
+    g_free(self->model_path);
+    G_OBJECT_CLASS(gst_vdit_parent_class)->finalize(obj);
+}
+
+static void gst_vdit_class_init(GstVditClass *klass)
+{
+    GObjectClass *oc = G_OBJECT_CLASS(klass);
+    GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+    oc->set_property = gst_vdit_set_property;
+    oc->get_property = gst_vdit_get_property;
+    oc->finalize = gst_vdit_finalize;
+    ec->change_state = gst_vdit_change_state;
+
+    const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
+    const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
+    const GParamFlags ready = rw | GST_PARAM_MUTABLE_READY;
+    g_object_class_install_property(oc, PROP_PROMPT,
+        g_param_spec_string("prompt", "Prompt", "What the edited video should show "
+                            "(changes apply from the next window)", NULL, live));
+    g_object_class_install_property(oc, PROP_NEGATIVE_PROMPT,
+        g_param_spec_string("negative-prompt", "Negative prompt", "What to steer away from "
+                            "(NULL: the model's default negative prompt)", NULL, ready));
+    g_object_class_install_property(oc, PROP_STRENGTH,
+        g_param_spec_double("strength", "Strength", "How far the edit may move from the input: "
+                            "0 keeps it, 1 ignores it (changes apply from the next window)",
+                            0.0, 1.0, DEFAULT_STRENGTH, live));
+    g_object_class_install_property(oc, PROP_STEPS,
+        g_param_spec_int("steps", "Steps", "Sampling steps of the full schedule (0: model default)",
+                         0, 1000, DEFAULT_STEPS, ready));
+    g_object_class_install_property(oc, PROP_GUIDANCE,
+        g_param_spec_double("guidance", "Guidance", "Classifier-free guidance scale "
+                            "(-1: model default, 1: no guidance)", -1.0, 50.0, DEFAULT_GUIDANCE, ready));
+    g_object_class_install_property(oc, PROP_SHIFT,
+        g_param_spec_double("shift", "Shift", "Timestep shift of the schedule (-1: model default)",
+                            -1.0, 100.0, DEFAULT_SHIFT, ready));
+    g_object_class_install_property(oc, PROP_SEED,
+        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64, DEFAULT_SEED, ready));
+    g_object_class_install_property(oc, PROP_SAMPLER,
+        g_param_spec_enum("sampler", "Sampler", "Flow-matching sampler", GST_TYPE_VDIT_SAMPLER,
+                          DEFAULT_SAMPLER, ready));
+    g_object_class_install_property(oc, PROP_WINDOW,
+        g_param_spec_int("window", "Window", "Frames per window (0: the model's native length)",
+                         0, 1024, DEFAULT_WINDOW, ready));
+    g_object_class_install_property(oc, PROP_OVERLAP,
+        g_param_spec_int("overlap", "Overlap", "Frames of the previous output each window "
+                         "continues from (0: automatic)", 0, 1024, DEFAULT_OVERLAP, ready));
+    g_object_class_install_property(oc, PROP_MODEL,
+        g_param_spec_string("model", "Model", "Model folder or checkpoint (NULL: the bundled "
+                            "default model)", NULL, rw | GST_PARAM_MUTABLE_READY));
+    g_object_class_install_property(oc, PROP_THREADS,
+        g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
+                         DEFAULT_THREADS, ready));
+
+    gst_element_class_add_static_pad_template(ec, &sink_template);
+    gst_element_class_add_static_pad_template(ec, &src_template);
+    gst_element_class_set_static_metadata(ec, "vdit video editor", "Filter/Effect/Video",
+        "Edits video with a video diffusion transformer (SDEdit over windows of frames)",
+        "vdit developers");
+    gst_type_mark_as_plugin_api(GST_TYPE_VDIT_SAMPLER, 0);
+}
+
+static void gst_vdit_init(GstVdit *self)
+{
+    self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
+    gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_vdit_chain));
+    gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_vdit_sink_event));
+    GST_PAD_SET_PROXY_CAPS(self->sinkpad);
+    gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
+
+    self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+    gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_vdit_src_query));
+    GST_PAD_SET_PROXY_CAPS(self->srcpad);
+    gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+
+    self->strength = DEFAULT_STRENGTH;
+    self->steps = DEFAULT_STEPS;
+    self->guidance = DEFAULT_GUIDANCE;
+    self->shift = DEFAULT_SHIFT;
+    self->seed = DEFAULT_SEED;
+    self->sampler = DEFAULT_SAMPLER;
+    self->window = DEFAULT_WINDOW;
+    self->overlap = DEFAULT_OVERLAP;
+    self->threads = DEFAULT_THREADS;
+    g_queue_init(&self->pending);
+}

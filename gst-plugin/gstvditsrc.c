@@ -1,0 +1,389 @@
+/**
+ * SECTION:element-vditsrc
+ * @title: vditsrc
+ *
+ * Generates video from a text prompt with a video diffusion model. Frames
+ * are generated a clip (`num-frames`) at a time; each further clip extends
+ * the previous one so the stream continues without a cut, or, with
+ * `loop=true`, one seamless loop is generated and repeated. Width, height
+ * and frame rate are negotiated with downstream, preferring the model's
+ * native size.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 vditsrc prompt="a red circle moves left" num-buffers=17 ! \
+ *     videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]|
+ */
+#include "gstvditsrc.h"
+
+#include <gst/video/video.h>
+#include <string.h>
+
+#include "gstvditcommon.h"
+
+#define GST_CAT_DEFAULT gst_vdit_debug
+
+enum {
+    PROP_0,
+    PROP_PROMPT,
+    PROP_NEGATIVE_PROMPT,
+    PROP_STEPS,
+    PROP_GUIDANCE,
+    PROP_SHIFT,
+    PROP_SEED,
+    PROP_SAMPLER,
+    PROP_NUM_FRAMES,
+    PROP_LOOP,
+    PROP_MODEL,
+    PROP_THREADS,
+};
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
+    "src", GST_PAD_SRC, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS("video/x-raw, format = (string) RGB, width = (int) [ 16, 8192 ], "
+                    "height = (int) [ 16, 8192 ], framerate = (fraction) [ 1/1, 240/1 ]"));
+
+struct _GstVditSrc {
+    GstPushSrc parent;
+
+    /* properties, under the object lock */
+    gchar *prompt, *negative_prompt, *model_path;
+    gint steps, sampler, num_frames, threads;
+    gdouble guidance, shift;
+    guint64 seed;
+    gboolean loop;
+
+    /* made in start(), freed in stop() */
+    vdit_model *model;
+    vdit_ctx *ctx;
+    vdit_model_info minfo;
+
+    GstVideoInfo info;
+    vdit_video *clip;   /* the clip being played out */
+    gint clip_pos;      /* next frame of clip to push */
+    guint64 n_out;      /* frames pushed so far */
+    guint clip_index;
+};
+
+G_DEFINE_TYPE(GstVditSrc, gst_vdit_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DEFINE(vditsrc, "vditsrc", GST_RANK_NONE, GST_TYPE_VDIT_SRC);
+
+static int on_progress(void *user, int stage, int step, int total)
+{
+    GstVditSrc *self = user;
+    gst_vdit_post_progress(GST_ELEMENT(self), stage, step, total, self->clip_index);
+    return 0;
+}
+
+static gboolean gst_vdit_src_start(GstBaseSrc *bs)
+{
+    GstVditSrc *self = GST_VDIT_SRC(bs);
+    GST_OBJECT_LOCK(self);
+    gchar *path = g_strdup(self->model_path);
+    gint threads = self->threads;
+    GST_OBJECT_UNLOCK(self);
+    gboolean ok = gst_vdit_open(GST_ELEMENT(self), path, threads, on_progress, self, &self->model,
+                                &self->ctx);
+    g_free(path);
+    if (!ok)
+        return FALSE;
+    vdit_model_get_info(self->model, &self->minfo);
+    self->clip_pos = 0;
+    self->n_out = 0;
+    self->clip_index = 0;
+    return TRUE;
+}
+
+static gboolean gst_vdit_src_stop(GstBaseSrc *bs)
+{
+    GstVditSrc *self = GST_VDIT_SRC(bs);
+    vdit_video_free(&self->clip);
+    vdit_ctx_free(&self->ctx);
+    vdit_model_free(&self->model);
+    return TRUE;
+}
+
+static GstCaps *gst_vdit_src_fixate(GstBaseSrc *bs, GstCaps *caps)
+{
+    GstVditSrc *self = GST_VDIT_SRC(bs);
+    caps = gst_caps_make_writable(caps);
+    caps = gst_caps_truncate(caps);
+    GstStructure *s = gst_caps_get_structure(caps, 0);
+    int w = self->minfo.width > 0 ? self->minfo.width : 320;
+    int h = self->minfo.height > 0 ? self->minfo.height : 192;
+    int fps = self->minfo.fps > 0 ? (int)(self->minfo.fps + 0.5f) : 16;
+    gst_structure_fixate_field_nearest_int(s, "width", w);
+    gst_structure_fixate_field_nearest_int(s, "height", h);
+    gst_structure_fixate_field_nearest_fraction(s, "framerate", fps, 1);
+    return GST_BASE_SRC_CLASS(gst_vdit_src_parent_class)->fixate(bs, caps);
+}
+
+static gboolean gst_vdit_src_set_caps(GstBaseSrc *bs, GstCaps *caps)
+{
+    GstVditSrc *self = GST_VDIT_SRC(bs);
+    GstVideoInfo info;
+    if (!gst_video_info_from_caps(&info, caps) || GST_VIDEO_INFO_FPS_N(&info) <= 0)
+        return FALSE;
+    if (self->clip && (GST_VIDEO_INFO_WIDTH(&info) != self->clip->width
+                       || GST_VIDEO_INFO_HEIGHT(&info) != self->clip->height)) {
+        vdit_video_free(&self->clip); /* a new size starts a new clip */
+        self->clip_pos = 0;
+    }
+    self->info = info;
+    return TRUE;
+}
+
+static void fill_params(GstVditSrc *self, vdit_gen_params *p, gchar **prompt, gchar **neg)
+{
+    vdit_gen_params_default(p);
+    GST_OBJECT_LOCK(self);
+    *prompt = g_strdup(self->prompt);
+    *neg = g_strdup(self->negative_prompt);
+    p->steps = self->steps;
+    p->guidance = (float)self->guidance;
+    p->shift = (float)self->shift;
+    p->seed = self->seed;
+    p->sampler = self->sampler;
+    p->n_frames = self->num_frames;
+    p->loop = self->loop;
+    GST_OBJECT_UNLOCK(self);
+    p->prompt = *prompt;
+    p->negative_prompt = *neg;
+    p->width = GST_VIDEO_INFO_WIDTH(&self->info);
+    p->height = GST_VIDEO_INFO_HEIGHT(&self->info);
+}
+
+/* Makes the next clip: the first from the prompt; later ones repeat the loop
+ * or extend the previous clip so the stream has no cut. */
+static GstFlowReturn next_clip(GstVditSrc *self)
+{
+    vdit_gen_params p;
+    gchar *prompt, *neg;
+    fill_params(self, &p, &prompt, &neg);
+    int err = 0;
+    if (self->clip && p.loop) {
+        self->clip_pos = 0; /* a seamless loop repeats itself */
+    } else if (self->clip) {
+        vdit_video *ext = NULL;
+        int n_new = p.n_frames > 0 ? p.n_frames : self->clip->n_frames;
+        p.n_frames = 0;
+        err = vdit_extend(self->ctx, &p, self->clip, n_new, 0, &ext);
+        if (err >= 0) {
+            /* keep only the new frames: the extension holds the old ones first */
+            int old = ext->n_frames - n_new;
+            vdit_video *clip = vdit_video_new(ext->width, ext->height, n_new);
+            if (!clip) {
+                err = VDIT_ERR_NOMEM;
+            } else {
+                size_t fb = (size_t)ext->width * ext->height * 3;
+                memcpy(clip->rgb, ext->rgb + fb * (size_t)old, fb * (size_t)n_new);
+                vdit_video_free(&self->clip);
+                self->clip = clip;
+                self->clip_pos = 0;
+            }
+            vdit_video_free(&ext);
+        }
+    } else {
+        err = vdit_generate(self->ctx, &p, &self->clip);
+        self->clip_pos = 0;
+    }
+    g_free(prompt);
+    g_free(neg);
+    self->clip_index++;
+    if (err == VDIT_ERR_CANCELLED)
+        return GST_FLOW_FLUSHING;
+    if (err < 0) {
+        GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("vdit failed to generate video"),
+                          ("%s (%s)", vdit_ctx_last_error(self->ctx), vdit_strerror(err)));
+        return GST_FLOW_ERROR;
+    }
+    if (self->clip->width != GST_VIDEO_INFO_WIDTH(&self->info)
+        || self->clip->height != GST_VIDEO_INFO_HEIGHT(&self->info) || self->clip->n_frames < 1) {
+        GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("vdit returned a clip of the wrong size"),
+                          ("%dx%d, expected %dx%d", self->clip->width, self->clip->height,
+                           GST_VIDEO_INFO_WIDTH(&self->info), GST_VIDEO_INFO_HEIGHT(&self->info)));
+        return GST_FLOW_ERROR;
+    }
+    return GST_FLOW_OK;
+}
+
+static GstFlowReturn gst_vdit_src_create(GstPushSrc *ps, GstBuffer **out)
+{
+    GstVditSrc *self = GST_VDIT_SRC(ps);
+    if (!self->clip || self->clip_pos >= self->clip->n_frames) {
+        GstFlowReturn fr = next_clip(self);
+        if (fr != GST_FLOW_OK)
+            return fr;
+    }
+    GstBuffer *buf = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&self->info), NULL);
+    GstVideoFrame f;
+    if (!gst_video_frame_map(&f, &self->info, buf, GST_MAP_WRITE)) {
+        gst_buffer_unref(buf);
+        return GST_FLOW_ERROR;
+    }
+    int w = self->clip->width, h = self->clip->height;
+    const guint8 *src = self->clip->rgb + (size_t)self->clip_pos * w * h * 3;
+    guint8 *dst = GST_VIDEO_FRAME_PLANE_DATA(&f, 0);
+    gint ds = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
+    for (int y = 0; y < h; y++)
+        memcpy(dst + (gsize)y * ds, src + (gsize)y * w * 3, (gsize)w * 3);
+    gst_video_frame_unmap(&f);
+
+    gint fn = GST_VIDEO_INFO_FPS_N(&self->info), fd = GST_VIDEO_INFO_FPS_D(&self->info);
+    GstClockTime t0 = gst_util_uint64_scale_int(self->n_out * GST_SECOND, fd, fn);
+    GstClockTime t1 = gst_util_uint64_scale_int((self->n_out + 1) * GST_SECOND, fd, fn);
+    GST_BUFFER_PTS(buf) = t0;
+    GST_BUFFER_DTS(buf) = t0;
+    GST_BUFFER_DURATION(buf) = t1 - t0;
+    GST_BUFFER_OFFSET(buf) = self->n_out;
+    GST_BUFFER_OFFSET_END(buf) = self->n_out + 1;
+    self->n_out++;
+    self->clip_pos++;
+    *out = buf;
+    return GST_FLOW_OK;
+}
+
+static gboolean gst_vdit_src_unlock(GstBaseSrc *bs)
+{
+    GstVditSrc *self = GST_VDIT_SRC(bs);
+    if (self->ctx)
+        vdit_ctx_cancel(self->ctx); /* generation stops at its next step */
+    return TRUE;
+}
+
+static gboolean gst_vdit_src_unlock_stop(GstBaseSrc *bs)
+{
+    return TRUE; /* the cancel flag clears when the next call starts */
+}
+
+static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps)
+{
+    GstVditSrc *self = GST_VDIT_SRC(obj);
+    GST_OBJECT_LOCK(self);
+    switch (id) {
+    case PROP_PROMPT:
+        g_free(self->prompt);
+        self->prompt = g_value_dup_string(v);
+        break;
+    case PROP_NEGATIVE_PROMPT:
+        g_free(self->negative_prompt);
+        self->negative_prompt = g_value_dup_string(v);
+        break;
+    case PROP_STEPS: self->steps = g_value_get_int(v); break;
+    case PROP_GUIDANCE: self->guidance = g_value_get_double(v); break;
+    case PROP_SHIFT: self->shift = g_value_get_double(v); break;
+    case PROP_SEED: self->seed = g_value_get_uint64(v); break;
+    case PROP_SAMPLER: self->sampler = g_value_get_enum(v); break;
+    case PROP_NUM_FRAMES: self->num_frames = g_value_get_int(v); break;
+    case PROP_LOOP: self->loop = g_value_get_boolean(v); break;
+    case PROP_MODEL:
+        g_free(self->model_path);
+        self->model_path = g_value_dup_string(v);
+        break;
+    case PROP_THREADS: self->threads = g_value_get_int(v); break;
+    default:
+        G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+    }
+    GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps)
+{
+    GstVditSrc *self = GST_VDIT_SRC(obj);
+    GST_OBJECT_LOCK(self);
+    switch (id) {
+    case PROP_PROMPT: g_value_set_string(v, self->prompt); break;
+    case PROP_NEGATIVE_PROMPT: g_value_set_string(v, self->negative_prompt); break;
+    case PROP_STEPS: g_value_set_int(v, self->steps); break;
+    case PROP_GUIDANCE: g_value_set_double(v, self->guidance); break;
+    case PROP_SHIFT: g_value_set_double(v, self->shift); break;
+    case PROP_SEED: g_value_set_uint64(v, self->seed); break;
+    case PROP_SAMPLER: g_value_set_enum(v, self->sampler); break;
+    case PROP_NUM_FRAMES: g_value_set_int(v, self->num_frames); break;
+    case PROP_LOOP: g_value_set_boolean(v, self->loop); break;
+    case PROP_MODEL: g_value_set_string(v, self->model_path); break;
+    case PROP_THREADS: g_value_set_int(v, self->threads); break;
+    default:
+        G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+    }
+    GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_vdit_src_finalize(GObject *obj)
+{
+    GstVditSrc *self = GST_VDIT_SRC(obj);
+    vdit_video_free(&self->clip);
+    vdit_ctx_free(&self->ctx);
+    vdit_model_free(&self->model);
+    g_free(self->prompt);
+    g_free(self->negative_prompt);
+    g_free(self->model_path);
+    G_OBJECT_CLASS(gst_vdit_src_parent_class)->finalize(obj);
+}
+
+static void gst_vdit_src_class_init(GstVditSrcClass *klass)
+{
+    GObjectClass *oc = G_OBJECT_CLASS(klass);
+    GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+    GstBaseSrcClass *bc = GST_BASE_SRC_CLASS(klass);
+    GstPushSrcClass *pc = GST_PUSH_SRC_CLASS(klass);
+    oc->set_property = gst_vdit_src_set_property;
+    oc->get_property = gst_vdit_src_get_property;
+    oc->finalize = gst_vdit_src_finalize;
+    bc->start = gst_vdit_src_start;
+    bc->stop = gst_vdit_src_stop;
+    bc->fixate = gst_vdit_src_fixate;
+    bc->set_caps = gst_vdit_src_set_caps;
+    bc->unlock = gst_vdit_src_unlock;
+    bc->unlock_stop = gst_vdit_src_unlock_stop;
+    pc->create = gst_vdit_src_create;
+
+    const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
+    const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
+    const GParamFlags ready = rw | GST_PARAM_MUTABLE_READY;
+    g_object_class_install_property(oc, PROP_PROMPT,
+        g_param_spec_string("prompt", "Prompt", "What the video should show (changes apply "
+                            "from the next clip)", NULL, live));
+    g_object_class_install_property(oc, PROP_NEGATIVE_PROMPT,
+        g_param_spec_string("negative-prompt", "Negative prompt", "What to steer away from "
+                            "(NULL: the model's default negative prompt)", NULL, live));
+    g_object_class_install_property(oc, PROP_STEPS,
+        g_param_spec_int("steps", "Steps", "Sampling steps (0: model default)", 0, 1000, 0, live));
+    g_object_class_install_property(oc, PROP_GUIDANCE,
+        g_param_spec_double("guidance", "Guidance", "Classifier-free guidance scale "
+                            "(-1: model default, 1: no guidance)", -1.0, 50.0, -1.0, live));
+    g_object_class_install_property(oc, PROP_SHIFT,
+        g_param_spec_double("shift", "Shift", "Timestep shift (-1: model default)", -1.0, 100.0,
+                            -1.0, live));
+    g_object_class_install_property(oc, PROP_SEED,
+        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64, 0, live));
+    g_object_class_install_property(oc, PROP_SAMPLER,
+        g_param_spec_enum("sampler", "Sampler", "Flow-matching sampler", GST_TYPE_VDIT_SAMPLER,
+                          VDIT_SAMPLER_UNIPC, live));
+    g_object_class_install_property(oc, PROP_NUM_FRAMES,
+        g_param_spec_int("num-frames", "Frames per clip", "Frames generated at a time "
+                         "(0: the model's native length)", 0, 100000, 0, live));
+    g_object_class_install_property(oc, PROP_LOOP,
+        g_param_spec_boolean("loop", "Loop", "Generate one seamless loop and repeat it", FALSE,
+                             ready));
+    g_object_class_install_property(oc, PROP_MODEL,
+        g_param_spec_string("model", "Model", "Model folder or checkpoint (NULL: the bundled "
+                            "default model)", NULL, ready));
+    g_object_class_install_property(oc, PROP_THREADS,
+        g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024, 0, ready));
+
+    gst_element_class_add_static_pad_template(ec, &src_template);
+    gst_element_class_set_static_metadata(ec, "vdit video generator", "Source/Video",
+        "Generates video from a text prompt with a video diffusion transformer",
+        "vdit developers");
+}
+
+static void gst_vdit_src_init(GstVditSrc *self)
+{
+    self->guidance = -1.0;
+    self->shift = -1.0;
+    self->sampler = VDIT_SAMPLER_UNIPC;
+    gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
+    gst_base_src_set_live(GST_BASE_SRC(self), FALSE);
+}
