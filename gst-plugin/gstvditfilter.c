@@ -156,6 +156,12 @@ static gboolean open_stream(GstVdit *self)
         return FALSE;
     }
     gst_video_info_set_format(&self->rgb_info, GST_VIDEO_FORMAT_RGB, w, h);
+    /* the converter wants everything but the format to match */
+    GST_VIDEO_INFO_FPS_N(&self->rgb_info) = GST_VIDEO_INFO_FPS_N(&self->info);
+    GST_VIDEO_INFO_FPS_D(&self->rgb_info) = GST_VIDEO_INFO_FPS_D(&self->info);
+    GST_VIDEO_INFO_PAR_N(&self->rgb_info) = GST_VIDEO_INFO_PAR_N(&self->info);
+    GST_VIDEO_INFO_PAR_D(&self->rgb_info) = GST_VIDEO_INFO_PAR_D(&self->info);
+    GST_VIDEO_INFO_INTERLACE_MODE(&self->rgb_info) = GST_VIDEO_INFO_INTERLACE_MODE(&self->info);
     if (GST_VIDEO_INFO_FORMAT(&self->info) != GST_VIDEO_FORMAT_RGB) {
         self->to_rgb = gst_video_converter_new(&self->info, &self->rgb_info, NULL);
         self->from_rgb = gst_video_converter_new(&self->rgb_info, &self->info, NULL);
