@@ -204,8 +204,8 @@ static int make_linear(vk_linear *l, void **store, vt_dtype t, int64_t n, int64_
 }
 
 /* Seconds per call of x[m, k] Wᵀ with W [n, k] of type t, on ctx c. */
-static double time_linear(vk_ctx *c, vt_dtype t, int64_t m, int64_t k, int64_t n, float *x, float *y,
-                          double min_s, double *cpu)
+static double time_linear(vk_ctx *c, vt_dtype t, int64_t m, int64_t k, int64_t n, float *x,
+                          float *y, double min_s, double *cpu)
 {
     vk_linear l;
     void *w = NULL;

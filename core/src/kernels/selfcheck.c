@@ -65,8 +65,8 @@ static int guards_ok(const float *p, size_t n)
     return 1;
 }
 
-/* Normalised error: max |a - b| over max |b| (NaN counts as infinite). Only
- * elements where mask is NULL or nonzero. Strided: rows x cols with ld. */
+/* Normalised error: max |a - b| over max |b| (NaN counts as infinite), over
+ * rows x cols elements with row stride ld. */
 static double nerr(const float *a, const float *b, int64_t rows, int64_t cols, int64_t ld)
 {
     double m = 0, mb = 0;
@@ -129,7 +129,8 @@ static void *weights(run *r, vt_dtype t, size_t n, float scale)
 
 static const char *act_name[] = { "none", "gelu_tanh", "gelu_erf", "silu", "relu" };
 
-static void check_linear(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype t, int bias, vk_act act)
+static void check_linear(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype t, int bias,
+                         vk_act act)
 {
     snprintf(r->name, sizeof(r->name), "linear m=%lld in=%lld out=%lld %s%s %s", (long long)m,
              (long long)ni, (long long)no, vt_dtype_name(t), bias ? " bias" : "", act_name[act]);
@@ -161,8 +162,8 @@ static void check_linear(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype t, 
     gfree(y1);
 }
 
-static void check_gemm(run *r, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
-                       int pad)
+static void check_gemm(run *r, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                       float beta, int pad)
 {
     snprintf(r->name, sizeof(r->name), "gemm %c%c m=%lld n=%lld k=%lld alpha=%g beta=%g ld+%d",
              ta ? 'T' : 'N', tb ? 'T' : 'N', (long long)m, (long long)n, (long long)k, alpha, beta,
@@ -300,7 +301,8 @@ static void check_norm(run *r, int kind, int64_t rows, int64_t dim, int affine, 
 
 static void check_act(run *r, int64_t n, vk_act act, float range)
 {
-    snprintf(r->name, sizeof(r->name), "act %s n=%lld range %g", act_name[act], (long long)n, range);
+    snprintf(r->name, sizeof(r->name), "act %s n=%lld range %g", act_name[act], (long long)n,
+             range);
     float *x0 = gbuf((size_t)n), *x1 = gbuf((size_t)n);
     if (x0 && x1) {
         fill(r, x0, (size_t)n, range);
@@ -327,7 +329,8 @@ static void check_act(run *r, int64_t n, vk_act act, float range)
 static void check_elem(run *r, int kind, int64_t rows, int64_t dim)
 {
     static const char *names[] = { "modulate", "add_gated", "add" };
-    snprintf(r->name, sizeof(r->name), "%s %lldx%lld", names[kind], (long long)rows, (long long)dim);
+    snprintf(r->name, sizeof(r->name), "%s %lldx%lld", names[kind], (long long)rows,
+             (long long)dim);
     size_t n = (size_t)(rows * dim);
     float *x0 = gbuf(n), *x1 = gbuf(n), *y = gbuf(n), *p0 = gbuf((size_t)dim),
           *p1 = gbuf((size_t)dim);
@@ -355,7 +358,8 @@ static void check_elem(run *r, int kind, int64_t rows, int64_t dim)
     gfree(p1);
 }
 
-static void check_rope(run *r, int64_t f, int64_t h, int64_t w, int64_t heads, int64_t hd, int64_t pad)
+static void check_rope(run *r, int64_t f, int64_t h, int64_t w, int64_t heads, int64_t hd,
+                       int64_t pad)
 {
     int64_t n_tok = f * h * w, ld = heads * hd + pad;
     snprintf(r->name, sizeof(r->name), "rope %lldx%lldx%lld tokens, %lld heads x %lld ld+%lld",
@@ -381,8 +385,8 @@ static void check_rope(run *r, int64_t f, int64_t h, int64_t w, int64_t heads, i
     gfree(orig);
 }
 
-static void check_attention(run *r, int64_t heads, int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid,
-                            int bias, int64_t pad)
+static void check_attention(run *r, int64_t heads, int64_t hd, int64_t lq, int64_t lk,
+                            int64_t kv_valid, int bias, int64_t pad)
 {
     snprintf(r->name, sizeof(r->name), "attention %lldx%lld lq=%lld lk=%lld valid=%lld%s ld+%lld",
              (long long)heads, (long long)hd, (long long)lq, (long long)lk, (long long)kv_valid,

@@ -574,7 +574,8 @@ void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const flo
         int64_t b[5] = { cv->c_out, cv->c_in, cv->kd, cv->kh, cv->kw };
         memcpy(wdm, b, sizeof(b));
     }
-    if (dnnl_memory_desc_init_by_tag(&wpl, is2d ? 4 : 5, wdm, dnnl_f32, is2d ? dnnl_oihw : dnnl_oidhw))
+    if (dnnl_memory_desc_init_by_tag(&wpl, is2d ? 4 : 5, wdm, dnnl_f32,
+                                     is2d ? dnnl_oihw : dnnl_oidhw))
         goto fallback;
     const float *wr = conv_weights(s, c, cv, &e->wei_md, &wpl, &wtmp);
     if (!wr)

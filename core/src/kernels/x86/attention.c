@@ -139,7 +139,8 @@ static void att_block(const att_args *a, att_buf *b, int64_t h, int64_t i0, int6
     for (int64_t j0 = 0; j0 < a->nk; j0 += KB) {
         int64_t kb = VD_MIN(KB, a->nk - j0), kbp = (kb + NR - 1) / NR * NR;
         const float *kt = a->kt + ((h * a->nkb + j0 / KB) * hd) * KB;
-        const float *vb = a->vp ? a->vp + (h * a->nkb * KB + j0) * hdp : a->v + j0 * a->ldv + h * hd;
+        const float *vb =
+            a->vp ? a->vp + (h * a->nkb * KB + j0) * hdp : a->v + j0 * a->ldv + h * hd;
         int64_t ldvb = a->vp ? hdp : a->ldv;
         for (int64_t cc = 0; cc < kbp; cc += NR)
             for (int64_t r = 0; r < nqp; r += MR)

@@ -80,8 +80,8 @@ void vk_avx2_softmax(vk_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld
         softmax_row(x + r * ld, cols);
 }
 
-/* sum of p[0..n) and of squares of (p - mean), both in double lanes of
- * float partial sums: rows are at most a few thousand wide. */
+/* Sum of (p[j] - sub), or of its squares, over a row: 16 float partial sums
+ * (enough for rows of a few thousand; the checks hold it to 1e-5). */
 static float row_sum(const float *p, int64_t n, float sub, int squares)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), s8 = _mm256_set1_ps(sub);
