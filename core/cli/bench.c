@@ -179,6 +179,14 @@ static void run_attention(void *p)
                        a->len, a->len, 1.0f / sqrtf((float)a->hd), NULL);
 }
 
+static void row(const char *name, int nt, double flops, double s, double cpu, double peak1)
+{
+    double gf = flops / s * 1e-9, gcpu = cpu > 0 ? flops / cpu * 1e-9 : 0;
+    printf("%-34s %7d %9.1f %6.1f%% %4.0f%% %10.1f %5.1f%%\n", name, nt, gf, 100 * gf / (peak1 * nt),
+           100 * cpu / (s * nt), gcpu, 100 * gcpu / peak1);
+    fflush(stdout);
+}
+
 /* A linear layer over random weights of type t, stored in *store. */
 static int make_linear(vk_linear *l, void **store, vt_dtype t, int64_t n, int64_t k)
 {
@@ -284,12 +292,14 @@ int bench_kernels(int argc, char **argv)
     if (load > vd_cpu_count() * 0.5)
         printf("note: load average %.1f on %d cores: other work shares the CPU, figures are low\n",
                load, vd_cpu_count());
-    printf("GFLOP/s from wall time; cpu = process CPU time / (threads x wall), below 100%% when\n"
-           "other programs shared the cores\n");
-    printf("%-40s %8s %10s %8s %7s\n", "kernel", "threads", "GFLOP/s", "% peak", "cpu");
+    printf("GFLOP/s and %% of peak from wall time; cpu = process CPU time / (threads x wall),\n"
+           "below 100%% when other programs shared the cores; per CPU-s = GFLOP per second of\n"
+           "CPU time (the rate per busy core, against the per-core peak; OpenMP spin-waits\n"
+           "count as busy)\n");
+    printf("%-34s %7s %9s %7s %5s %10s %6s\n", "kernel", "threads", "GFLOP/s", "% peak", "cpu",
+           "per CPU-s", "% core");
     for (int ti = 0; ti < o.n_threads; ti++) {
         int nt = o.threads[ti];
-        double peak = peak1 * nt;
         vk_ctx *c = vk_ctx_new(nt, 0, NULL);
         if (!c)
             goto done;
@@ -298,37 +308,31 @@ int bench_kernels(int argc, char **argv)
                 int64_t m = ms[a], kk = kn[b][0], n = kn[b][1];
                 double cpu;
                 double s = time_linear(c, VT_F32, m, kk, n, x, y, min_s, &cpu);
-                double gf = 2.0 * m * kk * n / s * 1e-9;
                 char name[64];
                 snprintf(name, sizeof(name), "matmul %lldx%lldx%lld", (long long)m, (long long)kk,
                          (long long)n);
-                printf("%-40s %8d %10.1f %7.1f%% %6.0f%%\n", name, nt, gf, 100 * gf / peak,
-                       100 * cpu / (s * nt));
-                fflush(stdout);
+                row(name, nt, 2.0 * m * kk * n, s, cpu, peak1);
             }
         for (int a = 0; a < nl; a++) {
             att_arg aa = { c, q, k, v, ao, ls[a], heads, hd };
             double cpu;
             double s = time_it(run_attention, &aa, !o.quick, min_s, &cpu);
-            /* q kᵀ and p v: 2 products of 2 L² hd flops per head */
-            double gf = 4.0 * ls[a] * ls[a] * hd * heads / s * 1e-9;
             char name[64];
             snprintf(name, sizeof(name), "attention %lldx%lld seq %lld", (long long)heads,
                      (long long)hd, (long long)ls[a]);
-            printf("%-40s %8d %10.1f %7.1f%% %6.0f%%\n", name, nt, gf, 100 * gf / peak,
-                   100 * cpu / (s * nt));
-            fflush(stdout);
+            /* q kᵀ and p v: 2 products of 2 L² hd flops per head */
+            row(name, nt, 4.0 * ls[a] * ls[a] * hd * heads, s, cpu, peak1);
         }
-        /* stored fp16 / bf16 weights are widened per call: their cost */
-        {
-            double s32 = time_linear(c, VT_F32, 1024, 1536, 8960, x, y, min_s, NULL);
-            double s16 = time_linear(c, VT_F16, 1024, 1536, 8960, x, y, min_s, NULL);
-            double sb16 = time_linear(c, VT_BF16, 1024, 1536, 8960, x, y, min_s, NULL);
-            printf("%-40s %8d %9.2fx %8s\n", "linear 1024x1536x8960 f16 / f32 time", nt,
-                   s16 / s32, "");
-            printf("%-40s %8d %9.2fx %8s\n", "linear 1024x1536x8960 bf16 / f32 time", nt,
-                   sb16 / s32, "");
-        }
+        /* stored fp16 / bf16 weights are widened per call: their cost, in wall
+         * and in CPU time (the latter is what other load does not disturb) */
+        double c32, c16, cb16;
+        double s32 = time_linear(c, VT_F32, 1024, 1536, 8960, x, y, min_s, &c32);
+        double s16 = time_linear(c, VT_F16, 1024, 1536, 8960, x, y, min_s, &c16);
+        double sb16 = time_linear(c, VT_BF16, 1024, 1536, 8960, x, y, min_s, &cb16);
+        printf("%-34s %7d  time %.2fx  CPU time %.2fx\n", "linear 1024x1536x8960 f16 / f32", nt,
+               s16 / s32, c16 / c32);
+        printf("%-34s %7d  time %.2fx  CPU time %.2fx\n", "linear 1024x1536x8960 bf16 / f32", nt,
+               sb16 / s32, cb16 / c32);
         vk_ctx_free(&c);
     }
     rc = 0;
