@@ -397,6 +397,15 @@ static void test_cancel(void)
                 stages_seen[VDIT_STAGE_DECODE] == 0,
             "stages text %d denoise %d decode %d", stages_seen[VDIT_STAGE_ENCODE_TEXT],
             stages_seen[VDIT_STAGE_DENOISE], stages_seen[VDIT_STAGE_DECODE]);
+    /* windowed operations stop too, and leave nothing behind */
+    vdit_video *in = pattern(16, 16, 5, 12);
+    T_CHECK(vdit_extend(c, &p, in, 30, 0, &v) == VDIT_ERR_CANCELLED && !v, "extend cancelled");
+    p.n_frames = 9;
+    vdit_video *longer = pattern(16, 16, 20, 13);
+    T_CHECK(vdit_edit(c, &p, longer, &v) == VDIT_ERR_CANCELLED && !v, "windowed edit cancelled");
+    p.n_frames = 0;
+    vdit_video_free(&longer);
+    vdit_video_free(&in);
     /* the next call runs normally (the flag clears), and reports every stage */
     cp.progress_cb = NULL;
     vdit_ctx_free(&c);

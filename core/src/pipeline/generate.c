@@ -383,9 +383,12 @@ static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video 
         sp.gen = *p;
     sp.window = win;
     vdit_stream *s = NULL;
+    int cancel = atomic_load(&c->cancel); /* open starts a call: keep a pending cancel */
     int ret = vdit_stream_open(c, &sp, in->width, in->height, &s);
     if (ret)
         return ret;
+    if (cancel)
+        atomic_store(&c->cancel, 1);
     vdit_video *v = vdit_video_new(in->width, in->height, in->n_frames);
     if (!v) {
         vdit_stream_close(&s);
@@ -397,7 +400,7 @@ static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video 
         if (sent < in->n_frames) {
             vdit_frame f = { in->width, in->height, in->rgb + fsz * sent, in->width * 3, sent,
                              NULL };
-            ret = vdit_stream_send(s, &f);
+            ret = vd_stream_send(s, &f);
             if (!ret) {
                 if (++sent == in->n_frames)
                     vdit_stream_drain(s);
@@ -407,7 +410,7 @@ static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video 
                 break;
         }
         vdit_frame o;
-        ret = vdit_stream_receive(s, &o);
+        ret = vd_stream_receive(s, &o);
         if (ret == VDIT_ERR_AGAIN)
             continue;
         if (ret)

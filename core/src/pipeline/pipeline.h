@@ -117,4 +117,9 @@ void vd_get_frame(const float *px, int t, int h, int w, int tpos, vdit_video *v,
 int vd_align16(int x);
 int vd_align_frames(int n);
 
+/* vdit_stream_send / receive without starting a new call on the context
+ * (the cancel flag and message are kept): for operations built on streams. */
+int vd_stream_send(vdit_stream *s, const vdit_frame *in);
+int vd_stream_receive(vdit_stream *s, vdit_frame *out);
+
 #endif

@@ -145,6 +145,11 @@ int vdit_stream_send(vdit_stream *s, const vdit_frame *in)
     if (!s)
         return VDIT_ERR_INVALID_ARG;
     vd_ctx_begin(s->c);
+    return vd_stream_send(s, in);
+}
+
+int vd_stream_send(vdit_stream *s, const vdit_frame *in)
+{
     if (!in || !in->rgb)
         return vd_err(&s->c->log, VDIT_ERR_INVALID_ARG, "stream_send: no frame");
     if (s->draining)
@@ -257,6 +262,11 @@ int vdit_stream_receive(vdit_stream *s, vdit_frame *out)
     if (!s)
         return VDIT_ERR_INVALID_ARG;
     vd_ctx_begin(s->c);
+    return vd_stream_receive(s, out);
+}
+
+int vd_stream_receive(vdit_stream *s, vdit_frame *out)
+{
     if (!out)
         return vd_err(&s->c->log, VDIT_ERR_INVALID_ARG, "stream_receive: out is NULL");
     if (s->out_pos >= s->n_out) {
