@@ -15,6 +15,7 @@ from wan import st  # noqa: E402
 from wan.dit import WanModel  # noqa: E402
 from wan.vae import WanVAE_  # noqa: E402
 from wan.t5 import T5Encoder  # noqa: E402
+from wan import sched  # noqa: E402
 
 TOL = 1e-4
 failed = []
@@ -96,6 +97,37 @@ def check_umt5(d, tag):
                 failed.append((tag, "rel_pos_bucket"))
 
 
+def check_sampler(d, tag):
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    io = {k: torch.from_numpy(v) for k, v in st.load(os.path.join(d, "io.safetensors")).items()}
+    if "unipc" not in json.dumps(cfg).lower():
+        print("%-10s skipped (only the UniPC solver is implemented)" % tag)
+        return
+    cases = sorted({k.split("/")[0] for k in io if k.endswith("/timesteps")})
+    for case in cases:
+        sig_ref = io[case + "/sigmas"]
+        n = io[case + "/timesteps"].numel()
+        # the shift is recovered from the schedule: s1 = shift*s/(1+(shift-1)s) at s = sigma_max
+        shift = None
+        for c in cfg.get("cases", []) if isinstance(cfg.get("cases"), list) else []:
+            if c.get("tag", c.get("name")) == case:
+                shift = c.get("shift")
+        if shift is None:
+            shift = float(case.split("sh")[1])
+        ts, sg = sched.unipc_schedule(n, shift)
+        ok = torch.equal(ts, io[case + "/timesteps"]) and torch.equal(sg, sig_ref)
+        print("%-10s %-24s %s" % (tag, case + "/schedule", "PASS" if ok else "FAIL"))
+        if not ok:
+            failed.append((tag, case))
+        x = io["x_T"].clone()
+        u = sched.FlowUniPC(sg)
+        got = [x]
+        for i in range(n):
+            x = u.step(io[case + "/model_outputs"][i], x)
+            got.append(x)
+        cmp(tag, case + "/samples", torch.stack(got), io[case + "/samples"])
+
+
 def main():
     torch.set_num_threads(int(os.environ.get("VDIT_THREADS", "2")))
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "conformance", "wan2.1")
@@ -113,6 +145,8 @@ def main():
             check_vae(d, tag)
         elif "T5Encoder" in ref:
             check_umt5(d, tag)
+        elif "fm_solvers_unipc" in ref or "unipc" in tag:
+            check_sampler(d, tag)
     print("%s" % ("ALL PASS" if not failed else "FAILED: %s" % failed))
     return 1 if failed else 0
 
