@@ -58,17 +58,30 @@ def attention(q, k, v):
     return torch.matmul(a, v).transpose(1, 2).reshape(b, lq, n * d)
 
 
-def rope_apply(x, grid, freqs):
-    """x [B,L,N,D] with L = f*h*w tokens in (f,h,w) order; rotate pairs (2i,2i+1)."""
-    b, L, n, d = x.shape
+def _rope_grid(grid, freqs):
     f, h, w = grid
-    c = d // 2
+    c = freqs.shape[1]
     fr = freqs.split([c - 2 * (c // 3), c // 3, c // 3], dim=1)
-    tab = torch.cat([
+    return torch.cat([
         fr[0][:f].view(f, 1, 1, -1).expand(f, h, w, -1),
         fr[1][:h].view(1, h, 1, -1).expand(f, h, w, -1),
         fr[2][:w].view(1, 1, w, -1).expand(f, h, w, -1),
-    ], dim=-1).reshape(1, L, 1, c)
+    ], dim=-1).reshape(1, f * h * w, 1, c)
+
+
+def rope_apply(x, grid, freqs, fast=False):
+    """x [B,L,N,D] with L = f*h*w tokens in (f,h,w) order; rotate pairs (2i,2i+1).
+    Reference: complex128 like the official code; fast: the same rotation in
+    x's dtype (training only, differs by rounding)."""
+    b, L, n, d = x.shape
+    c = d // 2
+    tab = _rope_grid(grid, freqs)
+    if fast:
+        cos = tab.real.to(x.dtype).unsqueeze(-1)
+        sin = tab.imag.to(x.dtype).unsqueeze(-1)
+        xr = x.reshape(b, L, n, c, 2)
+        rot = torch.stack([-xr[..., 1], xr[..., 0]], dim=-1)
+        return (xr * cos + rot * sin).reshape(b, L, n, d)
     xc = torch.view_as_complex(x.to(torch.float64).reshape(b, L, n, c, 2))
     return torch.view_as_real(xc * tab).reshape(b, L, n, d).type_as(x)
 
@@ -76,6 +89,7 @@ def rope_apply(x, grid, freqs):
 class WanSelfAttention(nn.Module):
     def __init__(self, dim, num_heads, qk_norm=True, eps=1e-6):
         super().__init__()
+        self.fast_rope = False
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
@@ -90,7 +104,8 @@ class WanSelfAttention(nn.Module):
         q = self.norm_q(self.q(x)).view(b, L, n, d)  # RMSNorm over all heads together
         k = self.norm_k(self.k(x)).view(b, L, n, d)
         v = self.v(x).view(b, L, n, d)
-        y = attention(rope_apply(q, grid, freqs), rope_apply(k, grid, freqs), v)
+        fast = self.fast_rope
+        y = attention(rope_apply(q, grid, freqs, fast), rope_apply(k, grid, freqs, fast), v)
         return self.o(y)
 
 

@@ -1,0 +1,346 @@
+"""Train the bundled vdit model: VAE, then DiT + umT5 jointly (flow matching).
+
+usage: /usr/bin/python3 models/train.py [--phase all|tok|vae|latents|dit] [--work models/work]
+Fixed seeds, resumable (checkpoints in WORK/ckpt_*.pt), CPU or CUDA.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from data import gen  # noqa: E402
+from wan.dit import WanModel  # noqa: E402
+from wan.t5 import T5Encoder  # noqa: E402
+from wan.vae import WanVAE_, latent_scale  # noqa: E402
+import tokenizer as tok  # noqa: E402
+
+# ---- model configuration (what export.py writes into vdit.json too) ----
+CFG = {
+    "vae": dict(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                temperal_downsample=[False, True, True], dropout=0.0),
+    "t5": dict(vocab=None, dim=64, dim_attn=64, dim_ffn=128, num_heads=4, num_layers=2,
+               num_buckets=32, shared_pos=False, dropout=0.0),
+    "dit": dict(model_type="t2v", patch_size=[1, 2, 2], text_len=32, in_dim=16, dim=96, ffn_dim=256,
+                freq_dim=64, text_dim=64, out_dim=16, num_heads=2, num_layers=4, window_size=[-1, -1],
+                qk_norm=True, cross_attn_norm=True, eps=1e-6),
+    "train_shift": 3.0,
+    "cfg_drop": 0.1,
+}
+HP = {
+    "vae_steps": 500, "vae_batch": 4, "vae_lr": 1e-3, "vae_noise": 0.0, "vae_stat": 0.0, "vae_crop": 32,
+    "n_latents": 800,
+    "dit_steps": 700, "dit_batch": 8, "dit_lr": 1e-3, "ema": 0.995, "warmup": 50,
+}
+
+
+def log(work, msg):
+    line = "%s %s" % (time.strftime("%H:%M:%S"), msg)
+    print(line, flush=True)
+    with open(os.path.join(work, "train.log"), "a") as f:
+        f.write(line + "\n")
+
+
+def to_tensor(videos, device):
+    """list of uint8 [T,H,W,3] -> float [B,3,T,H,W] in [-1,1]."""
+    v = torch.from_numpy(np.stack(videos)).to(device).float()
+    return v.permute(0, 4, 1, 2, 3).contiguous() / 127.5 - 1.0
+
+
+# DiT training buckets: smaller than the generator's defaults (CPU budget)
+DIT_SIZES_WH = [(64, 64), (64, 48), (48, 64)]
+DIT_FRAMES = 9
+
+
+def batch_clips(rng, n, frames=None, size_wh=None, allow_t1=False, sizes=None):
+    """n clips sharing one native size and length (a bucket)."""
+    sizes = sizes or gen.SIZES_WH
+    wh = size_wh or sizes[rng.integers(len(sizes))]
+    T = frames or gen.LENGTHS[rng.integers(len(gen.LENGTHS))]
+    if allow_t1 and rng.random() < 0.1:
+        T = 1
+    clips = [gen.make_clip(int(rng.integers(1 << 31)), size_wh=wh, frames=T) for _ in range(n)]
+    return clips
+
+
+def save_ckpt(path, obj):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ VAE
+def train_vae(a, dev):
+    torch.manual_seed(1)
+    vae = WanVAE_(**CFG["vae"]).to(dev)
+    opt = torch.optim.AdamW(vae.parameters(), lr=HP["vae_lr"], weight_decay=0.0, betas=(0.9, 0.99))
+    ck = os.path.join(a.work, "ckpt_vae.pt")
+    step = 0
+    rng = np.random.default_rng(1000)
+    if os.path.exists(ck):
+        s = torch.load(ck, map_location=dev)
+        vae.load_state_dict(s["model"])
+        opt.load_state_dict(s["opt"])
+        step = s["step"]
+        rng = np.random.default_rng(1000 + step)
+        torch.manual_seed(1 + step)
+    mean, inv = [x.to(dev) for x in latent_scale()]
+    std = 1.0 / inv
+    n = HP["vae_steps"]
+    t0 = time.time()
+    acc = []
+    while step < n:
+        lr = HP["vae_lr"] * min(1.0, (step + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / n)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        # random 32x32 crops of 5 frames: the VAE is convolutional and causal,
+        # so small crops teach it the same thing at a fraction of the CPU cost
+        clips = batch_clips(rng, HP["vae_batch"], frames=17)
+        cs, T = HP["vae_crop"], 5
+        vids = []
+        for c in clips:
+            v = c["video"]
+            t0_, y0, x0_ = (int(rng.integers(v.shape[0] - T + 1)), int(rng.integers(v.shape[1] - cs + 1)),
+                            int(rng.integers(v.shape[2] - cs + 1)))
+            vids.append(v[t0_:t0_ + T, y0:y0 + cs, x0_:x0_ + cs])
+        x = to_tensor(vids, dev)
+        mu, _ = vae.encode_raw(x, chunked=False)
+        # the normalised latent the DiT sees: (mu - mean) / std (published constants)
+        mu_n = (mu - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+        # fixed small latent noise (instead of a learned variance + KL, which
+        # collapsed here) so the decoder tolerates the DiT's imperfect latents
+        z = mu + torch.randn_like(mu) * HP["vae_noise"] * std.view(1, -1, 1, 1, 1)
+        rec = vae.decode_raw(z, chunked=False)
+        l1 = (rec - x).abs().mean()
+        mse = (rec - x).pow(2).mean()
+        # keep the normalised latent near zero mean / unit std per channel, the
+        # scale the DiT's flow matching assumes (the KL weight alone is too weak)
+        cm = mu_n.transpose(0, 1).flatten(1)
+        stat = (cm.mean(1).pow(2) + (cm.std(1) - 1).pow(2)).mean()
+        loss = l1 + mse + HP["vae_stat"] * stat
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        acc.append([l1.item(), mse.item(), stat.item(), mu_n.std().item()])
+        if step % 10 == 0 or step == n:
+            m = np.mean(acc, 0)
+            acc = []
+            log(a.work, "vae step %d l1 %.4f mse %.5f stat %.3f zstd %.3f lr %.2e %.2fs/it" % (
+                step, m[0], m[1], m[2], m[3], lr, (time.time() - t0) / 10))
+            t0 = time.time()
+        if step % 20 == 0 or step == n:
+            save_ckpt(ck, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
+    return vae
+
+
+# ------------------------------------------------------------------ latents
+@torch.no_grad()
+def fold_latent_stats(vae, dev, n=48):
+    """Make the published Wan latent mean/std normalise this VAE's latent.
+
+    The encoder's conv1 and the decoder's conv2 are 1x1x1 convs (linear), so
+    an affine map of the latent folds into them exactly: with m, s this
+    VAE's per-channel latent mean/std and M, S the published constants,
+    mu' = M + S (mu - m) / s  (conv1, mu half) and conv2 undoes it."""
+    rng = np.random.default_rng(4000)
+    mus = []
+    for _ in range(n // 8):
+        clips = batch_clips(rng, 8, frames=DIT_FRAMES, sizes=DIT_SIZES_WH)
+        mu, _ = vae.encode_raw(to_tensor([c["video"] for c in clips], dev), chunked=False)
+        mus.append(mu.transpose(0, 1).flatten(1))
+    mu = torch.cat(mus, 1)
+    m, s = mu.mean(1), mu.std(1).clamp_min(1e-3)
+    mean, inv = [x.to(dev) for x in latent_scale()]
+    M, S = mean, 1.0 / inv
+    z = vae.z_dim
+    a = S / s                                     # [z]
+    w1, b1 = vae.conv1.weight, vae.conv1.bias     # [2z,2z,1,1,1], [2z]
+    w1[:z] *= a.view(z, 1, 1, 1, 1)
+    b1[:z] = a * (b1[:z] - m) + M
+    w2, b2 = vae.conv2.weight, vae.conv2.bias     # [z,z,1,1,1]: input mu' -> mu = m + (mu' - M) / a
+    b2 += (w2[:, :, 0, 0, 0] @ (m - M / a))
+    w2 *= (1.0 / a).view(1, z, 1, 1, 1)
+    return m, s
+
+
+def make_latents(a, dev):
+    out = os.path.join(a.work, "latents.pt")
+    if os.path.exists(out):
+        return torch.load(out)
+    vae = WanVAE_(**CFG["vae"]).to(dev).eval()
+    vae.load_state_dict(torch.load(os.path.join(a.work, "ckpt_vae.pt"), map_location=dev)["model"])
+    m, s = fold_latent_stats(vae, dev)
+    log(a.work, "vae latent stats folded: mean %s std %s" % (np.round(m.cpu().numpy(), 2).tolist(),
+                                                             np.round(s.cpu().numpy(), 2).tolist()))
+    save_ckpt(os.path.join(a.work, "vae_final.pt"), {"model": vae.state_dict()})
+    scale = [x.to(dev) for x in latent_scale()]
+    rng = np.random.default_rng(2000)
+    buckets = {}
+    t0 = time.time()
+    n = 0
+    with torch.no_grad():
+        while n < HP["n_latents"]:
+            clips = batch_clips(rng, 8, frames=DIT_FRAMES, allow_t1=True, sizes=DIT_SIZES_WH)
+            x = to_tensor([c["video"] for c in clips], dev)
+            z = vae.encode(x, scale, chunked=False).cpu().half()
+            key = tuple(z.shape[1:])
+            b = buckets.setdefault(key, {"z": [], "cap": []})
+            b["z"].append(z)
+            b["cap"] += [c["caption"] for c in clips]
+            n += len(clips)
+            if n % 80 == 0:
+                log(a.work, "latents %d (%.1fs)" % (n, time.time() - t0))
+    data = [{"z": torch.cat(b["z"]), "cap": b["cap"]} for b in buckets.values()]
+    allz = torch.cat([d["z"].float().flatten(2).transpose(1, 2).reshape(-1, 16) for d in data])
+    log(a.work, "latents done: %d clips, %d buckets, per-channel mean %s std %s" % (
+        n, len(data), np.round(allz.mean(0).numpy(), 2).tolist(), np.round(allz.std(0).numpy(), 2).tolist()))
+    torch.save(data, out)
+    return data
+
+
+# ------------------------------------------------------------------ DiT + T5
+def build_text_dit(vocab, dev):
+    c5 = dict(CFG["t5"], vocab=vocab)
+    t5 = T5Encoder(**c5).to(dev)
+    dit = WanModel(**CFG["dit"]).to(dev)
+    dit.freqs = dit.freqs.to(dev)
+    return t5, dit
+
+
+SWAP_H = {"left": "right", "right": "left"}
+SWAP_V = {"up": "down", "down": "up"}
+
+
+def flip_caption(cap, swap):
+    return " ".join(swap.get(w, w) for w in cap.split(" "))
+
+
+def augment(x0, caps, rng):
+    """Random horizontal / vertical flips of the latent with the caption's
+    directions swapped (the VAE is nearly flip-equivariant): 4x the data.
+    Pans flip too (a pan left mirrored is a pan right)."""
+    if rng.random() < 0.5:
+        x0 = x0.flip(-1)
+        caps = [flip_caption(c, SWAP_H) for c in caps]
+    if rng.random() < 0.5:
+        x0 = x0.flip(-2)
+        caps = [flip_caption(c, SWAP_V) for c in caps]
+    return x0, caps
+
+
+def init_dit(dit):
+    # zero the output head so training starts from v = 0 (stable start)
+    torch.nn.init.zeros_(dit.head.head.weight)
+    torch.nn.init.zeros_(dit.head.head.bias)
+
+
+def encode_text(t5, tk, texts, dev):
+    ids, mask = tk(texts)
+    ids, mask = ids.to(dev), mask.to(dev)
+    h = t5(ids, mask)
+    # the pipeline keeps the first n_real rows and zero-pads to text_len
+    return h * mask.unsqueeze(-1).to(h.dtype)
+
+
+def train_dit(a, dev):
+    data = make_latents(a, dev)
+    tk = tok.Tokenizer(os.path.join(a.work, "tokenizer", "spiece.model"), CFG["dit"]["text_len"])
+    vocab = tk.sp.get_piece_size()
+    torch.manual_seed(3)
+    t5, dit = build_text_dit(vocab, dev)
+    init_dit(dit)
+    for blk in dit.blocks:
+        blk.self_attn.fast_rope = True
+    params = list(dit.parameters()) + list(t5.parameters())
+    opt = torch.optim.AdamW(params, lr=HP["dit_lr"], weight_decay=0.01, betas=(0.9, 0.99))
+    ema = [p.detach().clone() for p in params]
+    ck = os.path.join(a.work, "ckpt_dit.pt")
+    step = 0
+    if os.path.exists(ck):
+        s = torch.load(ck, map_location=dev)
+        dit.load_state_dict(s["dit"])
+        t5.load_state_dict(s["t5"])
+        opt.load_state_dict(s["opt"])
+        ema = [e.to(dev) for e in s["ema"]]
+        step = s["step"]
+    rng = np.random.default_rng(3000 + step)
+    torch.manual_seed(3 + step)
+    sizes = np.array([d["z"].shape[0] for d in data], np.float64)
+    n = HP["dit_steps"]
+    shift = CFG["train_shift"]
+    t0 = time.time()
+    acc = []
+    while step < n:
+        lr = HP["dit_lr"] * min(1.0, (step + 1) / HP["warmup"]) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / n)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        d = data[rng.choice(len(data), p=sizes / sizes.sum())]
+        idx = rng.choice(d["z"].shape[0], size=HP["dit_batch"], replace=d["z"].shape[0] < HP["dit_batch"])
+        x0, caps = augment(d["z"][idx].float(), [d["cap"][i] for i in idx], rng)
+        x0 = x0.to(dev)
+        caps = [c if rng.random() >= CFG["cfg_drop"] else "" for c in caps]
+        B = x0.shape[0]
+        # logit-normal u, then the sampler's shift: s = shift*u / (1 + (shift-1) u)
+        u = torch.sigmoid(torch.randn(B, device=dev))
+        s = shift * u / (1 + (shift - 1) * u)
+        noise = torch.randn_like(x0)
+        sv = s.view(B, 1, 1, 1, 1)
+        xt = (1 - sv) * x0 + sv * noise
+        ctx = encode_text(t5, tk, caps, dev)
+        v = dit(xt, s * 1000.0, ctx)
+        loss = F.mse_loss(v, noise - x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        dec = min(HP["ema"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.mul_(dec).add_(p.detach(), alpha=1 - dec)
+        acc.append([loss.item(), gn.item()])
+        if step % 25 == 0 or step == n:
+            m = np.mean(acc, 0)
+            acc = []
+            log(a.work, "dit step %d loss %.4f gnorm %.2f lr %.2e %.2fs/it" % (step, m[0], m[1], lr, (time.time() - t0) / 25))
+            t0 = time.time()
+        if step % 50 == 0 or step == n:
+            save_ckpt(ck, {"dit": dit.state_dict(), "t5": t5.state_dict(), "opt": opt.state_dict(),
+                           "ema": ema, "step": step, "vocab": vocab})
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--phase", default="all", choices=["all", "tok", "vae", "latents", "dit"])
+    p.add_argument("--work", default=os.path.join(HERE, "work"))
+    p.add_argument("--threads", type=int, default=1)  # >1 thrashes on a shared machine
+    p.add_argument("--set", action="append", default=[], help="override HP, e.g. --set dit_steps=100")
+    a = p.parse_args()
+    for kv in a.set:
+        k, v = kv.split("=")
+        HP[k] = type(HP[k])(float(v)) if not isinstance(HP[k], int) else int(v)
+    os.makedirs(a.work, exist_ok=True)
+    torch.set_num_threads(a.threads)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    log(a.work, "device %s HP %s" % (dev, json.dumps(HP)))
+    if a.phase in ("all", "tok") and not os.path.exists(os.path.join(a.work, "tokenizer", "spiece.model")):
+        tok.train(os.path.join(a.work, "tokenizer"))
+    if a.phase in ("all", "vae"):
+        train_vae(a, dev)
+    if a.phase in ("all", "latents"):
+        make_latents(a, dev)
+    if a.phase in ("all", "dit"):
+        train_dit(a, dev)
+
+
+if __name__ == "__main__":
+    main()
