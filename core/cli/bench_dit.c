@@ -298,7 +298,7 @@ done:
 }
 
 static double torch_run(const char *script, const char *weights, const char *io, const char *out,
-                        int threads, int steps)
+                        int threads, int steps, double *cpu)
 {
     char cmd[4096];
     snprintf(cmd, sizeof(cmd),
@@ -317,6 +317,7 @@ static double torch_run(const char *script, const char *weights, const char *io,
         fputs(line, stdout);
         fflush(stdout);
         sscanf(line, "torch_seconds_per_step %lf", &sec);
+        sscanf(line, "torch_cpu_seconds_per_step %lf", cpu);
     }
     if (pclose(p))
         return -1;
@@ -421,7 +422,7 @@ int bench_dit(int argc, char **argv)
     char wpath[2][1024], iopath[1024], opath[1024];
     int rc = 0;
     float *out16 = NULL;
-    double step[2] = { 0, 0 };
+    double step[2] = { 0, 0 }, cpu[2] = { 0, 0 };
     for (int k = 0; k < 2; k++) {
         if (!(k == 0 ? do16 : do32))
             continue;
@@ -446,6 +447,7 @@ int bench_dit(int argc, char **argv)
         }
         double gf = flops / res.step / 1e9;
         step[k] = res.step;
+        cpu[k] = res.cpu;
         {
             /* where the time went, and the matmul rates by kind */
             int64_t D = c.dim, Lt = L, T = c.text_len;
@@ -502,7 +504,8 @@ int bench_dit(int argc, char **argv)
             fprintf(stderr, "vdit bench dit: cannot write %s\n", iopath);
             rc = 1;
         } else {
-            double ts = torch_run(script, wpath[k], iopath, opath, threads, steps);
+            double tcpu = 0;
+            double ts = torch_run(script, wpath[k], iopath, opath, threads, steps, &tcpu);
             if (ts <= 0) {
                 fprintf(stderr, "vdit bench dit: the PyTorch run failed\n");
                 rc = 1;
@@ -511,8 +514,13 @@ int bench_dit(int argc, char **argv)
                        flops / ts / 1e9);
                 for (int j = 0; j < 2; j++)
                     if (step[j] > 0)
-                        printf("vdit %s weights is %.2fx faster than pytorch\n",
+                        printf("vdit %s weights is %.2fx faster than pytorch (wall clock)\n",
                                j == 0 ? "fp16" : "fp32", ts / step[j]);
+                for (int j = 0; j < 2; j++)
+                    if (cpu[j] > 0 && tcpu > 0)
+                        printf("vdit %s weights needs %.2fx less CPU time per step than pytorch "
+                               "(%.1f s vs %.1f s)\n",
+                               j == 0 ? "fp16" : "fp32", tcpu / cpu[j], cpu[j], tcpu);
                 FILE *fp = fopen(opath, "rb");
                 float *to = vd_malloc(sizeof(float) * (size_t)nx);
                 if (fp && to && out16 && fread(to, 4, (size_t)nx, fp) == (size_t)nx) {
