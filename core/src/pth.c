@@ -307,6 +307,8 @@ static int need(pk *m, size_t n)
 
 static int append_items(pk *m, pk_val *c, pk_val **items, size_t n)
 {
+    if (n == 0) /* APPENDS/SETITEMS right after MARK: c->v may still be NULL */
+        return 0;
     if (c->n + n > c->cap) {
         size_t nc = VD_MAX(c->cap * 2, c->n + n);
         nc = VD_MAX(nc, (size_t)8);
