@@ -476,7 +476,14 @@ static void run_all(run *r)
     }
     check_conv(r, 8, 8, 1, 3, 3, 1, 16, 15, &down, VT_F32, 1);
     check_conv(r, 6, 12, 3, 1, 1, 5, 4, 6, &tdown, VT_F32, 1);
+    /* few output channels (the VAE's last layer): a direct kernel */
+    check_conv(r, 24, 3, 3, 3, 3, 3, 9, 37, &causal, VT_F32, 1);
     if (thorough) {
+        check_conv(r, 10, 3, 3, 3, 3, 4, 37, 19, &causal, VT_F32, 1); /* several row bands */
+        check_conv(r, 7, 1, 3, 3, 3, 2, 5, 16, &causal, VT_F16, 1);
+        check_conv(r, 5, 2, 1, 3, 3, 1, 1, 1, &same2d, VT_BF16, 0);
+        check_conv(r, 9, 4, 1, 5, 3, 1, 8, 21, &down, VT_F32, 1);
+        check_conv(r, 3, 4, 1, 3, 3, 1, 6, 33, &same2d, VT_F32, 1);
         check_conv(r, 3, 1, 1, 3, 3, 1, 1, 1, &same2d, VT_F32, 0);
         check_conv(r, 32, 32, 3, 3, 3, 4, 12, 20, &causal, VT_BF16, 1);
         check_conv(r, 96, 96, 1, 3, 3, 1, 20, 30, &same2d, VT_F32, 1);

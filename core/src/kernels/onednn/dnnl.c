@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "../impl.h"
+#include "../x86/x86.h"
 #include "onednn.h"
 
 #define CACHE_SIZE 256 /* the VAE alone has ~100 shapes (layers x chunk sizes) */
@@ -560,6 +561,12 @@ void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const flo
         if (!conv_1x1(c, cv, x, (int64_t)d * h * w, y))
             return;
         goto fallback;
+    }
+    if (cv->c_out <= 4 && g->sd == 1 && g->sh == 1 && g->sw == 1) {
+        /* blocked layouts would pad the output channels to 16 */
+        const float *wp = conv_plain_weights(cv);
+        if (wp && !vk_avx2_conv_small(c, cv, wp, g, x, d, h, w, y))
+            return;
     }
     prim *e = conv_prim(s, cv, g, d, h, w, od, oh, ow);
     if (!e)
