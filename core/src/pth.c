@@ -812,7 +812,8 @@ static int add_tensor(build *b, const char *name, const pk_val *t)
                           (long long)s->numel);
     }
     const uint8_t *base = b->buf + e->offset;
-    const uint8_t *p = base + (size_t)t->offset * esz;
+    /* an empty tensor reads nothing: its offset is not checked, so not used */
+    const uint8_t *p = nel ? base + (size_t)t->offset * esz : base;
     void *owned = NULL;
     if (nel && (!contiguous || (uintptr_t)p % esz)) {
         /* gather into a contiguous copy (strided views, odd alignment) */
