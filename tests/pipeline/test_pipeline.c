@@ -71,7 +71,8 @@ static void test_generate(void)
     vdit_video_free(&v2);
     vdit_video_free(&v);
 
-    static const int sizes[][3] = { { 130, 74, 10 }, { 33, 17, 1 }, { 48, 80, 5 }, { 16, 16, 9 } };
+    static const int sizes[][3] = { { 130, 74, 10 }, { 33, 17, 1 }, { 48, 80, 5 }, { 16, 16, 9 },
+                                    { 24, 16, 30 } };
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         p = base();
         p.width = sizes[i][0];

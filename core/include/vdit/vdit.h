@@ -223,8 +223,9 @@ typedef struct vdit_gen_params {
                                     multiples of 16 and the result is centre-cropped */
     int n_frames;                /* default 0: the model's native length; 1 = an image.
                                     Counts that are not 1 + 4k run as the next 1 + 4k
-                                    and are trimmed. edit / extend / bridge: the
-                                    window length */
+                                    and are trimmed. generate: longer clips than the
+                                    model's length are made window by window.
+                                    edit / extend / bridge: the window length */
     int steps;                   /* default 0: the model's default (Wan: 50); max 1000 */
     float guidance;              /* default -1: the model's default (Wan: 5.0);
                                     0..100, 1 = no classifier-free guidance (one DiT

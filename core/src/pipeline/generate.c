@@ -326,6 +326,9 @@ static int start(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp, vdit_
     return vd_resolve_params(c, p, rp);
 }
 
+static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, int tw, int kmax,
+                          vdit_video *v, int cur, uint64_t win0);
+
 int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
 {
     vd_run_params rp;
@@ -355,6 +358,15 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     } else {
         job.t = vd_align_frames(nf);
     }
+    /* Longer than the model's length: the first window is generated, the
+     * rest continues from it window by window (as vdit_extend), so cost
+     * grows linearly and every window stays within what the model learnt. */
+    int tw = VD_MAX(vd_align_frames(in->n_frames), 5);
+    int first = nf;
+    if (!loop && job.t > tw) {
+        job.t = tw;
+        first = tw;
+    }
     float *px = NULL;
     int td = 0;
     if ((ret = vd_run_job(c, &rp, &job, &px, &td)))
@@ -364,9 +376,16 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
         vd_free(px);
         return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
     }
-    for (int f = 0; f < nf; f++)
+    for (int f = 0; f < first; f++)
         vd_get_frame(px, td, job.h, job.w, f, v, f);
     vd_free(px);
+    if (first < nf) {
+        int kmax = VD_MAX(1, ((tw - 1) / 4 + 1) / 4);
+        if ((ret = extend_forward(c, &rp, job.h, job.w, tw, kmax, v, first, 1))) {
+            vdit_video_free(&v);
+            return ret;
+        }
+    }
     *out = v;
     return 0;
 }
@@ -528,6 +547,27 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
     return 0;
 }
 
+/* Fills frames cur .. v->n_frames - 1 of v window by window, each window
+ * keeping the last 4k - 3 frames made so far (k latent frames, aligned with
+ * the start of its timeline). Windows use noise streams win0, win0 + 1... */
+static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, int tw, int kmax,
+                          vdit_video *v, int cur, uint64_t win0)
+{
+    const span none = { NULL, 0, 0 };
+    int ret = 0;
+    while (cur < v->n_frames) {
+        int k = VD_MIN(kmax, (cur + 3) / 4);
+        int ca = 4 * k - 3;
+        int n_gen = VD_MIN(v->n_frames - cur, tw - ca);
+        int pad = vd_align_frames(ca + n_gen) - (ca + n_gen);
+        span a = { v, cur - ca, ca };
+        if ((ret = fill_window(c, rp, h, w, a, 0, n_gen, pad, none, win0++, v, cur)))
+            return ret;
+        cur += n_gen;
+    }
+    return 0;
+}
+
 /* Window length and the most latent frames of context a window keeps. */
 static void window_plan(vdit_ctx *c, const vdit_gen_params *p, int *tw, int *kmax)
 {
@@ -561,17 +601,8 @@ int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int
         /* Windows move forward; each keeps the last 4k - 3 frames made so
          * far (k latent frames, aligned with the start of its timeline). */
         memcpy(v->rgb, in->rgb, fsz * in->n_frames);
-        int cur = in->n_frames;
-        while (cur < total) {
-            int k = VD_MIN(kmax, (cur + 3) / 4);
-            int ca = 4 * k - 3;
-            int n_gen = VD_MIN(total - cur, tw - ca);
-            int pad = vd_align_frames(ca + n_gen) - (ca + n_gen);
-            span a = { v, cur - ca, ca };
-            if ((ret = fill_window(c, &rp, h, w, a, 0, n_gen, pad, none, win++, v, cur)))
-                goto fail;
-            cur += n_gen;
-        }
+        if ((ret = extend_forward(c, &rp, h, w, tw, kmax, v, in->n_frames, 0)))
+            goto fail;
     } else {
         /* Windows move backward; each keeps the first 4k frames known so
          * far (k latent frames aligned with the end of its timeline; a clip
