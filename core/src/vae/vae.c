@@ -405,11 +405,19 @@ static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
         default:
             break;
         }
-        /* shared maxima: [0] ping, [1] stack, [2] tmp/mid, [3] big */
+        /* shared maxima: [0] ping (a layer's output frame), [1] stack (a
+         * causal conv's [c_in, 3, S] input), [2] tmp / mid (one frame of
+         * the larger channel count at the larger size), [3] big (nearest x2
+         * frame; attention's qkv and its transpose) */
         int cmax = VD_MAX(n->ci, n->co);
         mx[0] = VD_MAX(mx[0], so * n->co);
-        mx[1] = VD_MAX(mx[1], 3 * VD_MAX(si, so) * (size_t)(2 * cmax));
-        mx[2] = VD_MAX(mx[2], VD_MAX(si, so) * (size_t)(2 * cmax));
+        if (n->type == VN_RES)
+            mx[1] = VD_MAX(mx[1], 3 * si * (size_t)cmax);
+        else if (n->type == VN_CONV_IN || n->type == VN_HEAD || n->type == VN_UP3D)
+            mx[1] = VD_MAX(mx[1], 3 * si * (size_t)n->ci);
+        else if (n->type == VN_DOWN3D)
+            mx[1] = VD_MAX(mx[1], 3 * so * (size_t)n->ci);
+        mx[2] = VD_MAX(mx[2], VD_MAX(si, so) * (size_t)cmax);
         if (n->type == VN_UP2D || n->type == VN_UP3D)
             mx[3] = VD_MAX(mx[3], 4 * si * n->ci);
         if (n->type == VN_ATTN)

@@ -1,0 +1,419 @@
+/* `vdit bench vae`: the Wan2.1 VAE at its real configuration (dim 96, z 16,
+ * dim_mult [1,2,4,4], 2 residual blocks, temporal downsampling [F,T,T]) on
+ * random weights. Encode and decode frames per second and peak resident
+ * memory per case; every case runs in its own child process so that each
+ * peak RSS is that case's own. Frames stream through vd_vae_*_stream (the
+ * one-shot calls are loops over the same machinery), so neither the input
+ * video nor the output is held: the peak is the engine's.
+ *
+ * --torch runs the same network (the project's models/wan/vae.py, the
+ * official chunked evaluation) in Debian's PyTorch with the same threads,
+ * also one process per case, and prints the ratios. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "ckpt.h"
+#include "kernels/kernels.h"
+#include "vae/vae.h"
+
+/* ---- random weights in the original layout ------------------------------------ */
+
+typedef struct wgen {
+    vd_ckpt *ck;
+    uint64_t rng;
+    int err;
+    size_t bytes;
+} wgen;
+
+static float urand(wgen *g)
+{
+    uint64_t z = (g->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+
+/* kind 0: weight, uniform with the variance of 1/fan_in; 1: bias; 2: gamma */
+static void tensor(wgen *g, const char *name, int kind, int ndim, int64_t a, int64_t b, int64_t c,
+                   int64_t d, int64_t e)
+{
+    if (g->err)
+        return;
+    int64_t sh[5] = { a, b, c, d, e }, n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= sh[i];
+    float *p = vd_malloc((size_t)n * sizeof(float));
+    if (!p) {
+        g->err = VDIT_ERR_NOMEM;
+        return;
+    }
+    double fan_in = (double)n / (double)sh[0];
+    float sc = kind == 0 ? (float)sqrt(3.0 / fan_in) : kind == 1 ? 0.02f : 0.1f;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = (kind == 2 ? 1.0f : 0.0f) + sc * urand(g);
+    g->bytes += (size_t)n * sizeof(float);
+    g->err = vd_ckpt_add(g->ck, name, VT_F32, ndim, sh, p, p, "random", NULL);
+}
+
+static void conv(wgen *g, const char *pre, int k3d, int co, int ci, int kd, int kh)
+{
+    char n[160];
+    snprintf(n, sizeof(n), "%s.weight", pre);
+    if (k3d)
+        tensor(g, n, 0, 5, co, ci, kd, kh, kh);
+    else
+        tensor(g, n, 0, 4, co, ci, kh, kh, 0);
+    snprintf(n, sizeof(n), "%s.bias", pre);
+    tensor(g, n, 1, 1, co, 0, 0, 0, 0);
+}
+
+static void norm_scale(wgen *g, const char *pre, int c, int images)
+{
+    tensor(g, pre, 2, images ? 3 : 4, c, 1, 1, 1, 0);
+}
+
+static void res(wgen *g, const char *pre, int ci, int co)
+{
+    char n[160];
+    snprintf(n, sizeof(n), "%s.residual.0.gamma", pre);
+    norm_scale(g, n, ci, 0);
+    snprintf(n, sizeof(n), "%s.residual.2", pre);
+    conv(g, n, 1, co, ci, 3, 3);
+    snprintf(n, sizeof(n), "%s.residual.3.gamma", pre);
+    norm_scale(g, n, co, 0);
+    snprintf(n, sizeof(n), "%s.residual.6", pre);
+    conv(g, n, 1, co, co, 3, 3);
+    if (ci != co) {
+        snprintf(n, sizeof(n), "%s.shortcut", pre);
+        conv(g, n, 1, co, ci, 1, 1);
+    }
+}
+
+static void attn(wgen *g, const char *pre, int c)
+{
+    char n[160];
+    snprintf(n, sizeof(n), "%s.norm.gamma", pre);
+    norm_scale(g, n, c, 1);
+    snprintf(n, sizeof(n), "%s.to_qkv", pre);
+    conv(g, n, 0, 3 * c, c, 1, 1);
+    snprintf(n, sizeof(n), "%s.proj", pre);
+    conv(g, n, 0, c, c, 1, 1);
+}
+
+/* The WanVAE_ parameter list for dim, z, dim_mult [1,2,4,4], 2 res blocks,
+ * temporal_down [F,T,T] (names as in Wan2.1_VAE.pth). */
+static vd_ckpt *make_weights(int dim, int z, size_t *bytes)
+{
+    static const int mult[4] = { 1, 2, 4, 4 }, tdown[3] = { 0, 1, 1 };
+    const int nrb = 2;
+    wgen g = { vd_ckpt_new(), 1234, 0, 0 };
+    if (!g.ck)
+        return NULL;
+    char n[160];
+    conv(&g, "encoder.conv1", 1, dim, 3, 3, 3);
+    int dims[5] = { dim, dim * mult[0], dim * mult[1], dim * mult[2], dim * mult[3] }, idx = 0;
+    for (int i = 0; i < 4; i++) {
+        int ci = dims[i], co = dims[i + 1];
+        for (int r = 0; r < nrb; r++, idx++) {
+            snprintf(n, sizeof(n), "encoder.downsamples.%d", idx);
+            res(&g, n, ci, co);
+            ci = co;
+        }
+        if (i != 3) {
+            snprintf(n, sizeof(n), "encoder.downsamples.%d.resample.1", idx);
+            conv(&g, n, 0, co, co, 1, 3);
+            if (tdown[i]) {
+                snprintf(n, sizeof(n), "encoder.downsamples.%d.time_conv", idx);
+                conv(&g, n, 1, co, co, 3, 1);
+            }
+            idx++;
+        }
+    }
+    int top = dims[4];
+    res(&g, "encoder.middle.0", top, top);
+    attn(&g, "encoder.middle.1", top);
+    res(&g, "encoder.middle.2", top, top);
+    norm_scale(&g, "encoder.head.0.gamma", top, 0);
+    conv(&g, "encoder.head.2", 1, 2 * z, top, 3, 3);
+    conv(&g, "conv1", 1, 2 * z, 2 * z, 1, 1);
+    conv(&g, "conv2", 1, z, z, 1, 1);
+    int dd[5] = { dim * mult[3], dim * mult[3], dim * mult[2], dim * mult[1], dim * mult[0] };
+    conv(&g, "decoder.conv1", 1, dd[0], z, 3, 3);
+    res(&g, "decoder.middle.0", dd[0], dd[0]);
+    attn(&g, "decoder.middle.1", dd[0]);
+    res(&g, "decoder.middle.2", dd[0], dd[0]);
+    idx = 0;
+    for (int i = 0; i < 4; i++) {
+        int ci = dd[i], co = dd[i + 1];
+        if (i > 0)
+            ci /= 2;
+        for (int r = 0; r < nrb + 1; r++, idx++) {
+            snprintf(n, sizeof(n), "decoder.upsamples.%d", idx);
+            res(&g, n, ci, co);
+            ci = co;
+        }
+        if (i != 3) {
+            snprintf(n, sizeof(n), "decoder.upsamples.%d.resample.1", idx);
+            conv(&g, n, 0, co / 2, co, 1, 3);
+            if (tdown[2 - i]) {
+                snprintf(n, sizeof(n), "decoder.upsamples.%d.time_conv", idx);
+                conv(&g, n, 1, 2 * co, co, 3, 1);
+            }
+            idx++;
+        }
+    }
+    norm_scale(&g, "decoder.head.0.gamma", dd[4], 0);
+    conv(&g, "decoder.head.2", 1, 3, dd[4], 3, 3);
+    if (g.err)
+        vd_ckpt_free(&g.ck);
+    *bytes = g.bytes;
+    return g.ck;
+}
+
+/* ---- one case in a child process ------------------------------------------------ */
+
+typedef struct bres {
+    double sec, fps, peak_mib, stream_mib, out_max;
+    int frames_out, ok;
+} bres;
+
+static double peak_rss_mib(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) ? 0 : (double)ru.ru_maxrss / 1024.0;
+}
+
+/* enc: push t frames of W x H; else push 1 + (t-1)/4 latent frames. */
+static bres run_case(int enc, int w, int h, int t, int threads, int tile)
+{
+    bres r = { 0 };
+    vd_log lg = { 0 };
+    size_t wb = 0;
+    vd_ckpt *ck = make_weights(96, 16, &wb);
+    vd_vae *v = NULL;
+    vk_ctx *kc = vk_ctx_new(threads, 0, &lg);
+    vd_vae_stream *s = NULL;
+    float *in = NULL, *out = NULL;
+    if (!ck || !kc || vd_vae_load(ck, &lg, &v)) {
+        fprintf(stderr, "vdit bench vae: %s\n", lg.msg[0] ? lg.msg : "out of memory");
+        goto done;
+    }
+    int z = 16, hl = h / 8, wl = w / 8;
+    int e = enc ? vd_vae_enc_stream_new(v, kc, h, w, tile, &s)
+                : vd_vae_dec_stream_new(v, kc, hl, wl, tile, &s);
+    if (e) {
+        fprintf(stderr, "vdit bench vae: %s\n", lg.msg);
+        goto done;
+    }
+    size_t nin = enc ? (size_t)3 * h * w : (size_t)z * hl * wl;
+    size_t nout = enc ? (size_t)z * hl * wl : (size_t)4 * 3 * h * w;
+    in = vd_malloc(nin * sizeof(float));
+    out = vd_malloc(nout * sizeof(float));
+    if (!in || !out)
+        goto done;
+    wgen g = { NULL, 99, 0, 0 };
+    for (size_t i = 0; i < nin; i++)
+        in[i] = enc ? 0.9f * urand(&g) : 1.5f * urand(&g);
+    int n_push = enc ? t : 1 + (t - 1) / 4;
+    double t0 = vd_time();
+    for (int k = 0; k < n_push; k++) {
+        int no = 0;
+        e = enc ? vd_vae_enc_stream_push(s, in, out, &no) : vd_vae_dec_stream_push(s, in, out, &no);
+        if (e)
+            goto done;
+        r.frames_out += no;
+        fprintf(stderr, "\r  %s %dx%d: %d/%d %s, %.1f s   ", enc ? "encode" : "decode", w, h,
+                k + 1, n_push, enc ? "frames" : "latent frames", vd_time() - t0);
+    }
+    fprintf(stderr, "\n");
+    r.sec = vd_time() - t0;
+    r.fps = (enc ? t : r.frames_out) / r.sec;
+    r.peak_mib = peak_rss_mib();
+    r.stream_mib = (double)vd_vae_stream_bytes(s) / 1048576.0;
+    r.ok = 1;
+done:
+    vd_free(in);
+    vd_free(out);
+    vd_vae_stream_free(&s);
+    vd_vae_free(&v);
+    vk_ctx_free(&kc);
+    vd_ckpt_free(&ck);
+    return r;
+}
+
+static bres run_child(int enc, int w, int h, int t, int threads, int tile)
+{
+    bres r = { 0 };
+    int fd[2];
+    fflush(stdout);
+    if (pipe(fd))
+        return r;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return r;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        bres c = run_case(enc, w, h, t, threads, tile);
+        ssize_t wr = write(fd[1], &c, sizeof(c));
+        _exit(wr == (ssize_t)sizeof(c) ? 0 : 1);
+    }
+    close(fd[1]);
+    ssize_t rd = read(fd[0], &r, sizeof(r));
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (rd != (ssize_t)sizeof(r))
+        memset(&r, 0, sizeof(r));
+    return r;
+}
+
+/* PyTorch: prints "torch_seconds S" and "torch_peak_mib M". */
+static bres run_torch(const char *script, int enc, int w, int h, int t, int threads)
+{
+    bres r = { 0 };
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 '%s' --mode %s "
+             "--width %d --height %d --frames %d --threads %d",
+             threads, threads, script, enc ? "encode" : "decode", w, h, t, threads);
+    printf("  %s\n", cmd);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return r;
+    char line[512];
+    int got = 0;
+    while (fgets(line, sizeof(line), p)) {
+        got += sscanf(line, "torch_seconds %lf", &r.sec) == 1;
+        got += sscanf(line, "torch_peak_mib %lf", &r.peak_mib) == 1;
+        got += sscanf(line, "torch_frames_out %d", &r.frames_out) == 1;
+    }
+    if (pclose(p) == 0 && got == 3 && r.sec > 0) {
+        r.ok = 1;
+        r.fps = (enc ? t : r.frames_out) / r.sec;
+    }
+    return r;
+}
+
+static void usage(void)
+{
+    printf("usage: vdit bench vae [--threads N] [--case WxHxT[:enc|dec]]... [--tile PX]\n"
+           "                      [--torch] [--torch-script PATH] [--quick]\n"
+           "Wan2.1 VAE (dim 96, z 16, dim_mult [1,2,4,4], 2 res blocks, temporal [F,T,T]),\n"
+           "random weights. For each case: encode and/or decode seconds, frames/s, peak RSS\n"
+           "(each case in its own process; frames stream, the video is never held).\n"
+           "Default cases: 320x192x17, 832x480x17, 832x480x161:dec. --quick: 320x192x5 only.\n"
+           "--torch: the same network in PyTorch (models/bench/bench_vae_torch.py, the\n"
+           "project's models/wan/vae.py, official chunked path), same threads; ratios.\n");
+}
+
+typedef struct bcase {
+    int w, h, t, enc, dec;
+} bcase;
+
+int bench_vae(int argc, char **argv)
+{
+    int threads = 0, torch = 0, tile = 0, nc = 0, bad = 0;
+    bcase cs[16];
+    const char *script = "models/bench/bench_vae_torch.py";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--threads") && v) {
+            threads = bench_parse_threads(v, &bad);
+            i++;
+        } else if (!strcmp(a, "--tile") && v) {
+            tile = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--torch")) {
+            torch = 1;
+        } else if (!strcmp(a, "--torch-script") && v) {
+            script = v;
+            torch = 1;
+            i++;
+        } else if (!strcmp(a, "--quick")) {
+            cs[0] = (bcase){ 320, 192, 5, 1, 1 };
+            nc = 1;
+        } else if (!strcmp(a, "--case") && v && nc < 16) {
+            bcase c = { 0, 0, 0, 1, 1 };
+            char m[8] = "";
+            if (sscanf(v, "%dx%dx%d:%7s", &c.w, &c.h, &c.t, m) < 3 || c.w <= 0 || c.h <= 0 ||
+                c.t <= 0 || c.w % 8 || c.h % 8)
+                bad = 1;
+            if (!strcmp(m, "enc"))
+                c.dec = 0;
+            else if (!strcmp(m, "dec"))
+                c.enc = 0;
+            cs[nc++] = c;
+            i++;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 0;
+        } else {
+            bad = 1;
+        }
+    }
+    if (bad || tile < 0) {
+        fprintf(stderr, "vdit bench vae: bad arguments (see --help)\n");
+        return 2;
+    }
+    if (!nc) {
+        cs[0] = (bcase){ 320, 192, 17, 1, 1 };
+        cs[1] = (bcase){ 832, 480, 17, 1, 1 };
+        cs[2] = (bcase){ 832, 480, 161, 0, 1 };
+        nc = 3;
+    }
+    if (threads <= 0)
+        threads = vd_cpu_count();
+    size_t wb = 0;
+    vd_ckpt *ck = make_weights(96, 16, &wb);
+    vd_ckpt_free(&ck);
+    printf("Wan2.1 VAE, random weights (%.1f M parameters, fp32), %d threads%s\n",
+           (double)wb / 4e6, threads, tile ? ", tiled" : "");
+    if (tile)
+        printf("tile %d px\n", tile);
+    printf("%-10s %-4s %6s %8s %8s %10s %10s", "size", "op", "frames", "seconds", "frames/s",
+           "peak MiB", "stream MiB");
+    if (torch)
+        printf(" %9s %9s %9s %9s", "torch s", "torch MiB", "speedup", "mem ratio");
+    printf("\n");
+    int fails = 0;
+    for (int i = 0; i < nc; i++)
+        for (int e = 1; e >= 0; e--) {
+            if ((e && !cs[i].enc) || (!e && !cs[i].dec))
+                continue;
+            bres r = run_child(e, cs[i].w, cs[i].h, cs[i].t, threads, tile);
+            bres p = { 0 };
+            if (torch)
+                p = run_torch(script, e, cs[i].w, cs[i].h, cs[i].t, threads);
+            char sz[32];
+            snprintf(sz, sizeof(sz), "%dx%d", cs[i].w, cs[i].h);
+            if (!r.ok) {
+                printf("%-10s %-4s %6d FAILED\n", sz, e ? "enc" : "dec", cs[i].t);
+                fails++;
+                continue;
+            }
+            printf("%-10s %-4s %6d %8.2f %8.3f %10.0f %10.0f", sz, e ? "enc" : "dec",
+                   e ? cs[i].t : r.frames_out, r.sec, r.fps, r.peak_mib, r.stream_mib);
+            if (torch && p.ok)
+                printf(" %9.2f %9.0f %8.2fx %8.2fx", p.sec, p.peak_mib, p.sec / r.sec,
+                       p.peak_mib / r.peak_mib);
+            else if (torch)
+                printf(" %9s", "failed");
+            printf("\n");
+            fflush(stdout);
+        }
+    printf("frames: input frames (encode) / output frames (decode); peak MiB: the process's\n"
+           "peak RSS (weights, oneDNN copies, caches, buffers); stream MiB: caches + working\n"
+           "buffers of the stream; speedup = torch seconds / vdit seconds; mem ratio = torch\n"
+           "peak / vdit peak.\n");
+    return fails ? 1 : 0;
+}

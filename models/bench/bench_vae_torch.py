@@ -1,0 +1,57 @@
+#!/usr/bin/python3
+"""PyTorch side of `vdit bench vae`: the Wan2.1 VAE (the project's
+models/wan/vae.py WanVAE_, dim 96, z 16, dim_mult [1,2,4,4], 2 res blocks,
+temporal [F,T,T]) on CPU in fp32, evaluated along the official chunked path
+(frame 0 then 4-frame chunks for encode, one latent frame at a time for
+decode, torch.cat of the chunk outputs), random weights.
+
+    bench_vae_torch.py --mode encode|decode --width W --height H --frames T --threads N
+
+Prints torch_seconds, torch_frames_out and torch_peak_mib (this process's peak
+RSS, torch itself included).
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from wan.vae import WanVAE_  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["encode", "decode"], required=True)
+    ap.add_argument("--width", type=int, required=True)
+    ap.add_argument("--height", type=int, required=True)
+    ap.add_argument("--frames", type=int, required=True)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    m = WanVAE_(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                temperal_downsample=[False, True, True]).eval()
+    with torch.no_grad():
+        if a.mode == "encode":
+            x = torch.rand(1, 3, a.frames, a.height, a.width) * 2 - 1
+            t0 = time.time()
+            mu, _ = m.encode_raw(x, chunked=True)
+            sec = time.time() - t0
+            n_out = mu.shape[2]
+        else:
+            tl = 1 + (a.frames - 1) // 4
+            z = torch.randn(1, 16, tl, a.height // 8, a.width // 8)
+            t0 = time.time()
+            out = m.decode_raw(z, chunked=True)
+            sec = time.time() - t0
+            n_out = out.shape[2]
+    print("torch_seconds %.3f" % sec)
+    print("torch_frames_out %d" % n_out)
+    print("torch_peak_mib %.1f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+
+
+if __name__ == "__main__":
+    main()
