@@ -63,6 +63,7 @@ struct vd_vae_stream {
     /* current push */
     float *out;           /* user buffer */
     int64_t out_first;    /* global index of out[0] */
+    size_t fstride, cstride; /* output frame / channel strides (elements) */
     int accumulate;       /* tile > 0 adds to the output */
     int64_t n_in;         /* frames pushed */
     size_t bytes;
@@ -285,10 +286,11 @@ static void sink(vd_vae_stream *s, tile *t, const float *x)
     }
     int64_t j = t->n_out++ - s->out_first;
     size_t OS = (size_t)s->oh * s->ow;
-    float *dst = s->out + (size_t)j * s->c_out * OS;
+    float *dst = s->out + (size_t)j * s->fstride;
+    (void)OS;
     for (int c = 0; c < s->c_out; c++) {
         const float *sp = src + c * S;
-        float *dp = dst + c * OS + (size_t)t->oy0 * s->ow + t->ox0;
+        float *dp = dst + c * s->cstride + (size_t)t->oy0 * s->ow + t->ox0;
         if (!s->accumulate) {
             for (int r = 0; r < t->oth; r++)
                 memcpy(dp + (size_t)r * s->ow, sp + (size_t)r * t->otw, t->otw * sizeof(float));
@@ -643,13 +645,14 @@ static int frames_out(const vd_vae_stream *s, int64_t k)
     return k == 0 ? 1 : tf;
 }
 
-/* Normalises blended output (tiled) and clamps decoder output. */
-static void finish(vd_vae_stream *s, float *out, int n)
+/* Normalises blended output (tiled) and clamps decoder output; frames
+ * [f0, f0 + n) of s->out. */
+static void finish(vd_vae_stream *s, int64_t f0, int n)
 {
     size_t OS = fsz(1, s->oh, s->ow);
-    for (int f = 0; f < n; f++)
+    for (int64_t f = f0; f < f0 + n; f++)
         for (int c = 0; c < s->c_out; c++) {
-            float *p = out + ((size_t)f * s->c_out + c) * OS;
+            float *p = s->out + (size_t)f * s->fstride + c * s->cstride;
             if (s->accumulate)
                 for (size_t k = 0; k < OS; k++)
                     p[k] *= s->wsum[k];
@@ -659,16 +662,34 @@ static void finish(vd_vae_stream *s, float *out, int n)
         }
 }
 
+/* Zeroes frames [f0, f0 + n) of s->out (tiles accumulate into them). */
+static void clear_out(vd_vae_stream *s, int64_t f0, int n)
+{
+    size_t OS = fsz(1, s->oh, s->ow);
+    for (int64_t f = f0; f < f0 + n; f++)
+        for (int c = 0; c < s->c_out; c++)
+            memset(s->out + (size_t)f * s->fstride + c * s->cstride, 0, OS * sizeof(float));
+}
+
+/* Output frames [n][c_out, S] (streams) or a [c_out, t, S] tensor. */
+static void set_out(vd_vae_stream *s, float *out, int64_t first, int t_cthw)
+{
+    size_t OS = fsz(1, s->oh, s->ow);
+    s->out = out;
+    s->out_first = first;
+    s->fstride = t_cthw ? OS : s->c_out * OS;
+    s->cstride = t_cthw ? (size_t)t_cthw * OS : OS;
+}
+
 static int push(vd_vae_stream *s, const float *x, float *out, int *n_out)
 {
     int n = frames_out(s, s->n_in);
-    s->out = out;
-    s->out_first = s->tiles[0].n_out;
-    if (s->accumulate && n)
-        memset(out, 0, (size_t)n * s->c_out * fsz(1, s->oh, s->ow) * sizeof(float));
+    set_out(s, out, s->tiles[0].n_out, 0);
+    if (s->accumulate)
+        clear_out(s, 0, n);
     for (int i = 0; i < s->n_tiles; i++)
         run_tile(s, &s->tiles[i], x);
-    finish(s, out, n);
+    finish(s, 0, n);
     s->n_in++;
     *n_out = n;
     return 0;
@@ -741,18 +762,11 @@ static void get_frame(const float *src, int c, int t, int k, size_t S, float *ds
         memcpy(dst + ch * S, src + ((size_t)ch * t + k) * S, S * sizeof(float));
 }
 
-static void put_frames(float *dst, int c, int t, int k, int n, size_t S, const float *src)
-{
-    for (int f = 0; f < n; f++)
-        for (int ch = 0; ch < c; ch++)
-            memcpy(dst + ((size_t)ch * t + k + f) * S, src + ((size_t)f * c + ch) * S,
-                   S * sizeof(float));
-}
-
 /* Runs all frames through the stream, tile after tile (each tile's caches
- * alive only during its pass). in: [c_in, n_in, h, w]; out [n_out][c_out, S]
- * frame-major. */
-static int run_all(vd_vae_stream *s, const float *in, int n_in_frames, int n_pad, float *out)
+ * alive only during its pass). in: [c_in, n_in, h, w]; out: [c_out, T, S]
+ * if cthw, else frame-major [T][c_out, S]. */
+static int run_all(vd_vae_stream *s, const float *in, int n_in_frames, int n_pad, float *out,
+                   int cthw)
 {
     size_t S = fsz(1, s->h, s->w);
     int c = s->enc ? 3 : s->v->cfg.z_dim;
@@ -763,10 +777,10 @@ static int run_all(vd_vae_stream *s, const float *in, int n_in_frames, int n_pad
     int64_t total = 0;
     for (int k = 0; k < n_in_frames + n_pad; k++)
         total += frames_out(s, k);
+    (void)OS;
+    set_out(s, out, 0, cthw ? (int)total : 0);
     if (s->accumulate)
-        memset(out, 0, (size_t)total * s->c_out * OS * sizeof(float));
-    s->out = out;
-    s->out_first = 0;
+        clear_out(s, 0, (int)total);
     int r = 0;
     for (int i = 0; i < s->n_tiles && !r; i++) {
         tile *t = &s->tiles[i];
@@ -788,7 +802,7 @@ static int run_all(vd_vae_stream *s, const float *in, int n_in_frames, int n_pad
     }
     vd_free(fr);
     if (!r)
-        finish(s, out, (int)total);
+        finish(s, 0, (int)total);
     return r;
 }
 
@@ -814,7 +828,7 @@ int vd_vae_encode_ex(const vd_vae *v, vk_ctx *kc, const float *video, int t, int
         vd_vae_stream_free(&s);
         return vd_err(lg, VDIT_ERR_NOMEM, "vd_vae_encode: out of memory");
     }
-    r = run_all(s, video, t, pad, o);
+    r = run_all(s, video, t, pad, o, 0);
     if (!r) {
         int z = v->cfg.z_dim;
         /* frame-major [tl][c, S] -> [c, tl, S] */
@@ -871,19 +885,8 @@ int vd_vae_decode_ex(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h,
     if (r)
         return r;
     s->raw = raw;
-    int t = vd_vae_video_frames(v, tl);
-    size_t OS = fsz(1, s->oh, s->ow);
-    /* frame-major staging for the whole output: the caller's buffer is
-     * [3, T, H, W]; decode into it in place would interleave channels */
-    float *o = vd_malloc((size_t)t * 3 * OS * sizeof(float));
-    if (!o) {
-        vd_vae_stream_free(&s);
-        return vd_err(lg, VDIT_ERR_NOMEM, "vd_vae_decode: out of memory");
-    }
-    r = run_all(s, z, tl, 0, o);
-    if (!r)
-        put_frames(video, 3, t, 0, t, OS, o);
-    vd_free(o);
+    /* written straight into the caller's [3, T, H, W] */
+    r = run_all(s, z, tl, 0, video, 1);
     vd_vae_stream_free(&s);
     return r ? vd_err(lg, r, "vd_vae_decode: out of memory") : 0;
 }
