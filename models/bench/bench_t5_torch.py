@@ -10,7 +10,7 @@ PyTorch 1.13 has no fast bf16 matmul). The token embedding (256384 x 4096)
 stays a memory map: its rows are gathered per call (inside the timing), so
 the 2 GB table is never read whole, as in the C engine. IDS.txt holds one
 prompt per line (ids separated by spaces). Prints per prompt
-`torch_seconds <n_tokens> <best of R>` and `torch_peak_rss_mb <n> <MiB>`,
+`torch_seconds <n_tokens> <best of R>`, `torch_cpu_seconds <n> <its CPU time>` and `torch_peak_rss_mb <n> <MiB>`,
 and writes PREFIX<n>.f32 (the [n, dim] output).
 """
 import argparse
@@ -65,6 +65,9 @@ def main():
     n_layers = 0
     while "blocks.%d.norm1.weight" % n_layers in w:
         n_layers += 1
+    # the weights are loaded below: skip the random initialisation (slow at this size)
+    torch.nn.Linear.reset_parameters = lambda self: None
+    torch.nn.Embedding.reset_parameters = lambda self: None
     blocks = torch.nn.ModuleList([
         T5SelfAttention(dim, w["blocks.0.attn.q.weight"].shape[0], w["blocks.0.ffn.fc1.weight"].shape[0],
                         heads, nb, shared_pos=False, dropout=0.0) for _ in range(n_layers)])
@@ -84,17 +87,19 @@ def main():
             best = None
             for r in range(a.reps + 1):  # the first call warms up
                 t0 = time.time()
+                c0 = time.process_time()
                 x = bf16(emb[np.array(ids)])[None]          # [1, n, dim]
                 mask = torch.ones(1, n, dtype=torch.long)
                 for blk in blocks:
                     x = blk(x, mask)
                 x = norm(x)
                 dt = time.time() - t0
-                if r:
-                    best = dt if best is None else min(best, dt)
+                if r and (best is None or dt < best):
+                    best, cpu = dt, time.process_time() - c0
             x[0].contiguous().numpy().astype(np.float32).tofile("%s%d.f32" % (a.out, n))
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
             print("torch_seconds %d %.4f" % (n, best), flush=True)
+            print("torch_cpu_seconds %d %.4f" % (n, cpu), flush=True)
             print("torch_peak_rss_mb %d %.0f" % (n, rss), flush=True)
 
 

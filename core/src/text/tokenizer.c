@@ -1202,9 +1202,15 @@ static int load_json(vd_tok *t, const uint8_t *b, size_t len, const char *label,
     if (pre && !strcmp(vj_str(vj_get(pre, "type"), ""), "Sequence")) {
         const vj_val *a = vj_get(pre, "pretokenizers");
         pre = NULL;
-        for (size_t i = 0; a && a->type == VJ_ARR && i < a->len; i++)
-            if (!strcmp(vj_str(vj_get(&a->kids[i], "type"), ""), "Metaspace"))
+        for (size_t i = 0; a && a->type == VJ_ARR && i < a->len; i++) {
+            const char *ty = vj_str(vj_get(&a->kids[i], "type"), "");
+            if (!strcmp(ty, "Metaspace"))
                 pre = &a->kids[i];
+            /* splitting on whitespace drops leading/trailing runs and
+             * collapses the others: remove_extra_whitespaces */
+            if (!strcmp(ty, "WhitespaceSplit"))
+                sp.remove_ws = 1;
+        }
     }
     if (pre && !strcmp(vj_str(vj_get(pre, "type"), ""), "Metaspace")) {
         sp.escape_ws = 1;
