@@ -499,9 +499,16 @@ static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int ti
         ts = enc ? tile_px / sf * sf : tile_px / sf;
         if (ts < 2 * al)
             ts = 2 * al;
-        ov = ts / 4 / al * al;
-        if (ov < al)
-            ov = al;
+        /* at most 64 tiles per axis: small tiles on huge frames grow */
+        for (;;) {
+            ov = ts / 4 / al * al;
+            if (ov < al)
+                ov = al;
+            int L = VD_MAX(h, w);
+            if (ts >= L || (L - ov + (ts - ov) - 1) / (ts - ov) <= 64)
+                break;
+            ts *= 2;
+        }
     }
     int ys[64], xs[64], ny = 1, nx = 1;
     ys[0] = xs[0] = 0;
