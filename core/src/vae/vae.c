@@ -90,21 +90,31 @@ static void norm_silu(vk_ctx *kc, const float *x, float *y, int c, size_t s, con
 }
 
 /* y = causal_conv(x) for one frame: the conv sees [cache0, cache1, x] along
- * time (kd 3, no temporal padding); the cache then moves on by one frame. */
-static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *cache, const float *x,
-                        int h, int w, float *y)
+ * time (kd 3, no temporal padding); the cache then moves on by one frame.
+ * `seen`: frames this conv had before x. The first two frames pass only the
+ * frames that exist with zero padding in front instead of the zero cache, so
+ * the convolution skips the taps that would multiply zeros (a single image
+ * costs a third of a video frame). */
+static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *cache, int64_t seen,
+                        const float *x, int h, int w, float *y)
 {
     size_t S = (size_t)h * w;
-    int c = cv->c_in;
+    int c = cv->c_in, prev = seen < 2 ? (int)seen : 2, d = prev + 1;
+    vk_conv_geom g = cv->kh == 3 ? g_same3 : g_none;
+    g.pd0 = 2 - prev;
     float *st = s->stack;
     for (int ch = 0; ch < c; ch++) {
-        float *d = st + (size_t)ch * 3 * S;
         float *k = cache + (size_t)ch * 2 * S;
-        memcpy(d, k, 2 * S * sizeof(float));
-        memcpy(d + 2 * S, x + (size_t)ch * S, S * sizeof(float));
-        memcpy(k, d + S, 2 * S * sizeof(float));
+        const float *xc = x + (size_t)ch * S;
+        if (prev) {
+            float *dd = st + (size_t)ch * d * S;
+            memcpy(dd, k + (size_t)(2 - prev) * S, (size_t)prev * S * sizeof(float));
+            memcpy(dd + (size_t)prev * S, xc, S * sizeof(float));
+        }
+        memmove(k, k + S, S * sizeof(float));
+        memcpy(k + S, xc, S * sizeof(float));
     }
-    s->kc->f->conv(s->kc, cv, cv->kh == 3 ? &g_same3 : &g_none, st, 3, h, w, y);
+    s->kc->f->conv(s->kc, cv, &g, prev ? st : x, d, h, w, y);
 }
 
 /* Nearest x2 ("nearest-exact" equals floor for an integer factor). */
@@ -135,9 +145,9 @@ static void node_res(vd_vae_stream *s, tile *t, int i, const vnode *n, nstate *s
     size_t S = (size_t)h * w;
     /* [ci, S] -> norm, silu -> causal conv -> [co, S] */
     norm_silu(kc, x, s->tmp, n->ci, S, n->g1);
-    causal_conv(s, &n->c1, st->cache1, s->tmp, h, w, s->mid);
+    causal_conv(s, &n->c1, st->cache1, st->n - 1, s->tmp, h, w, s->mid);
     norm_silu(kc, s->mid, s->mid, n->co, S, n->g2);
-    causal_conv(s, &n->c2, st->cache2, s->mid, h, w, y);
+    causal_conv(s, &n->c2, st->cache2, st->n - 1, s->mid, h, w, y);
     const float *sc = x;
     if (n->has_sc) {
         kc->f->conv(kc, &n->sc, &g_none, x, 1, h, w, s->tmp);
@@ -200,12 +210,12 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
     int64_t k = st->n++;
     switch (n->type) {
     case VN_CONV_IN:
-        causal_conv(s, &n->c1, st->cache1, x, st->hi, st->wi, y);
+        causal_conv(s, &n->c1, st->cache1, k, x, st->hi, st->wi, y);
         emit(s, t, i, y);
         break;
     case VN_HEAD:
         norm_silu(kc, x, s->tmp, n->ci, (size_t)st->hi * st->wi, n->g1);
-        causal_conv(s, &n->c1, st->cache1, s->tmp, st->hi, st->wi, y);
+        causal_conv(s, &n->c1, st->cache1, k, s->tmp, st->hi, st->wi, y);
         emit(s, t, i, y);
         break;
     case VN_RES:
@@ -254,7 +264,7 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
             emit(s, t, i, y);
         } else {
             /* [2c, S]: time conv over frames 1.. (frame 0 excluded) */
-            causal_conv(s, &n->c2, st->cache1, x, st->hi, st->wi, st->keep);
+            causal_conv(s, &n->c2, st->cache1, k - 1, x, st->hi, st->wi, st->keep);
             size_t half = fsz(n->ci, st->hi, st->wi);
             up_spatial(s, n, st, st->keep, y);
             emit(s, t, i, y);
