@@ -13,6 +13,7 @@ PKGS=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   ffmpeg
   python3 python3-numpy python3-torch python3-sentencepiece
+  libopenblas0-pthread
   clang libclang-rt-14-dev libomp-14-dev
   dpkg-dev nasm
 )
