@@ -15,7 +15,7 @@ PKGS=(
   python3 python3-numpy python3-torch python3-sentencepiece
   libopenblas0-pthread
   clang libclang-rt-14-dev libomp-14-dev
-  dpkg-dev nasm
+  dpkg-dev nasm libx264-dev
 )
 
 missing=()
