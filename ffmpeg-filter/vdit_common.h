@@ -1,0 +1,191 @@
+/*
+ * vdit filters for FFmpeg: glue shared by vf_vdit.c and vsrc_vdit.c.
+ * Part of vdit (MIT license); copied into libavfilter/ by
+ * scripts/build-ffmpeg.sh and built when FFmpeg is configured with
+ * --enable-libvdit (patches/ffmpeg-<version>/).
+ *
+ * Compiles against FFmpeg 5.1 (libavfilter 8) and 7.1 (libavfilter 10): the
+ * only differences the filters meet are which header holds the filter-
+ * definition macros (internal.h until 7.0, filters.h since) and where the
+ * link frame rate lives (AVFilterLink until 7.0, FilterLink since 7.1).
+ */
+#ifndef AVFILTER_VDIT_COMMON_H
+#define AVFILTER_VDIT_COMMON_H
+
+#include <vdit/vdit.h>
+
+#include "libavutil/avstring.h"
+#include "libavutil/common.h"
+#include "libavutil/error.h"
+#include "libavutil/log.h"
+#include "libavutil/opt.h"
+#include "libavutil/version.h"
+#include "avfilter.h"
+#include "version.h"
+
+#if LIBAVFILTER_VERSION_INT >= AV_VERSION_INT(10, 4, 100)
+#include "filters.h"
+#define VDIT_LINK_FRAME_RATE(link) (ff_filter_link(link)->frame_rate)
+#else
+#include "internal.h"
+#include "filters.h"
+#define VDIT_LINK_FRAME_RATE(link) ((link)->frame_rate)
+#endif
+#include "video.h"
+
+#define VDIT_FLAGS (AV_OPT_FLAG_VIDEO_PARAM | AV_OPT_FLAG_FILTERING_PARAM)
+#define VDIT_TFLAGS (VDIT_FLAGS | AV_OPT_FLAG_RUNTIME_PARAM)
+
+/* Options both filters share; `type` is the private context struct. */
+#define VDIT_COMMON_OPTIONS(type)                                                             \
+    { "prompt", "text describing the wanted video",                                           \
+      offsetof(type, prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_TFLAGS },       \
+    { "negative_prompt", "what to steer away from (default: the model's own)",                \
+      offsetof(type, negative_prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },\
+    { "steps", "denoising steps (0: the model's default, 50 for Wan)",                        \
+      offsetof(type, steps), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 1000, VDIT_FLAGS },            \
+    { "guidance", "classifier-free guidance scale (-1: the model's default, 1: off)",         \
+      offsetof(type, guidance), AV_OPT_TYPE_FLOAT, { .dbl = -1 }, -1, 100, VDIT_FLAGS },      \
+    { "shift", "flow-matching schedule shift (-1: the model's default)",                      \
+      offsetof(type, shift), AV_OPT_TYPE_FLOAT, { .dbl = -1 }, -1, 100, VDIT_FLAGS },         \
+    { "seed", "noise seed", offsetof(type, seed), AV_OPT_TYPE_INT64, { .i64 = 0 }, 0,         \
+      INT64_MAX, VDIT_FLAGS },                                                                \
+    { "sampler", "sampling method", offsetof(type, sampler), AV_OPT_TYPE_INT,                 \
+      { .i64 = -1 }, -1, VDIT_SAMPLER_COUNT - 1, VDIT_FLAGS, "sampler" },                     \
+        { "auto", "the model's default (UniPC for Wan)", 0, AV_OPT_TYPE_CONST, { .i64 = -1 },  \
+          0, 0, VDIT_FLAGS, "sampler" },                                                      \
+        { "unipc", "UniPC", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_UNIPC }, 0, 0,        \
+          VDIT_FLAGS, "sampler" },                                                            \
+        { "dpm++", "DPM++ 2M", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_DPMPP }, 0, 0,     \
+          VDIT_FLAGS, "sampler" },                                                            \
+        { "dpmpp", "same as dpm++", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_DPMPP }, 0, 0,\
+          VDIT_FLAGS, "sampler" },                                                            \
+        { "euler", "Euler", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_EULER }, 0, 0,        \
+          VDIT_FLAGS, "sampler" },                                                            \
+    { "model", "model folder or checkpoint (default: the bundled model)",                     \
+      offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },    \
+    { "threads", "CPU threads (0: all cores)", offsetof(type, threads), AV_OPT_TYPE_INT,      \
+      { .i64 = 0 }, 0, 1024, VDIT_FLAGS }
+
+/* The engine's error codes as AVERROR codes. */
+static inline int vdit_averror(int err)
+{
+    switch (err) {
+    case VDIT_OK:              return 0;
+    case VDIT_ERR_INVALID_ARG: return AVERROR(EINVAL);
+    case VDIT_ERR_NOMEM:       return AVERROR(ENOMEM);
+    case VDIT_ERR_IO:          return AVERROR(EIO);
+    case VDIT_ERR_FORMAT:      return AVERROR_INVALIDDATA;
+    case VDIT_ERR_UNSUPPORTED: return AVERROR_PATCHWELCOME;
+    case VDIT_ERR_CANCELLED:   return AVERROR_EXIT;
+    case VDIT_ERR_AGAIN:       return AVERROR(EAGAIN);
+    case VDIT_ERR_EOF:         return AVERROR_EOF;
+    case VDIT_ERR_MISSING:     return AVERROR(ENOENT);
+    default:                   return AVERROR_BUG;
+    }
+}
+
+/* vdit messages go to av_log on the filter instance, at the matching level. */
+static inline void vdit_log_bridge(void *user, int level, const char *msg)
+{
+    static const int lv[VDIT_LOG_COUNT] = {
+        AV_LOG_ERROR, AV_LOG_WARNING, AV_LOG_INFO, AV_LOG_VERBOSE, AV_LOG_DEBUG,
+    };
+    av_log(user, lv[av_clip(level, 0, VDIT_LOG_COUNT - 1)], "%s\n", msg);
+}
+
+/* The most verbose vdit level worth producing at FFmpeg's current level. */
+static inline int vdit_log_level(void)
+{
+    int l = av_log_get_level();
+    return l >= AV_LOG_DEBUG   ? VDIT_LOG_DEBUG
+         : l >= AV_LOG_VERBOSE ? VDIT_LOG_VERBOSE
+         : l >= AV_LOG_INFO    ? VDIT_LOG_INFO
+         : l >= AV_LOG_WARNING ? VDIT_LOG_WARNING
+                               : VDIT_LOG_ERROR;
+}
+
+/* Progress: stage starts and denoising steps at the verbose level, the
+ * finer-grained units (VAE slices...) at debug. Never cancels: FFmpeg stops
+ * a filter by not calling it. */
+static inline int vdit_progress_log(void *user, int stage, int step, int total)
+{
+    int lvl = (step == 0 || stage == VDIT_STAGE_DENOISE) ? AV_LOG_VERBOSE : AV_LOG_DEBUG;
+    av_log(user, lvl, "%s %d/%d\n", vdit_stage_name(stage), step, total);
+    return 0;
+}
+
+/* Loads the model (path NULL: the bundled one) and makes a context on it.
+ * On failure logs what to do and returns an AVERROR; the caller's uninit
+ * frees whatever was made. */
+static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int threads,
+                                  vdit_model **model, vdit_ctx **vctx)
+{
+    vdit_model_params mp;
+    vdit_ctx_params cp;
+    int err;
+
+    if (!path || !*path)
+        path = vdit_default_model_path();
+    if (!path) {
+        av_log(ctx, AV_LOG_ERROR, "no model: this libvdit has no bundled model; "
+               "give one with model=/path/to/model\n");
+        return AVERROR(EINVAL);
+    }
+    vdit_model_params_default(&mp);
+    mp.log_cb = vdit_log_bridge;
+    mp.log_user = ctx;
+    mp.log_level = vdit_log_level();
+    mp.n_threads = threads;
+    av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s)\n", path, vdit_version());
+    err = vdit_model_load(path, &mp, model);
+    if (err < 0) {
+        av_log(ctx, AV_LOG_ERROR, "cannot load the model '%s': %s%s%s\n", path,
+               vdit_strerror(err), mp.error[0] ? ": " : "", mp.error);
+        return vdit_averror(err);
+    }
+    vdit_ctx_params_default(&cp);
+    cp.n_threads = threads;
+    cp.log_cb = vdit_log_bridge;
+    cp.log_user = ctx;
+    cp.log_level = mp.log_level;
+    cp.progress_cb = vdit_progress_log;
+    cp.progress_user = ctx;
+    err = vdit_ctx_init(*model, &cp, vctx);
+    if (err < 0) {
+        av_log(ctx, AV_LOG_ERROR, "cannot make a vdit context: %s\n", vdit_strerror(err));
+        return vdit_averror(err);
+    }
+    return 0;
+}
+
+/* Logs the context's last error after a failed call and returns it as AVERROR. */
+static inline int vdit_fail(AVFilterContext *ctx, vdit_ctx *vctx, const char *what, int err)
+{
+    const char *msg = vctx ? vdit_ctx_last_error(vctx) : "";
+    av_log(ctx, AV_LOG_ERROR, "%s failed: %s%s%s\n", what, vdit_strerror(err),
+           msg && *msg ? ": " : "", msg ? msg : "");
+    return vdit_averror(err);
+}
+
+/* Generation parameters from the options; those left at their "model's
+ * default" value keep what vdit_gen_params_default() chose. */
+static inline void vdit_fill_gen_params(vdit_gen_params *g, const char *prompt,
+                                        const char *negative_prompt, int steps, float guidance,
+                                        float shift, int sampler, int64_t seed)
+{
+    vdit_gen_params_default(g);
+    g->prompt = prompt;
+    g->negative_prompt = negative_prompt;
+    if (steps > 0)
+        g->steps = steps;
+    if (guidance != -1.0f)
+        g->guidance = guidance;
+    if (shift != -1.0f)
+        g->shift = shift;
+    if (sampler >= 0)
+        g->sampler = sampler;
+    g->seed = (uint64_t)seed;
+}
+
+#endif /* AVFILTER_VDIT_COMMON_H */

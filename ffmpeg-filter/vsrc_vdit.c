@@ -1,0 +1,254 @@
+/*
+ * vditsrc: generates video from a text prompt with a video diffusion model.
+ * Part of vdit (MIT license); built into FFmpeg's libavfilter with
+ * --enable-libvdit (see patches/ and docs/ffmpeg.md in the vdit sources).
+ *
+ * Frames are made a chunk at a time: the first chunk (one window) by
+ * libvdit's vdit_generate(), each later one by vdit_extend() from the end of
+ * the previous chunk, window after window, so a long duration comes out as
+ * one continuous shot with memory bounded by a few windows. With loop=1 a
+ * single seamlessly looping window is generated and repeated. activate()
+ * hands out frames of the current chunk and makes the next one only when the
+ * output wants a frame. Defaults (size, length, rate) are the model's own,
+ * from vdit_model_get_info().
+ */
+
+#include "libavutil/common.h"
+#include "libavutil/imgutils.h"
+#include "libavutil/mathematics.h"
+#include "libavutil/mem.h"
+#include "libavutil/parseutils.h"
+#include "libavutil/pixfmt.h"
+#include "libavutil/time.h"
+
+#include "vdit_common.h"
+
+typedef struct VditSrcContext {
+    const AVClass *class;
+
+    /* options */
+    char *prompt, *negative_prompt, *model_path;
+    int w, h;
+    AVRational frame_rate;
+    int64_t duration;
+    int steps, sampler, threads, window, loop;
+    float guidance, shift;
+    int64_t seed;
+
+    vdit_model *model;
+    vdit_ctx *vctx;
+    vdit_model_info info;
+    int win;             /* frames per window: window, else the model's length */
+    vdit_video *chunk;   /* frames being handed out */
+    int chunk_pos;       /* next frame of chunk to output */
+    int nb_chunks;       /* chunks generated so far */
+    int64_t nb_frames;   /* frames to output in all, -1: one window */
+    int64_t pts;         /* next frame's pts (= its index, time base 1/rate) */
+} VditSrcContext;
+
+#define OFFSET(x) offsetof(VditSrcContext, x)
+
+static const AVOption vditsrc_options[] = {
+    VDIT_COMMON_OPTIONS(VditSrcContext),
+    { "size", "frame size (default: the model's native size)", OFFSET(w),
+      AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, VDIT_FLAGS },
+    { "s", "frame size (default: the model's native size)", OFFSET(w),
+      AV_OPT_TYPE_IMAGE_SIZE, { .str = NULL }, 0, 0, VDIT_FLAGS },
+    /* "16" stands for "the model's rate" (Wan's is 16): a rate option
+     * cannot default to "unset". */
+    { "rate", "frame rate (default: the model's)", OFFSET(frame_rate), AV_OPT_TYPE_VIDEO_RATE,
+      { .str = "16" }, 0, INT_MAX, VDIT_FLAGS },
+    { "r", "frame rate (default: the model's)", OFFSET(frame_rate), AV_OPT_TYPE_VIDEO_RATE,
+      { .str = "16" }, 0, INT_MAX, VDIT_FLAGS },
+    { "duration", "length (default: one window)", OFFSET(duration), AV_OPT_TYPE_DURATION,
+      { .i64 = -1 }, -1, INT64_MAX, VDIT_FLAGS },
+    { "d", "length (default: one window)", OFFSET(duration), AV_OPT_TYPE_DURATION,
+      { .i64 = -1 }, -1, INT64_MAX, VDIT_FLAGS },
+    { "window", "frames generated together (0: the model's native length)", OFFSET(window),
+      AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 100000, VDIT_FLAGS },
+    { "loop", "generate one seamlessly looping window and repeat it", OFFSET(loop),
+      AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, VDIT_FLAGS },
+    { NULL }
+};
+
+AVFILTER_DEFINE_CLASS(vditsrc);
+
+static av_cold int init(AVFilterContext *ctx)
+{
+    VditSrcContext *s = ctx->priv;
+    int ret, err;
+
+    if ((s->w || s->h) && (s->w < 2 || s->h < 2)) {
+        av_log(ctx, AV_LOG_ERROR, "size %dx%d is too small\n", s->w, s->h);
+        return AVERROR(EINVAL);
+    }
+    ret = vdit_open_model(ctx, s->model_path, s->threads, &s->model, &s->vctx);
+    if (ret < 0)
+        return ret;
+    err = vdit_model_get_info(s->model, &s->info);
+    if (err < 0)
+        return vdit_fail(ctx, NULL, "reading the model's defaults", err);
+    s->win = s->window ? s->window : s->info.n_frames;
+    if (av_opt_is_set_to_default_by_name(s, "rate", 0) > 0 && s->info.fps > 0)
+        s->frame_rate = av_d2q(s->info.fps, 1001000);
+    if (s->frame_rate.num <= 0 || s->frame_rate.den <= 0) {
+        av_log(ctx, AV_LOG_ERROR, "rate must be positive\n");
+        return AVERROR(EINVAL);
+    }
+    /* Frames whose start lies before the duration, as testsrc counts them. */
+    s->nb_frames = s->duration < 0 ? -1
+                 : av_rescale_rnd(s->duration, s->frame_rate.num,
+                                  (int64_t)s->frame_rate.den * AV_TIME_BASE, AV_ROUND_UP);
+    if (s->nb_frames == 0) {
+        av_log(ctx, AV_LOG_ERROR, "duration is shorter than one frame\n");
+        return AVERROR(EINVAL);
+    }
+    if (s->nb_frames > INT_MAX / 2) {
+        av_log(ctx, AV_LOG_ERROR, "duration is too long\n");
+        return AVERROR(EINVAL);
+    }
+    av_log(ctx, AV_LOG_VERBOSE, "%" PRId64 " frames (-1: one window) at %d/%d fps, windows of %d\n",
+           s->nb_frames, s->frame_rate.num, s->frame_rate.den, s->win);
+    return 0;
+}
+
+static av_cold void uninit(AVFilterContext *ctx)
+{
+    VditSrcContext *s = ctx->priv;
+
+    vdit_video_free(&s->chunk);
+    vdit_ctx_free(&s->vctx);
+    vdit_model_free(&s->model);
+}
+
+/* Makes the next chunk: generated from the prompt (the first, or the loop),
+ * or extended from the end of the previous chunk. */
+static int next_chunk(AVFilterContext *ctx)
+{
+    VditSrcContext *s = ctx->priv;
+    int64_t left = s->nb_frames < 0 ? -1 : s->nb_frames - s->pts;
+    vdit_gen_params g;
+    vdit_video *out = NULL;
+    int64_t t0 = av_gettime_relative();
+    int n, err, skip = 0;
+
+    if (s->loop && s->chunk) { /* the loop repeats as is */
+        s->chunk_pos = 0;
+        return 0;
+    }
+    vdit_fill_gen_params(&g, s->prompt, s->negative_prompt, s->steps, s->guidance, s->shift,
+                         s->sampler, s->seed);
+    g.seed = (uint64_t)s->seed + (uint64_t)s->nb_chunks; /* fresh noise per chunk */
+    g.width = s->w;
+    g.height = s->h;
+    g.loop = s->loop;
+    if (!s->chunk) {
+        /* One window; shorter when that is all the duration asks for. */
+        n = left > 0 && left < s->win ? (int)left : s->win;
+        g.n_frames = n;
+        av_log(ctx, AV_LOG_VERBOSE, "generating %d frames\n", n);
+        err = vdit_generate(s->vctx, &g, &out);
+        if (err < 0)
+            return vdit_fail(ctx, s->vctx, "generating", err);
+    } else {
+        /* Several windows per call: each window re-makes the context it
+         * continues from, so the last, partly filled one is the only waste. */
+        n = (int)FFMIN(left, 4LL * s->win);
+        g.n_frames = s->win;
+        av_log(ctx, AV_LOG_VERBOSE, "extending by %d frames\n", n);
+        err = vdit_extend(s->vctx, &g, s->chunk, n, 0, &out);
+        if (err < 0)
+            return vdit_fail(ctx, s->vctx, "extending", err);
+        skip = s->chunk->n_frames; /* the output starts with the given frames */
+    }
+    if (out->n_frames <= skip || (s->w && (out->width != s->w || out->height != s->h)) ||
+        (s->chunk && (out->width != s->chunk->width || out->height != s->chunk->height))) {
+        av_log(ctx, AV_LOG_ERROR, "libvdit returned %d frames of %dx%d\n", out->n_frames,
+               out->width, out->height);
+        vdit_video_free(&out);
+        return AVERROR_BUG;
+    }
+    av_log(ctx, AV_LOG_VERBOSE, "chunk %d: %d frames in %.2f s\n", s->nb_chunks,
+           out->n_frames - skip, (av_gettime_relative() - t0) / 1e6);
+    vdit_video_free(&s->chunk);
+    s->chunk = out;
+    s->chunk_pos = skip;
+    s->nb_chunks++;
+    return 0;
+}
+
+static int config_props(AVFilterLink *outlink)
+{
+    AVFilterContext *ctx = outlink->src;
+    VditSrcContext *s = ctx->priv;
+
+    outlink->w = s->w ? s->w : s->info.width;
+    outlink->h = s->h ? s->h : s->info.height;
+    outlink->sample_aspect_ratio = (AVRational){ 1, 1 };
+    outlink->time_base = av_inv_q(s->frame_rate);
+    VDIT_LINK_FRAME_RATE(outlink) = s->frame_rate;
+    return 0;
+}
+
+static int activate(AVFilterContext *ctx)
+{
+    AVFilterLink *outlink = ctx->outputs[0];
+    VditSrcContext *s = ctx->priv;
+    const vdit_video *c;
+    AVFrame *frame;
+    int ret;
+
+    if (!ff_outlink_frame_wanted(outlink))
+        return FFERROR_NOT_READY;
+    if ((s->nb_frames >= 0 && s->pts >= s->nb_frames) ||
+        (s->nb_frames < 0 && s->chunk && s->chunk_pos >= s->chunk->n_frames)) {
+        ff_outlink_set_status(outlink, AVERROR_EOF, s->pts);
+        return 0;
+    }
+    if (!s->chunk || s->chunk_pos >= s->chunk->n_frames) {
+        ret = next_chunk(ctx);
+        if (ret < 0)
+            return ret;
+    }
+    c = s->chunk;
+    if (c->width != outlink->w || c->height != outlink->h) { /* the model ignored the size */
+        av_log(ctx, AV_LOG_ERROR, "libvdit made %dx%d frames for a %dx%d output\n", c->width,
+               c->height, outlink->w, outlink->h);
+        return AVERROR_BUG;
+    }
+    frame = ff_get_video_buffer(outlink, outlink->w, outlink->h);
+    if (!frame)
+        return AVERROR(ENOMEM);
+    av_image_copy_plane(frame->data[0], frame->linesize[0],
+                        c->rgb + (size_t)s->chunk_pos * c->width * c->height * 3, c->width * 3,
+                        c->width * 3, c->height);
+    frame->pts = s->pts++;
+    frame->sample_aspect_ratio = outlink->sample_aspect_ratio;
+#if LIBAVUTIL_VERSION_MAJOR >= 58
+    frame->duration = 1;
+#endif
+    s->chunk_pos++;
+    return ff_filter_frame(outlink, frame);
+}
+
+static const AVFilterPad vditsrc_outputs[] = {
+    {
+        .name          = "default",
+        .type          = AVMEDIA_TYPE_VIDEO,
+        .config_props  = config_props,
+    },
+};
+
+const AVFilter ff_vsrc_vditsrc = {
+    .name            = "vditsrc",
+    .description     = NULL_IF_CONFIG_SMALL("Generate video from a text prompt with a diffusion model (libvdit)."),
+    .priv_size       = sizeof(VditSrcContext),
+    .priv_class      = &vditsrc_class,
+    .init            = init,
+    .uninit          = uninit,
+    .activate        = activate,
+    .process_command = ff_filter_process_command,
+    .inputs          = NULL,
+    FILTER_OUTPUTS(vditsrc_outputs),
+    FILTER_SINGLE_PIXFMT(AV_PIX_FMT_RGB24),
+};
