@@ -21,6 +21,7 @@
 /* Video I/O lands separately (videoio.c); without it these report so. */
 #pragma weak vio_read
 #pragma weak vio_write
+#pragma weak vio_check_output
 
 enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 
@@ -276,6 +277,22 @@ static int read_video(enum op op, const char *path, vdit_video **v, double *fps)
     return 0;
 }
 
+/* Whether the output can be written, checked before any work so that a typo
+ * in --output does not cost a whole generation. n_frames: what will be
+ * written, 0 if not known yet. Returns 0, 1 (cannot write there) or 2 (bad
+ * --output: unknown extension, several frames into one PNG). */
+static int check_output(enum op op, const char *path, int n_frames)
+{
+    char err[512];
+    if (!vio_check_output)
+        return 0;
+    int e = vio_check_output(path, n_frames, err, sizeof(err));
+    if (!e)
+        return 0;
+    fprintf(stderr, "vdit %s: %s\n", op_names[op], err);
+    return e == VDIT_ERR_IO ? 1 : 2;
+}
+
 static int run(enum op op, int argc, char **argv)
 {
     opts o;
@@ -303,6 +320,14 @@ static int run(enum op op, int argc, char **argv)
         goto done;
     if (o.input2 && read_video(op, o.input2, &in2, &fps2))
         goto done;
+    int n_out = op == OP_GENERATE ? o.frames
+                : op == OP_LOOP   ? (o.frames > 4 ? o.frames : 4)
+                : op == OP_EDIT   ? in->n_frames
+                : op == OP_EXTEND ? in->n_frames + o.frames_new
+                                  : o.frames_new;
+    if ((ret = check_output(op, o.output, n_out)))
+        goto done;
+    ret = 1;
 
     if (o.expand) {
         char err[512];
@@ -337,6 +362,9 @@ static int run(enum op op, int argc, char **argv)
     }
     vdit_model_info info;
     vdit_model_get_info(model, &info);
+    if (op == OP_GENERATE && !o.frames && (ret = check_output(op, o.output, info.n_frames)))
+        goto done;
+    ret = 1;
     vdit_gen_params gp;
     vdit_gen_params_default(&gp);
     gp.prompt = o.prompt;

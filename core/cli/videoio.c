@@ -3,11 +3,13 @@
  * container and codec of an output follow its file name's extension. */
 #include "videoio.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #ifdef VDIT_HAVE_LIBAV
 
@@ -249,10 +251,41 @@ static int pick_target(const char *path, const vdit_video *v, target *t, char *e
         *t = (target){ "gif", AV_CODEC_ID_GIF, NULL, AV_PIX_FMT_RGB8 };
     } else {
         return fail(err, errlen, VDIT_ERR_UNSUPPORTED,
-                    "%s: unknown output type '.%s' (use .mp4, .mkv, .mov, .y4m, .png or .gif)",
-                    path, ext);
+                    "%s: %s%s%s (use .mp4, .mkv, .mov, .y4m, .png or .gif)", path,
+                    ext[0] ? "unknown output type '." : "no extension to pick the format from",
+                    ext, ext[0] ? "'" : "");
     }
     return 0;
+}
+
+/* The folder of `path` ("." when it has none) exists and is writable. */
+static int folder_writable(const char *path, char *err, size_t errlen)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof(dir))
+        return fail(err, errlen, VDIT_ERR_IO, "%s: path too long", path);
+    if (n)
+        memcpy(dir, path, n);
+    else
+        dir[n++] = '.';
+    dir[n] = 0;
+    if (access(dir, W_OK))
+        return fail(err, errlen, VDIT_ERR_IO, "%s: cannot write into folder '%s': %s", path, dir,
+                    strerror(errno));
+    return 0;
+}
+
+int vio_check_output(const char *path, int n_frames, char *err, size_t errlen)
+{
+    if (!path || !path[0])
+        return fail(err, errlen, VDIT_ERR_INVALID_ARG, "no output file");
+    /* the size does not matter for the choice of format: an even one */
+    vdit_video v = { .width = 2, .height = 2, .n_frames = n_frames > 0 ? n_frames : 1 };
+    target t;
+    int ret = pick_target(path, &v, &t, err, errlen);
+    return ret ? ret : folder_writable(path, err, errlen);
 }
 
 static int drain(AVFormatContext *fmt, AVCodecContext *enc, AVStream *st, AVPacket *pkt,
@@ -404,6 +437,13 @@ done:
 }
 
 #else /* !VDIT_HAVE_LIBAV */
+
+int vio_check_output(const char *path, int n_frames, char *err, size_t errlen)
+{
+    (void)n_frames;
+    snprintf(err, errlen, "%s: this vdit was built without FFmpeg (libavformat)", path);
+    return VDIT_ERR_UNSUPPORTED;
+}
 
 int vio_read(const char *path, vdit_video **out, double *fps, char *err, size_t errlen)
 {

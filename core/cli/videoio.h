@@ -18,4 +18,10 @@ int vio_read(const char *path, vdit_video **out, double *fps, char *err, size_t 
  * name), .gif. */
 int vio_write(const char *path, const vdit_video *v, double fps, char *err, size_t errlen);
 
+/* Checks, before any work, that vio_write could write `path`: a known
+ * extension (VDIT_ERR_UNSUPPORTED otherwise), a %d pattern for several PNG
+ * frames when n_frames > 1 (VDIT_ERR_INVALID_ARG; n_frames 0 = not known
+ * yet) and an existing, writable folder (VDIT_ERR_IO). */
+int vio_check_output(const char *path, int n_frames, char *err, size_t errlen);
+
 #endif

@@ -88,7 +88,7 @@ void vd_get_frame(const float *px, int t, int h, int w, int tpos, vdit_video *v,
             for (int ch = 0; ch < 3; ch++) {
                 float f = px[(((size_t)ch * t + tpos) * h + y + oy) * w + x + ox];
                 float q = (f + 1.0f) * 127.5f + 0.5f;
-                q = q < 0 ? 0 : q > 255 ? 255 : q;
+                q = q >= 0 ? (q <= 255 ? q : 255) : 0; /* NaN -> 0: never cast NaN */
                 dst[((size_t)y * v->width + x) * 3 + ch] = (uint8_t)q;
             }
 }
@@ -256,6 +256,17 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
         goto nomem;
     if ((ret = vd_vae_decode(m->vae, c->kc, zin, (int)dl, (int)lh, (int)lw, px)))
         goto fail;
+    /* Garbage weights (a corrupt or overflowing checkpoint) give NaN or Inf
+     * that would silently turn into black or white frames: say so instead.
+     * The scan costs nothing next to the decode. */
+    size_t n_px = 3 * (size_t)td * (size_t)job->h * (size_t)job->w;
+    for (size_t k = 0; k < n_px; k++)
+        if (!isfinite(px[k])) {
+            ret = vd_err(&c->log, VDIT_ERR_FORMAT,
+                         "the decoded video holds non-finite values (NaN or Inf): a model "
+                         "checkpoint is corrupt or its weights overflow");
+            goto fail;
+        }
     if (job->circular) {
         /* drop pixel frame 0 */
         size_t fsz = (size_t)job->h * (size_t)job->w;

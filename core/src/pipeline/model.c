@@ -16,7 +16,9 @@
  * negative_prompt, and may name the parts (dit, vae, t5, tokenizer) by path
  * relative to the folder.
  */
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "../json.h"
@@ -131,6 +133,47 @@ static void opt_path(const vj_val *vj, const char *key, const char *dir, char *o
     const char *s = vj_str(vj_get(vj, key), NULL);
     if (s)
         join(out, sz, s[0] == '/' ? s : dir, s[0] == '/' ? NULL : s);
+}
+
+/* vdit.json is written by hand: every known key must have the right type and
+ * a sensible value, and a mistake names the key (a wrong type must not fall
+ * back to the default silently). Unknown keys are ignored (newer files). */
+static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
+{
+    static const struct {
+        const char *key;
+        char kind; /* 'i' integer, 'n' number, 's' string */
+        double lo, hi;
+    } keys[] = {
+        { "width", 'i', 16, 16384 },  { "height", 'i', 16, 16384 },   { "frames", 'i', 1, 100000 },
+        { "fps", 'n', 1e-3, 1000 },    { "steps", 'i', 1, 10000 },      { "guidance", 'n', 0, 1000 },
+        { "shift", 'n', 1e-3, 1000 },  { "text_len", 'i', 1, 65536 },   { "num_heads", 'i', 1, 4096 },
+        { "sampler", 's', 0, 0 },      { "negative_prompt", 's', 0, 0 }, { "dit", 's', 0, 0 },
+        { "vae", 's', 0, 0 },          { "t5", 's', 0, 0 },             { "tokenizer", 's', 0, 0 },
+    };
+    if (vj->type != VJ_OBJ)
+        return vd_err(lg, VDIT_ERR_FORMAT, "%s: not a JSON object", file);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        const vj_val *v = vj_get(vj, keys[k].key);
+        if (!v)
+            continue;
+        if (keys[k].kind == 's') {
+            if (v->type != VJ_STR || (keys[k].key[0] != 'n' && !v->str[0]))
+                return vd_err(lg, VDIT_ERR_FORMAT, "%s: \"%s\" must be a%s string", file,
+                              keys[k].key, keys[k].key[0] != 'n' ? " non-empty" : "");
+            if (!strcmp(keys[k].key, "sampler") && parse_sampler(v->str) < 0)
+                return vd_err(lg, VDIT_ERR_FORMAT,
+                              "%s: unknown \"sampler\" '%s' (unipc, dpm++ or euler)", file, v->str);
+            continue;
+        }
+        int is_int = v->type == VJ_NUM && (v->is_int || v->num == floor(v->num));
+        if (v->type != VJ_NUM || (keys[k].kind == 'i' && !is_int) ||
+            !(v->num >= keys[k].lo && v->num <= keys[k].hi))
+            return vd_err(lg, VDIT_ERR_FORMAT, "%s: \"%s\" must be %s in [%g, %g]", file,
+                          keys[k].key, keys[k].kind == 'i' ? "an integer" : "a number",
+                          keys[k].lo, keys[k].hi);
+    }
+    return 0;
 }
 
 static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p)
@@ -278,7 +321,7 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         char tmp[4200];
         join(tmp, sizeof(tmp), path, "vdit.json");
         vj = read_json(&m->log, tmp, &ret);
-        if (ret)
+        if (ret || (vj && (ret = check_vdit_json(&m->log, vj, tmp))))
             goto fail;
     }
     if ((ret = find_parts(path, &m->log, vj, pt)) || (ret = read_defaults(m, vj, path)))

@@ -1,0 +1,142 @@
+#!/bin/sh
+# The vdit command on bad input: each case must end with the documented exit
+# status (1 runtime failure, 2 bad usage) and a message naming the problem,
+# never a crash or a hang; a few odd but valid cases must succeed.
+# Arguments: VDIT_EXE TINY_MODEL_DIR WORK_DIR [PYTHON3]
+set -u
+vdit=$1 model=$2 work=$3 py=${4:-}
+fail=0
+case $vdit in /*) ;; *) vdit=$PWD/$vdit ;; esac
+case $model in /*) ;; *) model=$PWD/$model ;; esac
+rm -rf "$work" && mkdir -p "$work" || exit 1
+cd "$work" || exit 1
+common="--model $model --threads 1 --steps 1 --seed 1 --quiet"
+
+# expect STATUS SUBSTRING ARGS...: runs vdit ARGS, checks status and stderr
+expect() {
+    want=$1 msg=$2
+    shift 2
+    out=$(timeout 120 "$vdit" "$@" 2>&1)
+    got=$?
+    case "$out" in
+        *"Sanitizer"* | *"runtime error:"*)
+            echo "FAILED (sanitizer report): vdit $*"; echo "$out" | head -20; fail=1; return ;;
+    esac
+    if [ "$got" != "$want" ]; then
+        echo "FAILED (status $got, expected $want): vdit $*"
+        echo "$out" | tail -3
+        fail=1
+    elif [ -n "$msg" ]; then
+        case "$out" in
+            *"$msg"*) ;;
+            *) echo "FAILED (no '$msg' in the message): vdit $*"; echo "$out" | tail -3; fail=1 ;;
+        esac
+    fi
+}
+
+# ---- usage errors: exit 2, before any work ----
+expect 2 "unknown command" bogus
+expect 2 "unknown option '--bogus'" generate --bogus 1 --output a.y4m
+expect 2 "needs a value" generate --output
+expect 2 "needs a value" generate --output a.y4m --steps
+expect 2 "--output is required" generate $common
+for o in "--width 0" "--width -5" "--width 99999" "--height abc" "--frames 0" "--frames -1" \
+         "--steps 0" "--steps 1.5" "--steps 12x" "--fps 0" "--guidance -1" "--guidance inf" \
+         "--shift 0" "--threads 0" "--seed -1" "--seed 1x" "--sampler foo"; do
+    expect 2 "bad value" generate $o --output a.y4m --model "$model"
+done
+for o in "--strength 1.5" "--strength -0.1" "--strength nan" "--strength x"; do
+    expect 2 "bad value" edit $o --input a.y4m --output e.y4m --model "$model"
+done
+expect 2 "unknown option '--strength'" generate --strength 0.5 --output a.y4m
+expect 2 "unknown option '--backward'" edit --backward --input a.y4m --output e.y4m
+expect 2 "--input is required" edit --output e.y4m
+expect 2 "--input2 is required" bridge --input a.y4m --frames-new 3 --output b.y4m
+expect 2 "--frames-new is required" extend --input a.y4m --output b.y4m
+expect 2 "4 or more" loop --frames 3 --output l.gif
+# the output is checked before the model is even loaded
+expect 2 "unknown output type '.foo'" generate $common --output x.foo
+expect 2 "no extension" generate $common --output noext
+expect 2 "%d pattern" generate $common --frames 3 --output several.png
+for c in generate edit extend loop bridge; do
+    expect 0 "Exit status" $c --help
+done
+
+# ---- odd but valid sizes ----
+expect 0 "" generate $common --width 40 --height 24 --frames 5 --output a.y4m
+for s in "1 1 1" "2 2 2" "7 5 3" "130 74 1" "4097 9 1"; do
+    set -- $s
+    expect 0 "" generate $common --width "$1" --height "$2" --frames "$3" --output "g$1x$2.y4m"
+done
+expect 0 "" generate $common --frames 1 --width 16 --height 16 --output one.png
+expect 0 "" edit $common --input g7x5.y4m --output e7x5.y4m
+expect 0 "" extend $common --input g1x1.y4m --frames-new 2 --output x1x1.y4m
+
+# ---- runtime failures: exit 1 with the file named ----
+expect 1 "cannot write into folder '/nonexistent/dir'" generate $common --output /nonexistent/dir/x.y4m
+expect 1 "no-such.y4m" edit $common --input no-such.y4m --output e.y4m
+: > empty.mp4
+expect 1 "empty.mp4" edit $common --input empty.mp4 --output e.y4m
+echo "not a video" > text.mkv
+expect 1 "text.mkv" edit $common --input text.mkv --output e.y4m
+expect 1 "differ in size" bridge $common --input g7x5.y4m --input2 a.y4m --frames-new 3 --output b.y4m
+expect 1 "/nonexistent/model" generate --model /nonexistent/model --output a.y4m
+
+# ---- broken model folders: exit 1 naming the file (or key) ----
+broken() { rm -rf m && cp -r "$model" m; }
+for part in diffusion_pytorch_model.safetensors Wan2.1_VAE.safetensors \
+            models_t5_umt5-xxl-enc.safetensors tokenizer/spiece.model; do
+    broken; rm "m/$part"
+    expect 1 "no " generate --model m --threads 1 --steps 1 --frames 1 --output o.png
+    broken; : > "m/$part"
+    expect 1 "m/$part" generate --model m --threads 1 --steps 1 --frames 1 --output o.png
+    broken; head -c 5000 "$model/$part" > "m/$part"
+    expect 1 "m/$part" generate --model m --threads 1 --steps 1 --frames 1 --output o.png
+    broken; printf 'garbage!' | dd of="m/$part" bs=1 seek=8 conv=notrunc 2>/dev/null
+    expect 1 "m/$part" generate --model m --threads 1 --steps 1 --frames 1 --output o.png
+done
+if [ -n "$py" ]; then
+    # the largest tensor of each checkpoint: wrong dtype, wrong shape, renamed
+    for part in diffusion_pytorch_model.safetensors Wan2.1_VAE.safetensors \
+                models_t5_umt5-xxl-enc.safetensors; do
+        for kind in dtype shape rename nan; do
+            broken
+            "$py" - "$model/$part" "m/$part" $kind <<'EOF'
+import json, struct, sys
+src, dst, kind = sys.argv[1:4]
+b = open(src, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+k = max((k for k in h if k != '__metadata__'),
+        key=lambda k: h[k]['data_offsets'][1] - h[k]['data_offsets'][0])
+if kind == 'dtype':
+    h[k]['dtype'] = 'I32'
+elif kind == 'shape':
+    h[k]['shape'] = h[k]['shape'] + [1]
+elif kind == 'nan':  # valid file, garbage values (0xff bytes: NaN in F32)
+    s, e = h[k]['data_offsets']
+    b = b[:8 + n + s] + b'\xff' * (e - s) + b[8 + n + e:]
+else:
+    h[k + '.renamed'] = h.pop(k)
+hb = json.dumps(h).encode()
+hb += b' ' * (-len(hb) % 8)
+open(dst, 'wb').write(struct.pack('<Q', len(hb)) + hb + b[8 + n:])
+EOF
+            msg="m/$part"
+            [ $kind = nan ] && msg="non-finite"
+            # the VAE's largest tensor is in its encoder, which generate does not use
+            [ $kind = nan ] && [ $part = Wan2.1_VAE.safetensors ] && continue
+            expect 1 "$msg" generate --model m --threads 1 --steps 1 --frames 1 --output o.png
+        done
+    done
+fi
+for j in '' '[1, 2]' '{"width": -5}' '{"width": "abc"}' '{"steps": 2.5}' '{"sampler": "foo"}' \
+         '{"num_heads": 0}' '{"guidance": "x"}' '{"negative_prompt": 5}' '{"dit": ""}'; do
+    broken; printf '%s' "$j" > m/vdit.json
+    expect 1 "vdit.json" generate --model m --threads 1 --steps 1 --frames 1 --output o.png
+done
+broken; printf '{"dit": "nope.safetensors"}' > m/vdit.json
+expect 1 "m/nope.safetensors" generate --model m --threads 1 --steps 1 --frames 1 --output o.png
+
+[ $fail -eq 0 ] && echo "bad input: all checks passed"
+exit $fail
