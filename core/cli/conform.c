@@ -117,14 +117,14 @@ static int run_dir(const char *dir, int n_threads, int verbose, int *n_pass, int
     size_t len;
     if (vd_read_file(&c.log, path, &txt, &len)) {
         fprintf(stderr, "vdit conform: %s\n", c.log.msg);
-        return 2;
+        return 1;
     }
     char jerr[128];
     cfg = vj_parse(txt, len, jerr, sizeof(jerr));
     free(txt);
     if (!cfg) {
         fprintf(stderr, "vdit conform: %s: %s\n", path, jerr);
-        return 2;
+        return 1;
     }
     c.cfg = cfg;
     const char *ref = vj_str(vj_get(cfg, "reference"), NULL);
@@ -135,7 +135,7 @@ static int run_dir(const char *dir, int n_threads, int verbose, int *n_pass, int
     if (!h) {
         fprintf(stderr, "vdit conform: %s: unknown component '%s'\n", path, ref ? ref : "(none)");
         vj_free(cfg);
-        return 2;
+        return 1;
     }
     c.tol_abs = h->tol_abs;
     c.tol_rel = h->tol_rel;
@@ -143,24 +143,24 @@ static int run_dir(const char *dir, int n_threads, int verbose, int *n_pass, int
     if (!*h->fn) {
         fprintf(stderr, "vdit conform: %s: component '%s' is not built into this vdit\n", dir, ref);
         vj_free(cfg);
-        return 2;
+        return 1;
     }
     snprintf(path, sizeof(path), "%s/io.safetensors", dir);
     if (vd_ckpt_open(path, &c.log, &c.io)) {
         fprintf(stderr, "vdit conform: %s\n", c.log.msg);
         vj_free(cfg);
-        return 2;
+        return 1;
     }
     snprintf(path, sizeof(path), "%s/weights.safetensors", dir);
     struct stat st;
     if (!stat(path, &st) && vd_ckpt_open(path, &c.log, &c.weights)) {
         fprintf(stderr, "vdit conform: %s\n", c.log.msg);
-        ret = 2;
+        ret = 1;
         goto done;
     }
     if ((*h->fn)(&c) < 0) {
         fprintf(stderr, "vdit conform: %s: %s\n", dir, c.log.msg[0] ? c.log.msg : "failed");
-        ret = 2;
+        ret = 1;
         goto done;
     }
     ret = c.n_fail ? 1 : 0;
@@ -181,10 +181,21 @@ int cmd_conform(int argc, char **argv)
             printf("usage: vdit conform [--threads N] [--verbose] DIR...\n"
                    "Runs the component a conformance folder describes (config.json,\n"
                    "io.safetensors, weights.safetensors) and compares each output with the\n"
-                   "stored reference: one line per output, exit 0 only if all pass.\n");
+                   "stored reference: one line per output, exit 0 only if all pass.\n"
+                   "  --threads N   CPU threads (default: all cores)\n"
+                   "  --verbose     also compare the intermediate tensors a folder stores\n"
+                   "Exit status: 0 all pass, 1 a comparison failed or a folder could not\n"
+                   "be run (message on stderr), 2 bad usage.\n");
             return 0;
-        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            n_threads = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--threads")) {
+            char *end = NULL;
+            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
+            if (!end || end == argv[i + 1] || *end || v < 1 || v > 4096) {
+                fprintf(stderr, "vdit conform: --threads needs a number from 1 to 4096\n");
+                return 2;
+            }
+            n_threads = (int)v;
+            i++;
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
             verbose = 1;
         } else if (argv[i][0] == '-') {

@@ -413,6 +413,10 @@ static int run(enum op op, int argc, char **argv)
                 vdit_ctx_last_error(ctx)[0] ? vdit_ctx_last_error(ctx) : vdit_strerror(r));
         goto done;
     }
+    /* A single image has no frame rate (the reader says 25 for it): video
+     * made from one, image-to-video, runs at the model's rate. */
+    if (in && in->n_frames < 2)
+        fps = 0;
     double ofps = o.fps > 0 ? o.fps : fps > 0 ? fps : info.fps;
     char err[512];
     if (vio_write(o.output, out, ofps, err, sizeof(err))) {

@@ -12,7 +12,8 @@ static void usage(FILE *o)
                "  MODEL_FILE: spiece.model or tokenizer.json (SentencePiece unigram)\n"
                "  Each input line ('\\n'-separated, any bytes) gives one output line: its\n"
                "  token ids, space-separated, ending with the end-of-sequence id. No padding,\n"
-               "  no prompt cleaning: SentencePiece's own normalisation only.\n");
+               "  no prompt cleaning: SentencePiece's own normalisation only.\n"
+               "Exit status: 0 done, 1 the model could not be read, 2 bad usage.\n");
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -20,6 +21,11 @@ int cmd_tokenize(int argc, char **argv)
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc == 2 ? stdout : stderr);
         return argc == 2 ? 0 : 2;
+    }
+    if (argv[1][0] == '-' && argv[1][1]) {
+        fprintf(stderr, "vdit tokenize: unknown option '%s' (see vdit tokenize --help)\n",
+                argv[1]);
+        return 2;
     }
     vd_log lg = { 0 };
     vd_tok *t = NULL;

@@ -58,7 +58,16 @@ expect 2 "4 or more" loop --frames 3 --output l.gif
 expect 2 "unknown output type '.foo'" generate $common --output x.foo
 expect 2 "no extension" generate $common --output noext
 expect 2 "%d pattern" generate $common --frames 3 --output several.png
-for c in generate edit extend loop bridge; do
+# the other subcommands: 2 for bad usage, 1 when their input is missing
+expect 2 "unknown option '--bogus'" tokenize --bogus
+expect 1 "/nonexistent/spiece.model" tokenize /nonexistent/spiece.model
+expect 2 "--threads needs a number" conform --threads x /nonexistent
+expect 2 "unknown option" conform --bogus
+expect 1 "/nonexistent/config.json" conform /nonexistent
+expect 2 "usage" info
+expect 1 "/nonexistent" info /nonexistent
+expect 2 "unknown subject" bench bogus
+for c in generate edit extend loop bridge tokenize conform; do
     expect 0 "Exit status" $c --help
 done
 
@@ -71,6 +80,13 @@ done
 expect 0 "" generate $common --frames 1 --width 16 --height 16 --output one.png
 expect 0 "" edit $common --input g7x5.y4m --output e7x5.y4m
 expect 0 "" extend $common --input g1x1.y4m --frames-new 2 --output x1x1.y4m
+# image to video runs at the model's rate (the tiny model's 8), not the
+# reader's 25 for an image; a clip keeps its own rate
+expect 0 "" extend $common --input one.png --frames-new 4 --output i2v.y4m
+head -c 64 i2v.y4m | grep -q " F8:1 " || { echo "FAILED: image to video not at 8 fps"; fail=1; }
+expect 0 "" extend $common --input a.y4m --fps 12 --frames-new 4 --output a12.y4m
+expect 0 "" extend $common --input a12.y4m --frames-new 4 --output a12b.y4m
+head -c 64 a12b.y4m | grep -q " F12:1 " || { echo "FAILED: extend lost the clip's rate"; fail=1; }
 
 # ---- runtime failures: exit 1 with the file named ----
 expect 1 "cannot write into folder '/nonexistent/dir'" generate $common --output /nonexistent/dir/x.y4m
