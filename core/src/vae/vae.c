@@ -429,7 +429,10 @@ static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
             mx[1] = VD_MAX(mx[1], 3 * si * (size_t)n->ci);
         else if (n->type == VN_DOWN3D)
             mx[1] = VD_MAX(mx[1], 3 * so * (size_t)n->ci);
-        mx[2] = VD_MAX(mx[2], VD_MAX(si, so) * (size_t)cmax);
+        if (n->type == VN_RES || n->type == VN_HEAD || n->type == VN_ATTN)
+            mx[2] = VD_MAX(mx[2], si * (size_t)cmax);
+        else if (n->type == VN_DOWN3D)
+            mx[2] = VD_MAX(mx[2], so * (size_t)n->ci);
         if (n->type == VN_UP2D || n->type == VN_UP3D)
             mx[3] = VD_MAX(mx[3], 4 * si * n->ci);
         if (n->type == VN_ATTN)
