@@ -13,7 +13,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,18 +100,10 @@ static int64_t numel(const spec *s)
     return k;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* uniform in [-1, 1), rounded to an fp16-representable value */
 static uint16_t rnd_h(uint64_t *s, float scale, float mean)
 {
-    float u = (float)((double)(rng_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    float u = (float)((double)(bench_rng_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
     return vt_f32_to_f16(mean + scale * u);
 }
 
@@ -208,12 +199,6 @@ static int write_io(const char *path, const bcfg *c, const float *x, float t, co
     return fclose(fp) == 0 && ok ? 0 : -1;
 }
 
-static double peak_rss(void)
-{
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) ? 0 : (double)ru.ru_maxrss * 1024.0;
-}
-
 static double rss_now(void)
 {
     FILE *fp = fopen("/proc/self/statm", "r");
@@ -224,15 +209,6 @@ static double rss_now(void)
         fclose(fp);
     }
     return (double)res * (double)sysconf(_SC_PAGESIZE);
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru))
-        return 0;
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 typedef struct result {
@@ -271,11 +247,11 @@ static int run_one(const char *path, const bcfg *c, int threads, int steps, cons
     vd_dit_run_set_profile(r, prof);
     for (int s = 0; s < steps && res->out; s++) {
         memset(prof, 0, sizeof(prof));
-        double c0 = cpu_seconds();
+        double c0 = bench_cpu_seconds();
         t0 = vd_time();
         if ((ret = vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cd, res->out)))
             goto done;
-        double dt = vd_time() - t0, dc = cpu_seconds() - c0;
+        double dt = vd_time() - t0, dc = bench_cpu_seconds() - c0;
         printf("  step %d: %.3f s (process CPU time %.3f s)\n", s + 1, dt, dc);
         fflush(stdout);
         if (dt < res->step) {
@@ -284,7 +260,7 @@ static int run_one(const char *path, const bcfg *c, int threads, int steps, cons
             memcpy(res->prof, prof, sizeof(prof));
         }
     }
-    res->peak_rss = peak_rss();
+    res->peak_rss = bench_peak_rss();
     printf("  resident now %.0f MiB (weights mapped: file pages touched)\n", rss_now() / 1048576.0);
 done:
     if (ret)
@@ -415,9 +391,9 @@ int bench_dit(int argc, char **argv)
     float *ctx = vd_malloc(sizeof(float) * (size_t)(c.text_len * c.text_dim));
     uint64_t st = 42;
     for (int64_t i = 0; i < nx; i++)
-        x[i] = (float)((double)(rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 1.7f;
+        x[i] = (float)((double)(bench_rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 1.7f;
     for (int64_t i = 0; i < c.text_len * c.text_dim; i++)
-        ctx[i] = (float)((double)(rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 0.3f;
+        ctx[i] = (float)((double)(bench_rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 0.3f;
     float t = 937.0f;
     char wpath[2][1024], iopath[1024], opath[1024];
     int rc = 0;

@@ -20,7 +20,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,14 +37,6 @@ typedef struct tspec {
     uint64_t off, bytes;
 } tspec;
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int nspec(tspec *s, int n, int kind, int64_t a, int64_t b, const char *fmt, long long l)
 {
     snprintf(s[n].name, sizeof(s[n].name), fmt, l);
@@ -60,7 +51,7 @@ static int nspec(tspec *s, int n, int kind, int64_t a, int64_t b, const char *fm
 static void fill(uint16_t *o, size_t n, int kind, float std, uint64_t *st)
 {
     for (size_t i = 0; i < n; i += 4) {
-        uint64_t r = rng_next(st);
+        uint64_t r = bench_rng_next(st);
         for (size_t k = 0; k < 4 && i + k < n; k++) {
             float u = (float)((r >> (16 * k)) & 0xffff) * (2.0f / 65535.0f) - 1.0f; /* [-1, 1] */
             float v = kind == 1 ? 1.0f + 0.1f * u : kind == 2 ? 0.5f * u : std * 1.7f * u;
@@ -143,23 +134,6 @@ static int write_weights(const char *path, tspec *s, int ns, const int32_t *rows
     return close(fd) == 0 && ok ? 0 : -1;
 }
 
-/* CPU seconds of the process (all threads): with other jobs on the machine
- * the wall time is inflated, the CPU time much less. */
-static double cpu_time(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru))
-        return 0;
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
-static double peak_rss(void)
-{
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) ? 0 : (double)ru.ru_maxrss * 1024.0;
-}
-
 static void usage(void)
 {
     printf("usage: vdit bench t5 [--threads N] [--layers L] [--reps R] [--no-torch]\n"
@@ -217,7 +191,7 @@ int bench_t5(int argc, char **argv)
     uint64_t st = 7;
     for (int p = 0; p < 2; p++) {
         for (int i = 0; i < lens[p] - 1; i++)
-            ids[p][i] = 2 + (int32_t)(rng_next(&st) % (uint64_t)(V - 2));
+            ids[p][i] = 2 + (int32_t)(bench_rng_next(&st) % (uint64_t)(V - 2));
         ids[p][lens[p] - 1] = 1; /* eos */
     }
     tspec *sp = calloc(MAXT, sizeof(*sp));
@@ -282,7 +256,7 @@ int bench_t5(int argc, char **argv)
         sec[p] = 1e30;
         for (int r = 0; r <= reps && out[p]; r++) {
             t0 = vd_time();
-            double c0 = cpu_time();
+            double c0 = bench_cpu_seconds();
             if (vd_t5_encode(t5, kc, ids[p], lens[p], lens[p], out[p])) {
                 fprintf(stderr, "vdit bench t5: %s\n", lg.msg);
                 rc = 1;
@@ -291,10 +265,10 @@ int bench_t5(int argc, char **argv)
             double dt = vd_time() - t0;
             if (r && dt < sec[p]) {
                 sec[p] = dt;
-                cpu[p] = cpu_time() - c0;
+                cpu[p] = bench_cpu_seconds() - c0;
             }
         }
-        rss[p] = peak_rss();
+        rss[p] = bench_peak_rss();
         double full = sec[p] * (double)FULL / (double)layers;
         printf("vdit  %3d tokens: %.3f s (%.3f CPU s) for %lld blocks (%.1f GFLOP/s) -> %.2f s for 24 "
                "blocks; peak RSS %.0f MiB (24 blocks: ~%.0f MiB)\n",

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,12 +182,6 @@ typedef struct bres {
     int frames_out, ok;
 } bres;
 
-static double peak_rss_mib(void)
-{
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) ? 0 : (double)ru.ru_maxrss / 1024.0;
-}
-
 /* enc: push t frames of W x H; else push 1 + (t-1)/4 latent frames. */
 static bres run_case(int enc, int w, int h, int t, int threads, int tile)
 {
@@ -234,7 +227,7 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     fprintf(stderr, "\n");
     r.sec = vd_time() - t0;
     r.fps = (enc ? t : r.frames_out) / r.sec;
-    r.peak_mib = peak_rss_mib();
+    r.peak_mib = bench_peak_rss() / 1048576.0;
     r.stream_mib = (double)vd_vae_stream_bytes(s) / 1048576.0;
     r.ok = 1;
 done:
