@@ -392,8 +392,10 @@ static void unmap(void *p)
     free(m);
 }
 
-int vd_ckpt_add_safetensors(vd_ckpt *c, const char *path, vd_log *lg)
+int vd_ckpt_map_file(vd_ckpt *c, const char *path, vd_log *lg, const void **data, size_t *len)
 {
+    *data = NULL;
+    *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return vd_err(lg, errno == ENOENT ? VDIT_ERR_MISSING : VDIT_ERR_IO, "%s: cannot open: %s",
@@ -403,25 +405,35 @@ int vd_ckpt_add_safetensors(vd_ckpt *c, const char *path, vd_log *lg)
         close(fd);
         return vd_err(lg, VDIT_ERR_IO, "%s: not a regular file", path);
     }
-    size_t len = (size_t)st.st_size;
+    size_t n = (size_t)st.st_size;
     mapping *m = calloc(1, sizeof(*m));
     if (!m) {
         close(fd);
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
     }
-    if (len) {
-        m->addr = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (n) {
+        m->addr = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m->addr == MAP_FAILED) {
             free(m);
             close(fd);
             return vd_err(lg, VDIT_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
         }
-        m->len = len;
+        m->len = n;
     }
     close(fd);
     if (vd_ckpt_keep(c, m, unmap))
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-    return vd_ckpt_add_safetensors_mem(c, m->addr, len, path, lg);
+    *data = m->addr;
+    *len = n;
+    return 0;
+}
+
+int vd_ckpt_add_safetensors(vd_ckpt *c, const char *path, vd_log *lg)
+{
+    const void *data;
+    size_t len;
+    int ret = vd_ckpt_map_file(c, path, lg, &data, &len);
+    return ret ? ret : vd_ckpt_add_safetensors_mem(c, data, len, path, lg);
 }
 
 static int ends_with(const char *s, const char *suf)

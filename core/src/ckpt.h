@@ -59,6 +59,11 @@ void vd_ckpt_truncate(vd_ckpt *c, size_t n);
 /* Keeps `mem` alive for the lifetime of the set (freed with free_fn). */
 int vd_ckpt_keep(vd_ckpt *c, void *mem, void (*free_fn)(void *));
 
+/* Maps a regular file read-only for the lifetime of the set: *data and *len
+ * (NULL and 0 for an empty file). Errors name the path: VDIT_ERR_MISSING,
+ * VDIT_ERR_IO or VDIT_ERR_NOMEM. */
+int vd_ckpt_map_file(vd_ckpt *c, const char *path, vd_log *lg, const void **data, size_t *len);
+
 void vd_ckpt_free(vd_ckpt **c);
 
 size_t vd_ckpt_count(const vd_ckpt *c);

@@ -13,12 +13,7 @@
  * bytes before use; all pickle values live in one arena freed at the end. */
 #include "ckpt.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define PTH_MAX_ENTRIES (1u << 20)
 #define PTH_MAX_MEMO (1u << 22)
@@ -963,49 +958,12 @@ done:
     return ret;
 }
 
-typedef struct pth_map {
-    void *addr;
-    size_t len;
-} pth_map;
-
-static void pth_unmap(void *p)
-{
-    pth_map *m = p;
-    if (m->addr && m->len)
-        munmap(m->addr, m->len);
-    free(m);
-}
-
 int vd_ckpt_add_pth(vd_ckpt *c, const char *path, vd_log *lg)
 {
     if (!c || !path)
         return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_ckpt_add_pth: no set or path");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return vd_err(lg, errno == ENOENT ? VDIT_ERR_MISSING : VDIT_ERR_IO, "%s: cannot open: %s",
-                      path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return vd_err(lg, VDIT_ERR_IO, "%s: not a regular file", path);
-    }
-    pth_map *m = calloc(1, sizeof(*m));
-    if (!m) {
-        close(fd);
-        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-    }
-    size_t len = (size_t)st.st_size;
-    if (len) {
-        m->addr = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m->addr == MAP_FAILED) {
-            free(m);
-            close(fd);
-            return vd_err(lg, VDIT_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
-        }
-        m->len = len;
-    }
-    close(fd);
-    if (vd_ckpt_keep(c, m, pth_unmap))
-        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-    return vd_ckpt_add_pth_mem(c, m->addr, len, path, lg);
+    const void *data;
+    size_t len;
+    int ret = vd_ckpt_map_file(c, path, lg, &data, &len);
+    return ret ? ret : vd_ckpt_add_pth_mem(c, data, len, path, lg);
 }
