@@ -35,9 +35,9 @@ CFG = {
     "cfg_drop": 0.1,
 }
 HP = {
-    "vae_steps": 500, "vae_batch": 4, "vae_lr": 1e-3, "vae_noise": 0.0, "vae_stat": 0.0, "vae_crop": 32,
-    "n_latents": 800,
-    "dit_steps": 700, "dit_batch": 8, "dit_lr": 1e-3, "ema": 0.995, "warmup": 50,
+    "vae_steps": 500, "vae_batch": 4, "vae_lr": 1e-3, "vae_noise": 0.0, "vae_stat": 0.0, "vae_crop": 32, "vae_stop": 0,
+    "n_latents": 480,
+    "dit_steps": 1600, "dit_batch": 8, "dit_lr": 1e-3, "ema": 0.995, "warmup": 50, "dit_stop": 0,
 }
 
 
@@ -96,7 +96,7 @@ def train_vae(a, dev):
     n = HP["vae_steps"]
     t0 = time.time()
     acc = []
-    while step < n:
+    while step < min(n, HP["vae_stop"] or n):
         lr = HP["vae_lr"] * min(1.0, (step + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / n)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -137,7 +137,7 @@ def train_vae(a, dev):
             log(a.work, "vae step %d l1 %.4f mse %.5f stat %.3f zstd %.3f lr %.2e %.2fs/it" % (
                 step, m[0], m[1], m[2], m[3], lr, (time.time() - t0) / 10))
             t0 = time.time()
-        if step % 20 == 0 or step == n:
+        if step % 20 == 0 or step == n or step == HP["vae_stop"]:
             save_ckpt(ck, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
     return vae
 
@@ -279,7 +279,7 @@ def train_dit(a, dev):
     shift = CFG["train_shift"]
     t0 = time.time()
     acc = []
-    while step < n:
+    while step < min(n, HP["dit_stop"] or n):
         lr = HP["dit_lr"] * min(1.0, (step + 1) / HP["warmup"]) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / n)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -313,7 +313,7 @@ def train_dit(a, dev):
             acc = []
             log(a.work, "dit step %d loss %.4f gnorm %.2f lr %.2e %.2fs/it" % (step, m[0], m[1], lr, (time.time() - t0) / 25))
             t0 = time.time()
-        if step % 50 == 0 or step == n:
+        if step % 50 == 0 or step == n or step == HP["dit_stop"]:
             save_ckpt(ck, {"dit": dit.state_dict(), "t5": t5.state_dict(), "opt": opt.state_dict(),
                            "ema": ema, "step": step, "vocab": vocab})
 
