@@ -30,7 +30,14 @@ def main():
     p.add_argument("--no-ema", action="store_true")
     a = p.parse_args()
     os.makedirs(os.path.join(a.out, "tokenizer"), exist_ok=True)
-    vae = torch.load(os.path.join(a.work, "vae_final.pt"), map_location="cpu")  # latent stats folded in
+    # latent stats folded in; decoder fine-tuned on 9-frame clips when that phase ran
+    # and the last conv refit in closed form (train.py --phase vaehead)
+    for name in ("vae_final_head.pt", "vae_final_dec.pt", "vae_final.pt"):
+        vp = os.path.join(a.work, name)
+        if os.path.exists(vp):
+            break
+    vae = torch.load(vp, map_location="cpu")
+    print("VAE from", name)
     dck = torch.load(os.path.join(a.work, "ckpt_dit.pt"), map_location="cpu")
     t5, dit = train.build_text_dit(dck["vocab"], torch.device("cpu"))
     dit.load_state_dict(dck["dit"])

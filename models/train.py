@@ -36,8 +36,8 @@ CFG = {
 }
 HP = {
     "vae_steps": 500, "vae_batch": 4, "vae_lr": 1e-3, "vae_noise": 0.0, "vae_stat": 0.0, "vae_crop": 32, "vae_stop": 0,
-    "n_latents": 480,
-    "dit_steps": 1600, "dit_batch": 8, "dit_lr": 1e-3, "ema": 0.995, "warmup": 50, "dit_stop": 0,
+    "n_latents": 480, "dec_steps": 300, "dec_lr": 5e-4,
+    "dit_steps": 1200, "dit_batch": 8, "dit_lr": 1e-3, "ema": 0.995, "warmup": 50, "dit_stop": 0,
 }
 
 
@@ -140,6 +140,97 @@ def train_vae(a, dev):
         if step % 20 == 0 or step == n or step == HP["vae_stop"]:
             save_ckpt(ck, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
     return vae
+
+
+# ------------------------------------------------------------------ decoder fine-tune
+def train_vae_decoder(a, dev):
+    """Fine-tune conv2 + decoder on 9-frame clips with the encoder frozen.
+
+    The first VAE phase saw 5-frame crops (2 latent frames); a third latent
+    frame (no zero padding left in its receptive field) then decoded badly.
+    The encoder (and so the DiT's latent space) stays fixed, so this can run
+    after or beside the DiT phase."""
+    src = os.path.join(a.work, "vae_final.pt")
+    out = os.path.join(a.work, "vae_final_dec.pt")
+    vae = WanVAE_(**CFG["vae"]).to(dev)
+    vae.load_state_dict(torch.load(out if os.path.exists(out) else src, map_location=dev)["model"])
+    step = torch.load(out, map_location=dev).get("step", 0) if os.path.exists(out) else 0
+    params = list(vae.conv2.parameters()) + list(vae.decoder.parameters())
+    opt = torch.optim.AdamW(params, lr=HP["dec_lr"], weight_decay=0.0, betas=(0.9, 0.99))
+    rng = np.random.default_rng(5000 + step)
+    torch.manual_seed(5 + step)
+    t0 = time.time()
+    acc = []
+    n = HP["dec_steps"]
+    while step < n:
+        clips = batch_clips(rng, HP["vae_batch"], frames=17)
+        cs, T = HP["vae_crop"], 9
+        vids = []
+        for c in clips:
+            v = c["video"]
+            t0_, y0, x0_ = (int(rng.integers(v.shape[0] - T + 1)), int(rng.integers(v.shape[1] - cs + 1)),
+                            int(rng.integers(v.shape[2] - cs + 1)))
+            vids.append(v[t0_:t0_ + T, y0:y0 + cs, x0_:x0_ + cs])
+        x = to_tensor(vids, dev)
+        with torch.no_grad():
+            mu, _ = vae.encode_raw(x, chunked=False)
+        rec = vae.decode_raw(mu, chunked=False)
+        l1 = (rec - x).abs().mean()
+        loss = l1 + (rec - x).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        acc.append(l1.item())
+        if step % 10 == 0 or step == n:
+            log(a.work, "vae-dec step %d l1 %.4f %.2fs/it" % (step, np.mean(acc), (time.time() - t0) / 10))
+            acc = []
+            t0 = time.time()
+        if step % 20 == 0 or step == n:
+            save_ckpt(out, {"model": vae.state_dict(), "step": step})
+
+
+@torch.no_grad()
+def refit_vae_head(a, dev, n_clips=24, frac=0.25, ridge=1e-2):
+    """Closed-form refit of the decoder's last conv (decoder.head.2, 8->3,
+    3x3x3 causal) by ridge regression of the true pixels on its input
+    features: the optimal last layer for the frozen rest of the VAE, which
+    removes most of the colour bias SGD had not yet trained away."""
+    src = os.path.join(a.work, "vae_final_dec.pt")
+    if not os.path.exists(src):
+        src = os.path.join(a.work, "vae_final.pt")
+    vae = WanVAE_(**CFG["vae"]).to(dev).eval()
+    vae.load_state_dict(torch.load(src, map_location=dev)["model"])
+    conv = vae.decoder.head[2]
+    feats = {}
+    hook = conv.register_forward_hook(lambda mod, inp, out: feats.__setitem__("x", inp[0]))
+    rng = np.random.default_rng(6000)
+    g = torch.Generator().manual_seed(6)
+    XtX, XtY = None, None
+    for i in range(n_clips // 4):
+        clips = batch_clips(rng, 4, frames=DIT_FRAMES, sizes=DIT_SIZES_WH)
+        x = to_tensor([c["video"] for c in clips], dev)
+        mu, _ = vae.encode_raw(x, chunked=False)
+        vae.decode_raw(mu, chunked=False)
+        f = F.pad(feats["x"], conv._padding)                      # [B,C,T+2,H+2,W+2]
+        B, C = f.shape[:2]
+        T, H, W = x.shape[2:]
+        cols = f.unfold(2, 3, 1).unfold(3, 3, 1).unfold(4, 3, 1)  # [B,C,T,H,W,3,3,3]
+        cols = cols.permute(0, 2, 3, 4, 1, 5, 6, 7).reshape(-1, C * 27)
+        y = x.permute(0, 2, 3, 4, 1).reshape(-1, 3)
+        keep = torch.rand(cols.shape[0], generator=g) < frac
+        X = torch.cat([cols[keep], torch.ones(int(keep.sum()), 1)], 1).double()
+        Y = y[keep].double()
+        XtX = X.T @ X if XtX is None else XtX + X.T @ X
+        XtY = X.T @ Y if XtY is None else XtY + X.T @ Y
+    hook.remove()
+    k = XtX.shape[0]
+    sol = torch.linalg.solve(XtX + ridge * torch.eye(k, dtype=XtX.dtype) * XtX.diagonal().mean(), XtY)  # [k,3]
+    conv.weight.copy_(sol[:-1].T.reshape(3, C, 3, 3, 3).float())
+    conv.bias.copy_(sol[-1].float())
+    save_ckpt(os.path.join(a.work, "vae_final_head.pt"), {"model": vae.state_dict()})
+    log(a.work, "vae head refit on %d clips (%s)" % (n_clips, os.path.basename(src)))
 
 
 # ------------------------------------------------------------------ latents
@@ -320,7 +411,7 @@ def train_dit(a, dev):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--phase", default="all", choices=["all", "tok", "vae", "latents", "dit"])
+    p.add_argument("--phase", default="all", choices=["all", "tok", "vae", "latents", "dit", "vaedec", "vaehead"])
     p.add_argument("--work", default=os.path.join(HERE, "work"))
     p.add_argument("--threads", type=int, default=1)  # >1 thrashes on a shared machine
     p.add_argument("--set", action="append", default=[], help="override HP, e.g. --set dit_steps=100")
@@ -340,6 +431,10 @@ def main():
         make_latents(a, dev)
     if a.phase in ("all", "dit"):
         train_dit(a, dev)
+    if a.phase in ("all", "vaedec"):
+        train_vae_decoder(a, dev)
+    if a.phase in ("all", "vaehead"):
+        refit_vae_head(a, dev)
 
 
 if __name__ == "__main__":
