@@ -36,7 +36,7 @@ CFG = {
 }
 HP = {
     "vae_steps": 500, "vae_batch": 4, "vae_lr": 1e-3, "vae_noise": 0.0, "vae_stat": 0.0, "vae_crop": 32, "vae_stop": 0,
-    "n_latents": 480, "dec_steps": 300, "dec_lr": 5e-4,
+    "n_latents": 480, "dec_steps": 300, "dec_lr": 5e-4, "dec_stop": 0,
     "dit_steps": 1200, "dit_batch": 8, "dit_lr": 1e-3, "ema": 0.995, "warmup": 50, "dit_stop": 0,
 }
 
@@ -162,7 +162,7 @@ def train_vae_decoder(a, dev):
     t0 = time.time()
     acc = []
     n = HP["dec_steps"]
-    while step < n:
+    while step < min(n, HP["dec_stop"] or n):
         clips = batch_clips(rng, HP["vae_batch"], frames=17)
         cs, T = HP["vae_crop"], 9
         vids = []
