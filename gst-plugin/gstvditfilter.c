@@ -54,7 +54,7 @@ enum {
 #define DEFAULT_GUIDANCE -1.0
 #define DEFAULT_SHIFT -1.0
 #define DEFAULT_SEED 0
-#define DEFAULT_SAMPLER VDIT_SAMPLER_UNIPC
+#define DEFAULT_SAMPLER -1 /* auto: the model's default */
 #define DEFAULT_WINDOW 0
 #define DEFAULT_OVERLAP 0
 #define DEFAULT_THREADS 0

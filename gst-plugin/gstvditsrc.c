@@ -360,7 +360,7 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
         g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64, 0, live));
     g_object_class_install_property(oc, PROP_SAMPLER,
         g_param_spec_enum("sampler", "Sampler", "Flow-matching sampler", GST_TYPE_VDIT_SAMPLER,
-                          VDIT_SAMPLER_UNIPC, live));
+                          -1, live));
     g_object_class_install_property(oc, PROP_NUM_FRAMES,
         g_param_spec_int("num-frames", "Frames per clip", "Frames generated at a time "
                          "(0: the model's native length)", 0, 100000, 0, live));
@@ -383,7 +383,7 @@ static void gst_vdit_src_init(GstVditSrc *self)
 {
     self->guidance = -1.0;
     self->shift = -1.0;
-    self->sampler = VDIT_SAMPLER_UNIPC;
+    self->sampler = -1; /* auto: the model's default */
     gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
     gst_base_src_set_live(GST_BASE_SRC(self), FALSE);
 }
