@@ -376,7 +376,9 @@ def train_dit(a, dev):
             g["lr"] = lr
         d = data[rng.choice(len(data), p=sizes / sizes.sum())]
         idx = rng.choice(d["z"].shape[0], size=HP["dit_batch"], replace=d["z"].shape[0] < HP["dit_batch"])
-        x0, caps = augment(d["z"][idx].float(), [d["cap"][i] for i in idx], rng)
+        # no flips: a spatially flipped latent is not the latent of the
+        # flipped video (the encoder's kernels are not symmetric)
+        x0, caps = d["z"][idx].float(), [d["cap"][i] for i in idx]
         x0 = x0.to(dev)
         caps = [c if rng.random() >= CFG["cfg_drop"] else "" for c in caps]
         B = x0.shape[0]
