@@ -448,6 +448,10 @@ static void run_all(run *r)
          * output columns (bias offset, output stride) */
         check_linear(r, 3, 32768, 600, VT_F16, 1, VK_ACT_GELU_TANH);
         check_linear(r, 2, 32768, 290, VT_BF16, 1, VK_ACT_NONE);
+        /* the small-m path's boundary (x86/linear_half.c: m <= 256) */
+        check_linear(r, 256, 75, 31, VT_BF16, 1, VK_ACT_SILU);
+        check_linear(r, 257, 75, 31, VT_F16, 1, VK_ACT_GELU_ERF);
+        check_linear(r, 5, 75, 31, VT_F16, 0, VK_ACT_RELU);
     }
 
     /* gemm: all transpositions, alpha/beta, leading dimensions */

@@ -295,6 +295,9 @@ void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, fl
             goto fallback;
         return;
     }
+    /* few rows: widening in registers beats widening whole matrices */
+    if (!vk_avx2_linear_half(c, l, x, m, y, act))
+        return;
     int64_t rows = chunk_rows(ni, no);
     float *wf = vk_scratch(c, (size_t)(rows * ni) * sizeof(float));
     if (!wf)

@@ -28,4 +28,11 @@ void vk_avx2_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
                        int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
                        const float *bias);
 
+/* Linear with F16/BF16 weights for m <= VK_HALF_SMALL_M rows, widening the
+ * weights in registers (linear_half.c). Returns -1, having done nothing,
+ * when the layer or m does not qualify. */
+#define VK_HALF_SMALL_M 256
+int vk_avx2_linear_half(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
+                        vk_act act);
+
 #endif
