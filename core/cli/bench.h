@@ -1,6 +1,5 @@
-/* `vdit bench SUBJECT`: kernels live in bench.c; model benchmarks are added
- * by their components in their own files (bench_dit.c, ...) defining these
- * functions, weak here so a build without them still links. Each gets the
+/* `vdit bench SUBJECT`: kernels live in bench.c, model benchmarks in their
+ * own files (bench_dit.c, bench_vae.c, bench_t5.c). Each gets the
  * arguments after the subject (argv[0] is the subject) and returns the exit
  * status. */
 #ifndef VDIT_CLI_BENCH_H
@@ -9,9 +8,9 @@
 #include <stdint.h>
 
 int bench_kernels(int argc, char **argv);
-int bench_dit(int argc, char **argv) __attribute__((weak));
-int bench_vae(int argc, char **argv) __attribute__((weak));
-int bench_t5(int argc, char **argv) __attribute__((weak));
+int bench_dit(int argc, char **argv);
+int bench_vae(int argc, char **argv);
+int bench_t5(int argc, char **argv);
 
 /* Shared helpers for bench files: --threads N parsing (a bad value sets
  * *bad), and the machine's fp32 peak in GFLOP/s for n cores (AVX2: 2 FMA

@@ -34,13 +34,13 @@ void conform_fail(conform_ctx *c, const char *what, const char *msg);
 /* An io tensor as freshly allocated fp32 (vd_free), NULL + failure if absent. */
 float *conform_input(conform_ctx *c, const char *name, const vt_tensor **t);
 
-/* Handlers; weak so that a build without a component still links. Each
+/* Handlers, one per component (conform_<x>.c). Each
  * returns 0 when it ran (pass/fail counted in c) or <0 when it could not. */
-int conform_dit(conform_ctx *c) __attribute__((weak));
-int conform_vae(conform_ctx *c) __attribute__((weak));
-int conform_umt5(conform_ctx *c) __attribute__((weak));
-int conform_sampler(conform_ctx *c) __attribute__((weak));
-int conform_t2v_loop(conform_ctx *c) __attribute__((weak));
+int conform_dit(conform_ctx *c);
+int conform_vae(conform_ctx *c);
+int conform_umt5(conform_ctx *c);
+int conform_sampler(conform_ctx *c);
+int conform_t2v_loop(conform_ctx *c);
 
 int cmd_conform(int argc, char **argv);
 

@@ -30,8 +30,7 @@ int main(int argc, char **argv)
         FILE *o = argc < 2 ? stderr : stdout;
         fprintf(o, "usage: vdit COMMAND [options]   (vdit COMMAND --help for its options)\n\n");
         for (int i = 0; i < n; i++)
-            if (cmds[i].fn)
-                fprintf(o, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+            fprintf(o, "  %-10s %s\n", cmds[i].name, cmds[i].help);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
@@ -41,10 +40,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         if (strcmp(argv[1], cmds[i].name))
             continue;
-        if (!cmds[i].fn) {
-            fprintf(stderr, "vdit: '%s' is not built into this vdit\n", argv[1]);
-            return 2;
-        }
         return cmds[i].fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "vdit: unknown command '%s' (see vdit --help)\n", argv[1]);
