@@ -12,6 +12,11 @@ void vk_ref_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, flo
                  int64_t ldc);
 void vk_ref_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
                  int w, float *y);
+void vk_ref_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                     const float *x, int h, int w, float *y);
+/* The same for output rows [r0, r1) only (the fast entry's fallback). */
+void vk_ref_conv_tap_rows(const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                          const float *x, int h, int w, float *y, int r0, int r1);
 void vk_ref_softmax(vk_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld);
 void vk_ref_layernorm(vk_ctx *c, const float *x, float *y, int64_t rows, int64_t dim,
                       const float *w, const float *b, float eps);

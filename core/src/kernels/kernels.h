@@ -71,6 +71,12 @@ typedef struct vk_conv_geom {
 
 typedef struct vk_ctx vk_ctx;
 
+/* Flags of vk_funcs.conv_tap. */
+enum {
+    VK_CONV_ACC = 1,  /* add into y instead of overwriting it */
+    VK_CONV_BIAS = 2, /* add the bias */
+};
+
 typedef struct vk_funcs {
     /* y[m, n_out] = act(x[m, n_in] Wᵀ + b). x and y must not alias. */
     void (*linear)(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act);
@@ -85,6 +91,18 @@ typedef struct vk_funcs {
      * Do = (D + pd0 + pd1 - kd) / sd + 1, etc. */
     void (*conv)(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d,
                  int h, int w, float *y);
+
+    /* One temporal tap of a convolution applied to one frame, as a 2D
+     * convolution: y[c_out, Ho, Wo] (+)= conv2d(x[c_in, H, W], W[:, :, k]) (+ bias),
+     * 0 <= k < kd (k = 0 for a 2D convolution). Spatial geometry from g (sh,
+     * sw, ph0/1, pw0/1; its temporal fields are ignored); flags VK_CONV_*.
+     * x and y must not alias. Summing the kd taps over kd frames equals `conv`
+     * on the frames stacked along D, up to fp32 rounding, so a causal
+     * convolution can keep its frames anywhere (a ring of frame buffers, no
+     * stacked copy) and skip the taps of zero frames. Working memory is
+     * bounded by row bands of about vk_ctx.band_bytes, not by the frame. */
+    void (*conv_tap)(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                     const float *x, int h, int w, float *y);
 
     /* Row-wise softmax in place over `cols`, rows separated by `ld`. */
     void (*softmax)(vk_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld);
@@ -148,6 +166,7 @@ struct vk_ctx {
     void *dnnl;          /* kernels/onednn private state, NULL if unused */
     void *scratch;       /* grows on demand, see vk_scratch */
     size_t scratch_size;
+    size_t band_bytes;   /* conv_tap: bytes per row band of input or output (0: 8 MiB) */
     vd_log *log;
 };
 

@@ -118,6 +118,46 @@ void vk_ref_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const floa
                 }
 }
 
+void vk_ref_conv_tap_rows(const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                          const float *x, int h, int w, float *y, int r0, int r1)
+{
+    int kh = cv->kh, kw = cv->kw, ci = cv->c_in;
+    int oh = (h + g->ph0 + g->ph1 - kh) / g->sh + 1;
+    int ow = (w + g->pw0 + g->pw1 - kw) / g->sw + 1;
+    if (k < 0 || k >= cv->kd || oh <= 0 || ow <= 0)
+        return;
+    size_t ksz = (size_t)cv->kd * kh * kw;
+    r1 = r1 < oh ? r1 : oh;
+    for (int o = 0; o < cv->c_out; o++)
+        for (int yy = r0; yy < r1; yy++)
+            for (int xx = 0; xx < ow; xx++) {
+                double s = (flags & VK_CONV_BIAS) && cv->bias ? cv->bias[o] : 0.0;
+                for (int i = 0; i < ci; i++)
+                    for (int b = 0; b < kh; b++) {
+                        int iy = yy * g->sh - g->ph0 + b;
+                        if (iy < 0 || iy >= h)
+                            continue;
+                        for (int e = 0; e < kw; e++) {
+                            int ix = xx * g->sw - g->pw0 + e;
+                            if (ix < 0 || ix >= w)
+                                continue;
+                            size_t wi = ((size_t)o * ci + i) * ksz + ((size_t)k * kh + b) * kw + e;
+                            s += (double)x[((size_t)i * h + iy) * w + ix] *
+                                 wval(cv->w, cv->wtype, wi);
+                        }
+                    }
+                float *p = &y[((size_t)o * oh + yy) * ow + xx];
+                *p = (flags & VK_CONV_ACC) ? *p + (float)s : (float)s;
+            }
+}
+
+void vk_ref_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                     const float *x, int h, int w, float *y)
+{
+    (void)c;
+    vk_ref_conv_tap_rows(cv, g, k, flags, x, h, w, y, 0, 1 << 30);
+}
+
 void vk_ref_softmax(vk_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld)
 {
     for (int64_t r = 0; r < rows; r++) {

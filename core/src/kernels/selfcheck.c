@@ -233,6 +233,51 @@ static void check_conv(run *r, int ci, int co, int kd, int kh, int kw, int d, in
     gfree(y1);
 }
 
+/* One temporal tap on one frame (conv_tap), optionally adding into y and
+ * with the fast side forced into row bands of `band` bytes. */
+static void check_conv_tap(run *r, int ci, int co, int kd, int kh, int kw, int h, int w,
+                           const vk_conv_geom *g, vt_dtype t, int k, int flags, size_t band)
+{
+    snprintf(r->name, sizeof(r->name),
+             "conv_tap %d/%dx%dx%d %d->%d in %dx%d s%d,%d pad %d/%d,%d/%d %s%s%s band %zu", k, kd,
+             kh, kw, ci, co, h, w, g->sh, g->sw, g->ph0, g->ph1, g->pw0, g->pw1,
+             vt_dtype_name(t), flags & VK_CONV_BIAS ? " bias" : "",
+             flags & VK_CONV_ACC ? " acc" : "", band);
+    int oh = (h + g->ph0 + g->ph1 - kh) / g->sh + 1;
+    int ow = (w + g->pw0 + g->pw1 - kw) / g->sw + 1;
+    size_t nw = (size_t)co * ci * kd * kh * kw, nx = (size_t)ci * h * w, ny = (size_t)co * oh * ow;
+    uint8_t *wraw = weights(r, t, nw, 1.0f / sqrtf((float)(ci * kh * kw)));
+    float *bv = vd_malloc((size_t)co * sizeof(float));
+    float *x = gbuf(nx), *y0 = gbuf(ny), *y1 = gbuf(ny);
+    vk_conv cv = { 0 };
+    int err = -1;
+    if (wraw && bv && x && y0 && y1) {
+        fill(r, bv, (size_t)co, 1.0f);
+        vt_tensor wt = { .dtype = t, .ndim = 5, .shape = { co, ci, kd, kh, kw }, .data = wraw + 1 };
+        vt_tensor b = { .dtype = VT_F32, .ndim = 1, .shape = { co }, .data = bv };
+        err = vk_conv_init(&cv, &wt, &b);
+    }
+    if (!err) {
+        fill(r, x, nx, 1.0f);
+        fill(r, y0, ny, 1.0f);
+        memcpy(y1, y0, ny * sizeof(float));
+        size_t old = r->fast->band_bytes;
+        r->fast->band_bytes = band;
+        r->ref->f->conv_tap(r->ref, &cv, g, k, flags, x, h, w, y0);
+        r->fast->f->conv_tap(r->fast, &cv, g, k, flags, x, h, w, y1);
+        r->fast->band_bytes = old;
+        report(r, nerr(y1, y0, 1, (int64_t)ny, (int64_t)ny), 2e-5, guards_ok(y1, ny));
+    } else {
+        report(r, INFINITY, 0, 0);
+    }
+    vk_conv_free(&cv);
+    vd_free(wraw);
+    vd_free(bv);
+    gfree(x);
+    gfree(y0);
+    gfree(y1);
+}
+
 static void check_softmax(run *r, int64_t rows, int64_t cols, int64_t pad, float scale)
 {
     snprintf(r->name, sizeof(r->name), "softmax %lldx%lld ld+%lld range %g", (long long)rows,
@@ -491,6 +536,24 @@ static void run_all(run *r)
         check_conv(r, 3, 1, 1, 3, 3, 1, 1, 1, &same2d, VT_F32, 0);
         check_conv(r, 32, 32, 3, 3, 3, 4, 12, 20, &causal, VT_BF16, 1);
         check_conv(r, 96, 96, 1, 3, 3, 1, 20, 30, &same2d, VT_F32, 1);
+    }
+
+    /* conv_tap: taps of a causal 3x3x3, 2D, 1x1 and time convolutions,
+     * few output channels, stride 2, accumulation, several row bands */
+    const int AB = VK_CONV_ACC | VK_CONV_BIAS;
+    check_conv_tap(r, 16, 24, 3, 3, 3, 13, 17, &same2d, VT_F32, 0, VK_CONV_BIAS, 0);
+    check_conv_tap(r, 16, 24, 3, 3, 3, 13, 17, &same2d, VT_F16, 1, VK_CONV_ACC, 0);
+    check_conv_tap(r, 16, 16, 3, 3, 3, 29, 21, &same2d, VT_F32, 2, AB, 4096);
+    check_conv_tap(r, 6, 12, 3, 1, 1, 4, 6, &one, VT_F32, 1, VK_CONV_ACC, 0);
+    check_conv_tap(r, 33, 17, 1, 1, 1, 7, 9, &one, VT_BF16, 0, AB, 0);
+    check_conv_tap(r, 24, 3, 3, 3, 3, 9, 37, &same2d, VT_F32, 2, VK_CONV_ACC, 0);
+    check_conv_tap(r, 24, 3, 3, 3, 3, 9, 37, &same2d, VT_F32, 0, VK_CONV_BIAS, 0);
+    check_conv_tap(r, 16, 16, 1, 3, 3, 31, 15, &down, VT_F32, 0, VK_CONV_BIAS, 2048);
+    if (thorough) {
+        vk_conv_geom sub0 = { 1, 1, 1, 0, 0, 1, 0, 0, 1 }; /* 2x2, asymmetric pads */
+        check_conv_tap(r, 32, 16, 1, 2, 2, 23, 19, &sub0, VT_F32, 0, VK_CONV_BIAS, 3000);
+        check_conv_tap(r, 32, 32, 3, 3, 3, 40, 20, &same2d, VT_BF16, 1, AB, 8192);
+        check_conv_tap(r, 5, 7, 3, 3, 3, 1, 1, &same2d, VT_F32, 0, AB, 0);
     }
 
     /* softmax, norms, activations, elementwise */

@@ -27,9 +27,11 @@
 /* Causal caches and rate-changer state of one layer for one tile. */
 typedef struct nstate {
     int hi, wi, ho, wo;   /* input / output spatial size */
-    float *cache1;        /* [ci', 2, S] last two inputs of c1 (causal 3x3x3 or time conv) */
-    float *cache2;        /* [co, 2, S] last two inputs of c2 (RES) */
-    float *keep;          /* DOWN3D: [c, 2, S'] frames y_2j, y_2j+1; UP3D: [2c, S] */
+    /* Rings of two frames: input frame j of a causal conv sits in slot j & 1
+     * (each slot [c, S]); the ring is the conv's only input buffer. */
+    float *cache1;        /* 2 x [ci', S] inputs of c1 (causal 3x3x3 or time conv) */
+    float *cache2;        /* 2 x [co, S] inputs of c2 (RES) */
+    float *keep;          /* DOWN3D: 2 x [c, S'] y_2j (slot 0), y_2j+1 (slot 1); UP3D: [2c, S] */
     int64_t n;            /* frames seen */
 } nstate;
 
@@ -54,9 +56,9 @@ struct vd_vae_stream {
     tile *tiles;
     /* shared working memory (tiles run one after the other) */
     float *ping[2];       /* layer outputs, alternating */
-    float *stack;         /* [c, 3, S] conv input: two cached frames + the new one */
-    float *tmp, *mid;     /* [c, S] */
-    float *big;           /* UP: [c, 4S] nearest x2; ATTN: qkv and transposes */
+    float *tmp;           /* UP: one output parity [co, S]; ATTN: [c, S] */
+    float *mid;           /* ATTN: [S, c] */
+    float *big;           /* ATTN: qkv and its transpose */
     float *tin;           /* tile input (cropped frame) */
     float *tout;          /* sink: [c_out', S_out] head / conv1 output */
     float *wsum;          /* [oh, ow] blend weight sums (tiled) */
@@ -89,44 +91,59 @@ static void norm_silu(vk_ctx *kc, const float *x, float *y, int c, size_t s, con
     kc->f->act(kc, y, (int64_t)(c * s), VK_ACT_SILU);
 }
 
-/* y = causal_conv(x) for one frame: the conv sees [cache0, cache1, x] along
- * time (kd 3, no temporal padding); the cache then moves on by one frame.
- * `seen`: frames this conv had before x. The first two frames pass only the
- * frames that exist with zero padding in front instead of the zero cache, so
- * the convolution skips the taps that would multiply zeros (a single image
- * costs a third of a video frame). */
-static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *cache, int64_t seen,
-                        const float *x, int h, int w, float *y)
+/* Causal 3-tap convolutions over a ring of two frames (input frame j in
+ * slot j & 1, [c_in, h, w] each). For output frame t the tap of frame t - 2
+ * is applied first; its slot then takes the new input frame t, then the
+ * taps of frames t - 1 and t follow. So the ring is the conv's only input
+ * buffer: no stacked [c, 3, S] copy, no shifting. Frames before 0 are zeros
+ * and their taps are skipped (a single image costs a third of a video
+ * frame, where the reference multiplies the zero history). */
+static float *ring_slot(float *ring, int64_t j, size_t len)
 {
-    size_t S = (size_t)h * w;
-    int c = cv->c_in, prev = seen < 2 ? (int)seen : 2, d = prev + 1;
-    vk_conv_geom g = cv->kh == 3 ? g_same3 : g_none;
-    g.pd0 = 2 - prev;
-    float *st = s->stack;
-    for (int ch = 0; ch < c; ch++) {
-        float *k = cache + (size_t)ch * 2 * S;
-        const float *xc = x + (size_t)ch * S;
-        if (prev) {
-            float *dd = st + (size_t)ch * d * S;
-            memcpy(dd, k + (size_t)(2 - prev) * S, (size_t)prev * S * sizeof(float));
-            memcpy(dd + (size_t)prev * S, xc, S * sizeof(float));
-        }
-        memmove(k, k + S, S * sizeof(float));
-        memcpy(k + S, xc, S * sizeof(float));
-    }
-    s->kc->f->conv(s->kc, cv, &g, prev ? st : x, d, h, w, y);
+    return ring + (size_t)(j & 1) * len;
 }
 
-/* Nearest x2 ("nearest-exact" equals floor for an integer factor). */
-static void up2(const float *x, float *y, int c, int h, int w)
+static const vk_conv_geom *tap_geom(const vk_conv *cv)
 {
-    for (int ch = 0; ch < c; ch++)
-        for (int i = 0; i < 2 * h; i++) {
-            const float *xr = x + ((size_t)ch * h + i / 2) * w;
-            float *yr = y + ((size_t)ch * 2 * h + i) * 2 * w;
-            for (int j = 0; j < w; j++)
-                yr[2 * j] = yr[2 * j + 1] = xr[j];
-        }
+    return cv->kh == 3 ? &g_same3 : &g_none;
+}
+
+/* y = tap of frame t - 2 (+ bias); returns the flags for the next taps. */
+static int causal_first(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_t t, int h, int w,
+                        float *y)
+{
+    if (t < 2)
+        return VK_CONV_BIAS;
+    s->kc->f->conv_tap(s->kc, cv, tap_geom(cv), 0, VK_CONV_BIAS,
+                       ring_slot(ring, t, fsz(cv->c_in, h, w)), h, w, y);
+    return VK_CONV_ACC;
+}
+
+/* y (+)= taps of frames t - 1 and t (frame t already in its slot). */
+static void causal_rest(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_t t, int fl, int h,
+                        int w, float *y)
+{
+    size_t len = fsz(cv->c_in, h, w);
+    if (t >= 1) {
+        s->kc->f->conv_tap(s->kc, cv, tap_geom(cv), 1, fl, ring_slot(ring, t + 1, len), h, w, y);
+        fl = VK_CONV_ACC;
+    }
+    s->kc->f->conv_tap(s->kc, cv, tap_geom(cv), 2, fl, ring_slot(ring, t, len), h, w, y);
+}
+
+/* y = causal_conv at frame t whose new input is x, or norm_silu(x) with
+ * gamma g when g != NULL. */
+static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_t t,
+                        const float *x, const float *g, int h, int w, float *y)
+{
+    size_t len = fsz(cv->c_in, h, w);
+    int fl = causal_first(s, cv, ring, t, h, w, y);
+    float *cur = ring_slot(ring, t, len);
+    if (g)
+        norm_silu(s->kc, x, cur, cv->c_in, (size_t)h * w, g);
+    else
+        memcpy(cur, x, len * sizeof(float));
+    causal_rest(s, cv, ring, t, fl, h, w, y);
 }
 
 static void run(vd_vae_stream *s, tile *t, int i, const float *x);
@@ -137,25 +154,27 @@ static void emit(vd_vae_stream *s, tile *t, int i, const float *y)
     run(s, t, i + 1, y);
 }
 
-static void node_res(vd_vae_stream *s, tile *t, int i, const vnode *n, nstate *st,
-                     const float *x, float *y)
+/* y = x (or shortcut(x)) + conv2(norm_silu(conv1(norm_silu(x)))). conv1
+ * writes straight into conv2's ring once the tap of conv2's frame t - 2 has
+ * been applied, so the block needs no buffer besides x, y and its rings. */
+static void node_res(vd_vae_stream *s, const vnode *n, nstate *st, int64_t t, const float *x,
+                     float *y)
 {
     vk_ctx *kc = s->kc;
     int h = st->hi, w = st->wi;
     size_t S = (size_t)h * w;
-    /* [ci, S] -> norm, silu -> causal conv -> [co, S] */
-    norm_silu(kc, x, s->tmp, n->ci, S, n->g1);
-    causal_conv(s, &n->c1, st->cache1, st->n - 1, s->tmp, h, w, s->mid);
-    norm_silu(kc, s->mid, s->mid, n->co, S, n->g2);
-    causal_conv(s, &n->c2, st->cache2, st->n - 1, s->mid, h, w, y);
-    const float *sc = x;
+    int fl = causal_first(s, &n->c2, st->cache2, t, h, w, y);
+    float *mid = ring_slot(st->cache2, t, fsz(n->co, h, w)); /* [co, S] */
+    causal_conv(s, &n->c1, st->cache1, t, x, n->g1, h, w, mid);
+    norm_silu(kc, mid, mid, n->co, S, n->g2);
+    causal_rest(s, &n->c2, st->cache2, t, fl, h, w, y);
     if (n->has_sc) {
-        kc->f->conv(kc, &n->sc, &g_none, x, 1, h, w, s->tmp);
-        sc = s->tmp;
+        kc->f->conv_tap(kc, &n->sc, &g_none, 0, VK_CONV_ACC | VK_CONV_BIAS, x, h, w, y);
+        return;
     }
     size_t len = fsz(n->co, h, w);
     for (size_t k = 0; k < len; k++)
-        y[k] += sc[k];
+        y[k] += x[k];
 }
 
 /* Single-head attention over the h*w positions of one frame. */
@@ -189,11 +208,26 @@ static void node_attn(vd_vae_stream *s, const vnode *n, nstate *st, const float 
         y[k] += x[k];
 }
 
-/* nearest x2 then 3x3 conv halving channels, for one frame */
+/* Nearest x2 then a 3x3 conv, without the x2 frame: output pixel
+ * (2i + a, 2j + b) only sees input rows i - 1 + a, i + a and columns
+ * j - 1 + b, j + b, so each parity is a 2x2 conv of the low-resolution frame
+ * with summed taps (vae_load.c), 2.25x fewer products. Each parity goes
+ * through tmp [co, S] into its pixels of y [co, 2h, 2w]. */
 static void up_spatial(vd_vae_stream *s, const vnode *n, nstate *st, const float *x, float *y)
 {
-    up2(x, s->big, n->ci, st->hi, st->wi);
-    s->kc->f->conv(s->kc, &n->c1, &g_same3, s->big, 1, st->ho, st->wo, y);
+    int h = st->hi, w = st->wi, co = n->co;
+    for (int p = 0; p < 4; p++) {
+        int a = p >> 1, b = p & 1;
+        vk_conv_geom g = { 1, 1, 1, 0, 0, 1 - a, a, 1 - b, b };
+        s->kc->f->conv_tap(s->kc, &n->up[p], &g, 0, VK_CONV_BIAS, x, h, w, s->tmp);
+        for (int o = 0; o < co; o++)
+            for (int r = 0; r < h; r++) {
+                const float *src = s->tmp + ((size_t)o * h + r) * w;
+                float *dst = y + ((size_t)o * 2 * h + 2 * r + a) * 2 * w + b;
+                for (int q = 0; q < w; q++)
+                    dst[2 * q] = src[q];
+            }
+    }
 }
 
 static void run(vd_vae_stream *s, tile *t, int i, const float *x)
@@ -210,16 +244,15 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
     int64_t k = st->n++;
     switch (n->type) {
     case VN_CONV_IN:
-        causal_conv(s, &n->c1, st->cache1, k, x, st->hi, st->wi, y);
+        causal_conv(s, &n->c1, st->cache1, k, x, NULL, st->hi, st->wi, y);
         emit(s, t, i, y);
         break;
     case VN_HEAD:
-        norm_silu(kc, x, s->tmp, n->ci, (size_t)st->hi * st->wi, n->g1);
-        causal_conv(s, &n->c1, st->cache1, k, s->tmp, st->hi, st->wi, y);
+        causal_conv(s, &n->c1, st->cache1, k, x, n->g1, st->hi, st->wi, y);
         emit(s, t, i, y);
         break;
     case VN_RES:
-        node_res(s, t, i, n, st, x, y);
+        node_res(s, n, st, k, x, y);
         emit(s, t, i, y);
         break;
     case VN_ATTN:
@@ -227,29 +260,23 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
         emit(s, t, i, y);
         break;
     case VN_DOWN2D:
-        kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, y);
+        kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, y);
         emit(s, t, i, y);
         break;
     case VN_DOWN3D: {
-        /* spatial first; then frames 0, 2, 4, ... emit */
-        float *a = st->keep, *b = st->keep + fsz(n->ci, st->ho, st->wo);
+        /* spatial first into the ring (even frames slot 0, odd slot 1); then
+         * frames 0, 2, 4, ... emit the time conv over (y_{k-2}, y_{k-1}, y_k) */
+        float *a = st->keep, *b = st->keep + So * n->ci;
         if (k == 0) {
-            kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, a);
-            memcpy(y, a, So * n->co * sizeof(float));
-            emit(s, t, i, y);
+            kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, a);
+            emit(s, t, i, a);
         } else if (k & 1) {
-            kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, b);
+            kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, b);
         } else {
-            kc->f->conv(kc, &n->c1, &g_down, x, 1, st->hi, st->wi, s->tmp);
-            /* [c, 3, S'] = (y_{k-2}, y_{k-1}, y_k) */
-            for (int ch = 0; ch < n->ci; ch++) {
-                float *d = s->stack + (size_t)ch * 3 * So;
-                memcpy(d, a + ch * So, So * sizeof(float));
-                memcpy(d + So, b + ch * So, So * sizeof(float));
-                memcpy(d + 2 * So, s->tmp + ch * So, So * sizeof(float));
-            }
-            memcpy(a, s->tmp, So * n->ci * sizeof(float));
-            kc->f->conv(kc, &n->c2, &g_none, s->stack, 3, st->ho, st->wo, y);
+            kc->f->conv_tap(kc, &n->c2, &g_none, 0, VK_CONV_BIAS, a, st->ho, st->wo, y);
+            kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, a);
+            kc->f->conv_tap(kc, &n->c2, &g_none, 1, VK_CONV_ACC, b, st->ho, st->wo, y);
+            kc->f->conv_tap(kc, &n->c2, &g_none, 2, VK_CONV_ACC, a, st->ho, st->wo, y);
             emit(s, t, i, y);
         }
         break;
@@ -264,7 +291,7 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
             emit(s, t, i, y);
         } else {
             /* [2c, S]: time conv over frames 1.. (frame 0 excluded) */
-            causal_conv(s, &n->c2, st->cache1, k - 1, x, st->hi, st->wi, st->keep);
+            causal_conv(s, &n->c2, st->cache1, k - 1, x, NULL, st->hi, st->wi, st->keep);
             size_t half = fsz(n->ci, st->hi, st->wi);
             up_spatial(s, n, st, st->keep, y);
             emit(s, t, i, y);
@@ -417,31 +444,26 @@ static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
         default:
             break;
         }
-        /* shared maxima: [0] ping (a layer's output frame), [1] stack (a
-         * causal conv's [c_in, 3, S] input), [2] tmp / mid (one frame of
-         * the larger channel count at the larger size), [3] big (nearest x2
-         * frame; attention's qkv and its transpose) */
+        /* shared maxima: [0] ping (a layer's output frame), [1] tmp (an
+         * upsampler's output parity; attention), [2] mid and [3] big
+         * (attention: [S, c], qkv and its transpose) */
         int cmax = VD_MAX(n->ci, n->co);
         mx[0] = VD_MAX(mx[0], so * n->co);
-        if (n->type == VN_RES)
-            mx[1] = VD_MAX(mx[1], 3 * si * (size_t)cmax);
-        else if (n->type == VN_CONV_IN || n->type == VN_HEAD || n->type == VN_UP3D)
-            mx[1] = VD_MAX(mx[1], 3 * si * (size_t)n->ci);
-        else if (n->type == VN_DOWN3D)
-            mx[1] = VD_MAX(mx[1], 3 * so * (size_t)n->ci);
-        if (n->type == VN_RES || n->type == VN_HEAD || n->type == VN_ATTN)
-            mx[2] = VD_MAX(mx[2], si * (size_t)cmax);
-        else if (n->type == VN_DOWN3D)
-            mx[2] = VD_MAX(mx[2], so * (size_t)n->ci);
         if (n->type == VN_UP2D || n->type == VN_UP3D)
-            mx[3] = VD_MAX(mx[3], 4 * si * n->ci);
-        if (n->type == VN_ATTN)
+            mx[1] = VD_MAX(mx[1], si * (size_t)n->co);
+        if (n->type == VN_ATTN) {
+            mx[1] = VD_MAX(mx[1], si * (size_t)cmax);
+            mx[2] = VD_MAX(mx[2], si * (size_t)cmax);
             mx[3] = VD_MAX(mx[3], 6 * si * n->ci);
+        }
         used += (c1 + c2 + kp) * sizeof(float);
         if (alloc) {
-            st->cache1 = c1 ? vd_calloc(c1 * sizeof(float)) : NULL;
-            st->cache2 = c2 ? vd_calloc(c2 * sizeof(float)) : NULL;
-            st->keep = kp ? vd_calloc(kp * sizeof(float)) : NULL;
+            /* every slot is written before it is read (the taps of frames
+             * before 0 are skipped): no clearing, and a slot's pages become
+             * resident only when its first frame arrives */
+            st->cache1 = c1 ? vd_malloc(c1 * sizeof(float)) : NULL;
+            st->cache2 = c2 ? vd_malloc(c2 * sizeof(float)) : NULL;
+            st->keep = kp ? vd_malloc(kp * sizeof(float)) : NULL;
             if ((c1 && !st->cache1) || (c2 && !st->cache2) || (kp && !st->keep))
                 return VDIT_ERR_NOMEM;
         }
@@ -464,7 +486,6 @@ void vd_vae_stream_free(vd_vae_stream **ps)
     vd_free(s->tiles);
     vd_free(s->ping[0]);
     vd_free(s->ping[1]);
-    vd_free(s->stack);
     vd_free(s->tmp);
     vd_free(s->mid);
     vd_free(s->big);
@@ -568,16 +589,15 @@ static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int ti
     int z2 = 2 * v->cfg.z_dim;
     s->ping[0] = vd_malloc(mx[0] * sizeof(float));
     s->ping[1] = vd_malloc(mx[0] * sizeof(float));
-    s->stack = vd_malloc(mx[1] * sizeof(float));
-    s->tmp = vd_malloc(mx[2] * sizeof(float));
-    s->mid = vd_malloc(mx[2] * sizeof(float));
+    s->tmp = mx[1] ? vd_malloc(mx[1] * sizeof(float)) : NULL;
+    s->mid = mx[2] ? vd_malloc(mx[2] * sizeof(float)) : NULL;
     s->big = mx[3] ? vd_malloc(mx[3] * sizeof(float)) : NULL;
     s->tin = vd_malloc(sin * (size_t)(enc ? 3 : v->cfg.z_dim) * sizeof(float));
     s->tout = vd_malloc(sout * (size_t)z2 * sizeof(float));
-    if (!s->ping[0] || !s->ping[1] || !s->stack || !s->tmp || !s->mid || (mx[3] && !s->big) ||
-        !s->tin || !s->tout)
+    if (!s->ping[0] || !s->ping[1] || (mx[1] && !s->tmp) || (mx[2] && !s->mid) ||
+        (mx[3] && !s->big) || !s->tin || !s->tout)
         goto fail;
-    s->bytes += (2 * mx[0] + mx[1] + 2 * mx[2] + mx[3]) * sizeof(float) +
+    s->bytes += (2 * mx[0] + mx[1] + mx[2] + mx[3]) * sizeof(float) +
                 sin * (size_t)(enc ? 3 : v->cfg.z_dim) * sizeof(float) + sout * z2 * sizeof(float);
     if (s->accumulate) {
         s->wsum = vd_calloc(fsz(1, s->oh, s->ow) * sizeof(float));

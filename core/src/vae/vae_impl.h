@@ -26,6 +26,11 @@ typedef struct vnode {
      * Resample: c1 = resample.1 (2D 3x3), c2 = time_conv (3D kinds). */
     vk_conv c1, c2, sc;
     int has_sc;
+    /* UP2D / UP3D: c1 after nearest x2 as four 2x2 convs of the low-resolution
+     * frame, one per output parity p = 2a + b (pixel (2i + a, 2j + b)); their
+     * weights [4][co, ci, 2, 2] in upw (owned). */
+    vk_conv up[4];
+    float *upw;
 } vnode;
 
 typedef struct vnet {

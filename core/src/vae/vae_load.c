@@ -240,6 +240,9 @@ static void node_free(vnode *n)
     vk_conv_free(&n->c1);
     vk_conv_free(&n->c2);
     vk_conv_free(&n->sc);
+    for (int p = 0; p < 4; p++)
+        vk_conv_free(&n->up[p]);
+    vd_free(n->upw);
     memset(n, 0, sizeof(*n));
 }
 
@@ -277,6 +280,48 @@ static int load_attn(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, vnod
     return 0;
 }
 
+/* The upsampler's 3x3 conv after nearest x2 as four 2x2 convs of the
+ * low-resolution frame. Output row 2i + a reads x2 rows 2i + a - 1 .. 2i + a + 1,
+ * i.e. input rows i - 1, i, i (a = 0) or i, i, i + 1 (a = 1): the 2x2 tap rows
+ * are {w0}, {w1 + w2} (a = 0, padding before) or {w0 + w1}, {w2} (a = 1,
+ * padding after); columns likewise. Taps summed in double, rounded once. */
+static int make_subpixel(const vd_ckpt *ck, vd_log *lg, const char *pre, vnode *n)
+{
+    char nw[256], nb[256];
+    snprintf(nw, sizeof(nw), "%sresample.1.weight", pre);
+    snprintf(nb, sizeof(nb), "%sresample.1.bias", pre);
+    const vt_tensor *tw = vd_ckpt_find(ck, nw), *tb = vd_ckpt_find(ck, nb);
+    float *w = tw ? vd_tensor_f32(tw) : NULL;
+    int co = n->co, ci = n->ci, r = 0;
+    size_t per = (size_t)co * ci * 4;
+    n->upw = vd_malloc(4 * per * sizeof(float));
+    if (!tb || !w || !n->upw) {
+        vd_free(w);
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory preparing '%s'", vd_ckpt_label(ck),
+                      nw);
+    }
+    for (int p = 0; p < 4 && !r; p++) {
+        int a = p >> 1, b = p & 1;
+        float *d = n->upw + (size_t)p * per;
+        for (size_t oi = 0; oi < (size_t)co * ci; oi++)
+            for (int u = 0; u < 2; u++)
+                for (int v = 0; v < 2; v++) {
+                    double sum = 0; /* 3x3 rows y0..y1, columns x0..x1 */
+                    int y0 = a ? (u ? 2 : 0) : (u ? 1 : 0), y1 = a ? (u ? 2 : 1) : (u ? 2 : 0);
+                    int x0 = b ? (v ? 2 : 0) : (v ? 1 : 0), x1 = b ? (v ? 2 : 1) : (v ? 2 : 0);
+                    for (int y = y0; y <= y1; y++)
+                        for (int x = x0; x <= x1; x++)
+                            sum += (double)w[oi * 9 + (size_t)y * 3 + (size_t)x];
+                    d[oi * 4 + (size_t)u * 2 + (size_t)v] = (float)sum;
+                }
+        vt_tensor t = { .dtype = VT_F32, .ndim = 4, .shape = { co, ci, 2, 2 }, .data = d,
+                        .name = tw->name };
+        r = vk_conv_init_lg(lg, &n->up[p], &t, tb);
+    }
+    vd_free(w);
+    return r;
+}
+
 /* Resample: downsample keeps channels, upsample halves them (the 3x3 conv
  * after nearest x2); 3D kinds add time_conv. */
 static int load_resample(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, int up,
@@ -290,6 +335,8 @@ static int load_resample(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, 
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: '%s' upsamples an odd channel count %d",
                       vd_ckpt_label(ck), pre, c);
     if ((r = get_conv(ck, lg, pre, "resample.1", 4, n->co, c, 1, 3, &n->c1)))
+        return r;
+    if (up && (r = make_subpixel(ck, lg, pre, n)))
         return r;
     if (t3 && (r = get_conv(ck, lg, pre, "time_conv", 5, up ? 2 * c : c, c, 3, 1, &n->c2)))
         return r;

@@ -16,7 +16,7 @@
 #include "../x86/x86.h"
 #include "onednn.h"
 
-#define CACHE_SIZE 256 /* the VAE alone has ~100 shapes (layers x chunk sizes) */
+#define CACHE_SIZE 512 /* the VAE alone has ~200 (layers x row bands x accumulate or not) */
 #define KEY_LEN 16
 
 typedef struct prim {
@@ -342,9 +342,14 @@ void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, fl
 typedef struct conv_prep {
     pthread_mutex_t mu;
     float *plain; /* f32 [c_out, c_in * kd * kh * kw], made on first use */
-    int n;
+    float *taps;  /* f32 [kd][c_out][c_in * kh * kw] (kd > 1), made on first use */
+    int n, nt;
     dnnl_memory_desc_t md[WCACHE];
     float *data[WCACHE];
+    /* conv_tap: every tap as a 2D weight in layout tmd[i], tap k at k * tsz[i] */
+    dnnl_memory_desc_t tmd[WCACHE];
+    float *tdata[WCACHE];
+    size_t tsz[WCACHE];
 } conv_prep;
 
 static void conv_prep_free(void *p)
@@ -354,7 +359,10 @@ static void conv_prep_free(void *p)
         return;
     for (int i = 0; i < cp->n; i++)
         vd_free(cp->data[i]);
+    for (int i = 0; i < cp->nt; i++)
+        vd_free(cp->tdata[i]);
     vd_free(cp->plain);
+    vd_free(cp->taps);
     pthread_mutex_destroy(&cp->mu);
     vd_free(cp);
 }
@@ -568,7 +576,7 @@ void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const flo
     if (cv->c_out <= 4 && g->sd == 1 && g->sh == 1 && g->sw == 1) {
         /* blocked layouts would pad the output channels to 16 */
         const float *wp = conv_plain_weights(cv);
-        if (wp && !vk_avx2_conv_small(c, cv, wp, g, x, d, h, w, y))
+        if (wp && !vk_avx2_conv_small(c, cv, wp, g, x, d, h, w, y, 0))
             return;
     }
     prim *e = conv_prim(s, cv, g, d, h, w, od, oh, ow);
@@ -627,4 +635,281 @@ fallback:
     vd_free(wtmp);
     warn_fallback(c, s, "a convolution");
     vk_ref_conv(c, cv, g, x, d, h, w, y);
+}
+
+/* ---- convolution taps: one frame, one temporal tap, in row bands ---- */
+
+/* f32 [kd][c_out][c_in * kh * kw]: tap k is a plain 2D weight (kd = 1: the
+ * plain weights). Made once. */
+static const float *conv_plain_taps(const vk_conv *cv)
+{
+    if (cv->kd == 1)
+        return conv_plain_weights(cv);
+    conv_prep *cp = cv->prep;
+    pthread_mutex_lock(&cp->mu);
+    if (!cp->taps) {
+        size_t khw = (size_t)cv->kh * cv->kw, co = (size_t)cv->c_out, ci = (size_t)cv->c_in;
+        size_t kd = (size_t)cv->kd, n = co * ci * kd * khw;
+        float *pl = vd_malloc(n * 4), *t = vd_malloc(n * 4);
+        if (pl && t) {
+            vk_weights_to_f32(pl, cv->w, cv->wtype, n);
+            for (size_t o = 0; o < co; o++)
+                for (size_t i = 0; i < ci; i++)
+                    for (size_t a = 0; a < kd; a++)
+                        memcpy(t + ((a * co + o) * ci + i) * khw, pl + ((o * ci + i) * kd + a) * khw,
+                               khw * sizeof(float));
+            cp->taps = t;
+            t = NULL;
+        }
+        vd_free(pl);
+        vd_free(t);
+    }
+    pthread_mutex_unlock(&cp->mu);
+    return cp->taps;
+}
+
+/* Tap k of the layer in layout md (a 2D convolution's weights). All taps
+ * are made together, once per layout, straight from the stored weights (the
+ * 3D layouts of `conv` are not made for layers used only through taps). A
+ * layout beyond the cache is made per call (*tmp set: the caller frees). */
+static const float *tap_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
+                                const dnnl_memory_desc_t *md, int k, float **tmp)
+{
+    conv_prep *cp = cv->prep;
+    const float *res = NULL;
+    pthread_mutex_lock(&cp->mu);
+    for (int i = 0; i < cp->nt; i++)
+        if (dnnl_memory_desc_equal(&cp->tmd[i], md)) {
+            res = (const float *)((const uint8_t *)cp->tdata[i] + (size_t)k * cp->tsz[i]);
+            goto done;
+        }
+    size_t sz = (dnnl_memory_desc_get_size(md) + 63) / 64 * 64;
+    size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
+    float *pl = vd_malloc(n * 4);
+    uint8_t *out = vd_malloc(sz * (size_t)cv->kd);
+    dnnl_memory_desc_t src;
+    dnnl_dims_t dims = { cv->c_out, cv->c_in, cv->kh, cv->kw };
+    dnnl_dims_t str = { (int64_t)cv->c_in * cv->kd * cv->kh * cv->kw,
+                        (int64_t)cv->kd * cv->kh * cv->kw, cv->kw, 1 };
+    dnnl_primitive_t r = NULL;
+    int ok = pl && out && !dnnl_memory_desc_init_by_strides(&src, 4, dims, dnnl_f32, str) &&
+             (r = make_reorder(s, &src, md)) != NULL;
+    if (ok)
+        vk_weights_to_f32(pl, cv->w, cv->wtype, n);
+    for (int t = 0; ok && t < cv->kd; t++) {
+        int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+        const dnnl_memory_desc_t *mds[2] = { &src, md };
+        void *ptrs[2] = { pl + (size_t)t * cv->kh * cv->kw, out + (size_t)t * sz };
+        ok = exec(s, c, r, 2, args, mds, ptrs) == dnnl_success;
+    }
+    if (ok) {
+        if (cp->nt < WCACHE) {
+            cp->tmd[cp->nt] = *md;
+            cp->tsz[cp->nt] = sz;
+            cp->tdata[cp->nt++] = (float *)out;
+        } else {
+            *tmp = (float *)out;
+        }
+        res = (const float *)(out + (size_t)k * sz);
+        out = NULL;
+    }
+    if (r)
+        dnnl_primitive_destroy(r);
+    vd_free(pl);
+    vd_free(out);
+done:
+    pthread_mutex_unlock(&cp->mu);
+    return res;
+}
+
+/* Reorder a -> b that adds into b (sum post-op). */
+static dnnl_primitive_t make_reorder_sum(dnnl_state *s, const dnnl_memory_desc_t *a,
+                                         const dnnl_memory_desc_t *b)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    if (!dnnl_primitive_attr_create(&attr) && !dnnl_post_ops_create(&po) &&
+        !dnnl_post_ops_append_sum(po, 1.0f) && !dnnl_primitive_attr_set_post_ops(attr, po) &&
+        !dnnl_reorder_primitive_desc_create(&rpd, a, s->eng, b, s->eng, attr) &&
+        dnnl_primitive_create(&r, rpd))
+        r = NULL;
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    return r;
+}
+
+/* A row band of a 2D convolution: input rows [a0, a0 + hin) of an
+ * [c_in, h, w] frame with pt / pb zero rows added -> `rows` rows of an
+ * [c_out, oh, ow] frame (added to it when acc). Band input and output are
+ * reordered between the plain frames and the primitive's layouts, so the
+ * blocked copies are one band each. */
+static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, int bias, int acc,
+                       int hin, int pt, int pb, int h, int w, int rows, int oh, int ow)
+{
+    int64_t ci = cv->c_in, co = cv->c_out;
+    int64_t key[KEY_LEN] = { 3,
+                             ci << 32 | co,
+                             (int64_t)cv->kh << 32 | cv->kw,
+                             hin,
+                             (int64_t)pt << 32 | pb,
+                             h,
+                             w,
+                             (int64_t)g->sh << 32 | g->sw,
+                             (int64_t)g->pw0 << 32 | g->pw1,
+                             rows,
+                             oh,
+                             ow,
+                             bias << 1 | acc };
+    prim *e = lookup(s, key);
+    if (e)
+        return e;
+    dnnl_memory_desc_t src, wei, dst, bmd, src_pl, dst_pl;
+    dnnl_dims_t sdm = { 1, ci, hin, w }, wdm = { co, ci, cv->kh, cv->kw }, ddm = { 1, co, rows, ow },
+                bdm = { co };
+    dnnl_dims_t sst = { ci * h * w, (int64_t)h * w, w, 1 },
+                dst_st = { co * oh * ow, (int64_t)oh * ow, ow, 1 };
+    dnnl_dims_t str = { g->sh, g->sw }, pl = { pt, g->pw0 }, pr = { pb, g->pw1 };
+    if (dnnl_memory_desc_init_by_tag(&src, 4, sdm, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&wei, 4, wdm, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&dst, 4, ddm, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&bmd, 1, bdm, dnnl_f32, dnnl_x) ||
+        dnnl_memory_desc_init_by_strides(&src_pl, 4, sdm, dnnl_f32, sst) ||
+        dnnl_memory_desc_init_by_strides(&dst_pl, 4, ddm, dnnl_f32, dst_st))
+        return NULL;
+    dnnl_convolution_desc_t cd;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                           &src, &wei, bias ? &bmd : NULL, &dst, str, pl, pr))
+        return NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t p = make_prim(&cd, NULL, s->eng, &pd);
+    if (!p)
+        return NULL;
+    e = slot(s, key);
+    e->p = p;
+    e->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    e->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    e->src_plain = src_pl;
+    e->dst_plain = dst_pl;
+    e->src_re = make_reorder(s, &src_pl, &e->src_md);
+    e->dst_re = acc ? make_reorder_sum(s, &e->dst_md, &dst_pl) : make_reorder(s, &e->dst_md, &dst_pl);
+    if (!e->src_re || !e->dst_re) {
+        prim_clear(e);
+        return NULL;
+    }
+    e->used = 1;
+    return e;
+}
+
+void vk_dnnl_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                      const float *x, int h, int w, float *y)
+{
+    int oh = (h + g->ph0 + g->ph1 - cv->kh) / g->sh + 1;
+    int ow = (w + g->pw0 + g->pw1 - cv->kw) / g->sw + 1;
+    if (oh <= 0 || ow <= 0 || k < 0 || k >= cv->kd)
+        return;
+    int acc = (flags & VK_CONV_ACC) != 0, bias = (flags & VK_CONV_BIAS) && cv->bias;
+    int r0 = 0, co = cv->c_out, ci = cv->c_in;
+    float *wtmp = NULL;
+    dnnl_state *s = state(c);
+    if (!s || !cv->prep)
+        goto fallback;
+    if (cv->kh == 1 && cv->kw == 1 && g->sh == 1 && g->sw == 1 &&
+        !(g->ph0 | g->ph1 | g->pw0 | g->pw1)) {
+        /* y[co, S] (+)= W_k[co, ci] x[ci, S]: one GEMM on the plain layout */
+        const float *wt = conv_plain_taps(cv);
+        int64_t sp = (int64_t)oh * ow;
+        if (!wt)
+            goto fallback;
+        omp_set_num_threads(c->n_threads);
+        if (dnnl_sgemm('N', 'N', co, sp, ci, 1.0f, wt + (size_t)k * co * ci, ci, x, sp,
+                       acc ? 1.0f : 0.0f, y, sp) != dnnl_success)
+            goto fallback;
+        if (bias) {
+            const float *b = cv->bias;
+#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+            for (int o = 0; o < co; o++)
+                for (int64_t i = 0; i < sp; i++)
+                    y[o * sp + i] += b[o];
+        }
+        return;
+    }
+    if (co <= 4 && g->sh == 1 && g->sw == 1) {
+        /* blocked layouts would pad the output channels to 16 */
+        const float *wt = conv_plain_taps(cv);
+        vk_conv one = *cv;
+        one.kd = 1;
+        one.bias = bias ? cv->bias : NULL;
+        vk_conv_geom g2 = *g;
+        g2.sd = 1;
+        g2.pd0 = g2.pd1 = 0;
+        if (wt && !vk_avx2_conv_small(c, &one, wt + (size_t)k * co * ci * cv->kh * cv->kw, &g2,
+                                      x, 1, h, w, y, acc))
+            return;
+    }
+    size_t per_row =
+        VD_MAX((size_t)ci * (size_t)w * (size_t)g->sh, (size_t)co * (size_t)ow) * sizeof(float);
+    size_t budget = c->band_bytes ? c->band_bytes : ((size_t)8 << 20);
+    int rows = (int)VD_MAX((size_t)1, VD_MIN((size_t)oh, budget / per_row));
+    int nb = (oh + rows - 1) / rows;
+    rows = (oh + nb - 1) / nb;
+    for (r0 = 0; r0 < oh; r0 += rows) {
+        int r1 = VD_MIN(oh, r0 + rows);
+        int i0 = r0 * g->sh - g->ph0, i1 = (r1 - 1) * g->sh - g->ph0 + cv->kh;
+        int pt = i0 < 0 ? -i0 : 0, pb = i1 > h ? i1 - h : 0;
+        int a0 = i0 + pt, hin = i1 - pb - a0;
+        if (hin <= 0)
+            goto fallback; /* a band of padding only: not a VAE shape */
+        prim *e = band_prim(s, cv, g, bias, acc, hin, pt, pb, h, w, r1 - r0, oh, ow);
+        if (!e)
+            goto fallback;
+        const float *wr = tap_weights(s, c, cv, &e->wei_md, k, &wtmp);
+        if (!wr)
+            goto fallback;
+        size_t ssz = (dnnl_memory_desc_get_size(&e->src_md) + 63) / 64 * 64;
+        size_t dsz = (dnnl_memory_desc_get_size(&e->dst_md) + 63) / 64 * 64;
+        uint8_t *tmp = vk_scratch(c, ssz + dsz);
+        if (!tmp)
+            goto fallback;
+        {
+            int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+            const dnnl_memory_desc_t *mds[2] = { &e->src_plain, &e->src_md };
+            void *ptrs[2] = { (void *)(x + (size_t)a0 * w), tmp };
+            if (exec(s, c, e->src_re, 2, args, mds, ptrs))
+                goto fallback;
+        }
+        {
+            int args[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
+            dnnl_memory_desc_t bmd;
+            dnnl_dims_t bd = { co };
+            dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
+            const dnnl_memory_desc_t *mds[4] = { &e->src_md, &e->wei_md, &e->dst_md, &bmd };
+            void *ptrs[4] = { tmp, (void *)wr, tmp + ssz, cv->bias };
+            if (exec(s, c, e->p, bias ? 4 : 3, args, mds, ptrs))
+                goto fallback;
+        }
+        {
+            /* the output band's rows are written only here: a failure before
+             * this point leaves them for the fallback */
+            int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+            const dnnl_memory_desc_t *mds[2] = { &e->dst_md, &e->dst_plain };
+            void *ptrs[2] = { tmp + ssz, y + (size_t)r0 * ow };
+            if (exec(s, c, e->dst_re, 2, args, mds, ptrs))
+                goto fallback;
+        }
+        vd_free(wtmp);
+        wtmp = NULL;
+    }
+    return;
+fallback:
+    vd_free(wtmp);
+    warn_fallback(c, s, "a convolution tap");
+    vk_ref_conv_tap_rows(cv, g, k, flags, x, h, w, y, r0, oh);
 }

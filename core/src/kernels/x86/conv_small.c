@@ -26,6 +26,7 @@ typedef struct small_args {
     const float *x, *wt; /* wt: [c_in * kd * kh][c_out][kw] */
     float *y;
     int d, h, w, od, oh, ow, owp, sw; /* owp: ow rounded up to PX; sw: staging row */
+    int acc;                          /* add into y */
 } small_args;
 
 /* acc[o][0..owp) += sum_e w[o][e] * row[x + e]; inlined with constant kw
@@ -94,17 +95,22 @@ static void out_band(const small_args *a, float *stage, float *acc, int z, int y
             float *yr = a->y + (((int64_t)o * a->od + z) * a->oh + yy) * a->ow;
             const float *ar = acc + (size_t)(yy - y0) * racc + (size_t)o * a->owp;
             float b = cv->bias ? cv->bias[o] : 0.0f;
-            for (int i = 0; i < a->ow; i++)
-                yr[i] = ar[i] + b;
+            if (a->acc)
+                for (int i = 0; i < a->ow; i++)
+                    yr[i] += ar[i] + b;
+            else
+                for (int i = 0; i < a->ow; i++)
+                    yr[i] = ar[i] + b;
         }
 }
 
 int vk_avx2_conv_small(vk_ctx *c, const vk_conv *cv, const float *wplain, const vk_conv_geom *g,
-                       const float *x, int d, int h, int w, float *y)
+                       const float *x, int d, int h, int w, float *y, int acc)
 {
     if (cv->c_out > 4 || g->sd != 1 || g->sh != 1 || g->sw != 1)
         return -1;
-    small_args a = { .cv = cv, .g = g, .x = x, .y = y, .d = d, .h = h, .w = w };
+    small_args a = { .cv = cv, .g = g, .x = x, .y = y, .d = d, .h = h, .w = w,
+                     .acc = acc };
     a.od = d + g->pd0 + g->pd1 - cv->kd + 1;
     a.oh = h + g->ph0 + g->ph1 - cv->kh + 1;
     a.ow = w + g->pw0 + g->pw1 - cv->kw + 1;
@@ -134,11 +140,11 @@ int vk_avx2_conv_small(vk_ctx *c, const vk_conv *cv, const float *wplain, const 
 #pragma omp parallel num_threads(nt)
     {
         float *stage = (float *)(mem + wbytes + per * (size_t)omp_get_thread_num());
-        float *acc = stage + a.sw;
+        float *accb = stage + a.sw;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < tasks; t++) {
             int z = (int)(t / nb), y0 = (int)(t % nb) * BY;
-            out_band(&a, stage, acc, z, y0, VD_MIN(a.oh, y0 + BY));
+            out_band(&a, stage, accb, z, y0, VD_MIN(a.oh, y0 + BY));
         }
     }
     return 0;

@@ -19,10 +19,10 @@ void vk_avx2_add_gated(vk_ctx *c, float *x, const float *y, int64_t rows, int64_
 void vk_avx2_rope(vk_ctx *c, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t ld,
                   const float *cs);
 /* Convolution with c_out <= 4 and stride 1 (wplain: f32 [c_out, c_in*kd*kh*kw]).
- * Returns -1, having done nothing, when the shape does not qualify or
- * scratch memory ran out. */
+ * acc: add into y instead of overwriting it. Returns -1, having done
+ * nothing, when the shape does not qualify or scratch memory ran out. */
 int vk_avx2_conv_small(vk_ctx *c, const vk_conv *cv, const float *wplain, const vk_conv_geom *g,
-                       const float *x, int d, int h, int w, float *y);
+                       const float *x, int d, int h, int w, float *y, int acc);
 void vk_avx2_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
                        const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
                        int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
