@@ -193,10 +193,12 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     vk_ctx *kc = vk_ctx_new(threads, 0, &lg);
     vd_vae_stream *s = NULL;
     float *in = NULL, *out = NULL;
-    if (!ck || !kc || vd_vae_load(ck, &lg, &v)) {
+    if (!ck || !kc || vd_vae_load(ck, &lg, &v) || vd_vae_detach(v, kc)) {
         fprintf(stderr, "vdit bench vae: %s\n", lg.msg[0] ? lg.msg : "out of memory");
         goto done;
     }
+    /* the model keeps its own prepared weights: the checkpoint goes */
+    vd_ckpt_free(&ck);
     int z = 16, hl = h / 8, wl = w / 8;
     int e = enc ? vd_vae_enc_stream_new(v, kc, h, w, tile, &s)
                 : vd_vae_dec_stream_new(v, kc, hl, wl, tile, &s);

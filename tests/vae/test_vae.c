@@ -1,6 +1,7 @@
 /* Wan-VAE unit tests: streaming vs one-shot, first frame as an image, frame
  * counts that are not 1 + 4k, tiled vs untiled, key layouts (original,
- * prefixed, diffusers, .pth), broken checkpoints.
+ * prefixed, diffusers, .pth), broken checkpoints, a model detached from its
+ * freed checkpoint, memory in use flat while a stream runs.
  *
  * usage: test_vae VAE_TINY_DIR DATA_DIR
  *   VAE_TINY_DIR: shared/conformance/wan2.1/vae_tiny (weights + io)
@@ -8,6 +9,9 @@
 #include "t.h"
 
 #include <stdio.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "ckpt.h"
 #include "kernels/kernels.h"
@@ -374,6 +378,101 @@ static void test_layouts(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
     }
 }
 
+/* A model detached from its checkpoint (every tensor in its own buffer,
+ * freed right after vd_vae_detach: ASan sees any later use) decodes
+ * bit-identically with the fast kernels, and the reference kernels remake
+ * the weights they need. */
+static void test_detach(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
+{
+    vd_ckpt *c = vd_ckpt_new();
+    for (size_t i = 0; c && i < vd_ckpt_count(ck); i++) {
+        const vt_tensor *t = vd_ckpt_at(ck, i);
+        size_t nb = (size_t)vt_nelem(t) * vt_dtype_size(t->dtype);
+        void *p = vd_malloc(nb);
+        if (p)
+            memcpy(p, t->data, nb);
+        if (!p || vd_ckpt_add(c, t->name, t->dtype, t->ndim, t->shape, p, p, "own", &lg)) {
+            vd_free(p);
+            vd_ckpt_free(&c);
+        }
+    }
+    vd_vae *v = NULL;
+    vk_ctx *rc = vk_ctx_new(1, 1, &lg);
+    int r = c && rc ? vd_vae_load(c, &lg, &v) : -1;
+    T_CHECK(r == 0, "detach: load: %s", lg.msg);
+    r = r ? r : vd_vae_detach(v, kc);
+    T_CHECK(r == 0, "detach: %s", lg.msg);
+    vd_ckpt_free(&c);
+    if (!r) {
+        float *out = decode_probe(v, kc);
+        double d = out ? t_maxabs(out, ref, 3 * 5 * 16 * 24, NULL) : 1e9;
+        T_CHECK(d == 0, "detached model decodes differently: %.3g", d);
+        vd_free(out);
+        out = decode_probe(v, rc);
+        d = out ? t_maxabs(out, ref, 3 * 5 * 16 * 24, NULL) : 1e9;
+        T_CHECK(d <= 1e-5, "detached model, reference kernels: max_abs %.3g", d);
+        vd_free(out);
+    }
+    vd_vae_free(&v);
+    vk_ctx_free(&rc);
+}
+
+/* Memory in use (glibc's count of allocated bytes) is the same after
+ * 3 and after 7 latent frames of a decoder stream and after 9 and 17 frames
+ * of an encoder stream: every buffer exists once the first frames have
+ * passed every layer (the stream's at creation, the kernels' at their first
+ * call), nothing grows with the length. Not under sanitizers (their
+ * allocators do not report through mallinfo2). */
+static size_t in_use(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+#else
+    return 0;
+#endif
+}
+
+static void test_flat_memory(const vd_vae *v, vk_ctx *kc)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    (void)v;
+    (void)kc;
+    return;
+#else
+    if (!in_use())
+        return;
+    int h = 32, w = 48, z = vd_vae_get_config(v)->z_dim;
+    float *lat = alloc_f((size_t)z * 2 * h * w / 64), *fr = alloc_f((size_t)4 * 3 * h * w);
+    t_rng rg = { 11 };
+    t_fill(&rg, lat, (size_t)z * h * w / 64, 1.0f);
+    t_fill(&rg, fr, (size_t)3 * h * w, 0.9f);
+    vd_vae_stream *s = NULL;
+    size_t m[2] = { 0, 0 };
+    int no = 0, ok = 1;
+    T_CHECK(vd_vae_dec_stream_new(v, kc, h / 8, w / 8, 0, &s) == 0, "dec stream: %s", lg.msg);
+    for (int k = 0; s && k < 7; k++) {
+        ok &= vd_vae_dec_stream_push(s, lat, fr, &no) == 0;
+        if (k == 2 || k == 6)
+            m[k == 6] = in_use();
+    }
+    vd_vae_stream_free(&s);
+    T_CHECK(ok && m[0] == m[1], "decoder stream: %zu bytes in use after 3 latent frames, %zu after 7",
+            m[0], m[1]);
+    T_CHECK(vd_vae_enc_stream_new(v, kc, h, w, 0, &s) == 0, "enc stream: %s", lg.msg);
+    for (int k = 0; s && k < 17; k++) {
+        ok &= vd_vae_enc_stream_push(s, fr, lat + (size_t)z * h * w / 64, &no) == 0;
+        if (k == 8 || k == 16)
+            m[k == 16] = in_use();
+    }
+    vd_vae_stream_free(&s);
+    T_CHECK(ok && m[0] == m[1], "encoder stream: %zu bytes in use after 9 frames, %zu after 17",
+            m[0], m[1]);
+    vd_free(lat);
+    vd_free(fr);
+#endif
+}
+
 /* The .pth fixture (F16, original names) equals its safetensors twin. */
 static void test_pth(const char *data, vk_ctx *kc)
 {
@@ -446,8 +545,11 @@ int main(int argc, char **argv)
     test_tiles(v, kc);
     float *ref = decode_probe(v, kc);
     T_CHECK(ref != NULL, "probe decode");
-    if (ref)
+    if (ref) {
         test_layouts(ck, kc, ref);
+        test_detach(ck, kc, ref);
+    }
+    test_flat_memory(v, kc);
     test_pth(argv[2], kc);
     /* argument checks */
     vd_vae_stream *s = NULL;

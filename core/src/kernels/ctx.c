@@ -202,6 +202,13 @@ int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor
     return err;
 }
 
+int vk_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
+{
+    if (!c || !cv || !cv->prep || !g || h <= 0 || w <= 0 || g->sh <= 0 || g->sw <= 0)
+        return VDIT_ERR_INVALID_ARG;
+    return vk_dnnl_conv_detach(c->f == &fast_funcs ? c : NULL, cv, g, h, w);
+}
+
 void vk_conv_free(vk_conv *cv)
 {
     if (!cv)

@@ -35,6 +35,11 @@ void vk_ref_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, in
                       const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads, int64_t hd,
                       int64_t lq, int64_t lk, int64_t kv_valid, float scale, const float *bias);
 
+/* A convolution's weights: the stored ones, or for a layer detached from
+ * them (vk_conv_detach) plain f32 remade once from the kept form. NULL: out
+ * of memory. */
+const void *vk_conv_src(const vk_conv *cv, vt_dtype *t);
+
 /* Scalar activation, shared by the reference and the fast tails. */
 float vk_act1(float x, vk_act act);
 

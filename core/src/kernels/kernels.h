@@ -58,7 +58,7 @@ typedef struct vk_linear {
 typedef struct vk_conv {
     int c_out, c_in, kd, kh, kw;
     vt_dtype wtype;
-    const void *w;
+    const void *w;       /* stored weights; after vk_conv_detach an owned copy or NULL */
     float *bias;         /* [c_out] fp32 (owned) or NULL */
     void *prep;
     void (*prep_free)(void *prep);
@@ -184,6 +184,17 @@ void vk_linear_free(vk_linear *l);
 /* w is [c_out, c_in, kd, kh, kw] or [c_out, c_in, kh, kw] (then kd = 1). */
 int vk_conv_init(vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);
 void vk_conv_free(vk_conv *cv);
+/* Makes a layer independent of the stored tensor it was made from, which
+ * may then be released (a checkpoint freed or unmapped), so that the fp32
+ * weights are not held twice: prepares now the form the context's conv_tap
+ * uses for h x w frames with geometry g and keeps only that (`w` becomes
+ * NULL), or, for layers the kernels run from plain fp32 weights (1x1, at
+ * most 4 outputs) and for the reference table, an owned fp32 copy (`w`
+ * points at it). Results do not change. Other shapes, `conv` and the
+ * reference kernels remake plain weights from the kept form when needed
+ * (once; memory then grows by that copy). Not concurrent with other use of
+ * the layer. Returns 0 or VDIT_ERR_*. */
+int vk_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
 /* The same, reporting errors (naming the tensor) through lg. */
 int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_tensor *bias);
 int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);

@@ -89,6 +89,13 @@ void vk_ref_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const floa
     if (od <= 0 || oh <= 0 || ow <= 0)
         return;
     size_t ksz = (size_t)kd * kh * kw;
+    vt_dtype wt;
+    const void *wsrc = vk_conv_src(cv, &wt);
+    if (!wsrc) { /* out of memory remaking a detached layer's weights: visible */
+        for (size_t i = 0; i < (size_t)cv->c_out * od * oh * ow; i++)
+            y[i] = NAN;
+        return;
+    }
     for (int o = 0; o < cv->c_out; o++)
         for (int z = 0; z < od; z++)
             for (int yy = 0; yy < oh; yy++)
@@ -110,7 +117,7 @@ void vk_ref_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const floa
                                     size_t wi = ((size_t)o * ci + i) * ksz +
                                                 ((size_t)a * kh + b) * kw + e;
                                     s += (double)x[(((size_t)i * d + iz) * h + iy) * w + ix] *
-                                         wval(cv->w, cv->wtype, wi);
+                                         wval(wsrc, wt, wi);
                                 }
                             }
                         }
@@ -128,6 +135,15 @@ void vk_ref_conv_tap_rows(const vk_conv *cv, const vk_conv_geom *g, int k, int f
         return;
     size_t ksz = (size_t)cv->kd * kh * kw;
     r1 = r1 < oh ? r1 : oh;
+    vt_dtype wt;
+    const void *wsrc = vk_conv_src(cv, &wt);
+    if (!wsrc) { /* out of memory remaking a detached layer's weights: visible */
+        for (int o = 0; o < cv->c_out; o++)
+            for (int yy = r0; yy < r1; yy++)
+                for (int xx = 0; xx < ow; xx++)
+                    y[((size_t)o * oh + yy) * ow + xx] = NAN;
+        return;
+    }
     for (int o = 0; o < cv->c_out; o++)
         for (int yy = r0; yy < r1; yy++)
             for (int xx = 0; xx < ow; xx++) {
@@ -143,7 +159,7 @@ void vk_ref_conv_tap_rows(const vk_conv *cv, const vk_conv_geom *g, int k, int f
                                 continue;
                             size_t wi = ((size_t)o * ci + i) * ksz + ((size_t)k * kh + b) * kw + e;
                             s += (double)x[((size_t)i * h + iy) * w + ix] *
-                                 wval(cv->w, cv->wtype, wi);
+                                 wval(wsrc, wt, wi);
                         }
                     }
                 float *p = &y[((size_t)o * oh + yy) * ow + xx];

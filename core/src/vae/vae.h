@@ -54,6 +54,11 @@ int vd_vae_canonicalize(vd_ckpt *ck, vd_log *lg);
 /* `ck` must outlive the model. Errors name the checkpoint and tensor. */
 int vd_vae_load(const vd_ckpt *ck, vd_log *lg, vd_vae **out);
 void vd_vae_free(vd_vae **v);
+/* Prepares every convolution now for the kernels of kc and drops the
+ * model's references into the checkpoint, which may then be freed: the fp32
+ * weights are held once (prepared) instead of twice. Call before sharing
+ * the model; results do not change. */
+int vd_vae_detach(vd_vae *v, vk_ctx *kc);
 const vd_vae_config *vd_vae_get_config(const vd_vae *v);
 
 /* One-shot. Any T >= 1 (see the frame-count rule above): mu is

@@ -338,6 +338,8 @@ static int load_resample(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, 
         return r;
     if (up && (r = make_subpixel(ck, lg, pre, n)))
         return r;
+    if (up) /* shape checked; only the sub-pixel form runs */
+        vk_conv_free(&n->c1);
     if (t3 && (r = get_conv(ck, lg, pre, "time_conv", 5, up ? 2 * c : c, c, 3, 1, &n->c2)))
         return r;
     return 0;

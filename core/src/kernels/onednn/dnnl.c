@@ -388,6 +388,10 @@ static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
 {
     conv_prep *cp = cv->prep;
     const float *res = NULL;
+    vt_dtype st;
+    const void *src = vk_conv_src(cv, &st);
+    if (!src)
+        return NULL;
     pthread_mutex_lock(&cp->mu);
     for (int i = 0; i < cp->n; i++)
         if (dnnl_memory_desc_equal(&cp->md[i], md)) {
@@ -400,7 +404,7 @@ static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t r = NULL;
     if (pl && out) {
-        vk_weights_to_f32(pl, cv->w, cv->wtype, n);
+        vk_weights_to_f32(pl, src, st, n);
         if (!dnnl_reorder_primitive_desc_create(&rpd, plain, s->eng, md, s->eng, NULL) &&
             !dnnl_primitive_create(&r, rpd)) {
             int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
@@ -518,19 +522,33 @@ static prim *conv_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
     return e;
 }
 
+static float *remake_plain(const vk_conv *cv);
+
+/* Plain f32 weights [c_out, c_in * kd * kh * kw], made once (from the kept
+ * form for a detached layer). */
 static const float *conv_plain_weights(const vk_conv *cv)
 {
     conv_prep *cp = cv->prep;
     pthread_mutex_lock(&cp->mu);
-    if (!cp->plain) {
+    if (!cp->plain && cv->w) {
         size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
         float *p = vd_malloc(n * 4);
         if (p)
             vk_weights_to_f32(p, cv->w, cv->wtype, n);
         cp->plain = p;
+    } else if (!cp->plain) {
+        cp->plain = remake_plain(cv);
     }
     pthread_mutex_unlock(&cp->mu);
     return cp->plain;
+}
+
+const void *vk_conv_src(const vk_conv *cv, vt_dtype *t)
+{
+    *t = cv->w ? cv->wtype : VT_F32;
+    if (cv->w)
+        return cv->w;
+    return cv->prep ? conv_plain_weights(cv) : NULL;
 }
 
 /* A 1x1x1 convolution without stride or padding is y[co, S] = W[co, ci] x[ci, S]:
@@ -646,13 +664,17 @@ static const float *conv_plain_taps(const vk_conv *cv)
     if (cv->kd == 1)
         return conv_plain_weights(cv);
     conv_prep *cp = cv->prep;
+    vt_dtype st;
+    const void *src = vk_conv_src(cv, &st);
+    if (!src)
+        return NULL;
     pthread_mutex_lock(&cp->mu);
     if (!cp->taps) {
         size_t khw = (size_t)cv->kh * cv->kw, co = (size_t)cv->c_out, ci = (size_t)cv->c_in;
         size_t kd = (size_t)cv->kd, n = co * ci * kd * khw;
         float *pl = vd_malloc(n * 4), *t = vd_malloc(n * 4);
         if (pl && t) {
-            vk_weights_to_f32(pl, cv->w, cv->wtype, n);
+            vk_weights_to_f32(pl, src, st, n);
             for (size_t o = 0; o < co; o++)
                 for (size_t i = 0; i < ci; i++)
                     for (size_t a = 0; a < kd; a++)
@@ -677,6 +699,10 @@ static const float *tap_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
 {
     conv_prep *cp = cv->prep;
     const float *res = NULL;
+    vt_dtype st = VT_F32;
+    const void *src = cp->nt ? NULL : vk_conv_src(cv, &st);
+    if (!cp->nt && !src)
+        return NULL;
     pthread_mutex_lock(&cp->mu);
     for (int i = 0; i < cp->nt; i++)
         if (dnnl_memory_desc_equal(&cp->tmd[i], md)) {
@@ -687,18 +713,25 @@ static const float *tap_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
     size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
     float *pl = vd_malloc(n * 4);
     uint8_t *out = vd_malloc(sz * (size_t)cv->kd);
-    dnnl_memory_desc_t src;
+    dnnl_memory_desc_t smd;
     dnnl_dims_t dims = { cv->c_out, cv->c_in, cv->kh, cv->kw };
     dnnl_dims_t str = { (int64_t)cv->c_in * cv->kd * cv->kh * cv->kw,
                         (int64_t)cv->kd * cv->kh * cv->kw, cv->kw, 1 };
     dnnl_primitive_t r = NULL;
-    int ok = pl && out && !dnnl_memory_desc_init_by_strides(&src, 4, dims, dnnl_f32, str) &&
-             (r = make_reorder(s, &src, md)) != NULL;
+    int ok = pl && out && !dnnl_memory_desc_init_by_strides(&smd, 4, dims, dnnl_f32, str) &&
+             (r = make_reorder(s, &smd, md)) != NULL;
+    if (ok && !src) {
+        /* a further layout: unlocked, the plain form may have to be remade */
+        pthread_mutex_unlock(&cp->mu);
+        src = vk_conv_src(cv, &st);
+        pthread_mutex_lock(&cp->mu);
+        ok = src != NULL;
+    }
     if (ok)
-        vk_weights_to_f32(pl, cv->w, cv->wtype, n);
+        vk_weights_to_f32(pl, src, st, n);
     for (int t = 0; ok && t < cv->kd; t++) {
         int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
-        const dnnl_memory_desc_t *mds[2] = { &src, md };
+        const dnnl_memory_desc_t *mds[2] = { &smd, md };
         void *ptrs[2] = { pl + (size_t)t * cv->kh * cv->kw, out + (size_t)t * sz };
         ok = exec(s, c, r, 2, args, mds, ptrs) == dnnl_success;
     }
@@ -912,4 +945,91 @@ fallback:
     vd_free(wtmp);
     warn_fallback(c, s, "a convolution tap");
     vk_ref_conv_tap_rows(cv, g, k, flags, x, h, w, y, r0, oh);
+}
+
+/* ---- detaching a layer from its stored weights ---- */
+
+/* Plain f32 [c_out, c_in, kd, kh, kw] remade from the kept taps (layout
+ * tmd[0]) of a detached layer, on a private engine (no vk_ctx at hand). */
+static float *remake_plain(const vk_conv *cv)
+{
+    conv_prep *cp = cv->prep;
+    if (!cp->nt)
+        return NULL;
+    size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
+    float *pl = vd_malloc(n * 4);
+    dnnl_engine_t eng = NULL;
+    dnnl_stream_t strm = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_memory_desc_t dst;
+    dnnl_dims_t dims = { cv->c_out, cv->c_in, cv->kh, cv->kw };
+    dnnl_dims_t str = { (int64_t)cv->c_in * cv->kd * cv->kh * cv->kw,
+                        (int64_t)cv->kd * cv->kh * cv->kw, cv->kw, 1 };
+    int ok = pl && !dnnl_engine_create(&eng, dnnl_cpu, 0) &&
+             !dnnl_stream_create(&strm, eng, dnnl_stream_default_flags) &&
+             !dnnl_memory_desc_init_by_strides(&dst, 4, dims, dnnl_f32, str) &&
+             !dnnl_reorder_primitive_desc_create(&rpd, &cp->tmd[0], eng, &dst, eng, NULL) &&
+             !dnnl_primitive_create(&r, rpd);
+    for (int t = 0; ok && t < cv->kd; t++) {
+        dnnl_memory_t a = NULL, b = NULL;
+        ok = !dnnl_memory_create(&a, &cp->tmd[0], eng, (uint8_t *)cp->tdata[0] + (size_t)t * cp->tsz[0]) &&
+             !dnnl_memory_create(&b, &dst, eng, pl + (size_t)t * cv->kh * cv->kw);
+        dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, a }, { DNNL_ARG_TO, b } };
+        ok = ok && !dnnl_primitive_execute(r, strm, 2, args) && !dnnl_stream_wait(strm);
+        if (a)
+            dnnl_memory_destroy(a);
+        if (b)
+            dnnl_memory_destroy(b);
+    }
+    if (r)
+        dnnl_primitive_destroy(r);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (strm)
+        dnnl_stream_destroy(strm);
+    if (eng)
+        dnnl_engine_destroy(eng);
+    if (!ok) {
+        vd_free(pl);
+        return NULL;
+    }
+    return pl;
+}
+
+int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
+{
+    conv_prep *cp = cv->prep;
+    if (!cp)
+        return VDIT_ERR_INVALID_ARG;
+    if (!cv->w)
+        return 0; /* already detached */
+    int oh = (h + g->ph0 + g->ph1 - cv->kh) / g->sh + 1;
+    int ow = (w + g->pw0 + g->pw1 - cv->kw) / g->sw + 1;
+    int plain = (cv->kh == 1 && cv->kw == 1) || cv->c_out <= 4 || oh <= 0 || ow <= 0;
+    dnnl_state *s = plain || !c ? NULL : state(c);
+    if (!plain && s) {
+        /* the layout conv_tap's first row band of an h x w frame picks */
+        size_t per_row = VD_MAX((size_t)cv->c_in * (size_t)w * (size_t)g->sh,
+                                (size_t)cv->c_out * (size_t)ow) * sizeof(float);
+        size_t budget = c->band_bytes ? c->band_bytes : ((size_t)8 << 20);
+        int rows = (int)VD_MAX((size_t)1, VD_MIN((size_t)oh, budget / per_row));
+        int i1 = (rows - 1) * g->sh - g->ph0 + cv->kh;
+        int pt = g->ph0, pb = i1 > h ? i1 - h : 0;
+        prim *e = band_prim(s, cv, g, cv->bias != NULL, 0, i1 - pb, pt, pb, h, w, rows, oh, ow);
+        float *tmp = NULL;
+        if (e && tap_weights(s, c, cv, &e->wei_md, 0, &tmp) && !tmp && cp->nt >= 1) {
+            cv->w = NULL;
+            return 0;
+        }
+        vd_free(tmp);
+    }
+    /* plain fp32 kernels (1x1, few outputs), or oneDNN refused: an owned
+     * plain copy replaces the stored weights */
+    const float *p = conv_plain_weights(cv);
+    if (!p)
+        return VDIT_ERR_NOMEM;
+    cv->w = p;
+    cv->wtype = VT_F32;
+    return 0;
 }

@@ -16,6 +16,7 @@ void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, fl
                   int64_t ldc);
 void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
                   int w, float *y);
+int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
 void vk_dnnl_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
                       const float *x, int h, int w, float *y);
 
