@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -175,6 +176,26 @@ static vd_ckpt *make_weights(int dim, int z, size_t *bytes)
     return g.ck;
 }
 
+/* vd_vae_detach's release: the model no longer reads this tensor, so its
+ * whole pages go back to the system now (the buffer itself is freed with
+ * the checkpoint), and the weights never exist twice in full. */
+static void release_pages(void *ctx, const void *data)
+{
+    const vd_ckpt *ck = ctx;
+    for (size_t i = 0; i < vd_ckpt_count(ck); i++) {
+        const vt_tensor *t = vd_ckpt_at(ck, i);
+        if (t->data != data)
+            continue;
+        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)data;
+        uintptr_t e = a + (uintptr_t)vt_nelem(t) * vt_dtype_size(t->dtype);
+        a = (a + pg - 1) / pg * pg;
+        e = e / pg * pg;
+        if (e > a)
+            madvise((void *)a, e - a, MADV_DONTNEED);
+        return;
+    }
+}
+
 /* ---- one case in a child process ------------------------------------------------ */
 
 typedef struct bres {
@@ -193,7 +214,7 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     vk_ctx *kc = vk_ctx_new(threads, 0, &lg);
     vd_vae_stream *s = NULL;
     float *in = NULL, *out = NULL;
-    if (!ck || !kc || vd_vae_load(ck, &lg, &v) || vd_vae_detach(v, kc)) {
+    if (!ck || !kc || vd_vae_load(ck, &lg, &v) || vd_vae_detach(v, kc, release_pages, ck)) {
         fprintf(stderr, "vdit bench vae: %s\n", lg.msg[0] ? lg.msg : "out of memory");
         goto done;
     }

@@ -341,58 +341,75 @@ static void sink(vd_vae_stream *s, tile *t, const float *x)
 
 /* ---- detaching from the checkpoint ---------------------------------------- */
 
-static int detach_net(vnet *net, vk_ctx *kc)
+typedef struct detacher {
+    vk_ctx *kc;
+    void (*release)(void *ctx, const void *data);
+    void *ctx;
+} detacher;
+
+/* Detaches one layer (geometry as run; 64 x 64 frames: the weights' layout
+ * does not depend on the size), then hands its stored weights back. */
+static int detach(const detacher *d, vk_conv *cv, const vk_conv_geom *g)
 {
-    /* geometry as run; 64 x 64 frames (the weights' layout does not depend on the size) */
+    const void *src = cv->w;
+    int r = vk_conv_detach(d->kc, cv, g, 64, 64);
+    if (!r && d->release && src && cv->w != src)
+        d->release(d->ctx, src);
+    return r;
+}
+
+static int detach_net(const detacher *d, vnet *net)
+{
     int r = 0;
     for (int i = 0; i < net->n && !r; i++) {
         vnode *n = &net->nodes[i];
         switch (n->type) {
         case VN_CONV_IN:
         case VN_HEAD:
-            r = vk_conv_detach(kc, &n->c1, tap_geom(&n->c1), 64, 64);
+            r = detach(d, &n->c1, tap_geom(&n->c1));
             break;
         case VN_RES:
-            if (!(r = vk_conv_detach(kc, &n->c1, tap_geom(&n->c1), 64, 64)) &&
-                !(r = vk_conv_detach(kc, &n->c2, tap_geom(&n->c2), 64, 64)) && n->has_sc)
-                r = vk_conv_detach(kc, &n->sc, &g_none, 64, 64);
+            if (!(r = detach(d, &n->c1, tap_geom(&n->c1))) &&
+                !(r = detach(d, &n->c2, tap_geom(&n->c2))) && n->has_sc)
+                r = detach(d, &n->sc, &g_none);
             break;
         case VN_ATTN:
-            if (!(r = vk_conv_detach(kc, &n->c1, &g_none, 64, 64)))
-                r = vk_conv_detach(kc, &n->c2, &g_none, 64, 64);
+            if (!(r = detach(d, &n->c1, &g_none)))
+                r = detach(d, &n->c2, &g_none);
             break;
         case VN_DOWN2D:
         case VN_DOWN3D:
-            r = vk_conv_detach(kc, &n->c1, &g_down, 64, 64);
+            r = detach(d, &n->c1, &g_down);
             if (!r && n->type == VN_DOWN3D)
-                r = vk_conv_detach(kc, &n->c2, &g_none, 32, 32);
+                r = detach(d, &n->c2, &g_none);
             break;
         case VN_UP2D:
         case VN_UP3D:
             for (int p = 0; p < 4 && !r; p++) {
                 int a = p >> 1, b = p & 1;
                 vk_conv_geom g = { 1, 1, 1, 0, 0, 1 - a, a, 1 - b, b };
-                r = vk_conv_detach(kc, &n->up[p], &g, 64, 64);
+                r = detach(d, &n->up[p], &g);
             }
             if (!r && n->type == VN_UP3D)
-                r = vk_conv_detach(kc, &n->c2, &g_none, 64, 64);
+                r = detach(d, &n->c2, &g_none);
             break;
         }
     }
     return r;
 }
 
-int vd_vae_detach(vd_vae *v, vk_ctx *kc)
+int vd_vae_detach(vd_vae *v, vk_ctx *kc, void (*release)(void *ctx, const void *data), void *ctx)
 {
     if (!v || !kc)
         return VDIT_ERR_INVALID_ARG;
-    int r = detach_net(&v->enc, kc);
+    detacher d = { kc, release, ctx };
+    int r = detach_net(&d, &v->enc);
     if (!r)
-        r = detach_net(&v->dec, kc);
+        r = detach_net(&d, &v->dec);
     if (!r)
-        r = vk_conv_detach(kc, &v->conv1, &g_none, 64, 64);
+        r = detach(&d, &v->conv1, &g_none);
     if (!r)
-        r = vk_conv_detach(kc, &v->conv2, &g_none, 64, 64);
+        r = detach(&d, &v->conv2, &g_none);
     return r ? vd_err(kc->log, r, "vae: out of memory preparing the weights") : 0;
 }
 

@@ -57,8 +57,12 @@ void vd_vae_free(vd_vae **v);
 /* Prepares every convolution now for the kernels of kc and drops the
  * model's references into the checkpoint, which may then be freed: the fp32
  * weights are held once (prepared) instead of twice. Call before sharing
- * the model; results do not change. */
-int vd_vae_detach(vd_vae *v, vk_ctx *kc);
+ * the model; results do not change. release (may be NULL) is called with
+ * each stored weight tensor's data as soon as the model no longer refers to
+ * it, so that the caller can return that memory at once (free it, or
+ * madvise a mapped file's pages) and the weights never exist twice in full. */
+int vd_vae_detach(vd_vae *v, vk_ctx *kc, void (*release)(void *ctx, const void *data),
+                  void *ctx);
 const vd_vae_config *vd_vae_get_config(const vd_vae *v);
 
 /* One-shot. Any T >= 1 (see the frame-count rule above): mu is

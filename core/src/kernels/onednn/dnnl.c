@@ -699,40 +699,45 @@ static const float *tap_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
 {
     conv_prep *cp = cv->prep;
     const float *res = NULL;
-    vt_dtype st = VT_F32;
-    const void *src = cp->nt ? NULL : vk_conv_src(cv, &st);
-    if (!cp->nt && !src)
-        return NULL;
     pthread_mutex_lock(&cp->mu);
     for (int i = 0; i < cp->nt; i++)
         if (dnnl_memory_desc_equal(&cp->tmd[i], md)) {
             res = (const float *)((const uint8_t *)cp->tdata[i] + (size_t)k * cp->tsz[i]);
             goto done;
         }
+    /* unlocked: a detached layer's plain form may have to be remade */
+    pthread_mutex_unlock(&cp->mu);
+    vt_dtype st;
+    const void *src = vk_conv_src(cv, &st);
+    pthread_mutex_lock(&cp->mu);
     size_t sz = (dnnl_memory_desc_get_size(md) + 63) / 64 * 64;
-    size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
-    float *pl = vd_malloc(n * 4);
-    uint8_t *out = vd_malloc(sz * (size_t)cv->kd);
+    size_t khw = (size_t)cv->kh * cv->kw, kd = (size_t)cv->kd, coi = (size_t)cv->c_out * cv->c_in;
+    uint8_t *out = vd_malloc(sz * kd);
+    float *pl = NULL;
+    /* aligned stored f32 is read in place (a tap is a strided view); other
+     * types are widened one tap at a time: no full-size temporary, which
+     * would be left behind as heap fragments when layers are prepared in a row */
+    int direct = src && st == VT_F32 && !((uintptr_t)src & 3);
     dnnl_memory_desc_t smd;
     dnnl_dims_t dims = { cv->c_out, cv->c_in, cv->kh, cv->kw };
-    dnnl_dims_t str = { (int64_t)cv->c_in * cv->kd * cv->kh * cv->kw,
-                        (int64_t)cv->kd * cv->kh * cv->kw, cv->kw, 1 };
+    dnnl_dims_t str = { (int64_t)(cv->c_in * (direct ? kd : 1) * khw),
+                        (int64_t)((direct ? kd : 1) * khw), cv->kw, 1 };
     dnnl_primitive_t r = NULL;
-    int ok = pl && out && !dnnl_memory_desc_init_by_strides(&smd, 4, dims, dnnl_f32, str) &&
+    int ok = src && out && (direct || (pl = vd_malloc(coi * khw * 4)) != NULL) &&
+             !dnnl_memory_desc_init_by_strides(&smd, 4, dims, dnnl_f32, str) &&
              (r = make_reorder(s, &smd, md)) != NULL;
-    if (ok && !src) {
-        /* a further layout: unlocked, the plain form may have to be remade */
-        pthread_mutex_unlock(&cp->mu);
-        src = vk_conv_src(cv, &st);
-        pthread_mutex_lock(&cp->mu);
-        ok = src != NULL;
-    }
-    if (ok)
-        vk_weights_to_f32(pl, src, st, n);
-    for (int t = 0; ok && t < cv->kd; t++) {
+    size_t es = ok ? vt_dtype_size(st) : 0;
+    for (size_t t = 0; ok && t < kd; t++) {
+        void *from = (float *)src + t * khw;
+        if (!direct) {
+            for (size_t oi = 0; oi < coi; oi++)
+                vk_weights_to_f32(pl + oi * khw, (const uint8_t *)src + (oi * kd + t) * khw * es,
+                                  st, khw);
+            from = pl;
+        }
         int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
         const dnnl_memory_desc_t *mds[2] = { &smd, md };
-        void *ptrs[2] = { pl + (size_t)t * cv->kh * cv->kw, out + (size_t)t * sz };
+        void *ptrs[2] = { from, out + t * sz };
         ok = exec(s, c, r, 2, args, mds, ptrs) == dnnl_success;
     }
     if (ok) {
