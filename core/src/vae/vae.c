@@ -146,6 +146,37 @@ static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_
     causal_rest(s, cv, ring, t, fl, h, w, y);
 }
 
+/* The head's causal conv keeps partial sums of its outputs instead of its
+ * inputs when it has fewer outputs (decoder: 96 -> 3 channels, full
+ * resolution): Q[j & 1] holds the contributions of earlier frames to output
+ * frame j, two frames of c_out channels instead of c_in. Its new input
+ * norm_silu(x) is made in place in x, the previous layer's output buffer
+ * (not read again; a DOWN3D emits its ring slot, hence the exclusion). */
+static int head_partial(const vnet *net, int i)
+{
+    const vnode *n = &net->nodes[i];
+    return n->type == VN_HEAD && n->co < n->ci && i > 0 && net->nodes[i - 1].type != VN_DOWN3D;
+}
+
+static void node_head_partial(vd_vae_stream *s, const vnode *n, nstate *st, int64_t t, float *x,
+                              float *y)
+{
+    vk_ctx *kc = s->kc;
+    const vk_conv *cv = &n->c1;
+    int h = st->hi, w = st->wi;
+    size_t len = fsz(cv->c_out, h, w);
+    float *qt = ring_slot(st->cache1, t, len), *qn = ring_slot(st->cache1, t + 1, len);
+    norm_silu(kc, x, x, n->ci, (size_t)h * w, n->g1);
+    /* y_t = W2 u_t + b + (W1 u_{t-1} + W0 u_{t-2}) */
+    kc->f->conv_tap(kc, cv, tap_geom(cv), 2, VK_CONV_BIAS, x, h, w, y);
+    if (t >= 1)
+        for (size_t k = 0; k < len; k++)
+            y[k] += qt[k];
+    /* then Q for frame t + 2 = W0 u_t, Q for frame t + 1 += W1 u_t */
+    kc->f->conv_tap(kc, cv, tap_geom(cv), 0, 0, x, h, w, qt);
+    kc->f->conv_tap(kc, cv, tap_geom(cv), 1, t >= 1 ? VK_CONV_ACC : 0, x, h, w, qn);
+}
+
 static void run(vd_vae_stream *s, tile *t, int i, const float *x);
 static void sink(vd_vae_stream *s, tile *t, const float *x);
 
@@ -248,7 +279,10 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
         emit(s, t, i, y);
         break;
     case VN_HEAD:
-        causal_conv(s, &n->c1, st->cache1, k, x, n->g1, st->hi, st->wi, y);
+        if (head_partial(s->net, i)) /* x: the previous layer's output, see above */
+            node_head_partial(s, n, st, k, (float *)x, y);
+        else
+            causal_conv(s, &n->c1, st->cache1, k, x, n->g1, st->hi, st->wi, y);
         emit(s, t, i, y);
         break;
     case VN_RES:
@@ -501,8 +535,10 @@ static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
         size_t c1 = 0, c2 = 0, kp = 0;
         switch (n->type) {
         case VN_CONV_IN:
-        case VN_HEAD:
             c1 = 2 * si * n->ci;
+            break;
+        case VN_HEAD:
+            c1 = 2 * si * (head_partial(net, i) ? n->co : n->ci);
             break;
         case VN_RES:
             c1 = 2 * si * n->ci;
