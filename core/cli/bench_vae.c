@@ -2,9 +2,11 @@
  * dim_mult [1,2,4,4], 2 residual blocks, temporal downsampling [F,T,T]) on
  * random weights. Encode and decode frames per second and peak resident
  * memory per case; every case runs in its own child process so that each
- * peak RSS is that case's own. Frames stream through vd_vae_*_stream (the
- * one-shot calls are loops over the same machinery), so neither the input
- * video nor the output is held: the peak is the engine's.
+ * peak RSS is that case's own. The model is detached from its checkpoint
+ * (vd_vae_detach), so the weights are held once. Frames stream through
+ * vd_vae_*_stream (the one-shot calls are loops over the same machinery),
+ * so neither the input video nor the output is held: the peak is the
+ * engine's.
  *
  * --torch runs the same network (the project's models/wan/vae.py, the
  * official chunked evaluation) in Debian's PyTorch with the same threads,
@@ -428,8 +430,9 @@ int bench_vae(int argc, char **argv)
             fflush(stdout);
         }
     printf("frames: input frames (encode) / output frames (decode); peak MiB: the process's\n"
-           "peak RSS (weights, oneDNN copies, caches, buffers); stream MiB: caches + working\n"
-           "buffers of the stream; speedup = torch seconds / vdit seconds; mem ratio = torch\n"
-           "peak / vdit peak.\n");
+           "peak RSS (prepared weights, caches, buffers; the model is detached from its\n"
+           "checkpoint); stream MiB: caches + working buffers allocated by the stream (a\n"
+           "cache's second frame becomes resident when written: 1-frame runs stay below);\n"
+           "speedup = torch seconds / vdit seconds; mem ratio = torch peak / vdit peak.\n");
     return fails ? 1 : 0;
 }

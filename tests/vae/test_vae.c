@@ -480,8 +480,8 @@ static void test_flat_memory(const vd_vae *v, vk_ctx *kc)
             m[k == 6] = in_use();
     }
     vd_vae_stream_free(&s);
-    T_CHECK(ok && m[0] == m[1], "decoder stream: %zu bytes in use after 3 latent frames, %zu after 7",
-            m[0], m[1]);
+    T_CHECK(ok && m[0] == m[1],
+            "decoder stream: %zu bytes in use after 3 latent frames, %zu after 7", m[0], m[1]);
     T_CHECK(vd_vae_enc_stream_new(v, kc, h, w, 0, &s) == 0, "enc stream: %s", lg.msg);
     for (int k = 0; s && k < 17; k++) {
         ok &= vd_vae_enc_stream_push(s, fr, lat + (size_t)z * h * w / 64, &no) == 0;

@@ -16,6 +16,11 @@
  * layer's output buffer is free again when the call returns: two ping-pong
  * buffers serve the whole network.
  *
+ * Memory (docs/vae.md "Memory"): a causal conv's cache is a ring of two
+ * frames that is also its only input buffer (per-tap convolutions,
+ * vk_funcs.conv_tap); upsamplers run as four 2x2 convs on the
+ * low-resolution frame; everything is allocated when the stream is made.
+ *
  * Spatial tiles are independent copies of the network state over a region of
  * the input; their outputs are blended with linear ramps over the overlaps.
  */

@@ -678,7 +678,8 @@ static const float *conv_plain_taps(const vk_conv *cv)
             for (size_t o = 0; o < co; o++)
                 for (size_t i = 0; i < ci; i++)
                     for (size_t a = 0; a < kd; a++)
-                        memcpy(t + ((a * co + o) * ci + i) * khw, pl + ((o * ci + i) * kd + a) * khw,
+                        memcpy(t + ((a * co + o) * ci + i) * khw,
+                               pl + ((o * ci + i) * kd + a) * khw,
                                khw * sizeof(float));
             cp->taps = t;
             t = NULL;
@@ -808,7 +809,8 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
     if (e)
         return e;
     dnnl_memory_desc_t src, wei, dst, bmd, src_pl, dst_pl;
-    dnnl_dims_t sdm = { 1, ci, hin, w }, wdm = { co, ci, cv->kh, cv->kw }, ddm = { 1, co, rows, ow },
+    dnnl_dims_t sdm = { 1, ci, hin, w }, wdm = { co, ci, cv->kh, cv->kw },
+                ddm = { 1, co, rows, ow },
                 bdm = { co };
     dnnl_dims_t sst = { ci * h * w, (int64_t)h * w, w, 1 },
                 dst_st = { co * oh * ow, (int64_t)oh * ow, ow, 1 };
@@ -837,7 +839,8 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
     e->src_plain = src_pl;
     e->dst_plain = dst_pl;
     e->src_re = make_reorder(s, &src_pl, &e->src_md);
-    e->dst_re = acc ? make_reorder_sum(s, &e->dst_md, &dst_pl) : make_reorder(s, &e->dst_md, &dst_pl);
+    e->dst_re = acc ? make_reorder_sum(s, &e->dst_md, &dst_pl)
+                    : make_reorder(s, &e->dst_md, &dst_pl);
     if (!e->src_re || !e->dst_re) {
         prim_clear(e);
         return NULL;
@@ -978,7 +981,8 @@ static float *remake_plain(const vk_conv *cv)
              !dnnl_primitive_create(&r, rpd);
     for (int t = 0; ok && t < cv->kd; t++) {
         dnnl_memory_t a = NULL, b = NULL;
-        ok = !dnnl_memory_create(&a, &cp->tmd[0], eng, (uint8_t *)cp->tdata[0] + (size_t)t * cp->tsz[0]) &&
+        void *from = (uint8_t *)cp->tdata[0] + (size_t)t * cp->tsz[0];
+        ok = !dnnl_memory_create(&a, &cp->tmd[0], eng, from) &&
              !dnnl_memory_create(&b, &dst, eng, pl + (size_t)t * cv->kh * cv->kw);
         dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, a }, { DNNL_ARG_TO, b } };
         ok = ok && !dnnl_primitive_execute(r, strm, 2, args) && !dnnl_stream_wait(strm);
