@@ -39,7 +39,8 @@ def main():
     vae = torch.load(vp, map_location="cpu")
     print("VAE from", name)
     dck = torch.load(os.path.join(a.work, "ckpt_dit.pt"), map_location="cpu")
-    t5, dit = train.build_text_dit(dck["vocab"], torch.device("cpu"))
+    arch = train.dit_arch(dck)
+    t5, dit = train.build_text_dit(dck["vocab"], torch.device("cpu"), arch)
     dit.load_state_dict(dck["dit"])
     t5.load_state_dict(dck["t5"])
     if not a.no_ema:
@@ -54,9 +55,9 @@ def main():
     shutil.copy(os.path.join(a.work, "tokenizer", "spiece.model"), os.path.join(a.out, "tokenizer", "spiece.model"))
     cfg = dict(DEFAULTS)
     cfg["text_len"] = train.CFG["dit"]["text_len"]
-    cfg["num_heads"] = train.CFG["dit"]["num_heads"]
+    cfg["num_heads"] = arch["num_heads"]
     # constructor arguments for the PyTorch side (models/sample.py); the C side reads shapes from the weights
-    cfg["x_arch"] = {"dit": train.CFG["dit"], "vae": train.CFG["vae"], "t5": dict(train.CFG["t5"], vocab=dck["vocab"])}
+    cfg["x_arch"] = {"dit": arch, "vae": train.CFG["vae"], "t5": dict(train.CFG["t5"], vocab=dck["vocab"])}
     with open(os.path.join(a.out, "vdit.json"), "w") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")

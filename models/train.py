@@ -36,8 +36,10 @@ CFG = {
 }
 HP = {
     "vae_steps": 500, "vae_batch": 4, "vae_lr": 1e-3, "vae_noise": 0.0, "vae_stat": 0.0, "vae_crop": 32, "vae_stop": 0,
+    "vae_T": 5, "solid": 0.2,
     "n_latents": 480, "dec_steps": 300, "dec_lr": 5e-4, "dec_stop": 0,
     "dit_steps": 1200, "dit_batch": 8, "dit_lr": 1e-3, "ema": 0.995, "warmup": 50, "dit_stop": 0,
+    "dit_dim": 96, "dit_layers": 4, "dit_ffn": 256,
 }
 
 
@@ -59,6 +61,15 @@ DIT_SIZES_WH = [(64, 64), (64, 48), (48, 64)]
 DIT_FRAMES = 9
 
 
+def bg_weights():
+    """Background mix: HP["solid"] of the clips on solid colours, the other
+    four kinds sharing the rest (0.2 = the generator's uniform default)."""
+    if abs(HP["solid"] - 0.2) < 1e-9:
+        return None
+    r = (1.0 - HP["solid"]) / 4
+    return [HP["solid"], r, r, r, r]
+
+
 def batch_clips(rng, n, frames=None, size_wh=None, allow_t1=False, sizes=None):
     """n clips sharing one native size and length (a bucket)."""
     sizes = sizes or gen.SIZES_WH
@@ -66,7 +77,7 @@ def batch_clips(rng, n, frames=None, size_wh=None, allow_t1=False, sizes=None):
     T = frames or gen.LENGTHS[rng.integers(len(gen.LENGTHS))]
     if allow_t1 and rng.random() < 0.1:
         T = 1
-    clips = [gen.make_clip(int(rng.integers(1 << 31)), size_wh=wh, frames=T) for _ in range(n)]
+    clips = [gen.make_clip(int(rng.integers(1 << 31)), size_wh=wh, frames=T, bg_weights=bg_weights()) for _ in range(n)]
     return clips
 
 
@@ -103,7 +114,7 @@ def train_vae(a, dev):
         # random 32x32 crops of 5 frames: the VAE is convolutional and causal,
         # so small crops teach it the same thing at a fraction of the CPU cost
         clips = batch_clips(rng, HP["vae_batch"], frames=17)
-        cs, T = HP["vae_crop"], 5
+        cs, T = HP["vae_crop"], HP["vae_T"]
         vids = []
         for c in clips:
             v = c["video"]
@@ -299,10 +310,18 @@ def make_latents(a, dev):
 
 
 # ------------------------------------------------------------------ DiT + T5
-def build_text_dit(vocab, dev):
+def dit_arch(ck=None):
+    """The DiT constructor arguments: CFG["dit"] with the HP sizes, or those a
+    checkpoint was trained with (stored in it)."""
+    if ck is not None and "arch" in ck:
+        return dict(ck["arch"])
+    return dict(CFG["dit"], dim=HP["dit_dim"], num_layers=HP["dit_layers"], ffn_dim=HP["dit_ffn"])
+
+
+def build_text_dit(vocab, dev, arch=None):
     c5 = dict(CFG["t5"], vocab=vocab)
     t5 = T5Encoder(**c5).to(dev)
-    dit = WanModel(**CFG["dit"]).to(dev)
+    dit = WanModel(**(arch or dit_arch())).to(dev)
     dit.freqs = dit.freqs.to(dev)
     return t5, dit
 
@@ -347,14 +366,15 @@ def train_dit(a, dev):
     tk = tok.Tokenizer(os.path.join(a.work, "tokenizer", "spiece.model"), CFG["dit"]["text_len"])
     vocab = tk.sp.get_piece_size()
     torch.manual_seed(3)
-    t5, dit = build_text_dit(vocab, dev)
+    ck = os.path.join(a.work, "ckpt_dit.pt")
+    arch = dit_arch(torch.load(ck, map_location="cpu") if os.path.exists(ck) else None)
+    t5, dit = build_text_dit(vocab, dev, arch)
     init_dit(dit)
     for blk in dit.blocks:
         blk.self_attn.fast_rope = True
     params = list(dit.parameters()) + list(t5.parameters())
     opt = torch.optim.AdamW(params, lr=HP["dit_lr"], weight_decay=0.01, betas=(0.9, 0.99))
     ema = [p.detach().clone() for p in params]
-    ck = os.path.join(a.work, "ckpt_dit.pt")
     step = 0
     if os.path.exists(ck):
         s = torch.load(ck, map_location=dev)
@@ -408,7 +428,7 @@ def train_dit(a, dev):
             t0 = time.time()
         if step % 50 == 0 or step == n or step == HP["dit_stop"]:
             save_ckpt(ck, {"dit": dit.state_dict(), "t5": t5.state_dict(), "opt": opt.state_dict(),
-                           "ema": ema, "step": step, "vocab": vocab})
+                           "ema": ema, "step": step, "vocab": vocab, "arch": arch})
 
 
 def main():

@@ -65,13 +65,18 @@ def caption(spec):
     return s
 
 
-def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=None):
+def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=None, bg_weights=None):
+    """bg_weights: optional probabilities of BACKGROUNDS (default uniform; the
+    default draws the same random numbers as before, so seeds keep their clips)."""
     w, h = size_wh or SIZES_WH[rng.integers(len(SIZES_WH))]
     T = frames or LENGTHS[rng.integers(len(LENGTHS))]
     n = n_objects or (1 if rng.random() < 0.75 else 2)
     used = set()
     objs = []
-    bgk = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    if bg_weights is None:
+        bgk = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    else:
+        bgk = BACKGROUNDS[rng.choice(len(BACKGROUNDS), p=np.asarray(bg_weights, np.float64) / sum(bg_weights))]
     bgc = [c for c in BG_COLOURS]
     c1 = bgc[rng.integers(len(bgc))]
     c2 = c1
