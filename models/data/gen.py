@@ -65,9 +65,10 @@ def caption(spec):
     return s
 
 
-def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=None, bg_weights=None):
+def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=None, bg_weights=None, motions=None):
     """bg_weights: optional probabilities of BACKGROUNDS (default uniform; the
-    default draws the same random numbers as before, so seeds keep their clips)."""
+    default draws the same random numbers as before, so seeds keep their clips);
+    motions: optional subset of MOTIONS to draw from."""
     w, h = size_wh or SIZES_WH[rng.integers(len(SIZES_WH))]
     T = frames or LENGTHS[rng.integers(len(LENGTHS))]
     n = n_objects or (1 if rng.random() < 0.75 else 2)
@@ -87,7 +88,7 @@ def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=
         while True:
             col = OBJ_COLOURS[rng.integers(len(OBJ_COLOURS))]
             shp = SHAPES[rng.integers(len(SHAPES))]
-            mot = MOTIONS[rng.integers(len(MOTIONS))]
+            mot = MOTIONS[rng.integers(len(MOTIONS))] if motions is None else motions[rng.integers(len(motions))]
             if col in bg_used or col in used:
                 continue
             if n == 1 and not allow_held_out and held_out(col, shp, mot):
