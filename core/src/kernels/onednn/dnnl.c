@@ -446,6 +446,34 @@ static dnnl_primitive_t make_reorder(dnnl_state *s, const dnnl_memory_desc_t *a,
     return r;
 }
 
+
+/* A direct forward convolution primitive for these descriptors, stored in a
+ * new cache slot under key with the layouts it chose and the plain layouts the
+ * caller's buffers have (reorders are the caller's). NULL if oneDNN refuses. */
+static prim *conv_slot(dnnl_state *s, const int64_t *key, const dnnl_memory_desc_t *src,
+                       const dnnl_memory_desc_t *wei, const dnnl_memory_desc_t *bias,
+                       const dnnl_memory_desc_t *dst, const int64_t *str, const int64_t *pl,
+                       const int64_t *pr, const dnnl_memory_desc_t *src_pl,
+                       const dnnl_memory_desc_t *dst_pl)
+{
+    dnnl_convolution_desc_t cd;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                           src, wei, bias, dst, str, pl, pr))
+        return NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t p = make_prim(&cd, NULL, s->eng, &pd);
+    if (!p)
+        return NULL;
+    prim *e = slot(s, key);
+    e->p = p;
+    e->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    e->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    e->src_plain = *src_pl;
+    e->dst_plain = *dst_pl;
+    return e;
+}
 static prim *conv_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, int d, int h, int w,
                        int od, int oh, int ow)
 {
@@ -493,22 +521,9 @@ static prim *conv_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
         dnnl_memory_desc_init_by_tag(&src_pl, nd, sdm, dnnl_f32, plain) ||
         dnnl_memory_desc_init_by_tag(&dst_pl, nd, ddm, dnnl_f32, plain))
         return NULL;
-    dnnl_convolution_desc_t cd;
-    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                           &src, &wei, cv->bias ? &bmd : NULL, &dst, str, pl, pr))
+    e = conv_slot(s, key, &src, &wei, cv->bias ? &bmd : NULL, &dst, str, pl, pr, &src_pl, &dst_pl);
+    if (!e)
         return NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t p = make_prim(&cd, NULL, s->eng, &pd);
-    if (!p)
-        return NULL;
-    e = slot(s, key);
-    e->p = p;
-    e->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    e->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    dnnl_primitive_desc_destroy(pd);
-    e->src_plain = src_pl;
-    e->dst_plain = dst_pl;
     int ok = 1;
     if (!dnnl_memory_desc_equal(&e->src_md, &src_pl))
         ok = (e->src_re = make_reorder(s, &src_pl, &e->src_md)) != NULL;
@@ -822,22 +837,9 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
         dnnl_memory_desc_init_by_strides(&src_pl, 4, sdm, dnnl_f32, sst) ||
         dnnl_memory_desc_init_by_strides(&dst_pl, 4, ddm, dnnl_f32, dst_st))
         return NULL;
-    dnnl_convolution_desc_t cd;
-    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                           &src, &wei, bias ? &bmd : NULL, &dst, str, pl, pr))
+    e = conv_slot(s, key, &src, &wei, bias ? &bmd : NULL, &dst, str, pl, pr, &src_pl, &dst_pl);
+    if (!e)
         return NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t p = make_prim(&cd, NULL, s->eng, &pd);
-    if (!p)
-        return NULL;
-    e = slot(s, key);
-    e->p = p;
-    e->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    e->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    dnnl_primitive_desc_destroy(pd);
-    e->src_plain = src_pl;
-    e->dst_plain = dst_pl;
     e->src_re = make_reorder(s, &src_pl, &e->src_md);
     e->dst_re = acc ? make_reorder_sum(s, &e->dst_md, &dst_pl)
                     : make_reorder(s, &e->dst_md, &dst_pl);
