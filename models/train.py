@@ -81,6 +81,17 @@ def batch_clips(rng, n, frames=None, size_wh=None, allow_t1=False, sizes=None):
     return clips
 
 
+def random_crops(rng, clips, cs, T):
+    """One random cs x cs crop of T frames from each clip's video."""
+    vids = []
+    for c in clips:
+        v = c["video"]
+        t0, y0, x0 = (int(rng.integers(v.shape[0] - T + 1)), int(rng.integers(v.shape[1] - cs + 1)),
+                      int(rng.integers(v.shape[2] - cs + 1)))
+        vids.append(v[t0:t0 + T, y0:y0 + cs, x0:x0 + cs])
+    return vids
+
+
 def save_ckpt(path, obj):
     tmp = path + ".tmp"
     torch.save(obj, tmp)
@@ -114,14 +125,7 @@ def train_vae(a, dev):
         # random 32x32 crops of 5 frames: the VAE is convolutional and causal,
         # so small crops teach it the same thing at a fraction of the CPU cost
         clips = batch_clips(rng, HP["vae_batch"], frames=17)
-        cs, T = HP["vae_crop"], HP["vae_T"]
-        vids = []
-        for c in clips:
-            v = c["video"]
-            t0_, y0, x0_ = (int(rng.integers(v.shape[0] - T + 1)), int(rng.integers(v.shape[1] - cs + 1)),
-                            int(rng.integers(v.shape[2] - cs + 1)))
-            vids.append(v[t0_:t0_ + T, y0:y0 + cs, x0_:x0_ + cs])
-        x = to_tensor(vids, dev)
+        x = to_tensor(random_crops(rng, clips, HP["vae_crop"], HP["vae_T"]), dev)
         mu, _ = vae.encode_raw(x, chunked=False)
         # the normalised latent the DiT sees: (mu - mean) / std (published constants)
         mu_n = (mu - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
@@ -176,14 +180,7 @@ def train_vae_decoder(a, dev):
     n = HP["dec_steps"]
     while step < min(n, HP["dec_stop"] or n):
         clips = batch_clips(rng, HP["vae_batch"], frames=17)
-        cs, T = HP["vae_crop"], 9
-        vids = []
-        for c in clips:
-            v = c["video"]
-            t0_, y0, x0_ = (int(rng.integers(v.shape[0] - T + 1)), int(rng.integers(v.shape[1] - cs + 1)),
-                            int(rng.integers(v.shape[2] - cs + 1)))
-            vids.append(v[t0_:t0_ + T, y0:y0 + cs, x0_:x0_ + cs])
-        x = to_tensor(vids, dev)
+        x = to_tensor(random_crops(rng, clips, HP["vae_crop"], 9), dev)
         with torch.no_grad():
             mu, _ = vae.encode_raw(x, chunked=False)
             # latent noise (in units of the normalised latent the DiT sees): the
