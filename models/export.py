@@ -15,7 +15,7 @@ sys.path.insert(0, HERE)
 from wan import st  # noqa: E402
 import train  # noqa: E402
 
-DEFAULTS = {"width": 64, "height": 64, "frames": 9, "fps": 8, "steps": 20, "guidance": 5.0,
+DEFAULTS = {"width": 64, "height": 64, "frames": 9, "fps": 8, "steps": 20, "guidance": 2.0,
             "shift": 3.0, "sampler": "unipc", "negative_prompt": ""}
 
 

@@ -18,7 +18,7 @@ def sinusoidal_embedding(dim, t):
     """t [B] -> [B, dim] as [cos..., sin...], computed in float64 then fp32."""
     half = dim // 2
     pos = t.to(torch.float64)
-    ang = torch.outer(pos, torch.pow(10000.0, -torch.arange(half, dtype=torch.float64).div(half)))
+    ang = torch.outer(pos, torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=pos.device).div(half)))
     return torch.cat([torch.cos(ang), torch.sin(ang)], dim=1).float()
 
 

@@ -1,0 +1,263 @@
+"""Train the bundled DiT (+ umT5) and fine-tune the VAE decoder on one CUDA GPU
+within a wall-clock budget, from an existing tokenizer and VAE.
+
+usage: python3 models/train_gpu.py --work W --budget SECONDS [--set NAME=VALUE ...]
+
+W holds tokenizer/spiece.model and vae_final_dec.pt (train.py's outputs; the
+VAE encoder stays frozen, so the latent space is the one the C engine's VAE
+encodes into). The script
+
+1. draws a clip pool with the generator on every CPU core: general clips
+   (1, 9 or 17 frames, the DiT sizes) and focus clips (one object moving in
+   one of the 8 directions on a solid background; held-out triples excluded
+   as in train.py);
+2. encodes them once on the GPU (latents stay on the GPU, captions are
+   tokenised once);
+3. trains a fresh DiT + umT5 by flow matching exactly as train.py's dit
+   phase (same noise schedule, CFG drop, EMA), with a cosine learning rate
+   over the wall-clock budget rather than a step count, and fine-tunes the
+   decoder (conv2 + decoder) on the same clips' latents plus latent noise,
+   one decoder step every HP dec_every DiT steps;
+4. writes ckpt_dit.pt (train.py's format, so export.py reads it) and
+   vae_final_dec.pt into W every HP save_every seconds and at the end.
+
+Bit-exact reproduction is not a goal here (GPU kernels, time-based schedule);
+the seeds still fix the data.
+"""
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import train  # noqa: E402
+from data import gen  # noqa: E402
+from wan import st  # noqa: E402
+from wan.vae import WanVAE_, latent_scale  # noqa: E402
+import tokenizer as tok  # noqa: E402
+
+G = {
+    "n_general": 80000, "n_focus": 30000, "p_t1": 0.12, "p_17": 0.3, "solid": 0.4,
+    "dim": 256, "layers": 8, "ffn": 768, "heads": 4,
+    "batch": 256, "lr": 6e-4, "warmup": 500, "ema": 0.999, "focus_p": 0.3,
+    "dec_batch": 32, "dec_lr": 3e-4, "dec_noise": 0.1, "dec_every": 2,
+    "save_every": 120.0, "procs": 0,
+}
+MOVING = [m for m in gen.MOTIONS if m.startswith("moves ")]
+
+
+def _make(job):
+    seed, wh, T, focus, bgw = job
+    if focus:
+        c = gen.make_clip(seed, size_wh=wh, frames=T, n_objects=1, bg_weights=[1, 0, 0, 0, 0], motions=MOVING)
+    else:
+        c = gen.make_clip(seed, size_wh=wh, frames=T, bg_weights=bgw)
+    return (wh, T, focus), c["video"], c["caption"]
+
+
+def jobs(rng, n, focus, bgw):
+    out = []
+    for _ in range(n):
+        wh = train.DIT_SIZES_WH[rng.integers(len(train.DIT_SIZES_WH))]
+        T = 9
+        if not focus:
+            r = rng.random()
+            T = 1 if r < G["p_t1"] else 17 if r < G["p_t1"] + G["p_17"] else 9
+        out.append((int(rng.integers(1 << 31)), wh, T, focus, bgw))
+    return out
+
+
+def make_pool(work):
+    """Clips grouped in buckets of one (size, length, focus): uint8 videos."""
+    HPs = train.HP
+    HPs["solid"] = G["solid"]
+    bgw = train.bg_weights()
+    js = jobs(np.random.default_rng(7000), G["n_general"], False, bgw) + \
+        jobs(np.random.default_rng(7500), G["n_focus"], True, bgw)
+    procs = G["procs"] or os.cpu_count()
+    t0 = time.time()
+    buckets = {}
+    with mp.get_context("fork").Pool(procs) as pool:
+        for key, v, cap in pool.imap(_make, js, chunksize=64):
+            b = buckets.setdefault(key, {"v": [], "cap": []})
+            b["v"].append(v)
+            b["cap"].append(cap)
+    out = []
+    for key in sorted(buckets):
+        b = buckets[key]
+        out.append({"key": key, "v": torch.from_numpy(np.stack(b["v"])), "cap": b["cap"]})
+    train.log(work, "pool: %d clips in %d buckets, %d processes, %.1fs" % (
+        len(js), len(out), procs, time.time() - t0))
+    return out
+
+
+@torch.no_grad()
+def encode_pool(pool, vae, scale, tk, dev, work):
+    t0 = time.time()
+    for b in pool:
+        zs = []
+        for i in range(0, b["v"].shape[0], 256):
+            x = b["v"][i:i + 256].to(dev).float().permute(0, 4, 1, 2, 3) / 127.5 - 1.0
+            zs.append(vae.encode(x, scale, chunked=False))
+        b["z"] = torch.cat(zs)
+        ids, mask = tk(b["cap"])
+        b["ids"], b["mask"] = ids.to(dev), mask.to(dev)
+        b["v"] = b["v"].to(dev)  # uint8 [N,T,H,W,3], for the decoder
+    allz = torch.cat([b["z"].transpose(0, 1).flatten(1) for b in pool], 1)
+    train.log(work, "latents: %.1fs, per-channel mean %s std %s" % (
+        time.time() - t0, [round(float(x), 2) for x in allz.mean(1)],
+        [round(float(x), 2) for x in allz.std(1)]))
+
+
+def save(work, dit, t5, ema, step, vocab, arch, vae):
+    train.save_ckpt(os.path.join(work, "ckpt_dit.pt"), {
+        "dit": dit.state_dict(), "t5": t5.state_dict(), "opt": None, "ema": [e.detach().clone() for e in ema],
+        "step": step, "vocab": vocab, "arch": arch})
+    train.save_ckpt(os.path.join(work, "vae_final_dec.pt"), {"model": vae.state_dict(), "step": step})
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--work", required=True)
+    p.add_argument("--budget", type=float, required=True, help="seconds of training (after the pool)")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--init", help="continue from an exported model folder (its fp16 EMA weights and VAE)")
+    p.add_argument("--prog0", type=float, default=0.0, help="schedule position to continue from (0..1)")
+    a = p.parse_args()
+    for kv in a.set:
+        k, v = kv.split("=")
+        G[k] = type(G[k])(v) if not isinstance(G[k], float) else float(v)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    train.log(a.work, "train_gpu on %s, torch %s, G %s" % (dev, torch.__version__, json.dumps(G)))
+    pool = make_pool(a.work)  # forks: before CUDA is initialised
+    if dev.type == "cuda":
+        train.log(a.work, "GPU: %s" % torch.cuda.get_device_name(0))
+    vae = WanVAE_(**train.CFG["vae"]).to(dev)
+    if a.init:
+        vae.load_state_dict({k: v.float() for k, v in st.load_torch(os.path.join(a.init, "Wan2.1_VAE.safetensors")).items()})
+    else:
+        vae.load_state_dict(torch.load(os.path.join(a.work, "vae_final_dec.pt"), map_location=dev)["model"])
+    vae.eval()
+    scale = [x.to(dev) for x in latent_scale()]
+    tk = tok.Tokenizer(os.path.join(a.work, "tokenizer", "spiece.model"), train.CFG["dit"]["text_len"])
+    vocab = tk.sp.get_piece_size()
+    encode_pool(pool, vae, scale, tk, dev, a.work)
+    e_ids, e_mask = [x.to(dev) for x in tk([""])]
+
+    general = [b for b in pool if not b["key"][2]]
+    focus = [b for b in pool if b["key"][2]]
+    wg = np.array([b["z"].shape[0] for b in general], np.float64)
+    wf = np.array([b["z"].shape[0] for b in focus], np.float64)
+
+    torch.manual_seed(3)
+    arch = dict(train.CFG["dit"], dim=G["dim"], num_layers=G["layers"], ffn_dim=G["ffn"], num_heads=G["heads"])
+    t5, dit = train.build_text_dit(vocab, dev, arch)
+    train.init_dit(dit)
+    if a.init:
+        dit.load_state_dict({k: v.float() for k, v in st.load_torch(
+            os.path.join(a.init, "diffusion_pytorch_model.safetensors")).items()})
+        t5.load_state_dict({k: v.float() for k, v in st.load_torch(
+            os.path.join(a.init, "models_t5_umt5-xxl-enc.safetensors")).items()})
+    for blk in dit.blocks:
+        blk.self_attn.fast_rope = True
+    params = list(dit.parameters()) + list(t5.parameters())
+    kw = {"fused": True} if dev.type == "cuda" else {}
+    opt = torch.optim.AdamW(params, lr=G["lr"], weight_decay=0.01, betas=(0.9, 0.99), **kw)
+    ema = [p_.detach().clone() for p_ in params]
+    dparams = list(vae.conv2.parameters()) + list(vae.decoder.parameters())
+    dopt = torch.optim.AdamW(dparams, lr=G["dec_lr"], weight_decay=0.0, betas=(0.9, 0.99), **kw)
+    std, mean = 1.0 / scale[1], scale[0]
+
+    rng = np.random.default_rng(3000)
+    shift = train.CFG["train_shift"]
+    t_start = time.time()
+    t_save = t_start
+    t_log = t_start
+    step = 0
+    acc, dacc = [], []
+    while True:
+        prog = a.prog0 + (1.0 - a.prog0) * (time.time() - t_start) / a.budget
+        if prog >= 1.0:
+            break
+        cosf = 0.5 * (1 + math.cos(math.pi * prog))
+        lr = G["lr"] * min(1.0, (step + 1) / G["warmup"]) * (0.05 + 0.95 * cosf)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if rng.random() < G["focus_p"]:
+            b = focus[rng.choice(len(focus), p=wf / wf.sum())]
+        else:
+            b = general[rng.choice(len(general), p=wg / wg.sum())]
+        N = b["z"].shape[0]
+        idx = torch.from_numpy(rng.integers(N, size=G["batch"])).to(dev)
+        x0 = b["z"][idx]
+        ids, mask = b["ids"][idx], b["mask"][idx]
+        drop = torch.from_numpy(rng.random(G["batch"]) < train.CFG["cfg_drop"]).to(dev).view(-1, 1)
+        ids = torch.where(drop, e_ids, ids)
+        mask = torch.where(drop, e_mask, mask)
+        B = x0.shape[0]
+        u = torch.sigmoid(torch.randn(B, device=dev))
+        s = shift * u / (1 + (shift - 1) * u)
+        noise = torch.randn_like(x0)
+        sv = s.view(B, 1, 1, 1, 1)
+        xt = (1 - sv) * x0 + sv * noise
+        ctx = t5(ids, mask) * mask.unsqueeze(-1).to(x0.dtype)
+        v = dit(xt, s * 1000.0, ctx)
+        loss = F.mse_loss(v, noise - x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        dec = min(G["ema"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            if hasattr(torch, "_foreach_lerp_"):
+                torch._foreach_lerp_(ema, [p_.detach() for p_ in params], 1 - dec)
+            else:
+                for e, p_ in zip(ema, params):
+                    e.mul_(dec).add_(p_.detach(), alpha=1 - dec)
+        acc.append(torch.stack([loss.detach(), gn.detach()]))
+
+        if step % G["dec_every"] == 0:
+            for g in dopt.param_groups:
+                g["lr"] = G["dec_lr"] * min(1.0, step / 200) * (0.1 + 0.9 * cosf)
+            vb = [b_ for b_ in pool][rng.integers(len(pool))]
+            j = torch.from_numpy(rng.integers(vb["z"].shape[0], size=G["dec_batch"])).to(dev)
+            x = vb["v"][j].float().permute(0, 4, 1, 2, 3) / 127.5 - 1.0
+            mu = vb["z"][j] * std.view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
+            mu = mu + torch.randn_like(mu) * G["dec_noise"] * std.view(1, -1, 1, 1, 1)
+            rec = vae.decode_raw(mu, chunked=False)
+            l1 = (rec - x).abs().mean()
+            dl = l1 + (rec - x).pow(2).mean()
+            dopt.zero_grad(set_to_none=True)
+            dl.backward()
+            torch.nn.utils.clip_grad_norm_(dparams, 1.0)
+            dopt.step()
+            dacc.append(l1.detach())
+
+        now = time.time()
+        if now - t_log >= 20 or step == 1:
+            m = torch.stack(acc).mean(0).tolist()
+            dm = torch.stack(dacc).mean().item() if dacc else float("nan")
+            train.log(a.work, "step %d  %.0fs  loss %.4f gnorm %.2f lr %.2e  dec l1 %.4f  %.1f it/s" % (
+                step, now - t_start, m[0], m[1], lr, dm, len(acc) / max(now - t_log, 1e-9)))
+            acc, dacc = [], []
+            t_log = now
+        if now - t_save >= G["save_every"]:
+            save(a.work, dit, t5, ema, step, vocab, arch, vae)
+            t_save = now
+    save(a.work, dit, t5, ema, step, vocab, arch, vae)
+    train.log(a.work, "done: %d DiT steps, %d decoder steps in %.0fs" % (step, step // G["dec_every"], time.time() - t_start))
+
+
+if __name__ == "__main__":
+    main()
