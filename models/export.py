@@ -28,6 +28,9 @@ def main():
     p.add_argument("--work", default=os.path.join(HERE, "work"))
     p.add_argument("--out", default=os.path.join(HERE, "default"))
     p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--context", choices=["noised", "clean"], default=None,
+                   help="how the engine holds given frames (default: clean when the DiT was "
+                        "trained with clean context frames, train_gpu.py ctx_p > 0)")
     a = p.parse_args()
     os.makedirs(os.path.join(a.out, "tokenizer"), exist_ok=True)
     # latent stats folded in; decoder fine-tuned on 9-frame clips when that phase ran
@@ -56,6 +59,9 @@ def main():
     cfg = dict(DEFAULTS)
     cfg["text_len"] = train.CFG["dit"]["text_len"]
     cfg["num_heads"] = arch["num_heads"]
+    context = a.context or ("clean" if dck.get("clean_context") else "noised")
+    if context == "clean":
+        cfg["context"] = "clean"
     # constructor arguments for the PyTorch side (models/sample.py); the C side reads shapes from the weights
     cfg["x_arch"] = {"dit": arch, "vae": train.CFG["vae"], "t5": dict(train.CFG["t5"], vocab=dck["vocab"])}
     with open(os.path.join(a.out, "vdit.json"), "w") as f:

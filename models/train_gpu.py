@@ -49,7 +49,7 @@ G = {
     "dim": 256, "layers": 8, "ffn": 768, "heads": 4,
     "batch": 256, "lr": 6e-4, "warmup": 500, "ema": 0.999, "focus_p": 0.3,
     "dec_batch": 32, "dec_lr": 3e-4, "dec_noise": 0.1, "dec_every": 2,
-    "save_every": 120.0, "procs": 0,
+    "save_every": 120.0, "procs": 0, "ctx_p": 0.0,
 }
 MOVING = [m for m in gen.MOTIONS if m.startswith("moves ")]
 
@@ -117,10 +117,30 @@ def encode_pool(pool, vae, scale, tk, dev, work):
         [round(float(x), 2) for x in allz.std(1)]))
 
 
+def context_frames(rng, lt):
+    """With probability ctx_p, which latent frames of a batch are given
+    (bool [lt]): the first k (extend forward, image to video), the last k
+    (extend backward) or the first and the last (bridge, loop); None: none."""
+    if lt < 2 or rng.random() >= G["ctx_p"]:
+        return None
+    keep = np.zeros(lt, bool)
+    r = rng.random()
+    k = int(rng.integers(1, lt))
+    if r < 0.4:
+        keep[:k] = True
+    elif r < 0.8:
+        keep[lt - k:] = True
+    else:
+        keep[0] = keep[-1] = True
+        if lt == 2:
+            keep[-1] = False
+    return keep
+
+
 def save(work, dit, t5, ema, step, vocab, arch, vae):
     train.save_ckpt(os.path.join(work, "ckpt_dit.pt"), {
         "dit": dit.state_dict(), "t5": t5.state_dict(), "opt": None, "ema": [e.detach().clone() for e in ema],
-        "step": step, "vocab": vocab, "arch": arch})
+        "step": step, "vocab": vocab, "arch": arch, "clean_context": G["ctx_p"] > 0})
     train.save_ckpt(os.path.join(work, "vae_final_dec.pt"), {"model": vae.state_dict(), "step": step})
 
 
@@ -210,9 +230,20 @@ def main():
         noise = torch.randn_like(x0)
         sv = s.view(B, 1, 1, 1, 1)
         xt = (1 - sv) * x0 + sv * noise
+        keep = context_frames(rng, x0.shape[2])
+        if keep is not None:
+            # clean context: those latent frames enter clean (as the engine
+            # holds given frames when the model says "clean_context") and
+            # are left out of the loss
+            kt = torch.from_numpy(keep).to(dev).view(1, 1, -1, 1, 1)
+            xt = torch.where(kt, x0, xt)
         ctx = t5(ids, mask) * mask.unsqueeze(-1).to(x0.dtype)
         v = dit(xt, s * 1000.0, ctx)
-        loss = F.mse_loss(v, noise - x0)
+        if keep is None:
+            loss = F.mse_loss(v, noise - x0)
+        else:
+            w = (~kt).to(v.dtype).expand_as(v)
+            loss = ((v - (noise - x0)).pow(2) * w).sum() / w.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -227,7 +258,7 @@ def main():
                     e.mul_(dec).add_(p_.detach(), alpha=1 - dec)
         acc.append(torch.stack([loss.detach(), gn.detach()]))
 
-        if step % G["dec_every"] == 0:
+        if G["dec_every"] and step % G["dec_every"] == 0:
             for g in dopt.param_groups:
                 g["lr"] = G["dec_lr"] * min(1.0, step / 200) * (0.1 + 0.9 * cosf)
             vb = [b_ for b_ in pool][rng.integers(len(pool))]
@@ -256,7 +287,7 @@ def main():
             save(a.work, dit, t5, ema, step, vocab, arch, vae)
             t_save = now
     save(a.work, dit, t5, ema, step, vocab, arch, vae)
-    train.log(a.work, "done: %d DiT steps, %d decoder steps in %.0fs" % (step, step // G["dec_every"], time.time() - t_start))
+    train.log(a.work, "done: %d DiT steps, %d decoder steps in %.0fs" % (step, step // G["dec_every"] if G["dec_every"] else 0, time.time() - t_start))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ static void usage(enum op op, FILE *o)
         "Extends --input by --frames-new frames after its end (or before its start with\n"
         "--backward), window by window; a single image as input makes image-to-video.",
         "A seamless loop: the last frame flows into the first.",
-        "The --frames-new frames that connect the end of --input to the start of --input2.",
+        "The --frames-new frames that connect the end of --input to the start of --input2:\n"
+        "a crossfade between the two, noised to --strength and denoised (1: from noise).",
     };
     fprintf(o, "usage: vdit %s [options] --output FILE\n%s\n\n", op_names[op], what[op]);
     fprintf(o, "  --prompt TEXT          what to show (default: empty)\n"
@@ -57,19 +58,22 @@ static void usage(enum op op, FILE *o)
     if (op == OP_GENERATE || op == OP_LOOP)
         fprintf(o, "  --width N, --height N  frame size (default: the model's, 832x480); any size\n"
                    "  --frames N             frame count (default: the model's, 81)%s\n",
-                op == OP_LOOP ? "; rounded up to a multiple of 4" : "; 1 = image");
+                op == OP_LOOP ? "; under 8, rounded up to a multiple of 4" : "; 1 = image");
     if (op == OP_EXTEND || op == OP_BRIDGE)
         fprintf(o, "  --frames-new N         frames to make (required)\n"
                    "  --frames N             window length (default: the model's)\n");
     if (op == OP_EXTEND)
         fprintf(o, "  --backward             extend before the start instead of after the end\n");
+    if (op == OP_EDIT || op == OP_BRIDGE || op == OP_LOOP)
+        fprintf(o, "  --strength X           0..1, default 0.6: the last strength*steps steps run%s\n",
+                op == OP_LOOP ? "\n                         (the closing frames, from 8 frames on)" : "");
     if (op == OP_EDIT)
-        fprintf(o, "  --strength X           0..1, default 0.6: the last strength*steps steps run\n"
-                   "  --frames N             window length for long inputs (default: the model's)\n");
+        fprintf(o, "  --frames N             window length for long inputs (default: the model's)\n");
     fprintf(o, "  --fps X                output frame rate (default: the input's or the model's)\n"
-               "  --steps N              sampling steps (default: the model's, 50)\n"
-               "  --guidance X           classifier-free guidance scale (default 5; 1 = off)\n"
-               "  --shift X              timestep shift (default 5)\n"
+               "  --steps N              sampling steps (default: the model's; Wan2.1: 50)\n"
+               "  --guidance X           classifier-free guidance scale (default: the model's;\n"
+               "                         Wan2.1: 5; 1 = off)\n"
+               "  --shift X              timestep shift (default: the model's; Wan2.1: 5)\n"
                "  --sampler NAME         unipc (default), dpm++ or euler\n"
                "  --seed N               noise seed (default: random, printed)\n"
                "  --model PATH           model folder or checkpoint (default: the bundled model)\n"
@@ -185,7 +189,7 @@ static int parse(enum op op, int argc, char **argv, opts *o)
             ok = parse_num(val, 0, 100, &o->guidance);
         else if (!strcmp(name, "--shift"))
             ok = parse_num(val, 0.001, 100, &o->shift);
-        else if (!strcmp(name, "--strength") && op == OP_EDIT)
+        else if (!strcmp(name, "--strength") && (op == OP_EDIT || op == OP_BRIDGE || op == OP_LOOP))
             ok = parse_num(val, 0, 1, &o->strength);
         else if (!strcmp(name, "--sampler")) {
             o->sampler = !strcmp(val, "unipc")                          ? VDIT_SAMPLER_UNIPC

@@ -91,9 +91,24 @@ static void test_generate(void)
     p.n_frames = 8;
     T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == 8, "loop 8 frames");
     vdit_video_free(&v);
-    p.n_frames = 6; /* rounded up to 4 frames per latent frame */
+    p.n_frames = 6; /* under 8: rounded up to 4 frames per latent frame */
     T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == 8, "loop 6 -> 8 frames");
     vdit_video_free(&v);
+    /* 8 frames or more: the plain clip with its last 4 frames made again
+     * (a bridge back to its start); any length */
+    for (int nf = 9; nf <= 11; nf += 2) {
+        p = base();
+        p.n_frames = nf;
+        T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && v2, "plain %d", nf);
+        p.loop = 1;
+        T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == nf, "loop %d frames", nf);
+        if (v && v2)
+            T_CHECK(same_frames(v, 0, v2, 0, nf - 4) && !same_frames(v, nf - 4, v2, nf - 4, 4),
+                    "loop %d: first %d frames as the plain clip's, the last 4 made again", nf,
+                    nf - 4);
+        vdit_video_free(&v);
+        vdit_video_free(&v2);
+    }
 }
 
 /* Prompt pairs rotating through the context's condition slots (a prompt
@@ -188,6 +203,26 @@ static void test_extend_bridge(void)
                 "bridge %d frames: %s", n, vdit_ctx_last_error(ctx));
         vdit_video_free(&v);
     }
+    /* strength: how much of the crossfade is made anew (1: from noise) */
+    vdit_video *bv[3] = { NULL, NULL, NULL };
+    const float bs[3] = { 0.0f, 0.6f, 1.0f };
+    for (int k = 0; k < 3; k++) {
+        p = base();
+        p.strength = bs[k];
+        T_CHECK(vdit_bridge(ctx, &p, in, b, 5, &bv[k]) == 0 && bv[k], "bridge strength %.1f: %s",
+                (double)bs[k], vdit_ctx_last_error(ctx));
+    }
+    if (bv[0] && bv[1] && bv[2])
+        T_CHECK(!same_frames(bv[0], 0, bv[1], 0, 5) && !same_frames(bv[1], 0, bv[2], 0, 5),
+                "bridge strength changes the result");
+    for (int k = 0; k < 3; k++)
+        vdit_video_free(&bv[k]);
+    p = base();
+    p.strength = -0.5f;
+    T_CHECK(vdit_bridge(ctx, &p, in, b, 5, &v) == VDIT_ERR_INVALID_ARG && !v &&
+                strstr(vdit_ctx_last_error(ctx), "strength"),
+            "bridge strength < 0: %s", vdit_ctx_last_error(ctx));
+    p = base();
     vdit_video *small = pattern(16, 16, 3, 5);
     T_CHECK(vdit_bridge(ctx, &p, in, small, 4, &v) == VDIT_ERR_INVALID_ARG && !v,
             "bridge size mismatch");
@@ -526,6 +561,16 @@ static void test_layouts(const char *tiny)
     fclose(f);
     T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "sampler"),
             "bad sampler in vdit.json: %s", mp.error);
+    f = fopen(p, "w");
+    fprintf(f, "{\"context\": \"fresh\"}");
+    fclose(f);
+    T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "context"),
+            "bad context in vdit.json: %s", mp.error);
+    f = fopen(p, "w");
+    fprintf(f, "{\"context\": \"clean\"}");
+    fclose(f);
+    T_CHECK(vdit_model_load(dir, &mp, &m) == 0 && m, "context clean: %s", mp.error);
+    vdit_model_free(&m);
     /* diffusers: model_index.json and one folder per part (original key
      * names here; the parts' canonicalisers map diffusers names) */
     char dd[] = "/tmp/vdit_diffusers_XXXXXX";

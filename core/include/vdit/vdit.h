@@ -235,10 +235,14 @@ typedef struct vdit_gen_params {
                                     (UniPC for Wan) */
     uint64_t seed;               /* default 0. Same seed, inputs, parameters and thread
                                     count: bit-identical output (docs/sampling.md) */
-    float strength;              /* SDEdit strength in [0, 1], default 0.6 (edit and
-                                    streaming only): int(strength * steps) steps run */
-    int loop;                    /* generate: 1 = seamless loop (n_frames is rounded up
-                                    to a multiple of 4); default 0 */
+    float strength;              /* SDEdit strength in [0, 1], default 0.6 (edit,
+                                    streaming, and the crossfade a bridge or a loop's
+                                    closing frames start from): int(strength * steps)
+                                    steps run */
+    int loop;                    /* generate: 1 = seamless loop; default 0. 8 frames or
+                                    more: the plain clip with its last 4 frames made again
+                                    to lead back into its first; fewer: a circular
+                                    timeline, n_frames rounded up to a multiple of 4 */
     uint8_t reserved[64];
 } vdit_gen_params;
 
@@ -276,7 +280,8 @@ VDIT_API int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video
                          int backward, vdit_video **out);
 
 /* Generates n_mid frames connecting the end of a to the start of b (same
- * size); the output is those n_mid frames only. */
+ * size); the output is those n_mid frames only. They start as a crossfade
+ * from a's last frame to b's first, noised to p->strength (1: from noise). */
 VDIT_API int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a,
                          const vdit_video *b, int n_mid, vdit_video **out);
 

@@ -203,7 +203,7 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
             goto fail;
         float sg = vd_sampler_sigma(s, i);
         if (n_fixed)
-            renoise(x, lat0, noise, sg, ch, lt, hw, fixed);
+            renoise(x, lat0, noise, m->clean_context ? 0.0f : sg, ch, lt, hw, fixed);
         /* Loop: the time axis is rolled by a different offset at every step
          * so that every pair of neighbours across the wrap is denoised as
          * adjacent frames (see docs/operations.md). */
@@ -340,6 +340,19 @@ static int start(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp, vdit_
 static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, int tw, int kmax,
                           vdit_video *v, int cur, uint64_t win0);
 
+/* Source frames of a window: f0 .. f0 + n - 1 of v. */
+typedef struct span {
+    const vdit_video *v;
+    int f0, n;
+} span;
+
+static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span a, int pad_front,
+                       int n_gen, int pad_back, span b, float strength, uint64_t stream,
+                       vdit_video *dst, int d0);
+
+/* Noise stream of a loop's closing window (windows of a long clip count up from 1). */
+#define VD_LOOP_STREAM 0x4c4f4f50u
+
 int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
 {
     vd_run_params rp;
@@ -355,6 +368,17 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     if ((ret = check_size(c, w, h, nf)))
         return ret;
     int loop = p && p->loop;
+    /* A loop of 8 frames or more is a clip whose last 4 frames are then
+     * made again as a bridge from the frame before them back to its first
+     * 4 frames (docs/operations.md); shorter loops denoise a circular
+     * timeline. */
+    int loop_back = loop && nf >= 8;
+    if (loop_back) {
+        loop = 0;
+        if (!(p->strength >= 0 && p->strength <= 1))
+            return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
+                          (double)p->strength);
+    }
     vd_job job = { 0 };
     job.h = vd_align16(h);
     job.w = vd_align16(w);
@@ -393,6 +417,16 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     if (first < nf) {
         int kmax = VD_MAX(1, ((tw - 1) / 4 + 1) / 4);
         if ((ret = extend_forward(c, &rp, job.h, job.w, tw, kmax, v, first, 1))) {
+            vdit_video_free(&v);
+            return ret;
+        }
+    }
+    if (loop_back) {
+        /* from a crossfade of the frame before the tail into the first
+         * frame, as a bridge at the call's strength */
+        const span a = { v, nf - 5, 1 }, b = { v, 0, 4 };
+        if ((ret = fill_window(c, &rp, job.h, job.w, a, 0, 4, 0, b, p->strength, VD_LOOP_STREAM, v,
+                               nf - 4))) {
             vdit_video_free(&v);
             return ret;
         }
@@ -503,13 +537,9 @@ int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_
  * first ca of its timeline (latent aligned: ca = 4k - 3); b's fill the end.
  * Frames past the end of a source repeat its last frame. The n_gen new
  * frames go to dst[d0 ...]. */
-typedef struct span {
-    const vdit_video *v;
-    int f0, n; /* source frames f0 .. f0 + n - 1 */
-} span;
-
 static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span a, int pad_front,
-                       int n_gen, int pad_back, span b, uint64_t stream, vdit_video *dst, int d0)
+                       int n_gen, int pad_back, span b, float strength, uint64_t stream,
+                       vdit_video *dst, int d0)
 {
     int t = a.n + pad_front + n_gen + pad_back + b.n;
     if ((t - 1) % 4)
@@ -518,7 +548,7 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
     job.t = t;
     job.h = h;
     job.w = w;
-    job.strength = -1;
+    job.strength = strength;
     job.stream = stream;
     float *clip = vd_malloc(sizeof(float) * 3 * (size_t)t * h * w);
     uint8_t *known = calloc((size_t)t, 1);
@@ -528,7 +558,9 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
         return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
     }
     /* Given frames; the rest hold the nearest given frame (only the
-     * encoder sees them: those latents start from noise). */
+     * encoder sees them: those latents start from noise), or, between two
+     * sources, a crossfade from a's last frame to b's first (the start of
+     * a bridge at strength < 1). */
     for (int f = 0; f < a.n; f++) {
         vd_put_frame(a.v, a.f0 + f, clip, t, h, w, f);
         known[f] = 1;
@@ -542,6 +574,27 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
             vd_put_frame(a.v, a.f0 + a.n - 1, clip, t, h, w, f);
         else
             vd_put_frame(b.v, b.f0, clip, t, h, w, f);
+    }
+    if (a.n && b.n && t - b.n > a.n) {
+        float *fb = vd_malloc(sizeof(float) * 3 * (size_t)h * w);
+        if (!fb) {
+            vd_free(clip);
+            free(known);
+            return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+        }
+        vd_put_frame(b.v, b.f0, fb, 1, h, w, 0);
+        int g0 = a.n, ng = t - b.n - a.n;
+        size_t fsz = (size_t)h * w;
+        for (int f = g0; f < g0 + ng; f++) {
+            float wb = (float)(f - g0 + 1) / (float)(ng + 1);
+            for (int ch = 0; ch < 3; ch++) {
+                float *d = clip + ((size_t)ch * t + f) * fsz;
+                const float *e = fb + (size_t)ch * fsz;
+                for (size_t k = 0; k < fsz; k++)
+                    d[k] += wb * (e[k] - d[k]);
+            }
+        }
+        vd_free(fb);
     }
     job.px = clip;
     job.known = known;
@@ -572,7 +625,7 @@ static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, in
         int n_gen = VD_MIN(v->n_frames - cur, tw - ca);
         int pad = vd_align_frames(ca + n_gen) - (ca + n_gen);
         span a = { v, cur - ca, ca };
-        if ((ret = fill_window(c, rp, h, w, a, 0, n_gen, pad, none, win0++, v, cur)))
+        if ((ret = fill_window(c, rp, h, w, a, 0, n_gen, pad, none, -1, win0++, v, cur)))
             return ret;
         cur += n_gen;
     }
@@ -627,7 +680,7 @@ int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int
             int n_gen = VD_MIN(first, tw - cb);
             int pad = (4 - (n_gen - 1) % 4) % 4;
             span b = { v, first, cb };
-            if ((ret = fill_window(c, &rp, h, w, none, pad, n_gen, 0, b, win++, v,
+            if ((ret = fill_window(c, &rp, h, w, none, pad, n_gen, 0, b, -1, win++, v,
                                    first - n_gen)))
                 goto fail;
             first -= n_gen;
@@ -655,6 +708,10 @@ int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a, cons
     if (n_mid < 1 || n_mid > 100000)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
                       "bridge frame count %d out of range (1..100000)", n_mid);
+    float strength = p ? p->strength : 0.6f;
+    if (!(strength >= 0 && strength <= 1))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
+                      (double)strength);
     int h = vd_align16(a->height), w = vd_align16(a->width);
     int tw, kmax;
     window_plan(c, p, &tw, &kmax);
@@ -668,7 +725,7 @@ int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a, cons
     vdit_video *v = vdit_video_new(a->width, a->height, n_mid);
     if (!v)
         return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
-    if ((ret = fill_window(c, &rp, h, w, sa, 0, n_mid, 0, sb, 0, v, 0))) {
+    if ((ret = fill_window(c, &rp, h, w, sa, 0, n_mid, 0, sb, strength, 0, v, 0))) {
         vdit_video_free(&v);
         return ret;
     }

@@ -13,7 +13,9 @@
  *   a file      a DiT checkpoint; the other parts are looked up beside it.
  * vdit.json (optional) gives width, height, frames, fps, steps, guidance,
  * shift, sampler ("unipc", "dpm++", "euler"), text_len, num_heads,
- * negative_prompt, and may name the parts (dit, vae, t5, tokenizer) by path
+ * negative_prompt, context ("noised", the default, or "clean": how the
+ * engine holds given frames while it generates the others, see
+ * docs/operations.md), and may name the parts (dit, vae, t5, tokenizer) by path
  * relative to the folder.
  */
 #include <math.h>
@@ -150,6 +152,7 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
         { "shift", 'n', 1e-3, 1000 },  { "text_len", 'i', 1, 65536 },   { "num_heads", 'i', 1, 4096 },
         { "sampler", 's', 0, 0 },      { "negative_prompt", 's', 0, 0 }, { "dit", 's', 0, 0 },
         { "vae", 's', 0, 0 },          { "t5", 's', 0, 0 },             { "tokenizer", 's', 0, 0 },
+        { "context", 's', 0, 0 },
     };
     if (vj->type != VJ_OBJ)
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: not a JSON object", file);
@@ -164,6 +167,9 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
             if (!strcmp(keys[k].key, "sampler") && parse_sampler(v->str) < 0)
                 return vd_err(lg, VDIT_ERR_FORMAT,
                               "%s: unknown \"sampler\" '%s' (unipc, dpm++ or euler)", file, v->str);
+            if (!strcmp(keys[k].key, "context") && strcmp(v->str, "noised") && strcmp(v->str, "clean"))
+                return vd_err(lg, VDIT_ERR_FORMAT,
+                              "%s: unknown \"context\" '%s' (noised or clean)", file, v->str);
             continue;
         }
         int is_int = v->type == VJ_NUM && (v->is_int || v->num == floor(v->num));
@@ -282,6 +288,7 @@ static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
                       "%s/vdit.json: a default is out of range (width/height 16..16384, frames, "
                       "fps > 0, steps 1..10000, guidance >= 0, shift > 0, sampler unipc|dpm++|euler)",
                       path);
+    m->clean_context = !strcmp(vj_str(vj_get(vj, "context"), "noised"), "clean");
     const char *neg = vj_str(vj_get(vj, "negative_prompt"), wan_neg_prompt);
     if (!(m->neg_prompt = strdup(neg)))
         return vd_err(&m->log, VDIT_ERR_NOMEM, "out of memory");

@@ -32,6 +32,9 @@ struct vdit_model {
     vdit_model_info info;
     char *neg_prompt; /* default negative prompt (malloc'd) */
     int64_t z_dim;    /* latent channels */
+    int clean_context; /* vdit.json "context": "clean": given latent frames enter the DiT
+                          clean at every step (a model trained so); else re-noised to the
+                          step's sigma (replacement, any t2v model) */
 };
 
 /* A prompt's umT5 embedding (the first n real rows), cached per context. */
