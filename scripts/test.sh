@@ -30,7 +30,7 @@ setup() { # dir, extra args...
 echo "== release build (build/)"
 if setup build && ninja -C build -j "$JOBS" >build-ninja.log 2>&1; then
   phase_done release-build
-  meson test -C build --num-processes "$JOBS" --print-errorlogs --no-suite behaviour ${VDIT_TEST_ARGS:-} || status=1
+  meson test -C build --num-processes "$JOBS" --print-errorlogs --no-suite open ${VDIT_TEST_ARGS:-} || status=1
   logs+=(build/meson-logs/testlog.json)
   phase_done release-tests
 else
