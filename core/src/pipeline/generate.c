@@ -108,12 +108,14 @@ static void renoise(float *x, const float *x0, const float *noise, float sigma, 
         }
 }
 
-/* dst[:, j] = src[:, (j + r) % lt] */
-static void roll(float *dst, const float *src, int64_t ch, int64_t lt, int64_t hw, int64_t r)
+/* dst[:, j] = src[:, (j + off) mod lt] for j < ld (circular gather of
+ * latent frames; src has lt frames, dst ld). */
+static void gather(float *dst, int64_t ld, const float *src, int64_t lt, int64_t ch, int64_t hw,
+                   int64_t off)
 {
     for (int64_t c = 0; c < ch; c++)
-        for (int64_t j = 0; j < lt; j++)
-            memcpy(dst + (c * lt + j) * hw, src + (c * lt + (j + r) % lt) * hw,
+        for (int64_t j = 0; j < ld; j++)
+            memcpy(dst + (c * ld + j) * hw, src + (c * lt + ((j + off) % lt + lt) % lt) * hw,
                    sizeof(float) * (size_t)hw);
 }
 
@@ -178,11 +180,13 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     }
     vd_noise_fill(rp->seed, job->stream, noise, n);
 
+    /* A loop's DiT input has one more latent frame (see below). */
+    int64_t n1 = job->circular ? ch * (lt + 1) * hw : n;
     if (n_run > 0) {
         s = vd_sampler_new(rp->sampler, steps, rp->shift, n);
-        vc = vd_malloc(sizeof(float) * (size_t)n);
-        vu = vd_malloc(sizeof(float) * (size_t)n);
-        xr = vd_malloc(sizeof(float) * (size_t)n);
+        vc = vd_malloc(sizeof(float) * (size_t)n1);
+        vu = vd_malloc(sizeof(float) * (size_t)n1);
+        xr = vd_malloc(sizeof(float) * (size_t)n1);
         if (!s || !vc || !vu || !xr)
             goto nomem;
         vd_sampler_reset(s, first);
@@ -204,27 +208,35 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
         float sg = vd_sampler_sigma(s, i);
         if (n_fixed)
             renoise(x, lat0, noise, m->clean_context ? 0.0f : sg, ch, lt, hw, fixed);
-        /* Loop: the time axis is rolled by a different offset at every step
-         * so that every pair of neighbours across the wrap is denoised as
-         * adjacent frames (see docs/operations.md). */
-        int64_t r = job->circular ? (int64_t)i % lt : 0;
+        /* Loop: the time axis is rolled by a different offset r at every
+         * step so that every pair of neighbours across the wrap is denoised
+         * as adjacent frames, behind one sacrificial latent frame (the one
+         * before z_r) in the DiT's first slot, which stands for a single
+         * pixel frame in Wan; its velocity is dropped (docs/operations.md). */
+        int64_t r = job->circular ? (int64_t)i % lt : 0, lin = lt, nin = n;
         const float *xin = x;
-        if (r) {
-            roll(xr, x, ch, lt, hw, r);
+        if (job->circular) {
+            lin = lt + 1;
+            nin = n1;
+            gather(xr, lin, x, lt, ch, hw, r - 1);
             xin = xr;
         }
         float t = (float)vd_sampler_timestep(s, i);
-        if ((ret = vd_dit_forward(c->run, xin, NULL, lt, lh, lw, t, cond, vc)))
+        if ((ret = vd_dit_forward(c->run, xin, NULL, lin, lh, lw, t, cond, vc)))
             goto fail;
         if (uncond) {
-            if ((ret = vd_dit_forward(c->run, xin, NULL, lt, lh, lw, t, uncond, vu)))
+            if ((ret = vd_dit_forward(c->run, xin, NULL, lin, lh, lw, t, uncond, vu)))
                 goto fail;
             float g = rp->guidance;
-            for (int64_t k = 0; k < n; k++)
+            for (int64_t k = 0; k < nin; k++)
                 vc[k] = vu[k] + g * (vc[k] - vu[k]);
         }
-        if (r) {
-            roll(xr, vc, ch, lt, hw, lt - r);
+        if (job->circular) {
+            /* velocity of z_((j - 1 + r) mod L) is in slot j >= 1 */
+            for (int64_t cc = 0; cc < ch; cc++)
+                for (int64_t j = 1; j < lin; j++)
+                    memcpy(xr + (cc * lt + (j - 1 + r) % lt) * hw, vc + (cc * lin + j) * hw,
+                           sizeof(float) * (size_t)hw);
             memcpy(vc, xr, sizeof(float) * (size_t)n);
         }
         if ((ret = vd_sampler_step(s, i, vc, x)))
@@ -235,20 +247,17 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     if (n_fixed)
         renoise(x, lat0, noise, 0.0f, ch, lt, hw, fixed);
 
-    /* Decode. A loop decodes [z_0 .. z_{L-1}, z_0] and drops the first
-     * pixel frame: 4L frames whose last chunk (z_0 again, now after
-     * z_{L-1}) leads back into the first (z_1 after z_0). */
+    /* Decode. A loop decodes [z_{L-2}, z_{L-1}, z_0 .. z_{L-1}] and drops
+     * the first 5 pixel frames (the two latent frames of history): 4L
+     * frames, z_0's decoded after z_{L-1} as the wrap needs. */
     if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, 0, 1)))
         goto fail;
-    int64_t dl = job->circular ? lt + 1 : lt;
+    int64_t dl = job->circular ? lt + 2 : lt;
     const float *zin = x;
     if (job->circular) {
         if (!(dec_in = vd_malloc(sizeof(float) * (size_t)(ch * dl * hw))))
             goto nomem;
-        for (int64_t cc = 0; cc < ch; cc++) {
-            memcpy(dec_in + cc * dl * hw, x + cc * lt * hw, sizeof(float) * (size_t)(lt * hw));
-            memcpy(dec_in + (cc * dl + lt) * hw, x + cc * lt * hw, sizeof(float) * (size_t)hw);
-        }
+        gather(dec_in, dl, x, lt, ch, hw, -2);
         zin = dec_in;
     }
     int td = (int)(1 + VAE_TEMPORAL * (dl - 1));
@@ -268,12 +277,12 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
             goto fail;
         }
     if (job->circular) {
-        /* drop pixel frame 0 */
+        /* drop the history's 5 pixel frames */
         size_t fsz = (size_t)job->h * (size_t)job->w;
         for (int cc = 0; cc < 3; cc++)
-            memmove(px + (size_t)cc * (td - 1) * fsz, px + ((size_t)cc * td + 1) * fsz,
-                    sizeof(float) * (size_t)(td - 1) * fsz);
-        td -= 1;
+            memmove(px + (size_t)cc * (td - 5) * fsz, px + ((size_t)cc * td + 5) * fsz,
+                    sizeof(float) * (size_t)(td - 5) * fsz);
+        td -= 5;
     }
     if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, 1, 1)))
         goto fail;
@@ -371,7 +380,7 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     /* A loop of 8 frames or more is a clip whose last 4 frames are then
      * made again as a bridge from the frame before them back to its first
      * 4 frames (docs/operations.md); shorter loops denoise a circular
-     * timeline. */
+     * timeline (vd_run_job). */
     int loop_back = loop && nf >= 8;
     if (loop_back) {
         loop = 0;
