@@ -428,6 +428,35 @@ int vd_ckpt_map_file(vd_ckpt *c, const char *path, vd_log *lg, const void **data
     return 0;
 }
 
+size_t vd_ckpt_release(const vd_ckpt *c, const void *data)
+{
+    if (!c || !data)
+        return 0;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)data, e = a;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->e[i].t.data == data) {
+            uintptr_t te = a + (uintptr_t)vt_nelem(&c->e[i].t) * vt_dtype_size(c->e[i].t.dtype);
+            e = te > e ? te : e;
+        }
+    /* whole pages only: a page shared with a neighbouring tensor or the
+     * header stays */
+    a = (a + pg - 1) / pg * pg;
+    e = e / pg * pg;
+    if (e <= a)
+        return 0;
+    for (size_t i = 0; i < c->n_keeps; i++) {
+        const mapping *m = c->keeps[i].mem;
+        if (c->keeps[i].free_fn != unmap || !m->len || a < (uintptr_t)m->addr ||
+            e > (uintptr_t)m->addr + m->len)
+            continue;
+        /* a private read-only file mapping never written: dropped pages are
+         * read again from the file if touched, so every tensor stays valid
+         * (another model may still use this set) */
+        return madvise((void *)a, e - a, MADV_DONTNEED) ? 0 : (size_t)(e - a);
+    }
+    return 0;
+}
+
 int vd_ckpt_add_safetensors(vd_ckpt *c, const char *path, vd_log *lg)
 {
     const void *data;

@@ -65,6 +65,14 @@ int vd_ckpt_keep(vd_ckpt *c, void *mem, void (*free_fn)(void *));
 int vd_ckpt_map_file(vd_ckpt *c, const char *path, vd_log *lg, const void **data, size_t *len);
 
 void vd_ckpt_free(vd_ckpt **c);
+/* The caller no longer reads the tensor whose data is `data` (a model that
+ * keeps its own prepared copy, e.g. vd_vae_detach's release): the whole
+ * pages of it that lie in one of the set's file mappings go back to the
+ * system now (madvise), so the weights are not held twice before the set
+ * is freed. The set stays valid (dropped pages are read again from the
+ * file if touched); copies it owns stay until it is freed. Returns the
+ * bytes handed back (0: none, e.g. a tensor held in memory or under a page). */
+size_t vd_ckpt_release(const vd_ckpt *c, const void *data);
 
 size_t vd_ckpt_count(const vd_ckpt *c);
 const vt_tensor *vd_ckpt_at(const vd_ckpt *c, size_t i);

@@ -477,6 +477,75 @@ static void test_rename(void)
     vd_ckpt_free(&c);
 }
 
+/* Resident pages of this process (/proc/self/statm), or -1. */
+static long resident_pages(void)
+{
+    long size = -1, res = -1;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &res) != 2)
+            res = -1;
+        fclose(f);
+    }
+    return res;
+}
+
+/* vd_ckpt_release: a mapped tensor's whole pages go back to the system (the
+ * resident size drops), the tensor still reads the same afterwards, and
+ * nothing is released for a tensor under a page, one held in memory (an
+ * aligned copy) or a pointer the set does not know. */
+static void test_release(void)
+{
+    enum { N = 1 << 16 };
+    float *big = malloc(N * sizeof(float)), small[6] = { 1, 2, 3, 4, 5, 6 };
+    for (int i = 0; i < N; i++)
+        big[i] = (float)(i % 1000) * 0.5f;
+    st_tensor t[] = { { "small", "F32", 1, { 6 }, small, sizeof(small) },
+                      { "big", "F32", 2, { 256, N / 256 }, big, N * sizeof(float) } };
+    T_CHECK(!st_write(path_of("release.safetensors"), t, 2), "write");
+    vd_log lg = { 0 };
+    vd_ckpt *c;
+    int r = vd_ckpt_open(path_of("release.safetensors"), &lg, &c);
+    T_CHECK(r == 0, "open: %s", lg.msg);
+    if (!r) {
+        const vt_tensor *b = vd_ckpt_find(c, "big"), *sm = vd_ckpt_find(c, "small");
+        T_CHECK(b && sm && !memcmp(b->data, big, N * sizeof(float)), "big data");
+        long pg = sysconf(_SC_PAGESIZE), before = resident_pages();
+        size_t n = b ? vd_ckpt_release(c, b->data) : 0;
+        long after = resident_pages();
+        T_CHECK(n % (size_t)pg == 0 && n + 2 * (size_t)pg > N * sizeof(float) &&
+                    n <= N * sizeof(float),
+                "released %zu bytes of %zu", n, N * sizeof(float));
+        T_CHECK(before > 0 && before - after >= (long)(n / (size_t)pg) / 2,
+                "resident %ld -> %ld pages after releasing %zu bytes", before, after, n);
+        T_CHECK(b && !memcmp(b->data, big, N * sizeof(float)), "released tensor reads again");
+        T_CHECK(sm && vd_ckpt_release(c, sm->data) == 0, "a tensor under a page");
+        T_CHECK(vd_ckpt_release(c, big) == 0 && vd_ckpt_release(c, NULL) == 0 &&
+                    vd_ckpt_release(NULL, big) == 0,
+                "unknown pointers");
+        vd_ckpt_free(&c);
+    }
+    /* the same tensor as an owned copy (misaligned in the file) stays */
+    const char *hd = "{\"m\":{\"dtype\":\"F32\",\"shape\":[65536],\"data_offsets\":[0,262144]}}";
+    uint64_t hl = strlen(hd);
+    uint8_t *img = malloc(8 + hl + N * sizeof(float));
+    for (int i = 0; i < 8; i++)
+        img[i] = (uint8_t)(hl >> (8 * i));
+    memcpy(img + 8, hd, hl);
+    memcpy(img + 8 + hl, big, N * sizeof(float));
+    write_file(path_of("release_odd.safetensors"), img, 8 + hl + N * sizeof(float));
+    r = vd_ckpt_open(path_of("release_odd.safetensors"), &lg, &c);
+    T_CHECK(r == 0 && (hl & 3), "open misaligned: %s", lg.msg);
+    if (!r) {
+        const vt_tensor *m = vd_ckpt_find(c, "m");
+        T_CHECK(m && vd_ckpt_release(c, m->data) == 0 && !memcmp(m->data, big, N * sizeof(float)),
+                "an owned copy is kept");
+        vd_ckpt_free(&c);
+    }
+    free(img);
+    free(big);
+}
+
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
     return remove(p);
@@ -492,5 +561,6 @@ int main(int argc, char **argv)
     test_sharded();
     test_malformed();
     test_rename();
+    test_release();
     T_DONE();
 }

@@ -624,6 +624,69 @@ static void test_layouts(const char *tiny)
     rmdir(dir);
 }
 
+/* The loaded model holds the VAE weights once: each half is detached from
+ * the VAE's checkpoint before its first run (the decoder at the first
+ * generation, the encoder at the first edit), and the checkpoint is freed
+ * then (the model no longer refers to it). The detached VAE decodes and
+ * encodes bit-identically to one loaded straight from the same file. */
+static void test_vae_detached(const char *dir)
+{
+    T_CHECK(model->vae_detached == 0 && model->ck_vae, "after load: detached %d",
+            model->vae_detached);
+    vdit_gen_params p = base();
+    p.width = 32;
+    p.height = 24;
+    p.n_frames = 5;
+    vdit_video *out = NULL;
+    T_CHECK(vdit_generate(ctx, &p, &out) == 0 && out, "generate: %s", vdit_ctx_last_error(ctx));
+    vdit_video_free(&out);
+    T_CHECK(model->vae_detached == VD_VAE_DECODER && model->ck_vae,
+            "after a generation: detached %d, checkpoint %p", model->vae_detached,
+            (void *)model->ck_vae);
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/Wan2.1_VAE.safetensors", dir);
+    vd_log lg = { 0 };
+    vd_ckpt *ck = NULL;
+    vd_vae *v = NULL;
+    vk_ctx *kc = vk_ctx_new(1, 0, &lg);
+    int r = !kc || vd_ckpt_open(path, &lg, &ck) || vd_vae_canonicalize(ck, &lg) ||
+            vd_vae_load(ck, &lg, &v);
+    T_CHECK(!r, "load %s: %s", path, lg.msg);
+    int z = vd_vae_get_config(model->vae)->z_dim, tl = 2, h = 3, w = 4;
+    size_t nz = (size_t)z * tl * h * w, nv = (size_t)3 * 5 * 8 * h * 8 * w;
+    float *lat = malloc(nz * sizeof(float)), *lb = malloc(nz * sizeof(float)),
+          *a = malloc(nv * sizeof(float)), *b = malloc(nv * sizeof(float));
+    if (!r && lat && lb && a && b) {
+        for (size_t i = 0; i < nz; i++)
+            lat[i] = (float)((int)((i * 37) % 23) - 11) / 8.0f;
+        T_CHECK(vd_vae_decode(model->vae, kc, lat, tl, h, w, a) == 0 &&
+                    vd_vae_decode(v, kc, lat, tl, h, w, b) == 0,
+                "decode: %s", lg.msg);
+        T_CHECK(!memcmp(a, b, nv * sizeof(float)), "the detached decoder decodes differently");
+
+        vdit_video *in = pattern(40, 24, 5, 3);
+        p = base();
+        p.strength = 0.5f;
+        T_CHECK(vdit_edit(ctx, &p, in, &out) == 0 && out, "edit: %s", vdit_ctx_last_error(ctx));
+        vdit_video_free(&out);
+        vdit_video_free(&in);
+        T_CHECK(model->vae_detached == (VD_VAE_ENCODER | VD_VAE_DECODER) && !model->ck_vae,
+                "after an edit: detached %d, checkpoint %p", model->vae_detached,
+                (void *)model->ck_vae);
+        T_CHECK(vd_vae_encode(model->vae, kc, b, 5, 8 * h, 8 * w, lat, NULL) == 0 &&
+                    vd_vae_encode(v, kc, b, 5, 8 * h, 8 * w, lb, NULL) == 0,
+                "encode: %s", lg.msg);
+        T_CHECK(!memcmp(lat, lb, nz * sizeof(float)), "the detached encoder encodes differently");
+    }
+    free(lat);
+    free(lb);
+    free(a);
+    free(b);
+    vd_vae_free(&v);
+    vd_ckpt_free(&ck);
+    vk_ctx_free(&kc);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -640,6 +703,7 @@ int main(int argc, char **argv)
     vdit_ctx_params_default(&cp);
     cp.n_threads = 1;
     T_CHECK(vdit_ctx_init(model, &cp, &ctx) == 0, "ctx");
+    test_vae_detached(argv[1]);
     test_layouts(argv[1]);
     test_generate();
     test_cond_cache();

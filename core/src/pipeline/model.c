@@ -114,6 +114,37 @@ static int open_ckpt(const char *path, vd_log *lg, vd_ckpt **out)
     return vd_ckpt_open(path, lg, out);
 }
 
+/* vd_vae_detach's release: the VAE no longer reads this stored tensor. */
+static void release_vae_tensor(void *ck, const void *data)
+{
+    vd_ckpt_release(ck, data);
+}
+
+/* The VAE's weights are held once, prepared for the kernels, not also as the
+ * mapped checkpoint: each half is detached from it before its first run
+ * (each tensor's pages go back as soon as its layer is prepared; until then
+ * they are not read) and the checkpoint is freed once both are. So a
+ * text-to-video run never prepares the encoder, and each half is prepared
+ * for the first frame size it runs at (oneDNN's weights layout can depend
+ * on it; another size prepares its own layout, as any run does). kc: the
+ * caller's kernels (the prepared form does not depend on its threads). On
+ * failure the checkpoint stays valid: released pages are read again. */
+int vd_model_vae_detach(vdit_model *m, vk_ctx *kc, int parts, int h, int w)
+{
+    int ret = 0;
+    pthread_mutex_lock(&m->vae_mu);
+    parts &= ~m->vae_detached;
+    if (parts) {
+        ret = vd_vae_detach_part(m->vae, kc, parts, h, w, release_vae_tensor, m->ck_vae);
+        if (!ret)
+            m->vae_detached |= parts;
+        if (m->vae_detached == (VD_VAE_ENCODER | VD_VAE_DECODER))
+            vd_ckpt_free(&m->ck_vae);
+    }
+    pthread_mutex_unlock(&m->vae_mu);
+    return ret;
+}
+
 static int parse_sampler(const char *s)
 {
     if (!strcmp(s, "unipc"))
@@ -314,6 +345,7 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         snprintf(p->error, sizeof(p->error), "out of memory");
         return VDIT_ERR_NOMEM;
     }
+    pthread_mutex_init(&m->vae_mu, NULL);
     m->log.cb = p->log_cb;
     m->log.user = p->log_user;
     m->log.level = p->log_level;
@@ -403,6 +435,7 @@ void vdit_model_free(vdit_model **pm)
     vd_ckpt_free(&m->ck_vae);
     vd_ckpt_free(&m->ck_t5);
     free(m->neg_prompt);
+    pthread_mutex_destroy(&m->vae_mu);
     free(m);
     *pm = NULL;
 }

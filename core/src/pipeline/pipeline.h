@@ -4,6 +4,7 @@
 #ifndef VDIT_PIPELINE_H
 #define VDIT_PIPELINE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "../common.h"
@@ -24,7 +25,13 @@
 
 struct vdit_model {
     vd_log log;
-    vd_ckpt *ck_dit, *ck_vae, *ck_t5;
+    vd_ckpt *ck_dit, *ck_t5;
+    /* The VAE's checkpoint until both halves are detached from it (each
+     * before its first run, vd_model_vae_detach), then NULL; vae_detached:
+     * VD_VAE_* bits done; both under vae_mu. */
+    vd_ckpt *ck_vae;
+    int vae_detached;
+    pthread_mutex_t vae_mu;
     vd_dit *dit;
     vd_vae *vae;
     vd_t5 *t5;
@@ -36,6 +43,11 @@ struct vdit_model {
                           clean at every step (a model trained so); else re-noised to the
                           step's sigma (replacement, any t2v model) */
 };
+
+/* Detaches the VAE's `parts` (VD_VAE_*) from its checkpoint for h x w
+ * frames if not yet done, and frees the checkpoint once both are;
+ * thread-safe. Call before the model's VAE runs those parts. */
+int vd_model_vae_detach(vdit_model *m, vk_ctx *kc, int parts, int h, int w);
 
 /* A prompt's umT5 embedding (the first n real rows), cached per context. */
 typedef struct vd_text_entry {

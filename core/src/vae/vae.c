@@ -386,18 +386,21 @@ typedef struct detacher {
     void *ctx;
 } detacher;
 
-/* Detaches one layer (geometry as run; 64 x 64 frames: the weights' layout
- * does not depend on the size), then hands its stored weights back. */
-static int detach(const detacher *d, vk_conv *cv, const vk_conv_geom *g)
+/* Detaches one layer for frames of h x w at its input (oneDNN picks the
+ * weights' layout by shape, small frames sometimes another one: a run at
+ * another size prepares that layout too, so detach at the size that will
+ * run), then hands its stored weights back. */
+static int detach(const detacher *d, vk_conv *cv, const vk_conv_geom *g, int h, int w)
 {
     const void *src = cv->w;
-    int r = vk_conv_detach(d->kc, cv, g, 64, 64);
+    int r = vk_conv_detach(d->kc, cv, g, VD_MAX(h, 1), VD_MAX(w, 1));
     if (!r && d->release && src && cv->w != src)
         d->release(d->ctx, src);
     return r;
 }
 
-static int detach_net(const detacher *d, vnet *net)
+/* The layers of one network, h x w = its input frame (as tile_setup walks it). */
+static int detach_net(const detacher *d, vnet *net, int h, int w)
 {
     int r = 0;
     for (int i = 0; i < net->n && !r; i++) {
@@ -405,51 +408,69 @@ static int detach_net(const detacher *d, vnet *net)
         switch (n->type) {
         case VN_CONV_IN:
         case VN_HEAD:
-            r = detach(d, &n->c1, tap_geom(&n->c1));
+            r = detach(d, &n->c1, tap_geom(&n->c1), h, w);
             break;
         case VN_RES:
-            if (!(r = detach(d, &n->c1, tap_geom(&n->c1))) &&
-                !(r = detach(d, &n->c2, tap_geom(&n->c2))) && n->has_sc)
-                r = detach(d, &n->sc, &g_none);
+            if (!(r = detach(d, &n->c1, tap_geom(&n->c1), h, w)) &&
+                !(r = detach(d, &n->c2, tap_geom(&n->c2), h, w)) && n->has_sc)
+                r = detach(d, &n->sc, &g_none, h, w);
             break;
         case VN_ATTN:
-            if (!(r = detach(d, &n->c1, &g_none)))
-                r = detach(d, &n->c2, &g_none);
+            if (!(r = detach(d, &n->c1, &g_none, h, w)))
+                r = detach(d, &n->c2, &g_none, h, w);
             break;
         case VN_DOWN2D:
         case VN_DOWN3D:
-            r = detach(d, &n->c1, &g_down);
+            r = detach(d, &n->c1, &g_down, h, w);
+            h /= 2;
+            w /= 2;
             if (!r && n->type == VN_DOWN3D)
-                r = detach(d, &n->c2, &g_none);
+                r = detach(d, &n->c2, &g_none, h, w);
             break;
         case VN_UP2D:
         case VN_UP3D:
             for (int p = 0; p < 4 && !r; p++) {
                 int a = p >> 1, b = p & 1;
                 vk_conv_geom g = { 1, 1, 1, 0, 0, 1 - a, a, 1 - b, b };
-                r = detach(d, &n->up[p], &g);
+                r = detach(d, &n->up[p], &g, h, w);
             }
             if (!r && n->type == VN_UP3D)
-                r = detach(d, &n->c2, &g_none);
+                r = detach(d, &n->c2, &g_none, h, w);
+            h *= 2;
+            w *= 2;
             break;
         }
     }
     return r;
 }
 
-int vd_vae_detach(vd_vae *v, vk_ctx *kc, void (*release)(void *ctx, const void *data), void *ctx)
+int vd_vae_detach_part(vd_vae *v, vk_ctx *kc, int parts, int h, int w,
+                       void (*release)(void *ctx, const void *data), void *ctx)
 {
-    if (!v || !kc)
+    if (!v || !kc || !parts || (parts & ~(VD_VAE_ENCODER | VD_VAE_DECODER)) || h < 0 || w < 0)
         return VDIT_ERR_INVALID_ARG;
     detacher d = { kc, release, ctx };
-    int r = detach_net(&d, &v->enc);
-    if (!r)
-        r = detach_net(&d, &v->dec);
-    if (!r)
-        r = detach(&d, &v->conv1, &g_none);
-    if (!r)
-        r = detach(&d, &v->conv2, &g_none);
+    int s = v->cfg.s_factor, r = 0;
+    h = h ? h : 512;
+    w = w ? w : 512;
+    /* the encoder's layers and conv1 (its output), the decoder's and conv2
+     * (its input): the halves share no layer */
+    if (parts & VD_VAE_ENCODER) {
+        r = detach_net(&d, &v->enc, h, w);
+        if (!r)
+            r = detach(&d, &v->conv1, &g_none, h / s, w / s);
+    }
+    if (!r && (parts & VD_VAE_DECODER)) {
+        r = detach(&d, &v->conv2, &g_none, h / s, w / s);
+        if (!r)
+            r = detach_net(&d, &v->dec, h / s, w / s);
+    }
     return r ? vd_err(kc->log, r, "vae: out of memory preparing the weights") : 0;
+}
+
+int vd_vae_detach(vd_vae *v, vk_ctx *kc, void (*release)(void *ctx, const void *data), void *ctx)
+{
+    return vd_vae_detach_part(v, kc, VD_VAE_ENCODER | VD_VAE_DECODER, 0, 0, release, ctx);
 }
 
 /* ---- stream setup ------------------------------------------------------- */

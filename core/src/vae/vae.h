@@ -63,6 +63,16 @@ void vd_vae_free(vd_vae **v);
  * madvise a mapped file's pages) and the weights never exist twice in full. */
 int vd_vae_detach(vd_vae *v, vk_ctx *kc, void (*release)(void *ctx, const void *data),
                   void *ctx);
+/* The same for one half (or both): VD_VAE_ENCODER (the encoder and conv1),
+ * VD_VAE_DECODER (conv2 and the decoder), prepared for frames of h x w
+ * pixels (0: 512; vd_vae_detach uses 512 x 512). oneDNN may pick another
+ * weights layout for much smaller frames, which a run at such a size then
+ * prepares too: give the size that will run. The halves share no layer, so
+ * one may be detached while the other runs on another thread (not while
+ * the detached half runs). The checkpoint may be freed once both are. */
+enum { VD_VAE_ENCODER = 1, VD_VAE_DECODER = 2 };
+int vd_vae_detach_part(vd_vae *v, vk_ctx *kc, int parts, int h, int w,
+                       void (*release)(void *ctx, const void *data), void *ctx);
 const vd_vae_config *vd_vae_get_config(const vd_vae *v);
 
 /* One-shot. Any T >= 1 (see the frame-count rule above): mu is
