@@ -216,7 +216,10 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     vk_ctx *kc = vk_ctx_new(threads, 0, &lg);
     vd_vae_stream *s = NULL;
     float *in = NULL, *out = NULL;
-    if (!ck || !kc || vd_vae_load(ck, &lg, &v) || vd_vae_detach(v, kc, release_pages, ck)) {
+    /* prepared for this case's frame size: the weights layout oneDNN picks can
+     * depend on it (docs/vae.md, Memory) */
+    if (!ck || !kc || vd_vae_load(ck, &lg, &v) ||
+        vd_vae_detach_part(v, kc, VD_VAE_ENCODER | VD_VAE_DECODER, h, w, release_pages, ck)) {
         fprintf(stderr, "vdit bench vae: %s\n", lg.msg[0] ? lg.msg : "out of memory");
         goto done;
     }
