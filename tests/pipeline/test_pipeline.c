@@ -510,6 +510,20 @@ static void link_into(const char *tiny, const char *dir, const char *from, const
     free(abs);
 }
 
+/* Writes dir/vdit.json with `json` and loads dir. */
+static int load_with_json(const char *dir, const char *json, vdit_model_params *mp,
+                          vdit_model **m)
+{
+    char p[4200];
+    snprintf(p, sizeof(p), "%s/vdit.json", dir);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        return -1;
+    fputs(json, f);
+    fclose(f);
+    return vdit_model_load(dir, mp, m);
+}
+
 /* Folder layouts: the official release naming (google/umt5-xxl/,
  * config.json, no vdit.json: Wan's defaults), a DiT file given directly,
  * and a folder missing its VAE. */
@@ -550,26 +564,17 @@ static void test_layouts(const char *tiny)
     T_CHECK(vdit_model_load(p, &mp, &m) == 0 && m, "DiT file given: %s", mp.error);
     vdit_model_free(&m);
     /* a malformed vdit.json is reported with its path */
-    snprintf(p, sizeof(p), "%s/vdit.json", dir);
-    f = fopen(p, "w");
-    fprintf(f, "{\"width\": }");
-    fclose(f);
-    T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "vdit.json"),
+    T_CHECK(load_with_json(dir, "{\"width\": }", &mp, &m) == VDIT_ERR_FORMAT &&
+                strstr(mp.error, "vdit.json"),
             "bad vdit.json: %s", mp.error);
-    f = fopen(p, "w");
-    fprintf(f, "{\"sampler\": \"magic\"}");
-    fclose(f);
-    T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "sampler"),
+    T_CHECK(load_with_json(dir, "{\"sampler\": \"magic\"}", &mp, &m) == VDIT_ERR_FORMAT &&
+                strstr(mp.error, "sampler"),
             "bad sampler in vdit.json: %s", mp.error);
-    f = fopen(p, "w");
-    fprintf(f, "{\"context\": \"fresh\"}");
-    fclose(f);
-    T_CHECK(vdit_model_load(dir, &mp, &m) == VDIT_ERR_FORMAT && strstr(mp.error, "context"),
+    T_CHECK(load_with_json(dir, "{\"context\": \"fresh\"}", &mp, &m) == VDIT_ERR_FORMAT &&
+                strstr(mp.error, "context"),
             "bad context in vdit.json: %s", mp.error);
-    f = fopen(p, "w");
-    fprintf(f, "{\"context\": \"clean\"}");
-    fclose(f);
-    T_CHECK(vdit_model_load(dir, &mp, &m) == 0 && m, "context clean: %s", mp.error);
+    T_CHECK(load_with_json(dir, "{\"context\": \"clean\"}", &mp, &m) == 0 && m,
+            "context clean: %s", mp.error);
     vdit_model_free(&m);
     /* diffusers: model_index.json and one folder per part (original key
      * names here; the parts' canonicalisers map diffusers names) */

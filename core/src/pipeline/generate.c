@@ -31,6 +31,13 @@ int vd_align_frames(int n)
     return n <= 1 ? 1 : 1 + (n - 1 + 3) / 4 * 4;
 }
 
+int vd_check_strength(vd_log *lg, float s)
+{
+    if (s >= 0 && s <= 1)
+        return 0;
+    return vd_err(lg, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]", (double)s);
+}
+
 int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
 {
     const vdit_model_info *in = &c->model->info;
@@ -386,9 +393,8 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     int loop_back = loop && nf >= 8;
     if (loop_back) {
         loop = 0;
-        if (!(p->strength >= 0 && p->strength <= 1))
-            return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
-                          (double)p->strength);
+        if ((ret = vd_check_strength(&c->log, p->strength)))
+            return ret;
     }
     vd_job job = { 0 };
     job.h = vd_align16(h);
@@ -508,9 +514,8 @@ int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_
     if (ret || (ret = check_video(c, in, "edit input")))
         return ret;
     float strength = p ? p->strength : 0.6f;
-    if (!(strength >= 0 && strength <= 1))
-        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
-                      (double)strength);
+    if ((ret = vd_check_strength(&c->log, strength)))
+        return ret;
     int win = p && p->n_frames > 0 ? p->n_frames : c->model->info.n_frames;
     if (in->n_frames > vd_align_frames(win))
         return edit_windows(c, p, in, win, out);
@@ -720,9 +725,8 @@ int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a, cons
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
                       "bridge frame count %d out of range (1..100000)", n_mid);
     float strength = p ? p->strength : 0.6f;
-    if (!(strength >= 0 && strength <= 1))
-        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
-                      (double)strength);
+    if ((ret = vd_check_strength(&c->log, strength)))
+        return ret;
     int h = vd_align16(a->height), w = vd_align16(a->width);
     int tw, kmax;
     window_plan(c, p, &tw, &kmax);

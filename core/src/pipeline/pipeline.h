@@ -101,6 +101,9 @@ typedef struct vd_run_params {
 } vd_run_params;
 
 int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp);
+/* 0 when s is an SDEdit / crossfade strength in [0, 1], else
+ * VDIT_ERR_INVALID_ARG with the message in lg. */
+int vd_check_strength(vd_log *lg, float s);
 
 /* A clip in the VAE's layout: [3, T, H, W] floats in [-1, 1]. */
 typedef struct vd_clip {

@@ -76,9 +76,9 @@ int vdit_stream_open(vdit_ctx *c, const vdit_stream_params *p, int width, int he
     if (width < 1 || height < 1 || width > 8192 || height > 8192)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "stream size %dx%d out of range", width,
                       height);
-    if (!(p->gen.strength >= 0 && p->gen.strength <= 1))
-        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]",
-                      (double)p->gen.strength);
+    int e = vd_check_strength(&c->log, p->gen.strength);
+    if (e)
+        return e;
     if (p->window < 0 || p->window > 10000 || p->overlap < 0)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "window %d / overlap %d out of range",
                       p->window, p->overlap);
