@@ -98,6 +98,42 @@ def save_ckpt(path, obj):
     os.replace(tmp, path)
 
 
+def flow_noising(x0, shift):
+    """Wan's flow-matching training sample: logit-normal u, then the
+    sampler's shift s = shift*u / (1 + (shift-1) u); x_s = (1-s) x0 + s noise.
+    Returns (s [B], noise, x_s); the target is noise - x0."""
+    B = x0.shape[0]
+    u = torch.sigmoid(torch.randn(B, device=x0.device))
+    s = shift * u / (1 + (shift - 1) * u)
+    noise = torch.randn_like(x0)
+    sv = s.view(B, 1, 1, 1, 1)
+    return s, noise, (1 - sv) * x0 + sv * noise
+
+
+@torch.no_grad()
+def ema_update(ema, params, step, cap):
+    """EMA with the warm-up decay min(cap, (1 + step) / (10 + step))."""
+    dec = min(cap, (1 + step) / (10 + step))
+    if hasattr(torch, "_foreach_lerp_"):
+        torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - dec)
+    else:
+        for e, p in zip(ema, params):
+            e.mul_(dec).add_(p.detach(), alpha=1 - dec)
+
+
+def decoder_step(vae, opt, params, mu, x):
+    """One decoder training step (L1 + MSE on the pixels of raw latent mu);
+    returns the L1 term."""
+    rec = vae.decode_raw(mu, chunked=False)
+    l1 = (rec - x).abs().mean()
+    loss = l1 + (rec - x).pow(2).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return l1
+
+
 # ------------------------------------------------------------------ VAE
 def train_vae(a, dev):
     torch.manual_seed(1)
@@ -187,13 +223,7 @@ def train_vae_decoder(a, dev):
             # DiT's latents are never exact, and frame 0 decoded alone was the
             # most sensitive part of the decoder
             mu = mu + torch.randn_like(mu) * HP["dec_noise"] * std.view(1, -1, 1, 1, 1)
-        rec = vae.decode_raw(mu, chunked=False)
-        l1 = (rec - x).abs().mean()
-        loss = l1 + (rec - x).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        l1 = decoder_step(vae, opt, params, mu, x)
         step += 1
         acc.append(l1.item())
         if step % 10 == 0 or step == n:
@@ -387,12 +417,15 @@ def init_dit(dit):
     torch.nn.init.zeros_(dit.head.head.bias)
 
 
+def text_context(t5, ids, mask):
+    # the pipeline keeps the first n_real rows and zero-pads to text_len
+    h = t5(ids, mask)
+    return h * mask.unsqueeze(-1).to(h.dtype)
+
+
 def encode_text(t5, tk, texts, dev):
     ids, mask = tk(texts)
-    ids, mask = ids.to(dev), mask.to(dev)
-    h = t5(ids, mask)
-    # the pipeline keeps the first n_real rows and zero-pads to text_len
-    return h * mask.unsqueeze(-1).to(h.dtype)
+    return text_context(t5, ids.to(dev), mask.to(dev))
 
 
 def train_dit(a, dev):
@@ -439,13 +472,7 @@ def train_dit(a, dev):
         x0, caps = d["z"][idx].float(), [d["cap"][i] for i in idx]
         x0 = x0.to(dev)
         caps = [c if rng.random() >= CFG["cfg_drop"] else "" for c in caps]
-        B = x0.shape[0]
-        # logit-normal u, then the sampler's shift: s = shift*u / (1 + (shift-1) u)
-        u = torch.sigmoid(torch.randn(B, device=dev))
-        s = shift * u / (1 + (shift - 1) * u)
-        noise = torch.randn_like(x0)
-        sv = s.view(B, 1, 1, 1, 1)
-        xt = (1 - sv) * x0 + sv * noise
+        s, noise, xt = flow_noising(x0, shift)
         ctx = encode_text(t5, tk, caps, dev)
         v = dit(xt, s * 1000.0, ctx)
         loss = F.mse_loss(v, noise - x0)
@@ -454,10 +481,7 @@ def train_dit(a, dev):
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        dec = min(HP["ema"], (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.mul_(dec).add_(p.detach(), alpha=1 - dec)
+        ema_update(ema, params, step, HP["ema"])
         acc.append([loss.item(), gn.item()])
         if step % 25 == 0 or step == n:
             m = np.mean(acc, 0)

@@ -224,12 +224,7 @@ def main():
         drop = torch.from_numpy(rng.random(G["batch"]) < train.CFG["cfg_drop"]).to(dev).view(-1, 1)
         ids = torch.where(drop, e_ids, ids)
         mask = torch.where(drop, e_mask, mask)
-        B = x0.shape[0]
-        u = torch.sigmoid(torch.randn(B, device=dev))
-        s = shift * u / (1 + (shift - 1) * u)
-        noise = torch.randn_like(x0)
-        sv = s.view(B, 1, 1, 1, 1)
-        xt = (1 - sv) * x0 + sv * noise
+        s, noise, xt = train.flow_noising(x0, shift)
         keep = context_frames(rng, x0.shape[2])
         if keep is not None:
             # clean context: those latent frames enter clean (as the engine
@@ -237,7 +232,7 @@ def main():
             # are left out of the loss
             kt = torch.from_numpy(keep).to(dev).view(1, 1, -1, 1, 1)
             xt = torch.where(kt, x0, xt)
-        ctx = t5(ids, mask) * mask.unsqueeze(-1).to(x0.dtype)
+        ctx = train.text_context(t5, ids, mask)
         v = dit(xt, s * 1000.0, ctx)
         if keep is None:
             loss = F.mse_loss(v, noise - x0)
@@ -249,31 +244,18 @@ def main():
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        dec = min(G["ema"], (1 + step) / (10 + step))
-        with torch.no_grad():
-            if hasattr(torch, "_foreach_lerp_"):
-                torch._foreach_lerp_(ema, [p_.detach() for p_ in params], 1 - dec)
-            else:
-                for e, p_ in zip(ema, params):
-                    e.mul_(dec).add_(p_.detach(), alpha=1 - dec)
+        train.ema_update(ema, params, step, G["ema"])
         acc.append(torch.stack([loss.detach(), gn.detach()]))
 
         if G["dec_every"] and step % G["dec_every"] == 0:
             for g in dopt.param_groups:
                 g["lr"] = G["dec_lr"] * min(1.0, step / 200) * (0.1 + 0.9 * cosf)
-            vb = [b_ for b_ in pool][rng.integers(len(pool))]
+            vb = pool[rng.integers(len(pool))]
             j = torch.from_numpy(rng.integers(vb["z"].shape[0], size=G["dec_batch"])).to(dev)
             x = vb["v"][j].float().permute(0, 4, 1, 2, 3) / 127.5 - 1.0
             mu = vb["z"][j] * std.view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
             mu = mu + torch.randn_like(mu) * G["dec_noise"] * std.view(1, -1, 1, 1, 1)
-            rec = vae.decode_raw(mu, chunked=False)
-            l1 = (rec - x).abs().mean()
-            dl = l1 + (rec - x).pow(2).mean()
-            dopt.zero_grad(set_to_none=True)
-            dl.backward()
-            torch.nn.utils.clip_grad_norm_(dparams, 1.0)
-            dopt.step()
-            dacc.append(l1.detach())
+            dacc.append(train.decoder_step(vae, dopt, dparams, mu, x).detach())
 
         now = time.time()
         if now - t_log >= 20 or step == 1:
