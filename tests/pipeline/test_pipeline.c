@@ -576,6 +576,31 @@ static void test_layouts(const char *tiny)
     T_CHECK(load_with_json(dir, "{\"context\": \"clean\"}", &mp, &m) == 0 && m,
             "context clean: %s", mp.error);
     vdit_model_free(&m);
+    T_CHECK(load_with_json(dir, "{\"loop\": \"spiral\"}", &mp, &m) == VDIT_ERR_FORMAT &&
+                strstr(mp.error, "loop"),
+            "bad loop in vdit.json: %s", mp.error);
+    /* "loop": "circular": a loop of 9 frames is a circular timeline of 4
+     * frames per latent frame (12), not the clip with a bridge back (9) */
+    T_CHECK(load_with_json(dir, "{\"loop\": \"circular\", \"width\": 32, \"height\": 32}", &mp,
+                           &m) == 0 && m,
+            "loop circular: %s", mp.error);
+    if (m) {
+        vdit_ctx_params cp;
+        vdit_ctx_params_default(&cp);
+        cp.n_threads = 1;
+        vdit_ctx *c = NULL;
+        T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
+        vdit_gen_params g = base();
+        g.n_frames = 9;
+        g.loop = 1;
+        vdit_video *v = NULL;
+        T_CHECK(c && vdit_generate(c, &g, &v) == 0 && v && v->n_frames == 12,
+                "circular loop of 9 frames: %d frames (%s)", v ? v->n_frames : -1,
+                c ? vdit_ctx_last_error(c) : "");
+        vdit_video_free(&v);
+        vdit_ctx_free(&c);
+    }
+    vdit_model_free(&m);
     /* diffusers: model_index.json and one folder per part (original key
      * names here; the parts' canonicalisers map diffusers names) */
     char dd[] = "/tmp/vdit_diffusers_XXXXXX";

@@ -388,9 +388,10 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     int loop = p && p->loop;
     /* A loop of 8 frames or more is a clip whose last 4 frames are then
      * made again as a bridge from the frame before them back to its first
-     * 4 frames (docs/operations.md); shorter loops denoise a circular
+     * 4 frames (docs/operations.md); shorter loops, and every loop of a
+     * model whose vdit.json says "loop": "circular", denoise a circular
      * timeline (vd_run_job). */
-    int loop_back = loop && nf >= 8;
+    int loop_back = loop && nf >= 8 && !c->model->circular_loop;
     if (loop_back) {
         loop = 0;
         if ((ret = vd_check_strength(&c->log, p->strength)))

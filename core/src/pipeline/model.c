@@ -183,7 +183,7 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
         { "shift", 'n', 1e-3, 1000 },  { "text_len", 'i', 1, 65536 },   { "num_heads", 'i', 1, 4096 },
         { "sampler", 's', 0, 0 },      { "negative_prompt", 's', 0, 0 }, { "dit", 's', 0, 0 },
         { "vae", 's', 0, 0 },          { "t5", 's', 0, 0 },             { "tokenizer", 's', 0, 0 },
-        { "context", 's', 0, 0 },
+        { "context", 's', 0, 0 },      { "loop", 's', 0, 0 },
     };
     if (vj->type != VJ_OBJ)
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: not a JSON object", file);
@@ -201,6 +201,9 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
             if (!strcmp(keys[k].key, "context") && strcmp(v->str, "noised") && strcmp(v->str, "clean"))
                 return vd_err(lg, VDIT_ERR_FORMAT,
                               "%s: unknown \"context\" '%s' (noised or clean)", file, v->str);
+            if (!strcmp(keys[k].key, "loop") && strcmp(v->str, "bridge") && strcmp(v->str, "circular"))
+                return vd_err(lg, VDIT_ERR_FORMAT,
+                              "%s: unknown \"loop\" '%s' (bridge or circular)", file, v->str);
             continue;
         }
         int is_int = v->type == VJ_NUM && (v->is_int || v->num == floor(v->num));
@@ -320,6 +323,7 @@ static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
                       "fps > 0, steps 1..10000, guidance >= 0, shift > 0, sampler unipc|dpm++|euler)",
                       path);
     m->clean_context = !strcmp(vj_str(vj_get(vj, "context"), "noised"), "clean");
+    m->circular_loop = !strcmp(vj_str(vj_get(vj, "loop"), "bridge"), "circular");
     const char *neg = vj_str(vj_get(vj, "negative_prompt"), wan_neg_prompt);
     if (!(m->neg_prompt = strdup(neg)))
         return vd_err(&m->log, VDIT_ERR_NOMEM, "out of memory");

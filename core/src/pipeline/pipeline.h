@@ -42,6 +42,10 @@ struct vdit_model {
     int clean_context; /* vdit.json "context": "clean": given latent frames enter the DiT
                           clean at every step (a model trained so); else re-noised to the
                           step's sigma (replacement, any t2v model) */
+    int circular_loop; /* vdit.json "loop": "circular": loops of any length denoise a
+                          circular timeline (a model trained on periodic clips seen as
+                          that sampler shows them); else (bridge) loops of 8 frames or
+                          more are a clip whose tail is made again as a bridge back */
 };
 
 /* Detaches the VAE's `parts` (VD_VAE_*) from its checkpoint for h x w
