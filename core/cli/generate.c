@@ -58,7 +58,9 @@ static void usage(enum op op, FILE *o)
     if (op == OP_GENERATE || op == OP_LOOP)
         fprintf(o, "  --width N, --height N  frame size (default: the model's, 832x480); any size\n"
                    "  --frames N             frame count (default: the model's, 81)%s\n",
-                op == OP_LOOP ? "; under 8, rounded up to a multiple of 4" : "; 1 = image");
+                op == OP_LOOP ? "; rounded up to a multiple of 4\n"
+                                "                         under 8 (always for a model with \"loop\": \"circular\")"
+                              : "; 1 = image");
     if (op == OP_EXTEND || op == OP_BRIDGE)
         fprintf(o, "  --frames-new N         frames to make (required)\n"
                    "  --frames N             window length (default: the model's)\n");
@@ -66,7 +68,9 @@ static void usage(enum op op, FILE *o)
         fprintf(o, "  --backward             extend before the start instead of after the end\n");
     if (op == OP_EDIT || op == OP_BRIDGE || op == OP_LOOP)
         fprintf(o, "  --strength X           0..1, default 0.6: the last strength*steps steps run%s\n",
-                op == OP_LOOP ? "\n                         (the closing frames, from 8 frames on)" : "");
+                op == OP_LOOP ? "\n                         (the closing frames of a bridge-back loop, from 8 "
+                                "frames on)"
+                              : "");
     if (op == OP_EDIT)
         fprintf(o, "  --frames N             window length for long inputs (default: the model's)\n");
     fprintf(o, "  --fps X                output frame rate (default: the input's or the model's)\n"
