@@ -31,6 +31,10 @@ def main():
     p.add_argument("--context", choices=["noised", "clean"], default=None,
                    help="how the engine holds given frames (default: clean when the DiT was "
                         "trained with clean context frames, train_gpu.py ctx_p > 0)")
+    p.add_argument("--loop", choices=["bridge", "circular"], default=None,
+                   help="how the engine makes loops (default: circular when the DiT was trained "
+                        "on periodic clips as the circular sampler shows them, train_gpu.py "
+                        "periodic_p > 0)")
     a = p.parse_args()
     os.makedirs(os.path.join(a.out, "tokenizer"), exist_ok=True)
     # latent stats folded in; decoder fine-tuned on 9-frame clips when that phase ran
@@ -62,6 +66,8 @@ def main():
     context = a.context or ("clean" if dck.get("clean_context") else "noised")
     if context == "clean":
         cfg["context"] = "clean"
+    if (a.loop or ("circular" if dck.get("circular_loop") else "bridge")) == "circular":
+        cfg["loop"] = "circular"
     # constructor arguments for the PyTorch side (models/sample.py); the C side reads shapes from the weights
     cfg["x_arch"] = {"dit": arch, "vae": train.CFG["vae"], "t5": dict(train.CFG["t5"], vocab=dck["vocab"])}
     with open(os.path.join(a.out, "vdit.json"), "w") as f:

@@ -8,16 +8,24 @@ VAE encoder stays frozen, so the latent space is the one the C engine's VAE
 encodes into). The script
 
 1. draws a clip pool with the generator on every CPU core: general clips
-   (1, 9 or 17 frames, the DiT sizes) and focus clips (one object moving in
+   (1, 9 or 17 frames, the DiT sizes), focus clips (one object moving in
    one of the 8 directions on a solid background; held-out triples excluded
-   as in train.py);
+   as in train.py) and, with HP n_periodic, periodic clips (two periods of
+   8, 12 or 16 frames; objects cross the frame once per period and wrap
+   around its edges);
 2. encodes them once on the GPU (latents stay on the GPU, captions are
-   tokenised once);
+   tokenised once; with HP back_enc, also each clip's last latent frame as
+   the engine encodes a held chunk when it extends backward, after copies
+   of the chunk's first frame);
 3. trains a fresh DiT + umT5 by flow matching exactly as train.py's dit
    phase (same noise schedule, CFG drop, EMA), with a cosine learning rate
    over the wall-clock budget rather than a step count, and fine-tunes the
    decoder (conv2 + decoder) on the same clips' latents plus latent noise,
-   one decoder step every HP dec_every DiT steps;
+   one decoder step every HP dec_every DiT steps. With HP ctx_p, some
+   batches have latent frames given clean (context_frames; with back_enc a
+   single given last frame is the backward-encoded one); with HP
+   periodic_p, some batches are windows of periodic clips exactly as the
+   engine's circular loop sampler shows them to the DiT;
 4. writes ckpt_dit.pt (train.py's format, so export.py reads it) and
    vae_final_dec.pt into W every HP save_every seconds and at the end.
 
@@ -50,13 +58,19 @@ G = {
     "batch": 256, "lr": 6e-4, "warmup": 500, "ema": 0.999, "focus_p": 0.3,
     "dec_batch": 32, "dec_lr": 3e-4, "dec_noise": 0.1, "dec_every": 2,
     "save_every": 120.0, "procs": 0, "ctx_p": 0.0,
+    "n_periodic": 0, "periodic_p": 0.0, "back_enc": 0,
 }
 MOVING = [m for m in gen.MOTIONS if m.startswith("moves ")]
 
 
 def _make(job):
     seed, wh, T, focus, bgw = job
-    if focus:
+    if focus == 2:
+        # two periods (and one frame) of a periodic clip: windows of it
+        # starting at any of its first-period latent frames are what the
+        # engine's circular loop sampler shows the DiT
+        c = gen.make_clip(seed, size_wh=wh, frames=T, bg_weights=bgw, motions=MOVING, period=(T - 1) // 2)
+    elif focus:
         c = gen.make_clip(seed, size_wh=wh, frames=T, n_objects=1, bg_weights=[1, 0, 0, 0, 0], motions=MOVING)
     else:
         c = gen.make_clip(seed, size_wh=wh, frames=T, bg_weights=bgw)
@@ -68,7 +82,9 @@ def jobs(rng, n, focus, bgw):
     for _ in range(n):
         wh = train.DIT_SIZES_WH[rng.integers(len(train.DIT_SIZES_WH))]
         T = 9
-        if not focus:
+        if focus == 2:
+            T = 1 + 8 * int(rng.integers(2, 5))  # periods of 8, 12, 16 frames
+        elif not focus:
             r = rng.random()
             T = 1 if r < G["p_t1"] else 17 if r < G["p_t1"] + G["p_17"] else 9
         out.append((int(rng.integers(1 << 31)), wh, T, focus, bgw))
@@ -81,7 +97,8 @@ def make_pool(work):
     HPs["solid"] = G["solid"]
     bgw = train.bg_weights()
     js = jobs(np.random.default_rng(7000), G["n_general"], False, bgw) + \
-        jobs(np.random.default_rng(7500), G["n_focus"], True, bgw)
+        jobs(np.random.default_rng(7500), G["n_focus"], True, bgw) + \
+        jobs(np.random.default_rng(7700), G["n_periodic"], 2, bgw)
     procs = G["procs"] or os.cpu_count()
     t0 = time.time()
     buckets = {}
@@ -103,11 +120,20 @@ def make_pool(work):
 def encode_pool(pool, vae, scale, tk, dev, work):
     t0 = time.time()
     for b in pool:
-        zs = []
+        zs, zb = [], []
+        T = b["v"].shape[1]
         for i in range(0, b["v"].shape[0], 256):
             x = b["v"][i:i + 256].to(dev).float().permute(0, 4, 1, 2, 3) / 127.5 - 1.0
             zs.append(vae.encode(x, scale, chunked=False))
+            if T >= 5 and b["key"][2] != 2:
+                # the last latent frame as the engine encodes a held chunk
+                # when it extends backward: the frames before the chunk are
+                # copies of its first frame (the past is what is made)
+                xb = torch.cat([x[:, :, T - 4:T - 3].expand(-1, -1, T - 4, -1, -1), x[:, :, T - 4:]], 2)
+                zb.append(vae.encode(xb, scale, chunked=False)[:, :, -1:])
         b["z"] = torch.cat(zs)
+        if zb:
+            b["zb"] = torch.cat(zb)
         ids, mask = tk(b["cap"])
         b["ids"], b["mask"] = ids.to(dev), mask.to(dev)
         b["v"] = b["v"].to(dev)  # uint8 [N,T,H,W,3], for the decoder
@@ -140,7 +166,8 @@ def context_frames(rng, lt):
 def save(work, dit, t5, ema, step, vocab, arch, vae):
     train.save_ckpt(os.path.join(work, "ckpt_dit.pt"), {
         "dit": dit.state_dict(), "t5": t5.state_dict(), "opt": None, "ema": [e.detach().clone() for e in ema],
-        "step": step, "vocab": vocab, "arch": arch, "clean_context": G["ctx_p"] > 0})
+        "step": step, "vocab": vocab, "arch": arch, "clean_context": G["ctx_p"] > 0,
+        "circular_loop": G["periodic_p"] > 0})
     train.save_ckpt(os.path.join(work, "vae_final_dec.pt"), {"model": vae.state_dict(), "step": step})
 
 
@@ -175,7 +202,9 @@ def main():
     e_ids, e_mask = [x.to(dev) for x in tk([""])]
 
     general = [b for b in pool if not b["key"][2]]
-    focus = [b for b in pool if b["key"][2]]
+    focus = [b for b in pool if b["key"][2] == 1]
+    periodic = [b for b in pool if b["key"][2] == 2]
+    wp = np.array([b["z"].shape[0] for b in periodic], np.float64)
     wg = np.array([b["z"].shape[0] for b in general], np.float64)
     wf = np.array([b["z"].shape[0] for b in focus], np.float64)
 
@@ -213,25 +242,45 @@ def main():
         lr = G["lr"] * min(1.0, (step + 1) / G["warmup"]) * (0.05 + 0.95 * cosf)
         for g in opt.param_groups:
             g["lr"] = lr
-        if rng.random() < G["focus_p"]:
+        ring = 0
+        if periodic and rng.random() < G["periodic_p"]:
+            b = periodic[rng.choice(len(periodic), p=wp / wp.sum())]
+            ring = (b["key"][1] - 1) // 8  # latent frames per period
+        elif rng.random() < G["focus_p"]:
             b = focus[rng.choice(len(focus), p=wf / wf.sum())]
         else:
             b = general[rng.choice(len(general), p=wg / wg.sum())]
         N = b["z"].shape[0]
         idx = torch.from_numpy(rng.integers(N, size=G["batch"])).to(dev)
         x0 = b["z"][idx]
+        zb = b["zb"][idx] if "zb" in b else None
+        if ring:
+            # the circular sampler's input: [z_(r-1), z_r .. z_(r+L-1)], a
+            # period of L latent frames behind the latent frame before it
+            # (a 4-frame one in the single-frame slot); that first slot is
+            # the last one's same noisy latent, and its velocity is dropped
+            j = int(rng.integers(1, ring + 1))
+            x0 = x0[:, :, j:j + ring + 1]
         ids, mask = b["ids"][idx], b["mask"][idx]
         drop = torch.from_numpy(rng.random(G["batch"]) < train.CFG["cfg_drop"]).to(dev).view(-1, 1)
         ids = torch.where(drop, e_ids, ids)
         mask = torch.where(drop, e_mask, mask)
         s, noise, xt = train.flow_noising(x0, shift)
-        keep = context_frames(rng, x0.shape[2])
+        keep = None if ring else context_frames(rng, x0.shape[2])
+        if ring:
+            xt = torch.cat([xt[:, :, ring:ring + 1], xt[:, :, 1:]], 2)
+            keep = np.zeros(x0.shape[2], bool)
+            keep[0] = True
         if keep is not None:
             # clean context: those latent frames enter clean (as the engine
             # holds given frames when the model says "clean_context") and
-            # are left out of the loss
+            # are left out of the loss (a ring's first slot: only the latter)
             kt = torch.from_numpy(keep).to(dev).view(1, 1, -1, 1, 1)
-            xt = torch.where(kt, x0, xt)
+            if not ring:
+                xt = torch.where(kt, x0, xt)
+            if zb is not None and G["back_enc"] and keep[-1] and keep.sum() == 1:
+                # one held latent frame at the end: as the engine encodes it
+                xt = torch.cat([xt[:, :, :-1], zb], 2)
         ctx = train.text_context(t5, ids, mask)
         v = dit(xt, s * 1000.0, ctx)
         if keep is None:

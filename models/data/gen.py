@@ -65,10 +65,14 @@ def caption(spec):
     return s
 
 
-def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=None, bg_weights=None, motions=None):
+def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=None, bg_weights=None, motions=None,
+                period=None):
     """bg_weights: optional probabilities of BACKGROUNDS (default uniform; the
     default draws the same random numbers as before, so seeds keep their clips);
-    motions: optional subset of MOTIONS to draw from."""
+    motions: optional subset of MOTIONS to draw from; period: a periodic clip
+    (frame t + period = frame t): moving objects cross the whole frame once
+    per period and wrap around its edges, no camera pan (what a seamless
+    loop of that caption shows)."""
     w, h = size_wh or SIZES_WH[rng.integers(len(SIZES_WH))]
     T = frames or LENGTHS[rng.integers(len(LENGTHS))]
     n = n_objects or (1 if rng.random() < 0.75 else 2)
@@ -98,7 +102,10 @@ def sample_spec(rng, allow_held_out=False, n_objects=None, size_wh=None, frames=
         size = list(SIZES)[rng.integers(len(SIZES))] if n == 1 else "small"
         objs.append({"colour": col, "shape": shp, "motion": mot, "size": size})
     pan = PANS[rng.integers(len(PANS))] if (bgk != "solid" and rng.random() < 0.15) else None
-    return {"w": int(w), "h": int(h), "frames": int(T), "objects": objs,
+    if period:
+        pan = None
+    spec_period = {"period": int(period)} if period else {}
+    return {**spec_period, "w": int(w), "h": int(h), "frames": int(T), "objects": objs,
             "bg": {"kind": bgk, "c1": c1, "c2": c2, "phase": float(rng.random()),
                    "period": int(rng.integers(8, 17)), "angle": float(rng.random() * np.pi)},
             "pan": pan, "seed": int(rng.integers(1 << 31))}
@@ -195,9 +202,14 @@ def render(spec):
         cy0 += rng.uniform(-0.06, 0.06) * m
         rot0 = rng.uniform(0, 2 * np.pi)
         col = np.array(COLOURS[o["colour"]], np.float32)
+        P = spec.get("period")
         for t in range(T):
             a = t / max(T - 1, 1)
             cx, cy, r, rot = cx0 + dx * dist * a, cy0 + dy * dist * a, r0, rot0
+            if P:
+                # once across the frame per period, wrapping around the edges
+                cx = (cx0 + np.sign(dx) * W * t / P) % W
+                cy = (cy0 + np.sign(dy) * H * t / P) % H
             if mot == "rotates":
                 rot = rot0 + a * np.pi * (T - 1) / 16.0 * 1.2
             elif mot == "grows":
@@ -209,7 +221,14 @@ def render(spec):
             # the camera pan moves objects with the scene
             cx += -pdx * 16.0 * a if pdx else 0
             cy += -pdy * 16.0 * a if pdy else 0
-            cov = _shape_mask(o["shape"], xs, ys, cx, cy, r, rot).astype(np.float32)
+            if P:
+                cov = np.zeros(xs.shape, bool)
+                for kx in (-W, 0, W):
+                    for ky in (-H, 0, H):
+                        cov |= _shape_mask(o["shape"], xs, ys, cx + kx, cy + ky, r, rot)
+                cov = cov.astype(np.float32)
+            else:
+                cov = _shape_mask(o["shape"], xs, ys, cx, cy, r, rot).astype(np.float32)
             cov = cov.reshape(H, S, W, S).mean(axis=(1, 3))[..., None]
             vid[t] = vid[t] * (1 - cov) + col * cov
     return np.clip(np.round(vid), 0, 255).astype(np.uint8)
