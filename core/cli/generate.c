@@ -238,15 +238,23 @@ static void on_sigint(int sig)
 
 typedef struct prog {
     int tty, quiet, last_stage, last_step;
+    int window; /* 1 + windows decoded: long clips, extensions and loops run several */
 } prog;
 
 static int progress(void *user, int stage, int step, int total)
 {
     prog *p = user;
+    if (p->last_stage == VDIT_STAGE_DECODE && stage != VDIT_STAGE_DECODE)
+        p->window++; /* the next window (or a loop's closing bridge) starts */
+    char name[32];
+    if (p->window > 1)
+        snprintf(name, sizeof(name), "%s (pass %d)", vdit_stage_name(stage), p->window);
+    else
+        snprintf(name, sizeof(name), "%s", vdit_stage_name(stage));
     if (!p->quiet) {
         if (p->tty) {
             int width = 30, fill = total > 0 ? step * width / total : width;
-            fprintf(stderr, "\r%-12s [", vdit_stage_name(stage));
+            fprintf(stderr, "\r%-19s [", name);
             for (int i = 0; i < width; i++)
                 fputc(i < fill ? '#' : ' ', stderr);
             fprintf(stderr, "] %d/%d ", step, total);
@@ -254,7 +262,7 @@ static int progress(void *user, int stage, int step, int total)
                 fputc('\n', stderr);
             fflush(stderr);
         } else if (stage != p->last_stage || step != p->last_step) {
-            fprintf(stderr, "%s %d/%d\n", vdit_stage_name(stage), step, total);
+            fprintf(stderr, "%s %d/%d\n", name, step, total);
         }
     }
     p->last_stage = stage;
@@ -357,7 +365,7 @@ static int run(enum op op, int argc, char **argv)
         fprintf(stderr, "vdit %s: cannot load the model: %s\n", op_names[op], mp.error);
         goto done;
     }
-    prog pg = { isatty(2), o.quiet, -1, -1 };
+    prog pg = { isatty(2), o.quiet, -1, -1, 1 };
     vdit_ctx_params cp;
     vdit_ctx_params_default(&cp);
     cp.n_threads = o.threads;

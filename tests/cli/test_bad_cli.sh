@@ -154,5 +154,16 @@ done
 broken; printf '{"dit": "nope.safetensors"}' > m/vdit.json
 expect 1 "m/nope.safetensors" generate --model m --threads 1 --steps 1 --frames 1 --output o.png
 
+# progress (stderr not a terminal: a line per step): a clip longer than the
+# model's window runs window by window, and each later window says which pass
+# it is, so the count never seems to start over
+out=$(timeout 120 "$vdit" generate --model "$model" --threads 1 --steps 1 --seed 1 --frames 9 \
+      --prompt x --output p1.y4m 2>&1)
+case "$out" in *"denoise 1/1"*) ;; *) echo "FAILED: no 'denoise 1/1' progress line"; fail=1 ;; esac
+case "$out" in *"(pass"*) echo "FAILED: a one-window clip reports passes"; fail=1 ;; esac
+out=$(timeout 120 "$vdit" generate --model "$model" --threads 1 --steps 1 --seed 1 --frames 17 \
+      --prompt x --output p2.y4m 2>&1)
+case "$out" in *"denoise (pass 2) 1/1"*) ;; *) echo "FAILED: no 'denoise (pass 2)' line"; echo "$out" | tail -5; fail=1 ;; esac
+
 [ $fail -eq 0 ] && echo "bad input: all checks passed"
 exit $fail
