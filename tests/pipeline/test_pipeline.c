@@ -94,18 +94,20 @@ static void test_generate(void)
     p.n_frames = 6; /* under 8: rounded up to 4 frames per latent frame */
     T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == 8, "loop 6 -> 8 frames");
     vdit_video_free(&v);
-    /* 8 frames or more: the plain clip with its last 4 frames made again
-     * (a bridge back to its start); any length */
+    /* 8 frames or more: the plain clip of one frame more without its first
+     * frame, with its last 4 frames made again (a bridge back to its
+     * start); any length */
     for (int nf = 9; nf <= 11; nf += 2) {
         p = base();
+        p.n_frames = nf + 1;
+        T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && v2, "plain %d", nf + 1);
         p.n_frames = nf;
-        T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && v2, "plain %d", nf);
         p.loop = 1;
         T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == nf, "loop %d frames", nf);
         if (v && v2)
-            T_CHECK(same_frames(v, 0, v2, 0, nf - 4) && !same_frames(v, nf - 4, v2, nf - 4, 4),
-                    "loop %d: first %d frames as the plain clip's, the last 4 made again", nf,
-                    nf - 4);
+            T_CHECK(same_frames(v, 0, v2, 1, nf - 4) && !same_frames(v, nf - 4, v2, nf - 3, 4),
+                    "loop %d: first %d frames as the plain clip's from its second, the last 4 "
+                    "made again", nf, nf - 4);
         vdit_video_free(&v);
         vdit_video_free(&v2);
     }

@@ -240,9 +240,10 @@ typedef struct vdit_gen_params {
                                     closing frames start from): int(strength * steps)
                                     steps run */
     int loop;                    /* generate: 1 = seamless loop; default 0. 8 frames or
-                                    more: the plain clip with its last 4 frames made again
-                                    to lead back into its first; fewer: a circular
-                                    timeline, n_frames rounded up to a multiple of 4 */
+                                    more: the plain clip of n_frames + 1 from its second
+                                    frame, its last 4 frames made again to lead back into
+                                    its start; fewer: a circular timeline, n_frames
+                                    rounded up to a multiple of 4 */
     uint8_t reserved[64];
 } vdit_gen_params;
 

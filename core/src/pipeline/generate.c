@@ -388,14 +388,18 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     int loop = p && p->loop;
     /* A loop of 8 frames or more is a clip whose last 4 frames are then
      * made again as a bridge from the frame before them back to its first
-     * 4 frames (docs/operations.md); shorter loops, and every loop of a
+     * 8 frames (docs/operations.md); shorter loops, and every loop of a
      * model whose vdit.json says "loop": "circular", denoise a circular
-     * timeline (vd_run_job). */
+     * timeline (vd_run_job). The clip is made one frame longer and its
+     * first frame dropped: a clip's first frame is decoded alone (Wan's
+     * first latent frame) and stands apart from the rest, and the loop
+     * then starts on a whole latent frame of 4. */
     int loop_back = loop && nf >= 8 && !c->model->circular_loop;
     if (loop_back) {
         loop = 0;
         if ((ret = vd_check_strength(&c->log, p->strength)))
             return ret;
+        nf++;
     }
     vd_job job = { 0 };
     job.h = vd_align16(h);
@@ -440,14 +444,20 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
         }
     }
     if (loop_back) {
-        /* from a crossfade of the frame before the tail into the first
-         * frame, as a bridge at the call's strength */
-        const span a = { v, nf - 5, 1 }, b = { v, 0, 4 };
+        /* from a crossfade of the frame before the tail into the loop's
+         * first frame, as a bridge at the call's strength, with the loop's
+         * first 8 frames after it (two latent frames: the motion to join;
+         * a loop under 12 frames lends some of the frames being made again,
+         * as first made) */
+        const span a = { v, nf - 5, 1 }, b = { v, 1, 8 };
         if ((ret = fill_window(c, &rp, job.h, job.w, a, 0, 4, 0, b, p->strength, VD_LOOP_STREAM, v,
                                nf - 4))) {
             vdit_video_free(&v);
             return ret;
         }
+        size_t fsz = (size_t)w * h * 3;
+        memmove(v->rgb, v->rgb + fsz, fsz * (size_t)(nf - 1));
+        v->n_frames = nf - 1;
     }
     *out = v;
     return 0;
