@@ -356,7 +356,7 @@ static int start(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp, vdit_
 }
 
 static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, int tw, int kmax,
-                          vdit_video *v, int cur, uint64_t win0);
+                          int tw1, vdit_video *v, int cur, uint64_t win0);
 
 /* Source frames of a window: f0 .. f0 + n - 1 of v. */
 typedef struct span {
@@ -438,7 +438,7 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     vd_free(px);
     if (first < nf) {
         int kmax = VD_MAX(1, ((tw - 1) / 4 + 1) / 4);
-        if ((ret = extend_forward(c, &rp, job.h, job.w, tw, kmax, v, first, 1))) {
+        if ((ret = extend_forward(c, &rp, job.h, job.w, tw, kmax, tw, v, first, 1))) {
             vdit_video_free(&v);
             return ret;
         }
@@ -639,17 +639,19 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
 }
 
 /* Fills frames cur .. v->n_frames - 1 of v window by window, each window
- * keeping the last 4k - 3 frames made so far (k latent frames, aligned with
- * the start of its timeline). Windows use noise streams win0, win0 + 1... */
+ * keeping the last 4k - 3 frames made so far (k <= kmax latent frames,
+ * aligned with the start of its timeline); windows are tw frames long, tw1
+ * where only one latent frame is kept. Windows use noise streams win0,
+ * win0 + 1... */
 static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, int tw, int kmax,
-                          vdit_video *v, int cur, uint64_t win0)
+                          int tw1, vdit_video *v, int cur, uint64_t win0)
 {
     const span none = { NULL, 0, 0 };
     int ret = 0;
     while (cur < v->n_frames) {
         int k = VD_MIN(kmax, (cur + 3) / 4);
         int ca = 4 * k - 3;
-        int n_gen = VD_MIN(v->n_frames - cur, tw - ca);
+        int n_gen = VD_MIN(v->n_frames - cur, (k > 1 ? tw : tw1) - ca);
         int pad = vd_align_frames(ca + n_gen) - (ca + n_gen);
         span a = { v, cur - ca, ca };
         if ((ret = fill_window(c, rp, h, w, a, 0, n_gen, pad, none, -1, win0++, v, cur)))
@@ -657,6 +659,21 @@ static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, in
         cur += n_gen;
     }
     return 0;
+}
+
+/* An extension's windows keep at least two latent frames of context where
+ * there are that many: one holds no motion to go on from (forward it is a
+ * single frame), and the joint then stops or turns back (docs/operations.md).
+ * Those windows are widened to 13 frames where the model's are shorter (5
+ * new frames beside 8 held, 8 beside 5); *tw1 is the window that keeps one
+ * latent frame. A window the caller set keeps its length. */
+static void context_plan(int *tw, int *kmax, int *tw1, int caller_set)
+{
+    *tw1 = *tw;
+    if (*tw < 13 && !caller_set)
+        *tw = 13;
+    if (*tw >= 13)
+        *kmax = VD_MAX(*kmax, 2);
 }
 
 /* Window length and the most latent frames of context a window keeps. */
@@ -679,8 +696,9 @@ int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
                       "new frame count %d out of range (1..100000)", n_new);
     int h = vd_align16(in->height), w = vd_align16(in->width);
-    int tw, kmax;
+    int tw, kmax, tw1;
     window_plan(c, p, &tw, &kmax);
+    context_plan(&tw, &kmax, &tw1, p && p->n_frames > 0);
     int total = in->n_frames + n_new;
     vdit_video *v = vdit_video_new(in->width, in->height, total);
     if (!v)
@@ -692,7 +710,7 @@ int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int
         /* Windows move forward; each keeps the last 4k - 3 frames made so
          * far (k latent frames, aligned with the start of its timeline). */
         memcpy(v->rgb, in->rgb, fsz * in->n_frames);
-        if ((ret = extend_forward(c, &rp, h, w, tw, kmax, v, in->n_frames, 0)))
+        if ((ret = extend_forward(c, &rp, h, w, tw, kmax, tw1, v, in->n_frames, 0)))
             goto fail;
     } else {
         /* Windows move backward; each keeps the first 4k frames known so
@@ -704,7 +722,7 @@ int vdit_extend(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int
             int have = total - first;
             int k = VD_MIN(kmax, VD_MAX(1, have / 4));
             int cb = 4 * k;
-            int n_gen = VD_MIN(first, tw - cb);
+            int n_gen = VD_MIN(first, (k > 1 ? tw : tw1) - cb);
             int pad = (4 - (n_gen - 1) % 4) % 4;
             span b = { v, first, cb };
             if ((ret = fill_window(c, &rp, h, w, none, pad, n_gen, 0, b, -1, win++, v,
