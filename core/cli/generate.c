@@ -63,7 +63,10 @@ static void usage(enum op op, FILE *o)
                               : "; 1 = image");
     if (op == OP_EXTEND || op == OP_BRIDGE)
         fprintf(o, "  --frames-new N         frames to make (required)\n"
-                   "  --frames N             window length (default: the model's)\n");
+                   "  --frames N             window length (default: the model's%s)\n",
+                op == OP_EXTEND ? ", at least 13 once\n"
+                                  "                         two latent frames of context are kept"
+                                : "");
     if (op == OP_EXTEND)
         fprintf(o, "  --backward             extend before the start instead of after the end\n");
     if (op == OP_EDIT || op == OP_BRIDGE || op == OP_LOOP)
