@@ -59,12 +59,27 @@ G = {
     "dec_batch": 32, "dec_lr": 3e-4, "dec_noise": 0.1, "dec_every": 2,
     "save_every": 120.0, "procs": 0, "ctx_p": 0.0,
     "n_periodic": 0, "periodic_p": 0.0, "back_enc": 0,
+    "n_loopb": 0, "loopb_p": 0.0,
 }
 MOVING = [m for m in gen.MOTIONS if m.startswith("moves ")]
 
 
+def loop_bridge_times(n):
+    """Times of the engine's closing window for a loop made from an n-frame
+    clip (vdit_generate: the loop is frames 1 .. n-1, the last 4 made again
+    as a bridge): [frame n-5 | 4 frames going back evenly to frame 1 |
+    frames 1 .. 8], 13 frames, so the bridge's steps are the clip's own."""
+    a = n - 5
+    return [a] + [a - (a - 1) * k / 5.0 for k in range(1, 5)] + list(range(1, 9))
+
+
 def _make(job):
     seed, wh, T, focus, bgw = job
+    if focus == 3:
+        # a loop's closing window: T is the length of the clip the loop is
+        # cut from (the loop's frame count + 1); 13 frames come out
+        c = gen.make_clip(seed, size_wh=wh, frames=T, bg_weights=bgw, times=loop_bridge_times(T))
+        return (wh, 13, focus), c["video"], c["caption"]
     if focus == 2:
         # two periods (and one frame) of a periodic clip: windows of it
         # starting at any of its first-period latent frames are what the
@@ -82,7 +97,9 @@ def jobs(rng, n, focus, bgw):
     for _ in range(n):
         wh = train.DIT_SIZES_WH[rng.integers(len(train.DIT_SIZES_WH))]
         T = 9
-        if focus == 2:
+        if focus == 3:
+            T = 1 + int(rng.choice([8, 9, 12, 16]))  # loops of 8, 9, 12, 16 frames
+        elif focus == 2:
             T = 1 + 8 * int(rng.integers(2, 5))  # periods of 8, 12, 16 frames
         elif not focus:
             r = rng.random()
@@ -98,7 +115,8 @@ def make_pool(work):
     bgw = train.bg_weights()
     js = jobs(np.random.default_rng(7000), G["n_general"], False, bgw) + \
         jobs(np.random.default_rng(7500), G["n_focus"], True, bgw) + \
-        jobs(np.random.default_rng(7700), G["n_periodic"], 2, bgw)
+        jobs(np.random.default_rng(7700), G["n_periodic"], 2, bgw) + \
+        jobs(np.random.default_rng(7900), G["n_loopb"], 3, bgw)
     procs = G["procs"] or os.cpu_count()
     t0 = time.time()
     buckets = {}
@@ -125,7 +143,7 @@ def encode_pool(pool, vae, scale, tk, dev, work):
         for i in range(0, b["v"].shape[0], 256):
             x = b["v"][i:i + 256].to(dev).float().permute(0, 4, 1, 2, 3) / 127.5 - 1.0
             zs.append(vae.encode(x, scale, chunked=False))
-            if T >= 5 and b["key"][2] != 2:
+            if G["back_enc"] and T >= 5 and b["key"][2] not in (2, 3):
                 # the last latent frame as the engine encodes a held chunk
                 # when it extends backward: the frames before the chunk are
                 # copies of its first frame (the past is what is made)
@@ -204,6 +222,8 @@ def main():
     general = [b for b in pool if not b["key"][2]]
     focus = [b for b in pool if b["key"][2] == 1]
     periodic = [b for b in pool if b["key"][2] == 2]
+    loopb = [b for b in pool if b["key"][2] == 3]
+    wl = np.array([b["z"].shape[0] for b in loopb], np.float64)
     wp = np.array([b["z"].shape[0] for b in periodic], np.float64)
     wg = np.array([b["z"].shape[0] for b in general], np.float64)
     wf = np.array([b["z"].shape[0] for b in focus], np.float64)
@@ -243,7 +263,11 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         ring = 0
-        if periodic and rng.random() < G["periodic_p"]:
+        closing = False
+        if loopb and rng.random() < G["loopb_p"]:
+            b = loopb[rng.choice(len(loopb), p=wl / wl.sum())]
+            closing = True
+        elif periodic and rng.random() < G["periodic_p"]:
             b = periodic[rng.choice(len(periodic), p=wp / wp.sum())]
             ring = (b["key"][1] - 1) // 8  # latent frames per period
         elif rng.random() < G["focus_p"]:
@@ -267,6 +291,10 @@ def main():
         mask = torch.where(drop, e_mask, mask)
         s, noise, xt = train.flow_noising(x0, shift)
         keep = None if ring else context_frames(rng, x0.shape[2])
+        if closing:
+            # the loop's closing bridge: the frame before it and the loop's
+            # first 8 frames held, the bridge's latent frame learnt
+            keep = np.array([True, False, True, True])
         if ring:
             xt = torch.cat([xt[:, :, ring:ring + 1], xt[:, :, 1:]], 2)
             keep = np.zeros(x0.shape[2], bool)

@@ -135,7 +135,7 @@ def _shape_mask(shape, xs, ys, cx, cy, r, rot):
     return rad <= r * (1.0 - 0.55 * (1 - a))
 
 
-def _background(spec, T, H, W, rng):
+def _background(spec, T, H, W, rng, ts=None):
     b = spec["bg"]
     c1 = np.array(COLOURS[b["c1"]], np.float32)
     c2 = np.array(COLOURS[b["c2"]], np.float32)
@@ -165,7 +165,7 @@ def _background(spec, T, H, W, rng):
     frames = []
     pdx, pdy = {"left": (1, 0), "right": (-1, 0), "up": (0, 1), "down": (0, -1), None: (0, 0)}[spec.get("pan")]
     # camera pans left -> scene content moves right in the frame
-    for t in range(T):
+    for t in (range(T) if ts is None else ts):
         off = t * 16.0 / max(T - 1, 1)
         ox = int(round(pad - pdx * off * 1.0)) if pdx else pad
         oy = int(round(pad - pdy * off * 1.0)) if pdy else pad
@@ -176,10 +176,13 @@ def _background(spec, T, H, W, rng):
 
 
 def render(spec):
-    """spec -> uint8 video [T,H,W,3]."""
+    """spec -> uint8 video [T,H,W,3]; with spec["times"], one frame per
+    (fractional) time of the clip's T-frame timeline instead."""
     rng = np.random.default_rng(spec["seed"])
     T, H, W = spec["frames"], spec["h"], spec["w"]
-    vid, (pdx, pdy) = _background(spec, T, H, W, rng)
+    times = spec.get("times")
+    ts = list(times) if times is not None else list(range(T))
+    vid, (pdx, pdy) = _background(spec, T, H, W, rng, ts)
     vid = vid.astype(np.float32)
     S = 2  # supersampling for anti-aliased edges
     ys, xs = np.mgrid[0:H * S, 0:W * S].astype(np.float32)
@@ -203,7 +206,7 @@ def render(spec):
         rot0 = rng.uniform(0, 2 * np.pi)
         col = np.array(COLOURS[o["colour"]], np.float32)
         P = spec.get("period")
-        for t in range(T):
+        for fi, t in enumerate(ts):
             a = t / max(T - 1, 1)
             cx, cy, r, rot = cx0 + dx * dist * a, cy0 + dy * dist * a, r0, rot0
             if P:
@@ -230,13 +233,15 @@ def render(spec):
             else:
                 cov = _shape_mask(o["shape"], xs, ys, cx, cy, r, rot).astype(np.float32)
             cov = cov.reshape(H, S, W, S).mean(axis=(1, 3))[..., None]
-            vid[t] = vid[t] * (1 - cov) + col * cov
+            vid[fi] = vid[fi] * (1 - cov) + col * cov
     return np.clip(np.round(vid), 0, 255).astype(np.uint8)
 
 
-def make_clip(seed, **kw):
+def make_clip(seed, times=None, **kw):
     rng = np.random.default_rng(seed)
     spec = sample_spec(rng, **kw)
+    if times is not None:
+        spec["times"] = [float(t) for t in times]
     return {"video": render(spec), "caption": caption(spec), "spec": spec}
 
 
