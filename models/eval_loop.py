@@ -25,10 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "data"))
 import gen  # noqa: E402
-import train  # noqa: E402
 import train_gpu  # noqa: E402
-from wan import st  # noqa: E402
-from wan.vae import WanVAE_  # noqa: E402
+from eval_vae import load_vae, round_trip  # noqa: E402
+from wan.vae import latent_scale  # noqa: E402
 
 MOTIONS = ["moves down", "moves left", "rotates", "grows", "bounces"]
 
@@ -46,18 +45,8 @@ def main():
     p.add_argument("--frames", type=int, default=9, help="loop length (8 or more)")
     a = p.parse_args()
     torch.set_num_threads(1)
-    vae = WanVAE_(**train.CFG["vae"])
-    vae.load_state_dict({k: v.float() for k, v in st.load_torch(
-        os.path.join(a.model, "Wan2.1_VAE.safetensors")).items()})
-    vae.eval()
-    scale = train_gpu.latent_scale()
-
-    def round_trip(v):
-        x = torch.from_numpy(np.asarray(v, np.uint8)).float().permute(3, 0, 1, 2)[None] / 127.5 - 1
-        with torch.no_grad():
-            y = vae.decode(vae.encode(x, scale), scale)
-        return ((y[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().numpy()
-
+    vae = load_vae(a)
+    scale = latent_scale()
     n = a.frames + 1  # the clip the loop is cut from
     tc = 1 + 4 * ((n - 1 + 3) // 4)  # the clip's window (1 + 4k frames)
     for mot in MOTIONS:
@@ -65,11 +54,11 @@ def main():
         for s in range(a.seeds):
             kw = dict(size_wh=(64, 64), frames=n, n_objects=1, motions=[mot], bg_weights=[1, 0, 0, 0, 0])
             truth = gen.make_clip(100 + s, **kw)["video"]
-            clip = round_trip(gen.make_clip(100 + s, times=list(range(n)) + [n - 1] * (tc - n), **kw)["video"])[:n]
+            clip = round_trip(vae, scale, gen.make_clip(100 + s, times=list(range(n)) + [n - 1] * (tc - n), **kw)["video"])[:n]
             win = gen.make_clip(100 + s, times=train_gpu.loop_bridge_times(n), **kw)["video"].astype(np.float64)
             ideal.append(seam(np.concatenate([truth[1:n - 4], win[1:5]])))
             win[0], win[5:] = clip[n - 5], clip[1:9]  # held frames as the engine holds them
-            bridge = round_trip(np.round(win))[1:5]
+            bridge = round_trip(vae, scale, np.round(win).astype(np.uint8))[1:5]
             got.append(seam(np.concatenate([clip[1:n - 4], bridge])))
         print("%-11s seam / median with the VAE: %s (true frames: %s)" % (
             mot, " ".join("%.2f" % x for x in got), " ".join("%.2f" % x for x in ideal)))

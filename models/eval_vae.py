@@ -38,6 +38,14 @@ def load_vae(a):
     return vae
 
 
+def round_trip(vae, scale, v):
+    """uint8 video [T,H,W,3] -> its VAE round trip (chunked, as the engine runs it), uint8."""
+    x = torch.from_numpy(np.asarray(v)).float().permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x, scale, chunked=True), scale, chunked=True)[0].clamp(-1, 1)
+    return ((y.permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--ckpt", default=os.path.join(HERE, "work", "ckpt_vae.pt"))
@@ -59,11 +67,7 @@ def main():
                 "bg": {"kind": "solid", "c1": q["bg"], "c2": q["bg"], "phase": 0, "period": 8, "angle": 0},
                 "pan": None, "seed": 7000 + i}
         v = gen.render(spec)
-        x = torch.from_numpy(v).float().permute(3, 0, 1, 2).unsqueeze(0) / 127.5 - 1.0
-        with torch.no_grad():
-            z = vae.encode(x, scale, chunked=True)
-            y = vae.decode(z, scale, chunked=True)[0].clamp(-1, 1)
-        r = ((y.permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+        r = round_trip(vae, scale, v)
         d = np.abs(r.astype(np.float32) - v.astype(np.float32))
         err.append(d.mean())
         err0.append(d[0].mean())

@@ -290,11 +290,12 @@ def main():
         ids = torch.where(drop, e_ids, ids)
         mask = torch.where(drop, e_mask, mask)
         s, noise, xt = train.flow_noising(x0, shift)
-        keep = None if ring else context_frames(rng, x0.shape[2])
         if closing:
             # the loop's closing bridge: the frame before it and the loop's
             # first 8 frames held, the bridge's latent frame learnt
             keep = np.array([True, False, True, True])
+        else:
+            keep = None if ring else context_frames(rng, x0.shape[2])
         if ring:
             xt = torch.cat([xt[:, :, ring:ring + 1], xt[:, :, 1:]], 2)
             keep = np.zeros(x0.shape[2], bool)
@@ -306,7 +307,7 @@ def main():
             kt = torch.from_numpy(keep).to(dev).view(1, 1, -1, 1, 1)
             if not ring:
                 xt = torch.where(kt, x0, xt)
-            if zb is not None and G["back_enc"] and keep[-1] and keep.sum() == 1:
+            if zb is not None and keep[-1] and keep.sum() == 1:
                 # one held latent frame at the end: as the engine encodes it
                 xt = torch.cat([xt[:, :, :-1], zb], 2)
         ctx = train.text_context(t5, ids, mask)

@@ -135,7 +135,7 @@ def _shape_mask(shape, xs, ys, cx, cy, r, rot):
     return rad <= r * (1.0 - 0.55 * (1 - a))
 
 
-def _background(spec, T, H, W, rng, ts=None):
+def _background(spec, T, H, W, rng, ts):
     b = spec["bg"]
     c1 = np.array(COLOURS[b["c1"]], np.float32)
     c2 = np.array(COLOURS[b["c2"]], np.float32)
@@ -165,7 +165,7 @@ def _background(spec, T, H, W, rng, ts=None):
     frames = []
     pdx, pdy = {"left": (1, 0), "right": (-1, 0), "up": (0, 1), "down": (0, -1), None: (0, 0)}[spec.get("pan")]
     # camera pans left -> scene content moves right in the frame
-    for t in (range(T) if ts is None else ts):
+    for t in ts:
         off = t * 16.0 / max(T - 1, 1)
         ox = int(round(pad - pdx * off * 1.0)) if pdx else pad
         oy = int(round(pad - pdy * off * 1.0)) if pdy else pad
