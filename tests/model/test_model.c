@@ -294,6 +294,25 @@ static void test_loop(env *e)
     printf("loop of %d frames: last->first distance %.2f, median inside %.2f, ratio %.2f\n", t,
            wrap, med, med > 0 ? wrap / med : INFINITY);
     T_CHECK(wrap <= 1.5 * med, "loop seam %.2f > 1.5 x median %.2f", wrap, med);
+    /* and it is still the prompt's loop: a yellow circle that moves (a loop
+     * that stands still or loses its colour has no seam either) */
+    td_result r;
+    td_detect(v->rgb, v->width, v->height, t, &r);
+    double ylo = INFINITY, yhi = -INFINITY;
+    for (int f = 0; f < t; f++) {
+        double cx, cy;
+        if (td_centroid(v->rgb + (size_t)f * v->width * v->height * 3, v->width, v->height, &cx,
+                        &cy) > 0) {
+            ylo = cy < ylo ? cy : ylo;
+            yhi = cy > yhi ? cy : yhi;
+        }
+    }
+    double travel = yhi - ylo, need = 0.06 * (v->width < v->height ? v->width : v->height);
+    printf("loop object: colour %s, vertical travel %.1f px (>= %.1f needed)\n",
+           r.colour >= 0 ? td_colour_name(r.colour) : "-", travel, need);
+    T_CHECK(r.colour == td_colour_index("yellow"), "loop colour %s, not yellow",
+            r.colour >= 0 ? td_colour_name(r.colour) : "-");
+    T_CHECK(travel >= need, "loop circle travels %.1f px < %.1f", travel, need);
     /* and a plain clip is no loop: its seam is a real jump (the measure can fail) */
     vdit_video *p = NULL;
     if (!gen_clip(e, "a yellow circle moves down on a black background", 21, 0, 0, &p)) {

@@ -529,6 +529,59 @@ static int load_with_json(const char *dir, const char *json, vdit_model_params *
 /* Folder layouts: the official release naming (google/umt5-xxl/,
  * config.json, no vdit.json: Wan's defaults), a DiT file given directly,
  * and a folder missing its VAE. */
+/* The periodic loop decode against its definition, run one-shot: the loop's
+ * last frame and `turns` turns of it encoded, the last turn's latents
+ * decoded after `hist` latents of their cycle (odd frame size: padded). */
+static void test_loop_periodic(void)
+{
+    const int w = 30, h = 22, pw = 32, ph = 32, p = 2, n = 8, f0 = 1, turns = 2, hist = 3;
+    vdit_video *v = pattern(w, h, n + 2, 5), *ref = pattern(w, h, n + 2, 5);
+    int64_t ch = model->z_dim, lsz = ch * (ph / 8) * (pw / 8);
+    int te = 1 + turns * n, td = 1 + 4 * (hist + p - 1);
+    float *px = malloc(sizeof(float) * 3 * (size_t)te * ph * pw);
+    float *lat = malloc(sizeof(float) * (size_t)(lsz * (1 + turns * p)));
+    float *zin = malloc(sizeof(float) * (size_t)(lsz * (hist + p)));
+    float *out = malloc(sizeof(float) * 3 * (size_t)td * ph * pw);
+    T_CHECK(v && ref && px && lat && zin && out, "alloc");
+    if (!v || !ref || !px || !lat || !zin || !out)
+        goto done;
+    T_CHECK(vd_loop_decode_periodic(ctx, v, f0, p, turns, hist, ph, pw) == 0, "periodic: %s",
+            vdit_ctx_last_error(ctx));
+    for (int i = 0; i < te; i++)
+        vd_put_frame(ref, f0 + (i == 0 ? n - 1 : (i - 1) % n), px, te, ph, pw, i);
+    T_CHECK(vd_vae_encode(model->vae, ctx->kc, px, te, ph, pw, lat, NULL) == 0, "encode");
+    int64_t lt = 1 + turns * p;
+    for (int64_t c = 0; c < ch; c++)
+        for (int j = 0; j < hist + p; j++)
+            memcpy(zin + (c * (hist + p) + j) * (lsz / ch),
+                   lat + (c * lt + lt - p + ((j - hist) % p + p) % p) * (lsz / ch),
+                   sizeof(float) * (size_t)(lsz / ch));
+    T_CHECK(vd_vae_decode(model->vae, ctx->kc, zin, hist + p, ph / 8, pw / 8, out) == 0, "decode");
+    for (int f = 0; f < n; f++)
+        vd_get_frame(out, td, ph, pw, td - n + f, ref, f0 + f);
+    int maxd = 0;
+    size_t fsz = (size_t)w * h * 3;
+    for (size_t k = 0; k < fsz * (size_t)(n + 2); k++)
+        maxd = VD_MAX(maxd, abs((int)v->rgb[k] - (int)ref->rgb[k]));
+    T_CHECK(maxd <= 1, "streamed periodic decode = one-shot definition (max diff %d)", maxd);
+    /* frames outside the loop are untouched */
+    vdit_video *orig = pattern(w, h, n + 2, 5);
+    T_CHECK(orig && !memcmp(v->rgb, orig->rgb, fsz) &&
+                !memcmp(v->rgb + fsz * (n + 1), orig->rgb + fsz * (n + 1), fsz),
+            "frames outside the loop kept");
+    vdit_video_free(&orig);
+    T_CHECK(vd_loop_decode_periodic(ctx, v, 4, p, turns, hist, ph, pw) == VDIT_ERR_INVALID_ARG &&
+                vd_loop_decode_periodic(ctx, v, 0, p, 0, hist, ph, pw) == VDIT_ERR_INVALID_ARG,
+            "periodic decode rejects a loop past the clip and 0 turns");
+done:
+    vdit_video_free(&v);
+    vdit_video_free(&ref);
+    free(px);
+    free(lat);
+    free(zin);
+    free(out);
+}
+
 static void test_layouts(const char *tiny)
 {
     char dir[] = "/tmp/vdit_layout_XXXXXX";
@@ -581,6 +634,36 @@ static void test_layouts(const char *tiny)
     T_CHECK(load_with_json(dir, "{\"loop\": \"spiral\"}", &mp, &m) == VDIT_ERR_FORMAT &&
                 strstr(mp.error, "loop"),
             "bad loop in vdit.json: %s", mp.error);
+    T_CHECK(load_with_json(dir, "{\"loop_turns\": 1.5}", &mp, &m) == VDIT_ERR_FORMAT &&
+                strstr(mp.error, "loop_turns"),
+            "bad loop_turns in vdit.json: %s", mp.error);
+    T_CHECK(load_with_json(dir, "{\"loop_history\": 0}", &mp, &m) == VDIT_ERR_FORMAT &&
+                strstr(mp.error, "loop_history"),
+            "bad loop_history in vdit.json: %s", mp.error);
+    /* "loop_turns": a bridge-back loop of 9 frames is made of whole latent
+     * frames (12) and decoded periodically */
+    T_CHECK(load_with_json(dir, "{\"loop_turns\": 2, \"loop_history\": 3, \"width\": 32, "
+                                "\"height\": 32}",
+                           &mp, &m) == 0 &&
+                m,
+            "loop_turns: %s", mp.error);
+    if (m) {
+        vdit_ctx_params cp;
+        vdit_ctx_params_default(&cp);
+        cp.n_threads = 1;
+        vdit_ctx *c = NULL;
+        T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
+        vdit_gen_params g = base();
+        g.n_frames = 9;
+        g.loop = 1;
+        vdit_video *v = NULL;
+        T_CHECK(c && vdit_generate(c, &g, &v) == 0 && v && v->n_frames == 12,
+                "periodic loop of 9 frames: %d frames (%s)", v ? v->n_frames : -1,
+                c ? vdit_ctx_last_error(c) : "");
+        vdit_video_free(&v);
+        vdit_ctx_free(&c);
+    }
+    vdit_model_free(&m);
     /* "loop": "circular": a loop of 9 frames is a circular timeline of 4
      * frames per latent frame (12), not the clip with a bridge back (9) */
     T_CHECK(load_with_json(dir, "{\"loop\": \"circular\", \"width\": 32, \"height\": 32}", &mp,
@@ -746,6 +829,7 @@ int main(int argc, char **argv)
     test_stream_update();
     test_cancel();
     test_errors();
+    test_loop_periodic();
     vdit_ctx_free(&ctx);
     vdit_model_free(&model);
     T_CHECK(model == NULL, "model free clears");

@@ -368,6 +368,69 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
                        int n_gen, int pad_back, span b, float strength, uint64_t stream,
                        vdit_video *dst, int d0);
 
+/* A loop's frames v[f0 .. f0 + 4p - 1] replaced by their VAE round trip in
+ * the VAE's periodic steady state, as a convolution with circular padding
+ * in time would give: the encoder sees the loop's last frame (Wan's lone
+ * first frame) and then `turns` turns of the loop, of which the last turn's
+ * p latent frames are kept; the decoder sees `hist` latent frames of the
+ * same cycle before them. So the last frame is decoded before the first as
+ * any two neighbours are, and the wrap is no seam between two decodes
+ * (docs/operations.md). Streams: memory does not grow with turns or hist. */
+int vd_loop_decode_periodic(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
+                            int h, int w)
+{
+    vdit_model *m = c->model;
+    int n = 4 * p, ret = 0;
+    if (p < 1 || turns < 1 || hist < 1 || f0 < 0 || f0 + n > v->n_frames)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "periodic loop decode: frames %d..%d of %d, %d turns, history %d", f0,
+                      f0 + n - 1, v->n_frames, turns, hist);
+    int64_t lh = h / VAE_SPATIAL, lw = w / VAE_SPATIAL, lsz = m->z_dim * lh * lw;
+    size_t fsz = (size_t)h * w;
+    vd_vae_stream *es = NULL, *ds = NULL;
+    float *frames = vd_malloc(sizeof(float) * 3 * fsz * VAE_TEMPORAL);
+    float *lat = vd_malloc(sizeof(float) * (size_t)(lsz * (p + 1)));
+    if (!frames || !lat) {
+        ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory (periodic loop decode)");
+        goto done;
+    }
+    if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, 0, 1)) ||
+        (ret = vd_model_vae_detach(m, c->kc, VD_VAE_ENCODER | VD_VAE_DECODER, h, w)) ||
+        (ret = vd_vae_enc_stream_new(m->vae, c->kc, h, w, 0, &es)))
+        goto done;
+    int k = 0; /* latent frames of the last turn so far, in lat */
+    for (int i = -1; i < turns * n; i++) {
+        int got = 0;
+        vd_put_frame(v, f0 + (i < 0 ? n - 1 : i % n), frames, 1, h, w, 0);
+        if ((ret = vd_vae_enc_stream_push(es, frames, lat + (size_t)k * (size_t)lsz, &got)))
+            goto done;
+        if (got && i >= (turns - 1) * n)
+            k++;
+    }
+    if (k != p) {
+        ret = vd_err(&c->log, VDIT_ERR_INTERNAL, "loop: %d latent frames for a cycle of %d", k, p);
+        goto done;
+    }
+    if ((ret = vd_vae_dec_stream_new(m->vae, c->kc, (int)lh, (int)lw, 0, &ds)))
+        goto done;
+    for (int j = -hist; j < p; j++) {
+        int got = 0;
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, j + hist, hist + p)) ||
+            (ret = vd_vae_dec_stream_push(ds, lat + (size_t)((j % p + p) % p) * (size_t)lsz,
+                                          frames, &got)))
+            goto done;
+        for (int q = 0; j >= 0 && q < got; q++)
+            vd_get_frame(frames + (size_t)q * 3 * fsz, 1, h, w, 0, v, f0 + 4 * j + q);
+    }
+    ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, hist + p, hist + p);
+done:
+    vd_vae_stream_free(&es);
+    vd_vae_stream_free(&ds);
+    vd_free(frames);
+    vd_free(lat);
+    return ret;
+}
+
 /* Noise stream of a loop's closing window (windows of a long clip count up from 1). */
 #define VD_LOOP_STREAM 0x4c4f4f50u
 
@@ -395,6 +458,11 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
      * first latent frame) and stands apart from the rest, and the loop
      * then starts on a whole latent frame of 4. */
     int loop_back = loop && nf >= 8 && !c->model->circular_loop;
+    /* a model whose VAE decodes a loop periodically (vdit.json "loop_turns")
+     * makes loops of whole latent frames, 4k frames */
+    int periodic = loop_back && c->model->loop_turns > 0;
+    if (periodic)
+        nf = (nf + 3) / 4 * 4;
     if (loop_back) {
         loop = 0;
         if ((ret = vd_check_strength(&c->log, p->strength)))
@@ -452,6 +520,12 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
         const span a = { v, nf - 5, 1 }, b = { v, 1, 8 };
         if ((ret = fill_window(c, &rp, job.h, job.w, a, 0, 4, 0, b, p->strength, VD_LOOP_STREAM, v,
                                nf - 4))) {
+            vdit_video_free(&v);
+            return ret;
+        }
+        if (periodic &&
+            (ret = vd_loop_decode_periodic(c, v, 1, (nf - 1) / 4, c->model->loop_turns,
+                                           c->model->loop_history, job.h, job.w))) {
             vdit_video_free(&v);
             return ret;
         }

@@ -183,7 +183,8 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
         { "shift", 'n', 1e-3, 1000 },  { "text_len", 'i', 1, 65536 },   { "num_heads", 'i', 1, 4096 },
         { "sampler", 's', 0, 0 },      { "negative_prompt", 's', 0, 0 }, { "dit", 's', 0, 0 },
         { "vae", 's', 0, 0 },          { "t5", 's', 0, 0 },             { "tokenizer", 's', 0, 0 },
-        { "context", 's', 0, 0 },      { "loop", 's', 0, 0 },
+        { "context", 's', 0, 0 },      { "loop", 's', 0, 0 },          { "loop_turns", 'i', 0, 16 },
+        { "loop_history", 'i', 1, 256 },
     };
     if (vj->type != VJ_OBJ)
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: not a JSON object", file);
@@ -324,6 +325,8 @@ static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
                       path);
     m->clean_context = !strcmp(vj_str(vj_get(vj, "context"), "noised"), "clean");
     m->circular_loop = !strcmp(vj_str(vj_get(vj, "loop"), "bridge"), "circular");
+    m->loop_turns = (int)vj_int(vj_get(vj, "loop_turns"), 0);
+    m->loop_history = (int)vj_int(vj_get(vj, "loop_history"), 8);
     const char *neg = vj_str(vj_get(vj, "negative_prompt"), wan_neg_prompt);
     if (!(m->neg_prompt = strdup(neg)))
         return vd_err(&m->log, VDIT_ERR_NOMEM, "out of memory");

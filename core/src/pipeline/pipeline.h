@@ -46,6 +46,10 @@ struct vdit_model {
                           circular timeline (a model trained on periodic clips seen as
                           that sampler shows them); else (bridge) loops of 8 frames or
                           more are a clip whose tail is made again as a bridge back */
+    int loop_turns, loop_history; /* vdit.json "loop_turns" > 0: a bridge-back loop (4k
+                          frames) is decoded in the VAE's periodic steady state: encoded
+                          after loop_turns - 1 turns of itself, decoded after
+                          loop_history latent frames of its own cycle (generate.c) */
 };
 
 /* Detaches the VAE's `parts` (VD_VAE_*) from its checkpoint for h x w
@@ -130,6 +134,13 @@ typedef struct vd_job {
 /* Runs a job; *out receives the decoded timeline [3, T', H, W] (vd_free).
  * For circular jobs T' = 4 * latent frames, else T. */
 int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out);
+
+/* Replaces the loop v[f0 .. f0 + 4p - 1] by its VAE round trip in the
+ * periodic steady state: encoded after its last frame and turns - 1 turns,
+ * decoded after hist latent frames of its own cycle (h, w: the padded size,
+ * multiples of 16). */
+int vd_loop_decode_periodic(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
+                            int h, int w);
 
 /* Frame vf of v (clamped to the clip) into timeline position tpos of px
  * [3, T, H, W] in [-1, 1], centred, edges replicated (H, W >= v's size). */
