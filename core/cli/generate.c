@@ -59,7 +59,7 @@ static void usage(enum op op, FILE *o)
         fprintf(o, "  --width N, --height N  frame size (default: the model's, 832x480); any size\n"
                    "  --frames N             frame count (default: the model's, 81)%s\n",
                 op == OP_LOOP ? "; rounded up to a multiple of 4\n"
-                                "                         under 8 (always for a model with \"loop\": \"circular\")"
+                                "                         (not from 8 on for a model with \"loop_turns\": 0)"
                               : "; 1 = image");
     if (op == OP_EXTEND || op == OP_BRIDGE)
         fprintf(o, "  --frames-new N         frames to make (required)\n"

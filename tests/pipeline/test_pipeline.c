@@ -94,16 +94,32 @@ static void test_generate(void)
     p.n_frames = 6; /* under 8: rounded up to 4 frames per latent frame */
     T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == 8, "loop 6 -> 8 frames");
     vdit_video_free(&v);
-    /* 8 frames or more: the plain clip of one frame more without its first
-     * frame, with its last 4 frames made again (a bridge back to its
-     * start); any length */
-    for (int nf = 9; nf <= 11; nf += 2) {
+    /* 8 frames or more: a bridge-back loop, decoded after its last frame
+     * (Wan's models by default: "loop_turns" 1), so of whole latent frames */
+    int want[][2] = { { 9, 12 }, { 12, 12 }, { 13, 16 } };
+    for (int i = 0; i < 3; i++) {
         p = base();
+        p.loop = 1;
+        p.n_frames = want[i][0];
+        T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == want[i][1],
+                "loop %d -> %d frames: %d", want[i][0], want[i][1], v ? v->n_frames : -1);
+        vdit_video_free(&v);
+    }
+}
+
+/* Loops of 8 frames or more without the loop decode ("loop_turns": 0): the
+ * plain clip of one frame more without its first frame, with its last 4
+ * frames made again (a bridge back to its start); any length. */
+static void test_loop_bridge_back(vdit_ctx *c)
+{
+    vdit_video *v = NULL, *v2 = NULL;
+    for (int nf = 9; nf <= 11; nf += 2) {
+        vdit_gen_params p = base();
         p.n_frames = nf + 1;
-        T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && v2, "plain %d", nf + 1);
+        T_CHECK(vdit_generate(c, &p, &v2) == 0 && v2, "plain %d", nf + 1);
         p.n_frames = nf;
         p.loop = 1;
-        T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->n_frames == nf, "loop %d frames", nf);
+        T_CHECK(vdit_generate(c, &p, &v) == 0 && v && v->n_frames == nf, "loop %d frames", nf);
         if (v && v2)
             T_CHECK(same_frames(v, 0, v2, 1, nf - 4) && !same_frames(v, nf - 4, v2, nf - 3, 4),
                     "loop %d: first %d frames as the plain clip's from its second, the last 4 "
@@ -529,41 +545,42 @@ static int load_with_json(const char *dir, const char *json, vdit_model_params *
 /* Folder layouts: the official release naming (google/umt5-xxl/,
  * config.json, no vdit.json: Wan's defaults), a DiT file given directly,
  * and a folder missing its VAE. */
-/* The periodic loop decode against its definition, run one-shot: the loop's
- * last frame and `turns` turns of it encoded, the last turn's latents
- * decoded after `hist` latents of their cycle (odd frame size: padded). */
-static void test_loop_periodic(void)
+/* The loop decode against its definition, run one-shot: the loop's last
+ * frame and `turns` turns of it encoded; the last turn's latents decoded
+ * after `hist` latents of their cycle, or (hist 0) all the latents decoded
+ * as they are and the last turn kept (odd frame size: padded). */
+static void loop_decode_case(int turns, int hist)
 {
-    const int w = 30, h = 22, pw = 32, ph = 32, p = 2, n = 8, f0 = 1, turns = 2, hist = 3;
+    const int w = 30, h = 22, pw = 32, ph = 32, p = 2, n = 8, f0 = 1;
     vdit_video *v = pattern(w, h, n + 2, 5), *ref = pattern(w, h, n + 2, 5);
-    int64_t ch = model->z_dim, lsz = ch * (ph / 8) * (pw / 8);
-    int te = 1 + turns * n, td = 1 + 4 * (hist + p - 1);
+    int64_t ch = model->z_dim, hw = (ph / 8) * (pw / 8), lt = 1 + turns * p;
+    int te = 1 + turns * n, ld = hist ? hist + p : (int)lt, td = 1 + 4 * (ld - 1);
     float *px = malloc(sizeof(float) * 3 * (size_t)te * ph * pw);
-    float *lat = malloc(sizeof(float) * (size_t)(lsz * (1 + turns * p)));
-    float *zin = malloc(sizeof(float) * (size_t)(lsz * (hist + p)));
+    float *lat = malloc(sizeof(float) * (size_t)(ch * hw * lt));
+    float *zin = malloc(sizeof(float) * (size_t)(ch * hw * ld));
     float *out = malloc(sizeof(float) * 3 * (size_t)td * ph * pw);
     T_CHECK(v && ref && px && lat && zin && out, "alloc");
     if (!v || !ref || !px || !lat || !zin || !out)
         goto done;
-    T_CHECK(vd_loop_decode_periodic(ctx, v, f0, p, turns, hist, ph, pw) == 0, "periodic: %s",
-            vdit_ctx_last_error(ctx));
+    T_CHECK(vd_loop_decode_periodic(ctx, v, f0, p, turns, hist, ph, pw) == 0,
+            "loop decode (%d turns, history %d): %s", turns, hist, vdit_ctx_last_error(ctx));
     for (int i = 0; i < te; i++)
         vd_put_frame(ref, f0 + (i == 0 ? n - 1 : (i - 1) % n), px, te, ph, pw, i);
     T_CHECK(vd_vae_encode(model->vae, ctx->kc, px, te, ph, pw, lat, NULL) == 0, "encode");
-    int64_t lt = 1 + turns * p;
     for (int64_t c = 0; c < ch; c++)
-        for (int j = 0; j < hist + p; j++)
-            memcpy(zin + (c * (hist + p) + j) * (lsz / ch),
-                   lat + (c * lt + lt - p + ((j - hist) % p + p) % p) * (lsz / ch),
-                   sizeof(float) * (size_t)(lsz / ch));
-    T_CHECK(vd_vae_decode(model->vae, ctx->kc, zin, hist + p, ph / 8, pw / 8, out) == 0, "decode");
+        for (int j = 0; j < ld; j++) {
+            int64_t src = hist ? lt - p + ((j - hist) % p + p) % p : j;
+            memcpy(zin + (c * ld + j) * hw, lat + (c * lt + src) * hw, sizeof(float) * (size_t)hw);
+        }
+    T_CHECK(vd_vae_decode(model->vae, ctx->kc, zin, ld, ph / 8, pw / 8, out) == 0, "decode");
     for (int f = 0; f < n; f++)
         vd_get_frame(out, td, ph, pw, td - n + f, ref, f0 + f);
     int maxd = 0;
     size_t fsz = (size_t)w * h * 3;
     for (size_t k = 0; k < fsz * (size_t)(n + 2); k++)
         maxd = VD_MAX(maxd, abs((int)v->rgb[k] - (int)ref->rgb[k]));
-    T_CHECK(maxd <= 1, "streamed periodic decode = one-shot definition (max diff %d)", maxd);
+    T_CHECK(maxd <= 1, "streamed loop decode (%d turns, history %d) = one-shot definition (max "
+            "diff %d)", turns, hist, maxd);
     /* frames outside the loop are untouched */
     vdit_video *orig = pattern(w, h, n + 2, 5);
     T_CHECK(orig && !memcmp(v->rgb, orig->rgb, fsz) &&
@@ -571,8 +588,9 @@ static void test_loop_periodic(void)
             "frames outside the loop kept");
     vdit_video_free(&orig);
     T_CHECK(vd_loop_decode_periodic(ctx, v, 4, p, turns, hist, ph, pw) == VDIT_ERR_INVALID_ARG &&
-                vd_loop_decode_periodic(ctx, v, 0, p, 0, hist, ph, pw) == VDIT_ERR_INVALID_ARG,
-            "periodic decode rejects a loop past the clip and 0 turns");
+                vd_loop_decode_periodic(ctx, v, 0, p, 0, hist, ph, pw) == VDIT_ERR_INVALID_ARG &&
+                vd_loop_decode_periodic(ctx, v, 0, p, 1, -1, ph, pw) == VDIT_ERR_INVALID_ARG,
+            "loop decode rejects a loop past the clip, 0 turns and a negative history");
 done:
     vdit_video_free(&v);
     vdit_video_free(&ref);
@@ -580,6 +598,13 @@ done:
     free(lat);
     free(zin);
     free(out);
+}
+
+static void test_loop_decode(void)
+{
+    loop_decode_case(1, 0);
+    loop_decode_case(2, 0);
+    loop_decode_case(2, 3);
 }
 
 static void test_layouts(const char *tiny)
@@ -637,11 +662,26 @@ static void test_layouts(const char *tiny)
     T_CHECK(load_with_json(dir, "{\"loop_turns\": 1.5}", &mp, &m) == VDIT_ERR_FORMAT &&
                 strstr(mp.error, "loop_turns"),
             "bad loop_turns in vdit.json: %s", mp.error);
-    T_CHECK(load_with_json(dir, "{\"loop_history\": 0}", &mp, &m) == VDIT_ERR_FORMAT &&
+    T_CHECK(load_with_json(dir, "{\"loop_history\": -1}", &mp, &m) == VDIT_ERR_FORMAT &&
                 strstr(mp.error, "loop_history"),
             "bad loop_history in vdit.json: %s", mp.error);
-    /* "loop_turns": a bridge-back loop of 9 frames is made of whole latent
-     * frames (12) and decoded periodically */
+    T_CHECK(load_with_json(dir, "{\"loop_turns\": 0, \"width\": 32, \"height\": 32}", &mp,
+                           &m) == 0 &&
+                m,
+            "loop_turns 0: %s", mp.error);
+    if (m) {
+        vdit_ctx_params cp;
+        vdit_ctx_params_default(&cp);
+        cp.n_threads = 1;
+        vdit_ctx *c = NULL;
+        T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
+        if (c)
+            test_loop_bridge_back(c);
+        vdit_ctx_free(&c);
+    }
+    vdit_model_free(&m);
+    /* "loop_history" > 0: the periodic steady state, also of whole latent
+     * frames (12 for 9) */
     T_CHECK(load_with_json(dir, "{\"loop_turns\": 2, \"loop_history\": 3, \"width\": 32, "
                                 "\"height\": 32}",
                            &mp, &m) == 0 &&
@@ -829,7 +869,7 @@ int main(int argc, char **argv)
     test_stream_update();
     test_cancel();
     test_errors();
-    test_loop_periodic();
+    test_loop_decode();
     vdit_ctx_free(&ctx);
     vdit_model_free(&model);
     T_CHECK(model == NULL, "model free clears");

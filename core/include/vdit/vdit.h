@@ -239,11 +239,13 @@ typedef struct vdit_gen_params {
                                     streaming, and the crossfade a bridge or a loop's
                                     closing frames start from): int(strength * steps)
                                     steps run */
-    int loop;                    /* generate: 1 = seamless loop; default 0. 8 frames or
-                                    more: the plain clip of n_frames + 1 from its second
-                                    frame, its last 4 frames made again to lead back into
-                                    its start; fewer: a circular timeline, n_frames
-                                    rounded up to a multiple of 4 */
+    int loop;                    /* generate: 1 = seamless loop; default 0. n_frames is
+                                    rounded up to a multiple of 4. 8 frames or more: the
+                                    plain clip of n_frames + 1 from its second frame, its
+                                    last 4 frames made again to lead back into its start,
+                                    then re-encoded after its last frame and decoded so
+                                    (a model's vdit.json "loop_turns": 0 leaves that out
+                                    and the length as asked); fewer: a circular timeline */
     uint8_t reserved[64];
 } vdit_gen_params;
 

@@ -368,61 +368,74 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
                        int n_gen, int pad_back, span b, float strength, uint64_t stream,
                        vdit_video *dst, int d0);
 
-/* A loop's frames v[f0 .. f0 + 4p - 1] replaced by their VAE round trip in
- * the VAE's periodic steady state, as a convolution with circular padding
- * in time would give: the encoder sees the loop's last frame (Wan's lone
- * first frame) and then `turns` turns of the loop, of which the last turn's
- * p latent frames are kept; the decoder sees `hist` latent frames of the
- * same cycle before them. So the last frame is decoded before the first as
- * any two neighbours are, and the wrap is no seam between two decodes
- * (docs/operations.md). Streams: memory does not grow with turns or hist. */
+/* Re-decodes the loop v[f0 .. f0 + 4p - 1] so that its first frame is
+ * decoded after its last, as any frame after the one before it (a
+ * convolution padded circularly in time does the same): the encoder sees
+ * the loop's last frame (Wan's lone first frame) and then `turns` turns of
+ * the loop. hist = 0: the decoder takes the encoder's latent frames as they
+ * come and the last turn's frames are kept (with one turn, the clip [last
+ * frame, loop] decoded as is). hist > 0: the last turn's p latent frames are
+ * decoded after hist latent frames of their own cycle, the periodic steady
+ * state for a VAE that stays accurate that far from a clip's start.
+ * Streams: memory does not grow with turns or hist (docs/operations.md). */
 int vd_loop_decode_periodic(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
                             int h, int w)
 {
     vdit_model *m = c->model;
     int n = 4 * p, ret = 0;
-    if (p < 1 || turns < 1 || hist < 1 || f0 < 0 || f0 + n > v->n_frames)
+    if (p < 1 || turns < 1 || hist < 0 || f0 < 0 || f0 + n > v->n_frames)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
-                      "periodic loop decode: frames %d..%d of %d, %d turns, history %d", f0,
-                      f0 + n - 1, v->n_frames, turns, hist);
+                      "loop decode: frames %d..%d of %d, %d turns, history %d", f0, f0 + n - 1,
+                      v->n_frames, turns, hist);
     int64_t lh = h / VAE_SPATIAL, lw = w / VAE_SPATIAL, lsz = m->z_dim * lh * lw;
     size_t fsz = (size_t)h * w;
+    int total = hist ? hist + p : 1 + turns * p, done_l = 0;
     vd_vae_stream *es = NULL, *ds = NULL;
     float *frames = vd_malloc(sizeof(float) * 3 * fsz * VAE_TEMPORAL);
-    float *lat = vd_malloc(sizeof(float) * (size_t)(lsz * (p + 1)));
+    float *lat = vd_malloc(sizeof(float) * (size_t)(lsz * p));
     if (!frames || !lat) {
-        ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory (periodic loop decode)");
+        ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory (loop decode)");
         goto done;
     }
-    if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, 0, 1)) ||
-        (ret = vd_model_vae_detach(m, c->kc, VD_VAE_ENCODER | VD_VAE_DECODER, h, w)) ||
-        (ret = vd_vae_enc_stream_new(m->vae, c->kc, h, w, 0, &es)))
+    if ((ret = vd_model_vae_detach(m, c->kc, VD_VAE_ENCODER | VD_VAE_DECODER, h, w)) ||
+        (ret = vd_vae_enc_stream_new(m->vae, c->kc, h, w, 0, &es)) ||
+        (ret = vd_vae_dec_stream_new(m->vae, c->kc, (int)lh, (int)lw, 0, &ds)))
         goto done;
-    int k = 0; /* latent frames of the last turn so far, in lat */
+    /* f: the loop frame the next decoded pixel frame is (-1: the lone frame) */
+    int k = 0, f = -1;
     for (int i = -1; i < turns * n; i++) {
         int got = 0;
         vd_put_frame(v, f0 + (i < 0 ? n - 1 : i % n), frames, 1, h, w, 0);
-        if ((ret = vd_vae_enc_stream_push(es, frames, lat + (size_t)k * (size_t)lsz, &got)))
+        float *z = lat + (size_t)(k % p) * (size_t)lsz;
+        if ((ret = vd_vae_enc_stream_push(es, frames, z, &got)))
             goto done;
-        if (got && i >= (turns - 1) * n)
-            k++;
+        if (!got)
+            continue;
+        if (i >= (turns - 1) * n)
+            k++; /* one of the last turn's latent frames */
+        if (hist)
+            continue;
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, done_l++, total)) ||
+            (ret = vd_vae_dec_stream_push(ds, z, frames, &got)))
+            goto done;
+        for (int q = 0; q < got; q++, f++)
+            if (f >= (turns - 1) * n)
+                vd_get_frame(frames + (size_t)q * 3 * fsz, 1, h, w, 0, v, f0 + f % n);
     }
     if (k != p) {
         ret = vd_err(&c->log, VDIT_ERR_INTERNAL, "loop: %d latent frames for a cycle of %d", k, p);
         goto done;
     }
-    if ((ret = vd_vae_dec_stream_new(m->vae, c->kc, (int)lh, (int)lw, 0, &ds)))
-        goto done;
-    for (int j = -hist; j < p; j++) {
+    for (int j = -hist; hist && j < p; j++) {
         int got = 0;
-        if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, j + hist, hist + p)) ||
+        if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, done_l++, total)) ||
             (ret = vd_vae_dec_stream_push(ds, lat + (size_t)((j % p + p) % p) * (size_t)lsz,
                                           frames, &got)))
             goto done;
         for (int q = 0; j >= 0 && q < got; q++)
             vd_get_frame(frames + (size_t)q * 3 * fsz, 1, h, w, 0, v, f0 + 4 * j + q);
     }
-    ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, hist + p, hist + p);
+    ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, total, total);
 done:
     vd_vae_stream_free(&es);
     vd_vae_stream_free(&ds);

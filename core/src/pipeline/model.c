@@ -184,7 +184,7 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
         { "sampler", 's', 0, 0 },      { "negative_prompt", 's', 0, 0 }, { "dit", 's', 0, 0 },
         { "vae", 's', 0, 0 },          { "t5", 's', 0, 0 },             { "tokenizer", 's', 0, 0 },
         { "context", 's', 0, 0 },      { "loop", 's', 0, 0 },          { "loop_turns", 'i', 0, 16 },
-        { "loop_history", 'i', 1, 256 },
+        { "loop_history", 'i', 0, 256 },
     };
     if (vj->type != VJ_OBJ)
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: not a JSON object", file);
@@ -325,8 +325,8 @@ static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
                       path);
     m->clean_context = !strcmp(vj_str(vj_get(vj, "context"), "noised"), "clean");
     m->circular_loop = !strcmp(vj_str(vj_get(vj, "loop"), "bridge"), "circular");
-    m->loop_turns = (int)vj_int(vj_get(vj, "loop_turns"), 0);
-    m->loop_history = (int)vj_int(vj_get(vj, "loop_history"), 8);
+    m->loop_turns = (int)vj_int(vj_get(vj, "loop_turns"), 1);
+    m->loop_history = (int)vj_int(vj_get(vj, "loop_history"), 0);
     const char *neg = vj_str(vj_get(vj, "negative_prompt"), wan_neg_prompt);
     if (!(m->neg_prompt = strdup(neg)))
         return vd_err(&m->log, VDIT_ERR_NOMEM, "out of memory");
