@@ -562,7 +562,7 @@ static void loop_decode_case(int turns, int hist)
     T_CHECK(v && ref && px && lat && zin && out, "alloc");
     if (!v || !ref || !px || !lat || !zin || !out)
         goto done;
-    T_CHECK(vd_loop_decode_periodic(ctx, v, f0, p, turns, hist, ph, pw) == 0,
+    T_CHECK(vd_loop_decode(ctx, v, f0, p, turns, hist, ph, pw) == 0,
             "loop decode (%d turns, history %d): %s", turns, hist, vdit_ctx_last_error(ctx));
     for (int i = 0; i < te; i++)
         vd_put_frame(ref, f0 + (i == 0 ? n - 1 : (i - 1) % n), px, te, ph, pw, i);
@@ -587,9 +587,9 @@ static void loop_decode_case(int turns, int hist)
                 !memcmp(v->rgb + fsz * (n + 1), orig->rgb + fsz * (n + 1), fsz),
             "frames outside the loop kept");
     vdit_video_free(&orig);
-    T_CHECK(vd_loop_decode_periodic(ctx, v, 4, p, turns, hist, ph, pw) == VDIT_ERR_INVALID_ARG &&
-                vd_loop_decode_periodic(ctx, v, 0, p, 0, hist, ph, pw) == VDIT_ERR_INVALID_ARG &&
-                vd_loop_decode_periodic(ctx, v, 0, p, 1, -1, ph, pw) == VDIT_ERR_INVALID_ARG,
+    T_CHECK(vd_loop_decode(ctx, v, 4, p, turns, hist, ph, pw) == VDIT_ERR_INVALID_ARG &&
+                vd_loop_decode(ctx, v, 0, p, 0, hist, ph, pw) == VDIT_ERR_INVALID_ARG &&
+                vd_loop_decode(ctx, v, 0, p, 1, -1, ph, pw) == VDIT_ERR_INVALID_ARG,
             "loop decode rejects a loop past the clip, 0 turns and a negative history");
 done:
     vdit_video_free(&v);

@@ -378,7 +378,7 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
  * decoded after hist latent frames of their own cycle, the periodic steady
  * state for a VAE that stays accurate that far from a clip's start.
  * Streams: memory does not grow with turns or hist (docs/operations.md). */
-int vd_loop_decode_periodic(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
+int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
                             int h, int w)
 {
     vdit_model *m = c->model;
@@ -471,10 +471,10 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
      * first latent frame) and stands apart from the rest, and the loop
      * then starts on a whole latent frame of 4. */
     int loop_back = loop && nf >= 8 && !c->model->circular_loop;
-    /* a model whose VAE decodes a loop periodically (vdit.json "loop_turns")
-     * makes loops of whole latent frames, 4k frames */
-    int periodic = loop_back && c->model->loop_turns > 0;
-    if (periodic)
+    /* the finished loop is decoded after its own last frame (vd_loop_decode;
+     * vdit.json "loop_turns" 0 leaves it out): whole latent frames, 4k */
+    int loop_decode = loop_back && c->model->loop_turns > 0;
+    if (loop_decode)
         nf = (nf + 3) / 4 * 4;
     if (loop_back) {
         loop = 0;
@@ -536,9 +536,8 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
             vdit_video_free(&v);
             return ret;
         }
-        if (periodic &&
-            (ret = vd_loop_decode_periodic(c, v, 1, (nf - 1) / 4, c->model->loop_turns,
-                                           c->model->loop_history, job.h, job.w))) {
+        if (loop_decode && (ret = vd_loop_decode(c, v, 1, (nf - 1) / 4, c->model->loop_turns,
+                                                 c->model->loop_history, job.h, job.w))) {
             vdit_video_free(&v);
             return ret;
         }

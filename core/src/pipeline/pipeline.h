@@ -46,10 +46,9 @@ struct vdit_model {
                           circular timeline (a model trained on periodic clips seen as
                           that sampler shows them); else (bridge) loops of 8 frames or
                           more are a clip whose tail is made again as a bridge back */
-    int loop_turns, loop_history; /* vdit.json "loop_turns" > 0: a bridge-back loop (4k
-                          frames) is decoded in the VAE's periodic steady state: encoded
-                          after loop_turns - 1 turns of itself, decoded after
-                          loop_history latent frames of its own cycle (generate.c) */
+    int loop_turns, loop_history; /* vdit.json "loop_turns" (default 1) > 0: a bridge-back
+                          loop (4k frames) is re-decoded so that its first frame follows
+                          its last (vd_loop_decode), "loop_history" (default 0) */
 };
 
 /* Detaches the VAE's `parts` (VD_VAE_*) from its checkpoint for h x w
@@ -135,11 +134,13 @@ typedef struct vd_job {
  * For circular jobs T' = 4 * latent frames, else T. */
 int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out);
 
-/* Replaces the loop v[f0 .. f0 + 4p - 1] by its VAE round trip in the
- * periodic steady state: encoded after its last frame and turns - 1 turns,
- * decoded after hist latent frames of its own cycle (h, w: the padded size,
- * multiples of 16). */
-int vd_loop_decode_periodic(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
+/* Replaces the loop v[f0 .. f0 + 4p - 1] by a VAE round trip in which its
+ * first frame follows its last: encoded after its last frame and `turns`
+ * turns of itself; hist 0: all of that decoded as it comes, the last turn
+ * kept; hist > 0: the last turn's latent frames decoded after hist latent
+ * frames of their own cycle (the periodic steady state). h, w: the padded
+ * size, multiples of 16. */
+int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
                             int h, int w);
 
 /* Frame vf of v (clamped to the clip) into timeline position tpos of px
