@@ -121,10 +121,11 @@ def ema_update(ema, params, step, cap):
             e.mul_(dec).add_(p.detach(), alpha=1 - dec)
 
 
-def decoder_step(vae, opt, params, mu, x):
-    """One decoder training step (L1 + MSE on the pixels of raw latent mu);
-    returns the L1 term."""
-    rec = vae.decode_raw(mu, chunked=False)
+def decoder_step(vae, opt, params, mu, x, skip=0):
+    """One decoder training step (L1 + MSE on the pixels of raw latent mu,
+    the first `skip` decoded frames left out of the loss); returns the L1
+    term."""
+    rec = vae.decode_raw(mu, chunked=False)[:, :, skip:]
     l1 = (rec - x).abs().mean()
     loss = l1 + (rec - x).pow(2).mean()
     opt.zero_grad(set_to_none=True)

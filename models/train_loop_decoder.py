@@ -142,8 +142,10 @@ def main():
             with torch.no_grad():
                 mu, _ = vae.encode_raw(torch.cat([loops[:, :, -1:], loops], 2), chunked=False)
                 mu = mu[:, :, 1:] + torch.randn_like(mu[:, :, 1:]) * 0.1 * std
-            target = loops[:, :, [f % n for f in range(-4 * (hist - 1), n)]]
-            rec = vae.decode_raw(mu[:, :, cycle_index(p, hist)], chunked=False)[:, :, 1:]
+            # every decoded frame after the lone first is a loop frame
+            acc.append(train.decoder_step(vae, opt, params, mu[:, :, cycle_index(p, hist)],
+                                          loops[:, :, [f % n for f in range(-4 * (hist - 1), n)]],
+                                          skip=1).item())
         else:
             t = int(rng.choice([9, 13]))
             vids = [gen.make_clip(int(rng.integers(1 << 30)), size_wh=wh, frames=t)["video"] for _ in range(8)]
@@ -151,14 +153,7 @@ def main():
             with torch.no_grad():
                 mu, _ = vae.encode_raw(target, chunked=False)
                 mu = mu + torch.randn_like(mu) * 0.1 * std
-            rec = vae.decode_raw(mu, chunked=False)
-        l1 = (rec - target).abs().mean()
-        loss = l1 + (rec - target).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        acc.append(l1.item())
+            acc.append(train.decoder_step(vae, opt, params, mu, target).item())
         step += 1
         if step % 100 == 0:
             print("step %d %.0f s l1 %.4f" % (step, time.time() - t0, np.mean(acc[-100:])), flush=True)

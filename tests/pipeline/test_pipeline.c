@@ -607,6 +607,39 @@ static void test_loop_decode(void)
     loop_decode_case(2, 3);
 }
 
+/* The tiny model with this vdit.json (*m) and a 1-thread context on it, or
+ * NULL (the failure is checked). */
+static vdit_ctx *ctx_with_json(const char *dir, const char *json, vdit_model **m)
+{
+    vdit_model_params mp;
+    vdit_model_params_default(&mp);
+    T_CHECK(load_with_json(dir, json, &mp, m) == 0 && *m, "%s: %s", json, mp.error);
+    if (!*m)
+        return NULL;
+    vdit_ctx_params cp;
+    vdit_ctx_params_default(&cp);
+    cp.n_threads = 1;
+    vdit_ctx *c = NULL;
+    T_CHECK(vdit_ctx_init(*m, &cp, &c) == 0, "ctx for %s", json);
+    return c;
+}
+
+/* Frames of a loop asked for n frames, -1 on error (the message printed). */
+static int loop_frames(vdit_ctx *c, int n)
+{
+    if (!c)
+        return -1;
+    vdit_gen_params g = base();
+    g.n_frames = n;
+    g.loop = 1;
+    vdit_video *v = NULL;
+    int got = vdit_generate(c, &g, &v) == 0 && v ? v->n_frames : -1;
+    if (got < 0)
+        fprintf(stderr, "loop of %d frames: %s\n", n, vdit_ctx_last_error(c));
+    vdit_video_free(&v);
+    return got;
+}
+
 static void test_layouts(const char *tiny)
 {
     char dir[] = "/tmp/vdit_layout_XXXXXX";
@@ -665,66 +698,27 @@ static void test_layouts(const char *tiny)
     T_CHECK(load_with_json(dir, "{\"loop_history\": -1}", &mp, &m) == VDIT_ERR_FORMAT &&
                 strstr(mp.error, "loop_history"),
             "bad loop_history in vdit.json: %s", mp.error);
-    T_CHECK(load_with_json(dir, "{\"loop_turns\": 0, \"width\": 32, \"height\": 32}", &mp,
-                           &m) == 0 &&
-                m,
-            "loop_turns 0: %s", mp.error);
-    if (m) {
-        vdit_ctx_params cp;
-        vdit_ctx_params_default(&cp);
-        cp.n_threads = 1;
-        vdit_ctx *c = NULL;
-        T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
-        if (c)
-            test_loop_bridge_back(c);
-        vdit_ctx_free(&c);
-    }
+    /* "loop_turns": 0: the bridge-back loop as made, of any length */
+    vdit_ctx *c = ctx_with_json(dir, "{\"loop_turns\": 0, \"width\": 32, \"height\": 32}", &m);
+    if (c)
+        test_loop_bridge_back(c);
+    vdit_ctx_free(&c);
     vdit_model_free(&m);
     /* "loop_history" > 0: the periodic steady state, also of whole latent
      * frames (12 for 9) */
-    T_CHECK(load_with_json(dir, "{\"loop_turns\": 2, \"loop_history\": 3, \"width\": 32, "
-                                "\"height\": 32}",
-                           &mp, &m) == 0 &&
-                m,
-            "loop_turns: %s", mp.error);
-    if (m) {
-        vdit_ctx_params cp;
-        vdit_ctx_params_default(&cp);
-        cp.n_threads = 1;
-        vdit_ctx *c = NULL;
-        T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
-        vdit_gen_params g = base();
-        g.n_frames = 9;
-        g.loop = 1;
-        vdit_video *v = NULL;
-        T_CHECK(c && vdit_generate(c, &g, &v) == 0 && v && v->n_frames == 12,
-                "periodic loop of 9 frames: %d frames (%s)", v ? v->n_frames : -1,
-                c ? vdit_ctx_last_error(c) : "");
-        vdit_video_free(&v);
-        vdit_ctx_free(&c);
-    }
+    c = ctx_with_json(dir,
+                      "{\"loop_turns\": 2, \"loop_history\": 3, \"width\": 32, \"height\": 32}",
+                      &m);
+    int nl = loop_frames(c, 9);
+    T_CHECK(nl == 12, "periodic loop of 9 frames: %d frames", nl);
+    vdit_ctx_free(&c);
     vdit_model_free(&m);
     /* "loop": "circular": a loop of 9 frames is a circular timeline of 4
      * frames per latent frame (12), not the clip with a bridge back (9) */
-    T_CHECK(load_with_json(dir, "{\"loop\": \"circular\", \"width\": 32, \"height\": 32}", &mp,
-                           &m) == 0 && m,
-            "loop circular: %s", mp.error);
-    if (m) {
-        vdit_ctx_params cp;
-        vdit_ctx_params_default(&cp);
-        cp.n_threads = 1;
-        vdit_ctx *c = NULL;
-        T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
-        vdit_gen_params g = base();
-        g.n_frames = 9;
-        g.loop = 1;
-        vdit_video *v = NULL;
-        T_CHECK(c && vdit_generate(c, &g, &v) == 0 && v && v->n_frames == 12,
-                "circular loop of 9 frames: %d frames (%s)", v ? v->n_frames : -1,
-                c ? vdit_ctx_last_error(c) : "");
-        vdit_video_free(&v);
-        vdit_ctx_free(&c);
-    }
+    c = ctx_with_json(dir, "{\"loop\": \"circular\", \"width\": 32, \"height\": 32}", &m);
+    nl = loop_frames(c, 9);
+    T_CHECK(nl == 12, "circular loop of 9 frames: %d frames", nl);
+    vdit_ctx_free(&c);
     vdit_model_free(&m);
     /* diffusers: model_index.json and one folder per part (original key
      * names here; the parts' canonicalisers map diffusers names) */
