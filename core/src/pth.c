@@ -170,7 +170,8 @@ typedef enum pk_type {
 
 /* The only callables and classes the machine knows. */
 typedef enum pk_global {
-    G_ORDERED_DICT, G_REBUILD_TENSOR_V2, G_REBUILD_PARAMETER, G_STORAGE, G_DTYPE
+    G_ORDERED_DICT, G_REBUILD_TENSOR_V2, G_REBUILD_TENSOR_V3, G_REBUILD_PARAMETER, G_STORAGE,
+    G_DTYPE
 } pk_global;
 
 typedef struct pk_val pk_val;
@@ -178,7 +179,8 @@ struct pk_val {
     pk_type type;
     int64_t i;     /* INT, BOOL; GLOBAL: pk_global */
     double f;      /* FLOAT */
-    int dtype;     /* GLOBAL storage/dtype classes, STORAGE, TENSOR: vt_dtype */
+    int dtype;     /* GLOBAL storage/dtype classes, STORAGE, TENSOR: vt_dtype; -1: an
+                    * untyped storage (bytes, numel counts bytes) */
     const char *s; /* STR (NUL-terminated copy in the arena), STORAGE: key */
     size_t n;      /* STR bytes; TUPLE/LIST/DICT items (DICT: 2 per pair) */
     size_t cap;
@@ -348,7 +350,12 @@ static const struct {
 } allowed[] = {
     { "collections", "OrderedDict", G_ORDERED_DICT, -1 },
     { "torch._utils", "_rebuild_tensor_v2", G_REBUILD_TENSOR_V2, -1 },
+    /* torch >= 2.3 pickles tensors of the newer dtypes (fp8, uint16..64)
+     * as (UntypedStorage, ..., dtype) */
+    { "torch._utils", "_rebuild_tensor_v3", G_REBUILD_TENSOR_V3, -1 },
     { "torch._utils", "_rebuild_parameter", G_REBUILD_PARAMETER, -1 },
+    { "torch.storage", "UntypedStorage", G_STORAGE, -1 },
+    { "torch", "UntypedStorage", G_STORAGE, -1 },
     { "torch", "FloatStorage", G_STORAGE, VT_F32 },
     { "torch", "HalfStorage", G_STORAGE, VT_F16 },
     { "torch", "BFloat16Storage", G_STORAGE, VT_BF16 },
@@ -372,6 +379,8 @@ static const struct {
     { "torch", "int8", G_DTYPE, VT_I8 },
     { "torch", "uint8", G_DTYPE, VT_U8 },
     { "torch", "bool", G_DTYPE, VT_BOOL },
+    { "torch", "float8_e4m3fn", G_DTYPE, VT_F8_E4M3 },
+    { "torch", "float8_e5m2", G_DTYPE, VT_F8_E5M2 },
 };
 
 /* GLOBAL: "module\nname\n" */
@@ -459,20 +468,27 @@ static int op_reduce(pk *m)
         if (args->n)
             return perr(m, "OrderedDict with arguments at byte %zu", m->pos);
         return push(m, new_val(m, PK_DICT));
-    case G_REBUILD_TENSOR_V2: {
-        /* (storage, storage_offset, size, stride, requires_grad,
-         *  backward_hooks[, metadata]) */
+    case G_REBUILD_TENSOR_V2:
+    case G_REBUILD_TENSOR_V3: {
+        /* v2: (storage, storage_offset, size, stride, requires_grad,
+         *      backward_hooks[, metadata]): the storage's class is the dtype;
+         * v3: (untyped storage, ..., backward_hooks, dtype[, metadata]) */
+        int v3 = fn->i == G_REBUILD_TENSOR_V3;
+        const char *which = v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2";
         pk_val *t = new_val(m, PK_TENSOR);
         if (!t)
             return nomem(m);
         int ns = 0, nt = 0;
-        if (args->n < 4 || args->v[0]->type != PK_STORAGE || get_int(args->v[1], &t->offset)
-            || int_tuple(args->v[2], t->shape, &ns) || int_tuple(args->v[3], t->stride, &nt)
-            || ns != nt)
-            return perr(m, "bad _rebuild_tensor_v2 arguments at byte %zu (or more than %d "
-                           "dimensions)", m->pos, VT_MAX_DIMS);
+        if (args->n < (v3 ? 7u : 4u) || args->v[0]->type != PK_STORAGE
+            || get_int(args->v[1], &t->offset) || int_tuple(args->v[2], t->shape, &ns)
+            || int_tuple(args->v[3], t->stride, &nt) || ns != nt
+            || (v3 && (args->v[6]->type != PK_GLOBAL || args->v[6]->i != G_DTYPE)))
+            return perr(m, "bad %s arguments at byte %zu (or more than %d dimensions)", which,
+                        m->pos, VT_MAX_DIMS);
         t->storage = args->v[0];
-        t->dtype = t->storage->dtype;
+        t->dtype = v3 ? args->v[6]->dtype : t->storage->dtype;
+        if (t->dtype < 0)
+            return perr(m, "%s at byte %zu: an untyped storage without a dtype", which, m->pos);
         t->ndim = ns;
         return push(m, t);
     }
@@ -758,6 +774,8 @@ static int add_tensor(build *b, const char *name, const pk_val *t)
 {
     const pk_val *s = t->storage;
     size_t esz = vt_dtype_size((vt_dtype)t->dtype);
+    /* an untyped storage counts bytes; the tensor reads it as its dtype */
+    int64_t snumel = s->dtype < 0 ? s->numel / (int64_t)esz : s->numel;
     char key[256];
     if (strlen(s->s) > 200 || strchr(s->s, '/'))
         return vd_err(b->lg, VDIT_ERR_FORMAT, "%s: tensor '%s': bad storage key", b->label, name);
@@ -767,10 +785,10 @@ static int add_tensor(build *b, const char *name, const pk_val *t)
         return vd_err(b->lg, VDIT_ERR_FORMAT, "%s: tensor '%s': storage '%s' is not in the archive",
                       b->label, name, s->s);
     uint64_t sbytes;
-    if (__builtin_mul_overflow((uint64_t)s->numel, (uint64_t)esz, &sbytes) || sbytes > e->size)
+    if (__builtin_mul_overflow((uint64_t)snumel, (uint64_t)esz, &sbytes) || sbytes > e->size)
         return vd_err(b->lg, VDIT_ERR_FORMAT,
                       "%s: tensor '%s': storage '%s' holds %llu bytes, %lld %s elements need more",
-                      b->label, name, s->s, (unsigned long long)e->size, (long long)s->numel,
+                      b->label, name, s->s, (unsigned long long)e->size, (long long)snumel,
                       vt_dtype_name((vt_dtype)t->dtype));
     /* every element index offset + sum(i_d * stride_d) must stay in the storage */
     int64_t nel = 1;
@@ -799,12 +817,12 @@ static int add_tensor(build *b, const char *name, const pk_val *t)
                 return vd_err(b->lg, VDIT_ERR_FORMAT, "%s: tensor '%s': strides overflow",
                               b->label, name);
         }
-        if (last >= (uint64_t)s->numel)
+        if (last >= (uint64_t)snumel)
             return vd_err(b->lg, VDIT_ERR_FORMAT,
                           "%s: tensor '%s': offset %lld with its sizes and strides reaches element "
                           "%llu of storage '%s' (%lld elements)",
                           b->label, name, (long long)t->offset, (unsigned long long)last, s->s,
-                          (long long)s->numel);
+                          (long long)snumel);
     }
     const uint8_t *base = b->buf + e->offset;
     /* an empty tensor reads nothing: its offset is not checked, so not used */

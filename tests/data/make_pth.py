@@ -89,6 +89,57 @@ def replace(entries, suffix, data):
     return [(n, data if n.endswith(suffix) else d) for n, d in entries]
 
 
+def _placeholder_global(module, name, obj):
+    """Registers obj as module.name so that pickle writes GLOBAL module name
+    for it (this torch lacks what newer ones pickle)."""
+    setattr(sys.modules[module], name, obj)
+    return obj
+
+
+class _F8Dtype:
+    """Stands for torch.float8_e4m3fn, which torch 1.13 does not have."""
+    __module__ = "torch"
+
+    def __reduce__(self):
+        return "float8_e4m3fn"
+
+
+def v3_pickle_module():
+    """A pickle module for torch.save that writes tensors as torch >= 2.3
+    writes those of its newer dtypes: _rebuild_tensor_v3(UntypedStorage,
+    offset, size, stride, requires_grad, hooks, dtype). A tensor wrapped in
+    AsF8 is written as float8_e4m3fn over its uint8 bytes."""
+    def _rebuild_tensor_v3(*args):
+        raise RuntimeError("placeholder")
+    _rebuild_tensor_v3.__module__ = "torch._utils"
+    _rebuild_tensor_v3.__qualname__ = "_rebuild_tensor_v3"
+    fn = _placeholder_global("torch._utils", "_rebuild_tensor_v3", _rebuild_tensor_v3)
+    f8 = _placeholder_global("torch", "float8_e4m3fn", _F8Dtype())
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, AsF8):
+                t, dtype = obj.t, f8
+            elif isinstance(obj, torch.Tensor):
+                t, dtype = obj, obj.dtype
+            else:
+                return NotImplemented
+            return fn, (t.storage().untyped(), t.storage_offset(), tuple(t.size()), t.stride(),
+                        False, collections.OrderedDict(), dtype)
+
+    mod = type(sys)("v3pickle")
+    mod.Pickler = Pickler
+    mod.Unpickler = pickle.Unpickler
+    mod.load = pickle.load
+    mod.dump = pickle.dump
+    return mod
+
+
+class AsF8:
+    def __init__(self, t):
+        self.t = t
+
+
 class Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned",))
@@ -107,6 +158,17 @@ def main(outdir):
     # A plain dict of one tensor, used as a small fuzzing seed.
     torch.save({"a": torch.ones(2, 3)}, p("small.pth"))
 
+    # torch >= 2.3's layout for fp8 / uint16..64 tensors (rebuild v3 over an
+    # untyped storage), also used here for an ordinary fp32 and a sliced fp16
+    # view; e4m3fn bytes 0x38 0x40 0xb8 0x3c 0x00 0x01 are 1, 2, -1, 1.5, 0, 2^-9
+    v3 = collections.OrderedDict()
+    v3["w32"] = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    v3["h16"] = (torch.arange(8, dtype=torch.float32) * 0.25).half()[2:7]
+    v3["f8"] = AsF8(torch.tensor([0x38, 0x40, 0xB8, 0x3C, 0x00, 0x01], dtype=torch.uint8).reshape(2, 3))
+    torch.save(v3, p("v3.pth"), pickle_module=v3_pickle_module())
+    v3e = read_entries(p("v3.pth"))
+    # a v3 tensor whose untyped storage is too small for its dtype (w32: 48 bytes)
+    write_zip(p("v3_short.pth"), replace(v3e, "data/0", b"\0" * 46))
     write_zip(p("bad_global.pth"), replace(good, "data.pkl", pickle.dumps({"x": Evil()}, protocol=2)))
     # protocol 2 header, then INST (old-style object construction)
     write_zip(p("bad_opcode.pth"), replace(good, "data.pkl", b"\x80\x02ios\nsystem\n."))

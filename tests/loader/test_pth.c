@@ -137,6 +137,28 @@ int main(int argc, char **argv)
     } else {
         T_CHECK(0, "expand.pth: %s", elg.msg);
     }
+    /* torch >= 2.3's layout for its newer dtypes: _rebuild_tensor_v3 over an
+     * untyped storage (a byte count), the dtype as the seventh argument */
+    vd_ckpt *v3;
+    if (!vd_ckpt_open(fixture("v3.pth"), &elg, &v3)) {
+        float w[12];
+        for (int i = 0; i < 12; i++)
+            w[i] = (float)i;
+        check_values(v3, "w32", 2, (int64_t[]){ 3, 4 }, w, 12);
+        float h[5] = { 0.5f, 0.75f, 1, 1.25f, 1.5f }; /* (arange(8) * 0.25).half()[2:7] */
+        check_values(v3, "h16", 1, (int64_t[]){ 5 }, h, 5);
+        const vt_tensor *f8 = vd_ckpt_find(v3, "f8");
+        static const uint8_t f8b[6] = { 0x38, 0x40, 0xb8, 0x3c, 0x00, 0x01 };
+        T_CHECK(f8 && f8->dtype == VT_F8_E4M3 && f8->ndim == 2 && f8->shape[0] == 2
+                    && f8->shape[1] == 3 && !memcmp(f8->data, f8b, 6),
+                "v3 f8 tensor");
+        T_CHECK(vd_ckpt_count(v3) == 3, "v3: %zu tensors", vd_ckpt_count(v3));
+        vd_ckpt_free(&v3);
+    } else {
+        T_CHECK(0, "v3.pth: %s", elg.msg);
+    }
+    expect_fail("v3_short.pth", VDIT_ERR_FORMAT, "tensor 'w32': storage '0' holds 46 bytes");
+
     expect_fail("bomb.pth", VDIT_ERR_FORMAT, "tensor 'bomb': strided copies would exceed");
 
     /* a folder with no safetensors opens its .pth files; a non-zip .pth is
