@@ -754,14 +754,31 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
         snprintf(buf + o, n - o, "]");
 }
 
+static int get_checked(const vd_ckpt *c, vd_log *lg, const char *name, int ndim,
+                       const int64_t *shape, const vt_tensor **out, int allow_f8);
+
 int vd_ckpt_get(const vd_ckpt *c, vd_log *lg, const char *name, int ndim, const int64_t *shape,
                 const vt_tensor **out)
+{
+    return get_checked(c, lg, name, ndim, shape, out, 0);
+}
+
+int vd_ckpt_get_f8(const vd_ckpt *c, vd_log *lg, const char *name, int ndim, const int64_t *shape,
+                   const vt_tensor **out)
+{
+    return get_checked(c, lg, name, ndim, shape, out, 1);
+}
+
+static int get_checked(const vd_ckpt *c, vd_log *lg, const char *name, int ndim,
+                       const int64_t *shape, const vt_tensor **out, int allow_f8)
 {
     *out = NULL;
     const vt_tensor *t = vd_ckpt_find(c, name);
     if (!t)
         return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%s' is missing", vd_ckpt_label(c), name);
-    if (t->dtype != VT_F32 && t->dtype != VT_F16 && t->dtype != VT_BF16 && t->dtype != VT_F64)
+    if (allow_f8 && (t->dtype == VT_F8_E4M3 || t->dtype == VT_F8_E5M2))
+        ;
+    else if (t->dtype != VT_F32 && t->dtype != VT_F16 && t->dtype != VT_BF16 && t->dtype != VT_F64)
         return vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, expected F32, F16 or BF16",
                       vd_ckpt_file(c, t), name, vt_dtype_name(t->dtype));
     int ok = t->ndim == ndim;
@@ -967,6 +984,60 @@ size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix)
     for (size_t i = 0; c && i < c->n; i++)
         k += !strncmp(c->e[i].name, prefix, pl);
     return k;
+}
+
+int vd_ckpt_f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt_tensor *raw,
+                       uint16_t **out)
+{
+    *out = NULL;
+    if (raw->dtype != VT_F8_E4M3 && raw->dtype != VT_F8_E5M2)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "%s: tensor '%s' is %s, not fp8", vd_ckpt_label(ck),
+                      name, vt_dtype_name(raw->dtype));
+    char sn[512];
+    size_t nl = strlen(name);
+    const vt_tensor *sc = NULL;
+    if (nl > 7 && nl < 400 && !strcmp(name + nl - 7, ".weight")) {
+        snprintf(sn, sizeof(sn), "%.*s.scale_weight", (int)(nl - 7), name);
+        sc = vd_ckpt_find(ck, sn);
+        if (!sc) {
+            snprintf(sn, sizeof(sn), "%s_scale", name);
+            sc = vd_ckpt_find(ck, sn);
+        }
+    }
+    int64_t n = vt_nelem(raw);
+    int64_t rows = raw->ndim ? raw->shape[0] : 1, cols = rows ? n / rows : 0;
+    float *s = NULL;
+    int64_t ns = 0;
+    if (sc) {
+        ns = vt_nelem(sc);
+        if (ns != 1 && ns != rows)
+            return vd_err(lg, VDIT_ERR_FORMAT,
+                          "%s: scale '%s' has %lld values for %lld rows (per-tensor or per-row "
+                          "scales only)",
+                          vd_ckpt_label(ck), sn, (long long)ns, (long long)rows);
+        s = vd_tensor_f32(sc);
+        if (!s)
+            return vd_err(lg, VDIT_ERR_FORMAT, "%s: scale '%s' is not a float tensor",
+                          vd_ckpt_label(ck), sn);
+    }
+    uint16_t *bf = vd_malloc((size_t)n * 2 + 1);
+    if (!bf) {
+        vd_free(s);
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: tensor '%s': out of memory", vd_ckpt_label(ck), name);
+    }
+    const uint8_t *src = raw->data;
+    const int e4 = raw->dtype == VT_F8_E4M3;
+    for (int64_t r = 0; r < rows; r++) {
+        float f = s ? s[ns == 1 ? 0 : r] : 1.0f;
+        for (int64_t c = 0; c < cols; c++) {
+            uint8_t b = src[r * cols + c];
+            float v = e4 ? vt_f8e4m3_to_f32(b) : vt_f8e5m2_to_f32(b);
+            bf[r * cols + c] = vt_f32_to_bf16(v * f);
+        }
+    }
+    vd_free(s);
+    *out = bf;
+    return 0;
 }
 
 float *vd_tensor_f32(const vt_tensor *t)

@@ -85,11 +85,15 @@ const char *vd_ckpt_label(const vd_ckpt *c);
 const vt_tensor *vd_ckpt_find(const vd_ckpt *c, const char *name);
 
 /* Lookup with checks: the tensor must exist, have `ndim` dimensions and
- * match `shape` where shape[i] >= 0 (shape may be NULL). Float types only
- * unless allow_int. Errors name the checkpoint and the tensor:
+ * match `shape` where shape[i] >= 0 (shape may be NULL). F32/F16/BF16/F64
+ * only. Errors name the checkpoint and the tensor:
  *   "model.safetensors: tensor 'blocks.3.ffn.0.weight' has shape [8960, 1536], expected [8960, 2048]" */
 int vd_ckpt_get(const vd_ckpt *c, vd_log *lg, const char *name, int ndim, const int64_t *shape,
                 const vt_tensor **out);
+/* The same, also accepting fp8 (for weights a loader widens itself with
+ * vd_ckpt_f8_to_bf16). */
+int vd_ckpt_get_f8(const vd_ckpt *c, vd_log *lg, const char *name, int ndim, const int64_t *shape,
+                   const vt_tensor **out);
 
 /* printf-style name, shape given as up to 4 trailing dims (-1 = any, unused
  * trailing ones ignored beyond ndim). */
@@ -117,6 +121,15 @@ size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix);
 
 /* A freshly allocated fp32 copy of a float tensor (vd_free it), or NULL. */
 float *vd_tensor_f32(const vt_tensor *t);
+
+/* A weight `name` stored as fp8 (raw: F8_E4M3 or F8_E5M2, as in the
+ * "fp8_e4m3fn" and "fp8_scaled" repackagings) times its companion scale
+ * ("<module>.scale_weight" or "<name>_scale": one value or one per row of
+ * dim 0; absent = 1), as a new BF16 buffer of raw's shape (vd_free it).
+ * Each product is rounded to 8 mantissa bits, the precision of the bf16
+ * releases. Errors name the scale tensor. */
+int vd_ckpt_f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt_tensor *raw,
+                       uint16_t **out);
 
 /* Pattern match used by rename (exposed for tests). Returns 1 on match and
  * writes the rewritten name into out (outsz bytes). */

@@ -86,9 +86,34 @@ uint16_t vt_f32_to_f16(float f)
     return (uint16_t)(sign | h);
 }
 
+float vt_f8e4m3_to_f32(uint8_t b)
+{
+    int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
+    float v;
+    if (e == 15 && m == 7)
+        v = NAN;
+    else if (e == 0)
+        v = ldexpf((float)m / 8.0f, -6);
+    else
+        v = ldexpf(1.0f + (float)m / 8.0f, e - 7);
+    return s ? -v : v;
+}
+
+float vt_f8e5m2_to_f32(uint8_t b)
+{
+    return vt_f16_to_f32((uint16_t)((uint16_t)b << 8));
+}
+
 int vt_to_f32(float *dst, const void *src, vt_dtype t, size_t n)
 {
     switch (t) {
+    case VT_F8_E4M3:
+    case VT_F8_E5M2: {
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++)
+            dst[i] = t == VT_F8_E4M3 ? vt_f8e4m3_to_f32(s[i]) : vt_f8e5m2_to_f32(s[i]);
+        return 0;
+    }
     case VT_F32:
         memcpy(dst, src, n * 4);
         return 0;

@@ -68,6 +68,9 @@ static inline uint16_t vt_f32_to_bf16(float f)
 }
 
 float vt_f16_to_f32(uint16_t h);
+/* fp8 as torch's float8_e4m3fn (no infinities, NaN 0x7f/0xff) and float8_e5m2. */
+float vt_f8e4m3_to_f32(uint8_t b);
+float vt_f8e5m2_to_f32(uint8_t b);
 uint16_t vt_f32_to_f16(float f);
 
 /* Converts n elements of type src_t to fp32 (F32, F16, BF16, F64 supported;

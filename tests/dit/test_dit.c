@@ -5,6 +5,7 @@
  *
  * usage: test_dit DIT_TINY_DIR TMP_DIR */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -521,6 +522,155 @@ static void test_layouts(const char *tiny, const char *tmp, vk_ctx *kc, const io
     vd_free(ref);
 }
 
+/* e4m3fn from its definition (sign, 4 exponent bits of bias 7, 3 mantissa
+ * bits; exponent 0 subnormal; 0x7f / 0xff NaN), independent of the loader. */
+static double e4m3_value(int code)
+{
+    int e = (code >> 3) & 15, m = code & 7;
+    double v = e ? ldexp(8 + m, e - 10) : ldexp(m, -9);
+    return code & 0x80 ? -v : v;
+}
+
+static uint8_t e4m3_nearest(double x)
+{
+    int best = 0;
+    for (int c = 0; c < 256; c++)
+        if ((c & 0x7f) != 0x7f && fabs(e4m3_value(c) - x) < fabs(e4m3_value(best) - x))
+            best = c;
+    return (uint8_t)best;
+}
+
+/* The fp8 repackagings of the DiT ("fp8_e4m3fn": plain casts; "fp8_scaled":
+ * a scale per weight): every 2-D+ weight of the blocks and the patch
+ * embedding stored as F8_E4M3 under "model.diffusion_model.", with a
+ * per-row scale (block 0), a per-tensor scale (other blocks) or none (patch
+ * embedding), next to the "scaled_fp8" marker and "scale_input" tensors
+ * those files have. Expected: exactly the model whose weights are the
+ * decoded, scaled values rounded to bf16, written as F32. */
+static void test_fp8(const char *tiny, const char *tmp, vk_ctx *kc, const io_in *io)
+{
+    char wpath[1024], p[2048];
+    vd_log lg = { 0 };
+    snprintf(wpath, sizeof(wpath), "%s/weights.safetensors", tiny);
+    vd_ckpt *ck = NULL;
+    T_CHECK(!vd_ckpt_open(wpath, &lg, &ck), "%s", lg.msg);
+    if (!ck)
+        return;
+    model_files ex = convert(ck, VT_F32, VT_F32, 0, NULL);
+    int cap = 3 * ex.n + 1, nq = 0;
+    wt *q = calloc((size_t)cap, sizeof(*q));
+    char **names = calloc((size_t)cap, sizeof(char *));
+    void **bufs = calloc((size_t)cap, sizeof(void *));
+    static const float one = 1.0f;
+    static const uint8_t marker[1] = { 0 };
+    int n8 = 0;
+    for (int i = 0; i < ex.n; i++) {
+        wt *t = &ex.t[i];
+        size_t nl = strlen(t->name);
+        int quant = t->ndim >= 2 && nl > 7 && !strcmp(t->name + nl - 7, ".weight")
+                    && (!strncmp(t->name, "blocks.", 7) || !strcmp(t->name, "patch_embedding.weight"));
+        char full[320];
+        snprintf(full, sizeof(full), "model.diffusion_model.%s", t->name);
+        names[nq] = strdup(full);
+        q[nq] = *t;
+        q[nq].name = names[nq];
+        if (!quant) {
+            nq++;
+            continue;
+        }
+        n8++;
+        float *f = (float *)t->data; /* convert's own buffer: rewritten as the expectation */
+        int64_t rows = t->shape[0], cols = 1;
+        for (int k = 1; k < t->ndim; k++)
+            cols *= t->shape[k];
+        int per_row = !strncmp(t->name, "blocks.0.", 9), none = t->name[0] == 'p';
+        float *sc = malloc(sizeof(float) * (size_t)rows);
+        double all = 0;
+        for (int64_t r = 0; r < rows * cols; r++)
+            all = fmax(all, fabs(f[r]));
+        for (int64_t r = 0; r < rows; r++) {
+            double m = 0;
+            for (int64_t c = 0; c < cols; c++)
+                m = fmax(m, fabs(f[r * cols + c]));
+            sc[r] = none ? 1.0f : (float)((per_row ? m : all) / 448.0);
+            if (sc[r] == 0)
+                sc[r] = 1;
+        }
+        uint8_t *b8 = malloc((size_t)(rows * cols));
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) {
+                b8[r * cols + c] = e4m3_nearest(f[r * cols + c] / sc[r]);
+                f[r * cols + c] = vt_bf16_to_f32(vt_f32_to_bf16(
+                    (float)e4m3_value(b8[r * cols + c]) * sc[r]));
+            }
+        q[nq].dtype = VT_F8_E4M3;
+        q[nq].data = bufs[nq] = b8;
+        nq++;
+        if (!none) {
+            snprintf(full, sizeof(full), "model.diffusion_model.%.*s.scale_weight", (int)(nl - 7),
+                     t->name);
+            names[nq] = strdup(full);
+            q[nq] = (wt){ names[nq], VT_F32, per_row ? 1 : 0, { per_row ? rows : 0 }, sc };
+            bufs[nq++] = sc;
+            snprintf(full, sizeof(full), "model.diffusion_model.%.*s.scale_input", (int)(nl - 7),
+                     t->name);
+            names[nq] = strdup(full);
+            q[nq] = (wt){ names[nq], VT_F32, 0, { 0 }, &one };
+            nq++;
+        } else {
+            free(sc);
+        }
+    }
+    names[nq] = strdup("scaled_fp8");
+    q[nq] = (wt){ names[nq], VT_F8_E4M3, 1, { 1 }, marker };
+    nq++;
+    T_CHECK(n8 > 20, "%d fp8 weights", n8);
+    snprintf(p, sizeof(p), "%s/fp8_scaled.safetensors", tmp);
+    T_CHECK(!write_st(p, q, nq), "write %s", p);
+    float *got = NULL, *want = NULL, *ref = NULL;
+    int ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+    T_CHECK(!ret, "fp8 file: %s", lg.msg);
+    snprintf(p, sizeof(p), "%s/fp8_expected.safetensors", tmp);
+    T_CHECK(!write_st(p, ex.t, ex.n), "write %s", p);
+    ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &want, &lg);
+    T_CHECK(!ret, "fp8 expectation: %s", lg.msg);
+    ret = run_model(wpath, kc, io, io->f, io->h, io->w, io->x, &ref, &lg);
+    size_t n = (size_t)(io->c * io->f * io->h * io->w);
+    if (got && want && ref) {
+        T_CHECK(rel_err(got, want, n) < 1e-5, "fp8 vs its values in f32: rel %g",
+                rel_err(got, want, n));
+        T_CHECK(rel_err(got, ref, n) < 0.15, "fp8 vs f32 original: rel %g", rel_err(got, ref, n));
+        printf("fp8_e4m3fn (+ scales) DiT: rel %.2e vs f32 weights, %.2e vs the same values in "
+               "f32\n", rel_err(got, ref, n), rel_err(got, want, n));
+    }
+    vd_free(got);
+    vd_free(want);
+    vd_free(ref);
+
+    /* a scale that fits neither a tensor nor its rows is named */
+    for (int i = 0; i < nq; i++)
+        if (!strcmp(q[i].name, "model.diffusion_model.blocks.0.ffn.2.scale_weight")) {
+            q[i].shape[0] = 3;
+            snprintf(p, sizeof(p), "%s/fp8_badscale.safetensors", tmp);
+            T_CHECK(!write_st(p, q, nq), "write %s", p);
+            ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+            T_CHECK(ret == VDIT_ERR_FORMAT && strstr(lg.msg, "blocks.0.ffn.2.scale_weight")
+                        && strstr(lg.msg, "3 values"),
+                    "bad scale: %d '%s'", ret, lg.msg);
+            vd_free(got);
+            got = NULL;
+        }
+    for (int i = 0; i < nq; i++) {
+        free(names[i]);
+        free(bufs[i]);
+    }
+    free(q);
+    free(names);
+    free(bufs);
+    free_files(&ex);
+    vd_ckpt_free(&ck);
+}
+
 /* Odd grids: one frame, portrait, landscape, a single token; the fast
  * kernels against the reference ones; buffer reuse across grid sizes. */
 static void test_grids(const char *tiny, vk_ctx *kc, vk_ctx *kr, const io_in *io)
@@ -632,6 +782,7 @@ int main(int argc, char **argv)
             in.h = xt->shape[2];
             in.w = xt->shape[3];
             test_layouts(tiny, tmp, kc, &in);
+            test_fp8(tiny, tmp, kc, &in);
             test_grids(tiny, kc, kr, &in);
             vd_free(in.x);
             vd_free(in.t);

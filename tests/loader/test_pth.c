@@ -152,6 +152,8 @@ int main(int argc, char **argv)
         T_CHECK(f8 && f8->dtype == VT_F8_E4M3 && f8->ndim == 2 && f8->shape[0] == 2
                     && f8->shape[1] == 3 && !memcmp(f8->data, f8b, 6),
                 "v3 f8 tensor");
+        float f8v[6] = { 1, 2, -1, 1.5f, 0, 0.001953125f };
+        check_values(v3, "f8", 2, (int64_t[]){ 2, 3 }, f8v, 6);
         T_CHECK(vd_ckpt_count(v3) == 3, "v3: %zu tensors", vd_ckpt_count(v3));
         vd_ckpt_free(&v3);
     } else {

@@ -52,6 +52,8 @@ struct vd_dit {
     float *img_ln0_w, *img_ln0_b, *img_ln4_w, *img_ln4_b;
     vk_linear img1, img3;
     dit_block *blocks;
+    void **owned;                   /* fp8 weights widened to BF16 */
+    size_t n_owned;
 };
 
 struct vd_dit_run {
@@ -110,8 +112,32 @@ static int get_table(const vd_dit *d, vd_log *lg, float **out, int64_t rows, con
     return 0;
 }
 
+/* fp8 weights (the "fp8_e4m3fn" and "fp8_scaled" repackagings of the 14B)
+ * are widened to BF16 with their scales once, at load: the kernels take
+ * F32/F16/BF16, and BF16 is the release's own precision. *w is replaced by
+ * the widened copy (owned by d); other types pass through. */
+static int widen_f8(vd_dit *d, vd_log *lg, const char *name, const vt_tensor **w, vt_tensor *tmp)
+{
+    if ((*w)->dtype != VT_F8_E4M3 && (*w)->dtype != VT_F8_E5M2)
+        return 0;
+    void **o = realloc(d->owned, (d->n_owned + 1) * sizeof(void *));
+    if (!o)
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
+    d->owned = o;
+    uint16_t *bf;
+    int ret = vd_ckpt_f8_to_bf16(d->ck, lg, name, *w, &bf);
+    if (ret)
+        return ret;
+    d->owned[d->n_owned++] = bf;
+    *tmp = **w;
+    tmp->dtype = VT_BF16;
+    tmp->data = bf;
+    *w = tmp;
+    return 0;
+}
+
 /* name is the layer prefix: "<name>.weight" [n_out, n_in], "<name>.bias" [n_out]. */
-static int get_linear(const vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, int64_t n_in,
+static int get_linear(vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, int64_t n_in,
                       const char *name)
 {
     char wn[256], bn[256];
@@ -119,9 +145,12 @@ static int get_linear(const vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, 
     snprintf(bn, sizeof(bn), "%s.bias", name);
     const vt_tensor *w, *b;
     int64_t ws[2] = { n_out, n_in }, bs[1] = { n_out };
-    int ret = vd_ckpt_get(d->ck, lg, wn, 2, ws, &w);
+    vt_tensor wide;
+    int ret = vd_ckpt_get_f8(d->ck, lg, wn, 2, ws, &w);
     if (!ret)
         ret = vd_ckpt_get(d->ck, lg, bn, 1, bs, &b);
+    if (!ret)
+        ret = widen_f8(d, lg, wn, &w, &wide);
     if (ret)
         return ret;
     ret = vk_linear_init(l, w, b);
@@ -134,7 +163,7 @@ static int get_linear(const vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, 
 static const vt_tensor *req(const vd_dit *d, vd_log *lg, const char *name, int ndim, int *ret)
 {
     const vt_tensor *t = NULL;
-    *ret = vd_ckpt_get(d->ck, lg, name, ndim, NULL, &t);
+    *ret = vd_ckpt_get_f8(d->ck, lg, name, ndim, NULL, &t);
     return *ret ? NULL : t;
 }
 
@@ -283,6 +312,9 @@ int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log 
     int64_t bs[1] = { D };
     if ((ret = vd_ckpt_get(ck, lg, "patch_embedding.bias", 1, bs, &pb)))
         goto fail;
+    vt_tensor pwide;
+    if ((ret = widen_f8(d, lg, "patch_embedding.weight", &pw, &pwide)))
+        goto fail;
     vt_tensor pw2 = *pw;
     pw2.ndim = 2;
     pw2.shape[1] = c->in_dim * pv;
@@ -353,6 +385,9 @@ void vd_dit_free(vd_dit **pd)
     for (size_t k = 0; k < VD_ARRAY_SIZE(ls); k++)
         vk_linear_free(ls[k]);
     vd_free(d->head_mod);
+    for (size_t k = 0; k < d->n_owned; k++)
+        vd_free(d->owned[k]);
+    free(d->owned);
     vd_free(d->img_ln0_w);
     vd_free(d->img_ln0_b);
     vd_free(d->img_ln4_w);

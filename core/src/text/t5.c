@@ -85,24 +85,6 @@ static void *keep(vd_t5 *t, void *p)
     return p;
 }
 
-static float f8e4m3_to_f32(uint8_t b)
-{
-    int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
-    float v;
-    if (e == 15 && m == 7)
-        v = NAN; /* e4m3fn: no infinities, one NaN pattern */
-    else if (e == 0)
-        v = ldexpf((float)m / 8.0f, -6);
-    else
-        v = ldexpf(1.0f + (float)m / 8.0f, e - 7);
-    return s ? -v : v;
-}
-
-static float f8e5m2_to_f32(uint8_t b)
-{
-    return vt_f16_to_f32((uint16_t)((uint16_t)b << 8));
-}
-
 /* A weight as a tensor the kernels take (F32/F16/BF16). fp8 tensors (the
  * "fp8_e4m3fn_scaled" repackaging) are multiplied by their companion scale
  * ("<module>.scale_weight" or ".weight_scale": one value or one per output
@@ -117,47 +99,12 @@ static int load_weight(vd_t5 *t, const vd_ckpt *ck, vd_log *lg, const char *name
         if (raw->ndim != ndim || raw->shape[0] != d0 || (ndim > 1 && raw->shape[1] != d1))
             return vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' has an unexpected shape",
                           vd_ckpt_label(ck), name);
-        char sn[512];
-        size_t nl = strlen(name);
-        const vt_tensor *sc = NULL;
-        if (nl > 7 && !strcmp(name + nl - 7, ".weight")) {
-            snprintf(sn, sizeof(sn), "%.*s.scale_weight", (int)(nl - 7), name);
-            sc = vd_ckpt_find(ck, sn);
-            if (!sc) {
-                snprintf(sn, sizeof(sn), "%s_scale", name);
-                sc = vd_ckpt_find(ck, sn);
-            }
-        }
-        int64_t rows = raw->shape[0], cols = vt_nelem(raw) / (rows ? rows : 1);
-        float *s = NULL;
-        if (sc) {
-            int64_t ns = vt_nelem(sc);
-            if (ns != 1 && ns != rows)
-                return vd_err(lg, VDIT_ERR_FORMAT,
-                              "%s: scale '%s' has %lld values for %lld rows (per-tensor or "
-                              "per-row scales only)",
-                              vd_ckpt_label(ck), sn, (long long)ns, (long long)rows);
-            s = vd_tensor_f32(sc);
-            if (!s)
-                return vd_err(lg, VDIT_ERR_FORMAT, "%s: scale '%s' is not a float tensor",
-                              vd_ckpt_label(ck), sn);
-        }
-        size_t n = (size_t)vt_nelem(raw);
-        uint16_t *bf = keep(t, vd_malloc(n * 2 + 1));
-        if (!bf) {
-            vd_free(s);
+        uint16_t *bf;
+        int rc = vd_ckpt_f8_to_bf16(ck, lg, name, raw, &bf);
+        if (rc)
+            return rc;
+        if (!keep(t, bf))
             return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
-        }
-        const uint8_t *src = raw->data;
-        for (int64_t r = 0; r < rows; r++) {
-            float f = s ? s[vt_nelem(sc) == 1 ? 0 : r] : 1.0f;
-            for (int64_t c = 0; c < cols; c++) {
-                uint8_t b = src[r * cols + c];
-                float v = raw->dtype == VT_F8_E4M3 ? f8e4m3_to_f32(b) : f8e5m2_to_f32(b);
-                bf[r * cols + c] = vt_f32_to_bf16(v * f);
-            }
-        }
-        vd_free(s);
         *own = *raw;
         own->dtype = VT_BF16;
         own->data = bf;
