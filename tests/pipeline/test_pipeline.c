@@ -676,6 +676,32 @@ static void test_layouts(const char *tiny)
     snprintf(p, sizeof(p), "%s/diffusion_pytorch_model.safetensors", dir);
     T_CHECK(vdit_model_load(p, &mp, &m) == 0 && m, "DiT file given: %s", mp.error);
     vdit_model_free(&m);
+    {
+        /* ComfyUI's repackaged names in one folder, the DiT file given */
+        char cd[] = "/tmp/vdit_comfy_XXXXXX", q[4200];
+        T_CHECK(mkdtemp(cd) != NULL, "mkdtemp");
+        snprintf(q, sizeof(q), "%s/tokenizer", cd);
+        mkdir(q, 0755);
+        link_into(tiny, cd, "diffusion_pytorch_model.safetensors", "wan2.1_t2v_1.3B_fp16.safetensors");
+        link_into(tiny, cd, "Wan2.1_VAE.safetensors", "wan_2.1_vae.safetensors");
+        link_into(tiny, cd, "models_t5_umt5-xxl-enc.safetensors", "umt5_xxl_fp16.safetensors");
+        link_into(tiny, cd, "tokenizer/spiece.model", "tokenizer/spiece.model");
+        snprintf(q, sizeof(q), "%s/config.json", cd);
+        FILE *cf = fopen(q, "w");
+        fprintf(cf, "{\"num_heads\": 2, \"text_len\": 32}\n");
+        fclose(cf);
+        snprintf(q, sizeof(q), "%s/wan2.1_t2v_1.3B_fp16.safetensors", cd);
+        T_CHECK(vdit_model_load(q, &mp, &m) == 0 && m, "ComfyUI names: %s", mp.error);
+        vdit_model_free(&m);
+        const char *names[] = { "wan2.1_t2v_1.3B_fp16.safetensors", "wan_2.1_vae.safetensors",
+                                "umt5_xxl_fp16.safetensors", "tokenizer/spiece.model",
+                                "config.json", "tokenizer" };
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            snprintf(q, sizeof(q), "%s/%s", cd, names[i]);
+            remove(q);
+        }
+        rmdir(cd);
+    }
     /* a malformed vdit.json is reported with its path */
     T_CHECK(load_with_json(dir, "{\"width\": }", &mp, &m) == VDIT_ERR_FORMAT &&
                 strstr(mp.error, "vdit.json"),

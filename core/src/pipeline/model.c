@@ -10,7 +10,9 @@
  *               google/umt5-xxl/ or tokenizer/ (spiece.model or
  *               tokenizer.json); config.json (num_heads, text_len).
  *               vdit's own (bundled) layout is the same plus vdit.json.
- *   a file      a DiT checkpoint; the other parts are looked up beside it.
+ *   a file      a DiT checkpoint; the other parts are looked up beside it
+ *               (also under ComfyUI's names: wan_2.1_vae.safetensors,
+ *               umt5_xxl_fp16 / _fp8_e4m3fn_scaled.safetensors).
  * vdit.json (optional) gives width, height, frames, fps, steps, guidance,
  * shift, sampler ("unipc", "dpm++", "euler"), text_len, num_heads,
  * negative_prompt, context ("noised", the default, or "clean": how the
@@ -221,10 +223,14 @@ static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p)
 {
     static const char *const dit_names[] = { "diffusion_pytorch_model.safetensors.index.json",
                                              "diffusion_pytorch_model.safetensors", NULL };
-    static const char *const vae_names[] = { "Wan2.1_VAE.safetensors", "Wan2.1_VAE.pth", NULL };
+    /* the release's names, then ComfyUI's repackaged ones */
+    static const char *const vae_names[] = { "Wan2.1_VAE.safetensors", "Wan2.1_VAE.pth",
+                                             "wan_2.1_vae.safetensors", NULL };
     static const char *const t5_names[] = { "models_t5_umt5-xxl-enc.safetensors",
                                             "models_t5_umt5-xxl-enc-bf16.safetensors",
-                                            "models_t5_umt5-xxl-enc-bf16.pth", NULL };
+                                            "models_t5_umt5-xxl-enc-bf16.pth",
+                                            "umt5_xxl_fp16.safetensors",
+                                            "umt5_xxl_fp8_e4m3fn_scaled.safetensors", NULL };
     static const char *const tok_names[] = {
         "tokenizer/spiece.model",        "tokenizer/tokenizer.json",
         "google/umt5-xxl/spiece.model",  "google/umt5-xxl/tokenizer.json",
