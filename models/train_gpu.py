@@ -5,7 +5,9 @@ usage: python3 models/train_gpu.py --work W --budget SECONDS [--set NAME=VALUE .
 
 W holds tokenizer/spiece.model and vae_final_dec.pt (train.py's outputs; the
 VAE encoder stays frozen, so the latent space is the one the C engine's VAE
-encodes into). The script
+encodes into); with --vae FOLDER the VAE comes from an exported model
+instead (e.g. models/default: a fresh DiT on the shipped latent space). The
+script
 
 1. draws a clip pool with the generator on every CPU core: general clips
    (1, 9 or 17 frames, the DiT sizes), focus clips (one object moving in
@@ -195,6 +197,8 @@ def main():
     p.add_argument("--budget", type=float, required=True, help="seconds of training (after the pool)")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--init", help="continue from an exported model folder (its fp16 EMA weights and VAE)")
+    p.add_argument("--vae", help="take the (frozen-encoder) VAE from an exported model folder instead of "
+                   "W/vae_final_dec.pt, e.g. models/default: a fresh DiT on the shipped latent space")
     p.add_argument("--prog0", type=float, default=0.0, help="schedule position to continue from (0..1)")
     a = p.parse_args()
     for kv in a.set:
@@ -208,8 +212,9 @@ def main():
     if dev.type == "cuda":
         train.log(a.work, "GPU: %s" % torch.cuda.get_device_name(0))
     vae = WanVAE_(**train.CFG["vae"]).to(dev)
-    if a.init:
-        vae.load_state_dict({k: v.float() for k, v in st.load_torch(os.path.join(a.init, "Wan2.1_VAE.safetensors")).items()})
+    if a.init or a.vae:
+        vae.load_state_dict({k: v.float() for k, v in st.load_torch(
+            os.path.join(a.vae or a.init, "Wan2.1_VAE.safetensors")).items()})
     else:
         vae.load_state_dict(torch.load(os.path.join(a.work, "vae_final_dec.pt"), map_location=dev)["model"])
     vae.eval()
