@@ -776,9 +776,9 @@ static int get_checked(const vd_ckpt *c, vd_log *lg, const char *name, int ndim,
     const vt_tensor *t = vd_ckpt_find(c, name);
     if (!t)
         return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%s' is missing", vd_ckpt_label(c), name);
-    if (allow_f8 && (t->dtype == VT_F8_E4M3 || t->dtype == VT_F8_E5M2))
-        ;
-    else if (t->dtype != VT_F32 && t->dtype != VT_F16 && t->dtype != VT_BF16 && t->dtype != VT_F64)
+    int f8 = t->dtype == VT_F8_E4M3 || t->dtype == VT_F8_E5M2;
+    if (!(allow_f8 && f8) && t->dtype != VT_F32 && t->dtype != VT_F16 && t->dtype != VT_BF16
+        && t->dtype != VT_F64)
         return vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, expected F32, F16 or BF16",
                       vd_ckpt_file(c, t), name, vt_dtype_name(t->dtype));
     int ok = t->ndim == ndim;
