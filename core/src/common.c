@@ -62,6 +62,29 @@ void vd_free(void *p)
     free(p);
 }
 
+void *vd_owned_add(vd_owned *o, void *p)
+{
+    if (!p)
+        return NULL;
+    void **l = realloc(o->p, (o->n + 1) * sizeof(void *));
+    if (!l) {
+        vd_free(p);
+        return NULL;
+    }
+    o->p = l;
+    o->p[o->n++] = p;
+    return p;
+}
+
+void vd_owned_free(vd_owned *o)
+{
+    for (size_t i = 0; i < o->n; i++)
+        vd_free(o->p[i]);
+    free(o->p);
+    o->p = NULL;
+    o->n = 0;
+}
+
 int vd_read_file(vd_log *lg, const char *path, char **out, size_t *len)
 {
     *out = NULL;

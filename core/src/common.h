@@ -35,6 +35,17 @@ void *vd_malloc(size_t n);
 void *vd_calloc(size_t n);
 void vd_free(void *p);
 
+/* Buffers (vd_malloc'd) a context owns until it is freed. */
+typedef struct vd_owned {
+    void **p;
+    size_t n;
+} vd_owned;
+/* Adds p to the list and returns it; NULL p, or no memory to list it (p is
+ * then freed), returns NULL. */
+void *vd_owned_add(vd_owned *o, void *p);
+/* Frees every listed buffer and the list; the list is then empty. */
+void vd_owned_free(vd_owned *o);
+
 /* Reads a whole file into a NUL-terminated buffer (for JSON etc.). */
 int vd_read_file(vd_log *lg, const char *path, char **out, size_t *len);
 

@@ -52,8 +52,7 @@ struct vd_dit {
     float *img_ln0_w, *img_ln0_b, *img_ln4_w, *img_ln4_b;
     vk_linear img1, img3;
     dit_block *blocks;
-    void **owned;                   /* fp8 weights widened to BF16 */
-    size_t n_owned;
+    vd_owned owned;                 /* fp8 weights widened to BF16 */
 };
 
 struct vd_dit_run {
@@ -120,15 +119,12 @@ static int widen_f8(vd_dit *d, vd_log *lg, const char *name, const vt_tensor **w
 {
     if ((*w)->dtype != VT_F8_E4M3 && (*w)->dtype != VT_F8_E5M2)
         return 0;
-    void **o = realloc(d->owned, (d->n_owned + 1) * sizeof(void *));
-    if (!o)
-        return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
-    d->owned = o;
     uint16_t *bf;
     int ret = vd_ckpt_f8_to_bf16(d->ck, lg, name, *w, &bf);
     if (ret)
         return ret;
-    d->owned[d->n_owned++] = bf;
+    if (!vd_owned_add(&d->owned, bf))
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
     *tmp = **w;
     tmp->dtype = VT_BF16;
     tmp->data = bf;
@@ -385,9 +381,7 @@ void vd_dit_free(vd_dit **pd)
     for (size_t k = 0; k < VD_ARRAY_SIZE(ls); k++)
         vk_linear_free(ls[k]);
     vd_free(d->head_mod);
-    for (size_t k = 0; k < d->n_owned; k++)
-        vd_free(d->owned[k]);
-    free(d->owned);
+    vd_owned_free(&d->owned);
     vd_free(d->img_ln0_w);
     vd_free(d->img_ln0_b);
     vd_free(d->img_ln4_w);

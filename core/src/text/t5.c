@@ -41,8 +41,7 @@ struct vd_t5 {
     float *norm;          /* [dim] */
     float *shared_pos;    /* [n_buckets, n_heads] if shared_pos */
     t5_layer *layers;
-    void **owned; /* converted weight buffers (vd_free) */
-    size_t n_owned;
+    vd_owned owned; /* converted weight buffers */
 };
 
 /* ---- relative position buckets ------------------------------------------- */
@@ -71,20 +70,6 @@ int64_t vd_t5_bucket(int64_t rel, int64_t n_buckets, int64_t max_dist)
 
 /* ---- loading -------------------------------------------------------------- */
 
-static void *keep(vd_t5 *t, void *p)
-{
-    if (!p)
-        return NULL;
-    void **o = realloc(t->owned, (t->n_owned + 1) * sizeof(void *));
-    if (!o) {
-        vd_free(p);
-        return NULL;
-    }
-    t->owned = o;
-    t->owned[t->n_owned++] = p;
-    return p;
-}
-
 /* A weight as a tensor the kernels take (F32/F16/BF16). fp8 tensors (the
  * "fp8_e4m3fn_scaled" repackaging) are multiplied by their companion scale
  * ("<module>.scale_weight" or ".weight_scale": one value or one per output
@@ -103,7 +88,7 @@ static int load_weight(vd_t5 *t, const vd_ckpt *ck, vd_log *lg, const char *name
         int rc = vd_ckpt_f8_to_bf16(ck, lg, name, raw, &bf);
         if (rc)
             return rc;
-        if (!keep(t, bf))
+        if (!vd_owned_add(&t->owned, bf))
             return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
         *own = *raw;
         own->dtype = VT_BF16;
@@ -130,7 +115,7 @@ static int load_f32(vd_t5 *t, const vd_ckpt *ck, vd_log *lg, const char *name, i
     int rc = load_weight(t, ck, lg, name, ndim, d0, d1, &w, &own);
     if (rc)
         return rc;
-    *out = keep(t, vd_tensor_f32(w));
+    *out = vd_owned_add(&t->owned, vd_tensor_f32(w));
     if (!*out)
         return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
     return 0;
@@ -263,9 +248,7 @@ void vd_t5_free(vd_t5 **tp)
         vk_linear_free(&L->fc2);
     }
     free(t->layers);
-    for (size_t i = 0; i < t->n_owned; i++)
-        vd_free(t->owned[i]);
-    free(t->owned);
+    vd_owned_free(&t->owned);
     free(t);
     *tp = NULL;
 }
