@@ -986,8 +986,8 @@ size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix)
     return k;
 }
 
-int vd_ckpt_f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt_tensor *raw,
-                       uint16_t **out)
+static int f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt_tensor *raw,
+                      uint16_t **out)
 {
     *out = NULL;
     if (raw->dtype != VT_F8_E4M3 && raw->dtype != VT_F8_E5M2)
@@ -1037,6 +1037,24 @@ int vd_ckpt_f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt
     }
     vd_free(s);
     *out = bf;
+    return 0;
+}
+
+int vd_ckpt_widen_f8(const vd_ckpt *ck, vd_log *lg, const char *name, vd_owned *owned,
+                     const vt_tensor **w, vt_tensor *tmp)
+{
+    if ((*w)->dtype != VT_F8_E4M3 && (*w)->dtype != VT_F8_E5M2)
+        return 0;
+    uint16_t *bf;
+    int ret = f8_to_bf16(ck, lg, name, *w, &bf);
+    if (ret)
+        return ret;
+    if (!vd_owned_add(owned, bf))
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
+    *tmp = **w;
+    tmp->dtype = VT_BF16;
+    tmp->data = bf;
+    *w = tmp;
     return 0;
 }
 

@@ -122,14 +122,15 @@ size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix);
 /* A freshly allocated fp32 copy of a float tensor (vd_free it), or NULL. */
 float *vd_tensor_f32(const vt_tensor *t);
 
-/* A weight `name` stored as fp8 (raw: F8_E4M3 or F8_E5M2, as in the
+/* A weight `name` stored as fp8 (*w: F8_E4M3 or F8_E5M2, as in the
  * "fp8_e4m3fn" and "fp8_scaled" repackagings) times its companion scale
  * ("<module>.scale_weight" or "<name>_scale": one value or one per row of
- * dim 0; absent = 1), as a new BF16 buffer of raw's shape (vd_free it).
- * Each product is rounded to 8 mantissa bits, the precision of the bf16
- * releases. Errors name the scale tensor. */
-int vd_ckpt_f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt_tensor *raw,
-                       uint16_t **out);
+ * dim 0; absent = 1), widened once into a BF16 buffer of *w's shape kept in
+ * `owned`; *w is then replaced by tmp, which describes it. Each product is
+ * rounded to 8 mantissa bits, the precision of the bf16 releases. Other
+ * types pass through unchanged. Errors name the scale tensor. */
+int vd_ckpt_widen_f8(const vd_ckpt *ck, vd_log *lg, const char *name, vd_owned *owned,
+                     const vt_tensor **w, vt_tensor *tmp);
 
 /* Pattern match used by rename (exposed for tests). Returns 1 on match and
  * writes the rewritten name into out (outsz bytes). */

@@ -111,27 +111,6 @@ static int get_table(const vd_dit *d, vd_log *lg, float **out, int64_t rows, con
     return 0;
 }
 
-/* fp8 weights (the "fp8_e4m3fn" and "fp8_scaled" repackagings of the 14B)
- * are widened to BF16 with their scales once, at load: the kernels take
- * F32/F16/BF16, and BF16 is the release's own precision. *w is replaced by
- * the widened copy (owned by d); other types pass through. */
-static int widen_f8(vd_dit *d, vd_log *lg, const char *name, const vt_tensor **w, vt_tensor *tmp)
-{
-    if ((*w)->dtype != VT_F8_E4M3 && (*w)->dtype != VT_F8_E5M2)
-        return 0;
-    uint16_t *bf;
-    int ret = vd_ckpt_f8_to_bf16(d->ck, lg, name, *w, &bf);
-    if (ret)
-        return ret;
-    if (!vd_owned_add(&d->owned, bf))
-        return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
-    *tmp = **w;
-    tmp->dtype = VT_BF16;
-    tmp->data = bf;
-    *w = tmp;
-    return 0;
-}
-
 /* name is the layer prefix: "<name>.weight" [n_out, n_in], "<name>.bias" [n_out]. */
 static int get_linear(vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, int64_t n_in,
                       const char *name)
@@ -146,7 +125,7 @@ static int get_linear(vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, int64_
     if (!ret)
         ret = vd_ckpt_get(d->ck, lg, bn, 1, bs, &b);
     if (!ret)
-        ret = widen_f8(d, lg, wn, &w, &wide);
+        ret = vd_ckpt_widen_f8(d->ck, lg, wn, &d->owned, &w, &wide);
     if (ret)
         return ret;
     ret = vk_linear_init(l, w, b);
@@ -309,7 +288,7 @@ int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log 
     if ((ret = vd_ckpt_get(ck, lg, "patch_embedding.bias", 1, bs, &pb)))
         goto fail;
     vt_tensor pwide;
-    if ((ret = widen_f8(d, lg, "patch_embedding.weight", &pw, &pwide)))
+    if ((ret = vd_ckpt_widen_f8(d->ck, lg, "patch_embedding.weight", &d->owned, &pw, &pwide)))
         goto fail;
     vt_tensor pw2 = *pw;
     pw2.ndim = 2;

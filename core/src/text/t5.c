@@ -84,17 +84,8 @@ static int load_weight(vd_t5 *t, const vd_ckpt *ck, vd_log *lg, const char *name
         if (raw->ndim != ndim || raw->shape[0] != d0 || (ndim > 1 && raw->shape[1] != d1))
             return vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' has an unexpected shape",
                           vd_ckpt_label(ck), name);
-        uint16_t *bf;
-        int rc = vd_ckpt_f8_to_bf16(ck, lg, name, raw, &bf);
-        if (rc)
-            return rc;
-        if (!vd_owned_add(&t->owned, bf))
-            return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory", name);
-        *own = *raw;
-        own->dtype = VT_BF16;
-        own->data = bf;
-        *out = own;
-        return 0;
+        *out = raw;
+        return vd_ckpt_widen_f8(ck, lg, name, &t->owned, out, own);
     }
     int rc = vd_ckpt_getf(ck, lg, &w, ndim, d0, d1, -1, -1, "%s", name);
     if (rc)
