@@ -9,10 +9,16 @@
  * and frame rate are negotiated with downstream, preferring the model's
  * native size.
  *
+ * The output format is negotiated too: I420 unless downstream asks for
+ * another one (NV12, Y444 or packed RGB, the format the model generates).
+ * YUV output is BT.709 limited range (`colorimetry=bt709`) at every size,
+ * unless downstream's caps ask for other colorimetry; the conversion from the
+ * model's RGB follows whatever colorimetry the caps carry.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 vditsrc prompt="a red circle moves left" num-buffers=17 ! \
- *     videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ *     x264enc ! mp4mux ! filesink location=out.mp4
  * ]|
  */
 #include "gstvditsrc.h"
@@ -41,8 +47,9 @@ enum {
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS("video/x-raw, format = (string) RGB, width = (int) [ 16, 8192 ], "
-                    "height = (int) [ 16, 8192 ], framerate = (fraction) [ 1/1, 240/1 ]"));
+    GST_STATIC_CAPS("video/x-raw, format = (string) { I420, NV12, Y444, RGB }, "
+                    "width = (int) [ 16, 8192 ], height = (int) [ 16, 8192 ], "
+                    "framerate = (fraction) [ 1/1, 240/1 ]"));
 
 struct _GstVditSrc {
     GstPushSrc parent;
@@ -60,6 +67,8 @@ struct _GstVditSrc {
     vdit_model_info minfo;
 
     GstVideoInfo info;
+    GstVideoInfo rgb_info;   /* one frame of clip, packed RGB (stride width * 3) */
+    GstVideoConverter *conv; /* rgb_info -> info; NULL when info is RGB */
     vdit_video *clip;   /* the clip being played out */
     gint clip_pos;      /* next frame of clip to push */
     guint64 n_out;      /* frames pushed so far */
@@ -95,9 +104,17 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
     return TRUE;
 }
 
+static void free_converter(GstVditSrc *self)
+{
+    if (self->conv)
+        gst_video_converter_free(self->conv);
+    self->conv = NULL;
+}
+
 static gboolean gst_vdit_src_stop(GstBaseSrc *bs)
 {
     GstVditSrc *self = GST_VDIT_SRC(bs);
+    free_converter(self);
     vdit_video_free(&self->clip);
     vdit_ctx_free(&self->ctx);
     vdit_model_free(&self->model);
@@ -116,6 +133,20 @@ static GstCaps *gst_vdit_src_fixate(GstBaseSrc *bs, GstCaps *caps)
     gst_structure_fixate_field_nearest_int(s, "width", w);
     gst_structure_fixate_field_nearest_int(s, "height", h);
     gst_structure_fixate_field_nearest_fraction(s, "framerate", fps, 1);
+    /* I420 unless downstream leaves no choice; YUV is BT.709 limited range
+     * unless downstream asks for other colorimetry */
+    gst_structure_fixate_field_string(s, "format", "I420");
+    const gchar *fmt = gst_structure_get_string(s, "format");
+    const GstVideoFormatInfo *fi =
+        gst_video_format_get_info(fmt ? gst_video_format_from_string(fmt)
+                                      : GST_VIDEO_FORMAT_UNKNOWN);
+    if (fi && GST_VIDEO_FORMAT_INFO_IS_YUV(fi)) {
+        if (gst_structure_has_field(s, "colorimetry"))
+            gst_structure_fixate_field_string(s, "colorimetry", GST_VIDEO_COLORIMETRY_BT709);
+        else
+            gst_structure_set(s, "colorimetry", G_TYPE_STRING, GST_VIDEO_COLORIMETRY_BT709,
+                              NULL);
+    }
     return GST_BASE_SRC_CLASS(gst_vdit_src_parent_class)->fixate(bs, caps);
 }
 
@@ -130,6 +161,30 @@ static gboolean gst_vdit_src_set_caps(GstBaseSrc *bs, GstCaps *caps)
         vdit_video_free(&self->clip); /* a new size starts a new clip */
         self->clip_pos = 0;
     }
+    /* the model's frames are packed RGB rows of width * 3 bytes */
+    gint w = GST_VIDEO_INFO_WIDTH(&info), h = GST_VIDEO_INFO_HEIGHT(&info);
+    GstVideoInfo ri;
+    gst_video_info_set_format(&ri, GST_VIDEO_FORMAT_RGB, w, h);
+    /* the converter wants everything but the format and colour to match */
+    GST_VIDEO_INFO_FPS_N(&ri) = GST_VIDEO_INFO_FPS_N(&info);
+    GST_VIDEO_INFO_FPS_D(&ri) = GST_VIDEO_INFO_FPS_D(&info);
+    GST_VIDEO_INFO_PAR_N(&ri) = GST_VIDEO_INFO_PAR_N(&info);
+    GST_VIDEO_INFO_PAR_D(&ri) = GST_VIDEO_INFO_PAR_D(&info);
+    GST_VIDEO_INFO_INTERLACE_MODE(&ri) = GST_VIDEO_INFO_INTERLACE_MODE(&info);
+    GST_VIDEO_INFO_PLANE_STRIDE(&ri, 0) = w * 3;
+    GST_VIDEO_INFO_SIZE(&ri) = (gsize)w * 3 * (gsize)h;
+    GstVideoConverter *conv = NULL;
+    if (GST_VIDEO_INFO_FORMAT(&info) != GST_VIDEO_FORMAT_RGB) {
+        /* the output info comes from the caps, so the matrix and range are theirs */
+        conv = gst_video_converter_new(&ri, &info, NULL);
+        if (!conv) {
+            GST_ERROR_OBJECT(self, "cannot convert RGB to %" GST_PTR_FORMAT, caps);
+            return FALSE;
+        }
+    }
+    free_converter(self);
+    self->conv = conv;
+    self->rgb_info = ri;
     self->info = info;
     return TRUE;
 }
@@ -224,10 +279,29 @@ static GstFlowReturn gst_vdit_src_create(GstPushSrc *ps, GstBuffer **out)
     }
     int w = self->clip->width, h = self->clip->height;
     const guint8 *src = self->clip->rgb + (size_t)self->clip_pos * w * h * 3;
-    guint8 *dst = GST_VIDEO_FRAME_PLANE_DATA(&f, 0);
-    gint ds = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
-    for (int y = 0; y < h; y++)
-        memcpy(dst + (gsize)y * ds, src + (gsize)y * w * 3, (gsize)w * 3);
+    if (!self->conv) {
+        guint8 *dst = GST_VIDEO_FRAME_PLANE_DATA(&f, 0);
+        gint ds = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
+        for (int y = 0; y < h; y++)
+            memcpy(dst + (gsize)y * ds, src + (gsize)y * w * 3, (gsize)w * 3);
+    } else {
+        gsize sz = (gsize)w * h * 3;
+        GstBuffer *wrap = gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, (gpointer)src,
+                                                      sz, 0, sz, NULL, NULL);
+        GstVideoFrame sf;
+        gboolean ok = gst_video_frame_map(&sf, &self->rgb_info, wrap, GST_MAP_READ);
+        if (ok) {
+            gst_video_converter_frame(self->conv, &sf, &f);
+            gst_video_frame_unmap(&sf);
+        }
+        gst_buffer_unref(wrap);
+        if (!ok) {
+            gst_video_frame_unmap(&f);
+            gst_buffer_unref(buf);
+            GST_ELEMENT_ERROR(self, CORE, FAILED, ("Cannot map a generated frame"), (NULL));
+            return GST_FLOW_ERROR;
+        }
+    }
     gst_video_frame_unmap(&f);
 
     gint fn = GST_VIDEO_INFO_FPS_N(&self->info), fd = GST_VIDEO_INFO_FPS_D(&self->info);
@@ -313,6 +387,7 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
 static void gst_vdit_src_finalize(GObject *obj)
 {
     GstVditSrc *self = GST_VDIT_SRC(obj);
+    free_converter(self);
     vdit_video_free(&self->clip);
     vdit_ctx_free(&self->ctx);
     vdit_model_free(&self->model);

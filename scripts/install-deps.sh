@@ -11,6 +11,7 @@ PKGS=(
   libavcodec-dev libavformat-dev libavfilter-dev libavutil-dev libswscale-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-ugly
   ffmpeg
   python3 python3-numpy python3-torch python3-sentencepiece
   libopenblas0-pthread

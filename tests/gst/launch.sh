@@ -31,6 +31,48 @@ gst-launch-1.0 -q vditsrc model="$model" steps=2 guidance=1 num-frames=5 num-buf
 check "vditsrc num-buffers=7 writes 7 frames" "[ \$(frames '$tmp/gen.y4m') = 7 ]"
 check "vditsrc output is 48x32" "head -c 64 '$tmp/gen.y4m' | grep -q 'W48 H32'"
 
+# formats: I420 (BT.709) unless downstream asks for RGB
+src="vditsrc model=\"$model\" steps=2 guidance=1 num-frames=5"
+caps_of() { grep 'GstVditSrc:vditsrc0.GstPad:src: caps' "$1" | tail -1; }
+eval gst-launch-1.0 -v $src num-buffers=3 ! fakesink >"$tmp/i420.log" 2>&1
+check "vditsrc ! fakesink negotiates I420, bt709" \
+  "caps_of '$tmp/i420.log' | grep -q 'format=(string)I420' && caps_of '$tmp/i420.log' | grep -q 'colorimetry=(string)bt709'"
+eval gst-launch-1.0 -v $src num-buffers=3 ! video/x-raw,format=RGB,width=48,height=32 \
+  ! fakesink >"$tmp/rgb.log" 2>&1
+check "vditsrc ! video/x-raw,format=RGB gives RGB" "caps_of '$tmp/rgb.log' | grep -q 'format=(string)RGB'"
+probe() { # FILE: pix_fmt,frames,width,height of the video stream (decoded and counted)
+  /usr/bin/ffprobe -v error -count_frames -select_streams v:0 \
+    -show_entries stream=pix_fmt,nb_read_frames,width,height -of csv=p=0 "$1" 2>/dev/null |
+    awk -F, '{print $3","$4","$1","$2}'
+}
+have_probe=0; [ -x /usr/bin/ffprobe ] && have_probe=1
+[ $have_probe = 1 ] || echo "skip: /usr/bin/ffprobe is missing, files are not probed"
+# y4m at a width that is a multiple of 4 (GStreamer 1.22's y4menc pads other rows)
+eval gst-launch-1.0 -q $src num-buffers=7 ! video/x-raw,width=48,height=32 ! y4menc \
+  ! filesink location="$tmp/yuv.y4m" >"$tmp/yuv.log" 2>&1
+check "vditsrc ! y4menc: 7 frames" "[ \$(frames '$tmp/yuv.y4m') = 7 ]"
+[ $have_probe = 1 ] && check "vditsrc ! y4menc: ffprobe reads 7 yuv420p frames of 48x32" \
+  "[ \"\$(probe '$tmp/yuv.y4m')\" = 'yuv420p,7,48,32' ]"
+# odd sizes (chroma rounded up), raw I420 in Matroska
+for wh in 130x74 129x73; do
+  w=${wh%x*} h=${wh#*x}
+  eval gst-launch-1.0 -q $src num-buffers=6 ! video/x-raw,width=$w,height=$h ! matroskamux \
+    ! filesink location="$tmp/odd$wh.mkv" >"$tmp/odd$wh.log" 2>&1
+  check "vditsrc $wh ! matroskamux: exit 0" "[ -s '$tmp/odd$wh.mkv' ] && ! grep -q ERROR '$tmp/odd$wh.log'"
+  [ $have_probe = 1 ] && check "vditsrc $wh ! matroskamux: ffprobe reads 6 yuv420p frames of $wh" \
+    "[ \"\$(probe '$tmp/odd$wh.mkv')\" = 'yuv420p,6,$w,$h' ]"
+done
+# H.264 straight from vditsrc, no videoconvert (x264 wants even sizes in 4:2:0)
+if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+  eval gst-launch-1.0 -q $src num-buffers=9 ! video/x-raw,width=130,height=74 ! x264enc \
+    ! mp4mux ! filesink location="$tmp/gen.mp4" >"$tmp/x264.log" 2>&1
+  check "vditsrc ! x264enc ! mp4mux: a file" "[ -s '$tmp/gen.mp4' ]"
+  [ $have_probe = 1 ] && check "vditsrc ! x264enc ! mp4mux: ffprobe reads 9 yuv420p frames of 130x74" \
+    "[ \"\$(probe '$tmp/gen.mp4')\" = 'yuv420p,9,130,74' ]"
+else
+  echo "skip: x264enc is missing (gstreamer1.0-plugins-ugly)"
+fi
+
 # edit: videotestsrc ! vdit, compared with the same pipeline without vdit
 gst-launch-1.0 -q videotestsrc num-buffers=12 pattern=ball \
   ! video/x-raw,format=I420,width=66,height=38,framerate=10/1 \

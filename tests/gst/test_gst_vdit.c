@@ -389,6 +389,95 @@ static void test_src(void)
     gst_harness_teardown(hr);
 }
 
+/* The caps vditsrc negotiated with the harness, parsed; FALSE if none. */
+static gboolean src_caps(GstHarness *hr, GstVideoInfo *vi, const char **colorimetry)
+{
+    GstCaps *c = gst_pad_get_current_caps(hr->sinkpad);
+    gboolean ok = c && gst_video_info_from_caps(vi, c);
+    static char col[64];
+    col[0] = 0;
+    if (c) {
+        const char *s = gst_structure_get_string(gst_caps_get_structure(c, 0), "colorimetry");
+        g_strlcpy(col, s ? s : "", sizeof(col));
+        gst_caps_unref(c);
+    }
+    *colorimetry = col;
+    return ok;
+}
+
+/* Without a format from downstream vditsrc gives I420 (BT.709), also at odd
+ * sizes; asked for RGB it gives RGB, and it follows a change of format. */
+static void test_src_formats(void)
+{
+    static const int sizes[][2] = { { 48, 32 }, { 130, 74 }, { 129, 73 } };
+    for (int k = 0; k < 3; k++) {
+        int w = sizes[k][0], h = sizes[k][1];
+        char desc[512], caps[256];
+        snprintf(desc, sizeof(desc), "vditsrc model=\"%s\" steps=2 guidance=1 num-frames=3 "
+                 "threads=1", model);
+        GstHarness *hr = gst_harness_new_parse(desc);
+        snprintf(caps, sizeof(caps), "video/x-raw,width=%d,height=%d,framerate=8/1", w, h);
+        gst_harness_set_sink_caps_str(hr, caps);
+        gst_harness_play(hr);
+        GstBuffer *b = gst_harness_pull(hr);
+        GstVideoInfo vi;
+        const char *col;
+        T_CHECK(b != NULL, "%dx%d: a frame", w, h);
+        T_CHECK(src_caps(hr, &vi, &col), "%dx%d: caps negotiated", w, h);
+        T_CHECK(GST_VIDEO_INFO_FORMAT(&vi) == GST_VIDEO_FORMAT_I420, "%dx%d: default format %s",
+                w, h, gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vi)));
+        T_CHECK(GST_VIDEO_INFO_WIDTH(&vi) == w && GST_VIDEO_INFO_HEIGHT(&vi) == h,
+                "%dx%d: size %dx%d", w, h, GST_VIDEO_INFO_WIDTH(&vi), GST_VIDEO_INFO_HEIGHT(&vi));
+        T_CHECK(strcmp(col, "bt709") == 0, "%dx%d: colorimetry %s", w, h, col);
+        T_CHECK(GST_VIDEO_INFO_COLORIMETRY(&vi).range == GST_VIDEO_COLOR_RANGE_16_235,
+                "%dx%d: limited range", w, h);
+        if (b) {
+            T_CHECK(gst_buffer_get_size(b) == GST_VIDEO_INFO_SIZE(&vi), "%dx%d: I420 size %zu",
+                    w, h, (size_t)gst_buffer_get_size(b));
+            GstVideoFrame f;
+            if (gst_video_frame_map(&f, &vi, b, GST_MAP_READ)) {
+                /* limited range: luma in [16, 235], chroma in [16, 240] */
+                int lo = 255, hi = 0;
+                for (int p = 0; p < 3; p++) {
+                    const guint8 *d = GST_VIDEO_FRAME_PLANE_DATA(&f, p);
+                    int st = GST_VIDEO_FRAME_PLANE_STRIDE(&f, p);
+                    for (int y = 0; y < GST_VIDEO_FRAME_COMP_HEIGHT(&f, p); y++)
+                        for (int x = 0; x < GST_VIDEO_FRAME_COMP_WIDTH(&f, p); x++) {
+                            lo = MIN(lo, d[y * st + x]);
+                            hi = MAX(hi, d[y * st + x]);
+                        }
+                }
+                T_CHECK(lo >= 16 && hi <= 240, "%dx%d: samples in [%d, %d]", w, h, lo, hi);
+                T_CHECK(hi > lo, "%dx%d: the frame is not flat", w, h);
+                gst_video_frame_unmap(&f);
+            }
+            gst_buffer_unref(b);
+        }
+        if (k == 0) {
+            /* downstream now asks for RGB: vditsrc renegotiates, the stream goes on.
+             * Frames made before the change may still be queued in the harness, so
+             * pull until an RGB-sized one comes (I420 48x32 is half the size). */
+            gst_harness_set_sink_caps_str(hr, "video/x-raw,format=RGB,width=48,height=32,"
+                                          "framerate=8/1");
+            gboolean rgb = FALSE, pts_ok = TRUE;
+            for (int i = 1; i < 10 && !rgb; i++) {
+                b = gst_harness_pull(hr);
+                if (!b)
+                    break;
+                rgb = gst_buffer_get_size(b) == 48 * 32 * 3;
+                pts_ok &= GST_BUFFER_PTS(b) == gst_util_uint64_scale_int(i * GST_SECOND, 1, 8);
+                gst_buffer_unref(b);
+            }
+            T_CHECK(rgb, "an RGB frame after the caps change");
+            T_CHECK(pts_ok, "the stream goes on across the change (pts)");
+            T_CHECK(src_caps(hr, &vi, &col), "caps after the change");
+            T_CHECK(GST_VIDEO_INFO_FORMAT(&vi) == GST_VIDEO_FORMAT_RGB, "format %s after the "
+                    "change", gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vi)));
+        }
+        gst_harness_teardown(hr);
+    }
+}
+
 #define RUN(fn)                                                                   \
     do {                                                                          \
         gint64 t0_ = g_get_monotonic_time();                                      \
@@ -415,5 +504,6 @@ int main(int argc, char **argv)
     RUN(test_state_change_mid_window);
     RUN(test_long_stream_memory);
     RUN(test_src);
+    RUN(test_src_formats);
     T_DONE();
 }
