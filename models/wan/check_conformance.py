@@ -1,8 +1,8 @@
 """Check models/wan against the official golden vectors.
 
 usage: /usr/bin/python3 models/wan/check_conformance.py [DIR...]
-Default: every dit/vae/umt5 folder in ../shared/conformance/wan2.1 (relative to
-the repository root's parent, i.e. /work/shared).  Exit status 1 on any FAIL.
+Default: every dit/vae/umt5 folder in tests/conformance/wan2.1 (the vectors
+vendored in the repository).  Exit status 1 on any FAIL.
 """
 import json
 import os
@@ -130,9 +130,7 @@ def check_sampler(d, tag):
 
 def main():
     torch.set_num_threads(int(os.environ.get("VDIT_THREADS", "2")))
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "conformance", "wan2.1")
-    if not os.path.isdir(root):
-        root = "/work/shared/conformance/wan2.1"
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "conformance", "wan2.1")
     dirs = sys.argv[1:] or [os.path.join(root, x) for x in sorted(os.listdir(root))]
     for d in dirs:
         if not os.path.isfile(os.path.join(d, "config.json")):

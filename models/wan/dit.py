@@ -1,6 +1,6 @@
 """Wan2.1 text-to-video DiT (WanModel, model_type t2v) in PyTorch.
 
-Written from the semantics in shared/conformance/wan2.1/README.md.  Parameter
+Written from the semantics in tests/conformance/wan2.1/README.md.  Parameter
 names match the official checkpoints (diffusion_pytorch_model*.safetensors).
 Batched: every sample in a batch has the same latent shape, contexts are
 padded to text_len by the caller or by forward().

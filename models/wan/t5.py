@@ -1,6 +1,6 @@
 """umT5 encoder (T5Encoder as built by umt5_xxl(encoder_only=True)) in PyTorch.
 
-Written from the semantics in shared/conformance/wan2.1/README.md; parameter
+Written from the semantics in tests/conformance/wan2.1/README.md; parameter
 names match models_t5_umt5-xxl-enc-bf16.pth / .safetensors.
 """
 import math

@@ -1,6 +1,6 @@
 """Wan2.1 video VAE (WanVAE_) in PyTorch.
 
-Written from the semantics in shared/conformance/wan2.1/README.md; parameter
+Written from the semantics in tests/conformance/wan2.1/README.md; parameter
 names match Wan2.1_VAE.pth / .safetensors.  Two equivalent evaluation paths:
 the official chunked one (encode frame 0 then 4-frame chunks, decode one
 latent frame at a time, with a per-conv feature cache) and a full-sequence

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Makes DiT conformance folders (config.json, weights.safetensors,
-io.safetensors, the layout of shared/conformance/wan2.1/dit_tiny) with other
+io.safetensors, the layout of tests/conformance/wan2.1/dit_tiny) with other
 dims, seeds and latent grids than the shared ones, and checks `vdit conform`
 on them.
 
 The reference below is an independent, functional re-statement of the
-semantics in shared/conformance/wan2.1/README.md (dit_tiny, dit_tiny_i2v),
+semantics in tests/conformance/wan2.1/README.md (dit_tiny, dit_tiny_i2v),
 evaluated in float64 (the truth an fp32 engine is measured against); inputs
 and outputs are stored as float32.
 

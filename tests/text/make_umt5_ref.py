@@ -2,7 +2,7 @@
 """Writes a second umT5 conformance folder (tests/text/data/umt5_other/) with
 other sizes, seeds and a different bucket count than the shared umt5_tiny,
 from an independent float32 PyTorch implementation of the semantics in
-shared/conformance/wan2.1/README.md (umt5_tiny section). Checked in CI by
+tests/conformance/wan2.1/README.md (umt5_tiny section). Checked in CI by
 `vdit conform` (suite conform); rerun to regenerate:
 
     /usr/bin/python3 tests/text/make_umt5_ref.py

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Makes Wan-VAE conformance folders (config.json, weights.safetensors,
-io.safetensors: the layout of shared/conformance/wan2.1/vae_tiny) with other
+io.safetensors: the layout of tests/conformance/wan2.1/vae_tiny) with other
 dims, level counts, frame counts and frame sizes than the shared one, and
 checks `vdit conform` on them.
 

@@ -4,7 +4,7 @@
  * freed checkpoint, memory in use flat while a stream runs.
  *
  * usage: test_vae VAE_TINY_DIR DATA_DIR
- *   VAE_TINY_DIR: shared/conformance/wan2.1/vae_tiny (weights + io)
+ *   VAE_TINY_DIR: tests/conformance/wan2.1/vae_tiny (weights + io)
  *   DATA_DIR: tests/vae/data (vae_d2.pth / vae_d2.safetensors) */
 #include "t.h"
 
