@@ -7,7 +7,7 @@ GType gst_vdit_sampler_get_type(void)
 {
     static gsize id = 0;
     static const GEnumValue values[] = {
-        { -1, "The model's default (vdit.json; UniPC for Wan2.1)", "auto" },
+        { VDIT_DEFAULT_SAMPLER, "The model's default (vdit.json; UniPC for Wan2.1)", "auto" },
         { VDIT_SAMPLER_UNIPC, "UniPC multistep (Wan's default)", "unipc" },
         { VDIT_SAMPLER_DPMPP, "DPM++ 2M multistep", "dpm++" },
         { VDIT_SAMPLER_EULER, "Euler", "euler" },

@@ -49,15 +49,17 @@ enum {
     PROP_THREADS,
 };
 
-#define DEFAULT_STRENGTH 0.6
-#define DEFAULT_STEPS 0
-#define DEFAULT_GUIDANCE -1.0
-#define DEFAULT_SHIFT -1.0
-#define DEFAULT_SEED 0
-#define DEFAULT_SAMPLER -1 /* auto: the model's default */
-#define DEFAULT_WINDOW 0
-#define DEFAULT_OVERLAP 0
-#define DEFAULT_THREADS 0
+/* The library's defaults (vdit.h), so the element offers the same ones as the
+ * API, the vdit command and the FFmpeg filter. */
+#define DEFAULT_STRENGTH VDIT_DEFAULT_STRENGTH
+#define DEFAULT_STEPS VDIT_DEFAULT_STEPS
+#define DEFAULT_GUIDANCE VDIT_DEFAULT_GUIDANCE
+#define DEFAULT_SHIFT VDIT_DEFAULT_SHIFT
+#define DEFAULT_SEED VDIT_DEFAULT_SEED
+#define DEFAULT_SAMPLER VDIT_DEFAULT_SAMPLER /* auto: the model's default */
+#define DEFAULT_WINDOW VDIT_DEFAULT_WINDOW
+#define DEFAULT_OVERLAP VDIT_DEFAULT_OVERLAP
+#define DEFAULT_THREADS VDIT_DEFAULT_THREADS
 
 #define VDIT_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBA, BGRA, ARGB, ABGR, RGBx, BGRx, xRGB, xBGR, " \
                                       "I420, YV12, NV12, NV21, Y42B, Y444, YUY2, UYVY, GRAY8 }")

@@ -127,9 +127,9 @@ static GstCaps *gst_vdit_src_fixate(GstBaseSrc *bs, GstCaps *caps)
     caps = gst_caps_make_writable(caps);
     caps = gst_caps_truncate(caps);
     GstStructure *s = gst_caps_get_structure(caps, 0);
-    int w = self->minfo.width > 0 ? self->minfo.width : 320;
-    int h = self->minfo.height > 0 ? self->minfo.height : 192;
-    int fps = self->minfo.fps > 0 ? (int)(self->minfo.fps + 0.5f) : 16;
+    /* start() filled minfo: the model's native size and rate */
+    int w = self->minfo.width, h = self->minfo.height;
+    int fps = MAX(1, (int)(self->minfo.fps + 0.5f));
     gst_structure_fixate_field_nearest_int(s, "width", w);
     gst_structure_fixate_field_nearest_int(s, "height", h);
     gst_structure_fixate_field_nearest_fraction(s, "framerate", fps, 1);
@@ -424,21 +424,25 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
         g_param_spec_string("negative-prompt", "Negative prompt", "What to steer away from "
                             "(NULL: the model's default negative prompt)", NULL, live));
     g_object_class_install_property(oc, PROP_STEPS,
-        g_param_spec_int("steps", "Steps", "Sampling steps (0: model default)", 0, 1000, 0, live));
+        g_param_spec_int("steps", "Steps", "Sampling steps (0: model default)", 0, 1000,
+                         VDIT_DEFAULT_STEPS, live));
     g_object_class_install_property(oc, PROP_GUIDANCE,
         g_param_spec_double("guidance", "Guidance", "Classifier-free guidance scale "
-                            "(-1: model default, 1: no guidance)", -1.0, 50.0, -1.0, live));
+                            "(-1: model default, 1: no guidance)", -1.0, 50.0,
+                            VDIT_DEFAULT_GUIDANCE, live));
     g_object_class_install_property(oc, PROP_SHIFT,
         g_param_spec_double("shift", "Shift", "Timestep shift (-1: model default)", -1.0, 100.0,
-                            -1.0, live));
+                            VDIT_DEFAULT_SHIFT, live));
     g_object_class_install_property(oc, PROP_SEED,
-        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64, 0, live));
+        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64,
+                            VDIT_DEFAULT_SEED, live));
     g_object_class_install_property(oc, PROP_SAMPLER,
         g_param_spec_enum("sampler", "Sampler", "Flow-matching sampler", GST_TYPE_VDIT_SAMPLER,
-                          -1, live));
+                          VDIT_DEFAULT_SAMPLER, live));
     g_object_class_install_property(oc, PROP_NUM_FRAMES,
         g_param_spec_int("num-frames", "Frames per clip", "Frames generated at a time "
-                         "(0: the model's native length)", 0, 100000, 0, live));
+                         "(0: the model's native length)", 0, 100000,
+                         VDIT_DEFAULT_WINDOW, live));
     g_object_class_install_property(oc, PROP_LOOP,
         g_param_spec_boolean("loop", "Loop", "Generate one seamless loop and repeat it", FALSE,
                              ready));
@@ -446,7 +450,8 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
         g_param_spec_string("model", "Model", "Model folder or checkpoint (NULL: the bundled "
                             "default model)", NULL, ready));
     g_object_class_install_property(oc, PROP_THREADS,
-        g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024, 0, ready));
+        g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
+                         VDIT_DEFAULT_THREADS, ready));
 
     gst_element_class_add_static_pad_template(ec, &src_template);
     gst_element_class_set_static_metadata(ec, "vdit video generator", "Source/Video",
@@ -456,9 +461,9 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
 
 static void gst_vdit_src_init(GstVditSrc *self)
 {
-    self->guidance = -1.0;
-    self->shift = -1.0;
-    self->sampler = -1; /* auto: the model's default */
+    self->guidance = VDIT_DEFAULT_GUIDANCE;
+    self->shift = VDIT_DEFAULT_SHIFT;
+    self->sampler = VDIT_DEFAULT_SAMPLER; /* auto: the model's default */
     gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
     gst_base_src_set_live(GST_BASE_SRC(self), FALSE);
 }

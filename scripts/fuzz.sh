@@ -18,7 +18,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
   CC=$CC_FUZZ meson setup build-fuzz -Dfuzzers=true -Dbuildtype=debugoptimized \
     -Db_sanitize=address,undefined -Db_lundef=false \
     -Dc_args="-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined" \
-    -Dgst_plugin=disabled -Dffmpeg_filter=disabled >/tmp/vdit-fuzz-setup.log 2>&1 \
+    -Dgst_plugin=disabled >/tmp/vdit-fuzz-setup.log 2>&1 \
     || { tail -20 /tmp/vdit-fuzz-setup.log; rm -rf build-fuzz; exit 1; }
 fi
 targets=("$@")

@@ -18,11 +18,6 @@
 #include "videoio.h"
 #include "vdit/vdit.h"
 
-/* Video I/O lands separately (videoio.c); without it these report so. */
-#pragma weak vio_read
-#pragma weak vio_write
-#pragma weak vio_check_output
-
 enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 
 typedef struct opts {
@@ -70,7 +65,8 @@ static void usage(enum op op, FILE *o)
     if (op == OP_EXTEND)
         fprintf(o, "  --backward             extend before the start instead of after the end\n");
     if (op == OP_EDIT || op == OP_BRIDGE || op == OP_LOOP)
-        fprintf(o, "  --strength X           0..1, default 0.6: the last strength*steps steps run%s\n",
+        fprintf(o, "  --strength X           0..1, default %g: the last strength*steps steps run%s\n",
+                VDIT_DEFAULT_STRENGTH,
                 op == OP_LOOP ? "\n                         (the closing frames of a bridge-back loop, from 8 "
                                 "frames on)"
                               : "");
@@ -128,10 +124,12 @@ static int parse_num(const char *s, double lo, double hi, double *out)
 static int parse(enum op op, int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->sampler = -1;
-    o->guidance = -1;
-    o->shift = -1;
-    o->strength = 0.6;
+    o->steps = VDIT_DEFAULT_STEPS;
+    o->sampler = VDIT_DEFAULT_SAMPLER;
+    o->guidance = VDIT_DEFAULT_GUIDANCE;
+    o->shift = VDIT_DEFAULT_SHIFT;
+    o->strength = VDIT_DEFAULT_STRENGTH;
+    o->threads = VDIT_DEFAULT_THREADS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -283,11 +281,6 @@ static void log_cb(void *user, int level, const char *msg)
 
 static int read_video(enum op op, const char *path, vdit_video **v, double *fps)
 {
-    if (!vio_read) {
-        fprintf(stderr, "vdit %s: video input is not built into this vdit (needs FFmpeg)\n",
-                op_names[op]);
-        return 1;
-    }
     char err[512];
     if (vio_read(path, v, fps, err, sizeof(err))) {
         fprintf(stderr, "vdit %s: %s\n", op_names[op], err);
@@ -303,8 +296,6 @@ static int read_video(enum op op, const char *path, vdit_video **v, double *fps)
 static int check_output(enum op op, const char *path, int n_frames)
 {
     char err[512];
-    if (!vio_check_output)
-        return 0;
     int e = vio_check_output(path, n_frames, err, sizeof(err));
     if (!e)
         return 0;
@@ -318,11 +309,6 @@ static int run(enum op op, int argc, char **argv)
     int r = parse(op, argc, argv, &o);
     if (r)
         return r == 3 ? 0 : r;
-    if (!vio_write) {
-        fprintf(stderr, "vdit %s: video output is not built into this vdit (needs FFmpeg)\n",
-                op_names[op]);
-        return 1;
-    }
     const char *mpath = o.model ? o.model : vdit_default_model_path();
     if (!mpath) {
         fprintf(stderr, "vdit %s: no bundled model in this build: give --model PATH\n",

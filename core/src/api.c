@@ -38,10 +38,12 @@ void vdit_model_params_default(vdit_model_params *p)
 {
     memset(p, 0, sizeof(*p));
     p->log_level = VDIT_LOG_WARNING;
+    p->n_threads = VDIT_DEFAULT_THREADS;
 }
 
 void vdit_ctx_params_default(vdit_ctx_params *p)
 {
     memset(p, 0, sizeof(*p));
+    p->n_threads = VDIT_DEFAULT_THREADS;
     p->log_level = VDIT_LOG_WARNING;
 }

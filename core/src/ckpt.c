@@ -38,6 +38,7 @@ struct vd_ckpt {
     keep *keeps;
     size_t n_keeps;
     char *label;
+    int n_threads; /* for the set's own conversions (vd_ckpt_widen_f8); 0 = 1 */
 };
 
 static uint64_t hash_str(const char *s)
@@ -71,6 +72,12 @@ static int rehash(vd_ckpt *c, size_t want)
 vd_ckpt *vd_ckpt_new(void)
 {
     return calloc(1, sizeof(vd_ckpt));
+}
+
+void vd_ckpt_set_threads(vd_ckpt *c, int n_threads)
+{
+    if (c)
+        c->n_threads = n_threads > 0 ? n_threads : 1;
 }
 
 void vd_ckpt_free(vd_ckpt **pc)
@@ -1027,6 +1034,12 @@ static int f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt_
     }
     const uint8_t *src = raw->data;
     const int e4 = raw->dtype == VT_F8_E4M3;
+    /* Rows are independent: the result does not depend on the thread count. */
+    const int nt = ck && ck->n_threads > 1 ? ck->n_threads : 1;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1 && n >= (1 << 16)) schedule(static)
+#endif
     for (int64_t r = 0; r < rows; r++) {
         float f = s ? s[ns == 1 ? 0 : r] : 1.0f;
         for (int64_t c = 0; c < cols; c++) {

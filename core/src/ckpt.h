@@ -28,6 +28,10 @@ typedef struct vd_ckpt vd_ckpt;
 /* An empty set. */
 vd_ckpt *vd_ckpt_new(void);
 
+/* Threads the set's own conversion work may use (vd_ckpt_widen_f8 at model
+ * load); n_threads <= 0 means 1, the default. Results do not depend on it. */
+void vd_ckpt_set_threads(vd_ckpt *c, int n_threads);
+
 /* Opens `path`: a .safetensors file, a *.safetensors.index.json (all shards
  * it names), a PyTorch zip checkpoint (.pth/.pt/.bin, recognised by its zip
  * magic), or a folder (its index if it holds exactly one, else every

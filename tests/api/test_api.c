@@ -56,6 +56,46 @@ int main(void)
     CHECK(cp.log_level == VDIT_LOG_WARNING && cp.n_threads == 0 && cp.progress_cb == NULL
               && cp.log_cb == NULL,
           "ctx params defaults");
+    CHECK(mp.n_threads == VDIT_DEFAULT_THREADS && cp.n_threads == VDIT_DEFAULT_THREADS,
+          "threads default is VDIT_DEFAULT_THREADS");
+    /* the load threads are checked like the context's */
+    vdit_model *bad = NULL;
+    mp.n_threads = -1;
+    CHECK(vdit_model_load("/nonexistent", &mp, &bad) == VDIT_ERR_INVALID_ARG && !bad
+              && strstr(mp.error, "n_threads"),
+          "negative load threads: '%s'", mp.error);
+    mp.n_threads = 0;
+    CHECK(vdit_model_load("/nonexistent", &mp, &bad) != VDIT_ERR_INVALID_ARG && !bad,
+          "missing model: '%s'", mp.error);
+
+    /* generation and stream defaults: the VDIT_DEFAULT_* constants the vdit
+     * command and the adapters use, everything else zero */
+    CHECK(VDIT_DEFAULT_STRENGTH == 0.6 && VDIT_DEFAULT_STEPS == 0 && VDIT_DEFAULT_GUIDANCE == -1.0
+              && VDIT_DEFAULT_SHIFT == -1.0 && VDIT_DEFAULT_SAMPLER == -1
+              && VDIT_DEFAULT_SEED == 0 && VDIT_DEFAULT_WINDOW == 0
+              && VDIT_DEFAULT_OVERLAP == 0 && VDIT_DEFAULT_THREADS == 0,
+          "documented default values");
+    vdit_gen_params gp;
+    memset(&gp, 0xab, sizeof(gp));
+    vdit_gen_params_default(&gp);
+    CHECK(gp.strength == (float)VDIT_DEFAULT_STRENGTH, "strength %g", (double)gp.strength);
+    CHECK(gp.steps == VDIT_DEFAULT_STEPS && gp.guidance == (float)VDIT_DEFAULT_GUIDANCE
+              && gp.shift == (float)VDIT_DEFAULT_SHIFT && gp.sampler == VDIT_DEFAULT_SAMPLER
+              && gp.seed == VDIT_DEFAULT_SEED,
+          "steps %d guidance %g shift %g sampler %d seed %llu", gp.steps, (double)gp.guidance,
+          (double)gp.shift, gp.sampler, (unsigned long long)gp.seed);
+    int rz = 1;
+    for (size_t i = 0; i < sizeof(gp.reserved); i++)
+        rz &= gp.reserved[i] == 0;
+    CHECK(gp.prompt == NULL && gp.negative_prompt == NULL && gp.width == 0 && gp.height == 0
+              && gp.n_frames == 0 && gp.loop == 0 && rz,
+          "gen params: the rest zero");
+    vdit_stream_params sp;
+    memset(&sp, 0xab, sizeof(sp));
+    vdit_stream_params_default(&sp);
+    CHECK(sp.window == VDIT_DEFAULT_WINDOW && sp.overlap == VDIT_DEFAULT_OVERLAP,
+          "window %d overlap %d", sp.window, sp.overlap);
+    CHECK(!memcmp(&sp.gen, &gp, sizeof(gp)), "stream gen params are vdit_gen_params_default's");
 
     /* clips */
     vdit_video *v = vdit_video_new(7, 5, 3);

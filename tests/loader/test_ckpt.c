@@ -546,6 +546,58 @@ static void test_release(void)
     free(big);
 }
 
+/* fp8 weights widened at load (vd_ckpt_widen_f8) with the threads the model
+ * loader gives the set (vdit_model_params.n_threads): the same bits for any
+ * thread count, each the fp8 value times its row's scale rounded to BF16. */
+static void test_widen_threads(void)
+{
+    enum { ROWS = 300, COLS = 256 }; /* above the size that runs threaded */
+    uint8_t *b8 = malloc(ROWS * COLS);
+    float *sc = malloc(ROWS * sizeof(float));
+    t_rng r = { 5 };
+    for (int i = 0; i < ROWS * COLS; i++)
+        b8[i] = (uint8_t)(t_next(&r) & 0xff);
+    for (int i = 0; i < ROWS * COLS; i++)
+        if ((b8[i] & 0x7f) == 0x7f)
+            b8[i] = 0x3c; /* not NaN */
+    for (int i = 0; i < ROWS; i++)
+        sc[i] = 0.5f + (float)i / ROWS;
+    uint16_t *got[3] = { 0 };
+    const int threads[3] = { 0, 1, 4 };
+    for (int k = 0; k < 3; k++) {
+        vd_log lg = { 0 };
+        vd_ckpt *c = vd_ckpt_new();
+        const int64_t ws[2] = { ROWS, COLS }, ss[1] = { ROWS };
+        T_CHECK(c && !vd_ckpt_add(c, "l.weight", VT_F8_E4M3, 2, ws, b8, NULL, "mem", &lg)
+                    && !vd_ckpt_add(c, "l.scale_weight", VT_F32, 1, ss, sc, NULL, "mem", &lg),
+                "fp8 set: %s", lg.msg);
+        if (!c)
+            continue;
+        vd_ckpt_set_threads(c, threads[k]);
+        vd_owned own = { 0 };
+        const vt_tensor *w = vd_ckpt_find(c, "l.weight");
+        vt_tensor tmp;
+        T_CHECK(w && !vd_ckpt_widen_f8(c, &lg, "l.weight", &own, &w, &tmp), "widen: %s", lg.msg);
+        if (w && w->dtype == VT_BF16) {
+            got[k] = malloc(ROWS * COLS * 2);
+            memcpy(got[k], w->data, ROWS * COLS * 2);
+        }
+        vd_owned_free(&own);
+        vd_ckpt_free(&c);
+    }
+    int same = got[0] && got[1] && got[2], exact = same;
+    for (int i = 0; same && i < ROWS * COLS; i++) {
+        same &= got[0][i] == got[1][i] && got[2][i] == got[1][i];
+        exact &= got[1][i] == vt_f32_to_bf16(vt_f8e4m3_to_f32(b8[i]) * sc[i / COLS]);
+    }
+    T_CHECK(same, "widened fp8: same bits with 0, 1 and 4 threads");
+    T_CHECK(exact, "widened fp8: value times the row's scale, in BF16");
+    for (int k = 0; k < 3; k++)
+        free(got[k]);
+    free(b8);
+    free(sc);
+}
+
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
     return remove(p);
@@ -562,5 +614,6 @@ int main(int argc, char **argv)
     test_malformed();
     test_rename();
     test_release();
+    test_widen_threads();
     T_DONE();
 }

@@ -153,6 +153,48 @@ static void test_cond_cache(void)
     vdit_video_free(&first);
 }
 
+/* A prompt longer than text_len (32 here) runs on its first tokens (EOS
+ * kept last, vd_tok_encode_padded) and says so once. */
+static char long_warning[512];
+
+static void keep_warning(void *user, int level, const char *msg)
+{
+    (void)user;
+    if (level == VDIT_LOG_WARNING && strstr(msg, "tokens"))
+        snprintf(long_warning, sizeof(long_warning), "%s", msg);
+}
+
+static void test_long_prompt(void)
+{
+    vdit_ctx_params cp;
+    vdit_ctx_params_default(&cp);
+    cp.n_threads = 1;
+    cp.log_cb = keep_warning;
+    vdit_ctx *c = NULL;
+    T_CHECK(vdit_ctx_init(model, &cp, &c) == 0, "ctx");
+    if (!c)
+        return;
+    char prompt[2048] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(prompt, i % 2 ? "dog " : "cat ");
+    vdit_gen_params p = base();
+    p.prompt = prompt;
+    p.n_frames = 1;
+    p.steps = 1;
+    vdit_video *v = NULL;
+    long_warning[0] = 0;
+    T_CHECK(vdit_generate(c, &p, &v) == 0 && v, "long prompt: %s", vdit_ctx_last_error(c));
+    T_CHECK(strstr(long_warning, "only the first 32 are used") != NULL, "warning '%s'",
+            long_warning);
+    vdit_video_free(&v);
+    long_warning[0] = 0;
+    p.prompt = "cat dog";
+    T_CHECK(vdit_generate(c, &p, &v) == 0 && v && !long_warning[0], "short prompt: '%s'",
+            long_warning);
+    vdit_video_free(&v);
+    vdit_ctx_free(&c);
+}
+
 static void test_edit(void)
 {
     vdit_video *in = pattern(40, 24, 10, 1), *a = NULL, *b = NULL;
@@ -882,6 +924,7 @@ int main(int argc, char **argv)
     test_layouts(argv[1]);
     test_generate();
     test_cond_cache();
+    test_long_prompt();
     test_edit();
     test_extend_bridge();
     test_fixed_frames();

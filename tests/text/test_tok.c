@@ -53,6 +53,15 @@ static void test_padded(const vd_tok *t)
     /* truncation keeps EOS last */
     n = vd_tok_encode_padded(t, p, 4, ids);
     T_CHECK(n == 4 && ids[3] == eos && !memcmp(ids, raw, 12), "truncated: n %d last %d", n, ids[3]);
+    /* the count before truncation (the pipeline warns with it), same ids */
+    int32_t ids_n[64];
+    int full = -5;
+    int n2 = vd_tok_encode_padded_n(t, p, 4, ids_n, &full);
+    T_CHECK(n2 == 4 && full == m && !memcmp(ids_n, ids, 4 * sizeof(int32_t)),
+            "padded_n truncated: n %d, full count %d (want %d)", n2, full, m);
+    n2 = vd_tok_encode_padded_n(t, p, 64, ids_n, &full);
+    T_CHECK(n2 == m && full == m, "padded_n: n %d full %d (want %d)", n2, full, m);
+    T_CHECK(vd_tok_encode_padded_n(t, p, 64, ids_n, NULL) == m, "padded_n without a count");
     n = vd_tok_encode_padded(t, " \t ", 8, ids);
     T_CHECK(n == 1 && ids[0] == eos && ids[1] == pad, "empty prompt: n %d", n);
     /* the hash follows the ids */

@@ -115,7 +115,10 @@ typedef struct vdit_model_params {
     vdit_log_fn log_cb;     /* default NULL: messages go nowhere */
     void *log_user;         /* default NULL */
     int log_level;          /* default VDIT_LOG_WARNING: most verbose level passed on */
-    int n_threads;          /* default 0: all cores; threads used while loading */
+    int n_threads;          /* threads for the work loading does (widening fp8
+                               weights to BF16); default 0 (VDIT_DEFAULT_THREADS):
+                               all cores; 0..4096. Generation uses the context's
+                               n_threads. The loaded model does not depend on it */
     char error[256];        /* out: message of the last failure of vdit_model_load */
     uint8_t reserved[64];
 } vdit_model_params;
@@ -209,6 +212,23 @@ enum vdit_sampler {
     VDIT_SAMPLER_COUNT
 };
 
+/* The defaults vdit_gen_params_default(), vdit_stream_params_default() and
+ * vdit_ctx_params_default() set, defined once here so that the vdit command
+ * and the FFmpeg and GStreamer adapters offer the same ones. Plain constant
+ * expressions: usable in static initialisers (an AVOption table, a GParamSpec).
+ * "Auto" values stand for the model's own default (its vdit.json, else
+ * Wan2.1's published values). */
+#define VDIT_DEFAULT_STRENGTH 0.6    /* SDEdit strength: edit, streaming edit, the
+                                        crossfade of a bridge or a loop's close */
+#define VDIT_DEFAULT_STEPS 0         /* auto: the model's (Wan: 50) */
+#define VDIT_DEFAULT_GUIDANCE (-1.0) /* auto: the model's (Wan: 5.0) */
+#define VDIT_DEFAULT_SHIFT (-1.0)    /* auto: the model's (Wan t2v: 5.0) */
+#define VDIT_DEFAULT_SAMPLER (-1)    /* auto: the model's (UniPC for Wan) */
+#define VDIT_DEFAULT_SEED 0
+#define VDIT_DEFAULT_WINDOW 0        /* streaming: the model's native length */
+#define VDIT_DEFAULT_OVERLAP 0       /* streaming: automatic (one latent frame) */
+#define VDIT_DEFAULT_THREADS 0       /* all cores */
+
 /* Parameters of one generation or edit. Strings are borrowed: they must stay
  * valid during the call only. Defaults are those vdit_gen_params_default()
  * sets; "the model's" means the model folder's vdit.json, else Wan2.1's
@@ -235,7 +255,8 @@ typedef struct vdit_gen_params {
                                     (UniPC for Wan) */
     uint64_t seed;               /* default 0. Same seed, inputs, parameters and thread
                                     count: bit-identical output (docs/sampling.md) */
-    float strength;              /* SDEdit strength in [0, 1], default 0.6 (edit,
+    float strength;              /* SDEdit strength in [0, 1], default
+                                    VDIT_DEFAULT_STRENGTH, 0.6 (edit,
                                     streaming, and the crossfade a bridge or a loop's
                                     closing frames start from): int(strength * steps)
                                     steps run */
@@ -318,8 +339,8 @@ typedef struct vdit_frame {
 } vdit_frame;
 
 typedef struct vdit_stream_params {
-    vdit_gen_params gen; /* prompt, strength (default 0.6), steps, seed... (strings
-                            are copied at open) */
+    vdit_gen_params gen; /* prompt, strength (default VDIT_DEFAULT_STRENGTH), steps,
+                            seed... (strings are copied at open) */
     int window;          /* frames per window, default 0: the model's native length;
                             rounded up to 1 + 4k, at least 5 */
     int overlap;         /* frames of the previous output each window continues

@@ -8,10 +8,12 @@
 void vdit_gen_params_default(vdit_gen_params *p)
 {
     memset(p, 0, sizeof(*p));
-    p->guidance = -1.0f;
-    p->shift = -1.0f;
-    p->sampler = -1;
-    p->strength = 0.6f;
+    p->steps = VDIT_DEFAULT_STEPS;
+    p->guidance = (float)VDIT_DEFAULT_GUIDANCE;
+    p->shift = (float)VDIT_DEFAULT_SHIFT;
+    p->sampler = VDIT_DEFAULT_SAMPLER;
+    p->seed = VDIT_DEFAULT_SEED;
+    p->strength = (float)VDIT_DEFAULT_STRENGTH;
 }
 
 int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
@@ -94,9 +96,10 @@ int vd_ctx_progress(vdit_ctx *c, int stage, int step, int total)
     return 0;
 }
 
-/* umT5 embedding of a prompt: clean, tokenise (EOS appended), keep at most
- * text_len tokens, encode the real tokens only (the reference masks the
- * padding keys, so the real rows do not depend on it) and keep those rows;
+/* umT5 embedding of a prompt: the ids Wan's tokenizer gives
+ * (vd_tok_encode_padded: cleaned, EOS appended, at most text_len tokens with
+ * the EOS kept last), the real tokens only encoded (the reference masks the
+ * padding keys, so the real rows do not depend on it) and those rows kept;
  * the DiT pads the context with zeros to text_len. */
 static int text_embed(vdit_ctx *c, const char *text, const float **emb, int64_t *n_out)
 {
@@ -119,25 +122,21 @@ static int text_embed(vdit_ctx *c, const char *text, const float **emb, int64_t 
     int ret = 0;
     int max = m->info.text_len;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)max);
-    char *clean = vd_tok_clean_prompt(text);
     char *key = strdup(text);
     float *out = NULL;
-    if (!ids || !clean || !key) {
+    if (!ids || !key) {
         ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
         goto done;
     }
-    int n = vd_tok_encode(m->tok, clean, strlen(clean), ids, max);
+    int n_all = 0;
+    int n = vd_tok_encode_padded_n(m->tok, text, max, ids, &n_all);
     if (n < 0) {
         ret = vd_err(&c->log, n, "cannot tokenise the prompt");
         goto done;
     }
-    if (n > max) {
-        vd_logf(&c->log, VDIT_LOG_WARNING, "prompt has %d tokens; only the first %d are used", n,
-                max);
-        n = max;
-        /* HF truncation keeps room for the EOS it appends. */
-        ids[n - 1] = vd_tok_eos_id(m->tok);
-    }
+    if (n_all > max)
+        vd_logf(&c->log, VDIT_LOG_WARNING, "prompt has %d tokens; only the first %d are used",
+                n_all, max);
     const vd_t5_config *tc = vd_t5_get_config(m->t5);
     out = vd_malloc(sizeof(float) * (size_t)n * (size_t)tc->dim);
     if (!out) {
@@ -158,7 +157,6 @@ static int text_embed(vdit_ctx *c, const char *text, const float **emb, int64_t 
     *n_out = victim->n;
 done:
     free(ids);
-    free(clean);
     free(key);
     vd_free(out);
     return ret;

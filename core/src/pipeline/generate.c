@@ -50,13 +50,14 @@ int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
     rp->seed = p->seed;
     if (p->steps < 0 || rp->steps > 1000)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "steps %d out of range (1..1000)", p->steps);
-    if (!(rp->guidance <= 100) || !(p->guidance >= 0 || p->guidance == -1.0f))
+    if (!(rp->guidance <= 100) ||
+        !(p->guidance >= 0 || p->guidance == (float)VDIT_DEFAULT_GUIDANCE))
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "guidance %g out of range (0..100)",
                       (double)p->guidance);
-    if (!(rp->shift <= 100) || !(p->shift > 0 || p->shift == -1.0f))
+    if (!(rp->shift <= 100) || !(p->shift > 0 || p->shift == (float)VDIT_DEFAULT_SHIFT))
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "shift %g out of range (0..100]",
                       (double)p->shift);
-    if (smp < 0 || smp >= VDIT_SAMPLER_COUNT || p->sampler < -1)
+    if (smp < 0 || smp >= VDIT_SAMPLER_COUNT || p->sampler < VDIT_DEFAULT_SAMPLER)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "sampler %d unknown", p->sampler);
     rp->sampler = smp == VDIT_SAMPLER_DPMPP   ? VD_SAMPLER_DPMPP
                   : smp == VDIT_SAMPLER_EULER ? VD_SAMPLER_EULER
@@ -610,7 +611,7 @@ int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_
     int ret = start(c, p, &rp, out);
     if (ret || (ret = check_video(c, in, "edit input")))
         return ret;
-    float strength = p ? p->strength : 0.6f;
+    float strength = p ? p->strength : (float)VDIT_DEFAULT_STRENGTH;
     if ((ret = vd_check_strength(&c->log, strength)))
         return ret;
     int win = p && p->n_frames > 0 ? p->n_frames : c->model->info.n_frames;
@@ -839,7 +840,7 @@ int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *a, cons
     if (n_mid < 1 || n_mid > 100000)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
                       "bridge frame count %d out of range (1..100000)", n_mid);
-    float strength = p ? p->strength : 0.6f;
+    float strength = p ? p->strength : (float)VDIT_DEFAULT_STRENGTH;
     if ((ret = vd_check_strength(&c->log, strength)))
         return ret;
     int h = vd_align16(a->height), w = vd_align16(a->width);

@@ -97,23 +97,14 @@ static vj_val *read_json(vd_log *lg, const char *path, int *err)
     return v;
 }
 
-/* Opens a checkpoint: safetensors (file, index or folder) or a .pth. */
-static int open_ckpt(const char *path, vd_log *lg, vd_ckpt **out)
+/* Opens one part's checkpoint (vd_ckpt_open recognises the format) with the
+ * threads its conversions at load may use. */
+static int open_part(const char *path, vd_log *lg, int n_threads, vd_ckpt **out)
 {
-    size_t n = strlen(path);
-    if (n > 4 && (!strcmp(path + n - 4, ".pth") || !strcmp(path + n - 3, ".pt"))) {
-        vd_ckpt *c = vd_ckpt_new();
-        if (!c)
-            return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-        int r = vd_ckpt_add_pth(c, path, lg);
-        if (r) {
-            vd_ckpt_free(&c);
-            return r;
-        }
-        *out = c;
-        return 0;
-    }
-    return vd_ckpt_open(path, lg, out);
+    int ret = vd_ckpt_open(path, lg, out);
+    if (!ret)
+        vd_ckpt_set_threads(*out, n_threads);
+    return ret;
 }
 
 /* vd_vae_detach's release: the VAE no longer reads this stored tensor. */
@@ -353,6 +344,13 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         snprintf(p->error, sizeof(p->error), "vdit_model_load: path and out are required");
         return VDIT_ERR_INVALID_ARG;
     }
+    if (p->n_threads < 0 || p->n_threads > 4096) {
+        snprintf(p->error, sizeof(p->error), "vdit_model_load: n_threads %d out of range (0..4096)",
+                 p->n_threads);
+        return VDIT_ERR_INVALID_ARG;
+    }
+    /* Threads for the work done while loading: widening fp8 weights. */
+    int n_threads = p->n_threads > 0 ? p->n_threads : vd_cpu_count();
     vdit_model *m = calloc(1, sizeof(*m));
     if (!m) {
         snprintf(p->error, sizeof(p->error), "out of memory");
@@ -381,15 +379,15 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
     int64_t text_len = pt->text_len > 0 ? pt->text_len : VD_WAN_TEXT_LEN;
     vd_logf(&m->log, VDIT_LOG_INFO, "loading DiT %s, VAE %s, text encoder %s, tokenizer %s",
             pt->dit, pt->vae, pt->t5, pt->tok);
-    if ((ret = open_ckpt(pt->dit, &m->log, &m->ck_dit)) ||
+    if ((ret = open_part(pt->dit, &m->log, n_threads, &m->ck_dit)) ||
         (ret = vd_dit_canonicalize(m->ck_dit, &m->log)) ||
         (ret = vd_dit_load_ex(m->ck_dit, text_len, pt->n_heads, &m->log, &m->dit)))
         goto fail;
-    if ((ret = open_ckpt(pt->vae, &m->log, &m->ck_vae)) ||
+    if ((ret = open_part(pt->vae, &m->log, n_threads, &m->ck_vae)) ||
         (ret = vd_vae_canonicalize(m->ck_vae, &m->log)) ||
         (ret = vd_vae_load(m->ck_vae, &m->log, &m->vae)))
         goto fail;
-    if ((ret = open_ckpt(pt->t5, &m->log, &m->ck_t5)) ||
+    if ((ret = open_part(pt->t5, &m->log, n_threads, &m->ck_t5)) ||
         (ret = vd_t5_canonicalize(m->ck_t5, &m->log)) ||
         (ret = vd_t5_load(m->ck_t5, &m->log, &m->t5)))
         goto fail;

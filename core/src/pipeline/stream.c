@@ -50,6 +50,8 @@ void vdit_stream_params_default(vdit_stream_params *p)
 {
     memset(p, 0, sizeof(*p));
     vdit_gen_params_default(&p->gen);
+    p->window = VDIT_DEFAULT_WINDOW;
+    p->overlap = VDIT_DEFAULT_OVERLAP;
 }
 
 static int alloc_video(vdit_video *v, int w, int h, int n)

@@ -42,6 +42,10 @@ int vd_tok_encode(const vd_tok *t, const char *text, size_t len, int32_t *ids, i
  * number of non-padding ids (1..text_len, mask = 1 on those), or <0.
  * Wan2.1 uses text_len 512. */
 int vd_tok_encode_padded(const vd_tok *t, const char *prompt, int text_len, int32_t *ids);
+/* The same, also giving in *n_tokens (if not NULL) the count before
+ * truncation (> text_len when the prompt was cut). */
+int vd_tok_encode_padded_n(const vd_tok *t, const char *prompt, int text_len, int32_t *ids,
+                           int *n_tokens);
 
 /* A 64-bit hash of n ids (FNV-1a + length), to key cached prompt
  * embeddings: equal ids give equal hashes. */

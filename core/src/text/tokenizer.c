@@ -578,6 +578,12 @@ int vd_tok_encode(const vd_tok *t, const char *text, size_t len, int32_t *ids, i
 
 int vd_tok_encode_padded(const vd_tok *t, const char *prompt, int text_len, int32_t *ids)
 {
+    return vd_tok_encode_padded_n(t, prompt, text_len, ids, NULL);
+}
+
+int vd_tok_encode_padded_n(const vd_tok *t, const char *prompt, int text_len, int32_t *ids,
+                           int *n_tokens)
+{
     if (!t || !prompt || text_len < 1 || !ids)
         return VDIT_ERR_INVALID_ARG;
     char *clean = vd_tok_clean_prompt(prompt);
@@ -587,6 +593,8 @@ int vd_tok_encode_padded(const vd_tok *t, const char *prompt, int text_len, int3
     free(clean);
     if (n < 0)
         return n;
+    if (n_tokens)
+        *n_tokens = n;
     if (n > text_len) {
         /* truncate the text, keep the end-of-sequence id last (HF's rule) */
         n = text_len;
