@@ -43,17 +43,20 @@
     { "negative_prompt", "what to steer away from (default: the model's own)",                \
       offsetof(type, negative_prompt), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },\
     { "steps", "denoising steps (0: the model's default, 50 for Wan)",                        \
-      offsetof(type, steps), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 1000, VDIT_FLAGS },            \
+      offsetof(type, steps), AV_OPT_TYPE_INT, { .i64 = VDIT_DEFAULT_STEPS }, 0, 1000,         \
+      VDIT_FLAGS },                                                                           \
     { "guidance", "classifier-free guidance scale (-1: the model's default, 1: off)",         \
-      offsetof(type, guidance), AV_OPT_TYPE_FLOAT, { .dbl = -1 }, -1, 100, VDIT_FLAGS },      \
+      offsetof(type, guidance), AV_OPT_TYPE_FLOAT, { .dbl = VDIT_DEFAULT_GUIDANCE }, -1, 100, \
+      VDIT_FLAGS },                                                                           \
     { "shift", "flow-matching schedule shift (-1: the model's default)",                      \
-      offsetof(type, shift), AV_OPT_TYPE_FLOAT, { .dbl = -1 }, -1, 100, VDIT_FLAGS },         \
-    { "seed", "noise seed", offsetof(type, seed), AV_OPT_TYPE_INT64, { .i64 = 0 }, 0,         \
-      INT64_MAX, VDIT_FLAGS },                                                                \
+      offsetof(type, shift), AV_OPT_TYPE_FLOAT, { .dbl = VDIT_DEFAULT_SHIFT }, -1, 100,       \
+      VDIT_FLAGS },                                                                           \
+    { "seed", "noise seed", offsetof(type, seed), AV_OPT_TYPE_INT64,                          \
+      { .i64 = VDIT_DEFAULT_SEED }, 0, INT64_MAX, VDIT_FLAGS },                               \
     { "sampler", "sampling method", offsetof(type, sampler), AV_OPT_TYPE_INT,                 \
-      { .i64 = -1 }, -1, VDIT_SAMPLER_COUNT - 1, VDIT_FLAGS, "sampler" },                     \
-        { "auto", "the model's default (UniPC for Wan)", 0, AV_OPT_TYPE_CONST, { .i64 = -1 },  \
-          0, 0, VDIT_FLAGS, "sampler" },                                                      \
+      { .i64 = VDIT_DEFAULT_SAMPLER }, -1, VDIT_SAMPLER_COUNT - 1, VDIT_FLAGS, "sampler" },   \
+        { "auto", "the model's default (UniPC for Wan)", 0, AV_OPT_TYPE_CONST,                \
+          { .i64 = VDIT_DEFAULT_SAMPLER }, 0, 0, VDIT_FLAGS, "sampler" },                     \
         { "unipc", "UniPC", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_UNIPC }, 0, 0,        \
           VDIT_FLAGS, "sampler" },                                                            \
         { "dpm++", "DPM++ 2M", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_DPMPP }, 0, 0,     \
@@ -65,7 +68,7 @@
     { "model", "model folder or checkpoint (default: the bundled model)",                     \
       offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },    \
     { "threads", "CPU threads (0: all cores)", offsetof(type, threads), AV_OPT_TYPE_INT,      \
-      { .i64 = 0 }, 0, 1024, VDIT_FLAGS }
+      { .i64 = VDIT_DEFAULT_THREADS }, 0, 1024, VDIT_FLAGS }
 
 /* The engine's error codes as AVERROR codes. */
 static inline int vdit_averror(int err)
@@ -106,8 +109,7 @@ static inline int vdit_log_level(void)
 }
 
 /* Progress: stage starts and denoising steps at the verbose level, the
- * finer-grained units (VAE slices...) at debug. Never cancels: FFmpeg stops
- * a filter by not calling it. */
+ * finer-grained units (VAE slices...) at debug. Never cancels. */
 static inline int vdit_progress_log(void *user, int stage, int step, int total)
 {
     int lvl = (step == 0 || stage == VDIT_STAGE_DENOISE) ? AV_LOG_VERBOSE : AV_LOG_DEBUG;
@@ -115,11 +117,12 @@ static inline int vdit_progress_log(void *user, int stage, int step, int total)
     return 0;
 }
 
-/* Loads the model (path NULL: the bundled one) and makes a context on it.
- * On failure logs what to do and returns an AVERROR; the caller's uninit
- * frees whatever was made. */
+/* Loads the model (path NULL: the bundled one) and makes a context on it
+ * whose progress goes to `progress` (user: ctx). On failure logs what to do
+ * and returns an AVERROR; the caller's uninit frees whatever was made. */
 static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int threads,
-                                  vdit_model **model, vdit_ctx **vctx)
+                                  vdit_progress_fn progress, vdit_model **model,
+                                  vdit_ctx **vctx)
 {
     vdit_model_params mp;
     vdit_ctx_params cp;
@@ -149,7 +152,7 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int th
     cp.log_cb = vdit_log_bridge;
     cp.log_user = ctx;
     cp.log_level = mp.log_level;
-    cp.progress_cb = vdit_progress_log;
+    cp.progress_cb = progress;
     cp.progress_user = ctx;
     err = vdit_ctx_init(*model, &cp, vctx);
     if (err < 0) {
@@ -179,9 +182,9 @@ static inline void vdit_fill_gen_params(vdit_gen_params *g, const char *prompt,
     g->negative_prompt = negative_prompt;
     if (steps > 0)
         g->steps = steps;
-    if (guidance != -1.0f)
+    if (guidance != (float)VDIT_DEFAULT_GUIDANCE)
         g->guidance = guidance;
-    if (shift != -1.0f)
+    if (shift != (float)VDIT_DEFAULT_SHIFT)
         g->shift = shift;
     if (sampler >= 0)
         g->sampler = sampler;

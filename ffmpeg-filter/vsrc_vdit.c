@@ -11,6 +11,12 @@
  * hands out frames of the current chunk and makes the next one only when the
  * output wants a frame. Defaults (size, length, rate) are the model's own,
  * from vdit_model_get_info().
+ *
+ * The engine makes 8-bit RGB; the filter offers YUV 4:2:0 first (what
+ * encoders and players expect, as testsrc2 does), then 4:4:4 and NV12, and
+ * packed RGB when the output asks for it. YUV frames are converted by
+ * swscale with the BT.709 matrix in limited range and tagged so (BT.709
+ * primaries and transfer); RGB frames are tagged full range.
  */
 
 #include "libavutil/common.h"
@@ -18,8 +24,10 @@
 #include "libavutil/mathematics.h"
 #include "libavutil/mem.h"
 #include "libavutil/parseutils.h"
+#include "libavutil/pixdesc.h"
 #include "libavutil/pixfmt.h"
 #include "libavutil/time.h"
+#include "libswscale/swscale.h"
 
 #include "vdit_common.h"
 
@@ -44,6 +52,7 @@ typedef struct VditSrcContext {
     int nb_chunks;       /* chunks generated so far */
     int64_t nb_frames;   /* frames to output in all, -1: one window */
     int64_t pts;         /* next frame's pts (= its index, time base 1/rate) */
+    struct SwsContext *sws; /* RGB to the output's YUV format; NULL for RGB */
 } VditSrcContext;
 
 #define OFFSET(x) offsetof(VditSrcContext, x)
@@ -65,7 +74,7 @@ static const AVOption vditsrc_options[] = {
     { "d", "length (default: one window)", OFFSET(duration), AV_OPT_TYPE_DURATION,
       { .i64 = -1 }, -1, INT64_MAX, VDIT_FLAGS },
     { "window", "frames generated together (0: the model's native length)", OFFSET(window),
-      AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 100000, VDIT_FLAGS },
+      AV_OPT_TYPE_INT, { .i64 = VDIT_DEFAULT_WINDOW }, 0, 100000, VDIT_FLAGS },
     { "loop", "generate one seamlessly looping window and repeat it", OFFSET(loop),
       AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, VDIT_FLAGS },
     { NULL }
@@ -82,7 +91,8 @@ static av_cold int init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "size %dx%d is too small\n", s->w, s->h);
         return AVERROR(EINVAL);
     }
-    ret = vdit_open_model(ctx, s->model_path, s->threads, &s->model, &s->vctx);
+    ret = vdit_open_model(ctx, s->model_path, s->threads, vdit_progress_log, &s->model,
+                          &s->vctx);
     if (ret < 0)
         return ret;
     err = vdit_model_get_info(s->model, &s->info);
@@ -116,6 +126,8 @@ static av_cold void uninit(AVFilterContext *ctx)
 {
     VditSrcContext *s = ctx->priv;
 
+    sws_freeContext(s->sws);
+    s->sws = NULL;
     vdit_video_free(&s->chunk);
     vdit_ctx_free(&s->vctx);
     vdit_model_free(&s->model);
@@ -187,6 +199,24 @@ static int config_props(AVFilterLink *outlink)
     outlink->sample_aspect_ratio = (AVRational){ 1, 1 };
     outlink->time_base = av_inv_q(s->frame_rate);
     VDIT_LINK_FRAME_RATE(outlink) = s->frame_rate;
+    sws_freeContext(s->sws);
+    s->sws = NULL;
+    if (outlink->format != AV_PIX_FMT_RGB24) {
+        const int *bt709 = sws_getCoefficients(SWS_CS_ITU709);
+        s->sws = sws_getContext(outlink->w, outlink->h, AV_PIX_FMT_RGB24, outlink->w, outlink->h,
+                                outlink->format, SWS_BICUBIC | SWS_ACCURATE_RND |
+                                SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+        if (!s->sws) {
+            av_log(ctx, AV_LOG_ERROR, "cannot convert RGB to %s\n",
+                   av_get_pix_fmt_name(outlink->format));
+            return AVERROR(EINVAL);
+        }
+        /* Source: full-range RGB; destination: BT.709, limited range. */
+        if (sws_setColorspaceDetails(s->sws, bt709, 1, bt709, 0, 0, 1 << 16, 1 << 16) < 0) {
+            av_log(ctx, AV_LOG_ERROR, "swscale refused the BT.709 matrix\n");
+            return AVERROR(EINVAL);
+        }
+    }
     return 0;
 }
 
@@ -195,6 +225,7 @@ static int activate(AVFilterContext *ctx)
     AVFilterLink *outlink = ctx->outputs[0];
     VditSrcContext *s = ctx->priv;
     const vdit_video *c;
+    const uint8_t *src;
     AVFrame *frame;
     int ret;
 
@@ -219,9 +250,26 @@ static int activate(AVFilterContext *ctx)
     frame = ff_get_video_buffer(outlink, outlink->w, outlink->h);
     if (!frame)
         return AVERROR(ENOMEM);
-    av_image_copy_plane(frame->data[0], frame->linesize[0],
-                        c->rgb + (size_t)s->chunk_pos * c->width * c->height * 3, c->width * 3,
-                        c->width * 3, c->height);
+    src = c->rgb + (size_t)s->chunk_pos * c->width * c->height * 3;
+    if (s->sws) {
+        const uint8_t *planes[4] = { src };
+        const int strides[4] = { c->width * 3 };
+
+        ret = sws_scale(s->sws, planes, strides, 0, c->height, frame->data, frame->linesize);
+        if (ret < 0) {
+            av_frame_free(&frame);
+            return ret;
+        }
+        frame->colorspace = AVCOL_SPC_BT709;
+        frame->color_range = AVCOL_RANGE_MPEG;
+    } else {
+        av_image_copy_plane(frame->data[0], frame->linesize[0], src, c->width * 3,
+                            c->width * 3, c->height);
+        frame->colorspace = AVCOL_SPC_RGB;
+        frame->color_range = AVCOL_RANGE_JPEG;
+    }
+    frame->color_primaries = AVCOL_PRI_BT709;
+    frame->color_trc = AVCOL_TRC_BT709;
     frame->pts = s->pts++;
     frame->sample_aspect_ratio = outlink->sample_aspect_ratio;
 #if LIBAVUTIL_VERSION_MAJOR >= 58
@@ -250,5 +298,5 @@ const AVFilter ff_vsrc_vditsrc = {
     .process_command = ff_filter_process_command,
     .inputs          = NULL,
     FILTER_OUTPUTS(vditsrc_outputs),
-    FILTER_SINGLE_PIXFMT(AV_PIX_FMT_RGB24),
+    FILTER_PIXFMTS(AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUV444P, AV_PIX_FMT_NV12, AV_PIX_FMT_RGB24),
 };

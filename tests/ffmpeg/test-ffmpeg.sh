@@ -132,6 +132,38 @@ if run gen_long -f lavfi -i "vditsrc=$M:s=130x74:r=10:d=2.5:window=5" -pix_fmt y
      "$tmp/gen_long.y4m"; then
   expect_probe "vditsrc 130x74, 25 frames in windows of 5" "$tmp/gen_long.y4m" "130x74 10/1 25 1:1"
 fi
+# No format options: YUV 4:2:0 that players open (mp4: H.264 High, not
+# 4:4:4; y4m takes no RGB), RGB when the output asks for it.
+# pix: "PIX_FMT FRAMES [PROFILE]"
+pix() {
+  "$fp" -v error -count_frames -select_streams v:0 -of default=nw=1:nk=1 \
+    -show_entries stream=pix_fmt,nb_read_frames,profile "$1" | tr '\n' ' ' | sed 's/ $//'
+}
+if run plain_mp4 -f lavfi -i "vditsrc=$M:s=64x48:r=8:d=1.5" "$tmp/plain.mp4"; then
+  got=$(pix "$tmp/plain.mp4")
+  want="High yuv420p 12"; [ "$enc" = libx264 ] || want="Simple Profile yuv420p 12"
+  [ "$got" = "$want" ] && pass "vditsrc out.mp4: $got" || fail "vditsrc out.mp4" "'$got', expected '$want'"
+fi
+if run plain_y4m -f lavfi -i "vditsrc=$M:s=64x48:r=8:d=1.5" "$tmp/plain.y4m"; then
+  got=$(pix "$tmp/plain.y4m")
+  [ "$got" = "unknown yuv420p 12" ] && pass "vditsrc out.y4m: $got" || fail "vditsrc out.y4m" "'$got', expected 'unknown yuv420p 12'"
+fi
+if run plain_rgb -v verbose -filter_complex "vditsrc=$M:s=64x48:r=8:d=0.5,showinfo" -pix_fmt rgb24 \
+     -f rawvideo "$tmp/plain.rgb"; then
+  # negotiated as RGB by the source itself: no scaler in the graph
+  if grep -q "fmt:rgb24" "$tmp/plain_rgb.log" && ! grep -q "auto_scale" "$tmp/plain_rgb.log" &&
+     [ "$(stat -c %s "$tmp/plain.rgb")" = $((64 * 48 * 3 * 4)) ]; then
+    pass "vditsrc gives rgb24 when asked"
+  else
+    fail "vditsrc gives rgb24 when asked" "$(grep -E 'fmt:|auto_scale' "$tmp/plain_rgb.log" | head -3 | tr '\n' ' ')"
+  fi
+fi
+if run tags -filter_complex "vditsrc=$M:s=64x48:r=8:d=0.5" "$tmp/tags.mp4"; then
+  got=$("$fp" -v error -select_streams v:0 -of default=nw=1:nk=1 \
+        -show_entries stream=color_range,color_space,color_transfer,color_primaries "$tmp/tags.mp4" | tr '\n' ' ')
+  [ "$got" = "tv bt709 bt709 bt709 " ] && pass "vditsrc tags BT.709 limited range" ||
+    fail "vditsrc tags BT.709 limited range" "$got"
+fi
 if run gen_loop -f lavfi -i "vditsrc=$M:loop=1:window=8:r=8:d=2" -f framemd5 "$tmp/loop.md5"; then
   # 16 frames out of one looping window repeated: frame i and i+8 identical
   hashes=$(grep -v '^#' "$tmp/loop.md5" | awk -F, '{ print $6 }')
@@ -184,6 +216,30 @@ if run long_edit -v verbose -f lavfi -i "testsrc2=s=64x48:r=10:d=4.1" \
   expect_same_timing "vdit over 10+ windows of 5" "$tmp/long_ref.md5" "$tmp/long.md5"
   grep -q "strength set for the next window" "$tmp/long_edit.log" &&
     pass "runtime strength command" || fail "runtime strength command" "no acknowledgement"
+fi
+
+# async (the default) and async=0 give the same frames: a long input at an
+# odd size, windows of 5 (about 60 windows), and a decode-edit-encode run.
+run sync -f lavfi -i "testsrc2=s=129x73:r=25:d=12" -vf "vdit=$M:window=5:async=0" \
+  -fps_mode passthrough -f framemd5 "$tmp/sync.md5"
+run async -f lavfi -i "testsrc2=s=129x73:r=25:d=12" -vf "vdit=$M:window=5:async=1" \
+  -fps_mode passthrough -f framemd5 "$tmp/async.md5"
+n=$(grep -vc '^#' "$tmp/async.md5" 2>/dev/null)
+if [ "$n" = 300 ] && cmp -s "$tmp/sync.md5" "$tmp/async.md5"; then
+  pass "async=1 and async=0: the same 300 frames, hashes and timestamps"
+else
+  fail "async=1 and async=0 agree" "$n frames; $(diff "$tmp/sync.md5" "$tmp/async.md5" | head -3 | tr '\n' ' ')"
+fi
+if run h264_in -f lavfi -i "testsrc2=s=96x64:r=25:d=4" -c:v $enc "$tmp/in.mp4" &&
+   run transcode -i "$tmp/in.mp4" -vf "vdit=$M:window=9" -c:v $enc "$tmp/edited.mp4"; then
+  got=$(pix "$tmp/edited.mp4" | awk '{ print $NF }')
+  [ "$got" = 100 ] && pass "decode-edit-encode keeps 100 frames" || fail "decode-edit-encode keeps 100 frames" "$got"
+fi
+# Output closed early: the worker is stopped mid-window, ffmpeg ends cleanly.
+if run early -f lavfi -i "testsrc2=s=64x48:r=25:d=20" -vf "vdit=$M:steps=8:window=9" -frames:v 3 \
+     -f framemd5 "$tmp/early.md5"; then
+  [ "$(grep -vc '^#' "$tmp/early.md5")" = 3 ] && pass "output closed early" ||
+    fail "output closed early" "$(grep -vc '^#' "$tmp/early.md5") frames"
 fi
 
 echo "total: $(($(date +%s) - t0)) s, $fails failed"
