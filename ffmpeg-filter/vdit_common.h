@@ -66,9 +66,11 @@
         { "euler", "Euler", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_EULER }, 0, 0,        \
           VDIT_FLAGS, "sampler" },                                                            \
     { "model", "model folder or checkpoint (default: the bundled model)",                     \
-      offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },    \
-    { "threads", "CPU threads (0: all cores)", offsetof(type, threads), AV_OPT_TYPE_INT,      \
-      { .i64 = VDIT_DEFAULT_THREADS }, 0, 1024, VDIT_FLAGS }
+      offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS }
+/* No private "threads": libavfilter gives an option of that name to every
+ * filter (AVFilterContext.nb_threads) and sets it before the private ones, so
+ * a private one would never be reached. The engine's threads are that option's
+ * value (vdit_open_model). */
 
 /* The engine's error codes as AVERROR codes. */
 static inline int vdit_averror(int err)
@@ -118,12 +120,15 @@ static inline int vdit_progress_log(void *user, int stage, int step, int total)
 }
 
 /* Loads the model (path NULL: the bundled one) and makes a context on it
- * whose progress goes to `progress` (user: ctx). On failure logs what to do
- * and returns an AVERROR; the caller's uninit frees whatever was made. */
-static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int threads,
+ * whose progress goes to `progress` (user: ctx), with the filter's generic
+ * `threads` option as the engine's thread count (0: all cores). On failure
+ * logs what to do and returns an AVERROR; the caller's uninit frees whatever
+ * was made. */
+static inline int vdit_open_model(AVFilterContext *ctx, const char *path,
                                   vdit_progress_fn progress, vdit_model **model,
                                   vdit_ctx **vctx)
 {
+    int threads = ctx->nb_threads > 0 ? ctx->nb_threads : VDIT_DEFAULT_THREADS;
     vdit_model_params mp;
     vdit_ctx_params cp;
     int err;
@@ -140,7 +145,8 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int th
     mp.log_user = ctx;
     mp.log_level = vdit_log_level();
     mp.n_threads = threads;
-    av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s)\n", path, vdit_version());
+    av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores)\n",
+           path, vdit_version(), threads);
     err = vdit_model_load(path, &mp, model);
     if (err < 0) {
         av_log(ctx, AV_LOG_ERROR, "cannot load the model '%s': %s%s%s\n", path,

@@ -76,15 +76,15 @@ enc=mpeg4
 # ---- without a model --------------------------------------------------------
 h=$("$ff" -hide_banner -h filter=vdit 2>&1)
 miss=""
-for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model threads \
-         window overlap; do
+for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model \
+         window overlap async; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vdit options documented" || fail "vdit options documented" "missing$miss"
 h=$("$ff" -hide_banner -h filter=vditsrc 2>&1)
 miss=""
 for o in prompt negative_prompt size s rate r duration d seed steps guidance sampler shift \
-         model threads loop; do
+         model loop; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vditsrc options documented" || fail "vditsrc options documented" "missing$miss"
@@ -171,6 +171,15 @@ if run gen_loop -f lavfi -i "vditsrc=$M:loop=1:window=8:r=8:d=2" -f framemd5 "$t
   [ "$n" -eq 16 ] && [ "$(sed -n 1,8p <<<"$hashes")" = "$(sed -n 9,16p <<<"$hashes")" ] &&
     pass "vditsrc loop repeats its window" || fail "vditsrc loop repeats its window" "$n frames"
 fi
+
+# `threads` is libavfilter's generic option; the engine must get its value.
+for t in 1 2; do
+  if run "threads$t" -v verbose -f lavfi -i "testsrc2=s=64x48:r=10:d=0.5" \
+       -vf "vdit=model=$model:steps=2:threads=$t" -f null -; then
+    grep -q "$t threads (0: all cores)" "$tmp/threads$t.log" && pass "vdit threads=$t reaches the engine" ||
+      fail "vdit threads=$t reaches the engine" "$(grep -i 'loading model' "$tmp/threads$t.log")"
+  fi
+done
 
 # ---- vdit ----------------------------------------------------------------------
 # Irregular timestamps and a non-square SAR must come through untouched.
