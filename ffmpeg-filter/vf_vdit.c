@@ -11,7 +11,7 @@
  * With async=1 (the default) the engine runs in a worker thread of this
  * filter, the sole user of the vdit stream and context: activate() only moves
  * frames between FFmpeg's links and two queues. Input frames go into a queue
- * of at most one window, so while the worker edits window k, FFmpeg's own
+ * of at most two windows, so while the worker edits window k, FFmpeg's own
  * thread keeps decoding the frames of window k+1 and encoding those of window
  * k-1. Only when that queue is full, or at EOF, does activate() wait on a
  * condition variable for the worker (never a sleep). Commands (prompt,
@@ -388,9 +388,11 @@ static int config_input(AVFilterLink *inlink)
     err = vdit_stream_open(s->vctx, &sp, inlink->w, inlink->h, &s->stream);
     if (err < 0)
         return vdit_fail(ctx, s->vctx, "opening the edit stream", err);
-    /* One window queued ahead: the next window is ready when the worker
-     * finishes one, and memory stays bounded by the window. */
-    s->inq_max = vdit_stream_latency(s->stream);
+    /* Two windows queued ahead: the next window is ready when the worker
+     * finishes one even if FFmpeg's thread was held up (encoding), and
+     * memory stays bounded (measured: 0.90 of async=0's time against 0.93
+     * with one window, docs/ffmpeg.md). */
+    s->inq_max = 2 * vdit_stream_latency(s->stream);
     av_log(ctx, AV_LOG_VERBOSE, "%dx%d, strength %.3f, latency %d frames, %s\n", inlink->w,
            inlink->h, s->strength, vdit_stream_latency(s->stream),
            s->async ? "edited in a worker thread" : "edited in the filter thread");

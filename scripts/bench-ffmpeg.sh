@@ -8,9 +8,10 @@
 #
 # Environment:
 #   VF       the filter chain; VDIT is replaced by the vdit filter with its
-#            async option (default: an H.264 720p input brought to the
-#            model's working size, edited, scaled back to 720p for delivery)
-#   VDIT     options of vdit (default: strength=0.5:steps=10:threads=1)
+#            async option (default: an H.264 1080p input brought to the
+#            model's working size, edited, scaled back to 1080p for delivery)
+#   VDIT     options of vdit (default: strength=0.5:steps=10:threads=1, one
+#            core for the engine and the other for decoding and encoding)
 #   ENC      encoder options (default: -c:v libx264 -preset medium)
 #   SECONDS_IN  input length in seconds at 16 fps (default 6)
 #
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 ver=${1:-7.1}
 pairs=${2:-3}
 VDIT=${VDIT:-strength=0.5:steps=10:threads=1}
-VF=${VF:-scale=320:192,VDIT,scale=1280:720:flags=lanczos}
+VF=${VF:-scale=320:192,VDIT,scale=1920:1080:flags=lanczos}
 ENC=${ENC:--c:v libx264 -preset medium}
 secs=${SECONDS_IN:-6}
 
@@ -35,9 +36,9 @@ trap 'rm -rf "$tmp"' EXIT
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo "cpu: $cpu, $(nproc) cores; ffmpeg $ver"
 # shellcheck disable=SC2086
-"$ff" -hide_banner -nostdin -loglevel error -y -f lavfi -i "testsrc2=s=1280x720:r=16:d=$secs" \
+"$ff" -hide_banner -nostdin -loglevel error -y -f lavfi -i "testsrc2=s=1920x1080:r=16:d=$secs" \
   $ENC "$tmp/in.mp4"
-echo "input: $((secs * 16)) frames of 1280x720 H.264; -vf ${VF/VDIT/vdit=$VDIT}; $ENC"
+echo "input: $((secs * 16)) frames of 1920x1080 H.264; -vf ${VF/VDIT/vdit=$VDIT}; $ENC"
 
 run() { # async -> prints the wall seconds
   local t0 t1
