@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "vdit/vdit.h"
 
 static int failed, checks;
@@ -111,6 +113,14 @@ int main(void)
     CHECK(!vdit_video_new(0, 5, 1) && !vdit_video_new(5, -1, 1) && !vdit_video_new(5, 5, -1),
           "bad sizes");
     CHECK(!vdit_video_new(1 << 30, 1 << 30, 1 << 30), "overflowing size");
+
+    /* The engine sets OpenMP's thread count for oneDNN on the calling thread
+     * and must put the caller's own back (the self-check runs every kernel,
+     * oneDNN's included). */
+    omp_set_num_threads(3);
+    CHECK(vdit_selfcheck(1, NULL, NULL) == 0, "self-check");
+    CHECK(omp_get_max_threads() == 3, "the caller's OpenMP threads became %d",
+          omp_get_max_threads());
 
     printf("%d checks, %d failed\n", checks, failed);
     return failed != 0;

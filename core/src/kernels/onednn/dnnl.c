@@ -6,8 +6,9 @@
  * into the layout the chosen primitive wants and kept in the layer's prep.
  * Anything oneDNN refuses falls back to the reference kernel, so results are
  * always produced. Threads: oneDNN's OpenMP regions use the calling thread's
- * omp_get_max_threads(), which we set to vk_ctx->n_threads before each call
- * (a per-thread setting, no process-wide state). */
+ * omp_get_max_threads(), which we set to vk_ctx->n_threads for each call
+ * and restore after it (a per-thread setting, no process-wide state; see the
+ * entry points at the end). */
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -279,7 +280,8 @@ int vk_dnnl_linear_prep(vk_linear *l)
     return 0;
 }
 
-void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act)
+static void linear_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
+                       vk_act act)
 {
     if (m <= 0)
         return;
@@ -316,9 +318,9 @@ fallback:
     vk_ref_linear(c, l, x, m, y, act);
 }
 
-void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
-                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
-                  int64_t ldc)
+static void gemm_run(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                     float *cm, int64_t ldc)
 {
     if (m <= 0 || n <= 0)
         return;
@@ -588,8 +590,8 @@ static int conv_1x1(vk_ctx *c, const vk_conv *cv, const float *x, int64_t sp, fl
     return 0;
 }
 
-void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
-                  int w, float *y)
+static void conv_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d,
+                     int h, int w, float *y)
 {
     int od = (d + g->pd0 + g->pd1 - cv->kd) / g->sd + 1;
     int oh = (h + g->ph0 + g->ph1 - cv->kh) / g->sh + 1;
@@ -851,8 +853,8 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
     return e;
 }
 
-void vk_dnnl_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
-                      const float *x, int h, int w, float *y)
+static void conv_tap_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                         const float *x, int h, int w, float *y)
 {
     int oh = (h + g->ph0 + g->ph1 - cv->kh) / g->sh + 1;
     int ow = (w + g->pw0 + g->pw1 - cv->kw) / g->sw + 1;
@@ -1008,7 +1010,7 @@ static float *remake_plain(const vk_conv *cv)
     return pl;
 }
 
-int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
+static int conv_detach_run(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
 {
     conv_prep *cp = cv->prep;
     if (!cp)
@@ -1043,4 +1045,47 @@ int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, in
     cv->w = p;
     cv->wtype = VT_F32;
     return 0;
+}
+
+/* ---- entry points ----
+ * Each sets the calling thread's OpenMP thread count for oneDNN (state())
+ * and puts the caller's own back afterwards: omp_set_num_threads is a
+ * setting of the thread, and an application's thread (FFmpeg's, GStreamer's)
+ * must not come back from vdit with a different one. */
+#define WITH_CALLER_THREADS(call)                                                                \
+    do {                                                                                         \
+        int caller_threads_ = omp_get_max_threads();                                             \
+        call;                                                                                    \
+        omp_set_num_threads(caller_threads_);                                                    \
+    } while (0)
+
+void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act)
+{
+    WITH_CALLER_THREADS(linear_run(c, l, x, m, y, act));
+}
+
+void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
+                  int64_t ldc)
+{
+    WITH_CALLER_THREADS(gemm_run(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc));
+}
+
+void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
+                  int w, float *y)
+{
+    WITH_CALLER_THREADS(conv_run(c, cv, g, x, d, h, w, y));
+}
+
+void vk_dnnl_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                      const float *x, int h, int w, float *y)
+{
+    WITH_CALLER_THREADS(conv_tap_run(c, cv, g, k, flags, x, h, w, y));
+}
+
+int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
+{
+    int ret;
+    WITH_CALLER_THREADS(ret = conv_detach_run(c, cv, g, h, w));
+    return ret;
 }
