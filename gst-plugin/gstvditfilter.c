@@ -49,18 +49,6 @@ enum {
     PROP_THREADS,
 };
 
-/* The library's defaults (vdit.h), so the element offers the same ones as the
- * API, the vdit command and the FFmpeg filter. */
-#define DEFAULT_STRENGTH VDIT_DEFAULT_STRENGTH
-#define DEFAULT_STEPS VDIT_DEFAULT_STEPS
-#define DEFAULT_GUIDANCE VDIT_DEFAULT_GUIDANCE
-#define DEFAULT_SHIFT VDIT_DEFAULT_SHIFT
-#define DEFAULT_SEED VDIT_DEFAULT_SEED
-#define DEFAULT_SAMPLER VDIT_DEFAULT_SAMPLER /* auto: the model's default */
-#define DEFAULT_WINDOW VDIT_DEFAULT_WINDOW
-#define DEFAULT_OVERLAP VDIT_DEFAULT_OVERLAP
-#define DEFAULT_THREADS VDIT_DEFAULT_THREADS
-
 #define VDIT_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBA, BGRA, ARGB, ABGR, RGBx, BGRx, xRGB, xBGR, " \
                                       "I420, YV12, NV12, NV21, Y42B, Y444, YUY2, UYVY, GRAY8 }")
 
@@ -526,33 +514,33 @@ static void gst_vdit_class_init(GstVditClass *klass)
     g_object_class_install_property(oc, PROP_STRENGTH,
         g_param_spec_double("strength", "Strength", "How far the edit may move from the input: "
                             "0 keeps it, 1 ignores it (changes apply from the next window)",
-                            0.0, 1.0, DEFAULT_STRENGTH, live));
+                            0.0, 1.0, VDIT_DEFAULT_STRENGTH, live));
     g_object_class_install_property(oc, PROP_STEPS,
         g_param_spec_int("steps", "Steps", "Sampling steps of the full schedule (0: model default)",
-                         0, 1000, DEFAULT_STEPS, ready));
+                         0, 1000, VDIT_DEFAULT_STEPS, ready));
     g_object_class_install_property(oc, PROP_GUIDANCE,
         g_param_spec_double("guidance", "Guidance", "Classifier-free guidance scale "
-                            "(-1: model default, 1: no guidance)", -1.0, 50.0, DEFAULT_GUIDANCE, ready));
+                            "(-1: model default, 1: no guidance)", -1.0, 50.0, VDIT_DEFAULT_GUIDANCE, ready));
     g_object_class_install_property(oc, PROP_SHIFT,
         g_param_spec_double("shift", "Shift", "Timestep shift of the schedule (-1: model default)",
-                            -1.0, 100.0, DEFAULT_SHIFT, ready));
+                            -1.0, 100.0, VDIT_DEFAULT_SHIFT, ready));
     g_object_class_install_property(oc, PROP_SEED,
-        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64, DEFAULT_SEED, ready));
+        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64, VDIT_DEFAULT_SEED, ready));
     g_object_class_install_property(oc, PROP_SAMPLER,
         g_param_spec_enum("sampler", "Sampler", "Flow-matching sampler", GST_TYPE_VDIT_SAMPLER,
-                          DEFAULT_SAMPLER, ready));
+                          VDIT_DEFAULT_SAMPLER, ready));
     g_object_class_install_property(oc, PROP_WINDOW,
         g_param_spec_int("window", "Window", "Frames per window (0: the model's native length)",
-                         0, 1024, DEFAULT_WINDOW, ready));
+                         0, 1024, VDIT_DEFAULT_WINDOW, ready));
     g_object_class_install_property(oc, PROP_OVERLAP,
         g_param_spec_int("overlap", "Overlap", "Frames of the previous output each window "
-                         "continues from (0: automatic)", 0, 1024, DEFAULT_OVERLAP, ready));
+                         "continues from (0: automatic)", 0, 1024, VDIT_DEFAULT_OVERLAP, ready));
     g_object_class_install_property(oc, PROP_MODEL,
         g_param_spec_string("model", "Model", "Model folder or checkpoint (NULL: the bundled "
                             "default model)", NULL, rw | GST_PARAM_MUTABLE_READY));
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
-                         DEFAULT_THREADS, ready));
+                         VDIT_DEFAULT_THREADS, ready));
 
     gst_element_class_add_static_pad_template(ec, &sink_template);
     gst_element_class_add_static_pad_template(ec, &src_template);
@@ -575,14 +563,14 @@ static void gst_vdit_init(GstVdit *self)
     GST_PAD_SET_PROXY_CAPS(self->srcpad);
     gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
 
-    self->strength = DEFAULT_STRENGTH;
-    self->steps = DEFAULT_STEPS;
-    self->guidance = DEFAULT_GUIDANCE;
-    self->shift = DEFAULT_SHIFT;
-    self->seed = DEFAULT_SEED;
-    self->sampler = DEFAULT_SAMPLER;
-    self->window = DEFAULT_WINDOW;
-    self->overlap = DEFAULT_OVERLAP;
-    self->threads = DEFAULT_THREADS;
+    self->strength = VDIT_DEFAULT_STRENGTH;
+    self->steps = VDIT_DEFAULT_STEPS;
+    self->guidance = VDIT_DEFAULT_GUIDANCE;
+    self->shift = VDIT_DEFAULT_SHIFT;
+    self->seed = VDIT_DEFAULT_SEED;
+    self->sampler = VDIT_DEFAULT_SAMPLER;
+    self->window = VDIT_DEFAULT_WINDOW;
+    self->overlap = VDIT_DEFAULT_OVERLAP;
+    self->threads = VDIT_DEFAULT_THREADS;
     g_queue_init(&self->pending);
 }
