@@ -520,12 +520,14 @@ static void gst_vdit_class_init(GstVditClass *klass)
                          0, 1000, VDIT_DEFAULT_STEPS, ready));
     g_object_class_install_property(oc, PROP_GUIDANCE,
         g_param_spec_double("guidance", "Guidance", "Classifier-free guidance scale "
-                            "(-1: model default, 1: no guidance)", -1.0, 50.0, VDIT_DEFAULT_GUIDANCE, ready));
+                            "(-1: model default, 1: no guidance)", -1.0, 50.0,
+                            VDIT_DEFAULT_GUIDANCE, ready));
     g_object_class_install_property(oc, PROP_SHIFT,
         g_param_spec_double("shift", "Shift", "Timestep shift of the schedule (-1: model default)",
                             -1.0, 100.0, VDIT_DEFAULT_SHIFT, ready));
     g_object_class_install_property(oc, PROP_SEED,
-        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64, VDIT_DEFAULT_SEED, ready));
+        g_param_spec_uint64("seed", "Seed", "Noise seed", 0, G_MAXUINT64,
+                            VDIT_DEFAULT_SEED, ready));
     g_object_class_install_property(oc, PROP_SAMPLER,
         g_param_spec_enum("sampler", "Sampler", "Flow-matching sampler", GST_TYPE_VDIT_SAMPLER,
                           VDIT_DEFAULT_SAMPLER, ready));
