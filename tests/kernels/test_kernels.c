@@ -1,6 +1,7 @@
 /* Kernel unit test: the thorough fast-versus-reference set on 1 and 3
  * threads, plus checks of the reference itself against known values. */
 #include <math.h>
+#include <string.h>
 
 #include "kernels/impl.h"
 #include "kernels/selfcheck.h"
@@ -88,8 +89,29 @@ static void ref_known_values(void)
 int main(void)
 {
     ref_known_values();
-    int f1 = vk_selfcheck_run(1, 1, 1, line, NULL);
-    int f3 = vk_selfcheck_run(3, 1, 2, line, NULL);
-    T_CHECK(f1 == 0 && f3 == 0, "%d + %d failures", f1, f3);
+    /* every level this CPU has (checkasm style: the AVX2 code stays tested
+     * on an AVX-512 machine), fp32 and, where native, bf16; 1 and 3 threads */
+    vk_isa top = vk_isa_default();
+    T_CHECK(top <= vk_isa_cpu(), "default level %s above the CPU's %s", vk_isa_name(top),
+            vk_isa_name(vk_isa_cpu()));
+    for (int isa = 0; isa <= (int)top; isa++)
+        for (int p = 0; p < 2; p++) {
+            if (p && !vk_isa_native_bf16((vk_isa)isa))
+                continue;
+            vk_prec prec = p ? VK_PREC_BF16 : VK_PREC_F32;
+            int f1 = vk_selfcheck_run(1, isa, prec, 1, 1, line, NULL);
+            int f3 = vk_selfcheck_run(3, isa, prec, 1, 2, line, NULL);
+            T_CHECK(f1 == 0 && f3 == 0, "%s %s: %d + %d failures", vk_isa_name((vk_isa)isa),
+                    vk_prec_name(prec), f1, f3);
+        }
+    /* a level above the CPU's and bf16 without native support are refused */
+    vd_log lg = { 0 };
+    if (vk_isa_cpu() + 1 < VK_ISA_COUNT)
+        T_CHECK(!vk_ctx_new_ex(1, vk_isa_cpu() + 1, VK_PREC_F32, &lg), "level above the CPU's");
+    vk_ctx *c = vk_ctx_new_ex(1, VK_ISA_AVX2 <= top ? VK_ISA_AVX2 : VK_ISA_C, VK_PREC_BF16, &lg);
+    T_CHECK(!c && strstr(lg.msg, "bf16"), "bf16 at a level without it: %s", lg.msg);
+    c = vk_ctx_new_ex(1, -1, VK_PREC_AUTO, NULL);
+    T_CHECK(c && c->prec == (vk_isa_native_bf16(top) ? VK_PREC_BF16 : VK_PREC_F32), "auto");
+    vk_ctx_free(&c);
     T_DONE();
 }

@@ -1,74 +1,51 @@
-/* Kernel context, the two function tables, layer preparation and the
- * rotary table. */
+/* Kernel context, layer preparation and the rotary table. */
 #include <math.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
+#include <stdlib.h>
 
 #include "impl.h"
 #include "onednn/onednn.h"
-#include "x86/x86.h"
-
-static const vk_funcs ref_funcs = {
-    .linear = vk_ref_linear,
-    .gemm = vk_ref_gemm,
-    .conv = vk_ref_conv,
-    .conv_tap = vk_ref_conv_tap,
-    .softmax = vk_ref_softmax,
-    .layernorm = vk_ref_layernorm,
-    .rmsnorm = vk_ref_rmsnorm,
-    .chnorm = vk_ref_chnorm,
-    .act = vk_ref_act,
-    .modulate = vk_ref_modulate,
-    .add_gated = vk_ref_add_gated,
-    .rope = vk_ref_rope,
-    .attention = vk_ref_attention,
-};
-
-const vk_funcs *vk_funcs_ref(void)
-{
-    return &ref_funcs;
-}
-
-/* Fast table: oneDNN for the products and convolutions, AVX2/FMA for the
- * rest. The whole library is built for AVX2+FMA+F16C (see core/src/meson.build);
- * on a CPU without them only the reference table is safe. */
-static const vk_funcs fast_funcs = {
-    .linear = vk_dnnl_linear,
-    .gemm = vk_dnnl_gemm,
-    .conv = vk_dnnl_conv,
-    .conv_tap = vk_dnnl_conv_tap,
-    .softmax = vk_avx2_softmax,
-    .layernorm = vk_avx2_layernorm,
-    .rmsnorm = vk_avx2_rmsnorm,
-    .chnorm = vk_avx2_chnorm,
-    .act = vk_avx2_act,
-    .modulate = vk_avx2_modulate,
-    .add_gated = vk_avx2_add_gated,
-    .rope = vk_avx2_rope,
-    .attention = vk_avx2_attention,
-};
-
-const vk_funcs *vk_funcs_fast(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    /* F16C via cpuid (leaf 1, ecx bit 29): clang 14 has no "f16c" for
-     * __builtin_cpu_supports */
-    unsigned a, b, c, d;
-    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
-        return &fast_funcs;
-#endif
-    return &ref_funcs;
-}
 
 vk_ctx *vk_ctx_new(int n_threads, int use_ref, vd_log *log)
 {
-    vk_ctx *c = vd_calloc(sizeof(*c));
-    if (!c)
+    vk_ctx *c = vk_ctx_new_ex(n_threads, -1, VK_PREC_F32, log);
+    if (c && use_ref) {
+        c->f = vk_funcs_ref();
+        c->isa = VK_ISA_C;
+    }
+    return c;
+}
+
+vk_ctx *vk_ctx_new_ex(int n_threads, int isa, vk_prec prec, vd_log *log)
+{
+    const char *env = getenv("VDIT_CPU");
+    vk_isa want;
+    if (env && *env && vk_isa_parse(env, &want))
+        vd_logf(log, VDIT_LOG_WARNING, "VDIT_CPU=%s is not a level (c, avx2, avx512, avx512_bf16); "
+                "ignored", env);
+    if (isa >= VK_ISA_COUNT || isa > (int)vk_isa_cpu()) {
+        vd_err(log, VDIT_ERR_UNSUPPORTED, "instruction set %s requested; this CPU has %s",
+               vk_isa_name((vk_isa)isa), vk_isa_name(vk_isa_cpu()));
         return NULL;
+    }
+    vk_isa level = isa < 0 ? vk_isa_default() : (vk_isa)isa;
+    if (prec == VK_PREC_AUTO)
+        prec = vk_isa_native_bf16(level) ? VK_PREC_BF16 : VK_PREC_F32;
+    if (prec == VK_PREC_BF16 && !vk_isa_native_bf16(level)) {
+        vd_err(log, VDIT_ERR_UNSUPPORTED,
+               "precision bf16 needs a CPU that computes bf16 natively (AVX512_BF16); this one "
+               "runs at %s%s: use precision fp32 or auto", vk_isa_name(level),
+               level < vk_isa_cpu() ? " (lowered by VDIT_CPU)" : "");
+        return NULL;
+    }
+    vk_ctx *c = vd_calloc(sizeof(*c));
+    if (!c) {
+        vd_err(log, VDIT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
     c->n_threads = n_threads > 0 ? n_threads : vd_cpu_count();
-    c->f = use_ref ? vk_funcs_ref() : vk_funcs_fast();
+    c->isa = level;
+    c->prec = prec;
+    c->f = vk_funcs_for(level, prec);
     c->log = log;
     return c;
 }
@@ -206,7 +183,7 @@ int vk_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
 {
     if (!c || !cv || !cv->prep || !g || h <= 0 || w <= 0 || g->sh <= 0 || g->sw <= 0)
         return VDIT_ERR_INVALID_ARG;
-    return vk_dnnl_conv_detach(c->f == &fast_funcs ? c : NULL, cv, g, h, w);
+    return vk_dnnl_conv_detach(c->f != vk_funcs_ref() ? c : NULL, cv, g, h, w);
 }
 
 void vk_conv_free(vk_conv *cv)

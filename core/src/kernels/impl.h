@@ -35,6 +35,9 @@ void vk_ref_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, in
                       const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads, int64_t hd,
                       int64_t lq, int64_t lk, int64_t kv_valid, float scale, const float *bias);
 
+void vk_ref_widen(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n);
+void vk_ref_to_bf16(vk_ctx *c, uint16_t *dst, const float *src, size_t n);
+
 /* A convolution's weights: the stored ones, or for a layer detached from
  * them (vk_conv_detach) plain f32 remade once from the kept form. NULL: out
  * of memory. */
@@ -45,7 +48,5 @@ float vk_act1(float x, vk_act act);
 
 /* Conversion of n stored weights (F32/F16/BF16, possibly unaligned) to fp32. */
 void vk_weights_to_f32(float *dst, const void *src, vt_dtype t, size_t n);
-/* The same, vectorised and on the context's threads (x86/elem.c). */
-void vk_weights_to_f32_par(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n);
 
 #endif

@@ -6,16 +6,23 @@
  * (vk_linear_init / vk_conv_init); preparing may pack or convert, never per
  * call.
  *
- * Two implementations behind one table of function pointers (dav1d style):
- * vk_funcs_ref() is plain, obviously-correct C (ref.c); vk_funcs_fast() has
- * oneDNN linear/gemm/conv (onednn/) and AVX2/FMA versions of the rest (x86/):
+ * Tables of function pointers (dav1d style), one per instruction-set level
+ * and precision, chosen at run time (dispatch.c): vk_funcs_ref() is plain,
+ * obviously-correct C (ref.c) and needs no oneDNN; the others have oneDNN
+ * linear/gemm/conv (onednn/) and, on x86, per-ISA versions of the rest (x86/,
+ * each file compiled with its own -m flags; the rest of the library is built
+ * for the baseline of the target, so it runs on any CPU of the architecture):
  * a flash-style attention and vectorised norms, softmax, activations, rope.
- * On a CPU without AVX2+FMA+F16C vk_funcs_fast() returns the reference.
+ * The CPU is read once (cpu.c, CPUID); VDIT_CPU=c|avx2|avx512|avx512_bf16
+ * lowers the level for the whole process (tests, benchmarks), and a context
+ * may ask for any level up to the CPU's. Precision VK_PREC_BF16 computes the
+ * products (linear, attention) with bf16 operands and fp32 accumulation;
+ * activations stay fp32 between kernels.
  * oneDNN is used only inside kernels/onednn/. Models call through vk_ctx->f.
  * A fast entry that cannot run (oneDNN refusing a shape, no memory for its
  * scratch) computes the result with the reference and logs one warning.
  * `vdit selfcheck` and tests/kernels compare every fast entry with the
- * reference (kernels/selfcheck.c).
+ * reference (kernels/selfcheck.c), the tests at every level the CPU has.
  *
  * Threads: a vk_ctx carries the thread count; kernels parallelise internally
  * with at most that many OpenMP threads (set per call on the calling thread,
@@ -70,6 +77,21 @@ typedef struct vk_conv_geom {
 } vk_conv_geom;
 
 typedef struct vk_ctx vk_ctx;
+
+/* Instruction-set levels, each including the ones before it. */
+typedef enum vk_isa {
+    VK_ISA_C = 0,        /* no own SIMD code: reference kernels + oneDNN */
+    VK_ISA_AVX2,         /* AVX2 + FMA + F16C */
+    VK_ISA_AVX512,       /* + AVX-512 F/BW/DQ/VL */
+    VK_ISA_AVX512_BF16,  /* + AVX512_BF16 (vdpbf16ps): native bf16 products */
+    VK_ISA_COUNT
+} vk_isa;
+
+typedef enum vk_prec {
+    VK_PREC_F32 = 0, /* fp32 everywhere: exact against the conformance vectors */
+    VK_PREC_BF16,    /* bf16 operands, fp32 accumulation, in linear and attention */
+    VK_PREC_AUTO,    /* bf16 where the CPU computes it natively, else fp32 */
+} vk_prec;
 
 /* Flags of vk_funcs.conv_tap. */
 enum {
@@ -149,11 +171,40 @@ typedef struct vk_funcs {
                       const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
                       int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
                       const float *bias);
+
+    /* Helpers of the oneDNN backend (not called by models). */
+    /* Stored weights (F32/F16/BF16, possibly unaligned) to fp32, on the context's threads. */
+    void (*widen)(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n);
+    /* fp32 to bf16, round to nearest even (NaN stays NaN), on the context's threads. */
+    void (*to_bf16)(vk_ctx *c, uint16_t *dst, const float *src, size_t n);
+    /* Linear with F16/BF16 weights for few rows, widening in registers; returns -1,
+     * having done nothing, when it does not apply. NULL: none at this level. */
+    int (*linear_small)(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
+                        vk_act act);
+    /* Convolution with c_out <= 4, stride 1 (wplain: f32 [c_out, c_in*kd*kh*kw]); acc:
+     * add into y. Returns -1, having done nothing, when it does not apply. NULL: none. */
+    int (*conv_small)(vk_ctx *c, const vk_conv *cv, const float *wplain, const vk_conv_geom *g,
+                      const float *x, int d, int h, int w, float *y, int acc);
 } vk_funcs;
 
-/* The plain C reference table and the fast table (reference + overrides). */
+/* The plain C reference table, and the table of a level and precision
+ * (a level above the CPU's gives the CPU's; VK_PREC_BF16 at a level without
+ * native bf16 gives that level's fp32 table).
+ * vk_funcs_fast(): the default level in fp32. */
 const vk_funcs *vk_funcs_ref(void);
+const vk_funcs *vk_funcs_for(vk_isa isa, vk_prec prec);
 const vk_funcs *vk_funcs_fast(void);
+
+/* The CPU's level (CPUID, read once); the default level: the CPU's, lowered
+ * by VDIT_CPU when set. Names: "c", "avx2", "avx512", "avx512_bf16". */
+vk_isa vk_isa_cpu(void);
+vk_isa vk_isa_default(void);
+const char *vk_isa_name(vk_isa isa);
+/* 0 and *isa set, or -1 for an unknown name. */
+int vk_isa_parse(const char *name, vk_isa *isa);
+/* Whether the level computes bf16 products natively (AMX or AVX512_BF16). */
+int vk_isa_native_bf16(vk_isa isa);
+const char *vk_prec_name(vk_prec p);
 
 /* Kernel context: thread count, the table in use, oneDNN engine/stream and
  * primitive cache (one primitive per shape, built on first use), scratch
@@ -162,6 +213,8 @@ const vk_funcs *vk_funcs_fast(void);
  * convolution's input and output). */
 struct vk_ctx {
     int n_threads;
+    vk_isa isa;          /* level of the table in use (VK_ISA_C for the reference) */
+    vk_prec prec;        /* VK_PREC_F32 or VK_PREC_BF16 (never AUTO) */
     const vk_funcs *f;
     void *dnnl;          /* kernels/onednn private state, NULL if unused */
     void *scratch;       /* grows on demand, see vk_scratch */
@@ -170,8 +223,13 @@ struct vk_ctx {
     vd_log *log;
 };
 
-/* n_threads <= 0: all cores. use_ref: use the reference table (tests). */
+/* n_threads <= 0: all cores. use_ref: use the reference table (tests).
+ * Otherwise the default level, fp32. */
 vk_ctx *vk_ctx_new(int n_threads, int use_ref, vd_log *log);
+/* A context at level isa (< 0: the default level; above the CPU's: refused)
+ * and precision prec (AUTO resolved here; BF16 on a level without native
+ * bf16: refused, naming the CPU's level). NULL with the reason in log. */
+vk_ctx *vk_ctx_new_ex(int n_threads, int isa, vk_prec prec, vd_log *log);
 void vk_ctx_free(vk_ctx **c);
 
 /* Scratch buffer of at least n bytes, valid until the next vk_scratch call

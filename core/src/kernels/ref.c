@@ -33,6 +33,17 @@ void vk_weights_to_f32(float *dst, const void *src, vt_dtype t, size_t n)
         memset(dst, 0, n * sizeof(float)); /* unreachable: init checks types */
 }
 
+void vk_ref_widen(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n)
+{
+    vk_weights_to_f32(dst, src, t, n);
+}
+
+void vk_ref_to_bf16(vk_ctx *c, uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = vt_f32_to_bf16(src[i]);
+}
+
 /* One stored weight, any alignment. */
 static double wval(const void *w, vt_dtype t, size_t i)
 {
@@ -315,7 +326,7 @@ void vk_ref_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, in
                 if (bias)
                     d += bias[(h * lq + i) * lk + j];
                 s[j] = d;
-                if (d > mx)
+                if (d > mx || isnan(d)) /* a NaN score poisons the row, as in the fast kernels */
                     mx = d;
             }
             double sum = 0;
@@ -329,7 +340,7 @@ void vk_ref_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, in
                     acc[e] += p * vj[e];
             }
             for (int64_t e = 0; e < hd; e++)
-                oi[e] = sum > 0 ? (float)(acc[e] / sum) : 0.0f;
+                oi[e] = sum == 0 ? 0.0f : (float)(acc[e] / sum);
         }
     free(s);
     free(acc);

@@ -15,6 +15,8 @@ typedef struct run {
     vk_ctx *ref, *fast;
     uint64_t rng;
     int level;
+    double tol_prod; /* linear and attention: 2e-5 in fp32, more for bf16 operands */
+    char tag[32];    /* "avx2 fp32": the table under test */
     int failed, total;
     vk_check_fn cb;
     void *user;
@@ -98,8 +100,10 @@ static void report(run *r, double err, double tol, int guards)
     r->total++;
     if (!ok)
         r->failed++;
+    char line[sizeof(r->name) + sizeof(r->tag) + 4];
+    snprintf(line, sizeof(line), "[%s] %s", r->tag, r->name);
     if (r->cb)
-        r->cb(r->user, r->name, err, tol, guards, ok);
+        r->cb(r->user, line, err, tol, guards, ok);
 }
 
 /* Copies one guarded buffer (contents and guards) into another. */
@@ -108,58 +112,108 @@ static void gcopy(float *dst, const float *src, size_t n)
     memcpy(dst - GUARD, src - GUARD, (n + 2 * GUARD) * sizeof(float));
 }
 
-static void *weights(run *r, vt_dtype t, size_t n, float scale)
+/* n random weights of type t from byte 1 of the returned block (stored
+ * weights in a checkpoint need not be aligned), or from byte 0 if aligned. */
+static void *weights_at(run *r, vt_dtype t, size_t n, float scale, int aligned)
 {
-    size_t es = vt_dtype_size(t);
-    /* one byte of offset: stored weights in a checkpoint need not be aligned */
+    size_t es = vt_dtype_size(t), off = aligned ? 0 : 1;
     uint8_t *p = vd_malloc(n * es + 1);
     if (!p)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         float f = unif(r) * scale;
         if (t == VT_F32) {
-            memcpy(p + 1 + 4 * i, &f, 4);
+            memcpy(p + off + 4 * i, &f, 4);
         } else {
             uint16_t h = t == VT_F16 ? vt_f32_to_f16(f) : vt_f32_to_bf16(f);
-            memcpy(p + 1 + 2 * i, &h, 2);
+            memcpy(p + off + 2 * i, &h, 2);
         }
     }
     return p;
 }
 
+static void *weights(run *r, vt_dtype t, size_t n, float scale)
+{
+    return weights_at(r, t, n, scale, 0);
+}
+
 static const char *act_name[] = { "none", "gelu_tanh", "gelu_erf", "silu", "relu" };
 
-static void check_linear(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype t, int bias,
-                         vk_act act)
+static void check_linear_at(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype t, int bias,
+                            vk_act act, int aligned)
 {
-    snprintf(r->name, sizeof(r->name), "linear m=%lld in=%lld out=%lld %s%s %s", (long long)m,
-             (long long)ni, (long long)no, vt_dtype_name(t), bias ? " bias" : "", act_name[act]);
-    uint8_t *wraw = weights(r, t, (size_t)(ni * no), 1.0f / sqrtf((float)ni));
+    snprintf(r->name, sizeof(r->name), "linear m=%lld in=%lld out=%lld %s%s %s%s", (long long)m,
+             (long long)ni, (long long)no, vt_dtype_name(t), bias ? " bias" : "", act_name[act],
+             aligned ? " aligned" : "");
+    uint8_t *wraw = weights_at(r, t, (size_t)(ni * no), 1.0f / sqrtf((float)ni), aligned);
     float *bv = vd_malloc((size_t)no * sizeof(float));
     float *x = gbuf((size_t)(m * ni)), *y0 = gbuf((size_t)(m * no)), *y1 = gbuf((size_t)(m * no));
     vk_linear l = { 0 };
     int err = -1;
     if (wraw && bv && x && y0 && y1) {
         fill(r, bv, (size_t)no, 1.0f);
-        vt_tensor w = { .dtype = t, .ndim = 2, .shape = { no, ni }, .data = wraw + 1 };
+        vt_tensor w = { .dtype = t, .ndim = 2, .shape = { no, ni }, .data = wraw + !aligned };
         vt_tensor b = { .dtype = VT_F32, .ndim = 1, .shape = { no }, .data = bv };
         err = vk_linear_init(&l, &w, bias ? &b : NULL);
     }
+    int bf = r->fast->prec == VK_PREC_BF16;
+    vk_linear lr = { 0 }; /* bf16: the reference runs on the operands rounded to bf16 */
+    uint16_t *wr = NULL;
+    float *xr = NULL;
+    if (!err && bf) {
+        err = -1;
+        size_t nw = (size_t)(ni * no);
+        wr = vd_malloc(nw * 2);
+        xr = vd_malloc((size_t)(m * ni) * sizeof(float));
+        if (wr && xr) {
+            const uint8_t *src = wraw + !aligned;
+            for (size_t i = 0; i < nw; i++) {
+                float f;
+                if (t == VT_F32) {
+                    memcpy(&f, src + 4 * i, 4);
+                } else {
+                    uint16_t h;
+                    memcpy(&h, src + 2 * i, 2);
+                    f = t == VT_F16 ? vt_f16_to_f32(h) : vt_bf16_to_f32(h);
+                }
+                wr[i] = vt_f32_to_bf16(f);
+            }
+            vt_tensor w = { .dtype = VT_BF16, .ndim = 2, .shape = { no, ni }, .data = wr };
+            vt_tensor b = { .dtype = VT_F32, .ndim = 1, .shape = { no }, .data = bv };
+            err = vk_linear_init(&lr, &w, bias ? &b : NULL);
+        }
+    }
     if (!err) {
         fill(r, x, (size_t)(m * ni), 2.0f);
-        r->ref->f->linear(r->ref, &l, x, m, y0, act);
+        if (bf) {
+            for (int64_t i = 0; i < m * ni; i++)
+                xr[i] = vt_bf16_to_f32(vt_f32_to_bf16(x[i]));
+            r->ref->f->linear(r->ref, &lr, xr, m, y0, act);
+        } else {
+            r->ref->f->linear(r->ref, &l, x, m, y0, act);
+        }
         r->fast->f->linear(r->fast, &l, x, m, y1, act);
-        report(r, nerr(y1, y0, m, no, no), 2e-5,
+        /* bf16 against the rounded operands: only the summation order differs */
+        report(r, nerr(y1, y0, m, no, no), bf ? 1e-5 : 2e-5,
                guards_ok(y1, (size_t)(m * no)) && guards_ok(x, (size_t)(m * ni)));
     } else {
         report(r, INFINITY, 0, 0);
     }
+    vk_linear_free(&lr);
+    vd_free(wr);
+    vd_free(xr);
     vk_linear_free(&l);
     vd_free(wraw);
     vd_free(bv);
     gfree(x);
     gfree(y0);
     gfree(y1);
+}
+
+static void check_linear(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype t, int bias,
+                         vk_act act)
+{
+    check_linear_at(r, m, ni, no, t, bias, act, 0);
 }
 
 static void check_gemm(run *r, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
@@ -392,7 +446,9 @@ static void check_elem(run *r, int kind, int64_t rows, int64_t dim)
             r->ref->f->add_gated(r->ref, x0, y, rows, dim, kind == 1 ? p0 : NULL);
             r->fast->f->add_gated(r->fast, x1, y, rows, dim, kind == 1 ? p0 : NULL);
         }
-        report(r, nerr(x1, x0, 1, (int64_t)n, (int64_t)n), 1e-6, guards_ok(x1, n));
+        /* fused multiply-add (one rounding) against the reference's two, which
+         * is built without contraction: a few ulp where terms cancel */
+        report(r, nerr(x1, x0, 1, (int64_t)n, (int64_t)n), 4e-6, guards_ok(x1, n));
     } else {
         report(r, INFINITY, 0, 0);
     }
@@ -457,7 +513,7 @@ static void check_attention(run *r, int64_t heads, int64_t hd, int64_t lq, int64
                              scale, b);
         r->fast->f->attention(r->fast, q, ld, k, ld, v, ld, o1, ld, heads, hd, lq, lk, kv_valid,
                               scale, b);
-        report(r, nerr(o1, o0, lq, heads * hd, ld), 2e-5,
+        report(r, nerr(o1, o0, lq, heads * hd, ld), r->tol_prod,
                guards_ok(o1, nq) && gaps_ok(o1, orig, lq, heads * hd, ld));
     } else {
         report(r, INFINITY, 0, 0);
@@ -487,6 +543,11 @@ static void run_all(run *r)
         }
     for (int a = 0; a < VK_ACT_COUNT; a++)
         check_linear(r, 37, 48, 23 + a, a & 1 ? VT_BF16 : VT_F32, a != 2, a);
+    /* aligned weights as checkpoints store them: bf16 used in place in bf16 */
+    check_linear_at(r, 67, 96, 40, VT_BF16, 1, VK_ACT_GELU_TANH, 1);
+    check_linear_at(r, 300, 33, 65, VT_F32, 1, VK_ACT_NONE, 1);
+    if (thorough)
+        check_linear_at(r, 3, 4099, 70, VT_BF16, 0, VK_ACT_SILU, 1);
     if (thorough) {
         check_linear(r, 300, 100, 100, VT_F16, 0, VK_ACT_GELU_TANH);
         /* long rows: stored f16/bf16 weights are widened in several chunks of
@@ -608,16 +669,21 @@ static void run_all(run *r)
     }
 }
 
-int vk_selfcheck_run(int n_threads, int level, uint64_t seed, vk_check_fn cb, void *user)
+int vk_selfcheck_run(int n_threads, int isa, vk_prec prec, int level, uint64_t seed,
+                     vk_check_fn cb, void *user)
 {
     run r = { .rng = seed, .level = level, .cb = cb, .user = user };
     r.ref = vk_ctx_new(1, 1, NULL);
-    r.fast = vk_ctx_new(n_threads, 0, NULL);
+    r.fast = vk_ctx_new_ex(n_threads, isa, prec, NULL);
     if (!r.ref || !r.fast) {
         vk_ctx_free(&r.ref);
         vk_ctx_free(&r.fast);
         return -1;
     }
+    /* bf16 operands: 8 significant bits, so products of random data differ
+     * from fp32 by a few 2^-9 relative to the largest output */
+    r.tol_prod = r.fast->prec == VK_PREC_BF16 ? 1.5e-2 : 2e-5;
+    snprintf(r.tag, sizeof(r.tag), "%s %s", vk_isa_name(r.fast->isa), vk_prec_name(r.fast->prec));
     run_all(&r);
     vk_ctx_free(&r.ref);
     vk_ctx_free(&r.fast);
@@ -638,7 +704,14 @@ static void pub_line(void *user, const char *name, double err, double tol, int g
 int vdit_selfcheck(int n_threads, vdit_log_fn cb, void *user)
 {
     pub_user u = { .lg = { .cb = cb, .user = user, .level = VDIT_LOG_DEBUG } };
-    int failed = vk_selfcheck_run(n_threads, 0, 0x5eedu, pub_line, &u);
+    /* the tables this process would use: the default level in fp32, and in
+     * bf16 where the CPU computes it natively */
+    vk_isa isa = vk_isa_default();
+    int failed = vk_selfcheck_run(n_threads, (int)isa, VK_PREC_F32, 0, 0x5eedu, pub_line, &u);
+    if (failed >= 0 && vk_isa_native_bf16(isa)) {
+        int f2 = vk_selfcheck_run(n_threads, (int)isa, VK_PREC_BF16, 0, 0x5eedu, pub_line, &u);
+        failed = f2 < 0 ? f2 : failed + f2;
+    }
     if (failed < 0)
         return vd_err(&u.lg, VDIT_ERR_NOMEM, "selfcheck: out of memory");
     if (failed > 0)

@@ -14,7 +14,6 @@
 #include <pthread.h>
 
 #include "../impl.h"
-#include "../x86/x86.h"
 #include "onednn.h"
 
 #define CACHE_SIZE 512 /* the VAE alone has ~200 (layers x row bands x accumulate or not) */
@@ -66,11 +65,28 @@ void vk_dnnl_free(void *p)
 /* The context's oneDNN state, made on first use. Also sets this thread's
  * OpenMP thread count: oneDNN sizes its work partitioning when a primitive
  * is created, and a primitive must run with the count it was made for. */
+/* VDIT_CPU below the CPU's level caps oneDNN too, so that a benchmark or test
+ * at a lower level measures what such a CPU would run. Process-wide, as the
+ * variable is, and set before the first primitive (oneDNN reads it once). */
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+static void cap_isa(void)
+{
+    static const dnnl_cpu_isa_t cap[VK_ISA_COUNT] = {
+        dnnl_cpu_isa_sse41, dnnl_cpu_isa_avx2, dnnl_cpu_isa_avx512_core,
+        dnnl_cpu_isa_avx512_core_bf16,
+    };
+    vk_isa d = vk_isa_default();
+    if (d < vk_isa_cpu())
+        dnnl_set_max_cpu_isa(cap[d]);
+}
+
 static dnnl_state *state(vk_ctx *c)
 {
     omp_set_num_threads(c->n_threads);
     if (c->dnnl)
         return c->dnnl;
+    pthread_once(&isa_once, cap_isa);
     dnnl_state *s = vd_calloc(sizeof(*s));
     if (!s)
         return NULL;
@@ -178,19 +194,21 @@ static dnnl_alg_kind_t act_alg(vk_act act, float *alpha)
     }
 }
 
-/* Matmul y[m, n] (row stride ldy) = act(x[m, k] w[n, k]ᵀ + b), w plain f32. */
+/* Matmul y[m, n] (row stride ldy) = act(x[m, k] w[n, k]ᵀ + b), w plain, x
+ * and w both f32 or both bf16 (bf16: fp32 accumulation and output). */
 static prim *matmul_prim(dnnl_state *s, int64_t m, int64_t k, int64_t n, int64_t ldy, int bias,
-                         vk_act act)
+                         vk_act act, int bf16)
 {
-    int64_t key[KEY_LEN] = { 1, m, k, n, ldy, bias, act };
+    int64_t key[KEY_LEN] = { 1, m, k, n, ldy, bias, act, bf16 };
+    dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     prim *e = lookup(s, key);
     if (e)
         return e;
     dnnl_memory_desc_t src, wei, dst, bmd;
     dnnl_dims_t sd = { m, k }, wd = { k, n }, dd = { m, n }, bd = { 1, n };
     dnnl_dims_t ss = { k, 1 }, ws = { 1, k }, ds = { ldy, 1 }, bs = { n, 1 };
-    if (dnnl_memory_desc_init_by_strides(&src, 2, sd, dnnl_f32, ss) ||
-        dnnl_memory_desc_init_by_strides(&wei, 2, wd, dnnl_f32, ws) ||
+    if (dnnl_memory_desc_init_by_strides(&src, 2, sd, dt, ss) ||
+        dnnl_memory_desc_init_by_strides(&wei, 2, wd, dt, ws) ||
         dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds) ||
         dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_f32, bs))
         return NULL;
@@ -229,7 +247,7 @@ static prim *matmul_prim(dnnl_state *s, int64_t m, int64_t k, int64_t n, int64_t
     return e;
 }
 
-static int run_matmul(dnnl_state *s, vk_ctx *c, prim *e, const float *x, const float *w,
+static int run_matmul(dnnl_state *s, vk_ctx *c, prim *e, const void *x, const void *w,
                       const float *b, float *y)
 {
     int args[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
@@ -292,13 +310,13 @@ static void linear_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m,
         goto fallback;
     if (l->wtype == VT_F32) {
         const float *w = l->prep ? ((const linear_prep *)l->prep)->w : l->w;
-        prim *e = matmul_prim(s, m, ni, no, no, bias, act);
+        prim *e = matmul_prim(s, m, ni, no, no, bias, act, 0);
         if (!e || run_matmul(s, c, e, x, w, l->bias, y))
             goto fallback;
         return;
     }
     /* few rows: widening in registers beats widening whole matrices */
-    if (!vk_avx2_linear_half(c, l, x, m, y, act))
+    if (c->f->linear_small && !c->f->linear_small(c, l, x, m, y, act))
         return;
     int64_t rows = chunk_rows(ni, no);
     float *wf = vk_scratch(c, (size_t)(rows * ni) * sizeof(float));
@@ -306,15 +324,67 @@ static void linear_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m,
         goto fallback;
     for (int64_t n0 = 0; n0 < no; n0 += rows) {
         int64_t nr = VD_MIN(rows, no - n0);
-        vk_weights_to_f32_par(c, wf, (const uint8_t *)l->w + (size_t)(n0 * ni) * 2, l->wtype,
-                              (size_t)(nr * ni));
-        prim *e = matmul_prim(s, m, ni, nr, no, bias, act);
+        c->f->widen(c, wf, (const uint8_t *)l->w + (size_t)(n0 * ni) * 2, l->wtype,
+                    (size_t)(nr * ni));
+        prim *e = matmul_prim(s, m, ni, nr, no, bias, act, 0);
         if (!e || run_matmul(s, c, e, x, wf, bias ? l->bias + n0 : NULL, y + n0))
             goto fallback; /* recomputes everything: correct, slow, warned */
     }
     return;
 fallback:
     warn_fallback(c, s, "a linear layer");
+    vk_ref_linear(c, l, x, m, y, act);
+}
+
+/* bf16 products: x converted to bf16 per call (m x n_in, small next to the
+ * product), weights used in place when stored as bf16 (2-byte aligned),
+ * else converted in chunks of rows like the fp32 path widens them. */
+static void linear_bf16_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
+                            vk_act act)
+{
+    if (m <= 0)
+        return;
+    dnnl_state *s = state(c);
+    int64_t ni = l->n_in, no = l->n_out;
+    int bias = l->bias != NULL;
+    if (!s)
+        goto fallback;
+    int inplace = l->wtype == VT_BF16 && !((uintptr_t)l->w & 1);
+    int64_t rows = inplace ? 0 : chunk_rows(ni, no);
+    size_t xbytes = ((size_t)(m * ni) * 2 + 63) / 64 * 64;
+    size_t wbytes = (size_t)(rows * ni) * (l->wtype == VT_F32 ? 2 : 6);
+    uint8_t *mem = vk_scratch(c, xbytes + wbytes);
+    if (!mem)
+        goto fallback;
+    uint16_t *xb = (uint16_t *)mem, *wb = (uint16_t *)(mem + xbytes);
+    c->f->to_bf16(c, xb, x, (size_t)(m * ni));
+    if (inplace) {
+        prim *e = matmul_prim(s, m, ni, no, no, bias, act, 1);
+        if (!e || run_matmul(s, c, e, xb, l->w, l->bias, y))
+            goto fallback;
+        return;
+    }
+    const float *wf32 = l->wtype == VT_F32 && l->prep ? ((const linear_prep *)l->prep)->w : NULL;
+    for (int64_t n0 = 0; n0 < no; n0 += rows) {
+        int64_t nr = VD_MIN(rows, no - n0);
+        size_t n = (size_t)(nr * ni);
+        const uint8_t *src = (const uint8_t *)l->w + (size_t)(n0 * ni) * vt_dtype_size(l->wtype);
+        if (wf32) {
+            c->f->to_bf16(c, wb, wf32 + n0 * ni, n);
+        } else if (l->wtype == VT_F32 && !((uintptr_t)src & 3)) {
+            c->f->to_bf16(c, wb, (const float *)src, n);
+        } else { /* f16, or bf16 at an odd address: through fp32 after the chunk */
+            float *tmp = (float *)(wb + n);
+            c->f->widen(c, tmp, src, l->wtype, n);
+            c->f->to_bf16(c, wb, tmp, n);
+        }
+        prim *e = matmul_prim(s, m, ni, nr, no, bias, act, 1);
+        if (!e || run_matmul(s, c, e, xb, wb, bias ? l->bias + n0 : NULL, y + n0))
+            goto fallback;
+    }
+    return;
+fallback:
+    warn_fallback(c, s, "a bf16 linear layer");
     vk_ref_linear(c, l, x, m, y, act);
 }
 
@@ -611,7 +681,7 @@ static void conv_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const 
     if (cv->c_out <= 4 && g->sd == 1 && g->sh == 1 && g->sw == 1) {
         /* blocked layouts would pad the output channels to 16 */
         const float *wp = conv_plain_weights(cv);
-        if (wp && !vk_avx2_conv_small(c, cv, wp, g, x, d, h, w, y, 0))
+        if (wp && c->f->conv_small && !c->f->conv_small(c, cv, wp, g, x, d, h, w, y, 0))
             return;
     }
     prim *e = conv_prim(s, cv, g, d, h, w, od, oh, ow);
@@ -895,8 +965,9 @@ static void conv_tap_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, in
         vk_conv_geom g2 = *g;
         g2.sd = 1;
         g2.pd0 = g2.pd1 = 0;
-        if (wt && !vk_avx2_conv_small(c, &one, wt + (size_t)k * co * ci * cv->kh * cv->kw, &g2,
-                                      x, 1, h, w, y, acc))
+        if (wt && c->f->conv_small &&
+            !c->f->conv_small(c, &one, wt + (size_t)k * co * ci * cv->kh * cv->kw, &g2, x, 1, h,
+                              w, y, acc))
             return;
     }
     size_t per_row =
@@ -1062,6 +1133,12 @@ static int conv_detach_run(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h,
 void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act)
 {
     WITH_CALLER_THREADS(linear_run(c, l, x, m, y, act));
+}
+
+void vk_dnnl_linear_bf16(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
+                         vk_act act)
+{
+    WITH_CALLER_THREADS(linear_bf16_run(c, l, x, m, y, act));
 }
 
 void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,

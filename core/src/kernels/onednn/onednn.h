@@ -11,6 +11,9 @@ int vk_dnnl_linear_prep(vk_linear *l);
 int vk_dnnl_conv_prep(vk_conv *cv);
 
 void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act);
+/* The same with bf16 operands and fp32 accumulation (vk_ctx.prec BF16). */
+void vk_dnnl_linear_bf16(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
+                         vk_act act);
 void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
                   int64_t ldc);

@@ -17,7 +17,7 @@ static int nthr(const vk_ctx *c, int64_t work)
     return work < PAR_MIN || c->n_threads < 1 ? 1 : c->n_threads;
 }
 
-void vk_weights_to_f32_par(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n)
+void vk_avx2_widen(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n)
 {
     const uint8_t *s = src;
     if (t == VT_F32) {

@@ -1,9 +1,13 @@
-/* AVX2/FMA kernels (x86/), parallel with OpenMP on vk_ctx->n_threads. */
+/* x86 kernels, parallel with OpenMP on vk_ctx->n_threads. Each file is
+ * compiled for its level only (kernels/meson.build): vk_avx2_* need
+ * AVX2+FMA+F16C, vk_bf16_* AVX-512 with AVX512_BF16. Only dispatch.c puts
+ * them in a table, after checking the CPU. */
 #ifndef VDIT_KERNELS_X86_H
 #define VDIT_KERNELS_X86_H
 
 #include "../kernels.h"
 
+void vk_avx2_widen(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n);
 void vk_avx2_softmax(vk_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld);
 void vk_avx2_layernorm(vk_ctx *c, const float *x, float *y, int64_t rows, int64_t dim,
                        const float *w, const float *b, float eps);
@@ -34,5 +38,12 @@ void vk_avx2_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
 #define VK_HALF_SMALL_M 256
 int vk_avx2_linear_half(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
                         vk_act act);
+
+/* AVX512_BF16 (x86/bf16.c, x86/attention_bf16.c). */
+void vk_bf16_to_bf16(vk_ctx *c, uint16_t *dst, const float *src, size_t n);
+void vk_bf16_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                       const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
+                       int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
+                       const float *bias);
 
 #endif
