@@ -65,6 +65,15 @@
           VDIT_FLAGS, "sampler" },                                                            \
         { "euler", "Euler", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_EULER }, 0, 0,        \
           VDIT_FLAGS, "sampler" },                                                            \
+    { "precision", "arithmetic of the products", offsetof(type, precision), AV_OPT_TYPE_INT,  \
+      { .i64 = VDIT_DEFAULT_PRECISION }, VDIT_PRECISION_AUTO, VDIT_PRECISION_BF16, VDIT_FLAGS,  \
+      "precision" },                                                                          \
+        { "auto", "bf16 where the CPU has bf16 instructions, else fp32", 0, AV_OPT_TYPE_CONST,\
+          { .i64 = VDIT_PRECISION_AUTO }, 0, 0, VDIT_FLAGS, "precision" },                    \
+        { "fp32", "exact", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_PRECISION_FP32 }, 0, 0,        \
+          VDIT_FLAGS, "precision" },                                                          \
+        { "bf16", "bf16 operands, fp32 accumulation", 0, AV_OPT_TYPE_CONST,                   \
+          { .i64 = VDIT_PRECISION_BF16 }, 0, 0, VDIT_FLAGS, "precision" },                    \
     { "model", "model folder or checkpoint (default: the bundled model)",                     \
       offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS }
 /* No private "threads": libavfilter gives an option of that name to every
@@ -120,11 +129,12 @@ static inline int vdit_progress_log(void *user, int stage, int step, int total)
 }
 
 /* Loads the model (path NULL: the bundled one) and makes a context on it
+ * computing at `precision` (enum vdit_precision)
  * whose progress goes to `progress` (user: ctx), with the filter's generic
  * `threads` option as the engine's thread count (0: all cores). On failure
  * logs what to do and returns an AVERROR; the caller's uninit frees whatever
  * was made. */
-static inline int vdit_open_model(AVFilterContext *ctx, const char *path,
+static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int precision,
                                   vdit_progress_fn progress, vdit_model **model,
                                   vdit_ctx **vctx)
 {
@@ -155,6 +165,7 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path,
     }
     vdit_ctx_params_default(&cp);
     cp.n_threads = threads;
+    cp.precision = precision;
     cp.log_cb = vdit_log_bridge;
     cp.log_user = ctx;
     cp.log_level = mp.log_level;
@@ -162,9 +173,11 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path,
     cp.progress_user = ctx;
     err = vdit_ctx_init(*model, &cp, vctx);
     if (err < 0) {
+        /* the reason (e.g. bf16 on a CPU without it) went to the log above */
         av_log(ctx, AV_LOG_ERROR, "cannot make a vdit context: %s\n", vdit_strerror(err));
         return vdit_averror(err);
     }
+    av_log(ctx, AV_LOG_VERBOSE, "computing in %s\n", vdit_ctx_compute(*vctx));
     return 0;
 }
 

@@ -48,7 +48,7 @@ typedef struct VditContext {
     /* options */
     char *prompt, *negative_prompt, *model_path;
     double strength;
-    int steps, sampler, window, overlap, async;
+    int steps, sampler, window, overlap, async, precision;
     float guidance, shift;
     int64_t seed;
 
@@ -125,7 +125,7 @@ static av_cold int init(AVFilterContext *ctx)
         return AVERROR(ENOMEM);
     }
     s->lock_init = 1;
-    return vdit_open_model(ctx, s->model_path, on_progress, &s->model, &s->vctx);
+    return vdit_open_model(ctx, s->model_path, s->precision, on_progress, &s->model, &s->vctx);
 }
 
 static void item_free(VditItem *it)

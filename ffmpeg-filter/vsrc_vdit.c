@@ -39,7 +39,7 @@ typedef struct VditSrcContext {
     int w, h;
     AVRational frame_rate;
     int64_t duration;
-    int steps, sampler, window, loop;
+    int steps, sampler, window, loop, precision;
     float guidance, shift;
     int64_t seed;
 
@@ -91,7 +91,8 @@ static av_cold int init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "size %dx%d is too small\n", s->w, s->h);
         return AVERROR(EINVAL);
     }
-    ret = vdit_open_model(ctx, s->model_path, vdit_progress_log, &s->model, &s->vctx);
+    ret = vdit_open_model(ctx, s->model_path, s->precision, vdit_progress_log, &s->model,
+                          &s->vctx);
     if (ret < 0)
         return ret;
     err = vdit_model_get_info(s->model, &s->info);

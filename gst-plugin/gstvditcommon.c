@@ -20,8 +20,33 @@ GType gst_vdit_sampler_get_type(void)
     return (GType)id;
 }
 
+GType gst_vdit_precision_get_type(void)
+{
+    static gsize id = 0;
+    static const GEnumValue values[] = {
+        { VDIT_PRECISION_AUTO, "bf16 where the CPU has bf16 instructions, else fp32", "auto" },
+        { VDIT_PRECISION_FP32, "fp32 (exact)", "fp32" },
+        { VDIT_PRECISION_BF16, "bf16 operands, fp32 accumulation", "bf16" },
+        { 0, NULL, NULL },
+    };
+    if (g_once_init_enter(&id)) {
+        GType t = g_enum_register_static("GstVditPrecision", values);
+        g_once_init_leave(&id, t);
+    }
+    return (GType)id;
+}
+
+/* The last error vdit logged on an element, kept to name the reason when a
+ * call fails without a context to ask (vdit_ctx_init). */
+static GQuark last_error_quark(void)
+{
+    return g_quark_from_static_string("gst-vdit-last-error");
+}
+
 void gst_vdit_log(void *user, int level, const char *msg)
 {
+    if (level <= VDIT_LOG_ERROR && user)
+        g_object_set_qdata_full(G_OBJECT(user), last_error_quark(), g_strdup(msg), g_free);
     GstDebugLevel l = level <= VDIT_LOG_ERROR     ? GST_LEVEL_ERROR
                       : level == VDIT_LOG_WARNING ? GST_LEVEL_WARNING
                       : level == VDIT_LOG_INFO    ? GST_LEVEL_INFO
@@ -30,8 +55,9 @@ void gst_vdit_log(void *user, int level, const char *msg)
     GST_CAT_LEVEL_LOG(gst_vdit_debug, l, user, "%s", msg);
 }
 
-gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, vdit_progress_fn progress,
-                       void *progress_user, vdit_model **model, vdit_ctx **ctx)
+gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, gint precision,
+                       vdit_progress_fn progress, void *progress_user, vdit_model **model,
+                       vdit_ctx **ctx)
 {
     if (!path || !*path)
         path = vdit_default_model_path();
@@ -56,18 +82,22 @@ gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, vdit_pro
     vdit_ctx_params cp;
     vdit_ctx_params_default(&cp);
     cp.n_threads = threads;
+    cp.precision = precision;
     cp.log_cb = gst_vdit_log;
     cp.log_user = el;
     cp.log_level = VDIT_LOG_DEBUG;
     cp.progress_cb = progress;
     cp.progress_user = progress_user;
+    g_object_set_qdata(G_OBJECT(el), last_error_quark(), NULL);
     err = vdit_ctx_init(*model, &cp, ctx);
     if (err < 0) {
-        GST_ELEMENT_ERROR(el, RESOURCE, FAILED, ("Could not start vdit"), ("%s",
-                          vdit_strerror(err)));
+        const gchar *why = g_object_get_qdata(G_OBJECT(el), last_error_quark());
+        GST_ELEMENT_ERROR(el, RESOURCE, FAILED, ("Could not start vdit: %s", why ? why :
+                          vdit_strerror(err)), ("%s", vdit_strerror(err)));
         vdit_model_free(model);
         return FALSE;
     }
+    GST_INFO_OBJECT(el, "computing in %s", vdit_ctx_compute(*ctx));
     return TRUE;
 }
 

@@ -47,6 +47,7 @@ enum {
     PROP_OVERLAP,
     PROP_MODEL,
     PROP_THREADS,
+    PROP_PRECISION,
 };
 
 #define VDIT_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBA, BGRA, ARGB, ABGR, RGBx, BGRx, xRGB, xBGR, " \
@@ -64,7 +65,7 @@ struct _GstVdit {
     /* properties, under the object lock */
     gchar *prompt, *negative_prompt, *model_path;
     gdouble strength, guidance, shift;
-    gint steps, sampler, window, overlap, threads;
+    gint steps, sampler, window, overlap, threads, precision;
     guint64 seed;
     gboolean update_pending;
 
@@ -393,12 +394,14 @@ static GstStateChangeReturn gst_vdit_change_state(GstElement *el, GstStateChange
     GstVdit *self = GST_VDIT(el);
     if (t == GST_STATE_CHANGE_NULL_TO_READY) {
         gchar *path;
-        gint threads;
+        gint threads, precision;
         GST_OBJECT_LOCK(self);
         path = g_strdup(self->model_path);
         threads = self->threads;
+        precision = self->precision;
         GST_OBJECT_UNLOCK(self);
-        gboolean ok = gst_vdit_open(el, path, threads, on_progress, self, &self->model, &self->ctx);
+        gboolean ok = gst_vdit_open(el, path, threads, precision, on_progress, self, &self->model,
+                                    &self->ctx);
         g_free(path);
         if (!ok)
             return GST_STATE_CHANGE_FAILURE;
@@ -452,6 +455,7 @@ static void gst_vdit_set_property(GObject *obj, guint id, const GValue *v, GPara
         self->model_path = g_value_dup_string(v);
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
+    case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -475,6 +479,7 @@ static void gst_vdit_get_property(GObject *obj, guint id, GValue *v, GParamSpec 
     case PROP_OVERLAP: g_value_set_int(v, self->overlap); break;
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
+    case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -543,6 +548,10 @@ static void gst_vdit_class_init(GstVditClass *klass)
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
                          VDIT_DEFAULT_THREADS, ready));
+    g_object_class_install_property(oc, PROP_PRECISION,
+        g_param_spec_enum("precision", "Precision", "Arithmetic of the products (auto: bf16 "
+                          "where the CPU has bf16 instructions, else fp32)",
+                          GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
 
     gst_element_class_add_static_pad_template(ec, &sink_template);
     gst_element_class_add_static_pad_template(ec, &src_template);
@@ -574,5 +583,6 @@ static void gst_vdit_init(GstVdit *self)
     self->window = VDIT_DEFAULT_WINDOW;
     self->overlap = VDIT_DEFAULT_OVERLAP;
     self->threads = VDIT_DEFAULT_THREADS;
+    self->precision = VDIT_DEFAULT_PRECISION;
     g_queue_init(&self->pending);
 }

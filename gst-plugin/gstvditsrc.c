@@ -43,6 +43,7 @@ enum {
     PROP_LOOP,
     PROP_MODEL,
     PROP_THREADS,
+    PROP_PRECISION,
 };
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
@@ -56,7 +57,7 @@ struct _GstVditSrc {
 
     /* properties, under the object lock */
     gchar *prompt, *negative_prompt, *model_path;
-    gint steps, sampler, num_frames, threads;
+    gint steps, sampler, num_frames, threads, precision;
     gdouble guidance, shift;
     guint64 seed;
     gboolean loop;
@@ -90,10 +91,10 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
     GstVditSrc *self = GST_VDIT_SRC(bs);
     GST_OBJECT_LOCK(self);
     gchar *path = g_strdup(self->model_path);
-    gint threads = self->threads;
+    gint threads = self->threads, precision = self->precision;
     GST_OBJECT_UNLOCK(self);
-    gboolean ok = gst_vdit_open(GST_ELEMENT(self), path, threads, on_progress, self, &self->model,
-                                &self->ctx);
+    gboolean ok = gst_vdit_open(GST_ELEMENT(self), path, threads, precision, on_progress, self,
+                                &self->model, &self->ctx);
     g_free(path);
     if (!ok)
         return FALSE;
@@ -356,6 +357,7 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
         self->model_path = g_value_dup_string(v);
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
+    case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -378,6 +380,7 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
     case PROP_LOOP: g_value_set_boolean(v, self->loop); break;
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
+    case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -452,6 +455,10 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
                          VDIT_DEFAULT_THREADS, ready));
+    g_object_class_install_property(oc, PROP_PRECISION,
+        g_param_spec_enum("precision", "Precision", "Arithmetic of the products (auto: bf16 "
+                          "where the CPU has bf16 instructions, else fp32)",
+                          GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
 
     gst_element_class_add_static_pad_template(ec, &src_template);
     gst_element_class_set_static_metadata(ec, "vdit video generator", "Source/Video",

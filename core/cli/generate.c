@@ -23,6 +23,7 @@ enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 typedef struct opts {
     const char *prompt, *negative, *input, *input2, *output, *model, *expand, *expand_model;
     int width, height, frames, steps, sampler, threads, frames_new, backward, window, quiet;
+    int precision;
     double fps, guidance, shift, strength;
     uint64_t seed;
     int have_seed;
@@ -81,6 +82,8 @@ static void usage(enum op op, FILE *o)
                "  --seed N               noise seed (default: random, printed)\n"
                "  --model PATH           model folder or checkpoint (default: the bundled model)\n"
                "  --threads N            CPU threads (default: all cores)\n"
+               "  --precision P          auto (default: bf16 where the CPU computes it natively,\n"
+               "                         else fp32), fp32 (exact) or bf16 (about twice as fast)\n"
                "  --expand URL           rewrite the prompt into a detailed caption with a language\n"
                "                         model at this OpenAI-compatible endpoint (e.g.\n"
                "                         http://127.0.0.1:8080, a llama.cpp server); off by default,\n"
@@ -130,6 +133,7 @@ static int parse(enum op op, int argc, char **argv, opts *o)
     o->shift = VDIT_DEFAULT_SHIFT;
     o->strength = VDIT_DEFAULT_STRENGTH;
     o->threads = VDIT_DEFAULT_THREADS;
+    o->precision = VDIT_DEFAULT_PRECISION;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -202,6 +206,12 @@ static int parse(enum op op, int argc, char **argv, opts *o)
                          : !strcmp(val, "euler")                          ? VDIT_SAMPLER_EULER
                                                                           : -1;
             ok = o->sampler < 0 ? -1 : 0;
+        } else if (!strcmp(name, "--precision")) {
+            o->precision = !strcmp(val, "auto")   ? VDIT_PRECISION_AUTO
+                           : !strcmp(val, "fp32") ? VDIT_PRECISION_FP32
+                           : !strcmp(val, "bf16") ? VDIT_PRECISION_BF16
+                                                  : -1;
+            ok = o->precision < 0 ? -1 : 0;
         } else if (!strcmp(name, "--seed")) {
             char *end;
             errno = 0;
@@ -271,11 +281,15 @@ static int progress(void *user, int stage, int step, int total)
     return interrupted != 0;
 }
 
+/* user: NULL or a char[512] keeping the last error, which the caller
+ * prints once with its own prefix */
 static void log_cb(void *user, int level, const char *msg)
 {
-    (void)user;
-    if (level == VDIT_LOG_ERROR)
-        return; /* failures are printed once, by the caller */
+    if (level == VDIT_LOG_ERROR) {
+        if (user)
+            snprintf(user, 512, "%s", msg);
+        return;
+    }
     fprintf(stderr, "vdit: %s\n", msg);
 }
 
@@ -358,13 +372,20 @@ static int run(enum op op, int argc, char **argv)
     vdit_ctx_params cp;
     vdit_ctx_params_default(&cp);
     cp.n_threads = o.threads;
+    cp.precision = o.precision;
     cp.log_cb = log_cb;
+    char ctx_err[512] = "";
+    cp.log_user = ctx_err;
     cp.progress_cb = progress;
     cp.progress_user = &pg;
-    if (vdit_ctx_init(model, &cp, &ctx)) {
-        fprintf(stderr, "vdit %s: cannot make a context (out of memory?)\n", op_names[op]);
+    int cerr = vdit_ctx_init(model, &cp, &ctx);
+    if (cerr) {
+        fprintf(stderr, "vdit %s: cannot make a context: %s\n", op_names[op],
+                ctx_err[0] ? ctx_err : vdit_strerror(cerr));
         goto done;
     }
+    if (!o.quiet)
+        fprintf(stderr, "vdit %s: computing in %s\n", op_names[op], vdit_ctx_compute(ctx));
     vdit_model_info info;
     vdit_model_get_info(model, &info);
     if (op == OP_GENERATE && !o.frames && (ret = check_output(op, o.output, info.n_frames)))

@@ -46,4 +46,5 @@ void vdit_ctx_params_default(vdit_ctx_params *p)
     memset(p, 0, sizeof(*p));
     p->n_threads = VDIT_DEFAULT_THREADS;
     p->log_level = VDIT_LOG_WARNING;
+    p->precision = VDIT_DEFAULT_PRECISION;
 }

@@ -38,6 +38,7 @@ expect() {
 expect 2 "unknown command" bogus
 expect 2 "unknown option '--bogus'" generate --bogus 1 --output a.y4m
 expect 2 "needs a value" generate --output
+expect 2 "bad value 'fp16' for --precision" generate --precision fp16 --output a.y4m
 expect 2 "needs a value" generate --output a.y4m --steps
 expect 2 "--output is required" generate $common
 for o in "--width 0" "--width -5" "--width 99999" "--height abc" "--frames 0" "--frames -1" \
@@ -97,6 +98,8 @@ echo "not a video" > text.mkv
 expect 1 "text.mkv" edit $common --input text.mkv --output e.y4m
 expect 1 "differ in size" bridge $common --input g7x5.y4m --input2 a.y4m --frames-new 3 --output b.y4m
 expect 1 "/nonexistent/model" generate --model /nonexistent/model --output a.y4m
+# bf16 where the CPU (here lowered to AVX2) has no bf16 instructions
+VDIT_CPU=avx2 expect 1 "precision bf16 needs a CPU" generate $common --precision bf16 --output a.y4m
 
 # ---- broken model folders: exit 1 naming the file (or key) ----
 broken() { rm -rf m && cp -r "$model" m; }

@@ -57,10 +57,24 @@ static double rel_err(const float *a, const float *b, size_t n, double *max_abs)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL_DIR GOLDEN_DIR\n", argv[0]);
+    if (argc < 3 || (argc > 3 && strcmp(argv[3], "fp32") && strcmp(argv[3], "bf16"))) {
+        fprintf(stderr, "usage: %s MODEL_DIR GOLDEN_DIR [fp32|bf16]\n", argv[0]);
         return 2;
     }
+    /* fp32 matches PyTorch's fp32 run to rounding; bf16 (operands of the
+     * products rounded to bfloat16, fp32 accumulation) is held to looser,
+     * documented bounds (docs/precision.md): measured on the bundled model
+     * text 1.7e-3, latents 5.5e-3, decoded max 2.5e-2 / mean 4.7e-4, 0.06
+     * uint8 levels; the bounds leave 3-4x room */
+    int bf16 = argc > 3 && !strcmp(argv[3], "bf16");
+    if (bf16 && !vk_isa_native_bf16(vk_isa_default())) {
+        printf("SKIP: this CPU (%s) does not compute bf16 natively\n",
+               vk_isa_name(vk_isa_default()));
+        return 77;
+    }
+    const double tol_text = bf16 ? 6e-3 : 1e-4, tol_lat = bf16 ? 2e-2 : 1e-3,
+                 tol_max = bf16 ? 8e-2 : 1e-2, tol_mean = bf16 ? 2e-3 : 1e-3,
+                 tol_u8 = bf16 ? 0.25 : 0.1;
     struct stat st;
     if (stat(argv[1], &st) || stat(argv[2], &st)) {
         printf("SKIP: no bundled model (%s) or golden file (%s)\n", argv[1], argv[2]);
@@ -121,7 +135,10 @@ int main(int argc, char **argv)
     vdit_ctx_params cp;
     vdit_ctx_params_default(&cp);
     cp.n_threads = threads;
+    cp.precision = bf16 ? VDIT_PRECISION_BF16 : VDIT_PRECISION_FP32;
     T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
+    if (c)
+        printf("compute: %s\n", vdit_ctx_compute(c));
     if (!c)
         goto done;
 
@@ -156,7 +173,7 @@ int main(int argc, char **argv)
             double r = rel_err(e->emb, ref_ctx, (size_t)vt_nelem(tcx), NULL);
             printf("golden text embedding [%lld, %lld]: rel %.2e\n", (long long)tcx->shape[0],
                    (long long)tcx->shape[1], r);
-            T_CHECK(r <= 1e-4, "text embedding rel %.2e > 1e-4", r);
+            T_CHECK(r <= tol_text, "text embedding rel %.2e > %.0e", r, tol_text);
         }
     }
 
@@ -183,7 +200,7 @@ int main(int argc, char **argv)
         vd_sampler_step(smp, i, vc, x);
         double r = rel_err(x, ref_lat + n * (i + 1), (size_t)n, NULL);
         worst = fmax(worst, r);
-        T_CHECK(r <= 1e-3, "latent after step %d: rel %.2e > 1e-3", i + 1, r);
+        T_CHECK(r <= tol_lat, "latent after step %d: rel %.2e > %.0e", i + 1, r, tol_lat);
     }
     printf("golden latents (%d steps, [%lld, %lld, %lld, %lld]): worst rel %.2e, final rel %.2e\n",
            steps, (long long)ch, (long long)lt, (long long)lh, (long long)lw, worst,
@@ -213,9 +230,9 @@ int main(int argc, char **argv)
     printf("golden decoded [3, %lld, %lld, %lld]: max abs %.2e, mean abs %.2e, uint8 mean %.3f "
            "levels\n", (long long)td->shape[1], (long long)td->shape[2], (long long)td->shape[3],
            mx, mean, mean8);
-    T_CHECK(mx <= 1e-2 && mean <= 1e-3, "decoded: max abs %.2e (<= 1e-2), mean %.2e (<= 1e-3)", mx,
-            mean);
-    T_CHECK(mean8 <= 0.1, "uint8 frames: mean %.3f levels > 0.1", mean8);
+    T_CHECK(mx <= tol_max && mean <= tol_mean, "decoded: max abs %.2e (<= %.0e), mean %.2e (<= %.0e)",
+            mx, tol_max, mean, tol_mean);
+    T_CHECK(mean8 <= tol_u8, "uint8 frames: mean %.3f levels > %.2f", mean8, tol_u8);
 done:
     vd_free(noise);
     vd_free(ref_lat);

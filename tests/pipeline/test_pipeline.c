@@ -513,6 +513,73 @@ static void test_cancel(void)
     T_CHECK(c == NULL, "free clears");
 }
 
+static char last_error[512];
+
+static void keep_error(void *user, int level, const char *msg)
+{
+    (void)user;
+    if (level == VDIT_LOG_ERROR)
+        snprintf(last_error, sizeof(last_error), "%s", msg);
+}
+
+/* Precision: a bad value is refused naming it; fp32 and bf16 say what they
+ * run; where the CPU has bf16, a bf16 clip differs from the fp32 one (the
+ * bf16 products are really used) but only a little. */
+static void test_precision(void)
+{
+    vdit_ctx_params cp;
+    vdit_ctx_params_default(&cp);
+    T_CHECK(cp.precision == VDIT_DEFAULT_PRECISION && VDIT_DEFAULT_PRECISION == VDIT_PRECISION_AUTO,
+            "default precision auto");
+    cp.n_threads = 1;
+    cp.log_cb = keep_error;
+    vdit_ctx *c = NULL;
+    cp.precision = 7;
+    T_CHECK(vdit_ctx_init(model, &cp, &c) == VDIT_ERR_INVALID_ARG && !c, "precision 7");
+    T_CHECK(strstr(last_error, "precision") != NULL, "message: %s", last_error);
+    vdit_video *v32 = NULL, *v16 = NULL;
+    vdit_gen_params p = base();
+    cp.precision = VDIT_PRECISION_FP32;
+    T_CHECK(vdit_ctx_init(model, &cp, &c) == 0, "fp32 ctx");
+    if (!c)
+        return;
+    T_CHECK(!strncmp(vdit_ctx_compute(c), "fp32 on ", 8), "compute: %s", vdit_ctx_compute(c));
+    T_CHECK(vdit_generate(c, &p, &v32) == 0, "fp32 clip: %s", vdit_ctx_last_error(c));
+    vdit_ctx_free(&c);
+    cp.precision = VDIT_PRECISION_AUTO;
+    T_CHECK(vdit_ctx_init(model, &cp, &c) == 0, "auto ctx");
+    int native = c && !strncmp(vdit_ctx_compute(c), "bf16 on ", 8);
+    T_CHECK(c && (native || !strncmp(vdit_ctx_compute(c), "fp32 on ", 8)), "auto: %s",
+            c ? vdit_ctx_compute(c) : "");
+    vdit_ctx_free(&c);
+    cp.precision = VDIT_PRECISION_BF16;
+    last_error[0] = 0;
+    int r = vdit_ctx_init(model, &cp, &c);
+    if (!native) {
+        T_CHECK(r == VDIT_ERR_UNSUPPORTED && !c && strstr(last_error, "bf16"),
+                "bf16 without native support: %d '%s'", r, last_error);
+    } else {
+        T_CHECK(r == 0 && c, "bf16 ctx: %s", last_error);
+        T_CHECK(c && vdit_generate(c, &p, &v16) == 0, "bf16 clip: %s", vdit_ctx_last_error(c));
+        if (v32 && v16) {
+            size_t n = (size_t)v32->width * v32->height * 3 * v32->n_frames, diff = 0;
+            double sum = 0;
+            for (size_t i = 0; i < n; i++) {
+                int d = abs(v32->rgb[i] - v16->rgb[i]);
+                diff += d != 0;
+                sum += d;
+            }
+            printf("bf16 against fp32: %zu of %zu bytes differ, mean %.3f levels\n", diff, n,
+                   sum / (double)n);
+            T_CHECK(diff > 0 && sum / (double)n < 2.0, "bf16 clip: %zu bytes differ, mean %.3f",
+                    diff, sum / (double)n);
+        }
+    }
+    vdit_video_free(&v32);
+    vdit_video_free(&v16);
+    vdit_ctx_free(&c);
+}
+
 static void test_errors(void)
 {
     vdit_gen_params p = base();
@@ -931,6 +998,7 @@ int main(int argc, char **argv)
     test_stream();
     test_stream_update();
     test_cancel();
+    test_precision();
     test_errors();
     test_loop_decode();
     vdit_ctx_free(&ctx);

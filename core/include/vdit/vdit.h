@@ -159,6 +159,17 @@ VDIT_API int vdit_model_get_info(const vdit_model *m, vdit_model_info *out);
 
 typedef struct vdit_ctx vdit_ctx;
 
+/* Arithmetic of the products (linear layers, attention). fp32 is exact
+ * against the official code's fp32 results; bf16 rounds the operands to
+ * bfloat16 and accumulates in fp32, about twice as fast where the CPU has
+ * bf16 instructions (AVX512_BF16), with results a few 1e-3 off fp32
+ * (docs/precision.md). */
+enum vdit_precision {
+    VDIT_PRECISION_AUTO = 0, /* bf16 where the CPU computes it natively, else fp32 */
+    VDIT_PRECISION_FP32 = 1,
+    VDIT_PRECISION_BF16 = 2, /* refused (VDIT_ERR_UNSUPPORTED) on a CPU without bf16 */
+};
+
 typedef struct vdit_ctx_params {
     int n_threads;               /* default 0: all cores */
     vdit_log_fn log_cb;          /* default NULL */
@@ -166,7 +177,8 @@ typedef struct vdit_ctx_params {
     int log_level;               /* default VDIT_LOG_WARNING */
     vdit_progress_fn progress_cb;/* default NULL */
     void *progress_user;         /* default NULL */
-    uint8_t reserved[64];
+    int precision;               /* enum vdit_precision, default VDIT_DEFAULT_PRECISION */
+    uint8_t reserved[60];
 } vdit_ctx_params;
 
 VDIT_API void vdit_ctx_params_default(vdit_ctx_params *p);
@@ -176,6 +188,11 @@ VDIT_API int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx
 
 /* Frees the context and sets *c to NULL. NULL-safe. */
 VDIT_API void vdit_ctx_free(vdit_ctx **c);
+
+/* How the context computes, e.g. "bf16 on avx512_bf16, 2 threads" (the CPU
+ * level in use: c, avx2, avx512, avx512_bf16; VDIT_CPU=LEVEL in the
+ * environment lowers it for the process). Static per context. */
+VDIT_API const char *vdit_ctx_compute(const vdit_ctx *c);
 
 /* Message of the last failed call on this context ("" if none). Valid until
  * the next call on the context. */
@@ -228,6 +245,7 @@ enum vdit_sampler {
 #define VDIT_DEFAULT_WINDOW 0        /* streaming: the model's native length */
 #define VDIT_DEFAULT_OVERLAP 0       /* streaming: automatic (one latent frame) */
 #define VDIT_DEFAULT_THREADS 0       /* all cores */
+#define VDIT_DEFAULT_PRECISION VDIT_PRECISION_AUTO
 
 /* Parameters of one generation or edit. Strings are borrowed: they must stay
  * valid during the call only. Defaults are those vdit_gen_params_default()

@@ -30,6 +30,11 @@ int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
     }
     if (p->n_threads < 0 || p->n_threads > 4096)
         return VDIT_ERR_INVALID_ARG;
+    if (p->precision < VDIT_PRECISION_AUTO || p->precision > VDIT_PRECISION_BF16) {
+        vd_log lg = { .cb = p->log_cb, .user = p->log_user, .level = p->log_level };
+        return vd_err(&lg, VDIT_ERR_INVALID_ARG, "precision %d is not one of auto (0), fp32 (1), "
+                      "bf16 (2)", p->precision);
+    }
     vdit_ctx *c = calloc(1, sizeof(*c));
     if (!c)
         return VDIT_ERR_NOMEM;
@@ -41,8 +46,17 @@ int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
     c->progress_user = p->progress_user;
     c->n_threads = p->n_threads > 0 ? p->n_threads : vd_cpu_count();
     atomic_init(&c->cancel, 0);
-    c->kc = vk_ctx_new(c->n_threads, 0, &c->log);
-    if (!c->kc || !(c->run = vd_dit_run_new(model->dit, c->kc))) {
+    static const vk_prec prec[] = { VK_PREC_AUTO, VK_PREC_F32, VK_PREC_BF16 };
+    c->kc = vk_ctx_new_ex(c->n_threads, -1, prec[p->precision], &c->log);
+    if (!c->kc) {
+        int err = p->precision == VDIT_PRECISION_BF16 ? VDIT_ERR_UNSUPPORTED : VDIT_ERR_NOMEM;
+        vdit_ctx_free(&c);
+        return err; /* the reason went to the log callback */
+    }
+    snprintf(c->compute, sizeof(c->compute), "%s on %s, %d thread%s", vk_prec_name(c->kc->prec),
+             vk_isa_name(c->kc->isa), c->n_threads, c->n_threads == 1 ? "" : "s");
+    vd_logf(&c->log, VDIT_LOG_INFO, "compute: %s", c->compute);
+    if (!(c->run = vd_dit_run_new(model->dit, c->kc))) {
         vdit_ctx_free(&c);
         return VDIT_ERR_NOMEM;
     }
@@ -67,6 +81,11 @@ void vdit_ctx_free(vdit_ctx **pc)
     vk_ctx_free(&c->kc);
     free(c);
     *pc = NULL;
+}
+
+const char *vdit_ctx_compute(const vdit_ctx *c)
+{
+    return c ? c->compute : "";
 }
 
 const char *vdit_ctx_last_error(const vdit_ctx *c)

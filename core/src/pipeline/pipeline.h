@@ -73,6 +73,7 @@ struct vdit_ctx {
     void *progress_user;
     int n_threads;
     atomic_int cancel;
+    char compute[64]; /* vdit_ctx_compute */
     vk_ctx *kc;
     vd_dit_run *run;
     vd_text_entry text[VD_TEXT_CACHE];
