@@ -9,6 +9,7 @@
 
 #include "ckpt.h"
 #include "json.h"
+#include "kernels/kernels.h"
 
 typedef struct conform_ctx {
     const char *dir;
@@ -16,6 +17,7 @@ typedef struct conform_ctx {
     vd_ckpt *io;        /* io.safetensors */
     vd_ckpt *weights;   /* weights.safetensors, NULL if the folder has none */
     int n_threads;
+    vk_prec prec;       /* VK_PREC_F32 (exact) or VK_PREC_BF16 (looser bounds) */
     int verbose;        /* also compare inter/ tensors and print them */
     int n_pass, n_fail;
     double tol_abs, tol_rel; /* defaults for this folder (README's criteria) */

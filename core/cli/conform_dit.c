@@ -59,7 +59,7 @@ int conform_dit(conform_ctx *c)
     if (mt && (!strcmp(mt, "i2v") != !!cfg->i2v))
         conform_fail(c, "model_type", "config.json and the weights disagree on i2v");
 
-    kc = vk_ctx_new(c->n_threads, 0, lg);
+    kc = vk_ctx_new_ex(c->n_threads, -1, c->prec, lg);
     if (!kc || !(r = vd_dit_run_new(d, kc))) {
         ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
         goto done;

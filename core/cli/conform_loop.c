@@ -58,7 +58,7 @@ int conform_t2v_loop(conform_ctx *c)
 
     if ((ret = vd_dit_load_ex(c->weights, text_len, n_heads, &c->log, &dit)))
         goto done;
-    kc = vk_ctx_new(c->n_threads, 0, &c->log);
+    kc = vk_ctx_new_ex(c->n_threads, -1, c->prec, &c->log);
     if (!kc || !(run = vd_dit_run_new(dit, kc))) {
         ret = vd_err(&c->log, VDIT_ERR_NOMEM, "cannot make the DiT run context");
         goto done;

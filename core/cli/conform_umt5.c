@@ -88,7 +88,7 @@ int conform_umt5(conform_ctx *c)
     check_field(c, ctor, "num_buckets", cfg->n_buckets);
     if (vj_get(ctor, "shared_pos"))
         check_field(c, ctor, "shared_pos", cfg->shared_pos);
-    kc = vk_ctx_new(c->n_threads, 0, lg);
+    kc = vk_ctx_new_ex(c->n_threads, -1, c->prec, lg);
     if (!kc) {
         vd_t5_free(&t);
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");

@@ -32,7 +32,7 @@ int conform_vae(conform_ctx *c)
     }
     if (vd_vae_canonicalize(c->weights, &c->log) || vd_vae_load(c->weights, &c->log, &v))
         return -1;
-    kc = vk_ctx_new(c->n_threads, 0, &c->log);
+    kc = vk_ctx_new_ex(c->n_threads, -1, c->prec, &c->log);
     if (!kc)
         goto done;
     const vd_vae_config *cfg = vd_vae_get_config(v);
