@@ -1,7 +1,9 @@
-/* vdit bench kernels [--threads N] [--quick]: GFLOP/s of the products the
- * DiT spends its time in (matmul at DiT sizes, attention at 12 heads x 128),
- * beside the machine's fp32 peak. Also the dispatcher for `vdit bench dit`,
- * `vae`, `t5`, which their components provide (bench.h). */
+/* vdit bench kernels [--threads N] [--quick] [--precision P] [--isa LEVEL]:
+ * GFLOP/s of the products the DiT spends its time in (linear at DiT sizes,
+ * self-attention at 12 heads x 128, cross-attention over 512 text tokens),
+ * beside the machine's measured peak for the level and precision in use
+ * (vk_peak_gflops). Also the dispatcher for `vdit bench dit`, `vae`, `t5`,
+ * which their components provide (bench.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,40 +50,6 @@ double bench_peak_rss(void)
     return getrusage(RUSAGE_SELF, &ru) ? 0 : (double)ru.ru_maxrss * 1024.0;
 }
 
-static double cpu_time(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* The clock the core really runs at (boost included): a chain of dependent
- * one-cycle adds, timed in thread CPU time so other processes do not count.
- * Best of five tries; 0 when not on x86-64. */
-static double measure_mhz(void)
-{
-#if defined(__x86_64__)
-    double best = 0;
-    for (int t = 0; t < 5; t++) {
-        uint64_t n = 2000000, acc = 0; /* 16 adds per iteration */
-        double t0 = cpu_time();
-        __asm__ volatile("1:\n\t"
-                         "add $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\t"
-                         "add $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\t"
-                         "add $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\t"
-                         "add $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\tadd $1, %1\n\t"
-                         "dec %0\n\tjnz 1b"
-                         : "+r"(n), "+r"(acc));
-        double dt = cpu_time() - t0;
-        if (dt > 0 && 2000000 * 16 / dt * 1e-6 > best)
-            best = 2000000 * 16 / dt * 1e-6;
-    }
-    return best;
-#else
-    return 0;
-#endif
-}
-
 static double cpuinfo_mhz(void)
 {
     double mhz = 0;
@@ -100,42 +68,47 @@ static double cpuinfo_mhz(void)
     return mhz;
 }
 
-/* The core clock in MHz: measured (see measure_mhz); failing that cpufreq's
- * maximum, then the "cpu MHz" of /proc/cpuinfo (on VMs the nominal clock). */
-static double clock_mhz(const char **how)
+int bench_parse_prec(const char *arg, vk_prec *p)
 {
-    double mhz = measure_mhz();
-    *how = "clock measured by a dependent-add chain (boost included)";
-    if (mhz > 0)
-        return mhz;
-    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", "r");
-    if (f) {
-        double khz;
-        if (fscanf(f, "%lf", &khz) == 1)
-            mhz = khz / 1000.0;
-        fclose(f);
-        *how = "clock = cpufreq cpuinfo_max_freq";
-    }
-    if (mhz <= 0 && (mhz = cpuinfo_mhz()) > 0)
-        *how = "clock = /proc/cpuinfo 'cpu MHz' (nominal; boost not counted)";
-    if (mhz <= 0) {
-        mhz = 2000;
-        *how = "clock unknown, 2 GHz assumed";
-    }
-    return mhz;
+    static const char *const names[] = { "fp32", "bf16", "auto" };
+    for (int i = 0; arg && i < 3; i++)
+        if (!strcmp(arg, names[i])) {
+            *p = (vk_prec)i;
+            return 0;
+        }
+    return -1;
 }
 
-/* Zen3/AVX2: two 256-bit FMA pipes per core = 2 x 8 lanes x 2 flops per
- * cycle. */
-double bench_peak_gflops(int cores, const char **how)
+int bench_parse_isa(const char *arg, int *isa)
 {
-    return cores * clock_mhz(how) * 1e-3 * 2 * 8 * 2;
+    vk_isa v;
+    if (vk_isa_parse(arg, &v))
+        return -1;
+    *isa = (int)v;
+    return 0;
+}
+
+int bench_resolve(const char *who, int threads, int isa, vk_prec prec, vk_isa *isa_out,
+                  vk_prec *prec_out)
+{
+    vd_log lg = { 0 };
+    vk_ctx *c = vk_ctx_new_ex(threads, isa, prec, &lg);
+    if (!c) {
+        fprintf(stderr, "vdit bench %s: %s\n", who, lg.msg);
+        return -1;
+    }
+    *isa_out = c->isa;
+    *prec_out = c->prec;
+    vk_ctx_free(&c);
+    return 0;
 }
 
 typedef struct bench_opt {
     int threads[2];
     int n_threads;
     int quick;
+    int isa; /* < 0: the default level */
+    vk_prec prec;
 } bench_opt;
 
 static void fill(float *x, size_t n, uint64_t seed)
@@ -192,23 +165,26 @@ typedef struct att_arg {
     vk_ctx *c;
     const float *q, *k, *v;
     float *o;
-    int64_t len, heads, hd;
+    int64_t lq, lk, heads, hd;
 } att_arg;
 
 static void run_attention(void *p)
 {
     att_arg *a = p;
     int64_t ld = a->heads * a->hd;
-    a->c->f->attention(a->c, a->q, ld, a->k, ld, a->v, ld, a->o, ld, a->heads, a->hd, a->len,
-                       a->len, a->len, 1.0f / sqrtf((float)a->hd), NULL);
+    a->c->f->attention(a->c, a->q, ld, a->k, ld, a->v, ld, a->o, ld, a->heads, a->hd, a->lq,
+                       a->lk, a->lk, 1.0f / sqrtf((float)a->hd), NULL);
 }
 
-static void row(const char *name, int nt, double flops, double s, double cpu, double peak1)
+/* One table row; peak: the measured peak of nt threads together. Returns
+ * GFLOP/s (wall). */
+static double row(const char *name, int nt, double flops, double s, double cpu, double peak)
 {
-    double gf = flops / s * 1e-9, gcpu = cpu > 0 ? flops / cpu * 1e-9 : 0;
-    printf("%-34s %7d %9.1f %6.1f%% %4.0f%% %10.1f %5.1f%%\n", name, nt, gf, 100 * gf / (peak1 * nt),
+    double gf = flops / s * 1e-9, gcpu = cpu > 0 ? flops / cpu * 1e-9 : 0, peak1 = peak / nt;
+    printf("%-36s %7d %9.1f %6.1f%% %4.0f%% %10.1f %5.1f%%\n", name, nt, gf, 100 * gf / peak,
            100 * cpu / (s * nt), gcpu, 100 * gcpu / peak1);
     fflush(stdout);
+    return gf;
 }
 
 /* A linear layer over random weights of type t, stored in *store. */
@@ -254,7 +230,7 @@ static double time_linear(vk_ctx *c, vt_dtype t, int64_t m, int64_t k, int64_t n
 
 int bench_kernels(int argc, char **argv)
 {
-    bench_opt o = { .threads = { 1, 2 }, .n_threads = 2 };
+    bench_opt o = { .threads = { 1, 2 }, .n_threads = 2, .isa = -1, .prec = VK_PREC_AUTO };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             int bad = 0;
@@ -266,26 +242,52 @@ int bench_kernels(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--quick")) {
             o.quick = 1;
+        } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            if (bench_parse_prec(argv[++i], &o.prec)) {
+                fprintf(stderr, "vdit bench kernels: --precision wants fp32, bf16 or auto\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            if (bench_parse_isa(argv[++i], &o.isa)) {
+                fprintf(stderr, "vdit bench kernels: --isa wants c, avx2, avx512 or avx512_bf16\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: vdit bench kernels [--threads N] [--quick]\n"
-                   "GFLOP/s of matmul (M = 1024/2048/4096; K x N = 1536x1536, 1536x8960,\n"
-                   "8960x1536) and attention (12 heads x 128, sequence 1024..8192) with 1 and\n"
-                   "2 threads (or N), against the fp32 peak. --quick: a short subset.\n");
+                   "                          [--precision fp32|bf16|auto]\n"
+                   "                          [--isa c|avx2|avx512|avx512_bf16]\n"
+                   "GFLOP/s of linear layers at the DiT's shapes (M = 1200 and 4096 tokens;\n"
+                   "K x N = 1536x1536, 1536x8960, 8960x1536), self-attention (12 heads x 128,\n"
+                   "sequence 1200..8192) and cross-attention (those queries over 512 text\n"
+                   "tokens), with 1 and 2 threads (or N), against the peak measured for the\n"
+                   "level and precision in use. --precision: default auto (bf16 where the CPU\n"
+                   "computes it natively); --isa: default the CPU's level (VDIT_CPU lowers it).\n"
+                   "Ends with a summary line (linear at M = 1200, attention at 1200).\n"
+                   "--quick: a shorter subset.\n");
             return 0;
         } else {
             fprintf(stderr, "vdit bench kernels: unknown option '%s'\n", argv[i]);
             return 2;
         }
     }
-    static const int64_t ms_full[] = { 1024, 2048, 4096 }, ms_quick[] = { 1024 };
-    static const int64_t kn_full[][2] = { { 1536, 1536 }, { 1536, 8960 }, { 8960, 1536 } };
-    static const int64_t kn_quick[][2] = { { 1536, 1536 }, { 1536, 8960 } };
-    static const int64_t ls_full[] = { 1024, 2048, 4096, 8192 }, ls_quick[] = { 1024, 4096 };
+    vk_isa isa;
+    vk_prec prec;
+    if (bench_resolve("kernels", 1, o.isa, o.prec, &isa, &prec))
+        return 2;
+    const char *pn = vk_prec_name(prec);
+    /* the weights as a model in this precision holds them at best: bf16 in
+     * place, fp32 as they are */
+    vt_dtype wt = prec == VK_PREC_BF16 ? VT_BF16 : VT_F32;
+    int att_f32 = prec == VK_PREC_BF16 &&
+                  vk_funcs_for(isa, prec)->attention == vk_funcs_for(isa, VK_PREC_F32)->attention;
+
+    static const int64_t ms_full[] = { 1200, 4096 }, ms_quick[] = { 1200 };
+    static const int64_t kn[][2] = { { 1536, 1536 }, { 1536, 8960 }, { 8960, 1536 } };
+    static const int64_t ls_full[] = { 1200, 2048, 4096, 8192 }, ls_quick[] = { 1200, 4096 };
     const int64_t *ms = o.quick ? ms_quick : ms_full, *ls = o.quick ? ls_quick : ls_full;
-    const int64_t(*kn)[2] = o.quick ? kn_quick : kn_full;
-    int nm = o.quick ? 1 : 3, nkn = o.quick ? 2 : 3, nl = o.quick ? 2 : 4;
+    int nm = o.quick ? 1 : 2, nkn = 3, nl = o.quick ? 2 : 4;
     double min_s = o.quick ? 0.1 : 0.5;
-    int64_t heads = 12, hd = 128, lmax = ls[nl - 1];
+    int64_t heads = 12, hd = 128, lmax = ls[nl - 1], ltext = 512;
 
     size_t nx = (size_t)4096 * 8960, natt = (size_t)(lmax * heads * hd);
     float *x = vd_malloc(nx * 4), *y = vd_malloc(nx * 4);
@@ -301,11 +303,10 @@ int bench_kernels(int argc, char **argv)
     fill(k, natt, 3);
     fill(v, natt, 4);
 
-    const char *how;
-    double mhz = clock_mhz(&how), peak1 = mhz * 1e-3 * 2 * 8 * 2;
-    printf("fp32 peak: %.1f GFLOP/s per core = %.0f MHz x 2 FMA pipes x 8 lanes x 2 flops\n"
-           "  (%s; /proc/cpuinfo says %.0f MHz)\n",
-           peak1, mhz, how, cpuinfo_mhz());
+    printf("level %s, precision %s: linear with %s weights%s; attention %s\n", vk_isa_name(isa),
+           pn, wt == VT_BF16 ? "bf16" : "fp32",
+           prec == VK_PREC_BF16 ? " (bf16 operands, fp32 accumulation)" : "",
+           att_f32 ? "computed in fp32 (no bf16 attention at this level yet)" : pn);
     double load = 0;
     FILE *lf = fopen("/proc/loadavg", "r");
     if (lf) {
@@ -316,48 +317,87 @@ int bench_kernels(int argc, char **argv)
     if (load > vd_cpu_count() * 0.5)
         printf("note: load average %.1f on %d cores: other work shares the CPU, figures are low\n",
                load, vd_cpu_count());
+    double peak[2] = { 0, 0 };
+    for (int ti = 0; ti < o.n_threads; ti++) {
+        char how[256];
+        double mhz;
+        peak[ti] = vk_peak_gflops(isa, prec, o.threads[ti], &mhz, how, sizeof(how));
+        printf("%s peak, %d thread%s: %.1f GFLOP/s (%s)\n", pn, o.threads[ti],
+               o.threads[ti] == 1 ? "" : "s", peak[ti], how);
+    }
+    printf("  (/proc/cpuinfo says %.0f MHz)\n", cpuinfo_mhz());
     printf("GFLOP/s and %% of peak from wall time; cpu = process CPU time / (threads x wall),\n"
            "below 100%% when other programs shared the cores; per CPU-s = GFLOP per second of\n"
            "CPU time (the rate per busy core, against the per-core peak; OpenMP spin-waits\n"
            "count as busy)\n");
-    printf("%-34s %7s %9s %7s %5s %10s %6s\n", "kernel", "threads", "GFLOP/s", "% peak", "cpu",
+    printf("%-36s %7s %9s %7s %5s %10s %6s\n", "kernel", "threads", "GFLOP/s", "% peak", "cpu",
            "per CPU-s", "% core");
+    double lin_gf = 0, att_gf = 0;
     for (int ti = 0; ti < o.n_threads; ti++) {
         int nt = o.threads[ti];
-        vk_ctx *c = vk_ctx_new(nt, 0, NULL);
-        if (!c)
+        vd_log lg = { 0 };
+        vk_ctx *c = vk_ctx_new_ex(nt, isa, prec, &lg);
+        if (!c) {
+            fprintf(stderr, "vdit bench kernels: %s\n", lg.msg);
             goto done;
+        }
+        double lin_fl = 0, lin_s = 0;
         for (int a = 0; a < nm; a++)
             for (int b = 0; b < nkn; b++) {
                 int64_t m = ms[a], kk = kn[b][0], n = kn[b][1];
                 double cpu;
-                double s = time_linear(c, VT_F32, m, kk, n, x, y, min_s, &cpu);
+                double s = time_linear(c, wt, m, kk, n, x, y, min_s, &cpu);
                 char name[64];
-                snprintf(name, sizeof(name), "matmul %lldx%lldx%lld", (long long)m, (long long)kk,
+                snprintf(name, sizeof(name), "linear %lldx%lldx%lld", (long long)m, (long long)kk,
                          (long long)n);
-                row(name, nt, 2.0 * m * kk * n, s, cpu, peak1);
+                row(name, nt, 2.0 * m * kk * n, s, cpu, peak[ti]);
+                if (a == 0) {
+                    lin_fl += 2.0 * m * kk * n;
+                    lin_s += s;
+                }
             }
+        lin_gf = lin_fl / lin_s * 1e-9;
         for (int a = 0; a < nl; a++) {
-            att_arg aa = { c, q, k, v, ao, ls[a], heads, hd };
+            att_arg aa = { c, q, k, v, ao, ls[a], ls[a], heads, hd };
             double cpu;
             double s = time_it(run_attention, &aa, !o.quick, min_s, &cpu);
             char name[64];
             snprintf(name, sizeof(name), "attention %lldx%lld seq %lld", (long long)heads,
                      (long long)hd, (long long)ls[a]);
-            /* q kᵀ and p v: 2 products of 2 L² hd flops per head */
-            row(name, nt, 4.0 * ls[a] * ls[a] * hd * heads, s, cpu, peak1);
+            /* q kᵀ and p v: 2 products of 2 lq lk hd flops per head */
+            double gf = row(name, nt, 4.0 * ls[a] * ls[a] * hd * heads, s, cpu, peak[ti]);
+            if (a == 0)
+                att_gf = gf;
         }
-        /* stored fp16 / bf16 weights are widened per call: their cost, in wall
-         * and in CPU time (the latter is what other load does not disturb) */
+        for (int a = 0; a < nl; a++) {
+            att_arg aa = { c, q, k, v, ao, ls[a], ltext, heads, hd };
+            double cpu;
+            double s = time_it(run_attention, &aa, !o.quick, min_s, &cpu);
+            char name[64];
+            snprintf(name, sizeof(name), "cross-attention %lld over %lld", (long long)ls[a],
+                     (long long)ltext);
+            row(name, nt, 4.0 * ls[a] * ltext * hd * heads, s, cpu, peak[ti]);
+        }
+        /* stored fp16 / bf16 weights are used in place or widened per call:
+         * their cost, in wall and in CPU time (the latter is what other load
+         * does not disturb) */
         double c32, c16, cb16;
-        double s32 = time_linear(c, VT_F32, 1024, 1536, 8960, x, y, min_s, &c32);
-        double s16 = time_linear(c, VT_F16, 1024, 1536, 8960, x, y, min_s, &c16);
-        double sb16 = time_linear(c, VT_BF16, 1024, 1536, 8960, x, y, min_s, &cb16);
-        printf("%-34s %7d  time %.2fx  CPU time %.2fx\n", "linear 1024x1536x8960 f16 / f32", nt,
-               s16 / s32, c16 / c32);
-        printf("%-34s %7d  time %.2fx  CPU time %.2fx\n", "linear 1024x1536x8960 bf16 / f32", nt,
-               sb16 / s32, cb16 / c32);
+        double s32 = time_linear(c, VT_F32, 1200, 1536, 8960, x, y, min_s, &c32);
+        double s16 = time_linear(c, VT_F16, 1200, 1536, 8960, x, y, min_s, &c16);
+        double sb16 = time_linear(c, VT_BF16, 1200, 1536, 8960, x, y, min_s, &cb16);
+        printf("%-36s %7d  time %.2fx  CPU time %.2fx\n", "linear 1200x1536x8960 f16 / f32 w",
+               nt, s16 / s32, c16 / c32);
+        printf("%-36s %7d  time %.2fx  CPU time %.2fx\n", "linear 1200x1536x8960 bf16 / f32 w",
+               nt, sb16 / s32, cb16 / c32);
         vk_ctx_free(&c);
+    }
+    {
+        int nt = o.threads[o.n_threads - 1];
+        double pk = peak[o.n_threads - 1];
+        printf("kernels %s: linear %.0f GFLOP/s (%.0f%% of the %s peak %.0f GFLOP/s, %s, %d "
+               "thread%s), attention 1200 %.0f GFLOP/s (%.0f%% of linear%s)\n",
+               pn, lin_gf, 100 * lin_gf / pk, pn, pk, vk_isa_name(isa), nt, nt == 1 ? "" : "s",
+               att_gf, 100 * att_gf / lin_gf, att_f32 ? ", attention in fp32" : "");
     }
     rc = 0;
 done:

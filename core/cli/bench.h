@@ -7,17 +7,24 @@
 
 #include <stdint.h>
 
+#include "kernels/kernels.h"
+
 int bench_kernels(int argc, char **argv);
 int bench_dit(int argc, char **argv);
 int bench_vae(int argc, char **argv);
 int bench_t5(int argc, char **argv);
 
 /* Shared helpers for bench files: --threads N parsing (a bad value sets
- * *bad), and the machine's fp32 peak in GFLOP/s for n cores (AVX2: 2 FMA
- * pipes x 8 lanes x 2 flops per cycle), with *how set to a constant string
- * saying how the clock was found (measured, including boost, when possible). */
+ * *bad); --precision fp32|bf16|auto and --isa LEVEL (0, or -1 for an
+ * unknown value); the level and precision a kernel context for them gets
+ * (isa < 0: the default level; AUTO resolved), or -1 with the reason
+ * printed as "vdit bench WHO: ...". The peak to compare with is
+ * vk_peak_gflops of that level and precision (measured). */
 int bench_parse_threads(const char *arg, int *bad);
-double bench_peak_gflops(int cores, const char **how);
+int bench_parse_prec(const char *arg, vk_prec *p);
+int bench_parse_isa(const char *arg, int *isa);
+int bench_resolve(const char *who, int threads, int isa, vk_prec prec, vk_isa *isa_out,
+                  vk_prec *prec_out);
 
 /* splitmix64: the next value of the generator whose state is *s. */
 uint64_t bench_rng_next(uint64_t *s);

@@ -2,7 +2,8 @@
  * configuration (dim 1536, 12 heads, ffn 8960, text 4096 x 512 tokens) on
  * random weights, latent 16 x 5 x 24 x 40 (1200 tokens), in fp16 and fp32
  * weights; seconds per step (the once-per-prompt condition apart), effective
- * GFLOP/s and share of the fp32 peak, peak RSS. With --torch, the same
+ * GFLOP/s and share of the measured peak of the level and precision in use
+ * (--precision, --isa; vk_peak_gflops), peak RSS. With --torch, the same
  * network on the same weights and inputs in PyTorch
  * (models/bench/bench_dit_torch.py, the project's models/wan/dit.py), its
  * seconds per step, the ratio, and how far the two outputs are apart.
@@ -217,8 +218,8 @@ typedef struct result {
     float *out;
 } result;
 
-static int run_one(const char *path, const bcfg *c, int threads, int steps, const float *x,
-                   float t, const float *ctx, result *res)
+static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_prec prec,
+                   int steps, const float *x, float t, const float *ctx, result *res)
 {
     vd_log lg = { 0 };
     vd_ckpt *ck = NULL;
@@ -232,8 +233,12 @@ static int run_one(const char *path, const bcfg *c, int threads, int steps, cons
         (ret = vd_dit_load_ex(ck, c->text_len, c->heads, &lg, &d)))
         goto done;
     res->load = vd_time() - t0;
-    kc = vk_ctx_new(threads, 0, &lg);
-    if (!kc || !(r = vd_dit_run_new(d, kc))) {
+    kc = vk_ctx_new_ex(threads, (int)isa, prec, &lg);
+    if (!kc) {
+        ret = VDIT_ERR_UNSUPPORTED;
+        goto done;
+    }
+    if (!(r = vd_dit_run_new(d, kc))) {
         ret = VDIT_ERR_NOMEM;
         goto done;
     }
@@ -303,12 +308,17 @@ static double torch_run(const char *script, const char *weights, const char *io,
 static void usage(void)
 {
     printf("usage: vdit bench dit [--threads N] [--layers L] [--latent F,H,W] [--steps S]\n"
-           "                      [--dtype f16|f32|both] [--torch] [--torch-script PATH]\n"
-           "                      [--dir DIR] [--keep]\n"
+           "                      [--dtype f16|f32|both] [--precision fp32|bf16|auto]\n"
+           "                      [--isa c|avx2|avx512|avx512_bf16] [--torch]\n"
+           "                      [--torch-script PATH] [--dir DIR] [--keep]\n"
            "1.3B DiT (dim 1536, 12 heads, ffn 8960, 30 layers, text 4096 x 512) on random\n"
            "weights, latent 16 x F x H x W (default 5,24,40 = 1200 tokens). Prints seconds per\n"
            "step (best of S, default 2), the once-per-prompt condition apart, effective GFLOP/s,\n"
-           "%% of the fp32 peak, peak RSS.\n"
+           "%% of the peak measured for the level and precision in use, peak RSS; ends with\n"
+           "a summary line (the faster weight type).\n"
+           "--precision: default auto (bf16 where the CPU computes it natively); --isa:\n"
+           "default the CPU's level (VDIT_CPU lowers it). Smaller runs: --layers L,\n"
+           "--latent F,H,W or --tokens N, --steps 1.\n"
            "--torch: the same network, weights and inputs in PyTorch (run from the source\n"
            "tree or give --torch-script models/bench/bench_dit_torch.py).\n");
 }
@@ -317,7 +327,8 @@ int bench_dit(int argc, char **argv)
 {
     bcfg c = { .dim = 1536, .ffn = 8960, .text_dim = 4096, .freq = 256, .in_dim = 16,
                .out_dim = 16, .layers = 30, .heads = 12, .text_len = 512, .f = 5, .h = 24, .w = 40 };
-    int threads = 0, steps = 2, torch = 0, keep = 0, do16 = 1, do32 = 1;
+    int threads = 0, steps = 2, torch = 0, keep = 0, do16 = 1, do32 = 1, isa_opt = -1;
+    vk_prec prec_opt = VK_PREC_AUTO;
     const char *script = "models/bench/bench_dit_torch.py";
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     for (int i = 1; i < argc; i++) {
@@ -351,6 +362,18 @@ int bench_dit(int argc, char **argv)
             do16 = !strcmp(v, "f16") || !strcmp(v, "both");
             do32 = !strcmp(v, "f32") || !strcmp(v, "both");
             i++;
+        } else if (!strcmp(a, "--precision") && v) {
+            if (bench_parse_prec(v, &prec_opt)) {
+                fprintf(stderr, "vdit bench dit: --precision wants fp32, bf16 or auto\n");
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--isa") && v) {
+            if (bench_parse_isa(v, &isa_opt)) {
+                fprintf(stderr, "vdit bench dit: --isa wants c, avx2, avx512 or avx512_bf16\n");
+                return 2;
+            }
+            i++;
         } else if (!strcmp(a, "--torch")) {
             torch = 1;
         } else if (!strcmp(a, "--torch-script") && v) {
@@ -375,14 +398,21 @@ int bench_dit(int argc, char **argv)
     vd_dit_config vc = { .dim = c.dim, .ffn_dim = c.ffn, .freq_dim = c.freq, .text_dim = c.text_dim,
                          .in_dim = c.in_dim, .out_dim = c.out_dim, .n_heads = c.heads,
                          .n_layers = c.layers, .text_len = c.text_len, .patch = { 1, 2, 2 } };
-    const char *how = "";
-    double flops = vd_dit_flops(&vc, L), peak = bench_peak_gflops(threads, &how);
+    vk_isa isa;
+    vk_prec prec;
+    if (bench_resolve("dit", threads, isa_opt, prec_opt, &isa, &prec))
+        return 2;
+    const char *pn = vk_prec_name(prec);
+    char how[256];
+    double flops = vd_dit_flops(&vc, L);
+    double peak = vk_peak_gflops(isa, prec, threads, NULL, how, sizeof(how));
     printf("dit bench: dim %lld, %lld layers, %lld heads, ffn %lld, text %lld x %lld, latent "
            "%lldx%lldx%lldx%lld = %lld tokens, %d threads\n",
            (long long)c.dim, (long long)c.layers, (long long)c.heads, (long long)c.ffn,
            (long long)c.text_len, (long long)c.text_dim, (long long)c.in_dim, (long long)c.f,
            (long long)c.h, (long long)c.w, (long long)L, threads);
-    printf("work per step %.1f GFLOP; fp32 peak %.1f GFLOP/s (%s)\n", flops / 1e9, peak, how);
+    printf("level %s, precision %s; work per step %.1f GFLOP; %s peak %.1f GFLOP/s (%s)\n",
+           vk_isa_name(isa), pn, flops / 1e9, pn, peak, how);
 
     spec *sp = calloc((size_t)(16 + c.layers * 40), sizeof(*sp));
     int ns = make_specs(&c, sp);
@@ -398,7 +428,7 @@ int bench_dit(int argc, char **argv)
     char wpath[2][1024], iopath[1024], opath[1024];
     int rc = 0;
     float *out16 = NULL;
-    double step[2] = { 0, 0 }, cpu[2] = { 0, 0 };
+    double step[2] = { 0, 0 }, cpu[2] = { 0, 0 }, cond[2] = { 0, 0 };
     for (int k = 0; k < 2; k++) {
         if (!(k == 0 ? do16 : do32))
             continue;
@@ -416,7 +446,7 @@ int bench_dit(int argc, char **argv)
         printf("%s weights: %s (%.2f GB, written in %.1f s)\n", k == 0 ? "fp16" : "fp32",
                wpath[k], (double)sb.st_size / 1e9, vd_time() - t0);
         result res = { 0 };
-        if (run_one(wpath[k], &c, threads, steps, x, t, ctx, &res)) {
+        if (run_one(wpath[k], &c, threads, isa, prec, steps, x, t, ctx, &res)) {
             rc = 1;
             vd_free(res.out);
             break;
@@ -424,6 +454,7 @@ int bench_dit(int argc, char **argv)
         double gf = flops / res.step / 1e9;
         step[k] = res.step;
         cpu[k] = res.cpu;
+        cond[k] = res.cond;
         {
             /* where the time went, and the matmul rates by kind */
             int64_t D = c.dim, Lt = L, T = c.text_len;
@@ -448,9 +479,9 @@ int bench_dit(int argc, char **argv)
             printf("  note: %.2f of %d cores busy on average during the step (other load on the "
                    "machine?); at full use of %d cores the rate would be %.1f GFLOP/s\n",
                    res.cpu / res.step, threads, threads, flops / (res.cpu / threads) / 1e9);
-        printf("vdit %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of fp32 peak  (cond once per "
-               "prompt %.3f s, load %.3f s, peak RSS %.0f MiB)\n",
-               k == 0 ? "fp16" : "fp32", res.step, gf, 100.0 * gf / peak, res.cond, res.load,
+        printf("vdit %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of the %s peak  (cond once "
+               "per prompt %.3f s, load %.3f s, peak RSS %.0f MiB)\n",
+               k == 0 ? "fp16" : "fp32", res.step, gf, 100.0 * gf / peak, pn, res.cond, res.load,
                res.peak_rss / 1048576.0);
         fflush(stdout);
         if (k == 0) {
@@ -521,6 +552,12 @@ int bench_dit(int argc, char **argv)
         for (int k = 0; k < 2; k++)
             if (k == 0 ? do16 : do32)
                 remove(wpath[k]);
+    if (!rc) {
+        int k = step[0] > 0 && (step[1] <= 0 || step[0] <= step[1]) ? 0 : 1;
+        printf("dit %s: %.2f s/forward (text %.2f s), %.0f%% of the %s peak %.0f GFLOP/s (%s)\n",
+               pn, step[k], cond[k], 100.0 * flops / step[k] / 1e9 / peak, pn, peak,
+               vk_isa_name(isa));
+    }
     vd_free(out16);
     vd_free(x);
     vd_free(ctx);

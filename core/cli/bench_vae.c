@@ -6,7 +6,9 @@
  * (vd_vae_detach), so the weights are held once. Frames stream through
  * vd_vae_*_stream (the one-shot calls are loops over the same machinery),
  * so neither the input video nor the output is held: the peak is the
- * engine's.
+ * engine's. GFLOP/s counts the products the kernels are asked for (a table
+ * wrapping the context's), against the peak measured for the level and
+ * precision in use (--precision, --isa; vk_peak_gflops).
  *
  * --torch runs the same network (the project's models/wan/vae.py, the
  * official chunked evaluation) in Debian's PyTorch with the same threads,
@@ -198,12 +200,64 @@ static void release_pages(void *ctx, const void *data)
     }
 }
 
+/* ---- flops of the products, counted on the way to the kernels ------------------- */
+
+/* Convolutions and attention as the model asks for them: the work really
+ * done (the taps of zero frames the engine skips are not counted). One
+ * context on one thread per process (each case runs in its own child). */
+static const vk_funcs *cnt_real;
+static vk_funcs cnt_tab;
+static double cnt_flops;
+
+static void cnt_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d,
+                     int h, int w, float *y)
+{
+    double od = (d + g->pd0 + g->pd1 - cv->kd) / g->sd + 1;
+    double oh = (h + g->ph0 + g->ph1 - cv->kh) / g->sh + 1;
+    double ow = (w + g->pw0 + g->pw1 - cv->kw) / g->sw + 1;
+    cnt_flops += 2.0 * cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw * od * oh * ow;
+    cnt_real->conv(c, cv, g, x, d, h, w, y);
+}
+
+static void cnt_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                         const float *x, int h, int w, float *y)
+{
+    double oh = (h + g->ph0 + g->ph1 - cv->kh) / g->sh + 1;
+    double ow = (w + g->pw0 + g->pw1 - cv->kw) / g->sw + 1;
+    cnt_flops += 2.0 * cv->c_out * cv->c_in * cv->kh * cv->kw * oh * ow;
+    cnt_real->conv_tap(c, cv, g, k, flags, x, h, w, y);
+}
+
+static void cnt_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                          const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
+                          int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
+                          const float *bias)
+{
+    cnt_flops += 4.0 * (double)lq * (double)kv_valid * (double)hd * (double)heads;
+    cnt_real->attention(c, q, ldq, k, ldk, v, ldv, o, ldo, heads, hd, lq, lk, kv_valid, scale,
+                        bias);
+}
+
+static void count_flops(vk_ctx *kc)
+{
+    cnt_real = kc->f;
+    cnt_tab = *kc->f;
+    cnt_tab.conv = cnt_conv;
+    cnt_tab.conv_tap = cnt_conv_tap;
+    cnt_tab.attention = cnt_attention;
+    kc->f = &cnt_tab;
+}
+
 /* ---- one case in a child process ------------------------------------------------ */
 
 typedef struct bres {
-    double sec, fps, peak_mib, stream_mib, out_max;
+    double sec, fps, peak_mib, stream_mib, out_max, gflop;
     int frames_out, ok;
 } bres;
+
+/* Level and precision of every case (bench_vae resolves them). */
+static vk_isa case_isa;
+static vk_prec case_prec;
 
 /* enc: push t frames of W x H; else push 1 + (t-1)/4 latent frames. */
 static bres run_case(int enc, int w, int h, int t, int threads, int tile)
@@ -213,7 +267,7 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     size_t wb = 0;
     vd_ckpt *ck = make_weights(96, 16, &wb);
     vd_vae *v = NULL;
-    vk_ctx *kc = vk_ctx_new(threads, 0, &lg);
+    vk_ctx *kc = vk_ctx_new_ex(threads, (int)case_isa, case_prec, &lg);
     vd_vae_stream *s = NULL;
     float *in = NULL, *out = NULL;
     /* prepared for this case's frame size: the weights layout oneDNN picks can
@@ -242,6 +296,8 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     for (size_t i = 0; i < nin; i++)
         in[i] = enc ? 0.9f * urand(&g) : 1.5f * urand(&g);
     int n_push = enc ? t : 1 + (t - 1) / 4;
+    count_flops(kc);
+    cnt_flops = 0;
     double t0 = vd_time();
     for (int k = 0; k < n_push; k++) {
         int no = 0;
@@ -254,6 +310,7 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     }
     fprintf(stderr, "\n");
     r.sec = vd_time() - t0;
+    r.gflop = cnt_flops * 1e-9;
     r.fps = (enc ? t : r.frames_out) / r.sec;
     r.peak_mib = bench_peak_rss() / 1048576.0;
     r.stream_mib = (double)vd_vae_stream_bytes(s) / 1048576.0;
@@ -284,6 +341,44 @@ static bres run_child(int enc, int w, int h, int t, int threads, int tile)
     if (pid == 0) {
         close(fd[0]);
         bres c = run_case(enc, w, h, t, threads, tile);
+        ssize_t wr = write(fd[1], &c, sizeof(c));
+        _exit(wr == (ssize_t)sizeof(c) ? 0 : 1);
+    }
+    close(fd[1]);
+    ssize_t rd = read(fd[0], &r, sizeof(r));
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (rd != (ssize_t)sizeof(r))
+        memset(&r, 0, sizeof(r));
+    return r;
+}
+
+/* The measured peak, in a child process as well: the parent must not start
+ * OpenMP threads before it forks (libgomp's threads do not survive a fork,
+ * and the child's first parallel region would wait for them forever). */
+typedef struct bpeak {
+    double gflops;
+    char how[240];
+} bpeak;
+
+static bpeak peak_child(int threads)
+{
+    bpeak r = { 0 };
+    int fd[2];
+    fflush(stdout);
+    if (pipe(fd))
+        return r;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return r;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        bpeak c = { 0 };
+        c.gflops = vk_peak_gflops(case_isa, case_prec, threads, NULL, c.how, sizeof(c.how));
         ssize_t wr = write(fd[1], &c, sizeof(c));
         _exit(wr == (ssize_t)sizeof(c) ? 0 : 1);
     }
@@ -328,10 +423,15 @@ static bres run_torch(const char *script, int enc, int w, int h, int t, int thre
 static void usage(void)
 {
     printf("usage: vdit bench vae [--threads N] [--case WxHxT[:enc|dec]]... [--tile PX]\n"
+           "                      [--precision fp32|bf16|auto] [--isa LEVEL]\n"
            "                      [--torch] [--torch-script PATH] [--quick]\n"
            "Wan2.1 VAE (dim 96, z 16, dim_mult [1,2,4,4], 2 res blocks, temporal [F,T,T]),\n"
            "random weights. For each case: encode and/or decode seconds, frames/s, peak RSS\n"
-           "(each case in its own process; frames stream, the video is never held).\n"
+           "(each case in its own process; frames stream, the video is never held),\n"
+           "GFLOP/s of the convolutions and attention and %% of the peak measured for the\n"
+           "level and precision in use; a summary line for the last decode case.\n"
+           "--precision: default auto (bf16 where native); --isa c|avx2|avx512|avx512_bf16:\n"
+           "default the CPU's level.\n"
            "Default cases: 320x192x17, 832x480x17, 832x480x161:dec. --quick: 320x192x5 only.\n"
            "--torch: the same network in PyTorch (models/bench/bench_vae_torch.py, the\n"
            "project's models/wan/vae.py, official chunked path), same threads; ratios.\n");
@@ -343,7 +443,8 @@ typedef struct bcase {
 
 int bench_vae(int argc, char **argv)
 {
-    int threads = 0, torch = 0, tile = 0, nc = 0, bad = 0;
+    int threads = 0, torch = 0, tile = 0, nc = 0, bad = 0, isa_opt = -1;
+    vk_prec prec_opt = VK_PREC_AUTO;
     bcase cs[16];
     const char *script = "models/bench/bench_vae_torch.py";
     for (int i = 1; i < argc; i++) {
@@ -353,6 +454,12 @@ int bench_vae(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--tile") && v) {
             tile = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--precision") && v) {
+            bad |= bench_parse_prec(v, &prec_opt) != 0;
+            i++;
+        } else if (!strcmp(a, "--isa") && v) {
+            bad |= bench_parse_isa(v, &isa_opt) != 0;
             i++;
         } else if (!strcmp(a, "--torch")) {
             torch = 1;
@@ -394,6 +501,15 @@ int bench_vae(int argc, char **argv)
     }
     if (threads <= 0)
         threads = vd_cpu_count();
+    if (bench_resolve("vae", threads, isa_opt, prec_opt, &case_isa, &case_prec))
+        return 2;
+    const char *pn = vk_prec_name(case_prec);
+    /* no bf16 convolution kernel at this level: the table's entry is fp32's */
+    int conv_f32 = case_prec == VK_PREC_BF16 && vk_funcs_for(case_isa, case_prec)->conv_tap ==
+                                                    vk_funcs_for(case_isa, VK_PREC_F32)->conv_tap;
+    bpeak pk = peak_child(threads);
+    double peak = pk.gflops > 0 ? pk.gflops : 1e-9;
+    const char *how = pk.gflops > 0 ? pk.how : "not measured";
     size_t wb = 0;
     vd_ckpt *ck = make_weights(96, 16, &wb);
     vd_ckpt_free(&ck);
@@ -401,12 +517,16 @@ int bench_vae(int argc, char **argv)
            (double)wb / 4e6, threads, tile ? ", tiled" : "");
     if (tile)
         printf("tile %d px\n", tile);
-    printf("%-10s %-4s %6s %8s %8s %10s %10s", "size", "op", "frames", "seconds", "frames/s",
-           "peak MiB", "stream MiB");
+    printf("level %s, precision %s%s; %s peak %.1f GFLOP/s (%s)\n", vk_isa_name(case_isa), pn,
+           conv_f32 ? " (convolutions in fp32)" : "", pn, peak, how);
+    printf("%-10s %-4s %6s %8s %8s %8s %6s %10s %10s", "size", "op", "frames", "seconds",
+           "frames/s", "GFLOP/s", "% peak", "peak MiB", "stream MiB");
     if (torch)
         printf(" %9s %9s %9s %9s", "torch s", "torch MiB", "speedup", "mem ratio");
     printf("\n");
     int fails = 0;
+    bres last = { 0 };
+    int last_enc = 0, last_w = 0, last_h = 0;
     for (int i = 0; i < nc; i++)
         for (int e = 1; e >= 0; e--) {
             if ((e && !cs[i].enc) || (!e && !cs[i].dec))
@@ -422,8 +542,17 @@ int bench_vae(int argc, char **argv)
                 fails++;
                 continue;
             }
-            printf("%-10s %-4s %6d %8.2f %8.3f %10.0f %10.0f", sz, e ? "enc" : "dec",
-                   e ? cs[i].t : r.frames_out, r.sec, r.fps, r.peak_mib, r.stream_mib);
+            printf("%-10s %-4s %6d %8.2f %8.3f %8.1f %5.0f%% %10.0f %10.0f", sz, e ? "enc" : "dec",
+                   e ? cs[i].t : r.frames_out, r.sec, r.fps, r.gflop / r.sec,
+                   100 * r.gflop / r.sec / peak, r.peak_mib, r.stream_mib);
+            if (!e || !last.ok || last_enc) {
+                last = r;
+                last_enc = e;
+                last_w = cs[i].w;
+                last_h = cs[i].h;
+                if (e)
+                    last.frames_out = cs[i].t;
+            }
             if (torch && p.ok)
                 printf(" %9.2f %9.0f %8.2fx %8.2fx", p.sec, p.peak_mib, p.sec / r.sec,
                        p.peak_mib / r.peak_mib);
@@ -437,5 +566,10 @@ int bench_vae(int argc, char **argv)
            "checkpoint); stream MiB: caches + working buffers allocated by the stream (a\n"
            "cache's second frame becomes resident when written: 1-frame runs stay below);\n"
            "speedup = torch seconds / vdit seconds; mem ratio = torch peak / vdit peak.\n");
+    if (last.ok)
+        printf("vae %s %s: %.2f s (%dx%d, %d frames), %.0f%% of the %s peak %.0f GFLOP/s (%s)%s\n",
+               last_enc ? "encode" : "decode", pn, last.sec, last_w, last_h, last.frames_out,
+               100 * last.gflop / last.sec / peak, pn, peak, vk_isa_name(case_isa),
+               conv_f32 ? " (convolutions in fp32)" : "");
     return fails ? 1 : 0;
 }

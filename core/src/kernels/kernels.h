@@ -255,6 +255,12 @@ void vk_conv_free(vk_conv *cv);
 int vk_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
 /* The same, reporting errors (naming the tensor) through lg. */
 int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_tensor *bias);
+/* Adds the form of the weights that contexts of precision prec read, so they
+ * convert nothing per call: for VK_PREC_BF16 a bf16 copy of F32/F16 weights
+ * (stored BF16 is read in place; memory grows by 2 bytes per weight). Other
+ * precisions: nothing. Idempotent. Called while the layer is private (model
+ * loading), on up to n_threads threads. Returns 0 or VDIT_ERR_NOMEM. */
+int vk_linear_prepare(vk_linear *l, vk_prec prec, int n_threads);
 int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);
 
 /* Builds the Wan 3-axis rotary table for a grid of f*h*w tokens in raster
@@ -266,5 +272,20 @@ int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor
  * f0, h0, w0 offset the positions (windowed generation). */
 float *vk_rope3d_table(int64_t f, int64_t h, int64_t w, int64_t hd, double theta, int64_t f0,
                        int64_t h0, int64_t w0);
+
+/* The machine's peak in GFLOP/s for a level and precision, MEASURED (peak.c)
+ * on `threads` OpenMP threads at once (<= 0: all cores), their rates added:
+ * a loop of 12 to 16 independent multiply-add chains per thread, timed in
+ * thread CPU time, best of 8 short runs (about 0.15 s per loop; other load
+ * can only lower it). fp32: FMA on ymm and, at the AVX-512 levels, zmm, the
+ * faster (a zmm FMA may run as two halves, Zen 4); bf16 (AUTO where native):
+ * vdpbf16ps zmm, 64 flops per instruction; bf16 at a level without it gives
+ * the fp32 figure. VK_ISA_C has no SIMD code: a plain C loop built for the
+ * baseline. A level above the CPU's gives the CPU's. *mhz (may be NULL): the
+ * core clock, a dependent-add chain on the same threads (0: not measurable);
+ * how (may be NULL): what ran, e.g. "avx512_bf16 vdpbf16ps zmm: 64
+ * flops/cycle/core at 3.60 GHz measured (...)". */
+double vk_peak_gflops(vk_isa isa, vk_prec prec, int threads, double *mhz, char *how,
+                      size_t how_len);
 
 #endif

@@ -1,7 +1,8 @@
 /* x86 kernels, parallel with OpenMP on vk_ctx->n_threads. Each file is
  * compiled for its level only (kernels/meson.build): vk_avx2_* need
- * AVX2+FMA+F16C, vk_bf16_* AVX-512 with AVX512_BF16. Only dispatch.c puts
- * them in a table, after checking the CPU. */
+ * AVX2+FMA+F16C, vk_avx512_* AVX-512 F/BW/DQ/VL, vk_bf16_* AVX-512 with
+ * AVX512_BF16. Only dispatch.c puts them in a table (and peak.c calls its
+ * loops), after checking the CPU. */
 #ifndef VDIT_KERNELS_X86_H
 #define VDIT_KERNELS_X86_H
 
@@ -45,5 +46,12 @@ void vk_bf16_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
                        const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
                        int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
                        const float *bias);
+
+/* Peak-rate loops of vk_peak_gflops (peak.c; x86/peak_*.c): iters rounds of
+ * independent multiply-add chains c = c * a + b (bf16: c += a . b), the
+ * result summed into *sink; return the flops done. */
+double vk_avx2_peak_fma(int64_t iters, float a, float b, float *sink);
+double vk_avx512_peak_fma(int64_t iters, float a, float b, float *sink);
+double vk_bf16_peak_dot(int64_t iters, float a, float b, float *sink);
 
 #endif
