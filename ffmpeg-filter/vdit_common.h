@@ -155,6 +155,7 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int pr
     mp.log_user = ctx;
     mp.log_level = vdit_log_level();
     mp.n_threads = threads;
+    mp.precision = precision;
     av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores)\n",
            path, vdit_version(), threads);
     err = vdit_model_load(path, &mp, model);

@@ -72,6 +72,7 @@ gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, gint pre
     mp.log_user = el;
     mp.log_level = VDIT_LOG_DEBUG;
     mp.n_threads = threads;
+    mp.precision = precision;
     int err = vdit_model_load(path, &mp, model);
     if (err < 0) {
         GST_ELEMENT_ERROR(el, RESOURCE, OPEN_READ, ("Could not load the vdit model '%s'", path),

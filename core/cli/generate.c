@@ -364,6 +364,7 @@ static int run(enum op op, int argc, char **argv)
     vdit_model_params_default(&mp);
     mp.log_cb = log_cb;
     mp.n_threads = o.threads;
+    mp.precision = o.precision;
     if (vdit_model_load(mpath, &mp, &model)) {
         fprintf(stderr, "vdit %s: cannot load the model: %s\n", op_names[op], mp.error);
         goto done;

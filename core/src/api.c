@@ -39,6 +39,7 @@ void vdit_model_params_default(vdit_model_params *p)
     memset(p, 0, sizeof(*p));
     p->log_level = VDIT_LOG_WARNING;
     p->n_threads = VDIT_DEFAULT_THREADS;
+    p->precision = VDIT_DEFAULT_PRECISION;
 }
 
 void vdit_ctx_params_default(vdit_ctx_params *p)

@@ -111,6 +111,17 @@ typedef int (*vdit_progress_fn)(void *user, int stage, int step, int total);
 
 typedef struct vdit_model vdit_model;
 
+/* Arithmetic of the products (linear layers, attention). fp32 is exact
+ * against the official code's fp32 results; bf16 rounds the operands to
+ * bfloat16 and accumulates in fp32, about twice as fast where the CPU has
+ * bf16 instructions (AVX512_BF16), with results a few 1e-3 off fp32
+ * (docs/precision.md). */
+enum vdit_precision {
+    VDIT_PRECISION_AUTO = 0, /* bf16 where the CPU computes it natively, else fp32 */
+    VDIT_PRECISION_FP32 = 1,
+    VDIT_PRECISION_BF16 = 2, /* refused (VDIT_ERR_UNSUPPORTED) on a CPU without bf16 */
+};
+
 typedef struct vdit_model_params {
     vdit_log_fn log_cb;     /* default NULL: messages go nowhere */
     void *log_user;         /* default NULL */
@@ -119,8 +130,15 @@ typedef struct vdit_model_params {
                                weights to BF16); default 0 (VDIT_DEFAULT_THREADS):
                                all cores; 0..4096. Generation uses the context's
                                n_threads. The loaded model does not depend on it */
+    int precision;          /* enum vdit_precision the model's contexts will use;
+                               default VDIT_DEFAULT_PRECISION (auto). Where it
+                               means bf16, the DiT's fp32/fp16 weights also get
+                               a bf16 copy at load (2 bytes per weight; stored
+                               bf16 is used in place), so bf16 contexts convert
+                               nothing per step. fp32: no copy. Contexts of any
+                               precision work on any model */
     char error[256];        /* out: message of the last failure of vdit_model_load */
-    uint8_t reserved[64];
+    uint8_t reserved[60];
 } vdit_model_params;
 
 VDIT_API void vdit_model_params_default(vdit_model_params *p);
@@ -159,16 +177,6 @@ VDIT_API int vdit_model_get_info(const vdit_model *m, vdit_model_info *out);
 
 typedef struct vdit_ctx vdit_ctx;
 
-/* Arithmetic of the products (linear layers, attention). fp32 is exact
- * against the official code's fp32 results; bf16 rounds the operands to
- * bfloat16 and accumulates in fp32, about twice as fast where the CPU has
- * bf16 instructions (AVX512_BF16), with results a few 1e-3 off fp32
- * (docs/precision.md). */
-enum vdit_precision {
-    VDIT_PRECISION_AUTO = 0, /* bf16 where the CPU computes it natively, else fp32 */
-    VDIT_PRECISION_FP32 = 1,
-    VDIT_PRECISION_BF16 = 2, /* refused (VDIT_ERR_UNSUPPORTED) on a CPU without bf16 */
-};
 
 typedef struct vdit_ctx_params {
     int n_threads;               /* default 0: all cores */

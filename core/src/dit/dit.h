@@ -49,6 +49,10 @@ int vd_dit_canonicalize(vd_ckpt *ck, vd_log *lg);
 int vd_dit_load(const vd_ckpt *ck, int64_t text_len, vd_log *lg, vd_dit **out);
 int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log *lg,
                    vd_dit **out);
+/* Prepares the blocks' weights for contexts of precision prec (bf16: a bf16
+ * copy of fp32/fp16 weights, vk_linear_prepare), on n_threads threads.
+ * While the model is private (loading). Returns 0 or VDIT_ERR_NOMEM. */
+int vd_dit_prepare(vd_dit *d, vk_prec prec, int n_threads);
 void vd_dit_free(vd_dit **d);
 const vd_dit_config *vd_dit_get_config(const vd_dit *d);
 

@@ -133,6 +133,13 @@ int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_ten
     return err;
 }
 
+int vk_linear_prepare(vk_linear *l, vk_prec prec, int n_threads)
+{
+    if (!l || !l->w)
+        return VDIT_ERR_INVALID_ARG;
+    return vk_dnnl_linear_prepare(l, prec, n_threads);
+}
+
 void vk_linear_free(vk_linear *l)
 {
     if (!l)

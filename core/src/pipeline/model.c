@@ -344,6 +344,12 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         snprintf(p->error, sizeof(p->error), "vdit_model_load: path and out are required");
         return VDIT_ERR_INVALID_ARG;
     }
+    if (p->precision < VDIT_PRECISION_AUTO || p->precision > VDIT_PRECISION_BF16) {
+        snprintf(p->error, sizeof(p->error),
+                 "vdit_model_load: precision %d is not auto (0), fp32 (1) or bf16 (2)",
+                 p->precision);
+        return VDIT_ERR_INVALID_ARG;
+    }
     if (p->n_threads < 0 || p->n_threads > 4096) {
         snprintf(p->error, sizeof(p->error), "vdit_model_load: n_threads %d out of range (0..4096)",
                  p->n_threads);
@@ -383,6 +389,13 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         (ret = vd_dit_canonicalize(m->ck_dit, &m->log)) ||
         (ret = vd_dit_load_ex(m->ck_dit, text_len, pt->n_heads, &m->log, &m->dit)))
         goto fail;
+    /* bf16 contexts read a bf16 copy of fp32/fp16 DiT weights made once here */
+    if (p->precision != VDIT_PRECISION_FP32 && vk_isa_native_bf16(vk_isa_default()) &&
+        (ret = vd_dit_prepare(m->dit, VK_PREC_BF16, n_threads))) {
+        ret = vd_err(&m->log, ret, "%s: out of memory for the bf16 copy of the weights (load "
+                     "with precision fp32 to do without it)", pt->dit);
+        goto fail;
+    }
     if ((ret = open_part(pt->vae, &m->log, n_threads, &m->ck_vae)) ||
         (ret = vd_vae_canonicalize(m->ck_vae, &m->log)) ||
         (ret = vd_vae_load(m->ck_vae, &m->log, &m->vae)))

@@ -269,17 +269,54 @@ static int64_t chunk_rows(int64_t n_in, int64_t n_out)
     return r > n_out ? n_out : r;
 }
 
-/* Owned aligned f32 copy when the stored f32 weights are misaligned. */
+/* Owned aligned f32 copy when the stored f32 weights are misaligned; a bf16
+ * copy of f32/f16 weights once vk_linear_prepare asked for bf16. */
 typedef struct linear_prep {
     float *w;
+    uint16_t *wb;
 } linear_prep;
 
 static void linear_prep_free(void *p)
 {
     linear_prep *lp = p;
-    if (lp)
+    if (lp) {
         vd_free(lp->w);
+        vd_free(lp->wb);
+    }
     vd_free(lp);
+}
+
+int vk_dnnl_linear_prepare(vk_linear *l, vk_prec prec, int n_threads)
+{
+    if (prec != VK_PREC_BF16 || (l->wtype == VT_BF16 && !((uintptr_t)l->w & 1)))
+        return 0; /* stored bf16 is used in place */
+    linear_prep *lp = l->prep;
+    if (lp && lp->wb)
+        return 0;
+    if (!lp) {
+        if (!(lp = vd_calloc(sizeof(*lp))))
+            return VDIT_ERR_NOMEM;
+        l->prep = lp;
+        l->prep_free = linear_prep_free;
+    }
+    size_t n = (size_t)(l->n_out * l->n_in);
+    if (!(lp->wb = vd_malloc(n * 2)))
+        return VDIT_ERR_NOMEM;
+    const uint8_t *src = lp->w ? (const uint8_t *)lp->w : l->w;
+    vt_dtype t = lp->w ? VT_F32 : l->wtype;
+    size_t es = vt_dtype_size(t);
+    int64_t rows = l->n_out;
+#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        float buf[256];
+        for (int64_t j0 = 0; j0 < l->n_in; j0 += 256) {
+            size_t nj = (size_t)VD_MIN(256, l->n_in - j0), off = (size_t)(r * l->n_in + j0);
+            vk_weights_to_f32(buf, src + off * es, t, nj);
+            for (size_t j = 0; j < nj; j++)
+                lp->wb[off + j] = vt_f32_to_bf16(buf[j]);
+        }
+    }
+    return 0;
 }
 
 int vk_dnnl_linear_prep(vk_linear *l)
@@ -309,7 +346,8 @@ static void linear_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m,
     if (!s)
         goto fallback;
     if (l->wtype == VT_F32) {
-        const float *w = l->prep ? ((const linear_prep *)l->prep)->w : l->w;
+        const linear_prep *lp = l->prep;
+        const float *w = lp && lp->w ? lp->w : l->w;
         prim *e = matmul_prim(s, m, ni, no, no, bias, act, 0);
         if (!e || run_matmul(s, c, e, x, w, l->bias, y))
             goto fallback;
@@ -349,8 +387,10 @@ static void linear_bf16_run(vk_ctx *c, const vk_linear *l, const float *x, int64
     int bias = l->bias != NULL;
     if (!s)
         goto fallback;
-    int inplace = l->wtype == VT_BF16 && !((uintptr_t)l->w & 1);
-    int64_t rows = inplace ? 0 : chunk_rows(ni, no);
+    const linear_prep *lp = l->prep;
+    const void *wbf = lp && lp->wb ? lp->wb : l->wtype == VT_BF16 && !((uintptr_t)l->w & 1) ? l->w
+                                                                                          : NULL;
+    int64_t rows = wbf ? 0 : chunk_rows(ni, no);
     size_t xbytes = ((size_t)(m * ni) * 2 + 63) / 64 * 64;
     size_t wbytes = (size_t)(rows * ni) * (l->wtype == VT_F32 ? 2 : 6);
     uint8_t *mem = vk_scratch(c, xbytes + wbytes);
@@ -358,13 +398,14 @@ static void linear_bf16_run(vk_ctx *c, const vk_linear *l, const float *x, int64
         goto fallback;
     uint16_t *xb = (uint16_t *)mem, *wb = (uint16_t *)(mem + xbytes);
     c->f->to_bf16(c, xb, x, (size_t)(m * ni));
-    if (inplace) {
+    if (wbf) { /* prepared or stored bf16: one matmul */
         prim *e = matmul_prim(s, m, ni, no, no, bias, act, 1);
-        if (!e || run_matmul(s, c, e, xb, l->w, l->bias, y))
+        if (!e || run_matmul(s, c, e, xb, wbf, l->bias, y))
             goto fallback;
         return;
     }
-    const float *wf32 = l->wtype == VT_F32 && l->prep ? ((const linear_prep *)l->prep)->w : NULL;
+    /* not prepared for bf16 (vk_linear_prepare): rows converted per call */
+    const float *wf32 = l->wtype == VT_F32 && lp ? lp->w : NULL;
     for (int64_t n0 = 0; n0 < no; n0 += rows) {
         int64_t nr = VD_MIN(rows, no - n0);
         size_t n = (size_t)(nr * ni);
@@ -876,8 +917,9 @@ static dnnl_primitive_t make_reorder_sum(dnnl_state *s, const dnnl_memory_desc_t
  * reordered between the plain frames and the primitive's layouts, so the
  * blocked copies are one band each. */
 static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, int bias, int acc,
-                       int hin, int pt, int pb, int h, int w, int rows, int oh, int ow)
+                       int hin, int pt, int pb, int h, int w, int rows, int oh, int ow, int bf16)
 {
+    dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     int64_t ci = cv->c_in, co = cv->c_out;
     int64_t key[KEY_LEN] = { 3,
                              ci << 32 | co,
@@ -891,7 +933,7 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
                              rows,
                              oh,
                              ow,
-                             bias << 1 | acc };
+                             bf16 << 2 | bias << 1 | acc };
     prim *e = lookup(s, key);
     if (e)
         return e;
@@ -902,8 +944,10 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
     dnnl_dims_t sst = { ci * h * w, (int64_t)h * w, w, 1 },
                 dst_st = { co * oh * ow, (int64_t)oh * ow, ow, 1 };
     dnnl_dims_t str = { g->sh, g->sw }, pl = { pt, g->pw0 }, pr = { pb, g->pw1 };
-    if (dnnl_memory_desc_init_by_tag(&src, 4, sdm, dnnl_f32, dnnl_format_tag_any) ||
-        dnnl_memory_desc_init_by_tag(&wei, 4, wdm, dnnl_f32, dnnl_format_tag_any) ||
+    /* bf16: the band is converted while it is reordered into the blocked
+     * layout, so bf16 costs no extra pass; output and accumulation stay f32 */
+    if (dnnl_memory_desc_init_by_tag(&src, 4, sdm, dt, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&wei, 4, wdm, dt, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&dst, 4, ddm, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&bmd, 1, bdm, dnnl_f32, dnnl_x) ||
         dnnl_memory_desc_init_by_strides(&src_pl, 4, sdm, dnnl_f32, sst) ||
@@ -983,7 +1027,8 @@ static void conv_tap_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, in
         int a0 = i0 + pt, hin = i1 - pb - a0;
         if (hin <= 0)
             goto fallback; /* a band of padding only: not a VAE shape */
-        prim *e = band_prim(s, cv, g, bias, acc, hin, pt, pb, h, w, r1 - r0, oh, ow);
+        prim *e = band_prim(s, cv, g, bias, acc, hin, pt, pb, h, w, r1 - r0, oh, ow,
+                            c->prec == VK_PREC_BF16);
         if (!e)
             goto fallback;
         const float *wr = tap_weights(s, c, cv, &e->wei_md, k, &wtmp);
@@ -1100,9 +1145,17 @@ static int conv_detach_run(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h,
         int rows = (int)VD_MAX((size_t)1, VD_MIN((size_t)oh, budget / per_row));
         int i1 = (rows - 1) * g->sh - g->ph0 + cv->kh;
         int pt = g->ph0, pb = i1 > h ? i1 - h : 0;
-        prim *e = band_prim(s, cv, g, cv->bias != NULL, 0, i1 - pb, pt, pb, h, w, rows, oh, ow);
+        /* the fp32 layout first: it is the exact form plain weights are
+         * remade from (remake_plain reads layout 0); a bf16 context also
+         * gets its own layout now, while the stored weights are at hand */
+        prim *e = band_prim(s, cv, g, cv->bias != NULL, 0, i1 - pb, pt, pb, h, w, rows, oh, ow, 0);
         float *tmp = NULL;
-        if (e && tap_weights(s, c, cv, &e->wei_md, 0, &tmp) && !tmp && cp->nt >= 1) {
+        int ok = e && tap_weights(s, c, cv, &e->wei_md, 0, &tmp) && !tmp && cp->nt >= 1;
+        if (ok && c->prec == VK_PREC_BF16) {
+            e = band_prim(s, cv, g, cv->bias != NULL, 0, i1 - pb, pt, pb, h, w, rows, oh, ow, 1);
+            ok = e && tap_weights(s, c, cv, &e->wei_md, 0, &tmp) && !tmp;
+        }
+        if (ok) {
             cv->w = NULL;
             return 0;
         }
