@@ -18,6 +18,8 @@ PKGS=(
   clang libclang-rt-14-dev libomp-14-dev
   dpkg-dev nasm libx264-dev
 )
+# Not installed here (optional): python3-venv, which scripts/bench-venv.sh
+# needs to create the PyTorch 2.x / diffusers venv of `vdit bench dit --torch`.
 
 missing=()
 for p in "${PKGS[@]}"; do
