@@ -1,6 +1,8 @@
 /* vdit: command-line front end of the engine. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "vdit/vdit.h"
@@ -11,8 +13,23 @@ typedef struct subcmd {
     const char *help;
 } subcmd;
 
+/* OpenMP's idle workers must not spin away a loaded machine: the settings
+ * libvdit-ompenv gives programs that load libvdit (core/src/kernels/
+ * omp_env.c) must be in the environment before libgomp starts, which for
+ * this statically linked command is before main: so it re-executes itself
+ * once with them. The user's own settings are kept; VDIT_OMP_SPIN=0: off. */
+static void limit_omp_spin(char **argv)
+{
+    const char *off = getenv("VDIT_OMP_SPIN");
+    if ((off && !strcmp(off, "0")) || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return;
+    if (!setenv("GOMP_SPINCOUNT", "1000", 0))
+        execv("/proc/self/exe", argv); /* returns only on failure: go on as we are */
+}
+
 int main(int argc, char **argv)
 {
+    limit_omp_spin(argv);
     const subcmd cmds[] = {
         { "generate", cmd_generate, "text to video / image (--prompt ...)" },
         { "edit", cmd_edit, "video to video by SDEdit (--input ... --strength ...)" },

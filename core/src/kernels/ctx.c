@@ -42,6 +42,9 @@ vk_ctx *vk_ctx_new_ex(int n_threads, int isa, vk_prec prec, vd_log *log)
         vd_err(log, VDIT_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    const char *spin = getenv("GOMP_SPINCOUNT"), *pol = getenv("OMP_WAIT_POLICY");
+    vd_logf(log, VDIT_LOG_DEBUG, "OpenMP waiting: GOMP_SPINCOUNT=%s OMP_WAIT_POLICY=%s",
+            spin ? spin : "(unset)", pol ? pol : "(unset)");
     c->n_threads = n_threads > 0 ? n_threads : vd_cpu_count();
     c->isa = level;
     c->prec = prec;

@@ -49,4 +49,5 @@ float vk_act1(float x, vk_act act);
 /* Conversion of n stored weights (F32/F16/BF16, possibly unaligned) to fp32. */
 void vk_weights_to_f32(float *dst, const void *src, vt_dtype t, size_t n);
 
+
 #endif
