@@ -3,7 +3,6 @@
 #include <stdlib.h>
 
 #include "impl.h"
-#include "onednn/onednn.h"
 
 vk_ctx *vk_ctx_new(int n_threads, int use_ref, vd_log *log)
 {
@@ -49,6 +48,7 @@ vk_ctx *vk_ctx_new_ex(int n_threads, int isa, vk_prec prec, vd_log *log)
     c->isa = level;
     c->prec = prec;
     c->f = vk_funcs_for(level, prec);
+    c->be = vk_backend_cpu();
     c->log = log;
     return c;
 }
@@ -58,7 +58,8 @@ void vk_ctx_free(vk_ctx **pc)
     if (!pc || !*pc)
         return;
     vk_ctx *c = *pc;
-    vk_dnnl_free(c->dnnl);
+    if (c->be && c->be_state)
+        c->be->state_free(c->be_state);
     vd_free(c->scratch);
     vd_free(c);
     *pc = NULL;
@@ -129,18 +130,26 @@ int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_ten
     l->wtype = w->dtype;
     l->w = w->data;
     int err = bias_init(lg, &l->bias, bias, l->n_out, "linear bias");
-    if (!err && (err = vk_dnnl_linear_prep(l)))
+    if (!err && (err = vk_backend_cpu()->linear_init(l)))
         vd_err(lg, err, "%s: out of memory preparing the weights", name);
     if (err)
         vk_linear_free(l);
     return err;
 }
 
+const void *vk_conv_src(const vk_conv *cv, vt_dtype *t)
+{
+    *t = cv->w ? cv->wtype : VT_F32;
+    if (cv->w)
+        return cv->w;
+    return cv->prep ? vk_backend_cpu()->conv_plain(cv) : NULL;
+}
+
 int vk_linear_prepare(vk_linear *l, vk_prec prec, int n_threads)
 {
     if (!l || !l->w)
         return VDIT_ERR_INVALID_ARG;
-    return vk_dnnl_linear_prepare(l, prec, n_threads);
+    return vk_backend_cpu()->linear_prepare(l, prec, n_threads);
 }
 
 void vk_linear_free(vk_linear *l)
@@ -182,7 +191,7 @@ int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor
     cv->wtype = w->dtype;
     cv->w = w->data;
     int err = bias_init(lg, &cv->bias, bias, cv->c_out, "conv bias");
-    if (!err && (err = vk_dnnl_conv_prep(cv)))
+    if (!err && (err = vk_backend_cpu()->conv_init(cv)))
         vd_err(lg, err, "%s: out of memory preparing the weights", name);
     if (err)
         vk_conv_free(cv);
@@ -193,7 +202,7 @@ int vk_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
 {
     if (!c || !cv || !cv->prep || !g || h <= 0 || w <= 0 || g->sh <= 0 || g->sw <= 0)
         return VDIT_ERR_INVALID_ARG;
-    return vk_dnnl_conv_detach(c->f != vk_funcs_ref() ? c : NULL, cv, g, h, w);
+    return vk_backend_cpu()->conv_detach(c->f != vk_funcs_ref() ? c : NULL, cv, g, h, w);
 }
 
 void vk_conv_free(vk_conv *cv)

@@ -1,6 +1,7 @@
 /* Which implementation serves which entry, per instruction-set level and
- * precision. The one place that knows every backend; models and the oneDNN
- * wrapper only see the table of their context. */
+ * precision, and which serves which shape. The one place that knows every
+ * implementation; models see the table of their context, and the oneDNN
+ * wrapper only runs what it is given. */
 #include <pthread.h>
 
 #include "impl.h"
@@ -27,6 +28,69 @@ static const vk_funcs ref_funcs = {
     .to_bf16 = vk_ref_to_bf16,
 };
 
+/* ---- shape choices ---- */
+
+static int is_1x1(const vk_conv *cv, const vk_conv_geom *g, int taps)
+{
+    return (taps || cv->kd == 1) && cv->kh == 1 && cv->kw == 1 && g->sh == 1 && g->sw == 1 &&
+           (taps || (g->sd == 1 && !(g->pd0 | g->pd1))) && !(g->ph0 | g->ph1 | g->pw0 | g->pw1);
+}
+
+/* fp32 linear: 16-bit weights with few rows are widened in registers (own
+ * kernel) rather than widened as a whole matrix for oneDNN. */
+static void linear_f32(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
+                       vk_act act)
+{
+    if (c->f->linear_small && l->wtype != VT_F32 && m <= VK_HALF_SMALL_M &&
+        !c->f->linear_small(c, l, x, m, y, act))
+        return;
+    vk_dnnl_linear(c, l, x, m, y, act);
+}
+
+/* Convolutions: 1x1 as one GEMM on the plain layout (a blocked convolution
+ * would reorder input and output for little arithmetic); at most 4 outputs
+ * with stride 1 (the VAE's last layer) by the own direct kernel (blocked
+ * layouts pad the outputs to 16); the rest by oneDNN. */
+static void conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d,
+                 int h, int w, float *y)
+{
+    if (is_1x1(cv, g, 0)) {
+        vk_dnnl_conv_1x1(c, cv, g, x, d, h, w, y);
+        return;
+    }
+    if (c->f->conv_small && cv->c_out <= 4 && g->sd == 1 && g->sh == 1 && g->sw == 1) {
+        const float *wp = vk_dnnl_conv_plain(cv);
+        if (wp && !c->f->conv_small(c, cv, wp, g, x, d, h, w, y, 0))
+            return;
+    }
+    vk_dnnl_conv(c, cv, g, x, d, h, w, y);
+}
+
+static void conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                     const float *x, int h, int w, float *y)
+{
+    if (k < 0 || k >= cv->kd)
+        return;
+    if (is_1x1(cv, g, 1)) {
+        vk_dnnl_conv_tap_1x1(c, cv, k, flags, x, h, w, y);
+        return;
+    }
+    if (c->f->conv_small && cv->c_out <= 4 && g->sh == 1 && g->sw == 1) {
+        const float *wt = vk_dnnl_conv_plain_taps(cv);
+        vk_conv one = *cv;
+        one.kd = 1;
+        one.bias = (flags & VK_CONV_BIAS) ? cv->bias : NULL;
+        vk_conv_geom g2 = *g;
+        g2.sd = 1;
+        g2.pd0 = g2.pd1 = 0;
+        size_t tap = (size_t)cv->c_out * cv->c_in * cv->kh * cv->kw;
+        if (wt && !c->f->conv_small(c, &one, wt + (size_t)k * tap, &g2, x, 1, h, w, y,
+                                    (flags & VK_CONV_ACC) != 0))
+            return;
+    }
+    vk_dnnl_conv_tap(c, cv, g, k, flags, x, h, w, y);
+}
+
 /* tables[level][precision], filled once (dav1d style: each level starts
  * from the one below it and replaces what it does better). */
 static vk_funcs tables[VK_ISA_COUNT][2];
@@ -37,10 +101,10 @@ static void init_level(vk_funcs *f, vk_isa isa, int bf16)
     /* any CPU: oneDNN for the products (it picks its own code for the CPU),
      * the reference for the rest; the level of other architectures */
     *f = ref_funcs;
-    f->linear = vk_dnnl_linear;
+    f->linear = linear_f32;
     f->gemm = vk_dnnl_gemm;
-    f->conv = vk_dnnl_conv;
-    f->conv_tap = vk_dnnl_conv_tap;
+    f->conv = conv;
+    f->conv_tap = conv_tap;
 #if VK_HAVE_X86
     if (isa >= VK_ISA_AVX2) {
         f->softmax = vk_avx2_softmax;
@@ -74,6 +138,21 @@ static void init(void)
     for (int i = 0; i < VK_ISA_COUNT; i++)
         for (int p = 0; p < 2; p++)
             init_level(&tables[i][p], (vk_isa)i, p && vk_isa_native_bf16((vk_isa)i));
+}
+
+static const vk_backend cpu_backend = {
+    .name = "cpu (oneDNN)",
+    .state_free = vk_dnnl_free,
+    .linear_init = vk_dnnl_linear_prep,
+    .linear_prepare = vk_dnnl_linear_prepare,
+    .conv_init = vk_dnnl_conv_prep,
+    .conv_detach = vk_dnnl_conv_detach,
+    .conv_plain = vk_dnnl_conv_plain,
+};
+
+const vk_backend *vk_backend_cpu(void)
+{
+    return &cpu_backend;
 }
 
 const vk_funcs *vk_funcs_ref(void)

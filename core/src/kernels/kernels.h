@@ -206,6 +206,29 @@ int vk_isa_parse(const char *name, vk_isa *isa);
 int vk_isa_native_bf16(vk_isa isa);
 const char *vk_prec_name(vk_prec p);
 
+/* A backend: what stands behind a level's table for the heavy operations and
+ * owns the layers' prepared weights and each context's state. Today the CPU
+ * backend (oneDNN for products and convolutions, kernels/onednn/); a device
+ * backend (CUDA) fits the same seam: its layers' prep holds device copies,
+ * its state the streams and buffers, its table the entries. Which
+ * implementation serves which shape is decided in dispatch.c, not here. */
+typedef struct vk_backend {
+    const char *name;
+    /* the context's state (vk_ctx.be_state, made on first use) */
+    void (*state_free)(void *state);
+    /* preparing layers, at vk_linear_init / vk_conv_init (model-private) */
+    int (*linear_init)(vk_linear *l);
+    int (*linear_prepare)(vk_linear *l, vk_prec prec, int n_threads);
+    int (*conv_init)(vk_conv *cv);
+    /* c NULL: for the reference kernels (an owned plain copy) */
+    int (*conv_detach)(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
+    /* the weights back as plain f32 [c_out, c_in * kd * kh * kw] (NULL: no memory) */
+    const float *(*conv_plain)(const vk_conv *cv);
+} vk_backend;
+
+/* The backend of every CPU level (dispatch.c). */
+const vk_backend *vk_backend_cpu(void);
+
 /* Kernel context: thread count, the table in use, oneDNN engine/stream and
  * primitive cache (one primitive per shape, built on first use), scratch
  * memory (grows to the largest need: up to 32 MiB for widening f16/bf16
@@ -216,7 +239,8 @@ struct vk_ctx {
     vk_isa isa;          /* level of the table in use (VK_ISA_C for the reference) */
     vk_prec prec;        /* VK_PREC_F32 or VK_PREC_BF16 (never AUTO) */
     const vk_funcs *f;
-    void *dnnl;          /* kernels/onednn private state, NULL if unused */
+    const vk_backend *be; /* the backend behind f */
+    void *be_state;      /* the backend's state for this context, NULL until used */
     void *scratch;       /* grows on demand, see vk_scratch */
     size_t scratch_size;
     size_t band_bytes;   /* conv_tap: bytes per row band of input or output (0: 8 MiB) */

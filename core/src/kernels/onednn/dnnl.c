@@ -84,8 +84,8 @@ static void cap_isa(void)
 static dnnl_state *state(vk_ctx *c)
 {
     omp_set_num_threads(c->n_threads);
-    if (c->dnnl)
-        return c->dnnl;
+    if (c->be_state)
+        return c->be_state;
     pthread_once(&isa_once, cap_isa);
     dnnl_state *s = vd_calloc(sizeof(*s));
     if (!s)
@@ -95,7 +95,7 @@ static dnnl_state *state(vk_ctx *c)
         vk_dnnl_free(s);
         return NULL;
     }
-    c->dnnl = s;
+    c->be_state = s;
     return s;
 }
 
@@ -353,9 +353,6 @@ static void linear_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m,
             goto fallback;
         return;
     }
-    /* few rows: widening in registers beats widening whole matrices */
-    if (c->f->linear_small && !c->f->linear_small(c, l, x, m, y, act))
-        return;
     int64_t rows = chunk_rows(ni, no);
     float *wf = vk_scratch(c, (size_t)(rows * ni) * sizeof(float));
     if (!wf)
@@ -444,12 +441,14 @@ static void gemm_run(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k,
     omp_set_num_threads(c->n_threads);
     if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc) !=
         dnnl_success) {
-        warn_fallback(c, c->dnnl, "a gemm");
+        warn_fallback(c, c->be_state, "a gemm");
         vk_ref_gemm(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
     }
 }
 
 /* ---- convolution ---- */
+
+static const void *conv_src(const vk_conv *cv, vt_dtype *t);
 
 #define WCACHE 4
 typedef struct conv_prep {
@@ -502,7 +501,7 @@ static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
     conv_prep *cp = cv->prep;
     const float *res = NULL;
     vt_dtype st;
-    const void *src = vk_conv_src(cv, &st);
+    const void *src = conv_src(cv, &st);
     if (!src)
         return NULL;
     pthread_mutex_lock(&cp->mu);
@@ -671,7 +670,8 @@ static const float *conv_plain_weights(const vk_conv *cv)
     return cp->plain;
 }
 
-const void *vk_conv_src(const vk_conv *cv, vt_dtype *t)
+/* The stored weights, or plain f32 remade for a detached layer. */
+static const void *conv_src(const vk_conv *cv, vt_dtype *t)
 {
     *t = cv->w ? cv->wtype : VT_F32;
     if (cv->w)
@@ -684,6 +684,8 @@ const void *vk_conv_src(const vk_conv *cv, vt_dtype *t)
  * input and output reordered (memory-bound at these arithmetic intensities). */
 static int conv_1x1(vk_ctx *c, const vk_conv *cv, const float *x, int64_t sp, float *y)
 {
+    if (!cv->prep)
+        return -1;
     const float *w = conv_plain_weights(cv);
     if (!w)
         return -1;
@@ -713,18 +715,6 @@ static void conv_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const 
     dnnl_state *s = state(c);
     if (!s || !cv->prep)
         goto fallback;
-    if (cv->kd == 1 && cv->kh == 1 && cv->kw == 1 && g->sd == 1 && g->sh == 1 && g->sw == 1 &&
-        !(g->pd0 | g->pd1 | g->ph0 | g->ph1 | g->pw0 | g->pw1)) {
-        if (!conv_1x1(c, cv, x, (int64_t)d * h * w, y))
-            return;
-        goto fallback;
-    }
-    if (cv->c_out <= 4 && g->sd == 1 && g->sh == 1 && g->sw == 1) {
-        /* blocked layouts would pad the output channels to 16 */
-        const float *wp = conv_plain_weights(cv);
-        if (wp && c->f->conv_small && !c->f->conv_small(c, cv, wp, g, x, d, h, w, y, 0))
-            return;
-    }
     prim *e = conv_prim(s, cv, g, d, h, w, od, oh, ow);
     if (!e)
         goto fallback;
@@ -793,7 +783,7 @@ static const float *conv_plain_taps(const vk_conv *cv)
         return conv_plain_weights(cv);
     conv_prep *cp = cv->prep;
     vt_dtype st;
-    const void *src = vk_conv_src(cv, &st);
+    const void *src = conv_src(cv, &st);
     if (!src)
         return NULL;
     pthread_mutex_lock(&cp->mu);
@@ -837,7 +827,7 @@ static const float *tap_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
     /* unlocked: a detached layer's plain form may have to be remade */
     pthread_mutex_unlock(&cp->mu);
     vt_dtype st;
-    const void *src = vk_conv_src(cv, &st);
+    const void *src = conv_src(cv, &st);
     pthread_mutex_lock(&cp->mu);
     size_t sz = (dnnl_memory_desc_get_size(md) + 63) / 64 * 64;
     size_t khw = (size_t)cv->kh * cv->kw, kd = (size_t)cv->kd, coi = (size_t)cv->c_out * cv->c_in;
@@ -980,40 +970,6 @@ static void conv_tap_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, in
     dnnl_state *s = state(c);
     if (!s || !cv->prep)
         goto fallback;
-    if (cv->kh == 1 && cv->kw == 1 && g->sh == 1 && g->sw == 1 &&
-        !(g->ph0 | g->ph1 | g->pw0 | g->pw1)) {
-        /* y[co, S] (+)= W_k[co, ci] x[ci, S]: one GEMM on the plain layout */
-        const float *wt = conv_plain_taps(cv);
-        int64_t sp = (int64_t)oh * ow;
-        if (!wt)
-            goto fallback;
-        omp_set_num_threads(c->n_threads);
-        if (dnnl_sgemm('N', 'N', co, sp, ci, 1.0f, wt + (size_t)k * co * ci, ci, x, sp,
-                       acc ? 1.0f : 0.0f, y, sp) != dnnl_success)
-            goto fallback;
-        if (bias) {
-            const float *b = cv->bias;
-#pragma omp parallel for num_threads(c->n_threads) schedule(static)
-            for (int o = 0; o < co; o++)
-                for (int64_t i = 0; i < sp; i++)
-                    y[o * sp + i] += b[o];
-        }
-        return;
-    }
-    if (co <= 4 && g->sh == 1 && g->sw == 1) {
-        /* blocked layouts would pad the output channels to 16 */
-        const float *wt = conv_plain_taps(cv);
-        vk_conv one = *cv;
-        one.kd = 1;
-        one.bias = bias ? cv->bias : NULL;
-        vk_conv_geom g2 = *g;
-        g2.sd = 1;
-        g2.pd0 = g2.pd1 = 0;
-        if (wt && c->f->conv_small &&
-            !c->f->conv_small(c, &one, wt + (size_t)k * co * ci * cv->kh * cv->kw, &g2, x, 1, h,
-                              w, y, acc))
-            return;
-    }
     size_t per_row =
         VD_MAX((size_t)ci * (size_t)w * (size_t)g->sh, (size_t)co * (size_t)ow) * sizeof(float);
     size_t budget = c->band_bytes ? c->band_bytes : ((size_t)8 << 20);
@@ -1073,6 +1029,55 @@ fallback:
     vd_free(wtmp);
     warn_fallback(c, s, "a convolution tap");
     vk_ref_conv_tap_rows(cv, g, k, flags, x, h, w, y, r0, oh);
+}
+
+/* A 1x1 tap without stride or padding: y[co, S] (+)= W_k[co, ci] x[ci, S], one
+ * GEMM on the plain layout (a blocked convolution would reorder input and
+ * output for little arithmetic). */
+static void conv_tap_1x1_run(vk_ctx *c, const vk_conv *cv, int k, int flags, const float *x,
+                             int h, int w, float *y)
+{
+    int co = cv->c_out, ci = cv->c_in, acc = (flags & VK_CONV_ACC) != 0;
+    int bias = (flags & VK_CONV_BIAS) && cv->bias;
+    const float *wt = cv->prep ? conv_plain_taps(cv) : NULL;
+    int64_t sp = (int64_t)h * w;
+    if (!wt)
+        goto fallback;
+    omp_set_num_threads(c->n_threads);
+    if (dnnl_sgemm('N', 'N', co, sp, ci, 1.0f, wt + (size_t)k * co * ci, ci, x, sp,
+                   acc ? 1.0f : 0.0f, y, sp) != dnnl_success)
+        goto fallback;
+    if (bias) {
+        const float *b = cv->bias;
+#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+        for (int o = 0; o < co; o++)
+            for (int64_t i = 0; i < sp; i++)
+                y[o * sp + i] += b[o];
+    }
+    return;
+fallback:
+    warn_fallback(c, c->be_state, "a 1x1 convolution tap");
+    vk_ref_conv_tap_rows(cv, &(vk_conv_geom){ 1, 1, 1, 0, 0, 0, 0, 0, 0 }, k, flags, x, h, w, y, 0,
+                         h);
+}
+
+static void conv_1x1_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x,
+                         int d, int h, int w, float *y)
+{
+    if (conv_1x1(c, cv, x, (int64_t)d * h * w, y)) {
+        warn_fallback(c, c->be_state, "a 1x1 convolution");
+        vk_ref_conv(c, cv, g, x, d, h, w, y);
+    }
+}
+
+const float *vk_dnnl_conv_plain(const vk_conv *cv)
+{
+    return cv->prep ? conv_plain_weights(cv) : NULL;
+}
+
+const float *vk_dnnl_conv_plain_taps(const vk_conv *cv)
+{
+    return cv->prep ? conv_plain_taps(cv) : NULL;
 }
 
 /* ---- detaching a layer from its stored weights ---- */
@@ -1211,6 +1216,18 @@ void vk_dnnl_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k
                       const float *x, int h, int w, float *y)
 {
     WITH_CALLER_THREADS(conv_tap_run(c, cv, g, k, flags, x, h, w, y));
+}
+
+void vk_dnnl_conv_1x1(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d,
+                      int h, int w, float *y)
+{
+    WITH_CALLER_THREADS(conv_1x1_run(c, cv, g, x, d, h, w, y));
+}
+
+void vk_dnnl_conv_tap_1x1(vk_ctx *c, const vk_conv *cv, int k, int flags, const float *x, int h,
+                          int w, float *y)
+{
+    WITH_CALLER_THREADS(conv_tap_1x1_run(c, cv, k, flags, x, h, w, y));
 }
 
 int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)

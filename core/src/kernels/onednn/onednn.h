@@ -20,6 +20,16 @@ void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, fl
                   int64_t ldc);
 void vk_dnnl_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d, int h,
                   int w, float *y);
+/* 1x1 convolutions (no stride, no padding) as one GEMM on the plain weights. */
+void vk_dnnl_conv_1x1(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const float *x, int d,
+                      int h, int w, float *y);
+void vk_dnnl_conv_tap_1x1(vk_ctx *c, const vk_conv *cv, int k, int flags, const float *x, int h,
+                          int w, float *y);
+/* The layer's weights back as plain f32: [c_out, c_in * kd * kh * kw], and
+ * per tap [kd][c_out][c_in * kh * kw]; made once (from the kept layout for a
+ * detached layer). NULL: out of memory. */
+const float *vk_dnnl_conv_plain(const vk_conv *cv);
+const float *vk_dnnl_conv_plain_taps(const vk_conv *cv);
 int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
 void vk_dnnl_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
                       const float *x, int h, int w, float *y);
