@@ -42,8 +42,14 @@ int main(void)
                 break;
             f = vk_peak_gflops((vk_isa)isa, VK_PREC_F32, 2, NULL, NULL, 0);
         }
+#if defined(__SANITIZE_ADDRESS__)
+        /* instrumented builds run the zmm loops at a fraction of their rate:
+         * only the figure's sanity is checked there */
+        T_CHECK(ok_figure(b), "%s bf16 peak %g", vk_isa_name((vk_isa)isa), b);
+#else
         T_CHECK(ok_figure(b) && b > f, "%s bf16 peak %g not above fp32 %g",
                 vk_isa_name((vk_isa)isa), b, f);
+#endif
         double a = vk_peak_gflops((vk_isa)isa, VK_PREC_AUTO, 1, NULL, how, sizeof(how));
         T_CHECK(ok_figure(a) && strstr(how, "vdpbf16ps"), "auto at %s: '%s'",
                 vk_isa_name((vk_isa)isa), how);

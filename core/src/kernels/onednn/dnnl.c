@@ -389,7 +389,8 @@ static void linear_bf16_run(vk_ctx *c, const vk_linear *l, const float *x, int64
                                                                                           : NULL;
     int64_t rows = wbf ? 0 : chunk_rows(ni, no);
     size_t xbytes = ((size_t)(m * ni) * 2 + 63) / 64 * 64;
-    size_t wbytes = (size_t)(rows * ni) * (l->wtype == VT_F32 ? 2 : 6);
+    size_t wchunk = ((size_t)(rows * ni) * 2 + 63) / 64 * 64; /* bf16 chunk, then f32 scratch */
+    size_t wbytes = wchunk + (l->wtype == VT_F32 ? 0 : (size_t)(rows * ni) * 4);
     uint8_t *mem = vk_scratch(c, xbytes + wbytes);
     if (!mem)
         goto fallback;
@@ -412,7 +413,7 @@ static void linear_bf16_run(vk_ctx *c, const vk_linear *l, const float *x, int64
         } else if (l->wtype == VT_F32 && !((uintptr_t)src & 3)) {
             c->f->to_bf16(c, wb, (const float *)src, n);
         } else { /* f16, or bf16 at an odd address: through fp32 after the chunk */
-            float *tmp = (float *)(wb + n);
+            float *tmp = (float *)((uint8_t *)wb + wchunk);
             c->f->widen(c, tmp, src, l->wtype, n);
             c->f->to_bf16(c, wb, tmp, n);
         }
