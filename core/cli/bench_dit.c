@@ -3,10 +3,14 @@
  * random weights, latent 16 x 5 x 24 x 40 (1200 tokens), in fp16 and fp32
  * weights; seconds per step (the once-per-prompt condition apart), effective
  * GFLOP/s and share of the measured peak of the level and precision in use
- * (--precision, --isa; vk_peak_gflops), peak RSS. With --torch, the same
- * network on the same weights and inputs in PyTorch
- * (models/bench/bench_dit_torch.py, the project's models/wan/dit.py), its
- * seconds per step, the ratio, and how far the two outputs are apart.
+ * (--precision, --isa; vk_peak_gflops), peak RSS. In a bf16 context the
+ * weights get their bf16 copy at load (vd_dit_prepare), as vdit_model_load
+ * does for users, counted in the load time. With --torch, the same network
+ * on the same weights and inputs in the Python baselines
+ * (models/bench/bench_dit_torch.py: PyTorch 2 bf16 and fp32 and diffusers
+ * bf16 from scripts/bench-venv.sh's venv, Debian's torch 1.13 fp32), each
+ * with its seconds per step, vdit's time at the same precision over it, and
+ * how far the outputs are apart.
  *
  * The random weights are written to a safetensors file first and loaded
  * through the ordinary path (mmap, canonicalize, load), as a user's
@@ -213,7 +217,7 @@ static double rss_now(void)
 }
 
 typedef struct result {
-    double step, cpu, cond, load, peak_rss;
+    double step, cpu, cond, load, prep, peak_rss; /* prep: the bf16 copy, part of load */
     double prof[VD_DIT_PROF_COUNT];
     float *out;
 } result;
@@ -232,6 +236,14 @@ static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_
     if ((ret = vd_ckpt_open(path, &lg, &ck)) || (ret = vd_dit_canonicalize(ck, &lg)) ||
         (ret = vd_dit_load_ex(ck, c->text_len, c->heads, &lg, &d)))
         goto done;
+    /* what vdit_model_load does for users: bf16 contexts read a bf16 copy of
+     * fp32/fp16 weights made once at load */
+    double t1 = vd_time();
+    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare(d, VK_PREC_BF16, threads))) {
+        vd_err(&lg, ret, "out of memory for the bf16 copy of the weights");
+        goto done;
+    }
+    res->prep = prec == VK_PREC_BF16 ? vd_time() - t1 : 0;
     res->load = vd_time() - t0;
     kc = vk_ctx_new_ex(threads, (int)isa, prec, &lg);
     if (!kc) {
@@ -278,31 +290,143 @@ done:
     return ret;
 }
 
-static double torch_run(const char *script, const char *weights, const char *io, const char *out,
-                        int threads, int steps, double *cpu)
+/* One PyTorch baseline of --torch: how it runs, then what it measured. */
+typedef struct trow {
+    const char *name;  /* until it ran: "PyTorch 2 bf16", ... */
+    const char *args;  /* bench_dit_torch.py options */
+    int bf16;          /* compared with vdit's bf16 run (else fp32) */
+    int extra;         /* a table row without a summary line (unless it is the only one) */
+    const char *py;    /* the interpreter; NULL: skipped, why says why */
+    const char *why;
+    int ok, vp;        /* vp: the vdit precision compared with (0 fp32, 1 bf16) */
+    double sec, cpu, rel, rel32;
+    char ver[64], dver[64], impl[32], dtype[16], attn[16];
+} trow;
+
+/* "2.15.0+cu132" -> "2.15.0", or with mm "2.15" */
+static const char *short_ver(const char *v, int mm, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", v);
+    buf[strcspn(buf, "+")] = 0;
+    char *d = mm ? strchr(buf, '.') : NULL;
+    if (d && (d = strchr(d + 1, '.')))
+        *d = 0;
+    return buf;
+}
+
+/* The row's name from its torch_* lines (mm: versions as major.minor). */
+static void trow_label(const trow *r, int mm, char *buf, size_t n)
+{
+    char a[64], b[64];
+    if (!strcmp(r->impl, "diffusers"))
+        snprintf(buf, n, "diffusers %s %s (torch %s%s%s)", short_ver(r->dver, mm, a, sizeof(a)),
+                 r->dtype, short_ver(r->ver, mm, b, sizeof(b)), mm ? "" : ", ", mm ? "" : r->attn);
+    else
+        snprintf(buf, n, "PyTorch %s %s (%smodels/wan/dit.py, %s)",
+                 short_ver(r->ver, mm, a, sizeof(a)), r->dtype, r->extra ? "Debian, " : "",
+                 r->attn);
+}
+
+/* max |a - ref| / max |ref| */
+static double rel_diff(const float *a, const float *ref, int64_t n)
+{
+    double m = 0, mb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        m = fmax(m, fabs((double)a[i] - ref[i]));
+        mb = fmax(mb, fabs(ref[i]));
+    }
+    return mb > 0 ? m / mb : m;
+}
+
+/* Runs bench_dit_torch.py for row r (its output echoed as "  | ..."); 0 when
+ * it printed a time and exited 0. */
+static int torch_run(trow *r, const char *script, const char *weights, const char *io,
+                     const char *out, int threads, int steps)
 {
     char cmd[4096];
     snprintf(cmd, sizeof(cmd),
-             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 '%s' --weights '%s' "
-             "--io '%s' --out '%s' --threads %d --steps %d",
-             threads, threads, script, weights, io, out, threads, steps);
+             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d '%s' '%s' --weights '%s' --io '%s' "
+             "--out '%s' --threads %d --steps %d %s 2>&1",
+             threads, threads, r->py, script, weights, io, out, threads, steps, r->args);
     printf("  %s\n", cmd);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;
-    char line[512];
-    double sec = -1;
+    char line[1024];
+    r->sec = -1;
     while (fgets(line, sizeof(line), p)) {
         fputs("  | ", stdout);
         fputs(line, stdout);
+        if (!strchr(line, '\n'))
+            fputc('\n', stdout);
         fflush(stdout);
-        sscanf(line, "torch_seconds_per_step %lf", &sec);
-        sscanf(line, "torch_cpu_seconds_per_step %lf", cpu);
+        sscanf(line, "torch_seconds_per_step %lf", &r->sec);
+        sscanf(line, "torch_cpu_seconds_per_step %lf", &r->cpu);
+        sscanf(line, "torch_version %63s", r->ver);
+        sscanf(line, "torch_diffusers_version %63s", r->dver);
+        sscanf(line, "torch_impl %31s", r->impl);
+        sscanf(line, "torch_dtype %15s", r->dtype);
+        sscanf(line, "torch_attention %15s", r->attn);
     }
-    if (pclose(p))
+    return pclose(p) || r->sec <= 0 ? -1 : 0;
+}
+
+/* The source tree of the torch script (models/bench/bench_dit_torch.py). */
+static void src_root(const char *script, char *root, size_t n)
+{
+    snprintf(root, n, "%s", script);
+    for (int i = 0; i < 3; i++) {
+        char *s = strrchr(root, '/');
+        if (!s) {
+            snprintf(root, n, ".");
+            return;
+        }
+        *s = 0;
+    }
+    if (!*root)
+        snprintf(root, n, "/");
+}
+
+/* The PyTorch 2 / diffusers interpreter: scripts/bench-venv.sh of the source
+ * tree (which creates the venv when missing; its last line of stdout), or
+ * with create 0 the venv's python if it exists. 0, or -1 with why set. */
+static int venv_python(const char *root, int create, char *py, size_t n, char *why, size_t wn)
+{
+    char sh[1100], cmd[1200], line[1100]; /* root < 1024, py and why hold 1100 and 1400 */
+    if (!create) {
+        const char *v = getenv("VDIT_BENCH_VENV");
+        if (v && *v)
+            snprintf(py, n, "%s/bin/python", v);
+        else
+            snprintf(py, n, "%s/.venv-bench/bin/python", root);
+        if (access(py, X_OK)) {
+            snprintf(why, wn, "--no-venv and no %s (scripts/bench-venv.sh makes it)", py);
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(sh, sizeof(sh), "%s/scripts/bench-venv.sh", root);
+    if (access(sh, R_OK)) {
+        snprintf(why, wn, "no %s (run from the source tree, or give --python)", sh);
         return -1;
-    return sec;
+    }
+    printf("  %s  (the PyTorch 2 + diffusers venv; when missing it is created: about 2.7 GB "
+           "from PyPI, a minute or two; --no-venv: never)\n", sh);
+    fflush(stdout);
+    snprintf(cmd, sizeof(cmd), "bash '%s'", sh);
+    FILE *p = popen(cmd, "r");
+    py[0] = 0;
+    while (p && fgets(line, sizeof(line), p)) {
+        line[strcspn(line, "\n")] = 0;
+        if (*line)
+            snprintf(py, n, "%s", line);
+    }
+    if (!p || pclose(p) || !*py || access(py, X_OK)) {
+        snprintf(why, wn, "scripts/bench-venv.sh failed (see above; --python PATH or --no-venv)");
+        return -1;
+    }
+    return 0;
 }
 
 static void usage(void)
@@ -310,17 +434,25 @@ static void usage(void)
     printf("usage: vdit bench dit [--threads N] [--layers L] [--latent F,H,W] [--steps S]\n"
            "                      [--dtype f16|f32|both] [--precision fp32|bf16|auto]\n"
            "                      [--isa c|avx2|avx512|avx512_bf16] [--torch]\n"
-           "                      [--torch-script PATH] [--dir DIR] [--keep]\n"
+           "                      [--torch-script PATH] [--python PATH] [--no-venv]\n"
+           "                      [--dir DIR] [--keep]\n"
            "1.3B DiT (dim 1536, 12 heads, ffn 8960, 30 layers, text 4096 x 512) on random\n"
            "weights, latent 16 x F x H x W (default 5,24,40 = 1200 tokens). Prints seconds per\n"
            "step (best of S, default 2), the once-per-prompt condition apart, effective GFLOP/s,\n"
            "%% of the peak measured for the level and precision in use, peak RSS; ends with\n"
-           "a summary line (the faster weight type).\n"
+           "a summary line (the faster weight type), with --torch then one per baseline.\n"
            "--precision: default auto (bf16 where the CPU computes it natively); --isa:\n"
            "default the CPU's level (VDIT_CPU lowers it). Smaller runs: --layers L,\n"
            "--latent F,H,W or --tokens N, --steps 1.\n"
-           "--torch: the same network, weights and inputs in PyTorch (run from the source\n"
-           "tree or give --torch-script models/bench/bench_dit_torch.py).\n");
+           "--torch: the same network, weights and inputs in the Python baselines, one row\n"
+           "each: PyTorch 2 bf16 (SDPA), diffusers WanTransformer3DModel bf16, PyTorch 2\n"
+           "fp32, and Debian's torch 1.13 fp32 (/usr/bin/python3, if it imports torch);\n"
+           "each with seconds per step, vdit's time at the same precision over theirs (vdit\n"
+           "runs the other precision too when a row needs it) and the output difference.\n"
+           "Run from the source tree or give --torch-script models/bench/bench_dit_torch.py.\n"
+           "PyTorch 2 and diffusers come from scripts/bench-venv.sh (it creates .venv-bench\n"
+           "when missing: about 2.7 GB from PyPI); --python PATH: that interpreter instead;\n"
+           "--no-venv: never create one (the rows without an interpreter are skipped).\n");
 }
 
 int bench_dit(int argc, char **argv)
@@ -329,7 +461,8 @@ int bench_dit(int argc, char **argv)
                .out_dim = 16, .layers = 30, .heads = 12, .text_len = 512, .f = 5, .h = 24, .w = 40 };
     int threads = 0, steps = 2, torch = 0, keep = 0, do16 = 1, do32 = 1, isa_opt = -1;
     vk_prec prec_opt = VK_PREC_AUTO;
-    const char *script = "models/bench/bench_dit_torch.py";
+    const char *script = "models/bench/bench_dit_torch.py", *python = NULL;
+    int no_venv = 0;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -378,6 +511,10 @@ int bench_dit(int argc, char **argv)
             torch = 1;
         } else if (!strcmp(a, "--torch-script") && v) {
             script = v, torch = 1, i++;
+        } else if (!strcmp(a, "--python") && v) {
+            python = v, torch = 1, i++;
+        } else if (!strcmp(a, "--no-venv")) {
+            no_venv = 1;
         } else if (!strcmp(a, "--dir") && v) {
             dir = v, i++;
         } else if (!strcmp(a, "--keep")) {
@@ -479,10 +616,13 @@ int bench_dit(int argc, char **argv)
             printf("  note: %.2f of %d cores busy on average during the step (other load on the "
                    "machine?); at full use of %d cores the rate would be %.1f GFLOP/s\n",
                    res.cpu / res.step, threads, threads, flops / (res.cpu / threads) / 1e9);
+        char prep[64] = "";
+        if (prec == VK_PREC_BF16)
+            snprintf(prep, sizeof(prep), " (bf16 copy %.2f s)", res.prep);
         printf("vdit %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of the %s peak  (cond once "
-               "per prompt %.3f s, load %.3f s, peak RSS %.0f MiB)\n",
+               "per prompt %.3f s, load %.2f s%s, peak RSS %.0f MiB)\n",
                k == 0 ? "fp16" : "fp32", res.step, gf, 100.0 * gf / peak, pn, res.cond, res.load,
-               res.peak_rss / 1048576.0);
+               prep, res.peak_rss / 1048576.0);
         fflush(stdout);
         if (k == 0) {
             out16 = res.out;
@@ -503,49 +643,146 @@ int bench_dit(int argc, char **argv)
                 vd_free(res.out);
         }
     }
+    /* --torch: the baselines, each compared with vdit at its precision on the
+     * same weights file (0 fp32, 1 bf16; the run above is one of them) */
+    trow rows[4] = {
+        { .name = "PyTorch 2 bf16", .args = "--dtype bf16 --impl vdit-py --attn sdpa", .bf16 = 1 },
+        { .name = "diffusers bf16", .args = "--dtype bf16 --impl diffusers", .bf16 = 1 },
+        { .name = "PyTorch 2 fp32", .args = "--dtype fp32 --impl vdit-py --attn sdpa" },
+        { .name = "PyTorch (Debian) fp32", .args = "--dtype fp32 --impl vdit-py", .extra = 1 },
+    };
+    int nrows = 0, trc = 0, kt = do16 ? 0 : 1, pi = prec == VK_PREC_BF16;
+    float *vo[2] = { NULL, NULL };
+    double vs[2] = { 0, 0 }, vcpu[2] = { 0, 0 };
+    int vwk[2] = { kt, kt }; /* the weight type of vs[] */
     if (!rc && torch) {
-        int k = do16 ? 0 : 1;
+        /* the time: the faster weight type (the same values, the same output) */
+        int kb = step[0] > 0 && (step[1] <= 0 || step[0] <= step[1]) ? 0 : 1;
+        vo[pi] = out16, vs[pi] = step[kb], vcpu[pi] = cpu[kb], vwk[pi] = kb;
         snprintf(iopath, sizeof(iopath), "%s/vdit_bench_dit_io.safetensors", dir);
         snprintf(opath, sizeof(opath), "%s/vdit_bench_dit_torch_out.bin", dir);
-        if (write_io(iopath, &c, x, t, ctx)) {
+        char root[1024], vpy[1100] = "", why[1400] = "";
+        src_root(script, root, sizeof(root));
+        printf("torch baselines (%s, %s weights):\n", script, kt == 0 ? "fp16" : "fp32");
+        if (access(script, R_OK)) {
+            fprintf(stderr, "vdit bench dit: no %s (run from the source tree or give "
+                            "--torch-script)\n", script);
+            trc = 1;
+        } else if (write_io(iopath, &c, x, t, ctx)) {
             fprintf(stderr, "vdit bench dit: cannot write %s\n", iopath);
-            rc = 1;
+            trc = 1;
         } else {
-            double tcpu = 0;
-            double ts = torch_run(script, wpath[k], iopath, opath, threads, steps, &tcpu);
-            if (ts <= 0) {
-                fprintf(stderr, "vdit bench dit: the PyTorch run failed\n");
-                rc = 1;
-            } else {
-                printf("pytorch (fp32 weights, same values): %.3f s/step  %.1f GFLOP/s\n", ts,
-                       flops / ts / 1e9);
-                for (int j = 0; j < 2; j++)
-                    if (step[j] > 0)
-                        printf("vdit %s weights is %.2fx faster than pytorch (wall clock)\n",
-                               j == 0 ? "fp16" : "fp32", ts / step[j]);
-                for (int j = 0; j < 2; j++)
-                    if (cpu[j] > 0 && tcpu > 0)
-                        printf("vdit %s weights needs %.2fx less CPU time per step than pytorch "
-                               "(%.1f s vs %.1f s)\n",
-                               j == 0 ? "fp16" : "fp32", tcpu / cpu[j], cpu[j], tcpu);
-                FILE *fp = fopen(opath, "rb");
-                float *to = vd_malloc(sizeof(float) * (size_t)nx);
-                if (fp && to && out16 && fread(to, 4, (size_t)nx, fp) == (size_t)nx) {
-                    double m = 0, mb = 0;
-                    for (int64_t i = 0; i < nx; i++) {
-                        m = fmax(m, fabs(out16[i] - to[i]));
-                        mb = fmax(mb, fabs(to[i]));
-                    }
-                    printf("vdit vs pytorch output: max_abs %.2e rel %.2e\n", m,
-                           mb > 0 ? m / mb : m);
-                }
-                if (fp)
-                    fclose(fp);
-                vd_free(to);
-                remove(opath);
+            if (python) {
+                snprintf(vpy, sizeof(vpy), "%s", python);
+                if (access(vpy, X_OK))
+                    snprintf(why, sizeof(why), "--python %s is not executable", python), vpy[0] = 0;
+            } else if (venv_python(root, !no_venv, vpy, sizeof(vpy), why, sizeof(why))) {
+                vpy[0] = 0;
             }
+            for (int j = 0; j < 3; j++)
+                rows[j].py = *vpy ? vpy : NULL, rows[j].why = why;
+            if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0)
+                rows[3].py = "/usr/bin/python3";
+            else
+                rows[3].why = "/usr/bin/python3 cannot import torch (Debian: apt-get install "
+                              "python3-torch)";
+            /* vdit at the other precision, when a row needs it and the CPU has it */
+            int op = !pi, need = 0;
+            for (int j = 0; j < 4; j++)
+                need |= rows[j].py && rows[j].bf16 == op;
+            if (need && (op == 0 || vk_isa_native_bf16(isa))) {
+                vk_prec opp = op ? VK_PREC_BF16 : VK_PREC_F32;
+                const char *on = vk_prec_name(opp);
+                char how2[256];
+                double peak2 = vk_peak_gflops(isa, opp, threads, NULL, how2, sizeof(how2));
+                printf("vdit in %s too (for the %s rows), %s weights:\n", on, on,
+                       kt == 0 ? "fp16" : "fp32");
+                result r2 = { 0 };
+                if (run_one(wpath[kt], &c, threads, isa, opp, steps, x, t, ctx, &r2)) {
+                    vd_free(r2.out);
+                    trc = 1;
+                } else {
+                    char prep[64] = "";
+                    if (opp == VK_PREC_BF16)
+                        snprintf(prep, sizeof(prep), " (bf16 copy %.2f s)", r2.prep);
+                    vo[op] = r2.out, vs[op] = r2.step, vcpu[op] = r2.cpu;
+                    printf("vdit %s, %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of the %s "
+                           "peak %.1f  (load %.2f s%s)\n", on, kt == 0 ? "fp16" : "fp32",
+                           r2.step, flops / r2.step / 1e9, 100.0 * flops / r2.step / 1e9 / peak2,
+                           on, peak2, r2.load, prep);
+                }
+            }
+            float *to = vd_malloc(sizeof(float) * (size_t)nx);
+            for (int j = 0; j < 4 && to; j++) {
+                trow *r = &rows[j];
+                if (!r->py) {
+                    printf("%s: skipped: %s\n", r->name, r->why);
+                    continue;
+                }
+                printf("%s (%s):\n", r->name, r->py);
+                remove(opath);
+                FILE *fp = NULL;
+                if (torch_run(r, script, wpath[kt], iopath, opath, threads, steps) ||
+                    !(fp = fopen(opath, "rb")) || fread(to, 4, (size_t)nx, fp) != (size_t)nx) {
+                    fprintf(stderr, "vdit bench dit: the %s run failed (see above)\n", r->name);
+                    trc = 1;
+                    if (fp)
+                        fclose(fp);
+                    continue;
+                }
+                fclose(fp);
+                r->ok = 1;
+                nrows++;
+                r->vp = vo[r->bf16] ? r->bf16 : pi;
+                r->rel = rel_diff(to, vo[r->vp], nx);
+                r->rel32 = vo[0] ? rel_diff(to, vo[0], nx) : -1;
+                char lab[256];
+                trow_label(r, 0, lab, sizeof(lab));
+                printf("%s: %.3f s/step (process CPU %.1f s); vdit %s %.3f s: %.2fx the time "
+                       "(CPU time %.2fx); output vs vdit %s: rel %.2e\n", lab, r->sec, r->cpu,
+                       r->vp ? "bf16" : "fp32", vs[r->vp], vs[r->vp] / r->sec,
+                       vcpu[r->vp] / r->cpu, r->vp ? "bf16" : "fp32", r->rel);
+            }
+            vd_free(to);
+            remove(opath);
             if (!keep)
                 remove(iopath);
+        }
+        if (nrows) {
+            printf("torch baselines, %d threads, best of %d steps (ratio: vdit's time at the "
+                   "same precision over theirs; rel: max |difference| / max |vdit|):\n",
+                   threads, steps);
+            printf("  %-58s %8s %7s  %-13s %7s %9s %9s %12s\n", "", "s/step", "CPU s",
+                   "vdit s/step", "ratio", "CPU ratio", "rel", "rel to fp32");
+            double busy = 1;
+            for (int p = 1; p >= 0; p--)
+                if (vo[p]) {
+                    busy = fmin(busy, vcpu[p] / (vs[p] * threads));
+                    char lab[256], r32[16] = "";
+                    snprintf(lab, sizeof(lab), "vdit %s (%s weights)", p ? "bf16" : "fp32",
+                             vwk[p] == 0 ? "fp16" : "fp32");
+                    if (p && vo[0])
+                        snprintf(r32, sizeof(r32), "%.2e", rel_diff(vo[1], vo[0], nx));
+                    printf("  %-58s %8.3f %7.1f  %-13s %7s %9s %9s %12s\n", lab, vs[p], vcpu[p],
+                           "", "", "", "", r32);
+                }
+            for (int j = 0; j < 4; j++) {
+                trow *r = &rows[j];
+                if (!r->ok)
+                    continue;
+                char lab[256], vst[32], r32[16] = "";
+                trow_label(r, 0, lab, sizeof(lab));
+                snprintf(vst, sizeof(vst), "%s %.3f", r->vp ? "bf16" : "fp32", vs[r->vp]);
+                if (r->rel32 >= 0)
+                    snprintf(r32, sizeof(r32), "%.2e", r->rel32);
+                printf("  %-58s %8.3f %7.1f  %-13s %6.2fx %8.2fx %9.2e %12s\n", lab, r->sec,
+                       r->cpu, vst, vs[r->vp] / r->sec, vcpu[r->vp] / r->cpu, r->rel, r32);
+                busy = fmin(busy, r->cpu / (r->sec * threads));
+            }
+            if (busy < 0.9)
+                printf("note: as few as %.2f of the %d cores busy on average in a step (other "
+                       "load on the machine, or a single-threaded part): the CPU ratio is the "
+                       "steadier comparison\n", busy * threads, threads);
         }
     }
     if (!keep)
@@ -558,9 +795,25 @@ int bench_dit(int argc, char **argv)
                pn, step[k], cond[k], 100.0 * flops / step[k] / 1e9 / peak, pn, peak,
                vk_isa_name(isa));
     }
+    /* one line per compared baseline (the Debian row only when it is the only one) */
+    int main_rows = 0;
+    for (int j = 0; j < 4; j++)
+        main_rows += rows[j].ok && !rows[j].extra;
+    for (int j = 0; j < 4; j++) {
+        trow *r = &rows[j];
+        if (!r->ok || (r->extra && main_rows))
+            continue;
+        char lab[256];
+        trow_label(r, 1, lab, sizeof(lab));
+        printf("vs %s: vdit %s%s %.2fx the time (CPU time %.2fx)\n", lab, r->vp ? "bf16" : "fp32",
+               r->vp != r->bf16 ? " (no vdit bf16 run)" : "", vs[r->vp] / r->sec,
+               vcpu[r->vp] / r->cpu);
+    }
+    if (vo[!pi])
+        vd_free(vo[!pi]);
     vd_free(out16);
     vd_free(x);
     vd_free(ctx);
     free(sp);
-    return rc;
+    return rc ? rc : trc;
 }

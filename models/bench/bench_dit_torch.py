@@ -25,7 +25,8 @@ The configuration comes from the tensor shapes (heads = dim / 128 unless
 --heads). Runs S forwards under torch.inference_mode(); prints
 `torch_seconds_per_step X` (best of S, wall clock) and
 `torch_cpu_seconds_per_step X` (process CPU time of that step), plus
-`torch_version`, `torch_impl`, `torch_dtype`, `torch_attention` lines, and
+`torch_version`, `torch_impl`, `torch_dtype`, `torch_attention` lines
+(diffusers: `torch_diffusers_version`), and
 writes the output as raw fp32. Runs with torch 1.13 (Debian) for the default
 fp32/vdit-py row and with torch 2.x (scripts/bench-venv.sh) for all rows.
 """
@@ -266,10 +267,11 @@ def main():
     io = load_st(a.io)
     fwd, attn = run(a.impl, w, io, dtype, a.attn, a.heads)
     del w
-    extra = ""
+    extra = dver = ""
     if a.impl == "diffusers":
         import diffusers
-        extra = ", diffusers %s" % diffusers.__version__
+        dver = diffusers.__version__
+        extra = ", diffusers %s" % dver
     print("torch load %.1f s, %d threads, torch %s%s, %s %s, attention %s"
           % (time.time() - t0, a.threads, torch.__version__, extra, a.impl, a.dtype, attn), flush=True)
     best = best_cpu = None
@@ -285,6 +287,8 @@ def main():
     o.tofile(a.out)
     print("torch_version %s" % torch.__version__)
     print("torch_impl %s" % a.impl)
+    if dver:
+        print("torch_diffusers_version %s" % dver)
     print("torch_dtype %s" % a.dtype)
     print("torch_attention %s" % attn)
     if a.ref_fp32:
