@@ -200,7 +200,15 @@ static void check_linear_at(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype 
         }
         r->fast->f->linear(r->fast, &l, x, m, y1, act);
         /* bf16 against the rounded operands: only the summation order differs */
-        report(r, nerr(y1, y0, m, no, no), bf ? 1e-5 : 2e-5,
+        double e = nerr(y1, y0, m, no, no);
+        if (bf) { /* and again from the bf16 copy vk_linear_prepare makes */
+            if (vk_linear_prepare(&l, VK_PREC_BF16, r->fast->n_threads))
+                e = INFINITY;
+            r->fast->f->linear(r->fast, &l, x, m, y1, act);
+            double e2 = nerr(y1, y0, m, no, no);
+            e = e2 > e ? e2 : e;
+        }
+        report(r, e, bf ? 1e-5 : 2e-5,
                guards_ok(y1, (size_t)(m * no)) && guards_ok(x, (size_t)(m * ni)));
     } else {
         report(r, INFINITY, 0, 0);

@@ -304,18 +304,27 @@ int vk_dnnl_linear_prepare(vk_linear *l, vk_prec prec, int n_threads)
         return VDIT_ERR_NOMEM;
     const uint8_t *src = lp->w ? (const uint8_t *)lp->w : l->w;
     vt_dtype t = lp->w ? VT_F32 : l->wtype;
-    size_t es = vt_dtype_size(t);
-    int64_t rows = l->n_out;
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        float buf[256];
-        for (int64_t j0 = 0; j0 < l->n_in; j0 += 256) {
-            size_t nj = (size_t)VD_MIN(256, l->n_in - j0), off = (size_t)(r * l->n_in + j0);
-            vk_weights_to_f32(buf, src + off * es, t, nj);
-            for (size_t j = 0; j < nj; j++)
-                lp->wb[off + j] = vt_f32_to_bf16(buf[j]);
-        }
+    /* the conversions of the default level's bf16 table, on n_threads */
+    vk_ctx tc = { .n_threads = n_threads > 0 ? n_threads : 1,
+                  .f = vk_funcs_for(vk_isa_default(), VK_PREC_BF16) };
+    if (t == VT_F32 && !((uintptr_t)src & 3)) {
+        tc.f->to_bf16(&tc, lp->wb, (const float *)src, n);
+        return 0;
     }
+    /* 16-bit or misaligned: through fp32, 1 MiB at a time */
+    size_t chunk = (size_t)1 << 18, es = vt_dtype_size(t);
+    float *buf = vd_malloc(chunk * sizeof(float));
+    if (!buf) {
+        vd_free(lp->wb);
+        lp->wb = NULL;
+        return VDIT_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t k = n - i < chunk ? n - i : chunk;
+        tc.f->widen(&tc, buf, src + i * es, t, k);
+        tc.f->to_bf16(&tc, lp->wb + i, buf, k);
+    }
+    vd_free(buf);
     return 0;
 }
 
