@@ -64,8 +64,8 @@ int main(int argc, char **argv)
     /* fp32 matches PyTorch's fp32 run to rounding; bf16 (operands of the
      * products rounded to bfloat16, fp32 accumulation) is held to looser,
      * documented bounds (docs/precision.md): measured on the bundled model
-     * text 1.7e-3, latents 5.5e-3, decoded max 2.5e-2 / mean 4.7e-4, 0.06
-     * uint8 levels; the bounds leave 3-4x room */
+     * text 2.1e-3, latents 7.7e-3, decoded max 6.0e-2 / mean 8.8e-4, 0.11
+     * uint8 levels; the bounds leave 2.5-3x room */
     int bf16 = argc > 3 && !strcmp(argv[3], "bf16");
     if (bf16 && !vk_isa_native_bf16(vk_isa_default())) {
         printf("SKIP: this CPU (%s) does not compute bf16 natively\n",
@@ -73,8 +73,8 @@ int main(int argc, char **argv)
         return 77;
     }
     const double tol_text = bf16 ? 6e-3 : 1e-4, tol_lat = bf16 ? 2e-2 : 1e-3,
-                 tol_max = bf16 ? 8e-2 : 1e-2, tol_mean = bf16 ? 2e-3 : 1e-3,
-                 tol_u8 = bf16 ? 0.25 : 0.1;
+                 tol_max = bf16 ? 0.15 : 1e-2, tol_mean = bf16 ? 2.5e-3 : 1e-3,
+                 tol_u8 = bf16 ? 0.3 : 0.1;
     struct stat st;
     if (stat(argv[1], &st) || stat(argv[2], &st)) {
         printf("SKIP: no bundled model (%s) or golden file (%s)\n", argv[1], argv[2]);

@@ -124,7 +124,7 @@ static void init_level(vk_funcs *f, vk_isa isa, int bf16)
      * runs as two ymm halves, so the AVX2 code is as fast there */
     if (isa >= VK_ISA_AVX512_BF16 && bf16) {
         f->linear = vk_dnnl_linear_bf16;
-        f->attention = vk_avx2_attention; /* TODO bf16 */
+        f->attention = vk_bf16_attention;
         f->to_bf16 = vk_bf16_to_bf16;
     }
 #else
