@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -431,4 +432,74 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     return fn(argc - 1, argv + 1);
+}
+
+/* ---- Python baselines (bench dit / bench vae --torch) ---- */
+
+/* "2.15.0+cu132" -> "2.15.0", or with mm "2.15" */
+const char *bench_short_ver(const char *v, int mm, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", v);
+    buf[strcspn(buf, "+")] = 0;
+    char *d = mm ? strchr(buf, '.') : NULL;
+    if (d && (d = strchr(d + 1, '.')))
+        *d = 0;
+    return buf;
+}
+
+/* The source tree of the torch script (models/bench/bench_dit_torch.py). */
+void bench_src_root(const char *script, char *root, size_t n)
+{
+    snprintf(root, n, "%s", script);
+    for (int i = 0; i < 3; i++) {
+        char *s = strrchr(root, '/');
+        if (!s) {
+            snprintf(root, n, ".");
+            return;
+        }
+        *s = 0;
+    }
+    if (!*root)
+        snprintf(root, n, "/");
+}
+
+/* The PyTorch 2 / diffusers interpreter: scripts/bench-venv.sh of the source
+ * tree (which creates the venv when missing; its last line of stdout), or
+ * with create 0 the venv's python if it exists. 0, or -1 with why set. */
+int bench_venv_python(const char *root, int create, char *py, size_t n, char *why, size_t wn)
+{
+    char sh[1100], cmd[1200], line[1100]; /* root < 1024, py and why hold 1100 and 1400 */
+    if (!create) {
+        const char *v = getenv("VDIT_BENCH_VENV");
+        if (v && *v)
+            snprintf(py, n, "%s/bin/python", v);
+        else
+            snprintf(py, n, "%s/.venv-bench/bin/python", root);
+        if (access(py, X_OK)) {
+            snprintf(why, wn, "--no-venv and no %s (scripts/bench-venv.sh makes it)", py);
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(sh, sizeof(sh), "%s/scripts/bench-venv.sh", root);
+    if (access(sh, R_OK)) {
+        snprintf(why, wn, "no %s (run from the source tree, or give --python)", sh);
+        return -1;
+    }
+    printf("  %s  (the PyTorch 2 (+ diffusers) venv; when missing it is created: about 2.7 GB "
+           "from PyPI, a minute or two; --no-venv: never)\n", sh);
+    fflush(stdout);
+    snprintf(cmd, sizeof(cmd), "bash '%s'", sh);
+    FILE *p = popen(cmd, "r");
+    py[0] = 0;
+    while (p && fgets(line, sizeof(line), p)) {
+        line[strcspn(line, "\n")] = 0;
+        if (*line)
+            snprintf(py, n, "%s", line);
+    }
+    if (!p || pclose(p) || !*py || access(py, X_OK)) {
+        snprintf(why, wn, "scripts/bench-venv.sh failed (see above; --python PATH or --no-venv)");
+        return -1;
+    }
+    return 0;
 }

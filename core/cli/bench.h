@@ -34,4 +34,12 @@ double bench_cpu_seconds(void);
 /* Peak resident set size of the process, in bytes. */
 double bench_peak_rss(void);
 
+/* Python baselines: "2.15.0+cu132" -> "2.15.0" (mm: "2.15"); the source
+ * tree of a script under models/bench/; the PyTorch 2 venv's interpreter
+ * (scripts/bench-venv.sh, which creates it when missing unless create is 0):
+ * 0, or -1 with why set. */
+const char *bench_short_ver(const char *v, int mm, char *buf, size_t n);
+void bench_src_root(const char *script, char *root, size_t n);
+int bench_venv_python(const char *root, int create, char *py, size_t n, char *why, size_t wn);
+
 #endif

@@ -303,27 +303,17 @@ typedef struct trow {
     char ver[64], dver[64], impl[32], dtype[16], attn[16];
 } trow;
 
-/* "2.15.0+cu132" -> "2.15.0", or with mm "2.15" */
-static const char *short_ver(const char *v, int mm, char *buf, size_t n)
-{
-    snprintf(buf, n, "%s", v);
-    buf[strcspn(buf, "+")] = 0;
-    char *d = mm ? strchr(buf, '.') : NULL;
-    if (d && (d = strchr(d + 1, '.')))
-        *d = 0;
-    return buf;
-}
 
 /* The row's name from its torch_* lines (mm: versions as major.minor). */
 static void trow_label(const trow *r, int mm, char *buf, size_t n)
 {
     char a[64], b[64];
     if (!strcmp(r->impl, "diffusers"))
-        snprintf(buf, n, "diffusers %s %s (torch %s%s%s)", short_ver(r->dver, mm, a, sizeof(a)),
-                 r->dtype, short_ver(r->ver, mm, b, sizeof(b)), mm ? "" : ", ", mm ? "" : r->attn);
+        snprintf(buf, n, "diffusers %s %s (torch %s%s%s)", bench_short_ver(r->dver, mm, a, sizeof(a)),
+                 r->dtype, bench_short_ver(r->ver, mm, b, sizeof(b)), mm ? "" : ", ", mm ? "" : r->attn);
     else
         snprintf(buf, n, "PyTorch %s %s (%smodels/wan/dit.py, %s)",
-                 short_ver(r->ver, mm, a, sizeof(a)), r->dtype, r->extra ? "Debian, " : "",
+                 bench_short_ver(r->ver, mm, a, sizeof(a)), r->dtype, r->extra ? "Debian, " : "",
                  r->attn);
 }
 
@@ -372,62 +362,7 @@ static int torch_run(trow *r, const char *script, const char *weights, const cha
     return pclose(p) || r->sec <= 0 ? -1 : 0;
 }
 
-/* The source tree of the torch script (models/bench/bench_dit_torch.py). */
-static void src_root(const char *script, char *root, size_t n)
-{
-    snprintf(root, n, "%s", script);
-    for (int i = 0; i < 3; i++) {
-        char *s = strrchr(root, '/');
-        if (!s) {
-            snprintf(root, n, ".");
-            return;
-        }
-        *s = 0;
-    }
-    if (!*root)
-        snprintf(root, n, "/");
-}
 
-/* The PyTorch 2 / diffusers interpreter: scripts/bench-venv.sh of the source
- * tree (which creates the venv when missing; its last line of stdout), or
- * with create 0 the venv's python if it exists. 0, or -1 with why set. */
-static int venv_python(const char *root, int create, char *py, size_t n, char *why, size_t wn)
-{
-    char sh[1100], cmd[1200], line[1100]; /* root < 1024, py and why hold 1100 and 1400 */
-    if (!create) {
-        const char *v = getenv("VDIT_BENCH_VENV");
-        if (v && *v)
-            snprintf(py, n, "%s/bin/python", v);
-        else
-            snprintf(py, n, "%s/.venv-bench/bin/python", root);
-        if (access(py, X_OK)) {
-            snprintf(why, wn, "--no-venv and no %s (scripts/bench-venv.sh makes it)", py);
-            return -1;
-        }
-        return 0;
-    }
-    snprintf(sh, sizeof(sh), "%s/scripts/bench-venv.sh", root);
-    if (access(sh, R_OK)) {
-        snprintf(why, wn, "no %s (run from the source tree, or give --python)", sh);
-        return -1;
-    }
-    printf("  %s  (the PyTorch 2 + diffusers venv; when missing it is created: about 2.7 GB "
-           "from PyPI, a minute or two; --no-venv: never)\n", sh);
-    fflush(stdout);
-    snprintf(cmd, sizeof(cmd), "bash '%s'", sh);
-    FILE *p = popen(cmd, "r");
-    py[0] = 0;
-    while (p && fgets(line, sizeof(line), p)) {
-        line[strcspn(line, "\n")] = 0;
-        if (*line)
-            snprintf(py, n, "%s", line);
-    }
-    if (!p || pclose(p) || !*py || access(py, X_OK)) {
-        snprintf(why, wn, "scripts/bench-venv.sh failed (see above; --python PATH or --no-venv)");
-        return -1;
-    }
-    return 0;
-}
 
 static void usage(void)
 {
@@ -662,7 +597,7 @@ int bench_dit(int argc, char **argv)
         snprintf(iopath, sizeof(iopath), "%s/vdit_bench_dit_io.safetensors", dir);
         snprintf(opath, sizeof(opath), "%s/vdit_bench_dit_torch_out.bin", dir);
         char root[1024], vpy[1100] = "", why[1400] = "";
-        src_root(script, root, sizeof(root));
+        bench_src_root(script, root, sizeof(root));
         printf("torch baselines (%s, %s weights):\n", script, kt == 0 ? "fp16" : "fp32");
         if (access(script, R_OK)) {
             fprintf(stderr, "vdit bench dit: no %s (run from the source tree or give "
@@ -676,7 +611,7 @@ int bench_dit(int argc, char **argv)
                 snprintf(vpy, sizeof(vpy), "%s", python);
                 if (access(vpy, X_OK))
                     snprintf(why, sizeof(why), "--python %s is not executable", python), vpy[0] = 0;
-            } else if (venv_python(root, !no_venv, vpy, sizeof(vpy), why, sizeof(why))) {
+            } else if (bench_venv_python(root, !no_venv, vpy, sizeof(vpy), why, sizeof(why))) {
                 vpy[0] = 0;
             }
             for (int j = 0; j < 3; j++)

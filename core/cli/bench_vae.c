@@ -11,11 +11,16 @@
  * precision in use (--precision, --isa; vk_peak_gflops).
  *
  * --torch runs the same network (the project's models/wan/vae.py, the
- * official chunked evaluation) in Debian's PyTorch with the same threads,
- * also one process per case, and prints the ratios. */
+ * official chunked evaluation, models/bench/bench_vae_torch.py) in the
+ * PyTorch baselines with the same threads, one process per case and
+ * baseline: PyTorch 2 bf16 and fp32 from scripts/bench-venv.sh's venv,
+ * Debian's torch 1.13 fp32; each with vdit's time at the same precision
+ * over theirs (vdit runs the case at the other precision too when a row
+ * needs it), as `vdit bench dit --torch` does. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -325,7 +330,7 @@ done:
     return r;
 }
 
-static bres run_child(int enc, int w, int h, int t, int threads, int tile)
+static bres run_child(int enc, int w, int h, int t, int threads, int tile, vk_prec prec)
 {
     bres r = { 0 };
     int fd[2];
@@ -340,6 +345,7 @@ static bres run_child(int enc, int w, int h, int t, int threads, int tile)
     }
     if (pid == 0) {
         close(fd[0]);
+        case_prec = prec;
         bres c = run_case(enc, w, h, t, threads, tile);
         ssize_t wr = write(fd[1], &c, sizeof(c));
         _exit(wr == (ssize_t)sizeof(c) ? 0 : 1);
@@ -362,7 +368,7 @@ typedef struct bpeak {
     char how[240];
 } bpeak;
 
-static bpeak peak_child(int threads)
+static bpeak peak_child(int threads, vk_prec prec)
 {
     bpeak r = { 0 };
     int fd[2];
@@ -378,7 +384,7 @@ static bpeak peak_child(int threads)
     if (pid == 0) {
         close(fd[0]);
         bpeak c = { 0 };
-        c.gflops = vk_peak_gflops(case_isa, case_prec, threads, NULL, c.how, sizeof(c.how));
+        c.gflops = vk_peak_gflops(case_isa, prec, threads, NULL, c.how, sizeof(c.how));
         ssize_t wr = write(fd[1], &c, sizeof(c));
         _exit(wr == (ssize_t)sizeof(c) ? 0 : 1);
     }
@@ -392,15 +398,42 @@ static bpeak peak_child(int threads)
     return r;
 }
 
-/* PyTorch: prints "torch_seconds S" and "torch_peak_mib M". */
-static bres run_torch(const char *script, int enc, int w, int h, int t, int threads)
+/* One PyTorch baseline of --torch (as in bench_dit.c): how it runs, then
+ * what it measured for the current case. */
+typedef struct trow {
+    const char *name; /* until it ran: "PyTorch 2 bf16", ... */
+    int bf16;         /* compared with vdit's bf16 run (else fp32) */
+    int debian;       /* Debian's torch, /usr/bin/python3 */
+    const char *py;   /* the interpreter; NULL: skipped, why says why */
+    const char *why;
+    bres r;           /* this case */
+    char ver[64];
+    int s_ok, s_vp;   /* the summary's case: vdit's precision (0 fp32, 1 bf16) */
+    double s_sec, s_mib, s_vsec, s_vmib; /* theirs and vdit's seconds and peak MiB */
+} trow;
+
+
+static void trow_label(const trow *r, int mm, char *buf, size_t n)
+{
+    char v[64];
+    if (!r->ver[0])
+        snprintf(buf, n, "%s", r->name);
+    else
+        snprintf(buf, n, "PyTorch %s %s%s", bench_short_ver(r->ver, mm, v, sizeof(v)),
+                 r->bf16 ? "bf16" : "fp32", r->debian ? " (Debian)" : "");
+}
+
+/* PyTorch: prints "torch_version V", "torch_seconds S", "torch_frames_out N"
+ * and "torch_peak_mib M". */
+static bres run_torch(trow *tr, const char *script, int enc, int w, int h, int t, int threads)
 {
     bres r = { 0 };
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
-             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 '%s' --mode %s "
-             "--width %d --height %d --frames %d --threads %d",
-             threads, threads, script, enc ? "encode" : "decode", w, h, t, threads);
+             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d '%s' '%s' --mode %s "
+             "--width %d --height %d --frames %d --threads %d --dtype %s",
+             threads, threads, tr->py, script, enc ? "encode" : "decode", w, h, t, threads,
+             tr->bf16 ? "bf16" : "fp32");
     printf("  %s\n", cmd);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
@@ -412,6 +445,7 @@ static bres run_torch(const char *script, int enc, int w, int h, int t, int thre
         got += sscanf(line, "torch_seconds %lf", &r.sec) == 1;
         got += sscanf(line, "torch_peak_mib %lf", &r.peak_mib) == 1;
         got += sscanf(line, "torch_frames_out %d", &r.frames_out) == 1;
+        sscanf(line, "torch_version %63s", tr->ver);
     }
     if (pclose(p) == 0 && got == 3 && r.sec > 0) {
         r.ok = 1;
@@ -420,11 +454,14 @@ static bres run_torch(const char *script, int enc, int w, int h, int t, int thre
     return r;
 }
 
+
+
 static void usage(void)
 {
     printf("usage: vdit bench vae [--threads N] [--case WxHxT[:enc|dec]]... [--tile PX]\n"
            "                      [--precision fp32|bf16|auto] [--isa LEVEL]\n"
-           "                      [--torch] [--torch-script PATH] [--quick]\n"
+           "                      [--torch] [--torch-script PATH] [--python PATH]\n"
+           "                      [--no-venv] [--quick]\n"
            "Wan2.1 VAE (dim 96, z 16, dim_mult [1,2,4,4], 2 res blocks, temporal [F,T,T]),\n"
            "random weights. For each case: encode and/or decode seconds, frames/s, peak RSS\n"
            "(each case in its own process; frames stream, the video is never held),\n"
@@ -434,7 +471,13 @@ static void usage(void)
            "default the CPU's level.\n"
            "Default cases: 320x192x17, 832x480x17, 832x480x161:dec. --quick: 320x192x5 only.\n"
            "--torch: the same network in PyTorch (models/bench/bench_vae_torch.py, the\n"
-           "project's models/wan/vae.py, official chunked path), same threads; ratios.\n");
+           "project's models/wan/vae.py, official chunked path), same threads, one row per\n"
+           "baseline: PyTorch 2 bf16 and fp32 (scripts/bench-venv.sh's venv; it is created\n"
+           "when missing, about 2.7 GB from PyPI), Debian's torch 1.13 fp32 (/usr/bin/python3,\n"
+           "if it imports torch); each with vdit's time at the same precision over theirs\n"
+           "(vdit runs the other precision too when a row needs it); a summary line per\n"
+           "baseline. --python PATH: that interpreter for the PyTorch 2 rows; --no-venv:\n"
+           "never create the venv (rows without an interpreter are skipped).\n");
 }
 
 typedef struct bcase {
@@ -446,7 +489,8 @@ int bench_vae(int argc, char **argv)
     int threads = 0, torch = 0, tile = 0, nc = 0, bad = 0, isa_opt = -1;
     vk_prec prec_opt = VK_PREC_AUTO;
     bcase cs[16];
-    const char *script = "models/bench/bench_vae_torch.py";
+    const char *script = "models/bench/bench_vae_torch.py", *python = NULL;
+    int no_venv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--threads") && v) {
@@ -467,6 +511,12 @@ int bench_vae(int argc, char **argv)
             script = v;
             torch = 1;
             i++;
+        } else if (!strcmp(a, "--python") && v) {
+            python = v;
+            torch = 1;
+            i++;
+        } else if (!strcmp(a, "--no-venv")) {
+            no_venv = 1;
         } else if (!strcmp(a, "--quick")) {
             cs[0] = (bcase){ 320, 192, 5, 1, 1 };
             nc = 1;
@@ -507,7 +557,7 @@ int bench_vae(int argc, char **argv)
     /* bf16 convolutions are chosen inside the backend by the context's
      * precision, which exists only where bf16 is native */
     int conv_f32 = case_prec == VK_PREC_BF16 && !vk_isa_native_bf16(case_isa);
-    bpeak pk = peak_child(threads);
+    bpeak pk = peak_child(threads, case_prec);
     double peak = pk.gflops > 0 ? pk.gflops : 1e-9;
     const char *how = pk.gflops > 0 ? pk.how : "not measured";
     size_t wb = 0;
@@ -519,11 +569,57 @@ int bench_vae(int argc, char **argv)
         printf("tile %d px\n", tile);
     printf("level %s, precision %s%s; %s peak %.1f GFLOP/s (%s)\n", vk_isa_name(case_isa), pn,
            conv_f32 ? " (convolutions in fp32)" : "", pn, peak, how);
-    printf("%-10s %-4s %6s %8s %8s %8s %6s %10s %10s", "size", "op", "frames", "seconds",
-           "frames/s", "GFLOP/s", "% peak", "peak MiB", "stream MiB");
-    if (torch)
-        printf(" %9s %9s %9s %9s", "torch s", "torch MiB", "speedup", "mem ratio");
-    printf("\n");
+    /* --torch: the baselines and their interpreters; vdit's other precision
+     * (0 fp32, 1 bf16) when a row needs it and the CPU has it */
+    trow rows[3] = {
+        { .name = "PyTorch 2 bf16", .bf16 = 1 },
+        { .name = "PyTorch 2 fp32" },
+        { .name = "PyTorch (Debian) fp32", .debian = 1 },
+    };
+    int pi = case_prec == VK_PREC_BF16, other = 0;
+    vk_prec oprec = pi ? VK_PREC_F32 : VK_PREC_BF16;
+    double peak2 = 1e-9;
+    char vpy[1100] = "", why[1400] = "";
+    if (torch) {
+        char root[1024];
+        bench_src_root(script, root, sizeof(root));
+        if (access(script, R_OK)) {
+            snprintf(why, sizeof(why), "no %s (run from the source tree or give --torch-script)",
+                     script);
+        } else {
+            if (python) {
+                snprintf(vpy, sizeof(vpy), "%s", python);
+                if (access(vpy, X_OK))
+                    snprintf(why, sizeof(why), "--python %s is not executable", python), vpy[0] = 0;
+            } else if (bench_venv_python(root, !no_venv, vpy, sizeof(vpy), why, sizeof(why))) {
+                vpy[0] = 0;
+            }
+            if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0)
+                rows[2].py = "/usr/bin/python3";
+            else
+                rows[2].why = "/usr/bin/python3 cannot import torch (Debian: apt-get install "
+                              "python3-torch)";
+        }
+        for (int j = 0; j < 2; j++)
+            rows[j].py = *vpy ? vpy : NULL, rows[j].why = why;
+        if (!rows[2].why)
+            rows[2].why = why;
+        for (int j = 0; j < 3; j++) {
+            if (!rows[j].py)
+                printf("%s: skipped: %s\n", rows[j].name, rows[j].why);
+            other |= rows[j].py && rows[j].bf16 != pi;
+        }
+        other &= pi || vk_isa_native_bf16(case_isa);
+        if (other) {
+            bpeak p2 = peak_child(threads, oprec);
+            peak2 = p2.gflops > 0 ? p2.gflops : 1e-9;
+            printf("vdit in %s too (for the %s rows): %s peak %.1f GFLOP/s (%s)\n",
+                   vk_prec_name(oprec), vk_prec_name(oprec), vk_prec_name(oprec), peak2,
+                   p2.gflops > 0 ? p2.how : "not measured");
+        }
+    }
+    printf("%-10s %-4s %-4s %6s %8s %8s %8s %6s %10s %10s\n", "size", "op", "prec", "frames",
+           "seconds", "frames/s", "GFLOP/s", "% peak", "peak MiB", "stream MiB");
     int fails = 0;
     bres last = { 0 };
     int last_enc = 0, last_w = 0, last_h = 0;
@@ -531,21 +627,40 @@ int bench_vae(int argc, char **argv)
         for (int e = 1; e >= 0; e--) {
             if ((e && !cs[i].enc) || (!e && !cs[i].dec))
                 continue;
-            bres r = run_child(e, cs[i].w, cs[i].h, cs[i].t, threads, tile);
-            bres p = { 0 };
-            if (torch)
-                p = run_torch(script, e, cs[i].w, cs[i].h, cs[i].t, threads);
+            /* v[0] fp32, v[1] bf16: vdit's runs of this case */
+            bres v[2] = { { 0 } };
+            v[pi] = run_child(e, cs[i].w, cs[i].h, cs[i].t, threads, tile, case_prec);
+            bres r = v[pi];
+            if (other && r.ok)
+                v[!pi] = run_child(e, cs[i].w, cs[i].h, cs[i].t, threads, tile, oprec);
+            for (int j = 0; j < 3; j++)
+                if (rows[j].py && r.ok)
+                    rows[j].r = run_torch(&rows[j], script, e, cs[i].w, cs[i].h, cs[i].t,
+                                          threads);
             char sz[32];
             snprintf(sz, sizeof(sz), "%dx%d", cs[i].w, cs[i].h);
             if (!r.ok) {
-                printf("%-10s %-4s %6d FAILED\n", sz, e ? "enc" : "dec", cs[i].t);
+                printf("%-10s %-4s %-4s %6d FAILED\n", sz, e ? "enc" : "dec", pn, cs[i].t);
                 fails++;
                 continue;
             }
-            printf("%-10s %-4s %6d %8.2f %8.3f %8.1f %5.0f%% %10.0f %10.0f", sz, e ? "enc" : "dec",
-                   e ? cs[i].t : r.frames_out, r.sec, r.fps, r.gflop / r.sec,
-                   100 * r.gflop / r.sec / peak, r.peak_mib, r.stream_mib);
-            if (!e || !last.ok || last_enc) {
+            for (int k = 0; k < 2; k++) {
+                int q = k ? !pi : pi;
+                const bres *b = &v[q];
+                double pk_q = q == pi ? peak : peak2;
+                if (k && !b->ok) {
+                    if (other)
+                        printf("%-10s %-4s %-4s %6d FAILED\n", sz, e ? "enc" : "dec",
+                               vk_prec_name(oprec), cs[i].t);
+                    continue;
+                }
+                printf("%-10s %-4s %-4s %6d %8.2f %8.3f %8.1f %5.0f%% %10.0f %10.0f\n", sz,
+                       e ? "enc" : "dec", q ? "bf16" : "fp32", e ? cs[i].t : b->frames_out,
+                       b->sec, b->fps, b->gflop / b->sec, 100 * b->gflop / b->sec / pk_q,
+                       b->peak_mib, b->stream_mib);
+            }
+            int is_last = !e || !last.ok || last_enc;
+            if (is_last) {
                 last = r;
                 last_enc = e;
                 last_w = cs[i].w;
@@ -553,23 +668,54 @@ int bench_vae(int argc, char **argv)
                 if (e)
                     last.frames_out = cs[i].t;
             }
-            if (torch && p.ok)
-                printf(" %9.2f %9.0f %8.2fx %8.2fx", p.sec, p.peak_mib, p.sec / r.sec,
-                       p.peak_mib / r.peak_mib);
-            else if (torch)
-                printf(" %9s", "failed");
-            printf("\n");
+            for (int j = 0; j < 3; j++) {
+                trow *tr = &rows[j];
+                if (!tr->py)
+                    continue;
+                /* vdit at the row's precision, else at its own */
+                int vp = v[tr->bf16].ok ? tr->bf16 : pi;
+                char lab[128];
+                trow_label(tr, 0, lab, sizeof(lab));
+                if (tr->r.ok) {
+                    printf("  %-30s %8.2f s %10.0f MiB; vdit %s %.2f s: %.2fx the time, %.2fx "
+                           "the peak RSS\n", lab, tr->r.sec, tr->r.peak_mib,
+                           vp ? "bf16" : "fp32", v[vp].sec, v[vp].sec / tr->r.sec,
+                           v[vp].peak_mib / tr->r.peak_mib);
+                } else {
+                    printf("  %-30s failed (see above)\n", lab);
+                    fails++;
+                }
+                if (is_last) {
+                    tr->s_ok = tr->r.ok, tr->s_vp = vp;
+                    tr->s_sec = tr->r.sec, tr->s_mib = tr->r.peak_mib;
+                    tr->s_vsec = v[vp].sec, tr->s_vmib = v[vp].peak_mib;
+                }
+            }
             fflush(stdout);
         }
     printf("frames: input frames (encode) / output frames (decode); peak MiB: the process's\n"
            "peak RSS (prepared weights, caches, buffers; the model is detached from its\n"
            "checkpoint); stream MiB: caches + working buffers allocated by the stream (a\n"
            "cache's second frame becomes resident when written: 1-frame runs stay below);\n"
-           "speedup = torch seconds / vdit seconds; mem ratio = torch peak / vdit peak.\n");
+           "baselines (--torch): vdit's seconds and peak RSS at the row's precision over\n"
+           "theirs.\n");
     if (last.ok)
         printf("vae %s %s: %.2f s (%dx%d, %d frames), %.0f%% of the %s peak %.0f GFLOP/s (%s)%s\n",
                last_enc ? "encode" : "decode", pn, last.sec, last_w, last_h, last.frames_out,
                100 * last.gflop / last.sec / peak, pn, peak, vk_isa_name(case_isa),
                conv_f32 ? " (convolutions in fp32)" : "");
+    /* one line per baseline, for the summary's case */
+    for (int j = 0; last.ok && j < 3; j++) {
+        const trow *tr = &rows[j];
+        if (!tr->s_ok)
+            continue;
+        char lab[128];
+        trow_label(tr, 1, lab, sizeof(lab));
+        printf("vs %s: vdit %s%s %s %.2fx the time (%.2fx the peak RSS)\n", lab,
+               tr->s_vp ? "bf16" : "fp32",
+               tr->s_vp != tr->bf16 ? (tr->bf16 ? " (no vdit bf16 run)" : " (no vdit fp32 run)")
+                                    : "",
+               last_enc ? "encode" : "decode", tr->s_vsec / tr->s_sec, tr->s_vmib / tr->s_mib);
+    }
     return fails ? 1 : 0;
 }

@@ -1,14 +1,18 @@
 #!/usr/bin/python3
 """PyTorch side of `vdit bench vae`: the Wan2.1 VAE (the project's
 models/wan/vae.py WanVAE_, dim 96, z 16, dim_mult [1,2,4,4], 2 res blocks,
-temporal [F,T,T]) on CPU in fp32, evaluated along the official chunked path
+temporal [F,T,T]) on CPU, evaluated along the official chunked path
 (frame 0 then 4-frame chunks for encode, one latent frame at a time for
-decode, torch.cat of the chunk outputs), random weights.
+decode, torch.cat of the chunk outputs), random weights, under
+torch.inference_mode().
 
     bench_vae_torch.py --mode encode|decode --width W --height H --frames T --threads N
+                       [--dtype fp32|bf16]
 
-Prints torch_seconds, torch_frames_out and torch_peak_mib (this process's peak
-RSS, torch itself included).
+--dtype bf16: the model and its input in torch.bfloat16 (model.to(torch.bfloat16)),
+as a user runs the VAE in bf16. Prints torch_version, torch_dtype, torch_seconds,
+torch_frames_out and torch_peak_mib (this process's peak RSS, torch itself
+included).
 """
 import argparse
 import os
@@ -29,21 +33,25 @@ def main():
     ap.add_argument("--height", type=int, required=True)
     ap.add_argument("--frames", type=int, required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
+    dt = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    print("torch_version %s" % torch.__version__)
+    print("torch_dtype %s" % a.dtype, flush=True)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     m = WanVAE_(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                temperal_downsample=[False, True, True]).eval()
-    with torch.no_grad():
+                temperal_downsample=[False, True, True]).eval().to(dt)
+    with torch.inference_mode():
         if a.mode == "encode":
-            x = torch.rand(1, 3, a.frames, a.height, a.width) * 2 - 1
+            x = (torch.rand(1, 3, a.frames, a.height, a.width) * 2 - 1).to(dt)
             t0 = time.time()
             mu, _ = m.encode_raw(x, chunked=True)
             sec = time.time() - t0
             n_out = mu.shape[2]
         else:
             tl = 1 + (a.frames - 1) // 4
-            z = torch.randn(1, 16, tl, a.height // 8, a.width // 8)
+            z = torch.randn(1, 16, tl, a.height // 8, a.width // 8).to(dt)
             t0 = time.time()
             out = m.decode_raw(z, chunked=True)
             sec = time.time() - t0
