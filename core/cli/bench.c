@@ -503,3 +503,18 @@ int bench_venv_python(const char *root, int create, char *py, size_t n, char *wh
     }
     return 0;
 }
+
+int bench_torch_python(const char *root, const char *python, int create, char *py, size_t n,
+                       char *why, size_t wn)
+{
+    if (python) {
+        snprintf(py, n, "%s", python);
+        if (!access(py, X_OK))
+            return 0;
+        snprintf(why, wn, "--python %s is not executable", python);
+    } else if (!bench_venv_python(root, create, py, n, why, wn)) {
+        return 0;
+    }
+    py[0] = 0;
+    return -1;
+}

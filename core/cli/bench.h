@@ -41,5 +41,10 @@ double bench_peak_rss(void);
 const char *bench_short_ver(const char *v, int mm, char *buf, size_t n);
 void bench_src_root(const char *script, char *root, size_t n);
 int bench_venv_python(const char *root, int create, char *py, size_t n, char *why, size_t wn);
+/* The PyTorch 2 interpreter of the --torch rows: python (--python) if it is
+ * executable, else the venv's (bench_venv_python). 0, or -1 with py empty
+ * and why set. */
+int bench_torch_python(const char *root, const char *python, int create, char *py, size_t n,
+                       char *why, size_t wn);
 
 #endif

@@ -607,13 +607,7 @@ int bench_dit(int argc, char **argv)
             fprintf(stderr, "vdit bench dit: cannot write %s\n", iopath);
             trc = 1;
         } else {
-            if (python) {
-                snprintf(vpy, sizeof(vpy), "%s", python);
-                if (access(vpy, X_OK))
-                    snprintf(why, sizeof(why), "--python %s is not executable", python), vpy[0] = 0;
-            } else if (bench_venv_python(root, !no_venv, vpy, sizeof(vpy), why, sizeof(why))) {
-                vpy[0] = 0;
-            }
+            bench_torch_python(root, python, !no_venv, vpy, sizeof(vpy), why, sizeof(why));
             for (int j = 0; j < 3; j++)
                 rows[j].py = *vpy ? vpy : NULL, rows[j].why = why;
             if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0)

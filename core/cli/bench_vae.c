@@ -330,71 +330,77 @@ done:
     return r;
 }
 
-static bres run_child(int enc, int w, int h, int t, int threads, int tile, vk_prec prec)
+/* Runs fn(arg, out) in a child process and copies its out (n bytes) back;
+ * zeros when the child failed. Every case and the peak run in children: the
+ * parent must not start OpenMP threads before it forks (libgomp's threads do
+ * not survive a fork, and the child's first parallel region would wait for
+ * them forever), and each case's peak RSS is then its own. */
+static void in_child(void (*fn)(const void *arg, void *out), const void *arg, void *out, size_t n)
 {
-    bres r = { 0 };
     int fd[2];
+    memset(out, 0, n);
     fflush(stdout);
     if (pipe(fd))
-        return r;
+        return;
     pid_t pid = fork();
     if (pid < 0) {
         close(fd[0]);
         close(fd[1]);
-        return r;
+        return;
     }
     if (pid == 0) {
         close(fd[0]);
-        case_prec = prec;
-        bres c = run_case(enc, w, h, t, threads, tile);
-        ssize_t wr = write(fd[1], &c, sizeof(c));
-        _exit(wr == (ssize_t)sizeof(c) ? 0 : 1);
+        fn(arg, out);
+        ssize_t wr = write(fd[1], out, n);
+        _exit(wr == (ssize_t)n ? 0 : 1);
     }
     close(fd[1]);
-    ssize_t rd = read(fd[0], &r, sizeof(r));
+    ssize_t rd = read(fd[0], out, n);
     close(fd[0]);
     int st;
     waitpid(pid, &st, 0);
-    if (rd != (ssize_t)sizeof(r))
-        memset(&r, 0, sizeof(r));
+    if (rd != (ssize_t)n)
+        memset(out, 0, n);
+}
+
+typedef struct case_arg {
+    int enc, w, h, t, threads, tile;
+    vk_prec prec;
+} case_arg;
+
+static void case_fn(const void *arg, void *out)
+{
+    const case_arg *a = arg;
+    case_prec = a->prec;
+    *(bres *)out = run_case(a->enc, a->w, a->h, a->t, a->threads, a->tile);
+}
+
+static bres run_child(int enc, int w, int h, int t, int threads, int tile, vk_prec prec)
+{
+    case_arg a = { enc, w, h, t, threads, tile, prec };
+    bres r;
+    in_child(case_fn, &a, &r, sizeof(r));
     return r;
 }
 
-/* The measured peak, in a child process as well: the parent must not start
- * OpenMP threads before it forks (libgomp's threads do not survive a fork,
- * and the child's first parallel region would wait for them forever). */
+/* The measured peak of the case's level at precision prec. */
 typedef struct bpeak {
     double gflops;
     char how[240];
 } bpeak;
 
+static void peak_fn(const void *arg, void *out)
+{
+    const int *a = arg; /* threads, precision */
+    bpeak *r = out;
+    r->gflops = vk_peak_gflops(case_isa, (vk_prec)a[1], a[0], NULL, r->how, sizeof(r->how));
+}
+
 static bpeak peak_child(int threads, vk_prec prec)
 {
-    bpeak r = { 0 };
-    int fd[2];
-    fflush(stdout);
-    if (pipe(fd))
-        return r;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd[0]);
-        close(fd[1]);
-        return r;
-    }
-    if (pid == 0) {
-        close(fd[0]);
-        bpeak c = { 0 };
-        c.gflops = vk_peak_gflops(case_isa, prec, threads, NULL, c.how, sizeof(c.how));
-        ssize_t wr = write(fd[1], &c, sizeof(c));
-        _exit(wr == (ssize_t)sizeof(c) ? 0 : 1);
-    }
-    close(fd[1]);
-    ssize_t rd = read(fd[0], &r, sizeof(r));
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    if (rd != (ssize_t)sizeof(r))
-        memset(&r, 0, sizeof(r));
+    int a[2] = { threads, (int)prec };
+    bpeak r;
+    in_child(peak_fn, a, &r, sizeof(r));
     return r;
 }
 
@@ -587,13 +593,7 @@ int bench_vae(int argc, char **argv)
             snprintf(why, sizeof(why), "no %s (run from the source tree or give --torch-script)",
                      script);
         } else {
-            if (python) {
-                snprintf(vpy, sizeof(vpy), "%s", python);
-                if (access(vpy, X_OK))
-                    snprintf(why, sizeof(why), "--python %s is not executable", python), vpy[0] = 0;
-            } else if (bench_venv_python(root, !no_venv, vpy, sizeof(vpy), why, sizeof(why))) {
-                vpy[0] = 0;
-            }
+            bench_torch_python(root, python, !no_venv, vpy, sizeof(vpy), why, sizeof(why));
             if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0)
                 rows[2].py = "/usr/bin/python3";
             else
