@@ -256,7 +256,7 @@ static int run_matmul(dnnl_state *s, vk_ctx *c, prim *e, const void *x, const vo
     return exec(s, c, e->p, b ? 4 : 3, args, mds, ptrs) == dnnl_success ? 0 : -1;
 }
 
-/* Rows of W widened to f32 per call. oneDNN's GEMM packs its B operand
+/* Rows of W converted (widened to f32, or to bf16) per call. oneDNN's GEMM packs its B operand
  * anyway, so the chunk needs no cache residency; what matters is a wide N
  * per matmul (narrow chunks cost 10-20% at K = 8960) and few thread
  * synchronisations. 32 MiB chunks measured within noise of f32 weights at
@@ -344,47 +344,14 @@ int vk_dnnl_linear_prep(vk_linear *l)
     return 0;
 }
 
+/* y = act(x Wᵀ + b) with fp32 or (bf16 set) bf16 operands, fp32 output.
+ * Weights the matmul can read as they are (fp32, aligned or the prep's
+ * copy; for bf16 the prep's bf16 copy or stored bf16 at an even address)
+ * take one matmul; others are converted per call in chunks of rows
+ * (chunk_rows). In bf16, x is converted per call too (m x n_in, small next
+ * to the product). */
 static void linear_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
-                       vk_act act)
-{
-    if (m <= 0)
-        return;
-    dnnl_state *s = state(c);
-    int64_t ni = l->n_in, no = l->n_out;
-    int bias = l->bias != NULL;
-    if (!s)
-        goto fallback;
-    if (l->wtype == VT_F32) {
-        const linear_prep *lp = l->prep;
-        const float *w = lp && lp->w ? lp->w : l->w;
-        prim *e = matmul_prim(s, m, ni, no, no, bias, act, 0);
-        if (!e || run_matmul(s, c, e, x, w, l->bias, y))
-            goto fallback;
-        return;
-    }
-    int64_t rows = chunk_rows(ni, no);
-    float *wf = vk_scratch(c, (size_t)(rows * ni) * sizeof(float));
-    if (!wf)
-        goto fallback;
-    for (int64_t n0 = 0; n0 < no; n0 += rows) {
-        int64_t nr = VD_MIN(rows, no - n0);
-        c->f->widen(c, wf, (const uint8_t *)l->w + (size_t)(n0 * ni) * 2, l->wtype,
-                    (size_t)(nr * ni));
-        prim *e = matmul_prim(s, m, ni, nr, no, bias, act, 0);
-        if (!e || run_matmul(s, c, e, x, wf, bias ? l->bias + n0 : NULL, y + n0))
-            goto fallback; /* recomputes everything: correct, slow, warned */
-    }
-    return;
-fallback:
-    warn_fallback(c, s, "a linear layer");
-    vk_ref_linear(c, l, x, m, y, act);
-}
-
-/* bf16 products: x converted to bf16 per call (m x n_in, small next to the
- * product), weights used in place when stored as bf16 (2-byte aligned),
- * else converted in chunks of rows like the fp32 path widens them. */
-static void linear_bf16_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
-                            vk_act act)
+                       vk_act act, int bf16)
 {
     if (m <= 0)
         return;
@@ -394,45 +361,51 @@ static void linear_bf16_run(vk_ctx *c, const vk_linear *l, const float *x, int64
     if (!s)
         goto fallback;
     const linear_prep *lp = l->prep;
-    const void *wbf = lp && lp->wb ? lp->wb : l->wtype == VT_BF16 && !((uintptr_t)l->w & 1) ? l->w
-                                                                                          : NULL;
-    int64_t rows = wbf ? 0 : chunk_rows(ni, no);
-    size_t xbytes = ((size_t)(m * ni) * 2 + 63) / 64 * 64;
-    size_t wchunk = ((size_t)(rows * ni) * 2 + 63) / 64 * 64; /* bf16 chunk, then f32 scratch */
-    size_t wbytes = wchunk + (l->wtype == VT_F32 ? 0 : (size_t)(rows * ni) * 4);
-    uint8_t *mem = vk_scratch(c, xbytes + wbytes);
-    if (!mem)
+    const float *wf32 = l->wtype == VT_F32 ? (lp && lp->w ? lp->w : l->w) : NULL;
+    const void *whole = !bf16                                             ? (const void *)wf32
+                        : lp && lp->wb                                    ? (const void *)lp->wb
+                        : l->wtype == VT_BF16 && !((uintptr_t)l->w & 1) ? l->w
+                                                                          : NULL;
+    int64_t rows = whole ? 0 : chunk_rows(ni, no);
+    size_t xbytes = bf16 ? ((size_t)(m * ni) * 2 + 63) / 64 * 64 : 0;
+    /* the converted chunk; bf16 from 16-bit weights goes through an fp32 one */
+    size_t wchunk = ((size_t)(rows * ni) * (bf16 ? 2 : 4) + 63) / 64 * 64;
+    size_t wtmp = bf16 && !wf32 ? (size_t)(rows * ni) * 4 : 0;
+    uint8_t *mem = xbytes + wchunk + wtmp ? vk_scratch(c, xbytes + wchunk + wtmp) : NULL;
+    if (xbytes + wchunk + wtmp && !mem)
         goto fallback;
-    uint16_t *xb = (uint16_t *)mem, *wb = (uint16_t *)(mem + xbytes);
-    c->f->to_bf16(c, xb, x, (size_t)(m * ni));
-    if (wbf) { /* prepared or stored bf16: one matmul */
-        prim *e = matmul_prim(s, m, ni, no, no, bias, act, 1);
-        if (!e || run_matmul(s, c, e, xb, wbf, l->bias, y))
+    const void *xin = x;
+    if (bf16) {
+        c->f->to_bf16(c, (uint16_t *)mem, x, (size_t)(m * ni));
+        xin = mem;
+    }
+    if (whole) {
+        prim *e = matmul_prim(s, m, ni, no, no, bias, act, bf16);
+        if (!e || run_matmul(s, c, e, xin, whole, l->bias, y))
             goto fallback;
         return;
     }
-    /* not prepared for bf16 (vk_linear_prepare): rows converted per call */
-    const float *wf32 = l->wtype == VT_F32 && lp ? lp->w : NULL;
+    void *wc = mem + xbytes;
     for (int64_t n0 = 0; n0 < no; n0 += rows) {
         int64_t nr = VD_MIN(rows, no - n0);
         size_t n = (size_t)(nr * ni);
         const uint8_t *src = (const uint8_t *)l->w + (size_t)(n0 * ni) * vt_dtype_size(l->wtype);
-        if (wf32) {
-            c->f->to_bf16(c, wb, wf32 + n0 * ni, n);
-        } else if (l->wtype == VT_F32 && !((uintptr_t)src & 3)) {
-            c->f->to_bf16(c, wb, (const float *)src, n);
-        } else { /* f16, or bf16 at an odd address: through fp32 after the chunk */
-            float *tmp = (float *)((uint8_t *)wb + wchunk);
+        if (!bf16) {
+            c->f->widen(c, wc, src, l->wtype, n);
+        } else if (wf32) {
+            c->f->to_bf16(c, wc, wf32 + n0 * ni, n);
+        } else { /* f16, or bf16 at an odd address */
+            float *tmp = (float *)((uint8_t *)wc + wchunk);
             c->f->widen(c, tmp, src, l->wtype, n);
-            c->f->to_bf16(c, wb, tmp, n);
+            c->f->to_bf16(c, wc, tmp, n);
         }
-        prim *e = matmul_prim(s, m, ni, nr, no, bias, act, 1);
-        if (!e || run_matmul(s, c, e, xb, wb, bias ? l->bias + n0 : NULL, y + n0))
-            goto fallback;
+        prim *e = matmul_prim(s, m, ni, nr, no, bias, act, bf16);
+        if (!e || run_matmul(s, c, e, xin, wc, bias ? l->bias + n0 : NULL, y + n0))
+            goto fallback; /* recomputes everything: correct, slow, warned */
     }
     return;
 fallback:
-    warn_fallback(c, s, "a bf16 linear layer");
+    warn_fallback(c, s, bf16 ? "a bf16 linear layer" : "a linear layer");
     vk_ref_linear(c, l, x, m, y, act);
 }
 
@@ -1200,13 +1173,13 @@ static int conv_detach_run(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h,
 
 void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act)
 {
-    WITH_CALLER_THREADS(linear_run(c, l, x, m, y, act));
+    WITH_CALLER_THREADS(linear_run(c, l, x, m, y, act, 0));
 }
 
 void vk_dnnl_linear_bf16(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
                          vk_act act)
 {
-    WITH_CALLER_THREADS(linear_bf16_run(c, l, x, m, y, act));
+    WITH_CALLER_THREADS(linear_run(c, l, x, m, y, act, 1));
 }
 
 void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
