@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kernels/omp_env.h"
 #include "vdit/vdit.h"
 
 typedef struct subcmd {
@@ -20,10 +21,7 @@ typedef struct subcmd {
  * once with them. The user's own settings are kept; VDIT_OMP_SPIN=0: off. */
 static void limit_omp_spin(char **argv)
 {
-    const char *off = getenv("VDIT_OMP_SPIN");
-    if ((off && !strcmp(off, "0")) || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
-        return;
-    if (!setenv("GOMP_SPINCOUNT", "1000", 0))
+    if (vdit_limit_omp_spin())
         execv("/proc/self/exe", argv); /* returns only on failure: go on as we are */
 }
 

@@ -21,13 +21,9 @@
  * (core/cli/vdit.c). A setting the user made
  * (OMP_WAIT_POLICY or GOMP_SPINCOUNT) is left alone, and VDIT_OMP_SPIN=0
  * turns this off. */
-#include <stdlib.h>
-#include <string.h>
+#include "omp_env.h"
 
 __attribute__((constructor)) static void omp_env_ctor(void)
 {
-    const char *off = getenv("VDIT_OMP_SPIN");
-    if ((off && !strcmp(off, "0")) || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
-        return;
-    setenv("GOMP_SPINCOUNT", "1000", 0);
+    vdit_limit_omp_spin();
 }
