@@ -80,6 +80,7 @@ static vk_isa detect(void)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static vk_isa cpu_isa, default_isa;
+static const char *env_rejected; /* VDIT_CPU's value when it names no level */
 
 static void init(void)
 {
@@ -90,7 +91,9 @@ static void init(void)
     default_isa = cpu_isa;
     const char *e = getenv("VDIT_CPU");
     vk_isa want;
-    if (e && *e && !vk_isa_parse(e, &want) && want < default_isa)
+    if (e && *e && vk_isa_parse(e, &want))
+        env_rejected = e;
+    else if (e && *e && want < default_isa)
         default_isa = want;
 }
 
@@ -104,4 +107,10 @@ vk_isa vk_isa_default(void)
 {
     pthread_once(&once, init);
     return default_isa;
+}
+
+const char *vk_isa_env_rejected(void)
+{
+    pthread_once(&once, init);
+    return env_rejected;
 }

@@ -16,9 +16,8 @@ vk_ctx *vk_ctx_new(int n_threads, int use_ref, vd_log *log)
 
 vk_ctx *vk_ctx_new_ex(int n_threads, int isa, vk_prec prec, vd_log *log)
 {
-    const char *env = getenv("VDIT_CPU");
-    vk_isa want;
-    if (env && *env && vk_isa_parse(env, &want))
+    const char *env = vk_isa_env_rejected();
+    if (env)
         vd_logf(log, VDIT_LOG_WARNING, "VDIT_CPU=%s is not a level (c, avx2, avx512, avx512_bf16); "
                 "ignored", env);
     if (isa >= VK_ISA_COUNT || isa > (int)vk_isa_cpu()) {

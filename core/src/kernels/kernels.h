@@ -202,6 +202,8 @@ vk_isa vk_isa_default(void);
 const char *vk_isa_name(vk_isa isa);
 /* 0 and *isa set, or -1 for an unknown name. */
 int vk_isa_parse(const char *name, vk_isa *isa);
+/* VDIT_CPU's value when it named no level (and was ignored), else NULL. */
+const char *vk_isa_env_rejected(void);
 /* Whether the level computes bf16 products natively (AMX or AVX512_BF16). */
 int vk_isa_native_bf16(vk_isa isa);
 const char *vk_prec_name(vk_prec p);
