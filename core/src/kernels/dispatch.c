@@ -120,8 +120,11 @@ static void init_level(vk_funcs *f, vk_isa isa, int bf16)
         f->linear_small = vk_avx2_linear_half;
         f->conv_small = vk_avx2_conv_small;
     }
-    /* VK_ISA_AVX512 has no fp32 kernels of its own yet: on Zen 4 a zmm FMA
-     * runs as two ymm halves, so the AVX2 code is as fast there */
+    /* AVX-512: the fp32 attention keeps a block's scores in registers (32
+     * zmm); elsewhere the AVX2 code is as fast (on Zen 4 a zmm FMA runs as
+     * two ymm halves) */
+    if (isa >= VK_ISA_AVX512)
+        f->attention = vk_avx512_attention;
     if (isa >= VK_ISA_AVX512_BF16 && bf16) {
         f->linear = vk_dnnl_linear_bf16;
         f->attention = vk_bf16_attention;

@@ -40,6 +40,12 @@ void vk_avx2_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
 int vk_avx2_linear_half(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
                         vk_act act);
 
+/* AVX-512 F/BW/DQ/VL (x86/attention_avx512.c). */
+void vk_avx512_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                         const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads,
+                         int64_t hd, int64_t lq, int64_t lk, int64_t kv_valid, float scale,
+                         const float *bias);
+
 /* AVX512_BF16 (x86/bf16.c, x86/attention_bf16.c). */
 void vk_bf16_to_bf16(vk_ctx *c, uint16_t *dst, const float *src, size_t n);
 void vk_bf16_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, int64_t ldk,
