@@ -908,15 +908,15 @@ static void test_layouts(const char *tiny)
     rmdir(dir);
 }
 
-/* The loaded model holds the VAE weights once: each half is detached from
- * the VAE's checkpoint before its first run (the decoder at the first
- * generation, the encoder at the first edit), and the checkpoint is freed
- * then (the model no longer refers to it). The detached VAE decodes and
- * encodes bit-identically to one loaded straight from the same file. */
+/* The loaded model holds the VAE weights once: both halves are detached
+ * from the VAE's checkpoint while the model loads, and the checkpoint is
+ * freed then (the model no longer refers to it, and runs change nothing in
+ * it). The detached VAE, prepared for the model's default frame size, decodes
+ * and encodes at other sizes bit-identically to one loaded straight from the
+ * same file. */
 static void test_vae_detached(const char *dir)
 {
-    T_CHECK(model->vae_detached == 0 && model->ck_vae, "after load: detached %d",
-            model->vae_detached);
+    T_CHECK(!model->ck_vae, "after load: the VAE checkpoint is still held");
     vdit_gen_params p = base();
     p.width = 32;
     p.height = 24;
@@ -924,9 +924,6 @@ static void test_vae_detached(const char *dir)
     vdit_video *out = NULL;
     T_CHECK(vdit_generate(ctx, &p, &out) == 0 && out, "generate: %s", vdit_ctx_last_error(ctx));
     vdit_video_free(&out);
-    T_CHECK(model->vae_detached == VD_VAE_DECODER && model->ck_vae,
-            "after a generation: detached %d, checkpoint %p", model->vae_detached,
-            (void *)model->ck_vae);
     char path[1200];
     snprintf(path, sizeof(path), "%s/Wan2.1_VAE.safetensors", dir);
     vd_log lg = { 0 };
@@ -954,9 +951,6 @@ static void test_vae_detached(const char *dir)
         T_CHECK(vdit_edit(ctx, &p, in, &out) == 0 && out, "edit: %s", vdit_ctx_last_error(ctx));
         vdit_video_free(&out);
         vdit_video_free(&in);
-        T_CHECK(model->vae_detached == (VD_VAE_ENCODER | VD_VAE_DECODER) && !model->ck_vae,
-                "after an edit: detached %d, checkpoint %p", model->vae_detached,
-                (void *)model->ck_vae);
         T_CHECK(vd_vae_encode(model->vae, kc, b, 5, 8 * h, 8 * w, lat, NULL) == 0 &&
                     vd_vae_encode(v, kc, b, 5, 8 * h, 8 * w, lb, NULL) == 0,
                 "encode: %s", lg.msg);

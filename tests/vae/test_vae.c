@@ -382,7 +382,9 @@ static void test_layouts(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
 /* A model detached from its checkpoint (every tensor in its own buffer;
  * release frees the buffer at once and the rest goes right after
  * vd_vae_detach: ASan sees any later use) decodes bit-identically with the
- * fast kernels, and the reference kernels remake the weights they need. */
+ * fast kernels at a frame size it was not prepared for, the reference and
+ * bf16 kernels make the forms they need for the call, and no run adds
+ * anything to the model's layers. */
 typedef struct bufs {
     void **p;
     size_t n, released;
@@ -422,6 +424,8 @@ static void test_detach(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
     /* every convolution weight handed back (the upsamplers' 3x3 ones are
      * converted at load and not referenced) */
     T_CHECK(b.released > 40, "detach released %zu tensors", b.released);
+    size_t bytes = vd_vae_prepared_bytes(v);
+    T_CHECK(r || bytes > 0, "detach: no prepared weights counted");
     vd_ckpt_free(&c);
     for (size_t i = 0; i < b.n; i++)
         vd_free(b.p[i]);
@@ -435,6 +439,20 @@ static void test_detach(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
         d = out ? t_maxabs(out, ref, 3 * 5 * 16 * 24, NULL) : 1e9;
         T_CHECK(d <= 1e-5, "detached model, reference kernels: max_abs %.3g", d);
         vd_free(out);
+        /* a precision it was not prepared for: that layout made per call */
+        if (vk_isa_native_bf16(vk_isa_default())) {
+            vk_ctx *bc = vk_ctx_new_ex(1, -1, VK_PREC_BF16, &lg);
+            out = bc ? decode_probe(v, bc) : NULL;
+            double rel = 1e9;
+            d = out ? t_maxabs(out, ref, 3 * 5 * 16 * 24, &rel) : 1e9;
+            T_CHECK(rel <= 6e-2, "detached model, bf16 kernels: max_abs %.3g rel %.3g", d, rel);
+            vd_free(out);
+            vk_ctx_free(&bc);
+        }
+        /* the probe's frames (16 x 24) are not the size it was prepared for
+         * (512 x 512), and no run added a form to the model's layers */
+        T_CHECK(vd_vae_prepared_bytes(v) == bytes, "runs changed the prepared weights: %zu -> %zu",
+                bytes, vd_vae_prepared_bytes(v));
     }
     vd_vae_free(&v);
     vk_ctx_free(&rc);

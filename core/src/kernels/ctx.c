@@ -136,12 +136,13 @@ int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_ten
     return err;
 }
 
-const void *vk_conv_src(const vk_conv *cv, vt_dtype *t)
+const void *vk_conv_src(const vk_conv *cv, vt_dtype *t, float **tmp)
 {
+    *tmp = NULL;
     *t = cv->w ? cv->wtype : VT_F32;
     if (cv->w)
         return cv->w;
-    return cv->prep ? vk_backend_cpu()->conv_plain(cv) : NULL;
+    return cv->prep ? vk_backend_cpu()->conv_plain(cv, tmp) : NULL;
 }
 
 int vk_linear_prepare(vk_linear *l, vk_prec prec, int n_threads)
@@ -202,6 +203,11 @@ int vk_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w)
     if (!c || !cv || !cv->prep || !g || h <= 0 || w <= 0 || g->sh <= 0 || g->sw <= 0)
         return VDIT_ERR_INVALID_ARG;
     return vk_backend_cpu()->conv_detach(c->f != vk_funcs_ref() ? c : NULL, cv, g, h, w);
+}
+
+size_t vk_conv_prepared_bytes(const vk_conv *cv)
+{
+    return cv && cv->prep ? vk_backend_cpu()->conv_bytes(cv) : 0;
 }
 
 void vk_conv_free(vk_conv *cv)

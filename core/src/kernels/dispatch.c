@@ -59,8 +59,11 @@ static void conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const floa
         return;
     }
     if (c->f->conv_small && cv->c_out <= 4 && g->sd == 1 && g->sh == 1 && g->sw == 1) {
-        const float *wp = vk_dnnl_conv_plain(cv);
-        if (wp && !c->f->conv_small(c, cv, wp, g, x, d, h, w, y, 0))
+        float *tmp;
+        const float *wp = vk_dnnl_conv_plain(cv, &tmp);
+        int r = wp ? c->f->conv_small(c, cv, wp, g, x, d, h, w, y, 0) : -1;
+        vd_free(tmp);
+        if (!r)
             return;
     }
     vk_dnnl_conv(c, cv, g, x, d, h, w, y);
@@ -76,7 +79,8 @@ static void conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k,
         return;
     }
     if (c->f->conv_small && cv->c_out <= 4 && g->sh == 1 && g->sw == 1) {
-        const float *wt = vk_dnnl_conv_plain_taps(cv);
+        float *tmp;
+        const float *wt = vk_dnnl_conv_plain_taps(cv, &tmp);
         vk_conv one = *cv;
         one.kd = 1;
         one.bias = (flags & VK_CONV_BIAS) ? cv->bias : NULL;
@@ -84,8 +88,11 @@ static void conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k,
         g2.sd = 1;
         g2.pd0 = g2.pd1 = 0;
         size_t tap = (size_t)cv->c_out * cv->c_in * cv->kh * cv->kw;
-        if (wt && !c->f->conv_small(c, &one, wt + (size_t)k * tap, &g2, x, 1, h, w, y,
-                                    (flags & VK_CONV_ACC) != 0))
+        int r = wt ? c->f->conv_small(c, &one, wt + (size_t)k * tap, &g2, x, 1, h, w, y,
+                                      (flags & VK_CONV_ACC) != 0)
+                   : -1;
+        vd_free(tmp);
+        if (!r)
             return;
     }
     vk_dnnl_conv_tap(c, cv, g, k, flags, x, h, w, y);
@@ -151,6 +158,7 @@ static const vk_backend cpu_backend = {
     .conv_init = vk_dnnl_conv_prep,
     .conv_detach = vk_dnnl_conv_detach,
     .conv_plain = vk_dnnl_conv_plain,
+    .conv_bytes = vk_dnnl_conv_bytes,
 };
 
 const vk_backend *vk_backend_cpu(void)

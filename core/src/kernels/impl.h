@@ -39,9 +39,9 @@ void vk_ref_widen(vk_ctx *c, float *dst, const void *src, vt_dtype t, size_t n);
 void vk_ref_to_bf16(vk_ctx *c, uint16_t *dst, const float *src, size_t n);
 
 /* A convolution's weights: the stored ones, or for a layer detached from
- * them (vk_conv_detach) plain f32 remade once from the kept form. NULL: out
- * of memory. */
-const void *vk_conv_src(const vk_conv *cv, vt_dtype *t);
+ * them (vk_conv_detach) plain f32 remade from the kept form into *tmp (the
+ * caller frees). NULL: out of memory. */
+const void *vk_conv_src(const vk_conv *cv, vt_dtype *t, float **tmp);
 
 /* Scalar activation, shared by the reference and the fast tails. */
 float vk_act1(float x, vk_act act);

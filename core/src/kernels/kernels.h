@@ -224,8 +224,11 @@ typedef struct vk_backend {
     int (*conv_init)(vk_conv *cv);
     /* c NULL: for the reference kernels (an owned plain copy) */
     int (*conv_detach)(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
-    /* the weights back as plain f32 [c_out, c_in * kd * kh * kw] (NULL: no memory) */
-    const float *(*conv_plain)(const vk_conv *cv);
+    /* the weights as plain f32 [c_out, c_in * kd * kh * kw]: the kept form,
+     * else made into *tmp for the caller to free (NULL: no memory) */
+    const float *(*conv_plain)(const vk_conv *cv, float **tmp);
+    /* bytes of the layer's prepared forms (owned weights and layouts) */
+    size_t (*conv_bytes)(const vk_conv *cv);
 } vk_backend;
 
 /* The backend of every CPU level (dispatch.c). */
@@ -270,15 +273,20 @@ int vk_conv_init(vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);
 void vk_conv_free(vk_conv *cv);
 /* Makes a layer independent of the stored tensor it was made from, which
  * may then be released (a checkpoint freed or unmapped), so that the fp32
- * weights are not held twice: prepares now the form the context's conv_tap
- * uses for h x w frames with geometry g and keeps only that (`w` becomes
- * NULL), or, for layers the kernels run from plain fp32 weights (1x1, at
- * most 4 outputs) and for the reference table, an owned fp32 copy (`w`
- * points at it). Results do not change. Other shapes, `conv` and the
- * reference kernels remake plain weights from the kept form when needed
- * (once; memory then grows by that copy). Not concurrent with other use of
- * the layer. Returns 0 or VDIT_ERR_*. */
+ * weights are not held twice: prepares now the layout the context's conv_tap
+ * picks for h x w frames with geometry g, in fp32 and, for a bf16 context,
+ * in bf16, and keeps only those (`w` becomes NULL); or, for layers the
+ * kernels run from plain fp32 weights (1x1, at most 4 outputs) and for the
+ * reference table, an owned fp32 copy (`w` points at it). conv_tap at any
+ * frame size then asks oneDNN for the kept layout. This is the last write to
+ * the layer: runs only read it, from any number of contexts at once; a run
+ * wanting a form the layer does not keep (`conv`, the reference kernels, a
+ * precision not prepared) makes it for that call. Results do not change.
+ * Called while the layer is private (model loading). Returns 0 or
+ * VDIT_ERR_*. */
 int vk_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
+/* Bytes the layer holds in prepared forms (not the stored tensor). */
+size_t vk_conv_prepared_bytes(const vk_conv *cv);
 /* The same, reporting errors (naming the tensor) through lg. */
 int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_tensor *bias);
 /* Adds the form of the weights that contexts of precision prec read, so they

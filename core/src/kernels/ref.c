@@ -101,7 +101,8 @@ void vk_ref_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const floa
         return;
     size_t ksz = (size_t)kd * kh * kw;
     vt_dtype wt;
-    const void *wsrc = vk_conv_src(cv, &wt);
+    float *wtmp;
+    const void *wsrc = vk_conv_src(cv, &wt, &wtmp);
     if (!wsrc) { /* out of memory remaking a detached layer's weights: visible */
         for (size_t i = 0; i < (size_t)cv->c_out * od * oh * ow; i++)
             y[i] = NAN;
@@ -134,6 +135,7 @@ void vk_ref_conv(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const floa
                         }
                     y[(((size_t)o * od + z) * oh + yy) * ow + xx] = (float)s;
                 }
+    vd_free(wtmp);
 }
 
 void vk_ref_conv_tap_rows(const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
@@ -147,7 +149,8 @@ void vk_ref_conv_tap_rows(const vk_conv *cv, const vk_conv_geom *g, int k, int f
     size_t ksz = (size_t)cv->kd * kh * kw;
     r1 = r1 < oh ? r1 : oh;
     vt_dtype wt;
-    const void *wsrc = vk_conv_src(cv, &wt);
+    float *wtmp;
+    const void *wsrc = vk_conv_src(cv, &wt, &wtmp);
     if (!wsrc) { /* out of memory remaking a detached layer's weights: visible */
         for (int o = 0; o < cv->c_out; o++)
             for (int yy = r0; yy < r1; yy++)
@@ -176,6 +179,7 @@ void vk_ref_conv_tap_rows(const vk_conv *cv, const vk_conv_geom *g, int k, int f
                 float *p = &y[((size_t)o * oh + yy) * ow + xx];
                 *p = (flags & VK_CONV_ACC) ? *p + (float)s : (float)s;
             }
+    vd_free(wtmp);
 }
 
 void vk_ref_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,

@@ -181,8 +181,7 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
             goto fail;
         if (!(lat0 = vd_malloc(sizeof(float) * (size_t)n)))
             goto nomem;
-        if ((ret = vd_model_vae_detach(m, c->kc, VD_VAE_ENCODER, job->h, job->w)) ||
-            (ret = vd_vae_encode(m->vae, c->kc, job->px, job->t, job->h, job->w, lat0, NULL)))
+        if ((ret = vd_vae_encode(m->vae, c->kc, job->px, job->t, job->h, job->w, lat0, NULL)))
             goto fail;
         if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_VIDEO, 1, 1)))
             goto fail;
@@ -272,8 +271,7 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     int td = (int)(1 + VAE_TEMPORAL * (dl - 1));
     if (!(px = vd_malloc(sizeof(float) * 3 * (size_t)td * (size_t)job->h * (size_t)job->w)))
         goto nomem;
-    if ((ret = vd_model_vae_detach(m, c->kc, VD_VAE_DECODER, job->h, job->w)) ||
-        (ret = vd_vae_decode(m->vae, c->kc, zin, (int)dl, (int)lh, (int)lw, px)))
+    if ((ret = vd_vae_decode(m->vae, c->kc, zin, (int)dl, (int)lh, (int)lw, px)))
         goto fail;
     /* Garbage weights (a corrupt or overflowing checkpoint) give NaN or Inf
      * that would silently turn into black or white frames: say so instead.
@@ -398,8 +396,7 @@ int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int his
         ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory (loop decode)");
         goto done;
     }
-    if ((ret = vd_model_vae_detach(m, c->kc, VD_VAE_ENCODER | VD_VAE_DECODER, h, w)) ||
-        (ret = vd_vae_enc_stream_new(m->vae, c->kc, h, w, 0, &es)) ||
+    if ((ret = vd_vae_enc_stream_new(m->vae, c->kc, h, w, 0, &es)) ||
         (ret = vd_vae_dec_stream_new(m->vae, c->kc, (int)lh, (int)lw, 0, &ds)))
         goto done;
     /* f: the loop frame the next decoded pixel frame is (-1: the lone frame) */

@@ -114,27 +114,23 @@ static void release_vae_tensor(void *ck, const void *data)
 }
 
 /* The VAE's weights are held once, prepared for the kernels, not also as the
- * mapped checkpoint: each half is detached from it before its first run
- * (each tensor's pages go back as soon as its layer is prepared; until then
- * they are not read) and the checkpoint is freed once both are. So a
- * text-to-video run never prepares the encoder, and each half is prepared
- * for the first frame size it runs at (oneDNN's weights layout can depend
- * on it; another size prepares its own layout, as any run does). kc: the
- * caller's kernels (the prepared form does not depend on its threads). On
- * failure the checkpoint stays valid: released pages are read again. */
-int vd_model_vae_detach(vdit_model *m, vk_ctx *kc, int parts, int h, int w)
+ * mapped checkpoint: both halves are detached from it while the model loads
+ * (each tensor's pages go back as soon as its layer is prepared) and the
+ * checkpoint is freed. Prepared for frames of the model's default size
+ * (oneDNN's layout for the weights can depend on it; other sizes ask for the
+ * same layout), in fp32 and, unless the model is loaded for fp32 or the CPU
+ * has no native bf16, in bf16. After this the model is read-only: contexts
+ * share it without locks. */
+static int vae_detach(vdit_model *m, vk_prec prec, int n_threads)
 {
-    int ret = 0;
-    pthread_mutex_lock(&m->vae_mu);
-    parts &= ~m->vae_detached;
-    if (parts) {
-        ret = vd_vae_detach_part(m->vae, kc, parts, h, w, release_vae_tensor, m->ck_vae);
-        if (!ret)
-            m->vae_detached |= parts;
-        if (m->vae_detached == (VD_VAE_ENCODER | VD_VAE_DECODER))
-            vd_ckpt_free(&m->ck_vae);
-    }
-    pthread_mutex_unlock(&m->vae_mu);
+    vk_ctx *kc = vk_ctx_new_ex(n_threads, -1, prec, &m->log);
+    if (!kc)
+        return VDIT_ERR_NOMEM;
+    int ret = vd_vae_detach_part(m->vae, kc, VD_VAE_ENCODER | VD_VAE_DECODER, m->info.height,
+                                 m->info.width, release_vae_tensor, m->ck_vae);
+    vk_ctx_free(&kc);
+    if (!ret)
+        vd_ckpt_free(&m->ck_vae);
     return ret;
 }
 
@@ -362,7 +358,6 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         snprintf(p->error, sizeof(p->error), "out of memory");
         return VDIT_ERR_NOMEM;
     }
-    pthread_mutex_init(&m->vae_mu, NULL);
     m->log.cb = p->log_cb;
     m->log.user = p->log_user;
     m->log.level = p->log_level;
@@ -390,15 +385,18 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         (ret = vd_dit_load_ex(m->ck_dit, text_len, pt->n_heads, &m->log, &m->dit)))
         goto fail;
     /* bf16 contexts read a bf16 copy of fp32/fp16 DiT weights made once here */
-    if (p->precision != VDIT_PRECISION_FP32 && vk_isa_native_bf16(vk_isa_default()) &&
-        (ret = vd_dit_prepare(m->dit, VK_PREC_BF16, n_threads))) {
+    vk_prec prep = p->precision != VDIT_PRECISION_FP32 && vk_isa_native_bf16(vk_isa_default())
+                       ? VK_PREC_BF16
+                       : VK_PREC_F32;
+    if (prep == VK_PREC_BF16 && (ret = vd_dit_prepare(m->dit, VK_PREC_BF16, n_threads))) {
         ret = vd_err(&m->log, ret, "%s: out of memory for the bf16 copy of the weights (load "
                      "with precision fp32 to do without it)", pt->dit);
         goto fail;
     }
     if ((ret = open_part(pt->vae, &m->log, n_threads, &m->ck_vae)) ||
         (ret = vd_vae_canonicalize(m->ck_vae, &m->log)) ||
-        (ret = vd_vae_load(m->ck_vae, &m->log, &m->vae)))
+        (ret = vd_vae_load(m->ck_vae, &m->log, &m->vae)) ||
+        (ret = vae_detach(m, prep, n_threads)))
         goto fail;
     if ((ret = open_part(pt->t5, &m->log, n_threads, &m->ck_t5)) ||
         (ret = vd_t5_canonicalize(m->ck_t5, &m->log)) ||
@@ -459,7 +457,6 @@ void vdit_model_free(vdit_model **pm)
     vd_ckpt_free(&m->ck_vae);
     vd_ckpt_free(&m->ck_t5);
     free(m->neg_prompt);
-    pthread_mutex_destroy(&m->vae_mu);
     free(m);
     *pm = NULL;
 }

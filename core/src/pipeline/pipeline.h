@@ -26,12 +26,9 @@
 struct vdit_model {
     vd_log log;
     vd_ckpt *ck_dit, *ck_t5;
-    /* The VAE's checkpoint until both halves are detached from it (each
-     * before its first run, vd_model_vae_detach), then NULL; vae_detached:
-     * VD_VAE_* bits done; both under vae_mu. */
+    /* The VAE's checkpoint while the model loads: NULL once the VAE is
+     * detached from it (vae_detach in model.c). */
     vd_ckpt *ck_vae;
-    int vae_detached;
-    pthread_mutex_t vae_mu;
     vd_dit *dit;
     vd_vae *vae;
     vd_t5 *t5;
@@ -50,11 +47,6 @@ struct vdit_model {
                           loop (4k frames) is re-decoded so that its first frame follows
                           its last (vd_loop_decode), "loop_history" (default 0) */
 };
-
-/* Detaches the VAE's `parts` (VD_VAE_*) from its checkpoint for h x w
- * frames if not yet done, and frees the checkpoint once both are;
- * thread-safe. Call before the model's VAE runs those parts. */
-int vd_model_vae_detach(vdit_model *m, vk_ctx *kc, int parts, int h, int w);
 
 /* A prompt's umT5 embedding (the first n real rows), cached per context. */
 typedef struct vd_text_entry {

@@ -65,15 +65,18 @@ int vd_vae_detach(vd_vae *v, vk_ctx *kc, void (*release)(void *ctx, const void *
                   void *ctx);
 /* The same for one half (or both): VD_VAE_ENCODER (the encoder and conv1),
  * VD_VAE_DECODER (conv2 and the decoder), prepared for frames of h x w
- * pixels (0: 512; vd_vae_detach uses 512 x 512). oneDNN may pick another
- * weights layout for much smaller frames, which a run at such a size then
- * prepares too: give the size that will run. The halves share no layer, so
- * one may be detached while the other runs on another thread (not while
- * the detached half runs). The checkpoint may be freed once both are. */
+ * pixels (0: 512; vd_vae_detach uses 512 x 512): oneDNN's layout for the
+ * weights is the one it picks at that size, and runs at every size ask for
+ * it. The last write to the layers: runs only read them. The halves share
+ * no layer, so one may be detached while the other runs on another thread
+ * (not while the detached half runs). The checkpoint may be freed once both
+ * are. */
 enum { VD_VAE_ENCODER = 1, VD_VAE_DECODER = 2 };
 int vd_vae_detach_part(vd_vae *v, vk_ctx *kc, int parts, int h, int w,
                        void (*release)(void *ctx, const void *data), void *ctx);
 const vd_vae_config *vd_vae_get_config(const vd_vae *v);
+/* Bytes held in the convolutions' prepared forms (vk_conv_prepared_bytes). */
+size_t vd_vae_prepared_bytes(const vd_vae *v);
 
 /* One-shot. Any T >= 1 (see the frame-count rule above): mu is
  * [z_dim, 1 + ceil((T-1)/4), H/8, W/8] normalised. log_var may be NULL. */

@@ -432,6 +432,26 @@ static void net_free(vnet *net)
     net->n = 0;
 }
 
+static size_t net_bytes(const vnet *net)
+{
+    size_t n = 0;
+    for (int i = 0; i < net->n; i++) {
+        const vnode *nd = &net->nodes[i];
+        n += vk_conv_prepared_bytes(&nd->c1) + vk_conv_prepared_bytes(&nd->c2) +
+             vk_conv_prepared_bytes(&nd->sc);
+        for (int p = 0; p < 4; p++)
+            n += vk_conv_prepared_bytes(&nd->up[p]);
+    }
+    return n;
+}
+
+size_t vd_vae_prepared_bytes(const vd_vae *v)
+{
+    return v ? net_bytes(&v->enc) + net_bytes(&v->dec) + vk_conv_prepared_bytes(&v->conv1) +
+                   vk_conv_prepared_bytes(&v->conv2)
+             : 0;
+}
+
 void vd_vae_free(vd_vae **pv)
 {
     if (!pv || !*pv)

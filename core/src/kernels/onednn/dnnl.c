@@ -2,8 +2,9 @@
  * (dnnl_sgemm) and convolution. The only file that includes dnnl.h.
  *
  * Primitives are built once per shape and kept in the vk_ctx's state (a
- * small cache, evicting the oldest). Convolution weights are reordered once
- * into the layout the chosen primitive wants and kept in the layer's prep.
+ * small cache, evicting the oldest). Convolution weights are reordered into
+ * the layout a primitive wants when the layer is detached at load and kept
+ * in the layer's prep; primitives are then asked for that layout.
  * Anything oneDNN refuses falls back to the reference kernel, so results are
  * always produced. Threads: oneDNN's OpenMP regions use the calling thread's
  * omp_get_max_threads(), which we set to vk_ctx->n_threads for each call
@@ -429,22 +430,23 @@ static void gemm_run(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k,
     }
 }
 
-/* ---- convolution ---- */
+/* ---- convolution ----
+ * A layer's prepared forms are made by vk_conv_detach while the model is
+ * loaded, and only read after it: any number of contexts run the layer at
+ * once, with no lock and nothing made behind the model's back. A run that
+ * wants a form the layer does not keep (a layer never detached, a precision
+ * it was not prepared for, a primitive refusing the kept layout) makes it
+ * for that call, in memory of its own. */
 
-static const void *conv_src(const vk_conv *cv, vt_dtype *t);
-
-#define WCACHE 4
 typedef struct conv_prep {
-    pthread_mutex_t mu;
-    float *plain; /* f32 [c_out, c_in * kd * kh * kw], made on first use */
-    float *taps;  /* f32 [kd][c_out][c_in * kh * kw] (kd > 1), made on first use */
-    int n, nt;
-    dnnl_memory_desc_t md[WCACHE];
-    float *data[WCACHE];
-    /* conv_tap: every tap as a 2D weight in layout tmd[i], tap k at k * tsz[i] */
-    dnnl_memory_desc_t tmd[WCACHE];
-    float *tdata[WCACHE];
-    size_t tsz[WCACHE];
+    float *plain; /* owned plain f32 [c_out, c_in * kd * kh * kw] (cv->w points at it) */
+    float *taps;  /* owned f32 [kd][c_out][c_in * kh * kw] of such a layer when kd > 1 */
+    /* conv_tap: every tap as a 2D weight in layout tmd[i], tap k at k * tsz[i];
+     * [0] f32 (the exact form plain weights are remade from), [1] bf16 */
+    int nt;
+    dnnl_memory_desc_t tmd[2];
+    uint8_t *tdata[2];
+    size_t tsz[2];
 } conv_prep;
 
 static void conv_prep_free(void *p)
@@ -452,13 +454,10 @@ static void conv_prep_free(void *p)
     conv_prep *cp = p;
     if (!cp)
         return;
-    for (int i = 0; i < cp->n; i++)
-        vd_free(cp->data[i]);
     for (int i = 0; i < cp->nt; i++)
         vd_free(cp->tdata[i]);
     vd_free(cp->plain);
     vd_free(cp->taps);
-    pthread_mutex_destroy(&cp->mu);
     vd_free(cp);
 }
 
@@ -467,65 +466,64 @@ int vk_dnnl_conv_prep(vk_conv *cv)
     conv_prep *cp = vd_calloc(sizeof(*cp));
     if (!cp)
         return VDIT_ERR_NOMEM;
-    pthread_mutex_init(&cp->mu, NULL);
     cv->prep = cp;
     cv->prep_free = conv_prep_free;
     return 0;
 }
 
-/* The layer's weights in layout md, made once (plain f32, then reordered)
- * and kept for the layer's life. Should a layer need more layouts than the
- * cache holds, the extra ones are made per call (*tmp set: caller frees);
- * cached buffers are never replaced since another thread may be using them. */
-static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
-                                 const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain,
-                                 float **tmp)
+static size_t conv_count(const vk_conv *cv)
+{
+    return (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
+}
+
+static float *remake_plain(const vk_conv *cv);
+
+/* Plain f32 [c_out, c_in * kd * kh * kw]: the stored or kept weights when
+ * they are aligned f32, else made into *tmp (the caller frees). NULL: out of
+ * memory. */
+static const float *plain_weights(const vk_conv *cv, float **tmp)
+{
+    *tmp = NULL;
+    if (cv->w && cv->wtype == VT_F32 && !((uintptr_t)cv->w & 3))
+        return cv->w;
+    if (!cv->w)
+        return *tmp = remake_plain(cv);
+    float *p = vd_malloc(conv_count(cv) * 4);
+    if (p)
+        vk_weights_to_f32(p, cv->w, cv->wtype, conv_count(cv));
+    return *tmp = p;
+}
+
+/* [c_out][c_in][kd][khw] -> [kd][c_out][c_in][khw] */
+static void to_taps(float *t, const float *pl, const vk_conv *cv)
+{
+    size_t khw = (size_t)cv->kh * cv->kw, co = (size_t)cv->c_out, ci = (size_t)cv->c_in;
+    size_t kd = (size_t)cv->kd;
+    for (size_t o = 0; o < co; o++)
+        for (size_t i = 0; i < ci; i++)
+            for (size_t a = 0; a < kd; a++)
+                memcpy(t + ((a * co + o) * ci + i) * khw, pl + ((o * ci + i) * kd + a) * khw,
+                       khw * sizeof(float));
+}
+
+/* f32 [kd][c_out][c_in * kh * kw]: tap k is a plain 2D weight. The kept
+ * copy, the plain weights when kd = 1, else made into *tmp (the caller
+ * frees). */
+static const float *plain_taps(const vk_conv *cv, float **tmp)
 {
     conv_prep *cp = cv->prep;
-    const float *res = NULL;
-    vt_dtype st;
-    const void *src = conv_src(cv, &st);
-    if (!src)
-        return NULL;
-    pthread_mutex_lock(&cp->mu);
-    for (int i = 0; i < cp->n; i++)
-        if (dnnl_memory_desc_equal(&cp->md[i], md)) {
-            res = cp->data[i];
-            goto done;
-        }
-    size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
-    float *pl = vd_malloc(n * 4);
-    float *out = vd_malloc(dnnl_memory_desc_get_size(md) + 64);
-    dnnl_primitive_desc_t rpd = NULL;
-    dnnl_primitive_t r = NULL;
-    if (pl && out) {
-        vk_weights_to_f32(pl, src, st, n);
-        if (!dnnl_reorder_primitive_desc_create(&rpd, plain, s->eng, md, s->eng, NULL) &&
-            !dnnl_primitive_create(&r, rpd)) {
-            int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
-            const dnnl_memory_desc_t *mds[2] = { plain, md };
-            void *ptrs[2] = { pl, out };
-            if (exec(s, c, r, 2, args, mds, ptrs) == dnnl_success) {
-                if (cp->n < WCACHE) {
-                    cp->md[cp->n] = *md;
-                    cp->data[cp->n++] = out;
-                } else {
-                    *tmp = out;
-                }
-                res = out;
-                out = NULL;
-            }
-        }
-    }
-    if (r)
-        dnnl_primitive_destroy(r);
-    if (rpd)
-        dnnl_primitive_desc_destroy(rpd);
-    vd_free(pl);
-    vd_free(out);
-done:
-    pthread_mutex_unlock(&cp->mu);
-    return res;
+    *tmp = NULL;
+    if (cv->kd == 1)
+        return plain_weights(cv, tmp);
+    if (cp->taps)
+        return cp->taps;
+    float *pt = NULL;
+    const float *pl = plain_weights(cv, &pt);
+    float *t = pl ? vd_malloc(conv_count(cv) * 4) : NULL;
+    if (t)
+        to_taps(t, pl, cv);
+    vd_free(pt);
+    return *tmp = t;
 }
 
 static dnnl_primitive_t make_reorder(dnnl_state *s, const dnnl_memory_desc_t *a,
@@ -539,6 +537,33 @@ static dnnl_primitive_t make_reorder(dnnl_state *s, const dnnl_memory_desc_t *a,
         r = NULL;
     dnnl_primitive_desc_destroy(rpd);
     return r;
+}
+
+
+/* The layer's weights in layout md for one call, in *tmp (the caller
+ * frees): reordered from plain (md_plain). */
+static const float *conv_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
+                                 const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *md_plain,
+                                 float **tmp)
+{
+    float *pt = NULL;
+    const float *pl = plain_weights(cv, &pt);
+    float *out = pl ? vd_malloc(dnnl_memory_desc_get_size(md) + 64) : NULL;
+    dnnl_primitive_t r = out ? make_reorder(s, md_plain, md) : NULL;
+    int ok = 0;
+    if (r) {
+        int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
+        const dnnl_memory_desc_t *mds[2] = { md_plain, md };
+        void *ptrs[2] = { (void *)pl, out };
+        ok = exec(s, c, r, 2, args, mds, ptrs) == dnnl_success;
+        dnnl_primitive_destroy(r);
+    }
+    vd_free(pt);
+    if (!ok) {
+        vd_free(out);
+        return NULL;
+    }
+    return *tmp = out;
 }
 
 
@@ -632,49 +657,20 @@ static prim *conv_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
     return e;
 }
 
-static float *remake_plain(const vk_conv *cv);
-
-/* Plain f32 weights [c_out, c_in * kd * kh * kw], made once (from the kept
- * form for a detached layer). */
-static const float *conv_plain_weights(const vk_conv *cv)
-{
-    conv_prep *cp = cv->prep;
-    pthread_mutex_lock(&cp->mu);
-    if (!cp->plain && cv->w) {
-        size_t n = (size_t)cv->c_out * cv->c_in * cv->kd * cv->kh * cv->kw;
-        float *p = vd_malloc(n * 4);
-        if (p)
-            vk_weights_to_f32(p, cv->w, cv->wtype, n);
-        cp->plain = p;
-    } else if (!cp->plain) {
-        cp->plain = remake_plain(cv);
-    }
-    pthread_mutex_unlock(&cp->mu);
-    return cp->plain;
-}
-
-/* The stored weights, or plain f32 remade for a detached layer. */
-static const void *conv_src(const vk_conv *cv, vt_dtype *t)
-{
-    *t = cv->w ? cv->wtype : VT_F32;
-    if (cv->w)
-        return cv->w;
-    return cv->prep ? conv_plain_weights(cv) : NULL;
-}
-
 /* A 1x1x1 convolution without stride or padding is y[co, S] = W[co, ci] x[ci, S]:
  * one GEMM on the plain layout beats a blocked convolution that needs its
  * input and output reordered (memory-bound at these arithmetic intensities). */
 static int conv_1x1(vk_ctx *c, const vk_conv *cv, const float *x, int64_t sp, float *y)
 {
-    if (!cv->prep)
-        return -1;
-    const float *w = conv_plain_weights(cv);
+    float *tmp = NULL;
+    const float *w = cv->prep ? plain_weights(cv, &tmp) : NULL;
     if (!w)
         return -1;
     omp_set_num_threads(c->n_threads);
-    if (dnnl_sgemm('N', 'N', cv->c_out, sp, cv->c_in, 1.0f, w, cv->c_in, x, sp, 0.0f, y, sp) !=
-        dnnl_success)
+    dnnl_status_t st =
+        dnnl_sgemm('N', 'N', cv->c_out, sp, cv->c_in, 1.0f, w, cv->c_in, x, sp, 0.0f, y, sp);
+    vd_free(tmp);
+    if (st != dnnl_success)
         return -1;
     if (cv->bias) {
         const float *b = cv->bias;
@@ -758,108 +754,101 @@ fallback:
 
 /* ---- convolution taps: one frame, one temporal tap, in row bands ---- */
 
-/* f32 [kd][c_out][c_in * kh * kw]: tap k is a plain 2D weight (kd = 1: the
- * plain weights). Made once. */
-static const float *conv_plain_taps(const vk_conv *cv)
-{
-    if (cv->kd == 1)
-        return conv_plain_weights(cv);
-    conv_prep *cp = cv->prep;
-    vt_dtype st;
-    const void *src = conv_src(cv, &st);
-    if (!src)
-        return NULL;
-    pthread_mutex_lock(&cp->mu);
-    if (!cp->taps) {
-        size_t khw = (size_t)cv->kh * cv->kw, co = (size_t)cv->c_out, ci = (size_t)cv->c_in;
-        size_t kd = (size_t)cv->kd, n = co * ci * kd * khw;
-        float *pl = vd_malloc(n * 4), *t = vd_malloc(n * 4);
-        if (pl && t) {
-            vk_weights_to_f32(pl, src, st, n);
-            for (size_t o = 0; o < co; o++)
-                for (size_t i = 0; i < ci; i++)
-                    for (size_t a = 0; a < kd; a++)
-                        memcpy(t + ((a * co + o) * ci + i) * khw,
-                               pl + ((o * ci + i) * kd + a) * khw,
-                               khw * sizeof(float));
-            cp->taps = t;
-            t = NULL;
-        }
-        vd_free(pl);
-        vd_free(t);
-    }
-    pthread_mutex_unlock(&cp->mu);
-    return cp->taps;
-}
-
-/* Tap k of the layer in layout md (a 2D convolution's weights). All taps
- * are made together, once per layout, straight from the stored weights (the
- * 3D layouts of `conv` are not made for layers used only through taps). A
- * layout beyond the cache is made per call (*tmp set: the caller frees). */
-static const float *tap_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
-                                const dnnl_memory_desc_t *md, int k, float **tmp)
+/* Makes taps [k0, k1) of the layer in layout md at out (tap t at
+ * (t - k0) * sz): from the stored weights (aligned f32 read in place, a tap
+ * being a strided view; other types widened one tap at a time, so there is
+ * no full-size temporary), or else from the kept f32 layout. */
+static int make_taps(dnnl_state *s, vk_ctx *c, const vk_conv *cv, const dnnl_memory_desc_t *md,
+                     int k0, int k1, size_t sz, uint8_t *out)
 {
     conv_prep *cp = cv->prep;
-    const float *res = NULL;
-    pthread_mutex_lock(&cp->mu);
-    for (int i = 0; i < cp->nt; i++)
-        if (dnnl_memory_desc_equal(&cp->tmd[i], md)) {
-            res = (const float *)((const uint8_t *)cp->tdata[i] + (size_t)k * cp->tsz[i]);
-            goto done;
-        }
-    /* unlocked: a detached layer's plain form may have to be remade */
-    pthread_mutex_unlock(&cp->mu);
-    vt_dtype st;
-    const void *src = conv_src(cv, &st);
-    pthread_mutex_lock(&cp->mu);
-    size_t sz = (dnnl_memory_desc_get_size(md) + 63) / 64 * 64;
     size_t khw = (size_t)cv->kh * cv->kw, kd = (size_t)cv->kd, coi = (size_t)cv->c_out * cv->c_in;
-    uint8_t *out = vd_malloc(sz * kd);
-    float *pl = NULL;
-    /* aligned stored f32 is read in place (a tap is a strided view); other
-     * types are widened one tap at a time: no full-size temporary, which
-     * would be left behind as heap fragments when layers are prepared in a row */
-    int direct = src && st == VT_F32 && !((uintptr_t)src & 3);
+    int direct = cv->w && cv->wtype == VT_F32 && !((uintptr_t)cv->w & 3);
     dnnl_memory_desc_t smd;
-    dnnl_dims_t dims = { cv->c_out, cv->c_in, cv->kh, cv->kw };
-    dnnl_dims_t str = { (int64_t)(cv->c_in * (direct ? kd : 1) * khw),
-                        (int64_t)((direct ? kd : 1) * khw), cv->kw, 1 };
-    dnnl_primitive_t r = NULL;
-    int ok = src && out && (direct || (pl = vd_malloc(coi * khw * 4)) != NULL) &&
-             !dnnl_memory_desc_init_by_strides(&smd, 4, dims, dnnl_f32, str) &&
-             (r = make_reorder(s, &smd, md)) != NULL;
-    size_t es = ok ? vt_dtype_size(st) : 0;
-    for (size_t t = 0; ok && t < kd; t++) {
-        void *from = (float *)src + t * khw;
-        if (!direct) {
+    const dnnl_memory_desc_t *from_md = &smd;
+    float *pl = NULL;
+    if (cv->w) {
+        dnnl_dims_t dims = { cv->c_out, cv->c_in, cv->kh, cv->kw };
+        dnnl_dims_t str = { (int64_t)(cv->c_in * (direct ? kd : 1) * khw),
+                            (int64_t)((direct ? kd : 1) * khw), cv->kw, 1 };
+        if (dnnl_memory_desc_init_by_strides(&smd, 4, dims, dnnl_f32, str) ||
+            (!direct && !(pl = vd_malloc(coi * khw * 4))))
+            return -1;
+    } else if (cp->nt) {
+        from_md = &cp->tmd[0];
+    } else {
+        return -1;
+    }
+    dnnl_primitive_t r = make_reorder(s, from_md, md);
+    int ok = r != NULL;
+    size_t es = cv->w ? vt_dtype_size(cv->wtype) : 0;
+    for (size_t t = (size_t)k0; ok && t < (size_t)k1; t++) {
+        void *from;
+        if (!cv->w) {
+            from = cp->tdata[0] + t * cp->tsz[0];
+        } else if (direct) {
+            from = (float *)cv->w + t * khw;
+        } else {
             for (size_t oi = 0; oi < coi; oi++)
-                vk_weights_to_f32(pl + oi * khw, (const uint8_t *)src + (oi * kd + t) * khw * es,
-                                  st, khw);
+                vk_weights_to_f32(pl + oi * khw,
+                                  (const uint8_t *)cv->w + (oi * kd + t) * khw * es, cv->wtype,
+                                  khw);
             from = pl;
         }
         int args[2] = { DNNL_ARG_FROM, DNNL_ARG_TO };
-        const dnnl_memory_desc_t *mds[2] = { &smd, md };
-        void *ptrs[2] = { from, out + t * sz };
+        const dnnl_memory_desc_t *mds[2] = { from_md, md };
+        void *ptrs[2] = { from, out + (t - (size_t)k0) * sz };
         ok = exec(s, c, r, 2, args, mds, ptrs) == dnnl_success;
-    }
-    if (ok) {
-        if (cp->nt < WCACHE) {
-            cp->tmd[cp->nt] = *md;
-            cp->tsz[cp->nt] = sz;
-            cp->tdata[cp->nt++] = (float *)out;
-        } else {
-            *tmp = (float *)out;
-        }
-        res = (const float *)(out + (size_t)k * sz);
-        out = NULL;
     }
     if (r)
         dnnl_primitive_destroy(r);
     vd_free(pl);
-    vd_free(out);
-done:
-    pthread_mutex_unlock(&cp->mu);
-    return res;
+    return ok ? 0 : -1;
+}
+
+/* Tap k of the layer in layout md: a kept layout, else made for this call
+ * into *tmp (the caller frees). NULL: out of memory or oneDNN refused. */
+static const float *tap_weights(dnnl_state *s, vk_ctx *c, const vk_conv *cv,
+                                const dnnl_memory_desc_t *md, int k, float **tmp)
+{
+    conv_prep *cp = cv->prep;
+    for (int i = 0; i < cp->nt; i++)
+        if (dnnl_memory_desc_equal(&cp->tmd[i], md))
+            return (const float *)(cp->tdata[i] + (size_t)k * cp->tsz[i]);
+    size_t sz = (dnnl_memory_desc_get_size(md) + 63) / 64 * 64;
+    uint8_t *out = vd_malloc(sz);
+    if (!out || make_taps(s, c, cv, md, k, k + 1, sz, out)) {
+        vd_free(out);
+        return NULL;
+    }
+    *tmp = (float *)out;
+    return (const float *)out;
+}
+
+/* A digest of a layout, for primitive cache keys. */
+static int64_t md_digest(const dnnl_memory_desc_t *md)
+{
+    uint64_t h = 1469598103934665603ull;
+#define MIX(v)                                                                                   \
+    do {                                                                                         \
+        h ^= (uint64_t)(v);                                                                      \
+        h *= 1099511628211ull;                                                                   \
+    } while (0)
+    MIX(md->ndims);
+    MIX(md->data_type);
+    MIX(md->format_kind);
+    for (int i = 0; i < md->ndims; i++) {
+        MIX(md->dims[i]);
+        MIX(md->padded_dims[i]);
+        MIX(md->format_desc.blocking.strides[i]);
+    }
+    MIX(md->format_desc.blocking.inner_nblks);
+    for (int i = 0; i < md->format_desc.blocking.inner_nblks; i++) {
+        MIX(md->format_desc.blocking.inner_blks[i]);
+        MIX(md->format_desc.blocking.inner_idxs[i]);
+    }
+#undef MIX
+    return (int64_t)(h >> 1);
 }
 
 /* Reorder a -> b that adds into b (sum post-op). */
@@ -890,7 +879,8 @@ static dnnl_primitive_t make_reorder_sum(dnnl_state *s, const dnnl_memory_desc_t
  * reordered between the plain frames and the primitive's layouts, so the
  * blocked copies are one band each. */
 static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, int bias, int acc,
-                       int hin, int pt, int pb, int h, int w, int rows, int oh, int ow, int bf16)
+                       int hin, int pt, int pb, int h, int w, int rows, int oh, int ow, int bf16,
+                       const dnnl_memory_desc_t *wfix)
 {
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     int64_t ci = cv->c_in, co = cv->c_out;
@@ -906,7 +896,8 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
                              rows,
                              oh,
                              ow,
-                             bf16 << 2 | bias << 1 | acc };
+                             bf16 << 2 | bias << 1 | acc,
+                             wfix ? md_digest(wfix) : 0 };
     prim *e = lookup(s, key);
     if (e)
         return e;
@@ -926,7 +917,14 @@ static prim *band_prim(dnnl_state *s, const vk_conv *cv, const vk_conv_geom *g, 
         dnnl_memory_desc_init_by_strides(&src_pl, 4, sdm, dnnl_f32, sst) ||
         dnnl_memory_desc_init_by_strides(&dst_pl, 4, ddm, dnnl_f32, dst_st))
         return NULL;
-    e = conv_slot(s, key, &src, &wei, bias ? &bmd : NULL, &dst, str, pl, pr, &src_pl, &dst_pl);
+    /* the layer's kept layout when it has one (its weights are then read in
+     * place), else oneDNN's choice for the shape */
+    e = wfix ? conv_slot(s, key, &src, wfix, bias ? &bmd : NULL, &dst, str, pl, pr, &src_pl,
+                         &dst_pl)
+             : NULL;
+    if (!e)
+        e = conv_slot(s, key, &src, &wei, bias ? &bmd : NULL, &dst, str, pl, pr, &src_pl,
+                      &dst_pl);
     if (!e)
         return NULL;
     e->src_re = make_reorder(s, &src_pl, &e->src_md);
@@ -948,11 +946,14 @@ static void conv_tap_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, in
     if (oh <= 0 || ow <= 0 || k < 0 || k >= cv->kd)
         return;
     int acc = (flags & VK_CONV_ACC) != 0, bias = (flags & VK_CONV_BIAS) && cv->bias;
-    int r0 = 0, co = cv->c_out, ci = cv->c_in;
-    float *wtmp = NULL;
+    int r0 = 0, co = cv->c_out, ci = cv->c_in, bf16 = c->prec == VK_PREC_BF16;
+    float *wtmp = NULL; /* weights in a layout the layer does not keep, made for this call */
+    dnnl_memory_desc_t wtmp_md;
     dnnl_state *s = state(c);
     if (!s || !cv->prep)
         goto fallback;
+    const conv_prep *cp = cv->prep;
+    const dnnl_memory_desc_t *wfix = cp->nt > bf16 ? &cp->tmd[bf16] : NULL;
     size_t per_row =
         VD_MAX((size_t)ci * (size_t)w * (size_t)g->sh, (size_t)co * (size_t)ow) * sizeof(float);
     size_t budget = c->band_bytes ? c->band_bytes : ((size_t)8 << 20);
@@ -966,13 +967,17 @@ static void conv_tap_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, in
         int a0 = i0 + pt, hin = i1 - pb - a0;
         if (hin <= 0)
             goto fallback; /* a band of padding only: not a VAE shape */
-        prim *e = band_prim(s, cv, g, bias, acc, hin, pt, pb, h, w, r1 - r0, oh, ow,
-                            c->prec == VK_PREC_BF16);
+        prim *e = band_prim(s, cv, g, bias, acc, hin, pt, pb, h, w, r1 - r0, oh, ow, bf16, wfix);
         if (!e)
             goto fallback;
-        const float *wr = tap_weights(s, c, cv, &e->wei_md, k, &wtmp);
-        if (!wr)
-            goto fallback;
+        const float *wr = wtmp;
+        if (!wtmp || !dnnl_memory_desc_equal(&wtmp_md, &e->wei_md)) {
+            vd_free(wtmp);
+            wtmp = NULL;
+            if (!(wr = tap_weights(s, c, cv, &e->wei_md, k, &wtmp)))
+                goto fallback;
+            wtmp_md = e->wei_md;
+        }
         size_t ssz = (dnnl_memory_desc_get_size(&e->src_md) + 63) / 64 * 64;
         size_t dsz = (dnnl_memory_desc_get_size(&e->dst_md) + 63) / 64 * 64;
         uint8_t *tmp = vk_scratch(c, ssz + dsz);
@@ -1004,9 +1009,8 @@ static void conv_tap_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, in
             if (exec(s, c, e->dst_re, 2, args, mds, ptrs))
                 goto fallback;
         }
-        vd_free(wtmp);
-        wtmp = NULL;
     }
+    vd_free(wtmp);
     return;
 fallback:
     vd_free(wtmp);
@@ -1022,13 +1026,16 @@ static void conv_tap_1x1_run(vk_ctx *c, const vk_conv *cv, int k, int flags, con
 {
     int co = cv->c_out, ci = cv->c_in, acc = (flags & VK_CONV_ACC) != 0;
     int bias = (flags & VK_CONV_BIAS) && cv->bias;
-    const float *wt = cv->prep ? conv_plain_taps(cv) : NULL;
+    float *tmp = NULL;
+    const float *wt = cv->prep ? plain_taps(cv, &tmp) : NULL;
     int64_t sp = (int64_t)h * w;
     if (!wt)
         goto fallback;
     omp_set_num_threads(c->n_threads);
-    if (dnnl_sgemm('N', 'N', co, sp, ci, 1.0f, wt + (size_t)k * co * ci, ci, x, sp,
-                   acc ? 1.0f : 0.0f, y, sp) != dnnl_success)
+    dnnl_status_t st = dnnl_sgemm('N', 'N', co, sp, ci, 1.0f, wt + (size_t)k * co * ci, ci, x, sp,
+                                  acc ? 1.0f : 0.0f, y, sp);
+    vd_free(tmp);
+    if (st != dnnl_success)
         goto fallback;
     if (bias) {
         const float *b = cv->bias;
@@ -1053,14 +1060,25 @@ static void conv_1x1_run(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, co
     }
 }
 
-const float *vk_dnnl_conv_plain(const vk_conv *cv)
+size_t vk_dnnl_conv_bytes(const vk_conv *cv)
 {
-    return cv->prep ? conv_plain_weights(cv) : NULL;
+    const conv_prep *cp = cv->prep;
+    size_t n = (cp->plain ? 4 : 0) * conv_count(cv) + (cp->taps ? 4 : 0) * conv_count(cv);
+    for (int i = 0; i < cp->nt; i++)
+        n += cp->tsz[i] * (size_t)cv->kd;
+    return n;
 }
 
-const float *vk_dnnl_conv_plain_taps(const vk_conv *cv)
+const float *vk_dnnl_conv_plain(const vk_conv *cv, float **tmp)
 {
-    return cv->prep ? conv_plain_taps(cv) : NULL;
+    *tmp = NULL;
+    return cv->prep ? plain_weights(cv, tmp) : NULL;
+}
+
+const float *vk_dnnl_conv_plain_taps(const vk_conv *cv, float **tmp)
+{
+    *tmp = NULL;
+    return cv->prep ? plain_taps(cv, tmp) : NULL;
 }
 
 /* ---- detaching a layer from its stored weights ---- */
@@ -1126,34 +1144,52 @@ static int conv_detach_run(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h,
     int plain = (cv->kh == 1 && cv->kw == 1) || cv->c_out <= 4 || oh <= 0 || ow <= 0;
     dnnl_state *s = plain || !c ? NULL : state(c);
     if (!plain && s) {
-        /* the layout conv_tap's first row band of an h x w frame picks */
+        /* the layout conv_tap's first row band of an h x w frame picks: in
+         * fp32 first, the exact form plain weights are remade from
+         * (remake_plain reads layout 0), then for a bf16 context its own,
+         * while the stored weights are at hand */
         size_t per_row = VD_MAX((size_t)cv->c_in * (size_t)w * (size_t)g->sh,
                                 (size_t)cv->c_out * (size_t)ow) * sizeof(float);
         size_t budget = c->band_bytes ? c->band_bytes : ((size_t)8 << 20);
         int rows = (int)VD_MAX((size_t)1, VD_MIN((size_t)oh, budget / per_row));
         int i1 = (rows - 1) * g->sh - g->ph0 + cv->kh;
-        int pt = g->ph0, pb = i1 > h ? i1 - h : 0;
-        /* the fp32 layout first: it is the exact form plain weights are
-         * remade from (remake_plain reads layout 0); a bf16 context also
-         * gets its own layout now, while the stored weights are at hand */
-        prim *e = band_prim(s, cv, g, cv->bias != NULL, 0, i1 - pb, pt, pb, h, w, rows, oh, ow, 0);
-        float *tmp = NULL;
-        int ok = e && tap_weights(s, c, cv, &e->wei_md, 0, &tmp) && !tmp && cp->nt >= 1;
-        if (ok && c->prec == VK_PREC_BF16) {
-            e = band_prim(s, cv, g, cv->bias != NULL, 0, i1 - pb, pt, pb, h, w, rows, oh, ow, 1);
-            ok = e && tap_weights(s, c, cv, &e->wei_md, 0, &tmp) && !tmp;
+        int pt = g->ph0, pb = i1 > h ? i1 - h : 0, ok = 1;
+        for (int b = 0; ok && b <= (c->prec == VK_PREC_BF16); b++) {
+            prim *e = band_prim(s, cv, g, cv->bias != NULL, 0, i1 - pb, pt, pb, h, w, rows, oh,
+                                ow, b, NULL);
+            size_t sz = e ? (dnnl_memory_desc_get_size(&e->wei_md) + 63) / 64 * 64 : 0;
+            uint8_t *out = e ? vd_malloc(sz * (size_t)cv->kd) : NULL;
+            ok = out && !make_taps(s, c, cv, &e->wei_md, 0, cv->kd, sz, out);
+            if (ok) {
+                cp->tmd[cp->nt] = e->wei_md;
+                cp->tsz[cp->nt] = sz;
+                cp->tdata[cp->nt++] = out;
+            } else {
+                vd_free(out);
+            }
         }
         if (ok) {
             cv->w = NULL;
             return 0;
         }
-        vd_free(tmp);
+        while (cp->nt > 0)
+            vd_free(cp->tdata[--cp->nt]);
     }
-    /* plain fp32 kernels (1x1, few outputs), or oneDNN refused: an owned
-     * plain copy replaces the stored weights */
-    const float *p = conv_plain_weights(cv);
-    if (!p)
+    /* plain fp32 kernels (1x1, few outputs), the reference, or oneDNN
+     * refused: an owned plain copy replaces the stored weights (and the
+     * per-tap copy beside it when there are several taps) */
+    size_t n = conv_count(cv);
+    float *p = vd_malloc(n * 4), *t = cv->kd > 1 ? vd_malloc(n * 4) : NULL;
+    if (!p || (cv->kd > 1 && !t)) {
+        vd_free(p);
+        vd_free(t);
         return VDIT_ERR_NOMEM;
+    }
+    vk_weights_to_f32(p, cv->w, cv->wtype, n);
+    if (t)
+        to_taps(t, p, cv);
+    cp->plain = p;
+    cp->taps = t;
     cv->w = p;
     cv->wtype = VT_F32;
     return 0;

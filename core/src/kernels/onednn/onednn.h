@@ -25,12 +25,13 @@ void vk_dnnl_conv_1x1(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, const
                       int h, int w, float *y);
 void vk_dnnl_conv_tap_1x1(vk_ctx *c, const vk_conv *cv, int k, int flags, const float *x, int h,
                           int w, float *y);
-/* The layer's weights back as plain f32: [c_out, c_in * kd * kh * kw], and
- * per tap [kd][c_out][c_in * kh * kw]; made once (from the kept layout for a
- * detached layer). NULL: out of memory. */
-const float *vk_dnnl_conv_plain(const vk_conv *cv);
-const float *vk_dnnl_conv_plain_taps(const vk_conv *cv);
+/* The layer's weights as plain f32: [c_out, c_in * kd * kh * kw], and per
+ * tap [kd][c_out][c_in * kh * kw]; the kept form, else made into *tmp for
+ * the caller (who frees it). NULL: out of memory. */
+const float *vk_dnnl_conv_plain(const vk_conv *cv, float **tmp);
+const float *vk_dnnl_conv_plain_taps(const vk_conv *cv, float **tmp);
 int vk_dnnl_conv_detach(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
+size_t vk_dnnl_conv_bytes(const vk_conv *cv);
 void vk_dnnl_conv_tap(vk_ctx *c, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
                       const float *x, int h, int w, float *y);
 
