@@ -749,6 +749,104 @@ static void test_grids(const char *tiny, vk_ctx *kc, vk_ctx *kr, const io_in *io
     vd_ckpt_free(&ck);
 }
 
+/* Guidance's two branches in one batched pass give bit-identical results to
+ * two passes (fp32, stacked rows: nothing per row depends on the others),
+ * and so does the pass that runs them one after the other when the batch
+ * does not fit. The step cache: a skipped step reuses the residual (same
+ * input: the same output up to rounding), max_skip bounds the skips in a
+ * row, may_skip = 0 always computes, EasyCache needs two computed steps. */
+static void test_batch_cache(const char *tiny, vk_ctx *kc, const io_in *io)
+{
+    char wpath[1024];
+    vd_log lg = { 0 };
+    snprintf(wpath, sizeof(wpath), "%s/weights.safetensors", tiny);
+    vd_ckpt *ck = NULL;
+    vd_dit *d = NULL;
+    T_CHECK(!vd_ckpt_open(wpath, &lg, &ck) && !vd_dit_canonicalize(ck, &lg) &&
+                !vd_dit_load_ex(ck, 16, 4, &lg, &d),
+            "%s", lg.msg);
+    if (!d) {
+        vd_ckpt_free(&ck);
+        return;
+    }
+    vd_dit_run *r = vd_dit_run_new(d, kc);
+    vd_dit_cond *cc = NULL, *cu = NULL;
+    T_CHECK(!vd_dit_cond_new(r, io->ctx, io->n_ctx, NULL, 0, &cc), "cond");
+    T_CHECK(!vd_dit_cond_new(r, io->ctx, 0, NULL, 0, &cu), "uncond");
+    const int64_t grids[][3] = { { 1, 4, 6 }, { 3, 8, 12 }, { 2, 10, 4 } };
+    for (size_t g = 0; cc && cu && g < sizeof(grids) / sizeof(grids[0]); g++) {
+        int64_t f = grids[g][0], h = grids[g][1], w = grids[g][2], n = 16 * f * h * w;
+        float *x = malloc(sizeof(float) * n), *a0 = malloc(sizeof(float) * n),
+              *a1 = malloc(sizeof(float) * n), *b0 = malloc(sizeof(float) * n),
+              *b1 = malloc(sizeof(float) * n);
+        t_rng rg = { 300 + g };
+        t_fill(&rg, x, n, 1.5f);
+        const vd_dit_cond *conds[2] = { cc, cu };
+        float *outs[2] = { b0, b1 };
+        int e = vd_dit_forward(r, x, NULL, f, h, w, 421.0f, cc, a0) ||
+                vd_dit_forward(r, x, NULL, f, h, w, 421.0f, cu, a1) ||
+                vd_dit_forward_batch(r, x, NULL, f, h, w, 421.0f, 2, conds, outs, 0, NULL, 0,
+                                     NULL);
+        T_CHECK(!e, "batched forward: %s", lg.msg);
+        T_CHECK(!memcmp(a0, b0, sizeof(float) * n) && !memcmp(a1, b1, sizeof(float) * n),
+                "grid %zu: the batched branches differ from two passes", g);
+        memset(b0, 0, sizeof(float) * n);
+        memset(b1, 0, sizeof(float) * n);
+        e = vd_dit_forward_batch(r, x, NULL, f, h, w, 421.0f, 2, conds, outs, 1, NULL, 0, NULL);
+        T_CHECK(!e && !memcmp(a0, b0, sizeof(float) * n) && !memcmp(a1, b1, sizeof(float) * n),
+                "grid %zu: the unbatched pass (batch over budget) differs", g);
+
+        /* TeaCache, any change below the threshold, at most one skip in a row */
+        vd_dit_cache *tc = vd_dit_cache_new(VD_CACHE_TEA, 1e9f, 1);
+        int comp[4] = { -1, -1, -1, -1 };
+        for (int s = 0; tc && s < 4; s++) {
+            e = vd_dit_forward_batch(r, x, NULL, f, h, w, 421.0f, 2, conds, outs, 0, tc, s != 3,
+                                     &comp[s]);
+            T_CHECK(!e, "cached step %d", s);
+            if (s == 1) { /* skipped: x0 + (xL - x0) through the head */
+                double rel0, rel1;
+                t_maxabs(b0, a0, (size_t)n, &rel0);
+                t_maxabs(b1, a1, (size_t)n, &rel1);
+                T_CHECK(rel0 < 1e-5 && rel1 < 1e-5, "reused step: rel %g %g", rel0, rel1);
+            }
+        }
+        T_CHECK(comp[0] == 1 && comp[1] == 0 && comp[2] == 1 && comp[3] == 1,
+                "tea: computed %d %d %d %d (want 1 0 1 1)", comp[0], comp[1], comp[2], comp[3]);
+        vd_dit_cache_free(&tc);
+        /* a threshold of 0 never skips */
+        tc = vd_dit_cache_new(VD_CACHE_TEA, 0.0f, 5);
+        for (int s = 0; tc && s < 3; s++)
+            vd_dit_forward_batch(r, x, NULL, f, h, w, 421.0f - 10 * s, 1, conds, outs, 0, tc, 1,
+                                 &comp[s]);
+        T_CHECK(comp[0] && comp[1] && comp[2], "threshold 0 skipped");
+        vd_dit_cache_free(&tc);
+        /* EasyCache: the rate needs two computed steps, then skips */
+        vd_dit_cache *ec = vd_dit_cache_new(VD_CACHE_EASY, 1e9f, 2);
+        for (int s = 0; ec && s < 4; s++) {
+            for (int64_t i = 0; i < n; i++)
+                x[i] *= 0.99f;
+            vd_dit_forward_batch(r, x, NULL, f, h, w, 421.0f - 10 * s, 1, conds, outs, 0, ec, 1,
+                                 &comp[s]);
+        }
+        T_CHECK(comp[0] == 1 && comp[1] == 1 && comp[2] == 0 && comp[3] == 0,
+                "easy: computed %d %d %d %d (want 1 1 0 0)", comp[0], comp[1], comp[2], comp[3]);
+        vd_dit_cache_free(&ec);
+        free(x);
+        free(a0);
+        free(a1);
+        free(b0);
+        free(b1);
+    }
+    T_CHECK(!vd_dit_cache_new(7, 0.1f, 1) && !vd_dit_cache_new(VD_CACHE_EASY, -1.0f, 1) &&
+                !vd_dit_cache_new(VD_CACHE_TEA, 0.1f, 0),
+            "bad cache settings accepted");
+    vd_dit_cond_free(&cc);
+    vd_dit_cond_free(&cu);
+    vd_dit_run_free(&r);
+    vd_dit_free(&d);
+    vd_ckpt_free(&ck);
+}
+
 int main(int argc, char **argv)
 {
     vd_log lg = { 0 };
@@ -784,6 +882,7 @@ int main(int argc, char **argv)
             test_layouts(tiny, tmp, kc, &in);
             test_fp8(tiny, tmp, kc, &in);
             test_grids(tiny, kc, kr, &in);
+            test_batch_cache(tiny, kc, &in);
             vd_free(in.x);
             vd_free(in.t);
             vd_free(in.ctx);

@@ -697,13 +697,17 @@ static void block_mod(const float *table, const float *e0, int64_t D, float *m)
     }
 }
 
-static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, int64_t i,
-                      int64_t L)
+/* One block over nb branches of L tokens each, stacked in x ([nb * L, D]):
+ * the row-wise work (norms, projections, FFN) on all rows at once, the
+ * attention per branch (self-attention within it, cross-attention to its
+ * cond). */
+static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *const *cds, int nb,
+                      int64_t i, int64_t Lb)
 {
     const vd_dit_config *c = &r->d->cfg;
     vk_ctx *kc = r->kc;
     const vk_funcs *f = kc->f;
-    int64_t D = c->dim, H = c->n_heads, hd = c->head_dim;
+    int64_t D = c->dim, H = c->n_heads, hd = c->head_dim, L = nb * Lb;
     float scale = (float)(1.0 / sqrt((double)hd));
     float *x = r->x, *h = r->h, *y = r->y, *m = r->mod;
     float *q = r->work, *k = q + L * D, *v = k + L * D, *o = v + L * D;
@@ -721,10 +725,16 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, 
         f->rmsnorm(kc, q, q, L, D, b->s_norm_q, c->eps);
         f->rmsnorm(kc, k, k, L, D, b->s_norm_k, c->eps);
     }
-    f->rope(kc, q, L, H, hd, D, r->rope);
-    f->rope(kc, k, L, H, hd, D, r->rope);
+    for (int bi = 0; bi < nb; bi++) {
+        f->rope(kc, q + bi * Lb * D, Lb, H, hd, D, r->rope);
+        f->rope(kc, k + bi * Lb * D, Lb, H, hd, D, r->rope);
+    }
     mark(r, VD_DIT_PROF_ELEM);
-    f->attention(kc, q, D, k, D, v, D, o, D, H, hd, L, L, L, scale, NULL);
+    for (int bi = 0; bi < nb; bi++) {
+        int64_t off = bi * Lb * D;
+        f->attention(kc, q + off, D, k + off, D, v + off, D, o + off, D, H, hd, Lb, Lb, Lb,
+                     scale, NULL);
+    }
     mark(r, VD_DIT_PROF_ATTN);
     f->linear(kc, &b->so, o, L, y, VK_ACT_NONE);
     mark(r, VD_DIT_PROF_PROJ);
@@ -741,12 +751,18 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, 
     if (b->c_norm_q)
         f->rmsnorm(kc, q, q, L, D, b->c_norm_q, c->eps);
     mark(r, VD_DIT_PROF_ELEM);
-    const float *ck = cond_k(cd, i), *cv = ck + cd->n_txt * D;
-    f->attention(kc, q, D, ck, D, cv, D, o, D, H, hd, L, cd->n_txt, cd->n_txt, scale, NULL);
-    if (cd->n_img) {
-        const float *ki = cv + cd->n_txt * D, *vi = ki + cd->n_img * D;
-        f->attention(kc, q, D, ki, D, vi, D, k, D, H, hd, L, cd->n_img, cd->n_img, scale, NULL);
-        f->add_gated(kc, o, k, L, D, NULL);
+    for (int bi = 0; bi < nb; bi++) {
+        const vd_dit_cond *cd = cds[bi];
+        int64_t off = bi * Lb * D;
+        const float *ck = cond_k(cd, i), *cv = ck + cd->n_txt * D;
+        f->attention(kc, q + off, D, ck, D, cv, D, o + off, D, H, hd, Lb, cd->n_txt, cd->n_txt,
+                     scale, NULL);
+        if (cd->n_img) {
+            const float *ki = cv + cd->n_txt * D, *vi = ki + cd->n_img * D;
+            f->attention(kc, q + off, D, ki, D, vi, D, k + off, D, H, hd, Lb, cd->n_img,
+                         cd->n_img, scale, NULL);
+            f->add_gated(kc, o + off, k + off, Lb, D, NULL);
+        }
     }
     mark(r, VD_DIT_PROF_XATTN);
     f->linear(kc, &b->co, o, L, y, VK_ACT_NONE);
@@ -763,8 +779,190 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cd, 
     mark(r, VD_DIT_PROF_ELEM);
 }
 
-int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
-                   int64_t w, float t, const vd_dit_cond *cond, float *out)
+/* ---- step cache ---------------------------------------------------------- */
+
+struct vd_dit_cache {
+    int mode, max_skip;
+    float threshold;
+    size_t n;        /* floats per branch (L * D) of the state below; 0: empty */
+    int nb;
+    float *last_in;  /* the metric's input at the previous step */
+    float *cur_in;   /* this step's patch tokens (the residual's origin) */
+    float *comp_in;  /* EASY: patch tokens at the last step computed */
+    float *comp_out; /* EASY: the first branch's block output there */
+    float *resid;    /* [nb][n] block output minus patch tokens, last step computed */
+    int have_last, have_comp, have_resid, skips;
+    double acc, k;
+};
+
+vd_dit_cache *vd_dit_cache_new(int mode, float threshold, int max_skip)
+{
+    if ((mode != VD_CACHE_EASY && mode != VD_CACHE_TEA) || !(threshold >= 0) || max_skip < 1)
+        return NULL;
+    vd_dit_cache *c = vd_calloc(sizeof(*c));
+    if (!c)
+        return NULL;
+    c->mode = mode;
+    c->threshold = threshold;
+    c->max_skip = max_skip;
+    return c;
+}
+
+static void cache_drop(vd_dit_cache *c)
+{
+    vd_free(c->last_in);
+    vd_free(c->cur_in);
+    vd_free(c->comp_in);
+    vd_free(c->comp_out);
+    vd_free(c->resid);
+    c->last_in = c->cur_in = c->comp_in = c->comp_out = c->resid = NULL;
+    c->n = 0;
+    c->nb = 0;
+}
+
+void vd_dit_cache_reset(vd_dit_cache *c)
+{
+    if (!c)
+        return;
+    c->have_last = c->have_comp = c->have_resid = c->skips = 0;
+    c->acc = c->k = 0;
+}
+
+void vd_dit_cache_free(vd_dit_cache **pc)
+{
+    vd_dit_cache *c = pc ? *pc : NULL;
+    if (!c)
+        return;
+    cache_drop(c);
+    vd_free(c);
+    *pc = NULL;
+}
+
+/* The state for nb branches of n floats; a new shape starts over. */
+static int cache_fit(vd_dit_cache *c, size_t n, int nb)
+{
+    if (c->n == n && c->nb == nb)
+        return 0;
+    cache_drop(c);
+    vd_dit_cache_reset(c);
+    c->last_in = vd_malloc(n * sizeof(float));
+    c->cur_in = vd_malloc(n * sizeof(float));
+    c->comp_in = vd_malloc(n * sizeof(float));
+    c->comp_out = vd_malloc(n * sizeof(float));
+    c->resid = vd_malloc(n * (size_t)nb * sizeof(float));
+    if (!c->last_in || !c->cur_in || !c->comp_in || !c->comp_out || !c->resid) {
+        cache_drop(c);
+        return VDIT_ERR_NOMEM;
+    }
+    c->n = n;
+    c->nb = nb;
+    return 0;
+}
+
+/* sum |a - b| / sum |b|, in double */
+static double rel_l1(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += fabs((double)a[i] - (double)b[i]);
+        den += fabs((double)b[i]);
+    }
+    return den > 0 ? num / den : (num > 0 ? INFINITY : 0);
+}
+
+/* Adds this step's change of `in` to the estimate and decides whether the
+ * step reuses the residuals. */
+static int cache_decide(vd_dit_cache *c, const float *in, int may_skip)
+{
+    int skip = 0;
+    if (c->have_last) {
+        double d = rel_l1(in, c->last_in, c->n);
+        c->acc += c->mode == VD_CACHE_EASY ? c->k * d : d;
+        skip = may_skip && c->have_resid && c->skips < c->max_skip &&
+               (c->mode != VD_CACHE_EASY || c->k > 0) && c->acc < c->threshold;
+    }
+    memcpy(c->last_in, in, c->n * sizeof(float));
+    c->have_last = 1;
+    if (skip) {
+        c->skips++;
+    } else {
+        c->skips = 0;
+        c->acc = 0;
+    }
+    return skip;
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+/* Patch embedding of x (and y) into dst [L, D]; uses work (and y's rows). */
+static int embed(vd_dit_run *r, const float *x, const float *y, int64_t x_ch, int64_t y_ch,
+                 int64_t f, int64_t h, int64_t w, int64_t L, float *dst)
+{
+    const vd_dit_config *c = &r->d->cfg;
+    int64_t pv = patch_vol(c), D = c->dim;
+    float *pt = r->work;
+    int64_t row = c->in_dim * pv;
+    vd_dit_patchify(x, x_ch, f, h, w, c->patch, 0, pt);
+    if (y_ch) {
+        /* y's patches go after x's in every row: patchify y alone, then
+         * interleave (rows are short; this is not on the hot path). */
+        float *tmp = r->y;
+        if ((size_t)(L * y_ch * pv) > (size_t)(L * D)) {
+            tmp = vd_malloc((size_t)(L * y_ch * pv) * sizeof(float));
+            if (!tmp)
+                return vd_err(r->kc->log, VDIT_ERR_NOMEM, "out of memory");
+        }
+        vd_dit_patchify(y, y_ch, f, h, w, c->patch, 0, tmp);
+        for (int64_t l = L - 1; l >= 0; l--) {
+            memmove(pt + l * row, pt + l * x_ch * pv, (size_t)(x_ch * pv) * sizeof(float));
+            memcpy(pt + l * row + x_ch * pv, tmp + l * y_ch * pv,
+                   (size_t)(y_ch * pv) * sizeof(float));
+        }
+        if (tmp != r->y)
+            vd_free(tmp);
+    }
+    r->kc->f->linear(r->kc, &r->d->patch, pt, L, dst, VK_ACT_NONE);
+    tap(r, "inter/patch_tokens", dst, (size_t)(L * D));
+    return 0;
+}
+
+/* The head on tokens xt [L, D] (not r->h or r->work), unpatchified to out. */
+static void head(vd_dit_run *r, const float *xt, int64_t f, int64_t h, int64_t w, int64_t L,
+                 float *out)
+{
+    const vd_dit *d = r->d;
+    const vd_dit_config *c = &d->cfg;
+    vk_ctx *kc = r->kc;
+    int64_t D = c->dim, pv = patch_vol(c);
+    /* modulation from e (not e0) */
+    float *m = r->mod;
+    for (int64_t j = 0; j < D; j++) {
+        m[j] = d->head_mod[j] + r->e[j];
+        m[D + j] = 1.0f + (d->head_mod[D + j] + r->e[j]);
+    }
+    kc->f->layernorm(kc, xt, r->h, L, D, m + D, m, c->eps);
+    kc->f->linear(kc, &d->head, r->h, L, r->work, VK_ACT_NONE);
+    tap(r, "inter/head_out", r->work, (size_t)(L * pv * c->out_dim));
+    vd_dit_unpatchify(r->work, c->out_dim, f, h, w, c->patch, 1, out);
+}
+
+static void blocks(vd_dit_run *r, const vd_dit_cond *const *conds, int nb, int64_t L)
+{
+    const vd_dit_config *c = &r->d->cfg;
+    for (int64_t i = 0; i < c->n_layers; i++) {
+        run_block(r, &r->d->blocks[i], conds, nb, i, L);
+        if (r->tap && nb == 1) {
+            char name[48];
+            snprintf(name, sizeof(name), "inter/block%lld_out", (long long)i);
+            tap(r, name, r->x, (size_t)(L * c->dim));
+        }
+    }
+}
+
+int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
+                         int64_t w, float t, int nb, const vd_dit_cond *const *conds,
+                         float *const *outs, size_t max_bytes, vd_dit_cache *cache,
+                         int may_skip, int *computed)
 {
     if (!r)
         return VDIT_ERR_INVALID_ARG;
@@ -772,11 +970,16 @@ int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int
     const vd_dit_config *c = &d->cfg;
     vk_ctx *kc = r->kc;
     vd_log *lg = kc->log;
-    int64_t D = c->dim, pv = patch_vol(c);
-    if (!x || !out || !cond)
+    int64_t D = c->dim;
+    if (!x || nb < 1 || nb > 2 || !conds || !outs)
         return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_forward: missing x, out or cond");
-    if (cond->d != d)
-        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_forward: cond made for another model");
+    for (int b = 0; b < nb; b++) {
+        if (!conds[b] || !outs[b])
+            return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_forward: missing x, out or cond");
+        if (conds[b]->d != d)
+            return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                          "vd_dit_forward: cond made for another model");
+    }
     if (f <= 0 || h <= 0 || w <= 0 || f % c->patch[0] || h % c->patch[1] || w % c->patch[2] ||
         f > 4096 || h > 65536 || w > 65536)
         return vd_err(lg, VDIT_ERR_INVALID_ARG,
@@ -796,9 +999,13 @@ int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int
                       (long long)c->in_dim, (long long)c->out_dim);
     int64_t gf = f / c->patch[0], gh = h / c->patch[1], gw = w / c->patch[2];
     int64_t L = gf * gh * gw;
-    int ret = ensure_acts(r, L);
+    size_t n = (size_t)(L * D);
+    int batch = nb > 1 && (!max_bytes || vd_dit_run_bytes(d, nb * L) <= max_bytes);
+    int ret = ensure_acts(r, batch ? nb * L : L);
     if (ret)
         return ret;
+    if (cache && cache_fit(cache, n, nb))
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory for the step cache");
     if (!r->rope || r->rope_f != gf || r->rope_h != gh || r->rope_w != gw) {
         vd_free(r->rope);
         r->rope = vk_rope3d_table(gf, gh, gw, c->head_dim, 10000.0, 0, 0, 0);
@@ -823,52 +1030,75 @@ int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int
     tap(r, "inter/e0", r->e0, (size_t)(6 * D));
 
     /* patch embedding: x and y side by side on channels */
-    float *pt = r->work;
-    int64_t row = c->in_dim * pv;
-    vd_dit_patchify(x, x_ch, f, h, w, c->patch, 0, pt);
-    if (y_ch) {
-        /* y's patches go after x's in every row: patchify y alone, then
-         * interleave (rows are short; this is not on the hot path). */
-        float *tmp = r->y;
-        if ((size_t)(L * y_ch * pv) > (size_t)(L * D)) {
-            tmp = vd_malloc((size_t)(L * y_ch * pv) * sizeof(float));
-            if (!tmp)
-                return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-        }
-        vd_dit_patchify(y, y_ch, f, h, w, c->patch, 0, tmp);
-        for (int64_t l = L - 1; l >= 0; l--) {
-            memmove(pt + l * row, pt + l * x_ch * pv, (size_t)(x_ch * pv) * sizeof(float));
-            memcpy(pt + l * row + x_ch * pv, tmp + l * y_ch * pv,
-                   (size_t)(y_ch * pv) * sizeof(float));
-        }
-        if (tmp != r->y)
-            vd_free(tmp);
-    }
-    fn->linear(kc, &d->patch, pt, L, r->x, VK_ACT_NONE);
-    tap(r, "inter/patch_tokens", r->x, (size_t)(L * D));
-
+    if ((ret = embed(r, x, y, x_ch, y_ch, f, h, w, L, r->x)))
+        return ret;
     mark(r, VD_DIT_PROF_OTHER);
-    for (int64_t i = 0; i < c->n_layers; i++) {
-        run_block(r, &d->blocks[i], cond, i, L);
-        if (r->tap) {
-            char name[48];
-            snprintf(name, sizeof(name), "inter/block%lld_out", (long long)i);
-            tap(r, name, r->x, (size_t)(L * D));
-        }
-    }
 
-    /* head: modulation from e (not e0) */
-    float *m = r->mod;
-    for (int64_t j = 0; j < D; j++) {
-        m[j] = d->head_mod[j] + r->e[j];
-        m[D + j] = 1.0f + (d->head_mod[D + j] + r->e[j]);
+    int skip = 0;
+    if (cache) {
+        const float *in = r->x;
+        if (cache->mode == VD_CACHE_TEA) { /* the first block's modulated input */
+            block_mod(d->blocks[0].mod, r->e0, D, r->mod);
+            fn->layernorm(kc, r->x, r->h, L, D, r->mod + D, r->mod, c->eps);
+            in = r->h;
+        }
+        skip = cache_decide(cache, in, may_skip);
+        if (!skip) /* the residual's origin */
+            memcpy(cache->cur_in, r->x, n * sizeof(float));
     }
-    fn->layernorm(kc, r->x, r->h, L, D, m + D, m, c->eps);
-    fn->linear(kc, &d->head, r->h, L, r->work, VK_ACT_NONE);
-    tap(r, "inter/head_out", r->work, (size_t)(L * pv * c->out_dim));
-    vd_dit_unpatchify(r->work, c->out_dim, f, h, w, c->patch, 1, out);
+    if (computed)
+        *computed = !skip;
+    if (skip) {
+        for (int b = 0; b < nb; b++) {
+            const float *rs = cache->resid + (size_t)b * n;
+            for (size_t j = 0; j < n; j++)
+                r->y[j] = r->x[j] + rs[j];
+            head(r, r->y, f, h, w, L, outs[b]);
+        }
+        mark(r, VD_DIT_PROF_OTHER);
+        return 0;
+    }
+    if (batch) {
+        for (int b = 1; b < nb; b++)
+            memcpy(r->x + (size_t)b * n, r->x, n * sizeof(float));
+        blocks(r, conds, nb, L);
+    }
+    for (int b = 0; b < nb; b++) {
+        float *xb = r->x + (batch ? (size_t)b * n : 0);
+        if (!batch) {
+            if (b > 0 && (ret = embed(r, x, y, x_ch, y_ch, f, h, w, L, r->x)))
+                return ret;
+            blocks(r, conds + b, 1, L);
+        }
+        if (cache) {
+            float *rs = cache->resid + (size_t)b * n;
+            for (size_t j = 0; j < n; j++)
+                rs[j] = xb[j] - cache->cur_in[j];
+            if (b == 0 && cache->mode == VD_CACHE_EASY) {
+                /* transformation rate: the output's relative change since the
+                 * last step computed over the input's */
+                if (cache->have_comp) {
+                    double din = rel_l1(cache->cur_in, cache->comp_in, n);
+                    double dout = rel_l1(xb, cache->comp_out, n);
+                    cache->k = din > 0 ? dout / din : 0;
+                }
+                memcpy(cache->comp_in, cache->cur_in, n * sizeof(float));
+                memcpy(cache->comp_out, xb, n * sizeof(float));
+                cache->have_comp = 1;
+            }
+            if (b == nb - 1)
+                cache->have_resid = 1;
+        }
+        head(r, xb, f, h, w, L, outs[b]);
+    }
     mark(r, VD_DIT_PROF_OTHER);
     return 0;
+}
+
+int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
+                   int64_t w, float t, const vd_dit_cond *cond, float *out)
+{
+    return vd_dit_forward_batch(r, x, y, f, h, w, t, 1, &cond, &out, 0, NULL, 0, NULL);
 }
 
 double vd_dit_flops(const vd_dit_config *c, int64_t L)

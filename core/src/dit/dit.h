@@ -102,6 +102,41 @@ void vd_dit_cond_free(vd_dit_cond **c);
 int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
                    int64_t w, float t, const vd_dit_cond *cond, float *out);
 
+/* Step cache: the residual the blocks add to the patch tokens (output
+ * tokens minus input tokens, before the head), kept per guidance branch at
+ * the last step computed, and reused instead of running the blocks while an
+ * estimate of how much the output would have changed since stays under a
+ * threshold (docs/sampling.md, Step caching).
+ *   VD_CACHE_EASY  EasyCache: the output's relative change over the input's
+ *                  (the transformation rate k), measured between the last
+ *                  two steps computed; each step adds k times the input's
+ *                  relative change (L1) to the estimate.
+ *   VD_CACHE_TEA   TeaCache-style: each step adds the relative L1 change of
+ *                  the first block's timestep-modulated input (no per-model
+ *                  rescaling polynomial).
+ * Skip decisions are made on the first branch and apply to all. A cache
+ * serves one denoising loop (one grid, one set of branches); reset it for
+ * another. */
+enum { VD_CACHE_OFF = 0, VD_CACHE_EASY = 1, VD_CACHE_TEA = 2 };
+typedef struct vd_dit_cache vd_dit_cache;
+/* max_skip: consecutive steps reused at most (>= 1). NULL: out of memory. */
+vd_dit_cache *vd_dit_cache_new(int mode, float threshold, int max_skip);
+void vd_dit_cache_reset(vd_dit_cache *c);
+void vd_dit_cache_free(vd_dit_cache **c);
+
+/* One forward pass of nb branches (1 or 2: the conditional and
+ * unconditional passes of guidance) over the same x and t, each under its
+ * cond, into outs[b]. The branches share every matmul (their rows stacked,
+ * the weights read once) when the activations of nb * tokens fit in
+ * `max_bytes` (0: no limit), else run one after the other; the result is
+ * the same either way. cache (may be NULL) with may_skip set lets the step
+ * reuse the cached residuals; *computed (may be NULL) says whether the
+ * blocks ran. */
+int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
+                         int64_t w, float t, int nb, const vd_dit_cond *const *conds,
+                         float *const *outs, size_t max_bytes, vd_dit_cache *cache,
+                         int may_skip, int *computed);
+
 /* Patch (un)packing, exposed for tests. Latent x: [c, f, h, w]; tokens in
  * (f, h, w) raster order over the patch grid. chan_last = 0: each token row is
  * [c, pt, ph, pw] (the Conv3d weight order, patchify); chan_last = 1: it is
