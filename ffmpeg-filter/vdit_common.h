@@ -74,6 +74,18 @@
           VDIT_FLAGS, "precision" },                                                          \
         { "bf16", "bf16 operands, fp32 accumulation", 0, AV_OPT_TYPE_CONST,                   \
           { .i64 = VDIT_PRECISION_BF16 }, 0, 0, VDIT_FLAGS, "precision" },                    \
+    { "cache", "step caching: steps reuse the DiT's last residual while it barely changes",   \
+      offsetof(type, cache), AV_OPT_TYPE_INT, { .i64 = VDIT_DEFAULT_CACHE }, VDIT_CACHE_OFF,  \
+      VDIT_CACHE_COUNT - 1, VDIT_FLAGS, "cache" },                                            \
+        { "off", "every step computed", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_CACHE_OFF }, 0, 0,\
+          VDIT_FLAGS, "cache" },                                                              \
+        { "easy", "EasyCache", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_CACHE_EASY }, 0, 0,        \
+          VDIT_FLAGS, "cache" },                                                              \
+        { "tea", "TeaCache-style", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_CACHE_TEA }, 0, 0,     \
+          VDIT_FLAGS, "cache" },                                                              \
+    { "cache_threshold", "step caching threshold, higher skips more (0: the mode's default)", \
+      offsetof(type, cache_threshold), AV_OPT_TYPE_FLOAT,                                     \
+      { .dbl = VDIT_DEFAULT_CACHE_THRESHOLD }, 0, 1000, VDIT_FLAGS },                         \
     { "model", "model folder or checkpoint (default: the bundled model)",                     \
       offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS }
 /* No private "threads": libavfilter gives an option of that name to every
@@ -195,7 +207,8 @@ static inline int vdit_fail(AVFilterContext *ctx, vdit_ctx *vctx, const char *wh
  * default" value keep what vdit_gen_params_default() chose. */
 static inline void vdit_fill_gen_params(vdit_gen_params *g, const char *prompt,
                                         const char *negative_prompt, int steps, float guidance,
-                                        float shift, int sampler, int64_t seed)
+                                        float shift, int sampler, int64_t seed, int cache,
+                                        float cache_threshold)
 {
     vdit_gen_params_default(g);
     g->prompt = prompt;
@@ -209,6 +222,8 @@ static inline void vdit_fill_gen_params(vdit_gen_params *g, const char *prompt,
     if (sampler >= 0)
         g->sampler = sampler;
     g->seed = (uint64_t)seed;
+    g->cache = cache;
+    g->cache_threshold = cache_threshold;
 }
 
 #endif /* AVFILTER_VDIT_COMMON_H */

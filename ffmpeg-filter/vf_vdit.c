@@ -48,8 +48,8 @@ typedef struct VditContext {
     /* options */
     char *prompt, *negative_prompt, *model_path;
     double strength;
-    int steps, sampler, window, overlap, async, precision;
-    float guidance, shift;
+    int steps, sampler, window, overlap, async, precision, cache;
+    float guidance, shift, cache_threshold;
     int64_t seed;
 
     vdit_model *model;
@@ -381,7 +381,7 @@ static int config_input(AVFilterLink *inlink)
     s->eof_sent = 0;
     vdit_stream_params_default(&sp);
     vdit_fill_gen_params(&sp.gen, s->prompt, s->negative_prompt, s->steps, s->guidance,
-                         s->shift, s->sampler, s->seed);
+                         s->shift, s->sampler, s->seed, s->cache, s->cache_threshold);
     sp.gen.strength = (float)s->strength;
     sp.window = s->window;
     sp.overlap = s->overlap;

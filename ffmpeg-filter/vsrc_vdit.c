@@ -39,8 +39,8 @@ typedef struct VditSrcContext {
     int w, h;
     AVRational frame_rate;
     int64_t duration;
-    int steps, sampler, window, loop, precision;
-    float guidance, shift;
+    int steps, sampler, window, loop, precision, cache;
+    float guidance, shift, cache_threshold;
     int64_t seed;
 
     vdit_model *model;
@@ -149,7 +149,7 @@ static int next_chunk(AVFilterContext *ctx)
         return 0;
     }
     vdit_fill_gen_params(&g, s->prompt, s->negative_prompt, s->steps, s->guidance, s->shift,
-                         s->sampler, s->seed);
+                         s->sampler, s->seed, s->cache, s->cache_threshold);
     g.seed = (uint64_t)s->seed + (uint64_t)s->nb_chunks; /* fresh noise per chunk */
     g.width = s->w;
     g.height = s->h;

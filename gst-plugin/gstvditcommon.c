@@ -36,6 +36,35 @@ GType gst_vdit_precision_get_type(void)
     return (GType)id;
 }
 
+GType gst_vdit_cache_get_type(void)
+{
+    static gsize id = 0;
+    static const GEnumValue values[] = {
+        { VDIT_CACHE_OFF, "every step computed", "off" },
+        { VDIT_CACHE_EASY, "EasyCache", "easy" },
+        { VDIT_CACHE_TEA, "TeaCache-style", "tea" },
+        { 0, NULL, NULL },
+    };
+    if (g_once_init_enter(&id)) {
+        GType t = g_enum_register_static("GstVditCache", values);
+        g_once_init_leave(&id, t);
+    }
+    return (GType)id;
+}
+
+void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint threshold_id)
+{
+    const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY;
+    g_object_class_install_property(oc, cache_id,
+        g_param_spec_enum("cache", "Step cache", "Step caching: steps reuse the DiT's last "
+                          "residual while it barely changes (fewer forwards, a small change "
+                          "to the result)", GST_TYPE_VDIT_CACHE, VDIT_DEFAULT_CACHE, ready));
+    g_object_class_install_property(oc, threshold_id,
+        g_param_spec_float("cache-threshold", "Step cache threshold", "Higher skips more "
+                           "(0: the mode's default)", 0.0f, 1000.0f,
+                           (float)VDIT_DEFAULT_CACHE_THRESHOLD, ready));
+}
+
 /* The last error vdit logged on an element, kept to name the reason when a
  * call fails without a context to ask (vdit_ctx_init). */
 static GQuark last_error_quark(void)

@@ -14,6 +14,11 @@ GST_DEBUG_CATEGORY_EXTERN(gst_vdit_debug);
 GType gst_vdit_sampler_get_type(void);
 #define GST_TYPE_VDIT_PRECISION (gst_vdit_precision_get_type())
 GType gst_vdit_precision_get_type(void);
+#define GST_TYPE_VDIT_CACHE (gst_vdit_cache_get_type())
+GType gst_vdit_cache_get_type(void);
+
+/* The step-caching properties both elements have ("cache", "cache-threshold"). */
+void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint threshold_id);
 
 /* vdit_log_fn forwarding to the GStreamer debug log of the element in `user`. */
 void gst_vdit_log(void *user, int level, const char *msg);

@@ -48,6 +48,8 @@ enum {
     PROP_MODEL,
     PROP_THREADS,
     PROP_PRECISION,
+    PROP_CACHE,
+    PROP_CACHE_THRESHOLD,
 };
 
 #define VDIT_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBA, BGRA, ARGB, ABGR, RGBx, BGRx, xRGB, xBGR, " \
@@ -65,7 +67,8 @@ struct _GstVdit {
     /* properties, under the object lock */
     gchar *prompt, *negative_prompt, *model_path;
     gdouble strength, guidance, shift;
-    gint steps, sampler, window, overlap, threads, precision;
+    gint steps, sampler, window, overlap, threads, precision, cache;
+    gfloat cache_threshold;
     guint64 seed;
     gboolean update_pending;
 
@@ -130,6 +133,8 @@ static gboolean open_stream(GstVdit *self)
     sp.gen.shift = (float)self->shift;
     sp.gen.seed = self->seed;
     sp.gen.sampler = self->sampler;
+    sp.gen.cache = self->cache;
+    sp.gen.cache_threshold = self->cache_threshold;
     sp.window = self->window;
     sp.overlap = self->overlap;
     self->update_pending = FALSE;
@@ -456,6 +461,8 @@ static void gst_vdit_set_property(GObject *obj, guint id, const GValue *v, GPara
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
+    case PROP_CACHE: self->cache = g_value_get_enum(v); break;
+    case PROP_CACHE_THRESHOLD: self->cache_threshold = g_value_get_float(v); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -480,6 +487,8 @@ static void gst_vdit_get_property(GObject *obj, guint id, GValue *v, GParamSpec 
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
+    case PROP_CACHE: g_value_set_enum(v, self->cache); break;
+    case PROP_CACHE_THRESHOLD: g_value_set_float(v, self->cache_threshold); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -552,6 +561,7 @@ static void gst_vdit_class_init(GstVditClass *klass)
         g_param_spec_enum("precision", "Precision", "Arithmetic of the products (auto: bf16 "
                           "where the CPU has bf16 instructions, else fp32)",
                           GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
+    gst_vdit_install_cache_props(oc, PROP_CACHE, PROP_CACHE_THRESHOLD);
 
     gst_element_class_add_static_pad_template(ec, &sink_template);
     gst_element_class_add_static_pad_template(ec, &src_template);

@@ -44,6 +44,8 @@ enum {
     PROP_MODEL,
     PROP_THREADS,
     PROP_PRECISION,
+    PROP_CACHE,
+    PROP_CACHE_THRESHOLD,
 };
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
@@ -57,7 +59,8 @@ struct _GstVditSrc {
 
     /* properties, under the object lock */
     gchar *prompt, *negative_prompt, *model_path;
-    gint steps, sampler, num_frames, threads, precision;
+    gint steps, sampler, num_frames, threads, precision, cache;
+    gfloat cache_threshold;
     gdouble guidance, shift;
     guint64 seed;
     gboolean loop;
@@ -201,6 +204,8 @@ static void fill_params(GstVditSrc *self, vdit_gen_params *p, gchar **prompt, gc
     p->shift = (float)self->shift;
     p->seed = self->seed;
     p->sampler = self->sampler;
+    p->cache = self->cache;
+    p->cache_threshold = self->cache_threshold;
     p->n_frames = self->num_frames;
     p->loop = self->loop;
     GST_OBJECT_UNLOCK(self);
@@ -358,6 +363,8 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
+    case PROP_CACHE: self->cache = g_value_get_enum(v); break;
+    case PROP_CACHE_THRESHOLD: self->cache_threshold = g_value_get_float(v); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -381,6 +388,8 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
+    case PROP_CACHE: g_value_set_enum(v, self->cache); break;
+    case PROP_CACHE_THRESHOLD: g_value_set_float(v, self->cache_threshold); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -459,6 +468,7 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
         g_param_spec_enum("precision", "Precision", "Arithmetic of the products (auto: bf16 "
                           "where the CPU has bf16 instructions, else fp32)",
                           GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
+    gst_vdit_install_cache_props(oc, PROP_CACHE, PROP_CACHE_THRESHOLD);
 
     gst_element_class_add_static_pad_template(ec, &src_template);
     gst_element_class_set_static_metadata(ec, "vdit video generator", "Source/Video",

@@ -13,6 +13,7 @@ int bench_kernels(int argc, char **argv);
 int bench_dit(int argc, char **argv);
 int bench_vae(int argc, char **argv);
 int bench_t5(int argc, char **argv);
+int bench_cache(int argc, char **argv);
 
 /* Shared helpers for bench files: --threads N parsing (a bad value sets
  * *bad); --precision fp32|bf16|auto and --isa LEVEL (0, or -1 for an
@@ -25,6 +26,12 @@ int bench_parse_prec(const char *arg, vk_prec *p);
 int bench_parse_isa(const char *arg, int *isa);
 int bench_resolve(const char *who, int threads, int isa, vk_prec prec, vk_isa *isa_out,
                   vk_prec *prec_out);
+
+/* The 1.3B DiT with random fp16 weights (bench_dit.c's), written to a
+ * temporary file, loaded and the file unlinked. 0 or VDIT_ERR_*. */
+struct vd_ckpt;
+struct vd_dit;
+int bench_random_dit(struct vd_ckpt **ck, struct vd_dit **d, vd_log *lg);
 
 /* splitmix64: the next value of the generator whose state is *s. */
 uint64_t bench_rng_next(uint64_t *s);

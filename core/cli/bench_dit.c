@@ -290,6 +290,24 @@ done:
     return ret;
 }
 
+int bench_random_dit(vd_ckpt **ck, vd_dit **d, vd_log *lg)
+{
+    bcfg c = { .dim = 1536, .ffn = 8960, .text_dim = 4096, .freq = 256, .in_dim = 16,
+               .out_dim = 16, .layers = 30, .heads = 12, .text_len = 512, .f = 5, .h = 24, .w = 40 };
+    spec *sp = calloc((size_t)(16 + c.layers * 40), sizeof(*sp));
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/vdit_bench_random_dit_%d.safetensors", dir, (int)getpid());
+    int ret = !sp ? VDIT_ERR_NOMEM : 0;
+    if (!ret && write_weights(path, sp, make_specs(&c, sp), VT_F16))
+        ret = vd_err(lg, VDIT_ERR_IO, "cannot write %s", path);
+    free(sp);
+    if (!ret && !(ret = vd_ckpt_open(path, lg, ck)) && !(ret = vd_dit_canonicalize(*ck, lg)))
+        ret = vd_dit_load_ex(*ck, c.text_len, c.heads, lg, d);
+    unlink(path); /* mapped: the pages stay until the checkpoint is freed */
+    return ret;
+}
+
 /* One PyTorch baseline of --torch: how it runs, then what it measured. */
 typedef struct trow {
     const char *name;  /* until it ran: "PyTorch 2 bf16", ... */

@@ -23,8 +23,8 @@ enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 typedef struct opts {
     const char *prompt, *negative, *input, *input2, *output, *model, *expand, *expand_model;
     int width, height, frames, steps, sampler, threads, frames_new, backward, window, quiet;
-    int precision;
-    double fps, guidance, shift, strength;
+    int precision, cache, cache_max_skip;
+    double fps, guidance, shift, strength, cache_threshold, cache_start, cache_end, guidance_end;
     uint64_t seed;
     int have_seed;
 } opts;
@@ -80,6 +80,16 @@ static void usage(enum op op, FILE *o)
                "  --shift X              timestep shift (default: the model's; Wan2.1: 5)\n"
                "  --sampler NAME         unipc (default), dpm++ or euler\n"
                "  --seed N               noise seed (default: random, printed)\n"
+               "  --cache MODE           step caching: off (default), easy (EasyCache) or tea\n"
+               "                         (TeaCache-style): steps reuse the DiT's last residual\n"
+               "                         while the estimated change stays small (fewer forwards)\n"
+               "  --cache-threshold X    > 0, default the mode's: higher skips more\n"
+               "  --cache-start X, --cache-end X\n"
+               "                         the part of the steps (fractions, default the mode's)\n"
+               "                         in which steps may be reused\n"
+               "  --cache-max-skip N     steps reused in a row at most (default the mode's)\n"
+               "  --guidance-end X       guidance over the first fraction X of the steps only\n"
+               "                         (0..1, default 1: all)\n"
                "  --model PATH           model folder or checkpoint (default: the bundled model)\n"
                "  --threads N            CPU threads (default: all cores)\n"
                "  --precision P          auto (default: bf16 where the CPU computes it natively,\n"
@@ -206,6 +216,25 @@ static int parse(enum op op, int argc, char **argv, opts *o)
                          : !strcmp(val, "euler")                          ? VDIT_SAMPLER_EULER
                                                                           : -1;
             ok = o->sampler < 0 ? -1 : 0;
+        } else if (!strcmp(name, "--cache")) {
+            o->cache = !strcmp(val, "off")    ? VDIT_CACHE_OFF
+                       : !strcmp(val, "easy") ? VDIT_CACHE_EASY
+                       : !strcmp(val, "tea")  ? VDIT_CACHE_TEA
+                                              : -1;
+            ok = o->cache < 0 ? -1 : 0;
+        } else if (!strcmp(name, "--cache-threshold")) {
+            ok = parse_num(val, 1e-9, 1000, &o->cache_threshold);
+        } else if (!strcmp(name, "--cache-start")) {
+            ok = parse_num(val, 0, 1, &o->cache_start);
+        } else if (!strcmp(name, "--cache-end")) {
+            ok = parse_num(val, 1e-9, 1, &o->cache_end);
+        } else if (!strcmp(name, "--cache-max-skip")) {
+            double v = 0;
+            ok = parse_num(val, 1, 1000, &v);
+            o->cache_max_skip = (int)v;
+            ok = ok || v != (double)o->cache_max_skip ? -1 : 0;
+        } else if (!strcmp(name, "--guidance-end")) {
+            ok = parse_num(val, 1e-9, 1, &o->guidance_end);
         } else if (!strcmp(name, "--precision")) {
             o->precision = !strcmp(val, "auto")   ? VDIT_PRECISION_AUTO
                            : !strcmp(val, "fp32") ? VDIT_PRECISION_FP32
@@ -405,6 +434,12 @@ static int run(enum op op, int argc, char **argv)
     gp.sampler = o.sampler;
     gp.strength = (float)o.strength;
     gp.loop = op == OP_LOOP;
+    gp.cache = o.cache;
+    gp.cache_threshold = (float)o.cache_threshold;
+    gp.cache_start = (float)o.cache_start;
+    gp.cache_end = (float)o.cache_end;
+    gp.cache_max_skip = o.cache_max_skip;
+    gp.guidance_end = (float)o.guidance_end;
     if (o.have_seed) {
         gp.seed = o.seed;
     } else {
@@ -450,6 +485,11 @@ static int run(enum op op, int argc, char **argv)
         fprintf(stderr, "vdit %s: %s\n", op_names[op], err);
         goto done;
     }
+    vdit_stats st;
+    if (!o.quiet && !vdit_ctx_get_stats(ctx, &st))
+        fprintf(stderr, "vdit %s: %lld of %lld DiT forwards computed%s\n", op_names[op],
+                (long long)st.forwards, (long long)st.forwards_total,
+                o.cache ? " (step cache on)" : "");
     if (!o.quiet)
         fprintf(stderr, "vdit %s: wrote %s (%dx%d, %d frame%s, %.3g fps)\n", op_names[op],
                 o.output, out->width, out->height, out->n_frames, out->n_frames == 1 ? "" : "s",

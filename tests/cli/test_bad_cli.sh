@@ -43,7 +43,9 @@ expect 2 "needs a value" generate --output a.y4m --steps
 expect 2 "--output is required" generate $common
 for o in "--width 0" "--width -5" "--width 99999" "--height abc" "--frames 0" "--frames -1" \
          "--steps 0" "--steps 1.5" "--steps 12x" "--fps 0" "--guidance -1" "--guidance inf" \
-         "--shift 0" "--threads 0" "--seed -1" "--seed 1x" "--sampler foo"; do
+         "--shift 0" "--threads 0" "--seed -1" "--seed 1x" "--sampler foo" "--cache foo" \
+         "--cache-threshold 0" "--cache-threshold -1" "--cache-start 1.5" "--cache-end 0" \
+         "--cache-max-skip 0" "--cache-max-skip 2.5" "--guidance-end 0" "--guidance-end 2"; do
     expect 2 "bad value" generate $o --output a.y4m --model "$model"
 done
 for o in "--strength 1.5" "--strength -0.1" "--strength nan" "--strength x"; do
@@ -79,6 +81,10 @@ for s in "1 1 1" "2 2 2" "7 5 3" "130 74 1" "4097 9 1"; do
     expect 0 "" generate $common --width "$1" --height "$2" --frames "$3" --output "g$1x$2.y4m"
 done
 expect 0 "" generate $common --frames 1 --width 16 --height 16 --output one.png
+# step caching: runs, and the summary says how many forwards were computed
+expect 0 "DiT forwards computed (step cache on)" generate --model "$model" --threads 1 \
+    --steps 8 --seed 1 --cache tea --cache-threshold 0.5 --cache-start 0.2 --cache-end 0.9 \
+    --cache-max-skip 2 --guidance-end 0.5 --width 16 --height 16 --frames 5 --output c.y4m
 expect 0 "" edit $common --input g7x5.y4m --output e7x5.y4m
 expect 0 "" extend $common --input g1x1.y4m --frames-new 2 --output x1x1.y4m
 # image to video runs at the model's rate (the tiny model's 8), not the

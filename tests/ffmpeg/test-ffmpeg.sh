@@ -77,14 +77,14 @@ enc=mpeg4
 h=$("$ff" -hide_banner -h filter=vdit 2>&1)
 miss=""
 for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model \
-         window overlap async; do
+         window overlap async cache cache_threshold; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vdit options documented" || fail "vdit options documented" "missing$miss"
 h=$("$ff" -hide_banner -h filter=vditsrc 2>&1)
 miss=""
 for o in prompt negative_prompt size s rate r duration d seed steps guidance sampler shift \
-         model loop; do
+         model loop cache cache_threshold; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vditsrc options documented" || fail "vditsrc options documented" "missing$miss"
@@ -94,6 +94,10 @@ expect_error "strength out of range" "strength.*out of range" \
   -f lavfi -i "$src_clip" -vf vdit=strength=2 -f null -
 expect_error "unknown sampler" "sampler|foo" \
   -f lavfi -i "$src_clip" -vf vdit=sampler=foo -f null -
+expect_error "unknown cache mode" "cache|foo" \
+  -f lavfi -i "$src_clip" -vf vdit=cache=foo -f null -
+expect_error "cache threshold out of range" "cache_threshold.*out of range" \
+  -f lavfi -i "$src_clip" -vf vdit=cache_threshold=-1 -f null -
 expect_error "unknown option" "bogus.*not found|not found.*bogus" \
   -f lavfi -i "$src_clip" -vf vdit=bogus=1 -f null -
 expect_error "overlap not below window" "overlap \(9\) must be smaller than window \(9\)" \
@@ -195,6 +199,16 @@ for s in 0 0.3 0.9; do
     expect_same_timing "vdit strength $s keeps every frame" "$tmp/ref.md5" "$tmp/e$s.md5"
   fi
 done
+# step caching: the same edit with cache=easy keeps every frame and says how
+# many forwards it computed
+if run editcache -v verbose -f lavfi -i "$clip" \
+     -vf "vdit=$M:steps=10:strength=0.9:window=9:cache=easy:cache_threshold=0.2" \
+     -fps_mode passthrough -f framemd5 "$tmp/ecache.md5"; then
+  expect_same_timing "vdit cache=easy keeps every frame" "$tmp/ref.md5" "$tmp/ecache.md5"
+  grep -q "DiT forwards computed (step cache on)" "$tmp/editcache.log" &&
+    pass "vdit cache=easy reports the forwards computed" ||
+    fail "vdit cache=easy reports the forwards computed" "no count in the log"
+fi
 grep -q "denoise" "$tmp/edit0.9.log" && pass "progress at verbose level" ||
   fail "progress at verbose level" "no 'denoise' lines"
 # Farther from the strength-0 result (the input through the model's VAE)

@@ -84,6 +84,21 @@ gst-launch-1.0 -q videotestsrc num-buffers=12 pattern=ball \
 check "vdit keeps every frame (12 in, 12 out)" "[ \$(frames '$tmp/edit.y4m') = 12 ]"
 check "vdit changes the content" "! cmp -s '$tmp/edit.y4m' '$tmp/plain.y4m'"
 
+# step caching: the same edit with cache=easy (10 steps, so that some are reused)
+gst-launch-1.0 -q videotestsrc num-buffers=12 pattern=ball \
+  ! video/x-raw,format=I420,width=66,height=38,framerate=10/1 \
+  ! vdit model="$model" steps=10 guidance=1 strength=0.9 window=5 cache=easy cache-threshold=0.2 \
+  ! y4menc ! filesink location="$tmp/cache.y4m" >"$tmp/cache.log" 2>&1
+check "vdit cache=easy keeps every frame (12 in, 12 out)" "[ \$(frames '$tmp/cache.y4m') = 12 ]"
+# bad values are refused with a message naming the property
+for bad in cache=foo cache-threshold=-1 cache-threshold=abc; do
+  gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model="$model" $bad ! fakesink \
+    >"$tmp/badcache.log" 2>&1
+  rc=$?
+  check "vdit $bad: refused with a message" \
+    "[ $rc -ne 0 ] && grep -qi 'cache' '$tmp/badcache.log'"
+done
+
 # a missing model is a clear error, not a crash
 gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model=/nonexistent ! fakesink >"$tmp/bad.log" 2>&1
 rc=$?

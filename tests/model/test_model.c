@@ -25,7 +25,7 @@ typedef struct env {
     vdit_model *model;
     vdit_ctx *ctx;
     vdit_model_info info;
-    int steps;
+    int steps, cache;
     char prompt[MAX_PROMPTS][160];
     int colour[MAX_PROMPTS], motion[MAX_PROMPTS];
     int n_prompts;
@@ -63,6 +63,7 @@ static void params(const env *e, vdit_gen_params *p, const char *prompt, uint64_
     p->prompt = prompt;
     p->seed = seed;
     p->steps = e->steps;
+    p->cache = e->cache;
 }
 
 static const uint8_t *frame(const vdit_video *v, int i)
@@ -374,6 +375,11 @@ int main(int argc, char **argv)
     int threads = s ? atoi(s) : 1;
     s = getenv("VDIT_TEST_STEPS");
     e.steps = s ? atoi(s) : 0;
+    /* the criteria again with step caching on (meson: model_*_cache) */
+    s = getenv("VDIT_TEST_CACHE");
+    e.cache = !s ? VDIT_CACHE_OFF : !strcmp(s, "easy") ? VDIT_CACHE_EASY
+              : !strcmp(s, "tea") ? VDIT_CACHE_TEA : -1;
+    T_CHECK(e.cache >= 0, "VDIT_TEST_CACHE=%s: not easy or tea", s);
     T_CHECK(read_prompts(&e, argv[3]) == 0 && e.n_prompts >= 20, "prompts %s: %d read", argv[3],
             e.n_prompts);
     vdit_model_params mp;
@@ -392,8 +398,9 @@ int main(int argc, char **argv)
         vdit_model_free(&e.model);
         T_DONE();
     }
-    printf("model %s: %dx%d, %d frames, %d steps (running %d), %d thread(s)\n", dir, e.info.width,
-           e.info.height, e.info.n_frames, e.info.steps, e.steps ? e.steps : e.info.steps, threads);
+    printf("model %s: %dx%d, %d frames, %d steps (running %d), %d thread(s), cache %d\n", dir,
+           e.info.width, e.info.height, e.info.n_frames, e.info.steps,
+           e.steps ? e.steps : e.info.steps, threads, e.cache);
     double t0 = cpu_s();
     if (!strcmp(what, "adherence"))
         test_adherence(&e);

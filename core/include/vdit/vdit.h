@@ -206,6 +206,17 @@ VDIT_API const char *vdit_ctx_compute(const vdit_ctx *c);
  * the next call on the context. */
 VDIT_API const char *vdit_ctx_last_error(const vdit_ctx *c);
 
+/* What the last operation on c did (counts over all its windows). */
+typedef struct vdit_stats {
+    int64_t forwards;       /* DiT forwards computed (one per guidance branch) */
+    int64_t forwards_total; /* forwards the steps run would take uncached */
+    uint8_t reserved[64];
+} vdit_stats;
+
+/* Fills *out for the last operation (zeros before the first). Returns 0 or
+ * VDIT_ERR_INVALID_ARG. */
+VDIT_API int vdit_ctx_get_stats(const vdit_ctx *c, vdit_stats *out);
+
 /* Asks a running call on this context to stop at its next step boundary
  * (it then returns VDIT_ERR_CANCELLED). Safe to call from any thread. The
  * flag clears when the next call on the context starts. */
@@ -237,6 +248,20 @@ enum vdit_sampler {
     VDIT_SAMPLER_COUNT
 };
 
+/* Step caching (docs/sampling.md, "Step caching"): a step may reuse the
+ * residual the DiT's blocks added at the last step computed, per guidance
+ * branch, while an estimate of how much their output would have changed
+ * since stays under a threshold. Fewer DiT forwards, a small change to the
+ * result. */
+enum vdit_cache {
+    VDIT_CACHE_OFF = 0,  /* every step computed */
+    VDIT_CACHE_EASY = 1, /* EasyCache: the output's change estimated from the
+                            input's, at the rate measured between computed steps */
+    VDIT_CACHE_TEA = 2,  /* TeaCache-style: the relative change of the first
+                            block's timestep-modulated input */
+    VDIT_CACHE_COUNT
+};
+
 /* The defaults vdit_gen_params_default(), vdit_stream_params_default() and
  * vdit_ctx_params_default() set, defined once here so that the vdit command
  * and the FFmpeg and GStreamer adapters offer the same ones. Plain constant
@@ -254,6 +279,8 @@ enum vdit_sampler {
 #define VDIT_DEFAULT_OVERLAP 0       /* streaming: automatic (one latent frame) */
 #define VDIT_DEFAULT_THREADS 0       /* all cores */
 #define VDIT_DEFAULT_PRECISION VDIT_PRECISION_AUTO
+#define VDIT_DEFAULT_CACHE VDIT_CACHE_OFF
+#define VDIT_DEFAULT_CACHE_THRESHOLD 0.0 /* auto: the mode's (docs/sampling.md) */
 
 /* Parameters of one generation or edit. Strings are borrowed: they must stay
  * valid during the call only. Defaults are those vdit_gen_params_default()
@@ -293,7 +320,17 @@ typedef struct vdit_gen_params {
                                     then re-encoded after its last frame and decoded so
                                     (a model's vdit.json "loop_turns": 0 leaves that out
                                     and the length as asked); fewer: a circular timeline */
-    uint8_t reserved[64];
+    int cache;                   /* enum vdit_cache, default VDIT_CACHE_OFF */
+    float cache_threshold;       /* > 0; default 0: the mode's (docs/sampling.md) */
+    float cache_start, cache_end; /* the part of the steps run in which steps may be
+                                    reused, as fractions, 0 <= start < end <= 1;
+                                    default 0, 0: the mode's */
+    int cache_max_skip;          /* steps reused in a row at most, 1..1000; default 0:
+                                    the mode's */
+    float guidance_end;          /* guidance over the first fraction of the steps run
+                                    only, (0, 1]; the rest run the prompt alone, one
+                                    DiT call per step. Default 0: all steps */
+    uint8_t reserved[40];
 } vdit_gen_params;
 
 VDIT_API void vdit_gen_params_default(vdit_gen_params *p);

@@ -64,6 +64,14 @@ int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
     return 0;
 }
 
+int vdit_ctx_get_stats(const vdit_ctx *c, vdit_stats *out)
+{
+    if (!c || !out)
+        return VDIT_ERR_INVALID_ARG;
+    *out = c->stats;
+    return 0;
+}
+
 void vdit_ctx_free(vdit_ctx **pc)
 {
     vdit_ctx *c = pc ? *pc : NULL;
@@ -102,6 +110,7 @@ void vdit_ctx_cancel(vdit_ctx *c)
 void vd_ctx_begin(vdit_ctx *c)
 {
     c->log.msg[0] = 0;
+    memset(&c->stats, 0, sizeof(c->stats));
     atomic_store(&c->cancel, 0);
 }
 

@@ -38,6 +38,55 @@ int vd_check_strength(vd_log *lg, float s)
     return vd_err(lg, VDIT_ERR_INVALID_ARG, "strength %g out of range [0, 1]", (double)s);
 }
 
+/* Each caching mode's defaults: threshold, the part of the steps where
+ * steps may be reused, and how many in a row (docs/sampling.md: chosen on
+ * `vdit bench cache`). */
+static const struct {
+    float threshold, start, end;
+    int max_skip;
+} cache_defaults[VDIT_CACHE_COUNT] = {
+    [VDIT_CACHE_EASY] = { 0.1f, 0.1f, 1.0f, 4 },
+    [VDIT_CACHE_TEA] = { 0.08f, 0.1f, 1.0f, 4 },
+};
+
+static int resolve_cache(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
+{
+    if (p->cache < 0 || p->cache >= VDIT_CACHE_COUNT)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "cache mode %d unknown (0 off, 1 easy, 2 tea)", p->cache);
+    if (!(p->cache_threshold >= 0 && p->cache_threshold <= 1000))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "cache threshold %g out of range (> 0, or 0 for the mode's default)",
+                      (double)p->cache_threshold);
+    int mode = p->cache;
+    int both = p->cache_start == 0 && p->cache_end == 0;
+    float start = both ? cache_defaults[mode].start : p->cache_start;
+    float end = p->cache_end > 0 ? p->cache_end : cache_defaults[mode].end;
+    if (mode != VDIT_CACHE_OFF && !(start >= 0 && end <= 1 && start < end))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "cache start %g / end %g: want 0 <= start < end <= 1 (0: the mode's)",
+                      (double)p->cache_start, (double)p->cache_end);
+    if (p->cache_max_skip < 0 || p->cache_max_skip > 1000)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "cache max skip %d out of range (1..1000, or 0 for the mode's default)",
+                      p->cache_max_skip);
+    if (!(p->guidance_end >= 0 && p->guidance_end <= 1))
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                      "guidance end %g out of range (0, 1] (0: all steps)",
+                      (double)p->guidance_end);
+    rp->cache = p->cache == VDIT_CACHE_EASY ? VD_CACHE_EASY
+                : p->cache == VDIT_CACHE_TEA ? VD_CACHE_TEA
+                                             : VD_CACHE_OFF;
+    rp->cache_threshold = p->cache_threshold > 0 ? p->cache_threshold
+                                                  : cache_defaults[p->cache].threshold;
+    rp->cache_start = start;
+    rp->cache_end = end;
+    rp->cache_max_skip = p->cache_max_skip > 0 ? p->cache_max_skip
+                                               : cache_defaults[p->cache].max_skip;
+    rp->guidance_end = p->guidance_end > 0 ? p->guidance_end : 1.0f;
+    return 0;
+}
+
 int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
 {
     const vdit_model_info *in = &c->model->info;
@@ -62,7 +111,7 @@ int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
     rp->sampler = smp == VDIT_SAMPLER_DPMPP   ? VD_SAMPLER_DPMPP
                   : smp == VDIT_SAMPLER_EULER ? VD_SAMPLER_EULER
                                               : VD_SAMPLER_UNIPC;
-    return 0;
+    return resolve_cache(c, p, rp);
 }
 
 /* ---- pixels ---------------------------------------------------------------- */
@@ -127,6 +176,10 @@ static void gather(float *dst, int64_t ld, const float *src, int64_t lt, int64_t
                    sizeof(float) * (size_t)hw);
 }
 
+/* Guidance's branches run as one batched pass when its activations fit in
+ * this (else one after the other, with the same result). */
+#define VD_GUIDANCE_BATCH_BYTES ((size_t)3 << 30)
+
 int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out)
 {
     vdit_model *m = c->model;
@@ -140,7 +193,9 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
           *dec_in = NULL, *px = NULL;
     uint8_t *fixed = NULL;
     vd_sampler *s = NULL;
+    vd_dit_cache *cache = NULL;
     const vd_dit_cond *cond = NULL, *uncond = NULL;
+    int64_t fwd = 0, fwd_total = 0;
     *out = NULL;
 
     x = vd_malloc(sizeof(float) * (size_t)n);
@@ -192,6 +247,9 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     int64_t n1 = job->circular ? ch * (lt + 1) * hw : n;
     if (n_run > 0) {
         s = vd_sampler_new(rp->sampler, steps, rp->shift, n);
+        if (rp->cache != VD_CACHE_OFF &&
+            !(cache = vd_dit_cache_new(rp->cache, rp->cache_threshold, rp->cache_max_skip)))
+            goto nomem;
         vc = vd_malloc(sizeof(float) * (size_t)n1);
         vu = vd_malloc(sizeof(float) * (size_t)n1);
         xr = vd_malloc(sizeof(float) * (size_t)n1);
@@ -230,11 +288,20 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
             xin = xr;
         }
         float t = (float)vd_sampler_timestep(s, i);
-        if ((ret = vd_dit_forward(c->run, xin, NULL, lin, lh, lw, t, cond, vc)))
+        /* both branches of guidance in one batched pass; steps in the cache's
+         * part of the run may reuse the residuals of the last one computed */
+        int si = i - first, guided = uncond && si < (int)ceilf(rp->guidance_end * (float)n_run);
+        int may_skip = si >= (int)(rp->cache_start * (float)n_run) &&
+                       si < (int)ceilf(rp->cache_end * (float)n_run);
+        const vd_dit_cond *conds[2] = { cond, uncond };
+        float *vouts[2] = { vc, vu };
+        int computed = 1, nb = guided ? 2 : 1;
+        if ((ret = vd_dit_forward_batch(c->run, xin, NULL, lin, lh, lw, t, nb, conds, vouts,
+                                        VD_GUIDANCE_BATCH_BYTES, cache, may_skip, &computed)))
             goto fail;
-        if (uncond) {
-            if ((ret = vd_dit_forward(c->run, xin, NULL, lin, lh, lw, t, uncond, vu)))
-                goto fail;
+        fwd_total += nb;
+        fwd += computed ? nb : 0;
+        if (guided) {
             float g = rp->guidance;
             for (int64_t k = 0; k < nin; k++)
                 vc[k] = vu[k] + g * (vc[k] - vu[k]);
@@ -252,6 +319,11 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     }
     if (n_run > 0 && (ret = vd_ctx_progress(c, VDIT_STAGE_DENOISE, n_run, n_run)))
         goto fail;
+    c->stats.forwards += fwd;
+    c->stats.forwards_total += fwd_total;
+    if (n_run > 0)
+        vd_logf(&c->log, VDIT_LOG_INFO, "denoise: %lld of %lld DiT forwards computed%s",
+                (long long)fwd, (long long)fwd_total, cache ? " (step cache on)" : "");
     if (n_fixed)
         renoise(x, lat0, noise, 0.0f, ch, lt, hw, fixed);
 
@@ -313,6 +385,7 @@ done:
     vd_free(px);
     free(fixed);
     vd_sampler_free(&s);
+    vd_dit_cache_free(&cache);
     return ret;
 }
 

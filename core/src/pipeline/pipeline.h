@@ -73,6 +73,7 @@ struct vdit_ctx {
     /* DiT conditions of the last prompt pair (cross-attention K/V). */
     char *cond_text[2];
     vd_dit_cond *cond[2];
+    vdit_stats stats;               /* of the last operation (vd_ctx_begin clears) */
 };
 
 /* ---- context helpers (ctx.c) ---- */
@@ -98,6 +99,10 @@ typedef struct vd_run_params {
     float guidance, shift;
     vd_sampler_kind sampler;
     uint64_t seed;
+    int cache;                      /* VD_CACHE_* */
+    float cache_threshold, cache_start, cache_end;
+    int cache_max_skip;
+    float guidance_end;             /* (0, 1] */
 } vd_run_params;
 
 int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp);
