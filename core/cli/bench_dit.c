@@ -222,6 +222,48 @@ typedef struct result {
     float *out;
 } result;
 
+/* --guidance: the two branches of classifier-free guidance (the prompt and an
+ * empty one) as two passes and as one batched pass, best of two runs each,
+ * alternating; whether the outputs are the same bits. */
+static int guidance_rows;
+
+static int time_guidance(vd_dit_run *r, const bcfg *c, const float *x, float t,
+                         const vd_dit_cond *cd, const float *ctx)
+{
+    vd_dit_cond *cu = NULL;
+    size_t n = (size_t)(c->out_dim * c->f * c->h * c->w);
+    float *a0 = vd_malloc(n * 4), *a1 = vd_malloc(n * 4), *b0 = vd_malloc(n * 4),
+          *b1 = vd_malloc(n * 4);
+    int ret = !a0 || !a1 || !b0 || !b1 ? VDIT_ERR_NOMEM : vd_dit_cond_new(r, ctx, 0, NULL, 0, &cu);
+    double two = 1e30, one = 1e30;
+    for (int k = 0; k < 4 && !ret; k++) {
+        const vd_dit_cond *conds[2] = { cd, cu };
+        float *outs[2] = { b0, b1 };
+        double t0 = vd_time();
+        if ((k & 1) == (k >> 1)) { /* two, one, one, two */
+            ret = vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cd, a0);
+            ret = ret ? ret : vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cu, a1);
+            two = VD_MIN(two, vd_time() - t0);
+        } else {
+            ret = vd_dit_forward_batch(r, x, NULL, c->f, c->h, c->w, t, 2, conds, outs, 0, NULL,
+                                       0, NULL);
+            one = VD_MIN(one, vd_time() - t0);
+        }
+    }
+    if (!ret) {
+        int same = !memcmp(a0, b0, n * 4) && !memcmp(a1, b1, n * 4);
+        printf("  guidance, 2 branches: two passes %.3f s, one batched pass %.3f s: %.3fx the "
+               "time; outputs %s\n",
+               two, one, one / two, same ? "bit-identical" : "DIFFER");
+    }
+    vd_dit_cond_free(&cu);
+    vd_free(a0);
+    vd_free(a1);
+    vd_free(b0);
+    vd_free(b1);
+    return ret;
+}
+
 static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_prec prec,
                    int steps, const float *x, float t, const float *ctx, result *res)
 {
@@ -278,6 +320,8 @@ static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_
         }
     }
     res->peak_rss = bench_peak_rss();
+    if (guidance_rows && (ret = time_guidance(r, c, x, t, cd, ctx)))
+        goto done;
     printf("  resident now %.0f MiB (weights mapped: file pages touched)\n", rss_now() / 1048576.0);
 done:
     if (ret)
@@ -388,7 +432,7 @@ static void usage(void)
            "                      [--dtype f16|f32|both] [--precision fp32|bf16|auto]\n"
            "                      [--isa c|avx2|avx512|avx512_bf16] [--torch]\n"
            "                      [--torch-script PATH] [--python PATH] [--no-venv]\n"
-           "                      [--dir DIR] [--keep]\n"
+           "                      [--dir DIR] [--keep] [--guidance]\n"
            "1.3B DiT (dim 1536, 12 heads, ffn 8960, 30 layers, text 4096 x 512) on random\n"
            "weights, latent 16 x F x H x W (default 5,24,40 = 1200 tokens). Prints seconds per\n"
            "step (best of S, default 2), the once-per-prompt condition apart, effective GFLOP/s,\n"
@@ -405,7 +449,10 @@ static void usage(void)
            "Run from the source tree or give --torch-script models/bench/bench_dit_torch.py.\n"
            "PyTorch 2 and diffusers come from scripts/bench-venv.sh (it creates .venv-bench\n"
            "when missing: about 2.7 GB from PyPI); --python PATH: that interpreter instead;\n"
-           "--no-venv: never create one (the rows without an interpreter are skipped).\n");
+           "--no-venv: never create one (the rows without an interpreter are skipped).\n"
+           "--guidance: also guidance's two branches (the prompt, an empty one) as two\n"
+           "passes and as one batched pass (vd_dit_forward_batch): both times (best of 2)\n"
+           "and whether the outputs are the same bits.\n");
 }
 
 int bench_dit(int argc, char **argv)
@@ -472,6 +519,8 @@ int bench_dit(int argc, char **argv)
             dir = v, i++;
         } else if (!strcmp(a, "--keep")) {
             keep = 1;
+        } else if (!strcmp(a, "--guidance")) {
+            guidance_rows = 1;
         } else {
             fprintf(stderr, "vdit bench dit: unknown option '%s' (see --help)\n", a);
             return 2;

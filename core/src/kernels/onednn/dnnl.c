@@ -262,6 +262,8 @@ static int run_matmul(dnnl_state *s, vk_ctx *c, prim *e, const void *x, const vo
  * per matmul (narrow chunks cost 10-20% at K = 8960) and few thread
  * synchronisations. 32 MiB chunks measured within noise of f32 weights at
  * the DiT shapes (vdit bench kernels prints the ratio). */
+#define CHUNK_M 2048 /* rows per product on a converted chunk of weights */
+
 static int64_t chunk_rows(int64_t n_in, int64_t n_out)
 {
     int64_t r = (32 << 20) / (n_in * 4);
@@ -400,9 +402,18 @@ static void linear_run(vk_ctx *c, const vk_linear *l, const float *x, int64_t m,
             c->f->widen(c, tmp, src, l->wtype, n);
             c->f->to_bf16(c, wc, tmp, n);
         }
-        prim *e = matmul_prim(s, m, ni, nr, no, bias, act, bf16);
-        if (!e || run_matmul(s, c, e, xin, wc, bias ? l->bias + n0 : NULL, y + n0))
-            goto fallback; /* recomputes everything: correct, slow, warned */
+        /* many rows (guidance's branches batched) go through in blocks of at
+         * most CHUNK_M: one conversion of the chunk for all of them, each
+         * product the size a single branch has (measured: a 2400-row product
+         * on a converted chunk is slower than two 1200-row ones) */
+        int64_t nb = (m + CHUNK_M - 1) / CHUNK_M, mb = (m + nb - 1) / nb;
+        for (int64_t m0 = 0; m0 < m; m0 += mb) {
+            int64_t mr = VD_MIN(mb, m - m0);
+            prim *e = matmul_prim(s, mr, ni, nr, no, bias, act, bf16);
+            const uint8_t *xr = (const uint8_t *)xin + (size_t)(m0 * ni) * (bf16 ? 2 : 4);
+            if (!e || run_matmul(s, c, e, xr, wc, bias ? l->bias + n0 : NULL, y + m0 * no + n0))
+                goto fallback; /* recomputes everything: correct, slow, warned */
+        }
     }
     return;
 fallback:
