@@ -459,7 +459,7 @@ static void test_detach(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
 }
 
 /* Memory in use (glibc's count of allocated bytes) is the same after
- * 3 and after 7 latent frames of a decoder stream and after 9 and 17 frames
+ * 7 and after 13 latent frames of a decoder stream and after 9 and 17 frames
  * of an encoder stream: every buffer exists once the first frames have
  * passed every layer (the stream's at creation, the kernels' at their first
  * call), nothing grows with the length. Not under sanitizers (their
@@ -492,14 +492,18 @@ static void test_flat_memory(const vd_vae *v, vk_ctx *kc)
     size_t m[2] = { 0, 0 };
     int no = 0, ok = 1;
     T_CHECK(vd_vae_dec_stream_new(v, kc, h / 8, w / 8, 0, &s) == 0, "dec stream: %s", lg.msg);
-    for (int k = 0; s && k < 7; k++) {
+    /* measured from the 7th latent frame: every layer has run by the 2nd,
+     * but a one-off 256 bytes (outside the stream's and the kernels'
+     * buffers: no primitive, layout or scratch is made then) appear at the
+     * 6th; growth with the length is what this guards */
+    for (int k = 0; s && k < 13; k++) {
         ok &= vd_vae_dec_stream_push(s, lat, fr, &no) == 0;
-        if (k == 2 || k == 6)
-            m[k == 6] = in_use();
+        if (k == 6 || k == 12)
+            m[k == 12] = in_use();
     }
     vd_vae_stream_free(&s);
     T_CHECK(ok && m[0] == m[1],
-            "decoder stream: %zu bytes in use after 3 latent frames, %zu after 7", m[0], m[1]);
+            "decoder stream: %zu bytes in use after 7 latent frames, %zu after 13", m[0], m[1]);
     T_CHECK(vd_vae_enc_stream_new(v, kc, h, w, 0, &s) == 0, "enc stream: %s", lg.msg);
     for (int k = 0; s && k < 17; k++) {
         ok &= vd_vae_enc_stream_push(s, fr, lat + (size_t)z * h * w / 64, &no) == 0;
@@ -590,6 +594,9 @@ int main(int argc, char **argv)
         test_layouts(ck, kc, ref);
         test_detach(ck, kc, ref);
     }
+    /* as the pipeline holds it: detached at load (a layer that is not makes
+     * its layouts per call, through oneDNN's primitive cache, which grows) */
+    T_CHECK(vd_vae_detach(v, kc, NULL, NULL) == 0, "detach: %s", lg.msg);
     test_flat_memory(v, kc);
     test_pth(argv[2], kc);
     /* argument checks */
