@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds vdit and runs the whole test suite twice:
 # a release build (every suite) and an AddressSanitizer + UndefinedBehavior-
-# Sanitizer build (the 'unit' and 'conform' suites; any report fails).
+# Sanitizer build (the 'unit' and 'conform' suites; any report fails); then
+# the concurrency test under ThreadSanitizer.
 # Ends with the line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,25 @@ if [ "${VDIT_NO_SANITIZE:-0}" != 1 ]; then
     phase_done sanitizer-tests
   else
     tail -50 build-san-ninja.log; echo "sanitizer build failed"; status=1
+  fi
+fi
+
+if [ "${VDIT_NO_SANITIZE:-0}" != 1 ]; then
+  # ThreadSanitizer on the concurrency test (one model, four contexts on four
+  # threads, cancel from another thread). Its contexts run one OpenMP thread
+  # each, so the only threads are the test's own (libgomp is not
+  # instrumented, and needs no suppression this way).
+  echo "== thread sanitizer (build-tsan/: pipeline_concurrency)"
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+  if setup build-tsan -Db_sanitize=thread -Dbuildtype=debugoptimized -Dgst_plugin=disabled \
+     && ninja -C build-tsan -j "$JOBS" tests/pipeline/test_concurrency tests/pipeline/tiny_model \
+          >build-tsan-ninja.log 2>&1; then
+    meson test -C build-tsan --no-rebuild --print-errorlogs pipeline_concurrency \
+      --timeout-multiplier 4 || status=1
+    logs+=(build-tsan/meson-logs/testlog.json)
+    phase_done tsan
+  else
+    tail -50 build-tsan-ninja.log; echo "thread sanitizer build failed"; status=1
   fi
 fi
 
