@@ -29,44 +29,12 @@
 #include <immintrin.h>
 
 #include "../impl.h"
+#include "attention512.h"
 #include "x86.h"
 
 #define MR 6  /* query rows per register tile */
 #define KB 64 /* keys per block: 4 zmm of 16, one tile wide */
 #define QB 96 /* queries per task, multiple of MR */
-#define LOG2E 1.44269504088896341f
-
-/* A vector constant the compiler may not hoist out of loops (it would keep
- * the softmax's constants in registers across the tile loops and push an
- * accumulator onto the stack). */
-static inline __m512 konst(float x)
-{
-    __m512 v = _mm512_set1_ps(x);
-    __asm__ volatile("" : "+v"(v));
-    return v;
-}
-
-/* 2^t for t <= 0 (with `clamp` also t = -inf, giving 0). Minimax-weighted
- * degree 6 polynomial for 2^f on [-1/2, 1/2], relative error 9.6e-8. */
-static inline __m512 exp2_16(__m512 t, int clamp)
-{
-    if (clamp) /* -inf would give -inf - -inf = NaN below */
-        t = _mm512_max_ps(t, konst(-200.0f));
-    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_fmadd_ps(konst(1.5345822612e-4f), f, konst(1.3399930904e-3f));
-    p = _mm512_fmadd_ps(p, f, konst(9.6184890717e-3f));
-    p = _mm512_fmadd_ps(p, f, konst(5.5503286421e-2f));
-    p = _mm512_fmadd_ps(p, f, konst(2.4022646248e-1f));
-    p = _mm512_fmadd_ps(p, f, konst(6.9314718246e-1f));
-    p = _mm512_fmadd_ps(p, f, konst(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __mmask16 mask16(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
 
 typedef struct fat_args {
     const float *q, *k, *v, *bias;
@@ -88,36 +56,6 @@ typedef struct fat_buf {
     float *m; /* [QB] running row maxima (base 2) */
 } fat_buf;
 
-/* In-register transpose of a 16 x 16 matrix. */
-static inline void transpose16(__m512 rf[16])
-{
-    __m512i r[16], t[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_castps_si512(rf[i]);
-    for (int i = 0; i < 16; i += 2) { /* 2 x 2 blocks within each 128-bit lane */
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) { /* r[4g + c], lane l: rows 4g..4g+3 of column 4l + c */
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int c = 0; c < 4; c++) { /* gather lane l of the four groups into column 4l + c */
-        __m512i u0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x88);
-        __m512i u1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xdd);
-        __m512i u2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x88);
-        __m512i u3 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xdd);
-        t[c] = _mm512_shuffle_i32x4(u0, u2, 0x88);
-        t[8 + c] = _mm512_shuffle_i32x4(u0, u2, 0xdd);
-        t[4 + c] = _mm512_shuffle_i32x4(u1, u3, 0x88);
-        t[12 + c] = _mm512_shuffle_i32x4(u1, u3, 0xdd);
-    }
-    for (int i = 0; i < 16; i++)
-        rf[i] = _mm512_castsi512_ps(t[i]);
-}
-
 /* Packs keys [16 g, 16 g + 16) of every head: K transposed 16 x 16 at a time
  * in registers, V rows copied with their padding. Keys past the end are
  * zeros. All heads in one go, so each key row is read front to back. */
@@ -128,13 +66,14 @@ static void pack_keys(const fat_args *a, int64_t g)
     for (int64_t h = 0; h < a->heads; h++) {
         float *kp = a->kp + (h * a->nkb + jb) * hd * KB + jg;
         for (int64_t d = 0; d < hd; d += 16) {
-            __m512 r[16];
+            __m512i r[16];
             for (int j = 0; j < 16; j++) /* rows past the end: masked out, point at row 0 */
-                r[j] = _mm512_maskz_loadu_ps(j < nr ? mask16(hd - d) : 0,
-                                             a->k + (j < nr ? j0 + j : 0) * a->ldk + h * hd + d);
-            transpose16(r);
+                r[j] = _mm512_castps_si512(
+                    _mm512_maskz_loadu_ps(j < nr ? vk512_mask16(hd - d) : 0,
+                                          a->k + (j < nr ? j0 + j : 0) * a->ldk + h * hd + d));
+            vk512_transpose16(r);
             for (int64_t e = 0; e < VD_MIN(16, hd - d); e++)
-                _mm512_storeu_ps(kp + (d + e) * KB, r[e]);
+                _mm512_storeu_si512(kp + (d + e) * KB, r[e]);
         }
     }
     for (int64_t j = 0; j < 16; j++) {
@@ -143,7 +82,8 @@ static void pack_keys(const fat_args *a, int64_t g)
         for (int64_t h = 0; h < a->heads; h++) {
             float *vp = a->vp + ((h * a->nkb + jb) * KB + jg + j) * hdv;
             for (int64_t d = 0; d < hdv; d += 16)
-                _mm512_storeu_ps(vp + d, _mm512_maskz_loadu_ps(mask16(n - d), src + h * hd + d));
+                _mm512_storeu_ps(vp + d,
+                                 _mm512_maskz_loadu_ps(vk512_mask16(n - d), src + h * hd + d));
         }
     }
 }
@@ -177,7 +117,7 @@ qk_softmax(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0, int64_t n
             s[i][3] = _mm512_fmadd_ps(qi, k3, s[i][3]);
         }
     }
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), log2e = _mm512_set1_ps(LOG2E);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), log2e = _mm512_set1_ps(VK512_LOG2E);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) {
         int64_t row = r + i;
@@ -185,13 +125,13 @@ qk_softmax(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0, int64_t n
             const float *br = a->bias + (h * a->lq + i0 + row) * a->lk + j0;
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
-                s[i][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask16(kb - 16 * c), br + 16 * c),
+                s[i][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(vk512_mask16(kb - 16 * c), br + 16 * c),
                                           log2e, s[i][c]);
         }
         if (kb < KB)
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
-                s[i][c] = _mm512_mask_mov_ps(ninf, mask16(kb - 16 * c), s[i][c]);
+                s[i][c] = _mm512_mask_mov_ps(ninf, vk512_mask16(kb - 16 * c), s[i][c]);
         __m512 mx = _mm512_max_ps(_mm512_max_ps(s[i][0], s[i][1]), _mm512_max_ps(s[i][2], s[i][3]));
         __m512 m = _mm512_set1_ps(b->m[row]);
         /* The maximum rarely grows after the first blocks: one compare
@@ -199,7 +139,7 @@ qk_softmax(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0, int64_t n
         if (_mm512_cmp_ps_mask(mx, m, _CMP_GT_OQ)) {
             float mold = b->m[row], mnew = _mm512_reduce_max_ps(mx);
             /* 0 from the initial -FLT_MAX */
-            __m512 al = exp2_16(_mm512_set1_ps(mold - mnew), 1);
+            __m512 al = vk512_exp2(_mm512_set1_ps(mold - mnew), 1, 1);
             float *orow = b->o + row * a->hdv;
             for (int64_t d = 0; d < a->hdv; d += 16)
                 _mm512_storeu_ps(orow + d, _mm512_mul_ps(_mm512_loadu_ps(orow + d), al));
@@ -207,10 +147,10 @@ qk_softmax(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0, int64_t n
             b->m[row] = mnew;
             m = _mm512_set1_ps(mnew);
         }
-        __m512 p0 = exp2_16(_mm512_sub_ps(s[i][0], m), clamp);
-        __m512 p1 = exp2_16(_mm512_sub_ps(s[i][1], m), clamp);
-        __m512 p2 = exp2_16(_mm512_sub_ps(s[i][2], m), clamp);
-        __m512 p3 = exp2_16(_mm512_sub_ps(s[i][3], m), clamp);
+        __m512 p0 = vk512_exp2(_mm512_sub_ps(s[i][0], m), clamp, 1);
+        __m512 p1 = vk512_exp2(_mm512_sub_ps(s[i][1], m), clamp, 1);
+        __m512 p2 = vk512_exp2(_mm512_sub_ps(s[i][2], m), clamp, 1);
+        __m512 p3 = vk512_exp2(_mm512_sub_ps(s[i][3], m), clamp, 1);
         __m512 sum = _mm512_add_ps(_mm512_add_ps(p0, p1), _mm512_add_ps(p2, p3));
         _mm512_storeu_ps(b->l + row * 16, _mm512_add_ps(_mm512_loadu_ps(b->l + row * 16), sum));
         float *pr = b->p + row * KB;
@@ -252,24 +192,6 @@ tile_pv(const float *p, const float *v, int64_t ldv, int64_t kb, float *o, int64
             _mm512_storeu_ps(o + i * ldo + 16 * c, acc[i][c]);
 }
 
-#define PF_ROWS 8
-
-/* Prefetches the cache lines of row p[0..n), to be read (w = 0) or written. */
-#define PREFETCH_ROW(p, n, w)                                                                   \
-    do {                                                                                        \
-        for (int64_t d_ = 0; d_ < (n); d_ += 16)                                                \
-            __builtin_prefetch((p) + d_, (w), 3);                                               \
-        __builtin_prefetch((p) + (n) - 1, (w), 3);                                              \
-    } while (0)
-
-/* Prefetches into L2 part `g` of `ng` of the `nl` cache lines at p. */
-static inline void prefetch_part(const void *p, int64_t nl, int64_t g, int64_t ng)
-{
-    int64_t per = (nl + ng - 1) / ng;
-    for (int64_t l = g * per; l < VD_MIN(nl, (g + 1) * per); l++)
-        __builtin_prefetch((const char *)p + 64 * l, 0, 2);
-}
-
 /* One task: head h, queries [i0, i0 + nq). */
 static void fat_block(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0, int64_t nq)
 {
@@ -281,17 +203,17 @@ static void fat_block(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0
     __m512 sc = _mm512_set1_ps(a->qscale);
     for (int64_t i = 0; i < nqp; i++) {
         if (a->nkb > 0) {
-            prefetch_part(a->kp + h * a->nkb * hd * KB, nlk, i, nqp);
-            prefetch_part(a->vp + h * a->nkb * KB * hdv, nlv, i, nqp);
+            vk512_prefetch_part(a->kp + h * a->nkb * hd * KB, nlk, i, nqp);
+            vk512_prefetch_part(a->vp + h * a->nkb * KB * hdv, nlv, i, nqp);
         }
         /* rows of q lie a whole stride apart, too far for the hardware
          * prefetcher: fetch a few rows ahead */
-        if (i + PF_ROWS < nq)
-            PREFETCH_ROW(a->q + (i0 + i + PF_ROWS) * a->ldq + h * hd, hd, 0);
+        if (i + VK512_PF_ROWS < nq)
+            VK512_PREFETCH_ROW(a->q + (i0 + i + VK512_PF_ROWS) * a->ldq + h * hd, hd, 0);
         const float *src = a->q + (i < nq ? i0 + i : 0) * a->ldq + h * hd;
         for (int64_t d = 0; d < hd; d += 16) {
-            __mmask16 mk = i < nq ? mask16(hd - d) : 0;
-            _mm512_mask_storeu_ps(b->q + i * hd + d, mask16(hd - d),
+            __mmask16 mk = i < nq ? vk512_mask16(hd - d) : 0;
+            _mm512_mask_storeu_ps(b->q + i * hd + d, vk512_mask16(hd - d),
                                   _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, src + d), sc));
         }
         memset(b->o + i * hdv, 0, (size_t)hdv * sizeof(float));
@@ -304,8 +226,8 @@ static void fat_block(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0
         const float *vblk = a->vp + (h * a->nkb + jb) * KB * hdv;
         for (int64_t r = 0, g = 0; r < nqp; r += MR, g++) {
             if (jb + 1 < a->nkb) {
-                prefetch_part(kblk + hd * KB, nlk, g, ng);
-                prefetch_part(vblk + KB * hdv, nlv, g, ng);
+                vk512_prefetch_part(kblk + hd * KB, nlk, g, ng);
+                vk512_prefetch_part(vblk + KB * hdv, nlv, g, ng);
             }
             if (a->bias || kb < KB)
                 qk_softmax(a, b, h, i0, nq, r, kblk, j0, kb, 1);
@@ -327,13 +249,13 @@ static void fat_block(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0
         }
     }
     for (int64_t i = 0; i < nq; i++) {
-        if (i + PF_ROWS < nq)
-            PREFETCH_ROW(a->o + (i0 + i + PF_ROWS) * a->ldo + h * hd, hd, 1);
+        if (i + VK512_PF_ROWS < nq)
+            VK512_PREFETCH_ROW(a->o + (i0 + i + VK512_PF_ROWS) * a->ldo + h * hd, hd, 1);
         float l = _mm512_reduce_add_ps(_mm512_loadu_ps(b->l + i * 16));
         __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
         float *dst = a->o + (i0 + i) * a->ldo + h * hd;
         for (int64_t d = 0; d < hd; d += 16)
-            _mm512_mask_storeu_ps(dst + d, mask16(hd - d),
+            _mm512_mask_storeu_ps(dst + d, vk512_mask16(hd - d),
                                   _mm512_mul_ps(_mm512_loadu_ps(b->o + i * hdv + d), inv));
     }
 }
@@ -348,7 +270,7 @@ void vk_avx512_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k,
     fat_args a = { .q = q, .k = k, .v = v, .bias = bias, .o = o, .ldq = ldq, .ldk = ldk,
                    .ldv = ldv, .ldo = ldo, .heads = heads, .hd = hd, .lq = lq, .lk = lk,
                    .nk = VD_MAX(VD_MIN(kv_valid, lk), 0), .hdv = (hd + 15) / 16 * 16,
-                   .qscale = scale * LOG2E };
+                   .qscale = scale * VK512_LOG2E };
     a.nkb = (a.nk + KB - 1) / KB;
     size_t nkp = (size_t)(heads * a.nkb * hd * KB), nvp = (size_t)(heads * a.nkb * KB * a.hdv);
     float *pack = vk_scratch(c, (nkp + nvp + 16) * sizeof(float));
@@ -361,11 +283,7 @@ void vk_avx512_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k,
     a.vp = pack + nkp;
     int64_t work = lq * a.nk * hd * heads;
     int nt = work < 65536 || c->n_threads < 1 ? 1 : c->n_threads;
-    /* smaller query blocks when there are too few tasks to keep every thread busy */
-    a.qb = QB;
-    while (a.qb > 2 * MR && heads * ((lq + a.qb - 1) / a.qb) < 4 * nt)
-        a.qb /= 2;
-    a.qb = VD_MAX(a.qb / MR * MR, MR);
+    a.qb = vk512_query_block(heads, lq, nt, QB, MR);
     /* heads vary fastest: tasks running together read the same rows of q and o */
     int64_t nqb = (lq + a.qb - 1) / a.qb, tasks = heads * nqb, packs = a.nkb * (KB / 16);
     nt = (int)VD_MIN((int64_t)nt, tasks);

@@ -34,54 +34,24 @@
 #include <immintrin.h>
 
 #include "../impl.h"
+#include "attention512.h"
 #include "x86.h"
 
 #define MR 6        /* query rows per register tile */
 #define KB 64       /* keys per block: 4 zmm of 16, one tile wide */
 #define KP (KB / 2) /* key pairs per block */
 #define QB 96       /* queries per task, multiple of MR */
-#define LOG2E 1.44269504088896341f
-
-/* A vector constant the compiler may not hoist out of loops: hoisted out of
- * the loop over row groups, the softmax's constants would stay in registers
- * across the tile loops and push an accumulator onto the stack. */
-static inline __m512 konst(float x)
-{
-    __m512 v = _mm512_set1_ps(x);
-    __asm__ volatile("" : "+v"(v));
-    return v;
-}
-
-/* 2^t for t <= 0 (with `clamp` also t = -inf, giving 0). A degree 3 minimax
- * polynomial on [-1/2, 1/2] (relative error 7.5e-5) is enough: the result is
- * rounded to bf16 (2^-9) before it multiplies V, and the fp32 row sum sees
- * the same values. vscalefps applies 2^n with underflow to 0 built in. */
-static inline __m512 exp2_16(__m512 t, int clamp)
-{
-    if (clamp) /* -inf would give -inf - -inf = NaN below */
-        t = _mm512_max_ps(t, konst(-200.0f));
-    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_fmadd_ps(konst(5.5171669075e-2f), f, konst(2.4261112219e-1f));
-    p = _mm512_fmadd_ps(p, f, konst(6.9326098546e-1f));
-    p = _mm512_fmadd_ps(p, f, konst(9.9992807354e-1f));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __mmask16 mask16(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
 
 /* dst[(n + 1) / 2] = bf16 pairs of src[0..n) * scale, the odd tail zero padded. */
 static void cvt_row(uint32_t *dst, const float *src, int64_t n, float scale)
 {
     __m512 sc = _mm512_set1_ps(scale);
     for (int64_t d = 0; d < n; d += 32) {
-        __m512 lo = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask16(n - d), src + d), sc);
-        __m512 hi = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask16(n - d - 16), src + d + 16), sc);
+        __m512 lo = _mm512_mul_ps(_mm512_maskz_loadu_ps(vk512_mask16(n - d), src + d), sc);
+        __m512 hi =
+            _mm512_mul_ps(_mm512_maskz_loadu_ps(vk512_mask16(n - d - 16), src + d + 16), sc);
         __m512i pb = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-        _mm512_mask_storeu_epi32(dst + d / 2, mask16((n - d + 1) / 2), pb);
+        _mm512_mask_storeu_epi32(dst + d / 2, vk512_mask16((n - d + 1) / 2), pb);
     }
 }
 
@@ -106,34 +76,6 @@ typedef struct bat_buf {
     float *m;    /* [QB] running row maxima (base 2) */
 } bat_buf;
 
-/* In-register transpose of a 16 x 16 matrix of 32-bit elements. */
-static inline void transpose16(__m512i r[16])
-{
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) { /* 2 x 2 blocks within each 128-bit lane */
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) { /* r[4g + c], lane l: rows 4g..4g+3 of column 4l + c */
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int c = 0; c < 4; c++) { /* gather lane l of the four groups into column 4l + c */
-        __m512i u0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x88);
-        __m512i u1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xdd);
-        __m512i u2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x88);
-        __m512i u3 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xdd);
-        t[c] = _mm512_shuffle_i32x4(u0, u2, 0x88);
-        t[8 + c] = _mm512_shuffle_i32x4(u0, u2, 0xdd);
-        t[4 + c] = _mm512_shuffle_i32x4(u1, u3, 0x88);
-        t[12 + c] = _mm512_shuffle_i32x4(u1, u3, 0xdd);
-    }
-    for (int i = 0; i < 16; i++)
-        r[i] = t[i];
-}
-
 /* Packs keys [16 g, 16 g + 16) of every head: K as pairs along hd (16 rows
  * converted, then transposed in registers), V as pairs along keys (rows 2jp
  * and 2jp+1 interleaved by vpermw after the conversion, which leaves the two
@@ -149,11 +91,12 @@ static void pack_keys(const bat_args *a, int64_t g)
             __m512i r[16];
             for (int j = 0; j < 16; j++) {
                 const float *src = a->k + (j < nr ? j0 + j : 0) * a->ldk + h * hd + d;
-                __mmask16 m0 = j < nr ? mask16(hd - d) : 0, m1 = j < nr ? mask16(hd - d - 16) : 0;
+                __mmask16 m0 = j < nr ? vk512_mask16(hd - d) : 0;
+                __mmask16 m1 = j < nr ? vk512_mask16(hd - d - 16) : 0;
                 r[j] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16),
                                                     _mm512_maskz_loadu_ps(m0, src));
             }
-            transpose16(r);
+            vk512_transpose16(r);
             for (int64_t p = 0; p < VD_MIN(16, hd2 - d / 2); p++)
                 _mm512_storeu_si512(kp + (d / 2 + p) * KB, r[p]);
         }
@@ -169,8 +112,8 @@ static void pack_keys(const bat_args *a, int64_t g)
         for (int64_t h = 0; h < a->heads; h++) {
             uint32_t *vp = a->vp + ((h * a->nkb + jb) * KP + jg / 2 + jp) * hdv;
             for (int64_t d = 0; d < hdv; d += 16) {
-                __m512 x0 = _mm512_maskz_loadu_ps(mask16(n0 - d), v0 + h * hd + d);
-                __m512 x1 = _mm512_maskz_loadu_ps(mask16(n1 - d), v1 + h * hd + d);
+                __m512 x0 = _mm512_maskz_loadu_ps(vk512_mask16(n0 - d), v0 + h * hd + d);
+                __m512 x1 = _mm512_maskz_loadu_ps(vk512_mask16(n1 - d), v1 + h * hd + d);
                 __m512i pb = _mm512_permutexvar_epi16(ilv, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
                 _mm512_storeu_si512(vp + d, pb);
             }
@@ -210,7 +153,7 @@ qk_softmax(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0, int64_t n
             s[i][3] = _mm512_dpbf16_ps(s[i][3], qi, k3);
         }
     }
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), log2e = _mm512_set1_ps(LOG2E);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), log2e = _mm512_set1_ps(VK512_LOG2E);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) {
         int64_t row = r + i;
@@ -218,13 +161,13 @@ qk_softmax(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0, int64_t n
             const float *br = a->bias + (h * a->lq + i0 + row) * a->lk + j0;
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
-                s[i][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask16(kb - 16 * c), br + 16 * c),
+                s[i][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(vk512_mask16(kb - 16 * c), br + 16 * c),
                                           log2e, s[i][c]);
         }
         if (kb < KB)
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
-                s[i][c] = _mm512_mask_mov_ps(ninf, mask16(kb - 16 * c), s[i][c]);
+                s[i][c] = _mm512_mask_mov_ps(ninf, vk512_mask16(kb - 16 * c), s[i][c]);
         __m512 mx = _mm512_max_ps(_mm512_max_ps(s[i][0], s[i][1]), _mm512_max_ps(s[i][2], s[i][3]));
         __m512 m = _mm512_set1_ps(b->m[row]);
         /* The maximum rarely grows after the first blocks: one compare
@@ -234,7 +177,7 @@ qk_softmax(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0, int64_t n
             /* 0 from the initial -FLT_MAX; any error of alpha cancels, O and
              * the sum are both scaled by it (and libm's exp2f would take its
              * slow underflow path there) */
-            __m512 al = exp2_16(_mm512_set1_ps(mold - mnew), 1);
+            __m512 al = vk512_exp2(_mm512_set1_ps(mold - mnew), 1, 0);
             float *orow = b->o + row * a->hdv;
             for (int64_t d = 0; d < a->hdv; d += 16)
                 _mm512_storeu_ps(orow + d, _mm512_mul_ps(_mm512_loadu_ps(orow + d), al));
@@ -242,10 +185,10 @@ qk_softmax(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0, int64_t n
             b->m[row] = mnew;
             m = _mm512_set1_ps(mnew);
         }
-        __m512 p0 = exp2_16(_mm512_sub_ps(s[i][0], m), clamp);
-        __m512 p1 = exp2_16(_mm512_sub_ps(s[i][1], m), clamp);
-        __m512 p2 = exp2_16(_mm512_sub_ps(s[i][2], m), clamp);
-        __m512 p3 = exp2_16(_mm512_sub_ps(s[i][3], m), clamp);
+        __m512 p0 = vk512_exp2(_mm512_sub_ps(s[i][0], m), clamp, 0);
+        __m512 p1 = vk512_exp2(_mm512_sub_ps(s[i][1], m), clamp, 0);
+        __m512 p2 = vk512_exp2(_mm512_sub_ps(s[i][2], m), clamp, 0);
+        __m512 p3 = vk512_exp2(_mm512_sub_ps(s[i][3], m), clamp, 0);
         __m512 sum = _mm512_add_ps(_mm512_add_ps(p0, p1), _mm512_add_ps(p2, p3));
         _mm512_storeu_ps(b->l + row * 16, _mm512_add_ps(_mm512_loadu_ps(b->l + row * 16), sum));
         uint32_t *pr = b->p + row * KP;
@@ -286,24 +229,6 @@ tile_pv(const uint32_t *p, const uint32_t *v, int64_t ldv, int64_t np, float *o,
             _mm512_storeu_ps(o + i * ldo + 16 * c, acc[i][c]);
 }
 
-#define PF_ROWS 8
-
-/* Prefetches the cache lines of row p[0..n), to be read (w = 0) or written. */
-#define PREFETCH_ROW(p, n, w)                                                                   \
-    do {                                                                                        \
-        for (int64_t d_ = 0; d_ < (n); d_ += 16)                                                \
-            __builtin_prefetch((p) + d_, (w), 3);                                               \
-        __builtin_prefetch((p) + (n) - 1, (w), 3);                                              \
-    } while (0)
-
-/* Prefetches into L2 part `g` of `ng` of the `nl` cache lines at p. */
-static inline void prefetch_part(const void *p, int64_t nl, int64_t g, int64_t ng)
-{
-    int64_t per = (nl + ng - 1) / ng;
-    for (int64_t l = g * per; l < VD_MIN(nl, (g + 1) * per); l++)
-        __builtin_prefetch((const char *)p + 64 * l, 0, 2);
-}
-
 /* One task: head h, queries [i0, i0 + nq). */
 static void bat_block(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0, int64_t nq)
 {
@@ -315,13 +240,13 @@ static void bat_block(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0
     int64_t nlk = hd2 * KB * 4 / 64, nlv = KP * hdv * 4 / 64, ng = nqp / MR;
     for (int64_t i = 0; i < nqp; i++) {
         if (a->nkb > 0) {
-            prefetch_part(a->kp + h * a->nkb * hd2 * KB, nlk, i, nqp);
-            prefetch_part(a->vp + h * a->nkb * KP * hdv, nlv, i, nqp);
+            vk512_prefetch_part(a->kp + h * a->nkb * hd2 * KB, nlk, i, nqp);
+            vk512_prefetch_part(a->vp + h * a->nkb * KP * hdv, nlv, i, nqp);
         }
         /* rows of q lie a whole stride apart, too far for the hardware
          * prefetcher: fetch a few rows ahead */
-        if (i + PF_ROWS < nq)
-            PREFETCH_ROW(a->q + (i0 + i + PF_ROWS) * a->ldq + h * hd, hd, 0);
+        if (i + VK512_PF_ROWS < nq)
+            VK512_PREFETCH_ROW(a->q + (i0 + i + VK512_PF_ROWS) * a->ldq + h * hd, hd, 0);
         if (i < nq)
             cvt_row(b->q + i * hd2, a->q + (i0 + i) * a->ldq + h * hd, hd, a->qscale);
         else
@@ -336,8 +261,8 @@ static void bat_block(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0
         const uint32_t *vblk = a->vp + (h * a->nkb + jb) * KP * hdv;
         for (int64_t r = 0, g = 0; r < nqp; r += MR, g++) {
             if (jb + 1 < a->nkb) {
-                prefetch_part(kblk + hd2 * KB, nlk, g, ng);
-                prefetch_part(vblk + KP * hdv, nlv, g, ng);
+                vk512_prefetch_part(kblk + hd2 * KB, nlk, g, ng);
+                vk512_prefetch_part(vblk + KP * hdv, nlv, g, ng);
             }
             if (a->bias || kb < KB)
                 qk_softmax(a, b, h, i0, nq, r, kblk, j0, kb, 1);
@@ -359,13 +284,13 @@ static void bat_block(const bat_args *a, const bat_buf *b, int64_t h, int64_t i0
         }
     }
     for (int64_t i = 0; i < nq; i++) {
-        if (i + PF_ROWS < nq)
-            PREFETCH_ROW(a->o + (i0 + i + PF_ROWS) * a->ldo + h * hd, hd, 1);
+        if (i + VK512_PF_ROWS < nq)
+            VK512_PREFETCH_ROW(a->o + (i0 + i + VK512_PF_ROWS) * a->ldo + h * hd, hd, 1);
         float l = _mm512_reduce_add_ps(_mm512_loadu_ps(b->l + i * 16));
         __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
         float *dst = a->o + (i0 + i) * a->ldo + h * hd;
         for (int64_t d = 0; d < hd; d += 16)
-            _mm512_mask_storeu_ps(dst + d, mask16(hd - d),
+            _mm512_mask_storeu_ps(dst + d, vk512_mask16(hd - d),
                                   _mm512_mul_ps(_mm512_loadu_ps(b->o + i * hdv + d), inv));
     }
 }
@@ -380,7 +305,7 @@ void vk_bf16_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
     bat_args a = { .q = q, .k = k, .v = v, .bias = bias, .o = o, .ldq = ldq, .ldk = ldk,
                    .ldv = ldv, .ldo = ldo, .heads = heads, .hd = hd, .lq = lq, .lk = lk,
                    .nk = VD_MAX(VD_MIN(kv_valid, lk), 0), .hd2 = (hd + 1) / 2,
-                   .hdv = (hd + 15) / 16 * 16, .qscale = scale * LOG2E };
+                   .hdv = (hd + 15) / 16 * 16, .qscale = scale * VK512_LOG2E };
     a.nkb = (a.nk + KB - 1) / KB;
     size_t nkp = (size_t)(heads * a.nkb * a.hd2 * KB), nvp = (size_t)(heads * a.nkb * KP * a.hdv);
     uint32_t *pack = vk_scratch(c, (nkp + nvp + 16) * sizeof(uint32_t));
@@ -393,11 +318,7 @@ void vk_bf16_attention(vk_ctx *c, const float *q, int64_t ldq, const float *k, i
     a.vp = pack + nkp;
     int64_t work = lq * a.nk * hd * heads;
     int nt = work < 65536 || c->n_threads < 1 ? 1 : c->n_threads;
-    /* smaller query blocks when there are too few tasks to keep every thread busy */
-    a.qb = QB;
-    while (a.qb > 2 * MR && heads * ((lq + a.qb - 1) / a.qb) < 4 * nt)
-        a.qb /= 2;
-    a.qb = VD_MAX(a.qb / MR * MR, MR);
+    a.qb = vk512_query_block(heads, lq, nt, QB, MR);
     /* heads vary fastest: tasks running together read the same rows of q and o */
     int64_t nqb = (lq + a.qb - 1) / a.qb, tasks = heads * nqb, packs = a.nkb * (KB / 16);
     nt = (int)VD_MIN((int64_t)nt, tasks);
