@@ -125,8 +125,8 @@ qk_softmax(const fat_args *a, const fat_buf *b, int64_t h, int64_t i0, int64_t n
             const float *br = a->bias + (h * a->lq + i0 + row) * a->lk + j0;
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
-                s[i][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(vk512_mask16(kb - 16 * c), br + 16 * c),
-                                          log2e, s[i][c]);
+                s[i][c] = _mm512_fmadd_ps(
+                    _mm512_maskz_loadu_ps(vk512_mask16(kb - 16 * c), br + 16 * c), log2e, s[i][c]);
         }
         if (kb < KB)
 #pragma GCC unroll 4
