@@ -334,10 +334,14 @@ done:
     return ret;
 }
 
+/* Wan2.1-1.3B at the benchmark's latent (1200 tokens). */
+static const bcfg wan_1_3b = { .dim = 1536, .ffn = 8960, .text_dim = 4096, .freq = 256,
+                               .in_dim = 16, .out_dim = 16, .layers = 30, .heads = 12,
+                               .text_len = 512, .f = 5, .h = 24, .w = 40 };
+
 int bench_random_dit(vd_ckpt **ck, vd_dit **d, vd_log *lg)
 {
-    bcfg c = { .dim = 1536, .ffn = 8960, .text_dim = 4096, .freq = 256, .in_dim = 16,
-               .out_dim = 16, .layers = 30, .heads = 12, .text_len = 512, .f = 5, .h = 24, .w = 40 };
+    bcfg c = wan_1_3b;
     spec *sp = calloc((size_t)(16 + c.layers * 40), sizeof(*sp));
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char path[1100];
@@ -457,8 +461,7 @@ static void usage(void)
 
 int bench_dit(int argc, char **argv)
 {
-    bcfg c = { .dim = 1536, .ffn = 8960, .text_dim = 4096, .freq = 256, .in_dim = 16,
-               .out_dim = 16, .layers = 30, .heads = 12, .text_len = 512, .f = 5, .h = 24, .w = 40 };
+    bcfg c = wan_1_3b;
     int threads = 0, steps = 2, torch = 0, keep = 0, do16 = 1, do32 = 1, isa_opt = -1;
     vk_prec prec_opt = VK_PREC_AUTO;
     const char *script = "models/bench/bench_dit_torch.py", *python = NULL;

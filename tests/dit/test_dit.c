@@ -673,20 +673,27 @@ static void test_fp8(const char *tiny, const char *tmp, vk_ctx *kc, const io_in 
 
 /* Odd grids: one frame, portrait, landscape, a single token; the fast
  * kernels against the reference ones; buffer reuse across grid sizes. */
-static void test_grids(const char *tiny, vk_ctx *kc, vk_ctx *kr, const io_in *io)
+/* The tiny DiT (text_len 16, 4 heads), NULL with the reason checked. */
+static vd_dit *load_tiny(const char *tiny, vd_log *lg, vd_ckpt **ck)
 {
     char wpath[1024];
-    vd_log lg = { 0 };
     snprintf(wpath, sizeof(wpath), "%s/weights.safetensors", tiny);
-    vd_ckpt *ck = NULL;
     vd_dit *d = NULL;
-    T_CHECK(!vd_ckpt_open(wpath, &lg, &ck) && !vd_dit_canonicalize(ck, &lg) &&
-                !vd_dit_load_ex(ck, 16, 4, &lg, &d),
-            "%s", lg.msg);
-    if (!d) {
-        vd_ckpt_free(&ck);
+    T_CHECK(!vd_ckpt_open(wpath, lg, ck) && !vd_dit_canonicalize(*ck, lg) &&
+                !vd_dit_load_ex(*ck, 16, 4, lg, &d),
+            "%s", lg->msg);
+    if (!d)
+        vd_ckpt_free(ck);
+    return d;
+}
+
+static void test_grids(const char *tiny, vk_ctx *kc, vk_ctx *kr, const io_in *io)
+{
+    vd_log lg = { 0 };
+    vd_ckpt *ck = NULL;
+    vd_dit *d = load_tiny(tiny, &lg, &ck);
+    if (!d)
         return;
-    }
     vd_dit_run *rf = vd_dit_run_new(d, kc), *rr = vd_dit_run_new(d, kr);
     vd_dit_cond *cf = NULL, *cr = NULL;
     T_CHECK(!vd_dit_cond_new(rf, io->ctx, io->n_ctx, NULL, 0, &cf), "cond");
@@ -757,18 +764,11 @@ static void test_grids(const char *tiny, vk_ctx *kc, vk_ctx *kr, const io_in *io
  * row, may_skip = 0 always computes, EasyCache needs two computed steps. */
 static void test_batch_cache(const char *tiny, vk_ctx *kc, const io_in *io)
 {
-    char wpath[1024];
     vd_log lg = { 0 };
-    snprintf(wpath, sizeof(wpath), "%s/weights.safetensors", tiny);
     vd_ckpt *ck = NULL;
-    vd_dit *d = NULL;
-    T_CHECK(!vd_ckpt_open(wpath, &lg, &ck) && !vd_dit_canonicalize(ck, &lg) &&
-                !vd_dit_load_ex(ck, 16, 4, &lg, &d),
-            "%s", lg.msg);
-    if (!d) {
-        vd_ckpt_free(&ck);
+    vd_dit *d = load_tiny(tiny, &lg, &ck);
+    if (!d)
         return;
-    }
     vd_dit_run *r = vd_dit_run_new(d, kc);
     vd_dit_cond *cc = NULL, *cu = NULL;
     T_CHECK(!vd_dit_cond_new(r, io->ctx, io->n_ctx, NULL, 0, &cc), "cond");
