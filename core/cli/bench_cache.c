@@ -278,7 +278,7 @@ int bench_cache(int argc, char **argv)
 static int random_rows(int threads, int steps, FILE *csv)
 {
     vd_log lg = { 0 };
-    vk_ctx *kc = vk_ctx_new_ex(threads > 0 ? threads : 0, -1, VK_PREC_AUTO, &lg);
+    vk_ctx *kc = vk_ctx_new_ex(threads, -1, VK_PREC_AUTO, &lg);
     vd_dit *d = NULL;
     vd_ckpt *ck = NULL;
     vd_dit_run *r = NULL;
@@ -316,6 +316,7 @@ static int random_rows(int threads, int steps, FILE *csv)
            (long long)f, (long long)h, (long long)w, steps, vk_prec_name(kc->prec));
     printf("%-6s %9s %11s %10s %14s\n", "mode", "threshold", "forwards %", "time",
            "latent rel err");
+    double tref = 1; /* the uncached run's seconds */
     for (int k = -1; k < N_SETTINGS; k++) {
         int mode = k < 0 ? VD_CACHE_OFF
                    : settings[k].mode == VDIT_CACHE_EASY ? VD_CACHE_EASY
@@ -332,7 +333,6 @@ static int random_rows(int threads, int steps, FILE *csv)
         memcpy(x, noise, sizeof(float) * n);
         int fwd = 0, total = 0, err = 0;
         double t0 = vd_time();
-        static double tref = 1;
         for (int i = 0; i < steps && !err; i++) {
             const vd_dit_cond *conds[2] = { cc, cu };
             float *outs[2] = { vc, vu };
