@@ -444,6 +444,161 @@ static vdit_video *run_stream(const vdit_video *src, int update_at)
     return out;
 }
 
+/* One run of a stream over n frames of w x h in `fmt` (src: packed pixels,
+ * frame after frame) with window 9; keep(i): flags of frame i; fade. out
+ * receives the output frames, sent_at[i] how many frames had been sent when
+ * frame i came out, *forwards the DiT forwards the run computed. Returns the
+ * frames received. */
+static int stream_run(const uint8_t *src, int w, int h, int n, int fmt, int (*keep)(int),
+                      int fade, uint8_t *out, int *sent_at, int64_t *forwards)
+{
+    vdit_stream_params sp;
+    vdit_stream_params_default(&sp);
+    sp.gen = base();
+    sp.gen.strength = 0.6f;
+    sp.window = 9;
+    sp.format = fmt;
+    sp.fade = fade;
+    vdit_stream *s = NULL;
+    *forwards = 0;
+    if (vdit_stream_open(ctx, &sp, w, h, &s))
+        return -1;
+    size_t fsz = (size_t)w * h * (size_t)vdit_pixel_format_bytes(fmt);
+    int sent = 0, got = 0;
+    while (got < n) {
+        if (sent < n) {
+            vdit_frame in = { w, h, src + fsz * sent, (ptrdiff_t)(fsz / (size_t)h), sent, NULL };
+            if (vdit_stream_send_flags(s, &in, keep && keep(sent) ? VDIT_FRAME_KEEP : 0) == 0) {
+                if (++sent == n)
+                    vdit_stream_drain(s);
+                continue;
+            }
+        }
+        vdit_frame f;
+        vdit_stats st;
+        int r = vdit_stream_receive(s, &f);
+        vdit_ctx_get_stats(ctx, &st);
+        *forwards += st.forwards;
+        if (r == VDIT_ERR_AGAIN)
+            continue;
+        if (r || f.pts != got)
+            break;
+        memcpy(out + fsz * got, f.rgb, fsz);
+        if (sent_at)
+            sent_at[got] = sent;
+        got++;
+    }
+    vdit_stream_close(&s);
+    return got;
+}
+
+static int keep_outside_12_17(int i)
+{
+    return i < 12 || i > 17;
+}
+
+/* 16-bit frames; frames kept outside a range, windows of kept frames not
+ * edited, fades at the range's edges. */
+static void test_stream_keep_formats(void)
+{
+    enum { W = 16, H = 16, N = 30, FADE = 2 };
+    const size_t fsz = (size_t)W * H * 3;
+    vdit_video *src = pattern(W, H, N, 5);
+    uint8_t *full = malloc(fsz * N), *fade0 = malloc(fsz * N), *faded = malloc(fsz * N);
+    uint16_t *src16 = malloc(fsz * N * 2), *out16 = malloc(fsz * N * 2);
+    int sent_at[N];
+    int64_t fw_full, fw_keep, fw_keep2, fw16;
+    for (size_t i = 0; i < fsz * N; i++)
+        src16[i] = (uint16_t)(src->rgb[i] * 257);
+
+    /* RGB48: the 8-bit clip scaled to 16 bits edits to the 8-bit result
+     * scaled, within a code value, and keeps the finer steps (first window:
+     * later ones continue from outputs that differ by the 8-bit rounding) */
+    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, NULL, 0, full, NULL, &fw_full) ==
+                N, "8-bit stream ran: %s", vdit_ctx_last_error(ctx));
+    T_CHECK(stream_run((const uint8_t *)src16, W, H, N, VDIT_PIXFMT_RGB48, NULL, 0,
+                       (uint8_t *)out16, NULL, &fw16) == N,
+            "16-bit stream ran: %s", vdit_ctx_last_error(ctx));
+    int maxd = 0, fine = 0;
+    for (size_t i = 0; i < fsz * 9; i++) {
+        maxd = VD_MAX(maxd, abs((int)out16[i] - (int)full[i] * 257));
+        fine += out16[i] % 257 != 0;
+    }
+    T_CHECK(maxd <= 2 * 257, "16-bit edit = 8-bit edit within 2 codes (max %d / 257)", maxd);
+    T_CHECK(fine > (int)(fsz * 9 / 2), "16-bit output keeps its depth (%d of %zu)", fine,
+            fsz * 9);
+
+    /* kept frames: windows 0-8 (all kept: no model work), 9-17 (edited
+     * whole), 18-25 and 26-29 (all kept) */
+    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, keep_outside_12_17, 0, fade0,
+                       NULL, &fw_keep) == N, "keep stream ran");
+    T_CHECK(fw_full > 0 && fw_keep * 4 == fw_full,
+            "only the window with frames to edit ran the model (%lld of %lld forwards)",
+            (long long)fw_keep, (long long)fw_full);
+    int kept_exact = 1, edited = 1;
+    for (int f = 0; f < N; f++) {
+        int same = !memcmp(fade0 + fsz * f, src->rgb + fsz * f, fsz);
+        if (keep_outside_12_17(f))
+            kept_exact &= same;
+        else
+            edited &= !same;
+    }
+    T_CHECK(kept_exact, "kept frames come back bit-exact");
+    T_CHECK(edited, "frames in the range are edited");
+
+    /* fades: frames 12, 13 fade in, 16, 17 out (17's next kept frame is in
+     * the next window: it waits for it) */
+    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, keep_outside_12_17, FADE, faded,
+                       sent_at, &fw_keep2) == N, "fading stream ran");
+    static const int dist[N] = { [12] = 1, [13] = 2, [16] = 2, [17] = 1 };
+    int fade_ok = 1;
+    for (int f = 0; f < N; f++) {
+        const uint8_t *e = fade0 + fsz * f, *in = src->rgb + fsz * f, *o = faded + fsz * f;
+        float a = dist[f] ? (float)dist[f] / (FADE + 1) : 1.0f;
+        for (size_t k = 0; k < fsz; k++) {
+            uint8_t want = dist[f] ? (uint8_t)((float)in[k] + a * ((float)e[k] - (float)in[k]) +
+                                               0.5f)
+                                   : e[k];
+            fade_ok &= o[k] == want;
+        }
+    }
+    T_CHECK(fade_ok, "edges fade over %d frames, the rest as without fade", FADE);
+    T_CHECK(sent_at[17] >= 17 + FADE + 1, "frame 17 waited for frame %d (sent %d)", 17 + FADE,
+            sent_at[17]);
+
+    /* refusals */
+    vdit_stream_params sp;
+    vdit_stream_params_default(&sp);
+    sp.format = VDIT_PIXFMT_COUNT;
+    vdit_stream *s = NULL;
+    T_CHECK(vdit_stream_open(ctx, &sp, W, H, &s) == VDIT_ERR_INVALID_ARG && !s,
+            "unknown format refused");
+    T_CHECK(strstr(vdit_ctx_last_error(ctx), "format") != NULL, "error names the format: %s",
+            vdit_ctx_last_error(ctx));
+    sp.format = VDIT_PIXFMT_RGB48;
+    T_CHECK(vdit_stream_open(ctx, &sp, W, H, &s) == 0, "16-bit stream opens");
+    if (s) {
+        vdit_frame in = { W, H, (const uint8_t *)src16, W * 3, 0, NULL };
+        T_CHECK(vdit_stream_send(s, &in) == VDIT_ERR_INVALID_ARG, "16-bit stride too short");
+        in.stride = W * 6;
+        in.rgb = (const uint8_t *)src16 + 1;
+        T_CHECK(vdit_stream_send(s, &in) == VDIT_ERR_INVALID_ARG, "odd address refused");
+        in.rgb = (const uint8_t *)src16;
+        T_CHECK(vdit_stream_send_flags(s, &in, 2) == VDIT_ERR_INVALID_ARG, "unknown flag");
+        T_CHECK(vdit_stream_send_flags(s, &in, VDIT_FRAME_KEEP) == 0, "kept frame taken");
+        vdit_stream_close(&s);
+    }
+    T_CHECK(vdit_pixel_format_bytes(VDIT_PIXFMT_RGB24) == 3 &&
+                vdit_pixel_format_bytes(VDIT_PIXFMT_RGB48) == 6 &&
+                vdit_pixel_format_bytes(-1) == 0, "bytes per pixel");
+    free(full);
+    free(fade0);
+    free(faded);
+    free(src16);
+    free(out16);
+    vdit_video_free(&src);
+}
+
 static void test_stream_update(void)
 {
     vdit_video *src = pattern(16, 16, 20, 11);
@@ -991,6 +1146,7 @@ int main(int argc, char **argv)
     test_fixed_frames();
     test_stream();
     test_stream_update();
+    test_stream_keep_formats();
     test_cancel();
     test_precision();
     test_errors();

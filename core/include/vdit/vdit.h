@@ -374,9 +374,36 @@ VDIT_API int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video
 
 /* ---- streaming edit ------------------------------------------------------ */
 
-/* Frames move through a stream as 8-bit packed RGB with a caller tag (pts,
- * user) that comes back unchanged with the edited frame. Frames come out in
- * the order they went in, one out for each in.
+/* Pixel formats of the frames a stream takes and gives (its params' format).
+ * Deeper video (10-, 12-bit) goes in as RGB48 so that it reaches the model
+ * and comes back without rounding to 8 bits. */
+enum vdit_pixel_format {
+    VDIT_PIXFMT_RGB24 = 0, /* packed R, G, B, 8 bits each (3 bytes a pixel) */
+    VDIT_PIXFMT_RGB48 = 1, /* packed R, G, B, 16 bits each (uint16_t in host byte
+                              order, 6 bytes a pixel), 0..65535: n-bit video
+                              scaled to 16 bits, as FFmpeg's rgb48 and GStreamer's
+                              16-bit RGB formats carry it */
+    VDIT_PIXFMT_COUNT
+};
+
+/* Bytes per pixel of a pixel format, 0 if unknown. */
+VDIT_API int vdit_pixel_format_bytes(int format);
+
+/* Flags of vdit_stream_send_flags. */
+enum vdit_frame_flags {
+    VDIT_FRAME_KEEP = 1, /* the frame is outside the range to edit: it comes back
+                            with its pixels as they went in. A window made only of
+                            kept frames is not edited at all (no model work); a
+                            window with any frame to edit is edited whole (kept
+                            frames included, so the edit stays consistent in
+                            time), and the edited frames next to kept ones fade
+                            from and back to the input over `fade` frames */
+};
+
+/* Frames move through a stream as packed RGB (8 or 16 bits a sample, the
+ * stream's format) with a caller tag (pts, user) that comes back unchanged
+ * with the edited frame. Frames come out in the order they went in, one out
+ * for each in.
  *
  * Windows: the first window (and the first after a flush) takes `window`
  * frames (rounded up to 1 + 4k) and is edited by SDEdit. Each later window
@@ -394,9 +421,11 @@ VDIT_API int vdit_bridge(vdit_ctx *c, const vdit_gen_params *p, const vdit_video
  *     while (vdit_stream_receive(s, &o) == 0) emit(&o);   // ends with VDIT_ERR_EOF */
 typedef struct vdit_frame {
     int width, height;
-    const uint8_t *rgb;   /* send: caller's pixels (copied); receive: owned by the stream,
-                             valid until the next call on the stream */
-    ptrdiff_t stride;     /* bytes per row (>= width * 3) */
+    const uint8_t *rgb;   /* pixels in the stream's format (uint16_t samples for
+                             RGB48, 2-byte aligned). send: the caller's (copied);
+                             receive: owned by the stream, valid until the next
+                             call on the stream */
+    ptrdiff_t stride;     /* bytes per row (>= width * vdit_pixel_format_bytes) */
     int64_t pts;          /* passed through */
     void *user;           /* passed through */
 } vdit_frame;
@@ -409,7 +438,15 @@ typedef struct vdit_stream_params {
     int overlap;         /* frames of the previous output each window continues
                             from, default 0: automatic (one frame = one latent frame);
                             rounded up to 4j - 3 and at most about half a window */
-    uint8_t reserved[64];
+    int format;          /* enum vdit_pixel_format of every frame sent and received;
+                            default VDIT_PIXFMT_RGB24 */
+    int fade;            /* frames over which edited frames fade from and back to
+                            the input next to frames sent with VDIT_FRAME_KEEP;
+                            default 0: a hard cut. With fade > 0 the last `fade`
+                            edited frames of a window wait for the next `fade`
+                            frames to be sent (or the drain): the latency grows by
+                            fade. At most window - overlap; larger is clamped */
+    uint8_t reserved[56];
 } vdit_stream_params;
 
 VDIT_API void vdit_stream_params_default(vdit_stream_params *p);
@@ -428,6 +465,10 @@ VDIT_API int vdit_stream_open(vdit_ctx *c, const vdit_stream_params *p, int widt
  * frame was not taken: send it again); VDIT_ERR_INVALID_ARG if its size differs
  * from the stream's or the stream was drained. */
 VDIT_API int vdit_stream_send(vdit_stream *s, const vdit_frame *in);
+
+/* vdit_stream_send with flags (enum vdit_frame_flags); flags 0 is
+ * vdit_stream_send. Unknown flags: VDIT_ERR_INVALID_ARG. */
+VDIT_API int vdit_stream_send_flags(vdit_stream *s, const vdit_frame *in, unsigned flags);
 
 /* Ends the input: the partial last window will be processed by the next
  * receives. Sending again needs a flush. */
@@ -450,7 +491,7 @@ VDIT_API int vdit_stream_update(vdit_stream *s, const char *prompt, float streng
 VDIT_API void vdit_stream_flush(vdit_stream *s);
 
 /* Number of frames the stream holds back before output starts (latency):
- * the first window's length. */
+ * the first window's length, plus fade. */
 VDIT_API int vdit_stream_latency(const vdit_stream *s);
 
 /* Frees the stream and sets *s to NULL. NULL-safe. */

@@ -116,38 +116,75 @@ int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
 
 /* ---- pixels ---------------------------------------------------------------- */
 
+int vdit_pixel_format_bytes(int format)
+{
+    return format == VDIT_PIXFMT_RGB24 ? 3 : format == VDIT_PIXFMT_RGB48 ? 6 : 0;
+}
+
+/* One frame of packed pixels (fmt, sw x sh, rows `stride` bytes apart) into
+ * timeline position tpos of px [3, T, H, W], centred, edges replicated. */
+void vd_put_pixels(const uint8_t *src, ptrdiff_t stride, int fmt, int sw, int sh, float *px,
+                   int t, int h, int w, int tpos)
+{
+    int ox = (w - sw) / 2, oy = (h - sh) / 2;
+    for (int y = 0; y < h; y++) {
+        int sy = VD_MAX(0, VD_MIN(y - oy, sh - 1));
+        const uint8_t *row = src + (ptrdiff_t)sy * stride;
+        float *d[3];
+        for (int ch = 0; ch < 3; ch++)
+            d[ch] = px + (((size_t)ch * t + tpos) * h + y) * w;
+        for (int x = 0; x < w; x++) {
+            int sx = VD_MAX(0, VD_MIN(x - ox, sw - 1));
+            if (fmt == VDIT_PIXFMT_RGB48) {
+                const uint16_t *r16 = (const uint16_t *)(const void *)row;
+                for (int ch = 0; ch < 3; ch++)
+                    d[ch][x] = (float)r16[sx * 3 + ch] * (2.0f / 65535.0f) - 1.0f;
+            } else {
+                for (int ch = 0; ch < 3; ch++)
+                    d[ch][x] = (float)row[sx * 3 + ch] * (2.0f / 255.0f) - 1.0f;
+            }
+        }
+    }
+}
+
+/* Timeline position tpos of px into one frame of packed pixels (fmt, dw x
+ * dh), centre-cropped, rounded, clamped. */
+void vd_get_pixels(const float *px, int t, int h, int w, int tpos, uint8_t *dst,
+                   ptrdiff_t stride, int fmt, int dw, int dh)
+{
+    int ox = (w - dw) / 2, oy = (h - dh) / 2;
+    for (int y = 0; y < dh; y++) {
+        uint8_t *row = dst + (ptrdiff_t)y * stride;
+        for (int x = 0; x < dw; x++)
+            for (int ch = 0; ch < 3; ch++) {
+                float f = px[(((size_t)ch * t + tpos) * h + y + oy) * w + x + ox];
+                if (fmt == VDIT_PIXFMT_RGB48) {
+                    float q = (f + 1.0f) * 32767.5f + 0.5f;
+                    q = q >= 0 ? (q <= 65535 ? q : 65535) : 0; /* NaN -> 0 */
+                    ((uint16_t *)(void *)row)[x * 3 + ch] = (uint16_t)q;
+                } else {
+                    float q = (f + 1.0f) * 127.5f + 0.5f;
+                    q = q >= 0 ? (q <= 255 ? q : 255) : 0; /* NaN -> 0: never cast NaN */
+                    row[x * 3 + ch] = (uint8_t)q;
+                }
+            }
+    }
+}
+
 /* Frame vf of v (clamped into the clip) into timeline position tpos of px
  * [3, T, H, W], centred, edges replicated. */
 void vd_put_frame(const vdit_video *v, int vf, float *px, int t, int h, int w, int tpos)
 {
     vf = VD_MAX(0, VD_MIN(vf, v->n_frames - 1));
-    int ox = (w - v->width) / 2, oy = (h - v->height) / 2;
-    const uint8_t *src = v->rgb + (size_t)vf * v->height * v->width * 3;
-    for (int y = 0; y < h; y++) {
-        int sy = VD_MAX(0, VD_MIN(y - oy, v->height - 1));
-        const uint8_t *row = src + (size_t)sy * v->width * 3;
-        for (int x = 0; x < w; x++) {
-            int sx = VD_MAX(0, VD_MIN(x - ox, v->width - 1));
-            for (int ch = 0; ch < 3; ch++)
-                px[(((size_t)ch * t + tpos) * h + y) * w + x] =
-                    (float)row[sx * 3 + ch] * (2.0f / 255.0f) - 1.0f;
-        }
-    }
+    vd_put_pixels(v->rgb + (size_t)vf * v->height * v->width * 3, (ptrdiff_t)v->width * 3,
+                  VDIT_PIXFMT_RGB24, v->width, v->height, px, t, h, w, tpos);
 }
 
 /* Timeline position tpos of px into frame vf of v, centre-cropped. */
 void vd_get_frame(const float *px, int t, int h, int w, int tpos, vdit_video *v, int vf)
 {
-    int ox = (w - v->width) / 2, oy = (h - v->height) / 2;
-    uint8_t *dst = v->rgb + (size_t)vf * v->height * v->width * 3;
-    for (int y = 0; y < v->height; y++)
-        for (int x = 0; x < v->width; x++)
-            for (int ch = 0; ch < 3; ch++) {
-                float f = px[(((size_t)ch * t + tpos) * h + y + oy) * w + x + ox];
-                float q = (f + 1.0f) * 127.5f + 0.5f;
-                q = q >= 0 ? (q <= 255 ? q : 255) : 0; /* NaN -> 0: never cast NaN */
-                dst[((size_t)y * v->width + x) * 3 + ch] = (uint8_t)q;
-            }
+    vd_get_pixels(px, t, h, w, tpos, v->rgb + (size_t)vf * v->height * v->width * 3,
+                  (ptrdiff_t)v->width * 3, VDIT_PIXFMT_RGB24, v->width, v->height);
 }
 
 /* ---- the engine -------------------------------------------------------------- */
@@ -649,7 +686,7 @@ static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video 
         if (sent < in->n_frames) {
             vdit_frame f = { in->width, in->height, in->rgb + fsz * sent, in->width * 3, sent,
                              NULL };
-            ret = vd_stream_send(s, &f);
+            ret = vd_stream_send(s, &f, 0);
             if (!ret) {
                 if (++sent == in->n_frames)
                     vdit_stream_drain(s);

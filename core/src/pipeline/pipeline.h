@@ -141,6 +141,13 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
 int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int hist,
                             int h, int w);
 
+/* One frame of packed pixels (enum vdit_pixel_format fmt, sw x sh, rows
+ * stride bytes apart) into / out of timeline position tpos of px, as
+ * vd_put_frame / vd_get_frame do for an 8-bit clip. */
+void vd_put_pixels(const uint8_t *src, ptrdiff_t stride, int fmt, int sw, int sh, float *px,
+                   int t, int h, int w, int tpos);
+void vd_get_pixels(const float *px, int t, int h, int w, int tpos, uint8_t *dst,
+                   ptrdiff_t stride, int fmt, int dw, int dh);
 /* Frame vf of v (clamped to the clip) into timeline position tpos of px
  * [3, T, H, W] in [-1, 1], centred, edges replicated (H, W >= v's size). */
 void vd_put_frame(const vdit_video *v, int vf, float *px, int t, int h, int w, int tpos);
@@ -151,7 +158,7 @@ int vd_align_frames(int n);
 
 /* vdit_stream_send / receive without starting a new call on the context
  * (the cancel flag and message are kept): for operations built on streams. */
-int vd_stream_send(vdit_stream *s, const vdit_frame *in);
+int vd_stream_send(vdit_stream *s, const vdit_frame *in, unsigned flags);
 int vd_stream_receive(vdit_stream *s, vdit_frame *out);
 
 #endif
