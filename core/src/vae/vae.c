@@ -614,7 +614,7 @@ void vd_vae_stream_free(vd_vae_stream **ps)
     if (!ps || !*ps)
         return;
     vd_vae_stream *s = *ps;
-    for (int i = 0; i < s->n_tiles; i++) {
+    for (int i = 0; s->tiles && i < s->n_tiles; i++) { /* tiles: NULL if its allocation failed */
         tile_release(s, &s->tiles[i]);
         vd_free(s->tiles[i].wy);
         vd_free(s->tiles[i].wx);
