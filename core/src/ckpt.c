@@ -39,6 +39,7 @@ struct vd_ckpt {
     size_t n_keeps;
     char *label;
     int n_threads; /* for the set's own conversions (vd_ckpt_widen_f8); 0 = 1 */
+    int flags;     /* VD_CKPT_* */
 };
 
 static uint64_t hash_str(const char *s)
@@ -255,7 +256,9 @@ int vd_ckpt_add_safetensors_mem(vd_ckpt *c, const uint8_t *buf, size_t len, cons
     if (!root) {
         /* The format allows trailing spaces as padding; vj_parse accepts
          * whitespace, so a failure here is a real error. */
-        return vd_err(lg, VDIT_ERR_FORMAT, "%s: bad safetensors header: %s", label, jerr);
+        return vj_error_code(jerr) == VDIT_ERR_NOMEM
+                   ? vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory reading the header", label)
+                   : vd_err(lg, VDIT_ERR_FORMAT, "%s: bad safetensors header: %s", label, jerr);
     }
     int ret = 0;
     range *ranges = NULL;
@@ -386,17 +389,48 @@ done:
     return ret;
 }
 
+/* A file's bytes: mapped (the file stays open, so that vd_ckpt_check can
+ * see it change under the mapping) or read into memory (VD_CKPT_READ). */
 typedef struct mapping {
     void *addr;
     size_t len;
+    int fd;               /* mapped: the open file, else -1 */
+    int mapped;
+    struct timespec mtime; /* when mapped */
+    char *path;
 } mapping;
 
 static void unmap(void *p)
 {
     mapping *m = p;
-    if (m->addr && m->len)
+    if (m->mapped && m->addr && m->len)
         munmap(m->addr, m->len);
+    else if (!m->mapped)
+        free(m->addr);
+    if (m->fd >= 0)
+        close(m->fd);
+    free(m->path);
     free(m);
+}
+
+/* Reads the whole of fd (n bytes) into memory. */
+static int read_all(int fd, size_t n, void **out)
+{
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return VDIT_ERR_NOMEM;
+    for (size_t got = 0; got < n;) {
+        ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(buf);
+            return VDIT_ERR_IO;
+        }
+        got += (size_t)r;
+    }
+    *out = buf;
+    return 0;
 }
 
 int vd_ckpt_map_file(vd_ckpt *c, const char *path, vd_log *lg, const void **data, size_t *len)
@@ -405,7 +439,10 @@ int vd_ckpt_map_file(vd_ckpt *c, const char *path, vd_log *lg, const void **data
     *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return vd_err(lg, errno == ENOENT ? VDIT_ERR_MISSING : VDIT_ERR_IO, "%s: cannot open: %s",
+        return vd_err(lg, errno == ENOENT   ? VDIT_ERR_MISSING
+                          : errno == ENOMEM ? VDIT_ERR_NOMEM
+                                            : VDIT_ERR_IO,
+                      "%s: cannot open: %s",
                       path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
@@ -414,24 +451,70 @@ int vd_ckpt_map_file(vd_ckpt *c, const char *path, vd_log *lg, const void **data
     }
     size_t n = (size_t)st.st_size;
     mapping *m = calloc(1, sizeof(*m));
-    if (!m) {
+    if (!m || !(m->path = strdup(path))) {
+        free(m);
         close(fd);
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
     }
-    if (n) {
-        m->addr = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m->addr == MAP_FAILED) {
-            free(m);
-            close(fd);
-            return vd_err(lg, VDIT_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    m->fd = -1;
+    m->mtime = st.st_mtim;
+    if (c->flags & VD_CKPT_READ) {
+        int e = read_all(fd, n, &m->addr);
+        close(fd);
+        if (e) {
+            unmap(m);
+            return e == VDIT_ERR_NOMEM ? vd_err(lg, e, "out of memory reading %s (%zu bytes)",
+                                                path, n)
+                                       : vd_err(lg, e, "%s: cannot read: %s", path,
+                                                strerror(errno ? errno : EIO));
         }
         m->len = n;
+    } else {
+        if (n) {
+            m->addr = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (m->addr == MAP_FAILED) {
+                m->addr = NULL;
+                unmap(m);
+                close(fd);
+                return vd_err(lg, VDIT_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+            }
+            m->len = n;
+        }
+        m->mapped = 1;
+        m->fd = fd;
     }
-    close(fd);
     if (vd_ckpt_keep(c, m, unmap))
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
     *data = m->addr;
     *len = n;
+    return 0;
+}
+
+int vd_ckpt_check(const vd_ckpt *c, vd_log *lg)
+{
+    for (size_t i = 0; c && i < c->n_keeps; i++) {
+        const mapping *m = c->keeps[i].mem;
+        if (c->keeps[i].free_fn != unmap || !m->mapped)
+            continue;
+        struct stat st;
+        if (fstat(m->fd, &st))
+            return vd_err(lg, VDIT_ERR_IO, "%s: cannot check the file: %s", m->path,
+                          strerror(errno));
+        if ((size_t)st.st_size < m->len)
+            return vd_err(lg, VDIT_ERR_IO,
+                          "%s was truncated on disk after the model was loaded (%zu -> %lld "
+                          "bytes): its weights cannot be read any more; load the model again "
+                          "(to replace a model in use, write the new file elsewhere and rename "
+                          "it over the old one)",
+                          m->path, m->len, (long long)st.st_size);
+        if ((size_t)st.st_size != m->len || st.st_mtim.tv_sec != m->mtime.tv_sec ||
+            st.st_mtim.tv_nsec != m->mtime.tv_nsec)
+            return vd_err(lg, VDIT_ERR_IO,
+                          "%s was modified on disk after the model was loaded: its weights "
+                          "would mix old and new; load the model again (to replace a model in "
+                          "use, write the new file elsewhere and rename it over the old one)",
+                          m->path);
+    }
     return 0;
 }
 
@@ -453,7 +536,7 @@ size_t vd_ckpt_release(const vd_ckpt *c, const void *data)
         return 0;
     for (size_t i = 0; i < c->n_keeps; i++) {
         const mapping *m = c->keeps[i].mem;
-        if (c->keeps[i].free_fn != unmap || !m->len || a < (uintptr_t)m->addr ||
+        if (c->keeps[i].free_fn != unmap || !m->mapped || !m->len || a < (uintptr_t)m->addr ||
             e > (uintptr_t)m->addr + m->len)
             continue;
         /* a private read-only file mapping never written: dropped pages are
@@ -519,7 +602,7 @@ static int open_index(vd_ckpt *c, const char *path, vd_log *lg)
     vj_val *root = vj_parse(txt, len, jerr, sizeof(jerr));
     free(txt);
     if (!root)
-        return vd_err(lg, VDIT_ERR_FORMAT, "%s: %s", path, jerr);
+        return vd_err(lg, vj_error_code(jerr), "%s: %s", path, jerr);
     const vj_val *wm = vj_get(root, "weight_map");
     char *dir = dir_of(path);
     char **shards = NULL;
@@ -689,6 +772,11 @@ static int is_zip_file(const char *path)
 
 int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out)
 {
+    return vd_ckpt_open_ex(path, 0, lg, out);
+}
+
+int vd_ckpt_open_ex(const char *path, int flags, vd_log *lg, vd_ckpt **out)
+{
     *out = NULL;
     struct stat st;
     if (!path || stat(path, &st))
@@ -698,6 +786,7 @@ int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out)
         vd_ckpt_free(&c);
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
     }
+    c->flags = flags;
     int ret;
     if (S_ISDIR(st.st_mode))
         ret = open_dir(c, path, lg);
@@ -1023,6 +1112,9 @@ static int f8_to_bf16(const vd_ckpt *ck, vd_log *lg, const char *name, const vt_
                           "scales only)",
                           vd_ckpt_label(ck), sn, (long long)ns, (long long)rows);
         s = vd_tensor_f32(sc);
+        if (!s && vd_tensor_is_float(sc))
+            return vd_err(lg, VDIT_ERR_NOMEM, "%s: out of memory for scale '%s'",
+                          vd_ckpt_label(ck), sn);
         if (!s)
             return vd_err(lg, VDIT_ERR_FORMAT, "%s: scale '%s' is not a float tensor",
                           vd_ckpt_label(ck), sn);
@@ -1069,6 +1161,13 @@ int vd_ckpt_widen_f8(const vd_ckpt *ck, vd_log *lg, const char *name, vd_owned *
     tmp->data = bf;
     *w = tmp;
     return 0;
+}
+
+int vd_tensor_is_float(const vt_tensor *t)
+{
+    const uint8_t zero[16] = { 0 };
+    float f;
+    return !vt_to_f32(&f, zero, t->dtype, 1);
 }
 
 float *vd_tensor_f32(const vt_tensor *t)

@@ -39,6 +39,19 @@ void vd_ckpt_set_threads(vd_ckpt *c, int n_threads);
  * 0 or VDIT_ERR_* with lg->msg set. */
 int vd_ckpt_open(const char *path, vd_log *lg, vd_ckpt **out);
 
+enum {
+    VD_CKPT_READ = 1, /* read files into memory instead of mapping them */
+};
+/* vd_ckpt_open with VD_CKPT_* flags. */
+int vd_ckpt_open_ex(const char *path, int flags, vd_log *lg, vd_ckpt **out);
+
+/* Whether the set's mapped files are still as they were mapped: a file
+ * truncated under its mapping would kill the process (SIGBUS) when a weight
+ * past its new end is read, and one rewritten in place would mix old and new
+ * weights. Returns 0, or VDIT_ERR_IO naming the file and what happened.
+ * Files read into memory (VD_CKPT_READ) are immune. */
+int vd_ckpt_check(const vd_ckpt *c, vd_log *lg);
+
 /* Adds one safetensors file to the set (a duplicate name is an error). On
  * failure the set keeps only what it held before (the readers below too). */
 int vd_ckpt_add_safetensors(vd_ckpt *c, const char *path, vd_log *lg);
@@ -125,6 +138,10 @@ size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix);
 
 /* A freshly allocated fp32 copy of a float tensor (vd_free it), or NULL. */
 float *vd_tensor_f32(const vt_tensor *t);
+
+/* Whether vd_tensor_f32 converts t's type: when it returns NULL for such a
+ * tensor, memory ran out. */
+int vd_tensor_is_float(const vt_tensor *t);
 
 /* A weight `name` stored as fp8 (*w: F8_E4M3 or F8_E5M2, as in the
  * "fp8_e4m3fn" and "fp8_scaled" repackagings) times its companion scale

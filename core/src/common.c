@@ -90,7 +90,8 @@ int vd_read_file(vd_log *lg, const char *path, char **out, size_t *len)
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return vd_err(lg, VDIT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return vd_err(lg, errno == ENOMEM ? VDIT_ERR_NOMEM : VDIT_ERR_IO, "%s: cannot open: %s",
+                      path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     if (!buf) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vdit/vdit.h"
+
 #define VJ_MAX_DEPTH 128
 
 typedef struct parser {
@@ -354,6 +356,11 @@ static int parse_value(parser *p, vj_val *v, int depth)
     if (c == 'f') { v->type = VJ_BOOL; return match_lit(p, "false"); }
     if (c == 'n') { v->type = VJ_NULL; return match_lit(p, "null"); }
     return parse_number(p, v);
+}
+
+int vj_error_code(const char *err)
+{
+    return err && strstr(err, "out of memory") ? VDIT_ERR_NOMEM : VDIT_ERR_FORMAT;
 }
 
 vj_val *vj_parse(const char *s, size_t len, char *err, size_t errlen)

@@ -24,6 +24,10 @@ typedef struct vj_val {
 /* Parses `len` bytes. Returns the root or NULL with a message in err.
  * The whole tree is freed by vj_free(root). Max nesting depth 128. */
 vj_val *vj_parse(const char *s, size_t len, char *err, size_t errlen);
+
+/* The error code for a vj_parse failure whose message is err: out of memory
+ * is not a malformed file. */
+int vj_error_code(const char *err);
 void vj_free(vj_val *root);
 
 /* Object member by key (first match), or NULL. NULL-safe on obj. */

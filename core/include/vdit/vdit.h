@@ -138,14 +138,22 @@ typedef struct vdit_model_params {
                                nothing per step. fp32: no copy. Contexts of any
                                precision work on any model */
     char error[256];        /* out: message of the last failure of vdit_model_load */
-    uint8_t reserved[60];
+    int no_mmap;            /* 1: read the checkpoint files into memory instead of
+                               mapping them, so nothing done to the files on disk
+                               while the model is loaded can reach it (costs their
+                               size in memory). Default 0: mapped; a mapped file
+                               truncated or rewritten in place after load makes the
+                               next call fail with VDIT_ERR_IO naming it (replace a
+                               model in use by renaming a new file over it: safe) */
+    uint8_t reserved[56];
 } vdit_model_params;
 
 VDIT_API void vdit_model_params_default(vdit_model_params *p);
 
 /* Loads a model from `path`: a folder (the bundled model, an official Wan2.1
  * release folder, a diffusers folder) or a single checkpoint file. The
- * weights are memory-mapped and stay in their stored precision.
+ * weights are memory-mapped (unless p->no_mmap) and stay in their stored
+ * precision.
  * On success *out owns the model (free with vdit_model_free). On failure
  * *out is NULL and p->error names the file and tensor at fault. */
 VDIT_API int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out);

@@ -130,8 +130,8 @@ static int get_linear(vd_dit *d, vd_log *lg, vk_linear *l, int64_t n_out, int64_
         return ret;
     ret = vk_linear_init(l, w, b);
     if (ret)
-        return vd_err(lg, ret, "%s: tensor '%s' (%s): cannot prepare this layer",
-                      vd_ckpt_file(d->ck, w), wn, vt_dtype_name(w->dtype));
+        return vd_err(lg, ret, "%s: tensor '%s' (%s): cannot prepare this layer: %s",
+                      vd_ckpt_file(d->ck, w), wn, vt_dtype_name(w->dtype), vdit_strerror(ret));
     return 0;
 }
 
@@ -294,8 +294,9 @@ int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log 
     pw2.ndim = 2;
     pw2.shape[1] = c->in_dim * pv;
     if ((ret = vk_linear_init(&d->patch, &pw2, pb))) {
-        ret = vd_err(lg, ret, "%s: tensor 'patch_embedding.weight' (%s): cannot prepare this layer",
-                     vd_ckpt_file(ck, pw), vt_dtype_name(pw->dtype));
+        ret = vd_err(lg, ret,
+                     "%s: tensor 'patch_embedding.weight' (%s): cannot prepare this layer: %s",
+                     vd_ckpt_file(ck, pw), vt_dtype_name(pw->dtype), vdit_strerror(ret));
         goto fail;
     }
     if ((ret = get_linear(d, lg, &d->time0, D, c->freq_dim, "time_embedding.0")) ||

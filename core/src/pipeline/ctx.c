@@ -159,12 +159,14 @@ static int text_embed(vdit_ctx *c, const char *text, const float **emb, int64_t 
     int n_all = 0;
     int n = vd_tok_encode_padded_n(m->tok, text, max, ids, &n_all);
     if (n < 0) {
-        ret = vd_err(&c->log, n, "cannot tokenise the prompt");
+        ret = vd_err(&c->log, n, "cannot tokenise the prompt: %s", vdit_strerror(n));
         goto done;
     }
     if (n_all > max)
         vd_logf(&c->log, VDIT_LOG_WARNING, "prompt has %d tokens; only the first %d are used",
                 n_all, max);
+    if ((ret = vd_model_check_files(m, &c->log)))
+        goto done;
     const vd_t5_config *tc = vd_t5_get_config(m->t5);
     out = vd_malloc(sizeof(float) * (size_t)n * (size_t)tc->dim);
     if (!out) {

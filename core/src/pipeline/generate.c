@@ -234,6 +234,8 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     const vd_dit_cond *cond = NULL, *uncond = NULL;
     int64_t fwd = 0, fwd_total = 0;
     *out = NULL;
+    if ((ret = vd_model_check_files(m, &c->log)))
+        return ret;
 
     x = vd_malloc(sizeof(float) * (size_t)n);
     noise = vd_malloc(sizeof(float) * (size_t)n);

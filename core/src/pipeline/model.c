@@ -93,18 +93,24 @@ static vj_val *read_json(vd_log *lg, const char *path, int *err)
     vj_val *v = vj_parse(txt, len, jerr, sizeof(jerr));
     free(txt);
     if (!v)
-        *err = vd_err(lg, VDIT_ERR_FORMAT, "%s: %s", path, jerr);
+        *err = vd_err(lg, vj_error_code(jerr), "%s: %s", path, jerr);
     return v;
 }
 
 /* Opens one part's checkpoint (vd_ckpt_open recognises the format) with the
  * threads its conversions at load may use. */
-static int open_part(const char *path, vd_log *lg, int n_threads, vd_ckpt **out)
+static int open_part(const char *path, vd_log *lg, int n_threads, int flags, vd_ckpt **out)
 {
-    int ret = vd_ckpt_open(path, lg, out);
+    int ret = vd_ckpt_open_ex(path, flags, lg, out);
     if (!ret)
         vd_ckpt_set_threads(*out, n_threads);
     return ret;
+}
+
+int vd_model_check_files(const vdit_model *m, vd_log *lg)
+{
+    int ret = vd_ckpt_check(m->ck_dit, lg);
+    return ret ? ret : vd_ckpt_check(m->ck_t5, lg);
 }
 
 /* vd_vae_detach's release: the VAE no longer reads this stored tensor. */
@@ -378,9 +384,10 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
     if ((ret = find_parts(path, &m->log, vj, pt)) || (ret = read_defaults(m, vj, path)))
         goto fail;
     int64_t text_len = pt->text_len > 0 ? pt->text_len : VD_WAN_TEXT_LEN;
+    int ck_flags = p->no_mmap ? VD_CKPT_READ : 0;
     vd_logf(&m->log, VDIT_LOG_INFO, "loading DiT %s, VAE %s, text encoder %s, tokenizer %s",
             pt->dit, pt->vae, pt->t5, pt->tok);
-    if ((ret = open_part(pt->dit, &m->log, n_threads, &m->ck_dit)) ||
+    if ((ret = open_part(pt->dit, &m->log, n_threads, ck_flags, &m->ck_dit)) ||
         (ret = vd_dit_canonicalize(m->ck_dit, &m->log)) ||
         (ret = vd_dit_load_ex(m->ck_dit, text_len, pt->n_heads, &m->log, &m->dit)))
         goto fail;
@@ -393,12 +400,12 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
                      "with precision fp32 to do without it)", pt->dit);
         goto fail;
     }
-    if ((ret = open_part(pt->vae, &m->log, n_threads, &m->ck_vae)) ||
+    if ((ret = open_part(pt->vae, &m->log, n_threads, ck_flags, &m->ck_vae)) ||
         (ret = vd_vae_canonicalize(m->ck_vae, &m->log)) ||
         (ret = vd_vae_load(m->ck_vae, &m->log, &m->vae)) ||
         (ret = vae_detach(m, prep, n_threads)))
         goto fail;
-    if ((ret = open_part(pt->t5, &m->log, n_threads, &m->ck_t5)) ||
+    if ((ret = open_part(pt->t5, &m->log, n_threads, ck_flags, &m->ck_t5)) ||
         (ret = vd_t5_canonicalize(m->ck_t5, &m->log)) ||
         (ret = vd_t5_load(m->ck_t5, &m->log, &m->t5)))
         goto fail;

@@ -128,6 +128,10 @@ typedef struct vd_job {
     uint64_t stream;      /* noise stream (window index) */
 } vd_job;
 
+/* Whether the model's mapped checkpoint files are unchanged on disk since
+ * load (vd_ckpt_check): checked before anything reads the weights. */
+int vd_model_check_files(const vdit_model *m, vd_log *lg);
+
 /* Runs a job; *out receives the decoded timeline [3, T', H, W] (vd_free).
  * For circular jobs T' = 4 * latent frames, else T. */
 int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out);

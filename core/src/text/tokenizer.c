@@ -1138,7 +1138,7 @@ static int load_json(vd_tok *t, const uint8_t *b, size_t len, const char *label,
     char err[128];
     vj_val *root = vj_parse((const char *)b, len, err, sizeof(err));
     if (!root)
-        return vd_err(lg, VDIT_ERR_FORMAT, "%s: %s", label, err);
+        return vd_err(lg, vj_error_code(err), "%s: %s", label, err);
     tok_spec sp;
     spec_defaults(&sp);
     sp.remove_ws = 0;

@@ -189,8 +189,8 @@ static int get_conv(const vd_ckpt *ck, vd_log *lg, const char *pre, const char *
         return r;
     r = vk_conv_init(cv, w, b);
     if (r)
-        return vd_err(lg, r, "%s: tensor '%s%s.weight': cannot prepare the convolution",
-                      vd_ckpt_file(ck, w), pre, name);
+        return vd_err(lg, r, "%s: tensor '%s%s.weight': cannot prepare the convolution: %s",
+                      vd_ckpt_file(ck, w), pre, name, vdit_strerror(r));
     return 0;
 }
 
@@ -210,6 +210,9 @@ static int get_gamma(const vd_ckpt *ck, vd_log *lg, const char *pre, const char 
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' has %lld values, expected %d",
                       vd_ckpt_file(ck, t), n, (long long)ne, c);
     *out = vd_tensor_f32(t);
+    if (!*out && vd_tensor_is_float(t))
+        return vd_err(lg, VDIT_ERR_NOMEM, "%s: tensor '%s': out of memory", vd_ckpt_file(ck, t),
+                      n);
     if (!*out)
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: tensor '%s' is not a float tensor",
                       vd_ckpt_file(ck, t), n);
