@@ -2,7 +2,10 @@
  * of the public API on files (read and written through videoio.h).
  *
  * Exit status: 0 success, 1 the operation failed (bad file, model error,
- * cancelled), 2 bad usage (unknown option, bad value, missing argument). */
+ * output disk full), 2 bad usage (unknown option, bad value, missing
+ * argument), 130 interrupted by SIGINT (Ctrl-C), 143 stopped by SIGTERM. An
+ * interrupted run stops at the next step and writes no output file (the clip
+ * is written whole once made), so no half-written file is left behind. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -268,12 +271,11 @@ static int parse(enum op op, int argc, char **argv, opts *o)
 
 /* ---- progress ---- */
 
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted; /* the signal that asked to stop, 0: none */
 
-static void on_sigint(int sig)
+static void on_signal(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    interrupted = sig;
 }
 
 typedef struct prog {
@@ -451,7 +453,8 @@ static int run(enum op op, int argc, char **argv)
         if (!o.quiet)
             fprintf(stderr, "vdit %s: seed %llu\n", op_names[op], (unsigned long long)gp.seed);
     }
-    signal(SIGINT, on_sigint);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     switch (op) {
     case OP_GENERATE:
     case OP_LOOP:
@@ -468,6 +471,15 @@ static int run(enum op op, int argc, char **argv)
         break;
     }
     signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (r == VDIT_ERR_CANCELLED && interrupted) {
+        if (pg.tty && !o.quiet)
+            fputc('\n', stderr);
+        fprintf(stderr, "vdit %s: interrupted (%s): no output written\n", op_names[op],
+                interrupted == SIGTERM ? "SIGTERM" : "SIGINT");
+        ret = interrupted == SIGTERM ? 143 : 130;
+        goto done;
+    }
     if (r) {
         if (pg.tty && !o.quiet)
             fputc('\n', stderr);

@@ -1,4 +1,5 @@
 /* vdit: command-line front end of the engine. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,9 @@ static void limit_omp_spin(char **argv)
 int main(int argc, char **argv)
 {
     limit_omp_spin(argv);
+    /* a file-size limit (ulimit -f) then fails the write with EFBIG, which
+     * is reported and the file finished, instead of killing the process */
+    signal(SIGXFSZ, SIG_IGN);
     const subcmd cmds[] = {
         { "generate", cmd_generate, "text to video / image (--prompt ...)" },
         { "edit", cmd_edit, "video to video by SDEdit (--input ... --strength ...)" },

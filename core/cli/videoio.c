@@ -288,6 +288,16 @@ int vio_check_output(const char *path, int n_frames, char *err, size_t errlen)
     return ret ? ret : folder_writable(path, err, errlen);
 }
 
+/* What to add to a write error: a full disk or a file-size limit leaves a
+ * file that is finished (its trailer written as far as it goes) and holds
+ * the frames written before. */
+static const char *full_hint(int e)
+{
+    return e == AVERROR(ENOSPC) || e == AVERROR(EFBIG) || e == AVERROR(EDQUOT)
+               ? " (disk full or file size limit: the file holds the frames written before)"
+               : "";
+}
+
 static int drain(AVFormatContext *fmt, AVCodecContext *enc, AVStream *st, AVPacket *pkt,
                  const char *path, char *err, size_t errlen)
 {
@@ -303,8 +313,8 @@ static int drain(AVFormatContext *fmt, AVCodecContext *enc, AVStream *st, AVPack
         pkt->stream_index = st->index;
         e = av_interleaved_write_frame(fmt, pkt);
         if (e < 0)
-            return fail(err, errlen, VDIT_ERR_IO, "%s: write error: %s", path,
-                        averr(e, eb, sizeof(eb)));
+            return fail(err, errlen, VDIT_ERR_IO, "%s: write error: %s%s", path,
+                        averr(e, eb, sizeof(eb)), full_hint(e));
     }
 }
 
@@ -422,8 +432,8 @@ int vio_write(const char *path, const vdit_video *v, double fps, char *err, size
     }
 done:
     if (header && (e = av_write_trailer(fmt)) < 0 && !ret)
-        ret = fail(err, errlen, VDIT_ERR_IO, "%s: cannot finish the file: %s", path,
-                   averr(e, eb, sizeof(eb)));
+        ret = fail(err, errlen, VDIT_ERR_IO, "%s: cannot finish the file: %s%s", path,
+                   averr(e, eb, sizeof(eb)), full_hint(e));
     if (fmt && !(fmt->oformat->flags & AVFMT_NOFILE))
         avio_closep(&fmt->pb);
     av_dict_free(&opts);

@@ -174,5 +174,39 @@ out=$(timeout 120 "$vdit" generate --model "$model" --threads 1 --steps 1 --seed
       --prompt x --output p2.y4m 2>&1)
 case "$out" in *"denoise (pass 2) 1/1"*) ;; *) echo "FAILED: no 'denoise (pass 2)' line"; echo "$out" | tail -5; fail=1 ;; esac
 
+# the output disk full (here: a file-size limit): status 1, a message naming
+# the file and the cause, and the frames written so far in a finished file
+( ulimit -f 40; exec "$vdit" generate $common --prompt x --width 64 --height 48 --frames 21 \
+    --output full.y4m ) >full.log 2>&1
+got=$?
+if [ $got != 1 ] || ! grep -q "full.y4m.*File too large.*disk full" full.log; then
+    echo "FAILED (status $got): a full disk: $(tail -2 full.log)"; fail=1
+elif [ -n "$py" ] && [ "$("$py" -c 'import sys; print(open(sys.argv[1], "rb").read().count(b"FRAME\n") > 0)' full.y4m)" != True ]; then
+    echo "FAILED: the partial file holds no frame"; fail=1
+fi
+
+# SIGINT / SIGTERM mid-run: stops at the next step, status 130 / 143, says
+# so, and leaves no output file
+for sig in INT TERM; do
+    rm -f sig.y4m
+    "$vdit" generate --model "$model" --threads 1 --seed 1 --steps 1000 --frames 5 --prompt x \
+        --output sig.y4m >sig.log 2>&1 &
+    pid=$!
+    i=0
+    while [ $i -lt 600 ] && ! grep -q "denoise 2/" sig.log 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill -$sig $pid
+    i=0
+    while [ $i -lt 300 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 $pid 2>/dev/null; then
+        echo "FAILED: SIG$sig did not stop vdit within 30 s"; kill -9 $pid; fail=1; continue
+    fi
+    wait $pid
+    got=$?
+    want=130; [ $sig = TERM ] && want=143
+    if [ $got != $want ] || ! grep -q "interrupted (SIG$sig)" sig.log || [ -e sig.y4m ]; then
+        echo "FAILED: SIG$sig: status $got (expected $want), $(tail -1 sig.log)"; fail=1
+    fi
+done
+
 [ $fail -eq 0 ] && echo "bad input: all checks passed"
 exit $fail
