@@ -6,8 +6,10 @@
  *
  * Compiles against FFmpeg 5.1 (libavfilter 8) and 7.1 (libavfilter 10): the
  * only differences the filters meet are which header holds the filter-
- * definition macros (internal.h until 7.0, filters.h since) and where the
- * link frame rate lives (AVFilterLink until 7.0, FilterLink since 7.1).
+ * definition macros (internal.h until 7.0, filters.h since), where the
+ * link frame rate lives (AVFilterLink until 7.0, FilterLink since 7.1) and
+ * how a frame says it is interlaced (AVFrame.interlaced_frame until 6.0,
+ * AV_FRAME_FLAG_INTERLACED in AVFrame.flags since 6.1).
  */
 #ifndef AVFILTER_VDIT_COMMON_H
 #define AVFILTER_VDIT_COMMON_H
@@ -32,6 +34,12 @@
 #define VDIT_LINK_FRAME_RATE(link) ((link)->frame_rate)
 #endif
 #include "video.h"
+
+#ifdef AV_FRAME_FLAG_INTERLACED
+#define VDIT_FRAME_INTERLACED(f) (!!((f)->flags & AV_FRAME_FLAG_INTERLACED))
+#else
+#define VDIT_FRAME_INTERLACED(f) ((f)->interlaced_frame)
+#endif
 
 #define VDIT_FLAGS (AV_OPT_FLAG_VIDEO_PARAM | AV_OPT_FLAG_FILTERING_PARAM)
 #define VDIT_TFLAGS (VDIT_FLAGS | AV_OPT_FLAG_RUNTIME_PARAM)

@@ -116,7 +116,7 @@ conf=(
   --disable-network --disable-debug
   --enable-zlib --enable-libvdit "${extra[@]}"
   --extra-ldflags="-Wl,-rpath,$vbuild/core/src"
-  --enable-filter=vdit,vditsrc,testsrc2,testsrc,color,format,scale,pad,crop,null,nullsink,fps,setpts,settb,setsar,trim,split,showinfo,sendcmd
+  --enable-filter=vdit,vditsrc,testsrc2,testsrc,color,format,scale,pad,crop,null,nullsink,fps,setpts,settb,setsar,trim,split,showinfo,sendcmd,setparams,setfield,setrange
   --enable-encoder=rawvideo,wrapped_avframe,png,mpeg4,$enc
   --enable-decoder=rawvideo,png,mpeg4,h264
   --enable-muxer=yuv4mpegpipe,rawvideo,image2,image2pipe,mp4,mov,null,framemd5,framecrc

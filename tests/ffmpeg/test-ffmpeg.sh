@@ -6,9 +6,12 @@
 # Builds the patched FFmpeg VERSION (5.1 or 7.1) with scripts/build-ffmpeg.sh
 # into BUILD_DIR/ffmpeg-VERSION (a no-op when it is up to date), then runs
 # ffmpeg/ffprobe command lines: documented options, bad options and a missing
-# model (error exit with a clear message), and with MODEL_DIR (a tiny
-# random-weight model) generation with vditsrc and editing with vdit. Without
-# MODEL_DIR only the model-free checks run and the test reports a skip (77).
+# model (error exit with a clear message), vdit's pixel formats and colours
+# through bypass=1 against swscale's own round trip, refused inputs
+# (interlaced, HDR, a format change), and with MODEL_DIR (a tiny random-weight
+# model) generation with vditsrc and editing with vdit (formats kept through
+# H.264, the timeline). Without MODEL_DIR only the model-free checks run and
+# the test reports a skip (77).
 # Prints one line per check; exits 1 if any failed.
 set -uo pipefail
 
@@ -77,7 +80,7 @@ enc=mpeg4
 h=$("$ff" -hide_banner -h filter=vdit 2>&1)
 miss=""
 for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model \
-         window overlap async cache cache_threshold; do
+         window overlap async cache cache_threshold bypass fade accept interlaced hdr; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vdit options documented" || fail "vdit options documented" "missing$miss"
@@ -107,6 +110,152 @@ expect_error "vdit missing model" "cannot load the model '$tmp/no-such-model'" \
 expect_error "vditsrc missing model" "cannot load the model '$tmp/no-such-model'" \
   -f lavfi -i "vditsrc=model=$tmp/no-such-model" -f null -
 expect_error "vditsrc bad duration" "'d' out of range" -f lavfi -i "vditsrc=d=-5" -f null -
+expect_error "unknown accept flag" "accept|foo" \
+  -f lavfi -i "$src_clip" -vf vdit=bypass=1:accept=foo -f null -
+
+# ---- vdit pixel formats: bypass=1 against swscale's own round trip -------------
+# Every accepted format, tagged, through vdit=bypass=1 (to the engine's RGB and
+# back, no model) and through two scale filters doing the same round trip
+# with the same matrix, range and flags: the raw outputs must agree within a
+# code at 8 bits (4 at 10 bits, 16 at 12), and for 4:4:4 and RGB formats come
+# back that close to the input itself; the output keeps the pixel format and
+# the colour tags (showinfo on the frames vdit gives).
+sws_flags="bicubic+accurate_rnd+full_chroma_int+full_chroma_inp"
+# conv_case FMT SIZE MATRIX RANGE
+conv_case() {
+  local fmt=$1 size=$2 cs=${3:-} range=${4:-} rgb=0 mid=rgb48le gen ref name
+  name="bypass $fmt $size${cs:+ $cs}${range:+ $range}"
+  case $fmt in gbrp*|rgb*|bgr*) rgb=1 ;; esac
+  case $fmt in rgb24|bgr24|gbrp) mid=rgb24 ;; esac
+  if [ $rgb = 1 ]; then
+    # made in RGB: no matrix, full range
+    gen="format=$mid,format=$fmt,setparams=colorspace=gbr:range=pc:color_primaries=bt709:color_trc=bt709"
+    ref="scale=flags=$sws_flags,format=$mid,scale=flags=$sws_flags,format=$fmt"
+    cs=gbr range=pc
+  else
+    # made from RGB with the matrix it is tagged with, so its colours are in
+    # the RGB gamut and a round trip can come back to it
+    gen="format=rgb48le,scale=out_color_matrix=$cs:out_range=$range:flags=$sws_flags,format=$fmt"
+    gen+=",setparams=colorspace=$cs:range=$range:color_primaries=bt709:color_trc=bt709"
+    ref="scale=in_color_matrix=$cs:in_range=$range:flags=$sws_flags,format=$mid"
+    ref+=",scale=out_color_matrix=$cs:out_range=$range:flags=$sws_flags,format=$fmt"
+  fi
+  local o=$tmp/conv_$fmt
+  if ! "$ff" -hide_banner -nostdin -y -filter_complex \
+      "testsrc2=s=$size:r=10:d=0.3,$gen,split=3[i][b][r];[b]vdit=bypass=1,showinfo[bo];[r]$ref[ro]" \
+      -map "[i]" -f rawvideo "$o.in" -map "[bo]" -f rawvideo "$o.b" -map "[ro]" -f rawvideo "$o.r" \
+      >"$o.log" 2>&1; then
+    fail "$name" "ffmpeg failed: $(grep -iE 'error|vdit' "$o.log" | tail -3 | tr '\n' ' ')"
+    return
+  fi
+  # sample size in bytes, significant bits, and their shift in the sample
+  local depth=8 shift=0 bytes=1
+  case $fmt in
+    p010le) depth=10 shift=6 bytes=2 ;;
+    *10le) depth=10 bytes=2 ;;
+    *12le) depth=12 bytes=2 ;;
+    *16le|rgb48le|bgr48le) depth=16 bytes=2 ;;
+  esac
+  local self=0
+  case $fmt in yuv444*|yuvj444p|gbrp*|rgb*|bgr*) self=1 ;; esac
+  local res
+  res=$($py - "$o.in" "$o.b" "$o.r" $bytes $depth $shift $self <<'EOF'
+import sys
+fi, fb, fr = (open(p, "rb").read() for p in sys.argv[1:4])
+bytes_, depth, shift, self_ = (int(x) for x in sys.argv[4:8])
+def samples(b):
+    if bytes_ == 1:
+        return b
+    return [(b[i] | b[i + 1] << 8) >> shift for i in range(0, len(b), 2)]
+si, sb, sr = samples(fi), samples(fb), samples(fr)
+if not sb or len(sb) != len(sr) or len(sb) != len(si):
+    print("sizes %d %d %d" % (len(fi), len(fb), len(fr))); sys.exit(1)
+tol = 1 if depth == 8 else 4 << (depth - 10)
+dr = max(abs(a - b) for a, b in zip(sb, sr))
+di = max(abs(a - b) for a, b in zip(sb, si)) if self_ else -1
+ok = dr <= tol and di <= tol
+print("%s: max |diff| %d against swscale%s (%d-bit codes, at most %d)" %
+      ("ok" if ok else "bad", dr, ", %d against the input" % di if self_ else "", depth, tol))
+sys.exit(0 if ok else 1)
+EOF
+  ) && pass "$name: $res" || fail "$name" "$res"
+  local want="fmt:$fmt color_range:$range color_space:$cs color_primaries:bt709 color_trc:bt709"
+  local got
+  got=$(grep -o "fmt:[a-z0-9]* \|color_range:[a-z]* \|color_space:[a-z0-9]* \|color_primaries:[a-z0-9]* \|color_trc:[a-z0-9]*" \
+        "$o.log" | head -5 | tr -d '\n' | sed 's/ *$//')
+  [ "$got" = "$want" ] && pass "$name keeps format and tags" ||
+    fail "$name keeps format and tags" "'$got', expected '$want'"
+}
+t1=$(date +%s)
+for fmt in yuv420p yuv422p yuv444p nv12 nv21 p010le yuv420p10le yuv422p10le yuv444p10le \
+           yuv420p12le yuv422p12le yuv444p12le yuv420p16le yuv444p16le; do
+  conv_case $fmt 64x48 bt709 tv
+done
+for fmt in yuvj420p yuvj422p yuvj444p; do conv_case $fmt 64x48 smpte170m pc; done
+for fmt in gbrp gbrp10le gbrp12le gbrp16le rgb24 bgr24 rgb48le bgr48le; do conv_case $fmt 64x48; done
+conv_case yuv444p 64x48 smpte170m pc
+conv_case yuv420p 66x50 bt709 tv
+conv_case yuv422p10le 66x50 bt709 tv
+echo "conversions: $(($(date +%s) - t1)) s"
+
+# The matrix and range chosen (verbose log): the frame's tags; untagged, BT.601
+# below 720 lines and BT.709 from 720, limited range except yuvj.
+# matrix_case NAME SOURCE EXPECTED
+matrix_case() {
+  local got
+  got=$("$ff" -hide_banner -nostdin -v verbose -filter_complex "$2,vdit=bypass=1" -f null - 2>&1 |
+        grep -o "converting with the .*" | head -1)
+  [ "$got" = "converting with the $3" ] && pass "$1: $3" || fail "$1" "'$got', expected '$3'"
+}
+matrix_case "untagged 64x48" "testsrc2=s=64x48:r=10:d=0.1,format=yuv420p" "smpte170m matrix, limited range"
+matrix_case "untagged 1280x720" "testsrc2=s=1280x720:r=10:d=0.1,format=yuv420p" "bt709 matrix, limited range"
+matrix_case "untagged yuvj420p" "testsrc2=s=64x48:r=10:d=0.1,format=yuvj420p" "smpte170m matrix, full range"
+matrix_case "tagged BT.2020 full range" \
+  "testsrc2=s=64x48:r=10:d=0.1,format=yuv420p10le,setparams=colorspace=bt2020nc:range=pc" \
+  "bt2020nc matrix, full range"
+
+# ---- refusals: what the model cannot edit as it is -----------------------------
+# bypass=1 checks the same frames an edit would, without loading the model.
+# (The flags are set in -vf: 5.1's lavfi device drops them.)
+expect_error "interlaced input refused" "interlaced input: deinterlace first \(-vf bwdif,vdit=" \
+  -f lavfi -i "$src_clip" -vf setfield=tff,vdit=bypass=1 -f null -
+expect_error "PQ input refused" "HDR input \(PQ transfer\): tonemap to SDR first.*accept=hdr" \
+  -f lavfi -i "$src_clip" -vf setparams=color_trc=smpte2084,vdit=bypass=1 -f null -
+expect_error "HLG input refused" "HDR input \(HLG transfer\)" \
+  -f lavfi -i "$src_clip" -vf setparams=color_trc=arib-std-b67,vdit=bypass=1 -f null -
+# accepted: every frame comes out
+accept_case() { # NAME FILTERS
+  if run accept -f lavfi -i "$src_clip" -vf "$2" -f framemd5 "$tmp/accept.md5"; then
+    local n; n=$(grep -vc '^#' "$tmp/accept.md5")
+    [ "$n" = 10 ] && pass "$1 (10 frames)" || fail "$1" "$n frames"
+  fi
+}
+accept_case "accept=interlaced" setfield=tff,vdit=bypass=1:accept=interlaced
+accept_case "accept=hdr" setparams=color_trc=smpte2084,vdit=bypass=1:accept=hdr
+accept_case "accept=interlaced+hdr" \
+  setfield=bff,setparams=color_trc=arib-std-b67,vdit=bypass=1:accept=interlaced+hdr
+# frames outside enable= do not go to the model: not refused
+accept_case "interlaced frames outside enable pass" "setfield=tff,vdit=bypass=1:enable='gt(n,100)'"
+# A pixel format change mid-stream: an H.264 stream going from 4:2:0 to 4:4:4.
+# ffmpeg rebuilds the filter graph for it, which loses the frames vdit holds;
+# with -reinit_filter 0 the frames reach vdit as they are: refused, while a
+# scale in front converts them and every frame comes through.
+if [ "$enc" = libx264 ]; then
+  "$ff" -v error -y -f lavfi -i "$src_clip" -pix_fmt yuv420p -c:v libx264 -f rawvideo "$tmp/a.h264" &&
+    "$ff" -v error -y -f lavfi -i "$src_clip" -pix_fmt yuv444p -c:v libx264 -f rawvideo "$tmp/b.h264" &&
+    cat "$tmp/a.h264" "$tmp/b.h264" >"$tmp/ab.h264"
+  expect_error "pixel format change mid-stream refused" \
+    "pixel format changed from yuv420p to yuv444p mid-stream" \
+    -reinit_filter 0 -f h264 -i "$tmp/ab.h264" -vf vdit=bypass=1 -f null -
+  if run fmtchange -reinit_filter 0 -f h264 -i "$tmp/ab.h264" -vf scale,format=yuv420p,vdit=bypass=1 \
+       -f framemd5 "$tmp/fmtchange.md5"; then
+    n=$(grep -vc '^#' "$tmp/fmtchange.md5")
+    [ "$n" = 20 ] && pass "pixel format change converted by scale in front (20 frames)" ||
+      fail "pixel format change converted by scale in front" "$n frames"
+  fi
+else
+  echo "SKIP pixel format change mid-stream: no libx264"
+fi
 
 if [ -z "$model" ]; then
   echo "no tiny model: model checks skipped"
@@ -260,6 +409,67 @@ if run h264_in -f lavfi -i "testsrc2=s=96x64:r=25:d=4" -c:v $enc "$tmp/in.mp4" &
   got=$(pix "$tmp/edited.mp4" | awk '{ print $NF }')
   [ "$got" = 100 ] && pass "decode-edit-encode keeps 100 frames" || fail "decode-edit-encode keeps 100 frames" "$got"
 fi
+# The stream keeps its format: an ordinary yuv420p H.264 input comes out as
+# yuv420p H.264 (High, not High 4:4:4), a 10-bit BT.709 one as 10-bit
+# (High 10) with its colour tags.
+# tags FILE: "RANGE MATRIX TRANSFER PRIMARIES"
+tags() {
+  "$fp" -v error -select_streams v:0 -of default=nw=1:nk=1 \
+    -show_entries stream=color_range,color_space,color_transfer,color_primaries "$1" | tr '\n' ' ' | sed 's/ $//'
+}
+if run in8 -f lavfi -i "testsrc2=s=96x64:r=10:d=1.5,format=yuv420p" -c:v $enc "$tmp/in8.mp4" &&
+   run edit8 -i "$tmp/in8.mp4" -vf "vdit=$M:strength=0.5:window=9" -c:v $enc "$tmp/out8.mp4"; then
+  want="High yuv420p 15"; [ "$enc" = libx264 ] || want="Simple Profile yuv420p 15"
+  got=$(pix "$tmp/out8.mp4")
+  [ "$got" = "$want" ] && pass "yuv420p $enc in, $got out" || fail "yuv420p $enc in" "'$got', expected '$want'"
+fi
+if [ "$enc" != libx264 ]; then
+  echo "SKIP 10-bit H.264: no libx264"
+elif ! grep -q yuv420p10le <<<"$("$ff" -hide_banner -h encoder=libx264 2>&1)"; then
+  echo "SKIP 10-bit H.264: this libx264 has no 10-bit support"
+# tagged twice: 7.1's encoder takes the frames' tags, 5.1's lavfi device drops them
+elif run in10 -f lavfi -i "testsrc2=s=96x64:r=10:d=1.5,format=yuv420p10le,setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv" \
+       -c:v libx264 -colorspace bt709 -color_primaries bt709 -color_trc bt709 -color_range tv "$tmp/in10.mp4" &&
+     run edit10 -i "$tmp/in10.mp4" -vf "vdit=$M:strength=0.5:window=9" -c:v libx264 "$tmp/out10.mp4"; then
+  got=$(pix "$tmp/out10.mp4")
+  [ "$got" = "High 10 yuv420p10le 15" ] && pass "yuv420p10le H.264 in, $got out" ||
+    fail "yuv420p10le H.264 in" "'$got', expected 'High 10 yuv420p10le 15'"
+  got=$(tags "$tmp/out10.mp4")
+  [ "$got" = "$(tags "$tmp/in10.mp4")" ] && [ "$got" = "tv bt709 bt709 bt709" ] &&
+    pass "10-bit edit keeps the colour tags ($got)" || fail "10-bit edit keeps the colour tags" "'$got'"
+fi
+
+# Timeline: enable= edits the windows its range touches; every frame outside
+# it comes out bit-exact, with every timestamp. 25 frames in windows of 5
+# (frames 0-4, 5-8, 9-12, 13-16, 17-20, 21-24): frames 9 to 12 edited.
+tl="testsrc2=s=64x48:r=10:d=2.5,format=yuv420p,setpts='N*3+if(gt(N,10),7,0)'"
+run tl_ref -f lavfi -i "$tl" -fps_mode passthrough -f framemd5 "$tmp/tl_ref.md5"
+# hashes FILE: one line per frame, its index and hash
+hashes() { grep -v '^#' "$1" | awk -F, '{ gsub(/ /, "", $6); print NR - 1, $6 }'; }
+if run tl -v verbose -f lavfi -i "$tl" -vf "vdit=$M:window=5:enable='between(n,9,12)'" \
+     -fps_mode passthrough -f framemd5 "$tmp/tl.md5"; then
+  expect_same_timing "timeline: every frame, same timestamps" "$tmp/tl_ref.md5" "$tmp/tl.md5"
+  res=$(paste -d' ' <(hashes "$tmp/tl_ref.md5") <(hashes "$tmp/tl.md5") |
+        awk '{ inr = $1 >= 9 && $1 <= 12; same = $2 == $4 }
+             inr && same { bad = bad " " $1 "(unedited)" } !inr && !same { bad = bad " " $1 "(changed)" }
+             END { print bad }')
+  [ -z "$res" ] && pass "timeline: frames 9-12 edited, the others bit-exact" ||
+    fail "timeline: frames 9-12 edited, the others bit-exact" "frames$res"
+fi
+# A range no window reaches: no model work at all, every frame as it came.
+if run tl_none -v verbose -f lavfi -i "$tl" -vf "vdit=$M:window=5:enable='between(n,100,200)'" \
+     -fps_mode passthrough -f framemd5 "$tmp/tl_none.md5"; then
+  if [ "$(hashes "$tmp/tl_none.md5")" = "$(hashes "$tmp/tl_ref.md5")" ] &&
+     ! grep -q "denoise" "$tmp/tl_none.log"; then
+    pass "timeline outside every window: no denoising, frames bit-exact"
+  else
+    fail "timeline outside every window" "$(grep -c denoise "$tmp/tl_none.log") denoise lines"
+  fi
+fi
+# Interlaced frames are refused by a real edit too (after the model loaded).
+expect_error "interlaced input refused by an edit" "interlaced input: deinterlace first" \
+  -f lavfi -i "$src_clip" -vf "setfield=tff,vdit=$M" -f null -
+
 # Output closed early: the worker is stopped mid-window, ffmpeg ends cleanly.
 if run early -f lavfi -i "testsrc2=s=64x48:r=25:d=20" -vf "vdit=$M:steps=8:window=9" -frames:v 3 \
      -f framemd5 "$tmp/early.md5"; then
