@@ -94,6 +94,8 @@ typedef struct VditContext {
     enum AVPixelFormat pix_fmt;    /* of the frames in and out */
     enum AVPixelFormat sws_fmt;    /* pix_fmt as swscale is told it (yuvj: yuv) */
     enum AVPixelFormat engine_fmt; /* AV_PIX_FMT_RGB24 or AV_PIX_FMT_RGB48 */
+    int w, h;          /* the link's size: the worker never reads the links, which
+                          the graph may free while uninit() waits for it */
     int is_rgb;        /* pix_fmt is RGB: no matrix, full range */
     int full_range;    /* pix_fmt is a yuvj format: full range whatever the tag */
 
@@ -302,7 +304,7 @@ static int set_colour(AVFilterContext *ctx, struct SwsContext *sws, int to_rgb, 
 
     if (s->is_rgb)
         return 0;
-    frame_colour(ctx, f, ctx->inputs[0]->h, &cs, &full);
+    frame_colour(ctx, f, s->h, &cs, &full);
     if (cs == *cur_cs && full == *cur_full)
         return 0;
     coefs = sws_getCoefficients(cs);
@@ -340,7 +342,6 @@ static int to_engine(AVFilterContext *ctx, const AVFrame *in)
 static int emit(AVFilterContext *ctx, VditHeld *h, const uint8_t *rgb, ptrdiff_t stride)
 {
     VditContext *s = ctx->priv;
-    AVFilterLink *inlink = ctx->inputs[0];
     AVFrame *out;
     int ret = 0;
 
@@ -357,8 +358,8 @@ static int emit(AVFilterContext *ctx, VditHeld *h, const uint8_t *rgb, ptrdiff_t
             ret = AVERROR(ENOMEM);
         } else {
             out->format = s->pix_fmt;
-            out->width = inlink->w;
-            out->height = inlink->h;
+            out->width = s->w;
+            out->height = s->h;
             ret = av_frame_get_buffer(out, 0);
             if (ret >= 0)
                 ret = av_frame_copy_props(out, h->frame);
@@ -392,7 +393,6 @@ static int emit(AVFilterContext *ctx, VditHeld *h, const uint8_t *rgb, ptrdiff_t
 static int collect(AVFilterContext *ctx)
 {
     VditContext *s = ctx->priv;
-    AVFilterLink *inlink = ctx->inputs[0];
     int64_t t0 = av_gettime_relative();
     int first = 1;
 
@@ -413,9 +413,9 @@ static int collect(AVFilterContext *ctx)
             av_log(ctx, AV_LOG_ERROR, "libvdit returned a frame out of order\n");
             return AVERROR_BUG;
         }
-        if (vf.width != inlink->w || vf.height != inlink->h) {
+        if (vf.width != s->w || vf.height != s->h) {
             av_log(ctx, AV_LOG_ERROR, "libvdit returned %dx%d for a %dx%d stream\n", vf.width,
-                   vf.height, inlink->w, inlink->h);
+                   vf.height, s->w, s->h);
             av_frame_free(&h.frame);
             return AVERROR_BUG;
         }
@@ -601,6 +601,8 @@ static int config_conversions(AVFilterContext *ctx, AVFilterLink *inlink)
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(inlink->format);
 
     s->pix_fmt = inlink->format;
+    s->w = inlink->w;
+    s->h = inlink->h;
     s->sws_fmt = sws_format(s->pix_fmt, &s->full_range);
     s->is_rgb = !!(desc->flags & AV_PIX_FMT_FLAG_RGB);
     /* 8-bit RGB loses nothing in 8-bit RGB; YUV (even 8-bit: its RGB values

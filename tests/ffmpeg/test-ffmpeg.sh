@@ -477,5 +477,17 @@ if run early -f lavfi -i "testsrc2=s=64x48:r=25:d=20" -vf "vdit=$M:steps=8:windo
     fail "output closed early" "$(grep -vc '^#' "$tmp/early.md5") frames"
 fi
 
+# Long-stream soak, the CI length (scripts/soak.py; docs/ffmpeg.md has the
+# 10,000-frame figures): 1,000 frames at an odd size on the bundled model,
+# the prompt changed every 250 frames; frames in = out, pts exact, peak RSS
+# flat. FFmpeg 7.1 only (the same filter code runs on 5.1).
+if [ "$ver" = 7.1 ] && [ -z "${VDIT_SKIP_SOAK:-}" ]; then
+  if "$py" "$src/scripts/soak.py" --ffmpeg "$ff" --frames 1000 --every 250 >"$tmp/soak.log" 2>&1; then
+    pass "soak: $(tail -1 "$tmp/soak.log")"
+  else
+    fail "soak" "$(grep -E 'FAILED|soak ffmpeg' "$tmp/soak.log" | tr '\n' ' ')"
+  fi
+fi
+
 echo "total: $(($(date +%s) - t0)) s, $fails failed"
 [ $fails -eq 0 ]
