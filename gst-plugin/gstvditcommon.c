@@ -52,6 +52,45 @@ GType gst_vdit_cache_get_type(void)
     return (GType)id;
 }
 
+GType gst_vdit_accept_get_type(void)
+{
+    static gsize id = 0;
+    static const GFlagsValue values[] = {
+        { GST_VDIT_ACCEPT_INTERLACED, "Interlaced video: each frame (both fields) is edited "
+          "as one progressive picture", "interlaced" },
+        { GST_VDIT_ACCEPT_HDR, "HDR video (PQ or HLG transfer): its code values are edited as "
+          "if they were SDR", "hdr" },
+        { 0, NULL, NULL },
+    };
+    if (g_once_init_enter(&id)) {
+        GType t = g_flags_register_static("GstVditAccept", values);
+        g_once_init_leave(&id, t);
+    }
+    return (GType)id;
+}
+
+void gst_vdit_rgb_info(GstVideoInfo *rgb, GstVideoFormat format, const GstVideoInfo *video)
+{
+    gst_video_info_set_format(rgb, format, GST_VIDEO_INFO_WIDTH(video),
+                              GST_VIDEO_INFO_HEIGHT(video));
+    /* the converter wants everything but the format and colour to match */
+    GST_VIDEO_INFO_FPS_N(rgb) = GST_VIDEO_INFO_FPS_N(video);
+    GST_VIDEO_INFO_FPS_D(rgb) = GST_VIDEO_INFO_FPS_D(video);
+    GST_VIDEO_INFO_PAR_N(rgb) = GST_VIDEO_INFO_PAR_N(video);
+    GST_VIDEO_INFO_PAR_D(rgb) = GST_VIDEO_INFO_PAR_D(video);
+    GST_VIDEO_INFO_INTERLACE_MODE(rgb) = GST_VIDEO_INFO_INTERLACE_MODE(video);
+    /* set_format gives RGB the sRGB colorimetry; with the video's primaries
+     * and transfer instead, the converter has no primaries or gamma to
+     * convert whatever its options, and the model sees the video's own
+     * (gamma-encoded) RGB. The YUV matrix and range are video's, from its
+     * caps. */
+    GstVideoColorimetry *c = &GST_VIDEO_INFO_COLORIMETRY(rgb);
+    c->primaries = GST_VIDEO_INFO_COLORIMETRY(video).primaries;
+    c->transfer = GST_VIDEO_INFO_COLORIMETRY(video).transfer;
+    c->matrix = GST_VIDEO_COLOR_MATRIX_RGB;
+    c->range = GST_VIDEO_COLOR_RANGE_0_255;
+}
+
 void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint threshold_id)
 {
     const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY;

@@ -1,9 +1,11 @@
-/* Glue shared by the vdit elements: the log bridge, progress messages and
- * the sampler enum. Everything model-related lives in libvdit. */
+/* Glue shared by the vdit elements: the log bridge, progress messages, the
+ * property types and the RGB side of format conversion. Everything
+ * model-related lives in libvdit. */
 #ifndef GST_VDIT_COMMON_H
 #define GST_VDIT_COMMON_H
 
 #include <gst/gst.h>
+#include <gst/video/video.h>
 #include <vdit/vdit.h>
 
 G_BEGIN_DECLS
@@ -16,6 +18,30 @@ GType gst_vdit_sampler_get_type(void);
 GType gst_vdit_precision_get_type(void);
 #define GST_TYPE_VDIT_CACHE (gst_vdit_cache_get_type())
 GType gst_vdit_cache_get_type(void);
+
+/* What the vdit element edits although it was not made for it (property
+ * "accept"): without the flag such streams are refused at caps time. */
+typedef enum {
+    GST_VDIT_ACCEPT_INTERLACED = 1 << 0,
+    GST_VDIT_ACCEPT_HDR = 1 << 1,
+} GstVditAccept;
+#define GST_TYPE_VDIT_ACCEPT (gst_vdit_accept_get_type())
+GType gst_vdit_accept_get_type(void);
+
+/* 16-bit RGB with alpha in host byte order: the GStreamer format whose
+ * samples are those of VDIT_PIXFMT_RGB48 (with an alpha sample after each
+ * pixel). */
+#if G_BYTE_ORDER == G_LITTLE_ENDIAN
+#define GST_VDIT_RGBA64 GST_VIDEO_FORMAT_RGBA64_LE
+#else
+#define GST_VDIT_RGBA64 GST_VIDEO_FORMAT_RGBA64_BE
+#endif
+
+/* Fills `rgb` with `format` (an RGB format) at the size, rate, aspect and
+ * interlacing of `video`, coloured so that a GstVideoConverter between the
+ * two changes only the matrix and range: the primaries and transfer are
+ * video's, the matrix RGB, the range full. */
+void gst_vdit_rgb_info(GstVideoInfo *rgb, GstVideoFormat format, const GstVideoInfo *video);
 
 /* The step-caching properties both elements have ("cache", "cache-threshold"). */
 void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint threshold_id);

@@ -19,6 +19,18 @@
  * `prompt` and `strength` may change while PLAYING: they apply from the next
  * window. Other settings apply when the element next starts. Progress is
  * posted as "vdit-progress" element messages (stage, step, total, window).
+ *
+ * The stream keeps its format: the same caps on both pads, 8-bit and deeper
+ * (10-, 12-bit) YUV and RGB, so no videoconvert is needed around the element.
+ * The model works on RGB: 8-bit formats are converted to packed 8-bit RGB,
+ * deeper ones to 16-bit RGB, with GstVideoConverter and the matrix and range
+ * of the caps' colorimetry, and back the same way. With `bypass=true` frames
+ * make that round trip without the model (which is then not loaded), to
+ * check a pipeline's formats.
+ *
+ * Interlaced and HDR (PQ, HLG) streams are refused at caps time with an
+ * error naming the fix (deinterlace, tone-map to SDR), unless `accept` lets
+ * them through.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -50,10 +62,16 @@ enum {
     PROP_PRECISION,
     PROP_CACHE,
     PROP_CACHE_THRESHOLD,
+    PROP_BYPASS,
+    PROP_ACCEPT,
 };
 
+/* 8-bit formats first (edited as 8-bit RGB), then the deeper ones broadcast
+ * and mastering use (edited as 16-bit RGB, so they keep their precision) */
 #define VDIT_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBA, BGRA, ARGB, ABGR, RGBx, BGRx, xRGB, xBGR, " \
-                                      "I420, YV12, NV12, NV21, Y42B, Y444, YUY2, UYVY, GRAY8 }")
+                                      "I420, YV12, NV12, NV21, Y42B, Y444, YUY2, UYVY, GRAY8, " \
+                                      "I420_10LE, I422_10LE, Y444_10LE, P010_10LE, v210, "     \
+                                      "I420_12LE, Y444_12LE, GBR_10LE }")
 
 static GstStaticPadTemplate sink_template =
     GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(VDIT_CAPS));
@@ -71,6 +89,8 @@ struct _GstVdit {
     gfloat cache_threshold;
     guint64 seed;
     gboolean update_pending;
+    gboolean bypass;
+    guint accept; /* GstVditAccept */
 
     /* model: made in NULL->READY, freed in READY->NULL */
     vdit_model *model;
@@ -78,13 +98,21 @@ struct _GstVdit {
 
     /* streaming state: the streaming thread (chain, serialized events) and
      * state changes after the pads are deactivated */
-    vdit_stream *stream;
+    vdit_stream *stream;   /* NULL when bypassing */
+    gboolean bypassing;    /* bypass as it was when the format was set */
     GstVideoInfo info;     /* negotiated format (in = out) */
-    GstVideoInfo rgb_info; /* the same frames as packed RGB */
-    gboolean have_info;
-    GstVideoConverter *to_rgb, *from_rgb;
-    guint8 *rgb;           /* one RGB frame for input conversion */
+    gboolean have_info;    /* info is set and the conversions are ready */
+    gint engine_format;    /* enum vdit_pixel_format of the frames the engine sees */
+    /* the converters' side of the engine's frames: packed RGB for RGB24; for
+     * RGB48, RGBA64 (GStreamer has no packed 16-bit RGB without alpha), which
+     * a repack loop turns into RGB48 and back */
+    GstVideoInfo rgb_info;
+    GstVideoConverter *to_rgb, *from_rgb; /* info <-> rgb_info; NULL when info is RGB */
+    guint8 *rgb;           /* one frame as rgb_info */
+    guint8 *rgb48;         /* one packed RGB48 frame for the engine: the frame being sent
+                            * stays there while edited ones go out through rgb */
     GQueue pending;        /* input buffers waiting for their output, in order */
+    GstCaps *refused;      /* caps set_caps failed on, its error posted */
     guint window_index;
     gint flushing;         /* atomic: set between FLUSH_START and FLUSH_STOP */
 };
@@ -118,14 +146,81 @@ static void close_stream(GstVdit *self)
         gst_video_converter_free(self->from_rgb);
     self->to_rgb = self->from_rgb = NULL;
     g_free(self->rgb);
-    self->rgb = NULL;
+    g_free(self->rgb48);
+    self->rgb = self->rgb48 = NULL;
+    self->have_info = FALSE;
+}
+
+/* Refuses streams the model was not made for, unless `accept` says
+ * otherwise, with an error that names the fix. */
+static gboolean check_format(GstVdit *self, const GstVideoInfo *info, GstCaps *caps)
+{
+    GST_OBJECT_LOCK(self);
+    guint accept = self->accept;
+    GST_OBJECT_UNLOCK(self);
+    /* the model sees whole frames: woven fields would be edited as one
+     * picture, their combing taken for content */
+    if (GST_VIDEO_INFO_IS_INTERLACED(info) && !(accept & GST_VDIT_ACCEPT_INTERLACED)) {
+        GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("The video is interlaced (interlace-mode=%s): "
+                          "deinterlace first (deinterlace element), or set accept=interlaced",
+                          gst_video_interlace_mode_to_string(GST_VIDEO_INFO_INTERLACE_MODE(info))),
+                          ("caps %" GST_PTR_FORMAT, caps));
+        return FALSE;
+    }
+    /* the model knows SDR pictures: PQ and HLG code values mean other light */
+    GstVideoTransferFunction tf = GST_VIDEO_INFO_COLORIMETRY(info).transfer;
+    if ((tf == GST_VIDEO_TRANSFER_SMPTE2084 || tf == GST_VIDEO_TRANSFER_ARIB_STD_B67)
+        && !(accept & GST_VDIT_ACCEPT_HDR)) {
+        GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("The video is HDR (%s transfer): tone-map it to "
+                          "SDR first, or set accept=hdr to edit its code values as they are",
+                          tf == GST_VIDEO_TRANSFER_SMPTE2084 ? "PQ" : "HLG"),
+                          ("caps %" GST_PTR_FORMAT, caps));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Sets up the conversions between info and the engine's format. */
+static gboolean open_conversion(GstVdit *self)
+{
+    int w = GST_VIDEO_INFO_WIDTH(&self->info), h = GST_VIDEO_INFO_HEIGHT(&self->info);
+    GstVideoFormat fmt = GST_VIDEO_INFO_FORMAT(&self->info);
+    /* deeper than 8 bits: 16-bit RGB, so that 10- and 12-bit video reaches
+     * the model and comes back without rounding to 8 bits */
+    gboolean deep = GST_VIDEO_FORMAT_INFO_DEPTH(self->info.finfo, 0) > 8;
+    self->engine_format = deep ? VDIT_PIXFMT_RGB48 : VDIT_PIXFMT_RGB24;
+    if (fmt == GST_VIDEO_FORMAT_RGB)
+        return TRUE; /* the engine's own format: no conversion */
+    gst_vdit_rgb_info(&self->rgb_info, deep ? GST_VDIT_RGBA64 : GST_VIDEO_FORMAT_RGB, &self->info);
+    /* the converters take the matrix and range from info, that is from the
+     * caps' colorimetry, and do all the colour math (with their default
+     * chroma resampling and dithering, those of videoconvert); the engine
+     * side only repacks */
+    self->to_rgb = gst_video_converter_new(&self->info, &self->rgb_info, NULL);
+    self->from_rgb = gst_video_converter_new(&self->rgb_info, &self->info, NULL);
+    self->rgb = g_malloc(GST_VIDEO_INFO_SIZE(&self->rgb_info));
+    if (deep)
+        self->rgb48 = g_malloc((gsize)w * 6 * (gsize)h);
+    if (!self->to_rgb || !self->from_rgb) {
+        GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Cannot convert %s to %s",
+                          gst_video_format_to_string(fmt),
+                          gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&self->rgb_info))),
+                          (NULL));
+        return FALSE;
+    }
+    return TRUE;
 }
 
 static gboolean open_stream(GstVdit *self)
 {
+    if (!open_conversion(self)) {
+        close_stream(self);
+        return FALSE;
+    }
     vdit_stream_params sp;
     vdit_stream_params_default(&sp);
     GST_OBJECT_LOCK(self);
+    self->bypassing = self->bypass;
     gchar *prompt = g_strdup(self->prompt), *neg = g_strdup(self->negative_prompt);
     sp.gen.strength = (float)self->strength;
     sp.gen.steps = self->steps;
@@ -137,40 +232,152 @@ static gboolean open_stream(GstVdit *self)
     sp.gen.cache_threshold = self->cache_threshold;
     sp.window = self->window;
     sp.overlap = self->overlap;
+    sp.format = self->engine_format;
     self->update_pending = FALSE;
     GST_OBJECT_UNLOCK(self);
     sp.gen.prompt = prompt;
     sp.gen.negative_prompt = neg;
 
     int w = GST_VIDEO_INFO_WIDTH(&self->info), h = GST_VIDEO_INFO_HEIGHT(&self->info);
-    int err = vdit_stream_open(self->ctx, &sp, w, h, &self->stream);
+    int err = 0;
+    if (!self->bypassing && !self->ctx) {
+        /* READY->PAUSED loads the model unless bypass is set: none here
+         * means bypass was switched off while PAUSED or PLAYING */
+        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model loaded"),
+                          ("bypass changed after the element started"));
+        err = -1;
+    } else if (!self->bypassing) {
+        err = vdit_stream_open(self->ctx, &sp, w, h, &self->stream);
+        if (err < 0)
+            GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Could not start editing %dx%d video", w,
+                              h), ("%s", vdit_ctx_last_error(self->ctx)));
+    }
     g_free(prompt);
     g_free(neg);
     if (err < 0) {
-        GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Could not start editing %dx%d video", w, h),
-                          ("%s", vdit_ctx_last_error(self->ctx)));
+        close_stream(self);
         return FALSE;
     }
-    gst_video_info_set_format(&self->rgb_info, GST_VIDEO_FORMAT_RGB, w, h);
-    /* the converter wants everything but the format to match */
-    GST_VIDEO_INFO_FPS_N(&self->rgb_info) = GST_VIDEO_INFO_FPS_N(&self->info);
-    GST_VIDEO_INFO_FPS_D(&self->rgb_info) = GST_VIDEO_INFO_FPS_D(&self->info);
-    GST_VIDEO_INFO_PAR_N(&self->rgb_info) = GST_VIDEO_INFO_PAR_N(&self->info);
-    GST_VIDEO_INFO_PAR_D(&self->rgb_info) = GST_VIDEO_INFO_PAR_D(&self->info);
-    GST_VIDEO_INFO_INTERLACE_MODE(&self->rgb_info) = GST_VIDEO_INFO_INTERLACE_MODE(&self->info);
-    if (GST_VIDEO_INFO_FORMAT(&self->info) != GST_VIDEO_FORMAT_RGB) {
-        self->to_rgb = gst_video_converter_new(&self->info, &self->rgb_info, NULL);
-        self->from_rgb = gst_video_converter_new(&self->rgb_info, &self->info, NULL);
-        self->rgb = g_malloc(GST_VIDEO_INFO_SIZE(&self->rgb_info));
-        if (!self->to_rgb || !self->from_rgb) {
-            GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Cannot convert %s to RGB",
-                              gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&self->info))),
-                              (NULL));
-            close_stream(self);
-            return FALSE;
+    GST_INFO_OBJECT(self, "%s %s as %s", self->bypassing ? "bypassing" : "editing",
+                    gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&self->info)),
+                    self->engine_format == VDIT_PIXFMT_RGB48 ? "RGB48" : "RGB24");
+    self->have_info = TRUE;
+    return TRUE;
+}
+
+/* Maps `data`, one frame laid out as `info`, as a video frame (the frame
+ * holds the only reference to the buffer wrapping it). */
+static gboolean map_raw(GstVideoFrame *f, const GstVideoInfo *info, gconstpointer data,
+                        GstMapFlags flags)
+{
+    gsize sz = GST_VIDEO_INFO_SIZE(info);
+    GstBuffer *b = gst_buffer_new_wrapped_full(flags & GST_MAP_WRITE ? 0 : GST_MEMORY_FLAG_READONLY,
+                                               (gpointer)data, sz, 0, sz, NULL, NULL);
+    gboolean ok = gst_video_frame_map(f, info, b, flags);
+    gst_buffer_unref(b);
+    return ok;
+}
+
+/* Converts the input frame `in` to the engine's format: fills f's pixels,
+ * which point into `in` itself when it is packed RGB already. */
+static gboolean to_engine(GstVdit *self, GstVideoFrame *in, vdit_frame *f)
+{
+    int w = GST_VIDEO_INFO_WIDTH(&self->info), h = GST_VIDEO_INFO_HEIGHT(&self->info);
+    f->width = w;
+    f->height = h;
+    if (!self->to_rgb) {
+        f->rgb = GST_VIDEO_FRAME_PLANE_DATA(in, 0);
+        f->stride = GST_VIDEO_FRAME_PLANE_STRIDE(in, 0);
+        return TRUE;
+    }
+    GstVideoFrame rf;
+    if (!map_raw(&rf, &self->rgb_info, self->rgb, GST_MAP_WRITE))
+        return FALSE;
+    gst_video_converter_frame(self->to_rgb, in, &rf);
+    gst_video_frame_unmap(&rf);
+    if (self->engine_format == VDIT_PIXFMT_RGB24) {
+        f->rgb = self->rgb;
+        f->stride = GST_VIDEO_INFO_PLANE_STRIDE(&self->rgb_info, 0);
+        return TRUE;
+    }
+    /* RGBA64 -> RGB48: the same samples less alpha */
+    gint ss = GST_VIDEO_INFO_PLANE_STRIDE(&self->rgb_info, 0);
+    for (int y = 0; y < h; y++) {
+        const guint16 *s = (const guint16 *)(self->rgb + (gsize)y * ss);
+        guint16 *d = (guint16 *)(self->rgb48 + (gsize)y * w * 6);
+        for (int x = 0; x < w; x++, s += 4, d += 3) {
+            d[0] = s[0];
+            d[1] = s[1];
+            d[2] = s[2];
         }
     }
+    f->rgb = self->rgb48;
+    f->stride = (ptrdiff_t)w * 6;
     return TRUE;
+}
+
+/* Converts one frame in the engine's format (rows `stride` bytes apart)
+ * into `dst`. */
+static gboolean from_engine(GstVdit *self, const guint8 *rgb, ptrdiff_t stride,
+                            GstVideoFrame *dst)
+{
+    int w = GST_VIDEO_INFO_WIDTH(&self->info), h = GST_VIDEO_INFO_HEIGHT(&self->info);
+    if (!self->from_rgb) {
+        guint8 *d = GST_VIDEO_FRAME_PLANE_DATA(dst, 0);
+        gint ds = GST_VIDEO_FRAME_PLANE_STRIDE(dst, 0);
+        for (int y = 0; y < h; y++)
+            memcpy(d + (gsize)y * ds, rgb + y * stride, (gsize)w * 3);
+        return TRUE;
+    }
+    GstVideoInfo ri = self->rgb_info;
+    const guint8 *src = rgb;
+    if (self->engine_format == VDIT_PIXFMT_RGB48) {
+        /* RGB48 -> RGBA64, opaque */
+        gint ds = GST_VIDEO_INFO_PLANE_STRIDE(&ri, 0);
+        for (int y = 0; y < h; y++) {
+            const guint16 *s = (const guint16 *)(rgb + y * stride);
+            guint16 *d = (guint16 *)(self->rgb + (gsize)y * ds);
+            for (int x = 0; x < w; x++, s += 3, d += 4) {
+                d[0] = s[0];
+                d[1] = s[1];
+                d[2] = s[2];
+                d[3] = 0xffff;
+            }
+        }
+        src = self->rgb;
+    } else {
+        /* the engine's rows, read where they are */
+        GST_VIDEO_INFO_PLANE_STRIDE(&ri, 0) = (gint)stride;
+        GST_VIDEO_INFO_SIZE(&ri) = (gsize)stride * (gsize)h;
+    }
+    GstVideoFrame sf;
+    if (!map_raw(&sf, &ri, src, GST_MAP_READ))
+        return FALSE;
+    gst_video_converter_frame(self->from_rgb, &sf, dst);
+    gst_video_frame_unmap(&sf);
+    return TRUE;
+}
+
+/* The output buffer for input `in` (its timestamps and flags) holding the
+ * frame `rgb` in the engine's format. */
+static GstBuffer *make_output(GstVdit *self, GstBuffer *in, const guint8 *rgb, ptrdiff_t stride)
+{
+    GstBuffer *ob = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&self->info), NULL);
+    gst_buffer_copy_into(ob, in, GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS, 0, -1);
+    GstVideoFrame dst;
+    if (!gst_video_frame_map(&dst, &self->info, ob, GST_MAP_WRITE)) {
+        gst_buffer_unref(ob);
+        GST_ELEMENT_ERROR(self, CORE, FAILED, ("Cannot map output buffer"), (NULL));
+        return NULL;
+    }
+    gboolean ok = from_engine(self, rgb, stride, &dst);
+    gst_video_frame_unmap(&dst);
+    if (!ok) {
+        gst_buffer_unref(ob);
+        GST_ELEMENT_ERROR(self, CORE, FAILED, ("Cannot map an edited frame"), (NULL));
+        return NULL;
+    }
+    return ob;
 }
 
 /* Pushes every edited frame the stream has ready. */
@@ -194,36 +401,10 @@ static GstFlowReturn push_ready(GstVdit *self)
                               (NULL));
             return GST_FLOW_ERROR;
         }
-        GstBuffer *ob = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&self->info), NULL);
-        gst_buffer_copy_into(ob, in, GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS, 0, -1);
+        GstBuffer *ob = make_output(self, in, out.rgb, out.stride);
         gst_buffer_unref(in);
-
-        GstVideoFrame dst;
-        if (!gst_video_frame_map(&dst, &self->info, ob, GST_MAP_WRITE)) {
-            gst_buffer_unref(ob);
-            GST_ELEMENT_ERROR(self, CORE, FAILED, ("Cannot map output buffer"), (NULL));
+        if (!ob)
             return GST_FLOW_ERROR;
-        }
-        if (!self->from_rgb) {
-            guint8 *d = GST_VIDEO_FRAME_PLANE_DATA(&dst, 0);
-            gint ds = GST_VIDEO_FRAME_PLANE_STRIDE(&dst, 0);
-            for (int y = 0; y < out.height; y++)
-                memcpy(d + (gsize)y * ds, out.rgb + y * out.stride, (gsize)out.width * 3);
-        } else {
-            GstVideoInfo ri = self->rgb_info;
-            GST_VIDEO_INFO_PLANE_STRIDE(&ri, 0) = (gint)out.stride;
-            gsize sz = (gsize)out.stride * (gsize)out.height;
-            GstBuffer *wrap = gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY,
-                                                          (gpointer)out.rgb, sz, 0, sz, NULL, NULL);
-            GST_VIDEO_INFO_SIZE(&ri) = sz;
-            GstVideoFrame src;
-            if (gst_video_frame_map(&src, &ri, wrap, GST_MAP_READ)) {
-                gst_video_converter_frame(self->from_rgb, &src, &dst);
-                gst_video_frame_unmap(&src);
-            }
-            gst_buffer_unref(wrap);
-        }
-        gst_video_frame_unmap(&dst);
         GstFlowReturn fr = gst_pad_push(self->srcpad, ob);
         if (fr != GST_FLOW_OK)
             return fr;
@@ -247,14 +428,14 @@ static GstFlowReturn drain(GstVdit *self)
 static GstFlowReturn gst_vdit_chain(GstPad *pad, GstObject *parent, GstBuffer *buf)
 {
     GstVdit *self = GST_VDIT(parent);
-    if (!self->stream) {
+    if (!self->have_info) {
         gst_buffer_unref(buf);
         GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No caps before the first buffer"), (NULL));
         return GST_FLOW_NOT_NEGOTIATED;
     }
 
     GST_OBJECT_LOCK(self);
-    if (self->update_pending) {
+    if (self->update_pending && self->stream) {
         vdit_stream_update(self->stream, self->prompt ? self->prompt : "", (float)self->strength);
         self->update_pending = FALSE;
     }
@@ -267,25 +448,19 @@ static GstFlowReturn gst_vdit_chain(GstPad *pad, GstObject *parent, GstBuffer *b
         return GST_FLOW_ERROR;
     }
     vdit_frame f = { 0 };
-    f.width = GST_VIDEO_INFO_WIDTH(&self->info);
-    f.height = GST_VIDEO_INFO_HEIGHT(&self->info);
     f.pts = (int64_t)GST_BUFFER_PTS(buf);
-    if (self->to_rgb) {
-        GstVideoFrame rf;
-        GstBuffer *wrap = gst_buffer_new_wrapped_full(0, self->rgb,
-                                                      GST_VIDEO_INFO_SIZE(&self->rgb_info), 0,
-                                                      GST_VIDEO_INFO_SIZE(&self->rgb_info), NULL,
-                                                      NULL);
-        if (gst_video_frame_map(&rf, &self->rgb_info, wrap, GST_MAP_WRITE)) {
-            gst_video_converter_frame(self->to_rgb, &in, &rf);
-            gst_video_frame_unmap(&rf);
-        }
-        gst_buffer_unref(wrap);
-        f.rgb = self->rgb;
-        f.stride = GST_VIDEO_INFO_PLANE_STRIDE(&self->rgb_info, 0);
-    } else {
-        f.rgb = GST_VIDEO_FRAME_PLANE_DATA(&in, 0);
-        f.stride = GST_VIDEO_FRAME_PLANE_STRIDE(&in, 0);
+    if (!to_engine(self, &in, &f)) {
+        gst_video_frame_unmap(&in);
+        gst_buffer_unref(buf);
+        GST_ELEMENT_ERROR(self, CORE, FAILED, ("Cannot convert a frame"), (NULL));
+        return GST_FLOW_ERROR;
+    }
+    if (self->bypassing) {
+        /* the round trip to the engine's format and back, without the model */
+        GstBuffer *ob = make_output(self, buf, f.rgb, f.stride);
+        gst_video_frame_unmap(&in);
+        gst_buffer_unref(buf);
+        return ob ? gst_pad_push(self->srcpad, ob) : GST_FLOW_ERROR;
     }
 
     GstFlowReturn fr = GST_FLOW_OK;
@@ -315,14 +490,20 @@ static GstFlowReturn gst_vdit_chain(GstPad *pad, GstObject *parent, GstBuffer *b
 
 static gboolean set_caps(GstVdit *self, GstCaps *caps)
 {
+    /* the pad sends its sticky caps again before every buffer and event:
+     * one error is enough */
+    if (self->refused && gst_caps_is_equal(caps, self->refused))
+        return FALSE;
     GstVideoInfo info;
     if (!gst_video_info_from_caps(&info, caps)) {
         GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Invalid caps"), ("%" GST_PTR_FORMAT, caps));
         return FALSE;
     }
-    if (self->stream && gst_video_info_is_equal(&info, &self->info))
+    if (self->have_info && gst_video_info_is_equal(&info, &self->info))
         return TRUE;
-    if (self->stream) {
+    if (!check_format(self, &info, caps))
+        return FALSE;
+    if (self->have_info) {
         /* format change mid-stream: finish what was sent with the old format */
         GST_INFO_OBJECT(self, "caps changed, draining the current window");
         if (drain(self) != GST_FLOW_OK)
@@ -330,7 +511,6 @@ static gboolean set_caps(GstVdit *self, GstCaps *caps)
         close_stream(self);
     }
     self->info = info;
-    self->have_info = TRUE;
     return open_stream(self);
 }
 
@@ -342,9 +522,11 @@ static gboolean gst_vdit_sink_event(GstPad *pad, GstObject *parent, GstEvent *ev
         GstCaps *caps;
         gst_event_parse_caps(event, &caps);
         if (!set_caps(self, caps)) {
+            gst_caps_replace(&self->refused, caps);
             gst_event_unref(event);
             return FALSE;
         }
+        gst_caps_replace(&self->refused, NULL);
         break;
     }
     case GST_EVENT_EOS:
@@ -397,16 +579,16 @@ static gboolean gst_vdit_src_query(GstPad *pad, GstObject *parent, GstQuery *que
 static GstStateChangeReturn gst_vdit_change_state(GstElement *el, GstStateChange t)
 {
     GstVdit *self = GST_VDIT(el);
-    if (t == GST_STATE_CHANGE_NULL_TO_READY) {
-        gchar *path;
-        gint threads, precision;
+    if (t == GST_STATE_CHANGE_NULL_TO_READY || t == GST_STATE_CHANGE_READY_TO_PAUSED) {
+        /* the model loads in NULL->READY, or in READY->PAUSED when bypass was
+         * switched off in READY; bypassing needs none */
         GST_OBJECT_LOCK(self);
-        path = g_strdup(self->model_path);
-        threads = self->threads;
-        precision = self->precision;
+        gboolean load = !self->ctx && !self->bypass;
+        gchar *path = g_strdup(self->model_path);
+        gint threads = self->threads, precision = self->precision;
         GST_OBJECT_UNLOCK(self);
-        gboolean ok = gst_vdit_open(el, path, threads, precision, on_progress, self, &self->model,
-                                    &self->ctx);
+        gboolean ok = !load || gst_vdit_open(el, path, threads, precision, on_progress, self,
+                                             &self->model, &self->ctx);
         g_free(path);
         if (!ok)
             return GST_STATE_CHANGE_FAILURE;
@@ -420,7 +602,7 @@ static GstStateChangeReturn gst_vdit_change_state(GstElement *el, GstStateChange
 
     if (t == GST_STATE_CHANGE_PAUSED_TO_READY) {
         close_stream(self);
-        self->have_info = FALSE;
+        gst_caps_replace(&self->refused, NULL);
         self->window_index = 0;
         g_atomic_int_set(&self->flushing, 0);
     } else if (t == GST_STATE_CHANGE_READY_TO_NULL) {
@@ -463,6 +645,8 @@ static void gst_vdit_set_property(GObject *obj, guint id, const GValue *v, GPara
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
     case PROP_CACHE: self->cache = g_value_get_enum(v); break;
     case PROP_CACHE_THRESHOLD: self->cache_threshold = g_value_get_float(v); break;
+    case PROP_BYPASS: self->bypass = g_value_get_boolean(v); break;
+    case PROP_ACCEPT: self->accept = g_value_get_flags(v); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -489,6 +673,8 @@ static void gst_vdit_get_property(GObject *obj, guint id, GValue *v, GParamSpec 
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
     case PROP_CACHE_THRESHOLD: g_value_set_float(v, self->cache_threshold); break;
+    case PROP_BYPASS: g_value_set_boolean(v, self->bypass); break;
+    case PROP_ACCEPT: g_value_set_flags(v, self->accept); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -499,6 +685,7 @@ static void gst_vdit_finalize(GObject *obj)
 {
     GstVdit *self = GST_VDIT(obj);
     close_stream(self);
+    gst_caps_replace(&self->refused, NULL);
     vdit_ctx_free(&self->ctx);
     vdit_model_free(&self->model);
     g_free(self->prompt);
@@ -562,6 +749,13 @@ static void gst_vdit_class_init(GstVditClass *klass)
                           "where the CPU has bf16 instructions, else fp32)",
                           GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
     gst_vdit_install_cache_props(oc, PROP_CACHE, PROP_CACHE_THRESHOLD);
+    g_object_class_install_property(oc, PROP_BYPASS,
+        g_param_spec_boolean("bypass", "Bypass", "Convert frames to the model's RGB and back "
+                             "without editing them (no model is loaded): checks a pipeline's "
+                             "formats", FALSE, ready));
+    g_object_class_install_property(oc, PROP_ACCEPT,
+        g_param_spec_flags("accept", "Accept", "Streams to edit although the model was not made "
+                           "for them (refused otherwise)", GST_TYPE_VDIT_ACCEPT, 0, ready));
 
     gst_element_class_add_static_pad_template(ec, &sink_template);
     gst_element_class_add_static_pad_template(ec, &src_template);
@@ -569,6 +763,7 @@ static void gst_vdit_class_init(GstVditClass *klass)
         "Edits video with a video diffusion transformer (SDEdit over windows of frames)",
         "vdit developers");
     gst_type_mark_as_plugin_api(GST_TYPE_VDIT_SAMPLER, 0);
+    gst_type_mark_as_plugin_api(GST_TYPE_VDIT_ACCEPT, 0);
 }
 
 static void gst_vdit_init(GstVdit *self)

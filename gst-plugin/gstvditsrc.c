@@ -10,10 +10,12 @@
  * native size.
  *
  * The output format is negotiated too: I420 unless downstream asks for
- * another one (NV12, Y444 or packed RGB, the format the model generates).
- * YUV output is BT.709 limited range (`colorimetry=bt709`) at every size,
- * unless downstream's caps ask for other colorimetry; the conversion from the
- * model's RGB follows whatever colorimetry the caps carry.
+ * another one (NV12, Y444, packed RGB, the format the model generates, or a
+ * 10-bit one: I420_10LE, P010_10LE, I422_10LE, v210, Y444_10LE). YUV output
+ * is BT.709 limited range (`colorimetry=bt709`) at every size, unless
+ * downstream's caps ask for other colorimetry (bt2020...); the conversion
+ * from the model's RGB follows whatever colorimetry the caps carry. The
+ * model generates 8-bit RGB, so 10-bit output carries 8 bits of precision.
  *
  * ## Example launch line
  * |[
@@ -50,7 +52,8 @@ enum {
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS("video/x-raw, format = (string) { I420, NV12, Y444, RGB }, "
+    GST_STATIC_CAPS("video/x-raw, format = (string) { I420, NV12, Y444, RGB, I420_10LE, "
+                    "P010_10LE, I422_10LE, v210, Y444_10LE }, "
                     "width = (int) [ 16, 8192 ], height = (int) [ 16, 8192 ], "
                     "framerate = (fraction) [ 1/1, 240/1 ]"));
 
@@ -165,21 +168,17 @@ static gboolean gst_vdit_src_set_caps(GstBaseSrc *bs, GstCaps *caps)
         vdit_video_free(&self->clip); /* a new size starts a new clip */
         self->clip_pos = 0;
     }
-    /* the model's frames are packed RGB rows of width * 3 bytes */
+    /* the model's frames are packed 8-bit RGB rows of width * 3 bytes, in
+     * the primaries and transfer of the caps */
     gint w = GST_VIDEO_INFO_WIDTH(&info), h = GST_VIDEO_INFO_HEIGHT(&info);
     GstVideoInfo ri;
-    gst_video_info_set_format(&ri, GST_VIDEO_FORMAT_RGB, w, h);
-    /* the converter wants everything but the format and colour to match */
-    GST_VIDEO_INFO_FPS_N(&ri) = GST_VIDEO_INFO_FPS_N(&info);
-    GST_VIDEO_INFO_FPS_D(&ri) = GST_VIDEO_INFO_FPS_D(&info);
-    GST_VIDEO_INFO_PAR_N(&ri) = GST_VIDEO_INFO_PAR_N(&info);
-    GST_VIDEO_INFO_PAR_D(&ri) = GST_VIDEO_INFO_PAR_D(&info);
-    GST_VIDEO_INFO_INTERLACE_MODE(&ri) = GST_VIDEO_INFO_INTERLACE_MODE(&info);
+    gst_vdit_rgb_info(&ri, GST_VIDEO_FORMAT_RGB, &info);
     GST_VIDEO_INFO_PLANE_STRIDE(&ri, 0) = w * 3;
     GST_VIDEO_INFO_SIZE(&ri) = (gsize)w * 3 * (gsize)h;
     GstVideoConverter *conv = NULL;
     if (GST_VIDEO_INFO_FORMAT(&info) != GST_VIDEO_FORMAT_RGB) {
-        /* the output info comes from the caps, so the matrix and range are theirs */
+        /* the output info comes from the caps, so the matrix and range are
+         * theirs; 10-bit output is converted straight from the 8-bit RGB */
         conv = gst_video_converter_new(&ri, &info, NULL);
         if (!conv) {
             GST_ERROR_OBJECT(self, "cannot convert RGB to %" GST_PTR_FORMAT, caps);

@@ -105,6 +105,60 @@ gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model="$model" cache-threshold=
 check "vdit cache-threshold=-1: refused with a message" \
   "grep -q \"out of range for property 'cache-threshold'\" '$tmp/badcache.log'"
 
+# 10-bit video straight through vdit (16-bit RGB to the model), no
+# videoconvert: the same caps on both pads, one buffer out for each in
+# (counted by identity, whose chain messages gst-launch -v prints)
+pads_caps() { # LOG PAD: the caps vdit0's pad settled on, without the pad's name
+  grep "GstVdit:vdit0.GstPad:$2: caps" "$1" | tail -1 | sed 's/.*: caps = //'
+}
+chains() { grep -c "/GstIdentity:$2: last-message = chain" "$1"; }
+for f in I420_10LE P010_10LE; do
+  gst-launch-1.0 -v videotestsrc num-buffers=7 pattern=ball \
+    ! video/x-raw,format=$f,width=66,height=50,framerate=10/1,colorimetry=bt709 \
+    ! identity name=in silent=false ! vdit model="$model" steps=1 guidance=1 window=5 \
+    ! identity name=out silent=false ! fakesink >"$tmp/$f.log" 2>&1
+  check "vdit $f: the same caps on both pads, $f bt709" \
+    "[ -n \"\$(pads_caps '$tmp/$f.log' sink)\" ] && [ \"\$(pads_caps '$tmp/$f.log' sink)\" = \"\$(pads_caps '$tmp/$f.log' src)\" ] && pads_caps '$tmp/$f.log' src | grep -q 'format=(string)$f.*colorimetry=(string)bt709'"
+  check "vdit $f: 7 buffers in, 7 out" \
+    "[ \$(chains '$tmp/$f.log' in) = 7 ] && [ \$(chains '$tmp/$f.log' out) = 7 ]"
+done
+
+# interlaced and HDR streams are refused with the fix named; accept= lets
+# them through (here to the model). The sources are live: gst-launch-1.0
+# (1.22) misses an error posted before its main loop runs and then waits
+# forever, and a live source starts only once the loop has set PLAYING.
+gst-launch-1.0 videotestsrc is-live=true num-buffers=3 \
+  ! video/x-raw,format=I420,width=32,height=16,interlace-mode=interleaved \
+  ! vdit model="$model" steps=1 ! fakesink >"$tmp/interlaced.log" 2>&1
+rc=$?
+check "vdit on interlaced caps: an error naming deinterlace and accept=interlaced" \
+  "[ $rc -ne 0 ] && grep -q 'deinterlace first (deinterlace element), or set accept=interlaced' '$tmp/interlaced.log'"
+gst-launch-1.0 videotestsrc is-live=true num-buffers=3 \
+  ! video/x-raw,format=I420_10LE,width=32,height=16,colorimetry=bt2100-pq \
+  ! vdit model="$model" steps=1 ! fakesink >"$tmp/pq.log" 2>&1
+rc=$?
+check "vdit on colorimetry=bt2100-pq: an error naming tone-mapping and accept=hdr" \
+  "[ $rc -ne 0 ] && grep -q 'tone-map it to SDR first.*accept=hdr' '$tmp/pq.log'"
+gst-launch-1.0 -v videotestsrc num-buffers=5 \
+  ! video/x-raw,format=I420_10LE,width=32,height=16,colorimetry=bt2100-pq,interlace-mode=interleaved \
+  ! vdit model="$model" steps=1 window=5 accept=interlaced+hdr ! identity name=out silent=false \
+  ! fakesink >"$tmp/accept.log" 2>&1
+rc=$?
+check "vdit accept=interlaced+hdr: both through, 5 buffers" "[ $rc = 0 ] && [ \$(chains '$tmp/accept.log' out) = 5 ]"
+
+# vditsrc with a 10-bit format downstream: negotiated, in the colorimetry
+# downstream fixes (or bt709), every buffer written
+for c in I420_10LE:bt709 P010_10LE:bt2020 v210:bt709; do
+  f=${c%:*} col=${c#*:}
+  caps="video/x-raw,format=$f,width=48,height=32"
+  [ $col = bt709 ] || caps="$caps,colorimetry=$col"
+  eval gst-launch-1.0 -v $src num-buffers=7 ! "$caps" ! identity name=out silent=false \
+    ! fakesink >"$tmp/src$f.log" 2>&1
+  check "vditsrc ! $f: negotiated, colorimetry $col" \
+    "caps_of '$tmp/src$f.log' | grep -q 'format=(string)$f.*colorimetry=(string)$col'"
+  check "vditsrc ! $f: num-buffers=7 gives 7 buffers" "[ \$(chains '$tmp/src$f.log' out) = 7 ]"
+done
+
 # a missing model is a clear error, not a crash
 gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model=/nonexistent ! fakesink >"$tmp/bad.log" 2>&1
 rc=$?

@@ -478,6 +478,462 @@ static void test_src_formats(void)
     }
 }
 
+/* ---- formats: the conversion to the engine's RGB and back (bypass) ---- */
+
+/* Tolerance of a round trip at `depth` bits: 1 code value at 8 bits, 4 at
+ * 10, 16 at 12 (the same share of the range). */
+static int tolerance(int depth)
+{
+    return depth <= 8 ? 1 : 1 << (depth - 8);
+}
+
+/* Largest difference between two frames of `vi`, per component (alpha, then
+ * Y U V or R G B) in code values of the format's depth. Lines are unpacked
+ * by GStreamer's own unpackers, so v210's 10-bit words and the semi-planar
+ * and packed layouts are read as they are; subsampled chroma is compared
+ * once per pixel it covers. */
+static int frame_diff(const GstVideoInfo *vi, GstBuffer *a, GstBuffer *b, int maxd[4])
+{
+    const GstVideoFormatInfo *fi = vi->finfo;
+    const GstVideoFormatInfo *ui = gst_video_format_get_info(fi->unpack_format);
+    gboolean u16 = GST_VIDEO_FORMAT_INFO_DEPTH(ui, 0) > 8;
+    /* n-bit samples unpack to 16 bits as v << (16 - n) with the top bits
+     * repeated below: the shift gives the sample back exactly */
+    int shift = u16 ? 16 - GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0) : 0;
+    int w = GST_VIDEO_INFO_WIDTH(vi), h = GST_VIDEO_INFO_HEIGHT(vi);
+    GstVideoFrame fa, fb;
+    memset(maxd, 0, 4 * sizeof(int));
+    if (!gst_video_frame_map(&fa, vi, a, GST_MAP_READ))
+        return 1 << 16;
+    if (!gst_video_frame_map(&fb, vi, b, GST_MAP_READ)) {
+        gst_video_frame_unmap(&fa);
+        return 1 << 16;
+    }
+    gsize line = (gsize)w * 4 * (u16 ? 2 : 1);
+    guint8 *la = g_malloc(line), *lb = g_malloc(line);
+    for (int y = 0; y < h; y++) {
+        fi->unpack_func(fi, GST_VIDEO_PACK_FLAG_NONE, la, fa.data, fa.info.stride, 0, y, w);
+        fi->unpack_func(fi, GST_VIDEO_PACK_FLAG_NONE, lb, fb.data, fb.info.stride, 0, y, w);
+        for (int i = 0; i < w * 4; i++) {
+            int va = u16 ? ((guint16 *)la)[i] >> shift : la[i];
+            int vb = u16 ? ((guint16 *)lb)[i] >> shift : lb[i];
+            maxd[i & 3] = MAX(maxd[i & 3], abs(va - vb));
+        }
+    }
+    g_free(la);
+    g_free(lb);
+    gst_video_frame_unmap(&fa);
+    gst_video_frame_unmap(&fb);
+    return MAX(MAX(maxd[0], maxd[1]), MAX(maxd[2], maxd[3]));
+}
+
+/* Frames of videotestsrc `pattern` in `caps`; with `via_rgb`, painted in
+ * 16-bit RGB and converted, so that YUV frames hold only colours RGB has
+ * (videotestsrc paints YUV formats directly, its SMPTE bars with
+ * out-of-gamut -I, +Q and super-black, its every-colour pattern over the
+ * whole YUV cube: no round trip through RGB keeps those). */
+static void test_frames(const char *pattern, gboolean via_rgb, const char *caps, GstBuffer **out,
+                        int n)
+{
+    char desc[512];
+    snprintf(desc, sizeof(desc), "videotestsrc pattern=%s num-buffers=%d %s ! capsfilter "
+             "caps=\"%s\"", pattern, n, via_rgb ? "! video/x-raw,format=RGBA64_LE ! videoconvert"
+             : "", caps);
+    GstHarness *hr = gst_harness_new_parse(desc);
+    gst_harness_play(hr);
+    for (int i = 0; i < n; i++)
+        out[i] = gst_harness_pull(hr);
+    gst_harness_teardown(hr);
+}
+
+/* Pushes `in` through `desc` (a bin taking and giving `caps`); returns the
+ * output, NULL if none came. */
+static GstBuffer *through(const char *desc, const char *caps, GstBuffer *in)
+{
+    GstHarness *hr = gst_harness_new_parse(desc);
+    gst_harness_set_src_caps_str(hr, caps);
+    gst_harness_set_sink_caps_str(hr, caps);
+    GstBuffer *out = NULL;
+    if (gst_harness_push(hr, gst_buffer_ref(in)) == GST_FLOW_OK)
+        out = gst_harness_try_pull(hr);
+    gst_harness_teardown(hr);
+    return out;
+}
+
+/* `vdit bypass=true`: model=/nonexistent shows that bypass loads no model. */
+#define BYPASS "vdit bypass=true model=/nonexistent"
+
+/* Every format of the vdit caps through `vdit bypass=true` (to 8-bit RGB, or
+ * 16-bit RGB for deeper formats, and back) against videoconvert's own round
+ * trip of the same frame through RGB or RGBA64_LE; formats without chroma
+ * subsampling also against the input itself, where it has only colours RGB
+ * has. Frames: videotestsrc's SMPTE bars and every-colour pattern as it
+ * paints them, its SMPTE bars and moving ball converted from RGB; 64x48, and
+ * an odd size for 4:2:0 (and v210, whose rows then end inside a 6-pixel
+ * group). */
+static void test_bypass_formats(void)
+{
+    GstElement *el = gst_element_factory_make("vdit", NULL);
+    GstCaps *tmpl = gst_pad_get_pad_template_caps(gst_element_get_static_pad(el, "sink"));
+    const GValue *fl = gst_structure_get_value(gst_caps_get_structure(tmpl, 0), "format");
+    guint n_fmt = gst_value_list_get_size(fl);
+    T_CHECK(n_fmt >= 27, "the caps list %u formats", n_fmt);
+    static const struct {
+        const char *pattern;
+        gboolean via_rgb;
+    } inputs[] = { { "smpte", FALSE }, { "colors", FALSE }, { "smpte", TRUE }, { "ball", TRUE } };
+    for (guint k = 0; k < n_fmt; k++) {
+        const char *fmt = g_value_get_string(gst_value_list_get_value(fl, k));
+        const GstVideoFormatInfo *fi = gst_video_format_get_info(gst_video_format_from_string(fmt));
+        int depth = GST_VIDEO_FORMAT_INFO_DEPTH(fi, 0), tol = tolerance(depth);
+        /* 8-bit YUV through 8-bit RGB: GstVideoConverter's 8-bit matrices
+         * (videoconvert's too) are coarser than a code value; videoconvert's
+         * own round trip of these frames is 3 off */
+        int in_tol = depth == 8 && GST_VIDEO_FORMAT_INFO_IS_YUV(fi)
+                             && GST_VIDEO_FORMAT_INFO_N_COMPONENTS(fi) > 1 ? 3 : tol;
+        gboolean full_chroma = TRUE, is_420 = FALSE;
+        for (guint c = 0; c < GST_VIDEO_FORMAT_INFO_N_COMPONENTS(fi); c++) {
+            full_chroma &= fi->w_sub[c] == 0 && fi->h_sub[c] == 0;
+            is_420 |= fi->h_sub[c] == 1;
+        }
+        const char *ref = depth > 8 ? "videoconvert ! capsfilter caps=video/x-raw,format=RGBA64_LE "
+                                      "! videoconvert"
+                                    : "videoconvert ! capsfilter caps=video/x-raw,format=RGB "
+                                      "! videoconvert";
+        static const int sizes[][2] = { { 64, 48 }, { 66, 50 } };
+        int n_sizes = is_420 || strcmp(fmt, "v210") == 0 ? 2 : 1;
+        for (int s = 0; s < n_sizes; s++) {
+            int w = sizes[s][0], h = sizes[s][1];
+            char caps[256];
+            snprintf(caps, sizeof(caps), "video/x-raw,format=%s,width=%d,height=%d,framerate=%d/1",
+                     fmt, w, h, FPS);
+            GstVideoInfo vi;
+            GstCaps *c = gst_caps_from_string(caps);
+            gst_video_info_from_caps(&vi, c);
+            gst_caps_unref(c);
+            int worst_ref = 0, worst_in = 0;
+            for (guint p = 0; p < G_N_ELEMENTS(inputs); p++) {
+                const char *pat = inputs[p].pattern;
+                GstBuffer *in;
+                test_frames(pat, inputs[p].via_rgb, caps, &in, 1);
+                GstBuffer *out = through(BYPASS, caps, in);
+                GstBuffer *exp = through(ref, caps, in);
+                T_CHECK(out && exp, "%s %dx%d %s: a frame out of both", fmt, w, h, pat);
+                if (out && exp) {
+                    int d[4], di[4];
+                    T_CHECK(gst_buffer_get_size(out) == GST_VIDEO_INFO_SIZE(&vi), "%s size", fmt);
+                    int dr = frame_diff(&vi, out, exp, d);
+                    T_CHECK(dr <= tol, "%s %dx%d %s: %d (A %d, %d %d %d) from videoconvert's round "
+                            "trip, over %d", fmt, w, h, pat, dr, d[0], d[1], d[2], d[3], tol);
+                    worst_ref = MAX(worst_ref, dr);
+                    if (full_chroma && inputs[p].via_rgb) {
+                        int dn = frame_diff(&vi, out, in, di);
+                        T_CHECK(dn <= in_tol, "%s %dx%d %s: %d (A %d, %d %d %d) from the input, "
+                                "over %d", fmt, w, h, pat, dn, di[0], di[1], di[2], di[3], in_tol);
+                        worst_in = MAX(worst_in, dn);
+                    }
+                }
+                if (out)
+                    gst_buffer_unref(out);
+                if (exp)
+                    gst_buffer_unref(exp);
+                gst_buffer_unref(in);
+            }
+            if (full_chroma)
+                printf("  %-10s %dx%d (%2d-bit): max diff %d from videoconvert, %d from the "
+                       "input\n", fmt, w, h, depth, worst_ref, worst_in);
+            else
+                printf("  %-10s %dx%d (%2d-bit): max diff %d from videoconvert\n", fmt, w, h, depth,
+                       worst_ref);
+        }
+    }
+    gst_caps_unref(tmpl);
+    gst_object_unref(el);
+}
+
+/* A frame of the eight 100% colour bars (white, yellow, cyan, green,
+ * magenta, red, blue, black) in `vi` (Y444 or Y444_10LE), encoded with the
+ * matrix and range of `col`. */
+static GstBuffer *bars(const GstVideoInfo *vi, const GstVideoColorimetry *col)
+{
+    static const double rgb[8][3] = { { 1, 1, 1 }, { 1, 1, 0 }, { 0, 1, 1 }, { 0, 1, 0 },
+                                      { 1, 0, 1 }, { 1, 0, 0 }, { 0, 0, 1 }, { 0, 0, 0 } };
+    gdouble kr, kb;
+    gst_video_color_matrix_get_Kr_Kb(col->matrix, &kr, &kb);
+    gint off[4], scale[4];
+    gst_video_color_range_offsets(col->range, vi->finfo, off, scale);
+    GstBuffer *b = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(vi), NULL);
+    GstVideoFrame f;
+    gst_video_frame_map(&f, vi, b, GST_MAP_WRITE);
+    gboolean deep = GST_VIDEO_INFO_COMP_DEPTH(vi, 0) > 8;
+    int w = GST_VIDEO_INFO_WIDTH(vi), h = GST_VIDEO_INFO_HEIGHT(vi);
+    for (int x = 0; x < w; x++) {
+        const double *c = rgb[x * 8 / w];
+        double y = kr * c[0] + (1 - kr - kb) * c[1] + kb * c[2];
+        double yuv[3] = { y, (c[2] - y) / (2 * (1 - kb)), (c[0] - y) / (2 * (1 - kr)) };
+        for (int p = 0; p < 3; p++) {
+            int v = CLAMP((int)lround(off[p] + yuv[p] * scale[p]), 0,
+                          (1 << GST_VIDEO_INFO_COMP_DEPTH(vi, p)) - 1);
+            for (int r = 0; r < h; r++) {
+                guint8 *row = (guint8 *)GST_VIDEO_FRAME_COMP_DATA(&f, p)
+                              + (gsize)r * GST_VIDEO_FRAME_COMP_STRIDE(&f, p);
+                if (deep)
+                    GST_WRITE_UINT16_LE(row + 2 * x, (guint16)v);
+                else
+                    row[x] = (guint8)v;
+            }
+        }
+    }
+    gst_video_frame_unmap(&f);
+    return b;
+}
+
+/* The conversion uses the matrix and range of the caps: 100% bars encoded
+ * with BT.709, BT.601 or full-range BT.601 come back through bypass as
+ * through videoconvert with the same caps, near the input, when the caps say
+ * so, and clip visibly when the caps name another matrix or range (the
+ * saturated colours of one matrix are out of gamut in the other, full-range
+ * black is below limited range's). An element with a fixed matrix or range
+ * would keep one of the two labels' bars where it should clip them. */
+static void test_bypass_colorimetry(void)
+{
+    /* [i][0]: the encoding, [i][1]: another label */
+    static const char *cols[][2] = { { "bt709", "bt601" }, { "bt601", "bt709" },
+                                     { "1:4:5:4", "bt601" } };
+    static const char *fmts[] = { "Y444", "Y444_10LE" };
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++) {
+            char caps[256], other[256];
+            snprintf(caps, sizeof(caps), "video/x-raw,format=%s,width=64,height=16,framerate=%d/1,"
+                     "colorimetry=(string)%s", fmts[k], FPS, cols[i][0]);
+            snprintf(other, sizeof(other), "video/x-raw,format=%s,width=64,height=16,"
+                     "framerate=%d/1,colorimetry=(string)%s", fmts[k], FPS, cols[i][1]);
+            GstVideoInfo vi;
+            GstCaps *c = gst_caps_from_string(caps);
+            T_CHECK(gst_video_info_from_caps(&vi, c), "%s", caps);
+            gst_caps_unref(c);
+            int depth = GST_VIDEO_INFO_COMP_DEPTH(&vi, 0), tol = tolerance(depth), d[4];
+            /* from the input: at 8 bits the converter's 8-bit matrices (3 on
+             * frames inside the gamut) and the bars' rounding at its edge */
+            int in_tol = depth == 8 ? 4 : tol, clip = 8 << (depth - 8);
+            GstBuffer *in = bars(&vi, &vi.colorimetry);
+            GstBuffer *own = through(BYPASS, caps, in);
+            GstBuffer *vc = through(depth > 8 ? "videoconvert ! capsfilter caps=video/x-raw,"
+                                                "format=RGBA64_LE ! videoconvert"
+                                              : "videoconvert ! capsfilter caps=video/x-raw,"
+                                                "format=RGB ! videoconvert", caps, in);
+            GstBuffer *wrong = through(BYPASS, other, in);
+            T_CHECK(own && vc && wrong, "%s %s: frames", fmts[k], cols[i][0]);
+            if (own && vc && wrong) {
+                int d_own = frame_diff(&vi, own, in, d);
+                int d_vc = frame_diff(&vi, own, vc, d);
+                int d_wrong = frame_diff(&vi, wrong, in, d);
+                T_CHECK(d_own <= in_tol, "%s %s: bars back within %d of the input (%d)", fmts[k],
+                        cols[i][0], in_tol, d_own);
+                T_CHECK(d_vc <= tol, "%s %s: bars within %d of videoconvert's (%d)", fmts[k],
+                        cols[i][0], tol, d_vc);
+                T_CHECK(d_wrong > clip, "%s %s bars labelled %s: clipped (%d)", fmts[k],
+                        cols[i][0], cols[i][1], d_wrong);
+                printf("  %-9s %-7s bars: %d from the input, %d from videoconvert; labelled %s: "
+                       "%d\n", fmts[k], cols[i][0], d_own, d_vc, cols[i][1], d_wrong);
+            }
+            gst_buffer_unref(in);
+            if (own)
+                gst_buffer_unref(own);
+            if (vc)
+                gst_buffer_unref(vc);
+            if (wrong)
+                gst_buffer_unref(wrong);
+        }
+}
+
+/* Runs `desc` to its end; returns the error message (g_free) or NULL. */
+static gchar *run_pipeline(const char *desc)
+{
+    GError *err = NULL;
+    GstElement *pl = gst_parse_launch(desc, &err);
+    if (!pl) {
+        gchar *m = g_strdup(err ? err->message : "parse error");
+        g_clear_error(&err);
+        return m;
+    }
+    gst_element_set_state(pl, GST_STATE_PLAYING);
+    GstBus *bus = gst_element_get_bus(pl);
+    GstMessage *m = gst_bus_timed_pop_filtered(bus, 30 * GST_SECOND,
+                                               GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+    gchar *msg = NULL;
+    if (!m) {
+        msg = g_strdup("timeout");
+    } else if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+        gst_message_parse_error(m, &err, NULL);
+        msg = g_strdup(err->message);
+        g_clear_error(&err);
+    }
+    if (m)
+        gst_message_unref(m);
+    gst_object_unref(bus);
+    gst_element_set_state(pl, GST_STATE_NULL);
+    gst_object_unref(pl);
+    return msg;
+}
+
+/* Interlaced and HDR caps are refused with an error naming the fix;
+ * accept= lets them through. */
+static void test_refusals(void)
+{
+    static const struct {
+        const char *caps, *accept, *fix;
+    } cases[] = {
+        { "format=I420,interlace-mode=interleaved", "interlaced", "deinterlace" },
+        { "format=I420_10LE,colorimetry=bt2100-pq", "hdr", "tone-map" },
+        { "format=P010_10LE,colorimetry=bt2100-hlg", "hdr", "tone-map" },
+        { "format=I420_10LE,colorimetry=bt2100-pq,interlace-mode=interleaved", "interlaced+hdr",
+          "deinterlace" },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        char desc[512];
+        snprintf(desc, sizeof(desc), "videotestsrc num-buffers=3 ! video/x-raw,%s,width=32,"
+                 "height=16 ! vdit bypass=true ! fakesink", cases[i].caps);
+        gchar *e = run_pipeline(desc);
+        T_CHECK(e && strstr(e, cases[i].fix) && strstr(e, "accept="), "%s: refused naming %s and "
+                "accept (%s)", cases[i].caps, cases[i].fix, e ? e : "no error");
+        g_free(e);
+        snprintf(desc, sizeof(desc), "videotestsrc num-buffers=3 ! video/x-raw,%s,width=32,"
+                 "height=16 ! vdit bypass=true accept=%s ! fakesink", cases[i].caps,
+                 cases[i].accept);
+        e = run_pipeline(desc);
+        T_CHECK(!e, "%s with accept=%s: through (%s)", cases[i].caps, cases[i].accept,
+                e ? e : "ok");
+        g_free(e);
+    }
+}
+
+/* bypass=true loads no model in NULL->READY; switched off in READY, the model
+ * loads in READY->PAUSED (here: fails, naming it). */
+static void test_bypass_model(void)
+{
+    GstElement *el = gst_element_factory_make("vdit", NULL);
+    g_object_set(el, "model", "/nonexistent/model", "bypass", TRUE, NULL);
+    GstBus *bus = gst_bus_new();
+    gst_element_set_bus(el, bus);
+    T_CHECK(gst_element_set_state(el, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS,
+            "bypass: READY without a model");
+    g_object_set(el, "bypass", FALSE, NULL);
+    T_CHECK(gst_element_set_state(el, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE,
+            "bypass off: READY->PAUSED loads the model");
+    GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    T_CHECK(m != NULL, "an error message was posted");
+    if (m) {
+        GError *e = NULL;
+        gst_message_parse_error(m, &e, NULL);
+        T_CHECK(strstr(e->message, "/nonexistent/model") != NULL, "it names the model: %s",
+                e->message);
+        g_error_free(e);
+        gst_message_unref(m);
+    }
+    gst_element_set_state(el, GST_STATE_NULL);
+    gst_element_set_bus(el, NULL);
+    gst_object_unref(bus);
+    gst_object_unref(el);
+}
+
+/* 10-bit video through the model (16-bit RGB to the engine): one out for
+ * one in, the caps kept, the content edited. */
+static void test_edit_10bit(void)
+{
+    char desc[512];
+    snprintf(desc, sizeof(desc), "vdit model=\"%s\" steps=2 guidance=1 threads=1 window=5 "
+             "strength=0.9", model);
+    const char *caps = "video/x-raw,format=I420_10LE,width=66,height=50,framerate=25/1,"
+                       "colorimetry=bt709";
+    GstBuffer *in[7];
+    test_frames("ball", FALSE, caps, in, 7);
+    GstHarness *hr = gst_harness_new_parse(desc);
+    gst_harness_set_src_caps_str(hr, caps);
+    for (int i = 0; i < 7; i++)
+        gst_harness_push(hr, gst_buffer_ref(in[i]));
+    gst_harness_push_event(hr, gst_event_new_eos());
+    GstBuffer *out[8];
+    int n = pull_all(hr, out, 8);
+    T_CHECK(n == 7, "I420_10LE: 7 in, %d out", n);
+    GstCaps *oc = gst_pad_get_current_caps(hr->sinkpad);
+    GstCaps *ic = gst_caps_from_string(caps);
+    T_CHECK(oc && gst_caps_is_subset(oc, ic), "output caps %" GST_PTR_FORMAT, oc);
+    GstVideoInfo vi;
+    gst_video_info_from_caps(&vi, ic);
+    int d[4], changed = 0;
+    for (int i = 0; i < n && i < 7; i++) {
+        T_CHECK(gst_buffer_get_size(out[i]) == GST_VIDEO_INFO_SIZE(&vi), "size of %d", i);
+        changed = MAX(changed, frame_diff(&vi, out[i], in[i], d));
+    }
+    T_CHECK(changed > 16, "content changed (max %d)", changed);
+    if (oc)
+        gst_caps_unref(oc);
+    gst_caps_unref(ic);
+    unref_all(out, MIN(n, 8));
+    unref_all(in, 7);
+    gst_harness_teardown(hr);
+}
+
+/* vditsrc gives a 10-bit format when downstream asks for it, in the
+ * colorimetry downstream fixes (bt2020) or BT.709, limited range. */
+static void test_src_10bit(void)
+{
+    static const struct {
+        const char *fmt, *col;
+    } cases[] = { { "I420_10LE", NULL }, { "P010_10LE", "bt2020" }, { "v210", NULL } };
+    for (guint k = 0; k < G_N_ELEMENTS(cases); k++) {
+        char desc[512], caps[256];
+        snprintf(desc, sizeof(desc), "vditsrc model=\"%s\" steps=2 guidance=1 num-frames=3 "
+                 "threads=1", model);
+        GstHarness *hr = gst_harness_new_parse(desc);
+        snprintf(caps, sizeof(caps), "video/x-raw,format=%s,width=48,height=32,framerate=8/1%s%s",
+                 cases[k].fmt, cases[k].col ? ",colorimetry=" : "",
+                 cases[k].col ? cases[k].col : "");
+        gst_harness_set_sink_caps_str(hr, caps);
+        gst_harness_play(hr);
+        GstBuffer *b[4];
+        int n = 0;
+        for (; n < 4 && (b[n] = gst_harness_pull(hr)); n++)
+            ;
+        T_CHECK(n == 4, "%s: 4 frames (%d)", cases[k].fmt, n);
+        GstVideoInfo vi;
+        const char *col;
+        T_CHECK(src_caps(hr, &vi, &col), "%s: caps", cases[k].fmt);
+        T_CHECK(strcmp(gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vi)), cases[k].fmt) == 0,
+                "%s: format %s", cases[k].fmt,
+                gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(&vi)));
+        T_CHECK(strcmp(col, cases[k].col ? cases[k].col : "bt709") == 0, "%s: colorimetry %s",
+                cases[k].fmt, col);
+        if (n > 0) {
+            T_CHECK(gst_buffer_get_size(b[0]) == GST_VIDEO_INFO_SIZE(&vi), "%s: size",
+                    cases[k].fmt);
+            /* limited range at 10 bits: luma in [64, 940], chroma in [64, 960] */
+            const GstVideoFormatInfo *fi = vi.finfo;
+            GstVideoFrame f;
+            int lo = 1 << 16, hi = 0;
+            if (gst_video_frame_map(&f, &vi, b[0], GST_MAP_READ)) {
+                guint16 *line = g_new(guint16, 48 * 4);
+                for (int y = 0; y < 32; y++) {
+                    fi->unpack_func(fi, GST_VIDEO_PACK_FLAG_NONE, line, f.data, f.info.stride, 0,
+                                    y, 48);
+                    for (int i = 0; i < 48 * 4; i++)
+                        if (i % 4) {
+                            lo = MIN(lo, line[i] >> 6);
+                            hi = MAX(hi, line[i] >> 6);
+                        }
+                }
+                g_free(line);
+                gst_video_frame_unmap(&f);
+            }
+            T_CHECK(lo >= 64 && hi <= 960 && hi > lo, "%s: samples in [%d, %d]", cases[k].fmt,
+                    lo, hi);
+        }
+        unref_all(b, n);
+        gst_harness_teardown(hr);
+    }
+}
+
 #define RUN(fn)                                                                   \
     do {                                                                          \
         gint64 t0_ = g_get_monotonic_time();                                      \
@@ -505,5 +961,11 @@ int main(int argc, char **argv)
     RUN(test_long_stream_memory);
     RUN(test_src);
     RUN(test_src_formats);
+    RUN(test_bypass_formats);
+    RUN(test_bypass_colorimetry);
+    RUN(test_refusals);
+    RUN(test_bypass_model);
+    RUN(test_edit_10bit);
+    RUN(test_src_10bit);
     T_DONE();
 }

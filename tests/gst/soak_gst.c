@@ -1,0 +1,178 @@
+/*
+ * Long-stream soak of the GStreamer `vdit` element (issue 26).
+ *
+ *     soak_gst FRAMES [MODEL_DIR]     (GST_PLUGIN_PATH: the plugin's folder)
+ *
+ * Pushes FRAMES I420 frames (67x45, 8 fps, a moving pattern) through `vdit`
+ * in a GstHarness, on the bundled model unless MODEL_DIR is given, with the
+ * prompt changed every 500 frames, a caps change (to 45x67) at 40% of the
+ * stream and a flushing seek (FLUSH_START / FLUSH_STOP and a new segment) at
+ * 70%. Checks: every frame that went in comes out (frames dropped by the
+ * flush excepted, as GStreamer's flush semantics want, and counted), each
+ * with its own pts, in strictly increasing order, none twice; and the peak
+ * RSS (VmHWM) once 1,000 frames are out is within 2% of the peak at the end.
+ * Prints one line per check and a summary line; exits 1 when one fails.
+ */
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static long hwm_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmHWM:", 6))
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static GstCaps *caps_of(int w, int h)
+{
+    return gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width",
+                               G_TYPE_INT, w, "height", G_TYPE_INT, h, "framerate",
+                               GST_TYPE_FRACTION, 8, 1, NULL);
+}
+
+static GstBuffer *frame(const GstVideoInfo *vi, int i)
+{
+    GstBuffer *b = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(vi), NULL);
+    GstMapInfo m;
+    gst_buffer_map(b, &m, GST_MAP_WRITE);
+    for (gsize k = 0; k < m.size; k++)
+        m.data[k] = (guint8)((k * 3 + (gsize)i * 5 + k / 41) & 0xff);
+    gst_buffer_unmap(b, &m);
+    GST_BUFFER_PTS(b) = gst_util_uint64_scale_int((guint64)i, GST_SECOND, 8);
+    GST_BUFFER_DURATION(b) = GST_SECOND / 8;
+    return b;
+}
+
+int main(int argc, char **argv)
+{
+    gst_init(&argc, &argv);
+    if (argc < 2) {
+        fprintf(stderr, "usage: soak_gst FRAMES [MODEL_DIR]\n");
+        return 2;
+    }
+    int n = atoi(argv[1]);
+    GstHarness *h = gst_harness_new("vdit");
+    g_object_set(h->element, "strength", 0.5, "seed", (guint64)1, "prompt", "a red ball", NULL);
+    if (argc > 2)
+        g_object_set(h->element, "model", argv[2], NULL);
+    const char *prompts[] = { "a watercolor painting of a city", "snow falls at night",
+                              "a bright cartoon of a cat", "a red ball bounces" };
+    int w = 67, ht = 45, caps_at = n * 4 / 10, flush_at = n * 7 / 10;
+    int thr = n / 2 < 1000 ? n / 2 : 1000; /* frames out when the first peak is taken */
+    GstCaps *caps = caps_of(w, ht);
+    gst_harness_set_src_caps(h, caps);
+    GstVideoInfo vi;
+    gst_video_info_set_format(&vi, GST_VIDEO_FORMAT_I420, w, ht);
+
+    guint64 *in_pts = g_new0(guint64, (gsize)n);
+    int n_in = 0, n_out = 0, dropped = 0, order_ok = 1, pts_ok = 1, prompts_set = 0;
+    long hwm_1k = 0;
+    GstClockTime last = GST_CLOCK_TIME_NONE;
+    int next = 0; /* index into in_pts of the next frame expected out */
+    GstFlowReturn fr = GST_FLOW_OK;
+    time_t t0 = time(NULL);
+
+    for (int i = 0; i <= n; i++) {
+        /* everything out so far: in order, each frame's own pts */
+        GstBuffer *o;
+        while ((o = gst_harness_try_pull(h))) {
+            GstClockTime p = GST_BUFFER_PTS(o);
+            order_ok &= !GST_CLOCK_TIME_IS_VALID(last) || p > last;
+            while (next < n_in && in_pts[next] == GST_CLOCK_TIME_NONE)
+                next++; /* dropped by the flush */
+            pts_ok &= next < n_in && in_pts[next] == p;
+            next++;
+            last = p;
+            n_out++;
+            gst_buffer_unref(o);
+            if (!hwm_1k && n_out >= thr)
+                hwm_1k = hwm_kb();
+        }
+        if (i == n || fr != GST_FLOW_OK)
+            break;
+        if (i && i % 500 == 0) {
+            g_object_set(h->element, "prompt", prompts[prompts_set++ % 4], NULL);
+        }
+        if (i == caps_at && caps_at > 0) { /* the element finishes the old size first */
+            w = 45;
+            ht = 67;
+            gst_harness_set_src_caps(h, caps_of(w, ht));
+            gst_video_info_set_format(&vi, GST_VIDEO_FORMAT_I420, w, ht);
+            while ((o = gst_harness_try_pull(h))) { /* drained at the old size */
+                GstClockTime p = GST_BUFFER_PTS(o);
+                order_ok &= !GST_CLOCK_TIME_IS_VALID(last) || p > last;
+                pts_ok &= next < n_in && in_pts[next] == p;
+                next++;
+                last = p;
+                n_out++;
+                gst_buffer_unref(o);
+            }
+        }
+        if (i == flush_at && flush_at > caps_at) {
+            /* a flushing seek: what is queued in the element is dropped */
+            gst_harness_push_event(h, gst_event_new_flush_start());
+            gst_harness_push_event(h, gst_event_new_flush_stop(TRUE));
+            for (int k = next; k < n_in; k++) {
+                in_pts[k] = GST_CLOCK_TIME_NONE;
+                dropped++;
+            }
+            next = n_in;
+            GstSegment seg;
+            gst_segment_init(&seg, GST_FORMAT_TIME);
+            gst_harness_push_event(h, gst_event_new_segment(&seg));
+        }
+        in_pts[n_in++] = gst_util_uint64_scale_int((guint64)i, GST_SECOND, 8);
+        fr = gst_harness_push(h, frame(&vi, i));
+        if (n_in % 1000 == 0)
+            printf("# %d frames in, %d out, %lds, peak RSS %ld kB\n", n_in, n_out,
+                   (long)(time(NULL) - t0), hwm_kb());
+    }
+    gst_harness_push_event(h, gst_event_new_eos());
+    GstBuffer *o;
+    while ((o = gst_harness_try_pull(h))) {
+        GstClockTime p = GST_BUFFER_PTS(o);
+        order_ok &= !GST_CLOCK_TIME_IS_VALID(last) || p > last;
+        while (next < n_in && in_pts[next] == GST_CLOCK_TIME_NONE)
+            next++;
+        pts_ok &= next < n_in && in_pts[next] == p;
+        next++;
+        last = p;
+        n_out++;
+        gst_buffer_unref(o);
+    }
+    long hwm_end = hwm_kb();
+    double growth = hwm_1k ? 100.0 * (double)(hwm_end - hwm_1k) / (double)hwm_1k : 0;
+    int fails = 0;
+#define CHECK(ok, ...)                                                                       \
+    do {                                                                                     \
+        printf((ok) ? "ok: " : "FAILED: ");                                                  \
+        printf(__VA_ARGS__);                                                                 \
+        printf("\n");                                                                        \
+        fails += !(ok);                                                                      \
+    } while (0)
+    CHECK(fr == GST_FLOW_OK, "every push accepted (%s)", gst_flow_get_name(fr));
+    CHECK(n_out == n_in - dropped, "frames in %d = frames out %d + %d dropped by the flush",
+          n_in, n_out, dropped);
+    CHECK(order_ok, "timestamps strictly increasing");
+    CHECK(pts_ok, "each output carries its input's pts (none lost, duplicated or reordered)");
+    CHECK(hwm_1k > 0 && growth <= 2.0, "peak RSS %ld kB at frame %d, %ld kB at frame %d (%+.2f%%)",
+          hwm_1k, thr, hwm_end, n, growth);
+    printf("soak gst: %d frames in %lds, peak RSS %ld kB at frame %d -> %ld kB at the end "
+           "(%+.2f%%), %d prompt changes, caps change at %d, flushing seek at %d (%d dropped), "
+           "%d failed\n",
+           n, (long)(time(NULL) - t0), hwm_1k, thr, hwm_end, growth, prompts_set, caps_at,
+           flush_at, dropped, fails);
+    g_free(in_pts);
+    gst_harness_teardown(h);
+    return fails ? 1 : 0;
+}
