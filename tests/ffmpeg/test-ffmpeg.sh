@@ -109,6 +109,20 @@ expect_error "vdit missing model" "cannot load the model '$tmp/no-such-model'" \
   -f lavfi -i "$src_clip" -vf "vdit=model=$tmp/no-such-model" -f null -
 expect_error "vditsrc missing model" "cannot load the model '$tmp/no-such-model'" \
   -f lavfi -i "vditsrc=model=$tmp/no-such-model" -f null -
+# A model that is the wrong kind of thing: a plain file, a folder of junk,
+# an unreadable folder (skipped as root, who reads it anyway).
+printf 'not a checkpoint' >"$tmp/junk.txt"
+mkdir -p "$tmp/junk-model" && printf 'xx' >"$tmp/junk-model/diffusion_pytorch_model.safetensors"
+expect_error "vdit model is a text file" "cannot load the model '$tmp/junk.txt'" \
+  -f lavfi -i "$src_clip" -vf "vdit=model=$tmp/junk.txt" -f null -
+expect_error "vdit model folder of junk" "cannot load the model '$tmp/junk-model'.*safetensors" \
+  -f lavfi -i "$src_clip" -vf "vdit=model=$tmp/junk-model" -f null -
+if [ "$(id -u)" != 0 ]; then
+  mkdir -p "$tmp/locked" && chmod 000 "$tmp/locked"
+  expect_error "vdit unreadable model folder" "cannot load the model '$tmp/locked'" \
+    -f lavfi -i "$src_clip" -vf "vdit=model=$tmp/locked" -f null -
+  chmod 755 "$tmp/locked"
+fi
 expect_error "vditsrc bad duration" "'d' out of range" -f lavfi -i "vditsrc=d=-5" -f null -
 expect_error "unknown accept flag" "accept|foo" \
   -f lavfi -i "$src_clip" -vf vdit=bypass=1:accept=foo -f null -
@@ -475,6 +489,20 @@ if run early -f lavfi -i "testsrc2=s=64x48:r=25:d=20" -vf "vdit=$M:steps=8:windo
      -f framemd5 "$tmp/early.md5"; then
   [ "$(grep -vc '^#' "$tmp/early.md5")" = 3 ] && pass "output closed early" ||
     fail "output closed early" "$(grep -vc '^#' "$tmp/early.md5") frames"
+fi
+
+# The output disk full (here: a file-size limit; SIGXFSZ ignored as a server
+# would): ffmpeg ends with an error naming the cause, and the frames written
+# before are in a file that still plays.
+( ulimit -f 64; trap '' XFSZ; exec "$ff" -hide_banner -nostdin -y -f lavfi -i "testsrc2=s=64x48:r=10:d=3" \
+    -vf "vdit=$M:window=5" -f yuv4mpegpipe "$tmp/full.y4m" ) >"$tmp/full.log" 2>&1
+full_rc=$?
+full_n=$("$fp" -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
+  -of csv=p=0 "$tmp/full.y4m" 2>/dev/null)
+if [ $full_rc -ne 0 ] && grep -q "File too large" "$tmp/full.log" && [ "${full_n:-0}" -gt 0 ]; then
+  pass "disk full: error exit, '$(grep -m1 -o '[^]]*File too large' "$tmp/full.log")', $full_n frames playable"
+else
+  fail "disk full" "status $full_rc, $full_n frames: $(tail -2 "$tmp/full.log" | tr '\n' ' ')"
 fi
 
 # Long-stream soak, the CI length (scripts/soak.py; docs/ffmpeg.md has the

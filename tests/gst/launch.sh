@@ -165,5 +165,17 @@ rc=$?
 check "missing model: error exit" "[ $rc -ne 0 ]"
 check "missing model: message names it" "grep -q '/nonexistent' '$tmp/bad.log'"
 
+# a model of the wrong kind: a plain file, a folder of junk (the pipeline
+# ends with the error on the bus, no hang)
+printf 'not a checkpoint' >"$tmp/junk.txt"
+mkdir -p "$tmp/junk-model" && printf 'xx' >"$tmp/junk-model/diffusion_pytorch_model.safetensors"
+for m in "$tmp/junk.txt" "$tmp/junk-model"; do
+  timeout 60 gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model="$m" ! fakesink \
+    >"$tmp/junk.log" 2>&1
+  rc=$?
+  check "model $(basename "$m"): error exit, no hang" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+  check "model $(basename "$m"): message names it" "grep -q '$m' '$tmp/junk.log'"
+done
+
 [ $fail = 0 ] || { for f in "$tmp"/*.log; do echo "== $f"; tail -5 "$f"; done; }
 exit $fail
