@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds vdit and runs the whole test suite twice:
 # a release build (every suite) and an AddressSanitizer + UndefinedBehavior-
-# Sanitizer build (the 'unit' and 'conform' suites; any report fails); then
+# Sanitizer build (the 'unit' and 'conform' suites, the GStreamer harness included;
+# any report fails); then
 # the concurrency test under ThreadSanitizer.
 # Ends with the line "N passed, N failed".
 set -uo pipefail
@@ -45,7 +46,7 @@ if [ "${VDIT_NO_SANITIZE:-0}" != 1 ]; then
   # Leak reports from inside third-party libraries only (see the file).
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
   if setup build-san -Db_sanitize=address,undefined -Dbuildtype=debugoptimized \
-       -Dc_args=-fno-sanitize-recover=undefined -Dgst_plugin=disabled \
+       -Dc_args=-fno-sanitize-recover=undefined \
      && ninja -C build-san -j "$JOBS" >build-san-ninja.log 2>&1; then
     phase_done sanitizer-build
     meson test -C build-san --num-processes "$JOBS" --print-errorlogs --suite unit --suite conform \
