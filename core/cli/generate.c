@@ -4,8 +4,11 @@
  * Exit status: 0 success, 1 the operation failed (bad file, model error,
  * output disk full), 2 bad usage (unknown option, bad value, missing
  * argument), 130 interrupted by SIGINT (Ctrl-C), 143 stopped by SIGTERM. An
- * interrupted run stops at the next step and writes no output file (the clip
- * is written whole once made), so no half-written file is left behind. */
+ * interrupted run stops at the next step. The clip is written whole once
+ * made, so it leaves no file, never a half-written one; except an edit of a
+ * clip longer than one window, whose frames are written as they are made:
+ * its file is finished with the frames edited before (the same when it
+ * fails). */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -348,6 +351,78 @@ static int check_output(enum op op, const char *path, int n_frames)
     return e == VDIT_ERR_IO ? 1 : 2;
 }
 
+/* An edit of a clip longer than one window (win frames), as a stream
+ * whose frames are written as they come out, so that an interrupted or
+ * failed run leaves a finished file of the frames edited so far. These are
+ * the frames vdit_edit gives: it edits such a clip as the same stream.
+ * *written: frames written; *fw, *fw_total: DiT forwards summed over the
+ * windows. Returns 0 or a VDIT_ERR_* code; *io: the failure was the
+ * file's (message in err), else the engine's (vdit_ctx_last_error). */
+static int edit_streaming(vdit_ctx *ctx, const vdit_gen_params *gp, const vdit_video *in,
+                          int win, const char *path, double fps, int *written, int64_t *fw,
+                          int64_t *fw_total, int *io, char *err, size_t errlen)
+{
+    vdit_stream_params sp;
+    vdit_stream_params_default(&sp);
+    sp.gen = *gp;
+    sp.window = win;
+    vdit_stream *s = NULL;
+    vio_writer *w = NULL;
+    *written = 0;
+    *fw = *fw_total = 0;
+    *io = 0;
+    int r = vdit_stream_open(ctx, &sp, in->width, in->height, &s);
+    if (r)
+        return r;
+    if ((r = vio_writer_open(path, in->width, in->height, in->n_frames, fps, &w, err, errlen))) {
+        *io = 1;
+        vdit_stream_close(&s);
+        return r;
+    }
+    size_t fsz = (size_t)in->width * in->height * 3;
+    int sent = 0;
+    while (*written < in->n_frames) {
+        if (sent < in->n_frames) {
+            vdit_frame f = { in->width, in->height, in->rgb + fsz * sent, in->width * 3, sent,
+                             NULL };
+            r = vdit_stream_send(s, &f);
+            if (!r) {
+                if (++sent == in->n_frames)
+                    vdit_stream_drain(s);
+                continue;
+            }
+            if (r != VDIT_ERR_AGAIN)
+                break;
+        }
+        vdit_frame o;
+        r = vdit_stream_receive(s, &o);
+        vdit_stats st;
+        if (!vdit_ctx_get_stats(ctx, &st)) {
+            *fw += st.forwards;
+            *fw_total += st.forwards_total;
+        }
+        if (r == VDIT_ERR_AGAIN)
+            continue;
+        if (r)
+            break;
+        if ((r = vio_writer_put(w, o.rgb, err, errlen))) {
+            *io = 1;
+            break;
+        }
+        (*written)++;
+    }
+    if (r == VDIT_ERR_AGAIN || r == VDIT_ERR_EOF)
+        r = *written == in->n_frames ? 0 : VDIT_ERR_INTERNAL;
+    char cerr[512];
+    int rc = vio_writer_close(&w, r ? cerr : err, r ? sizeof(cerr) : errlen);
+    if (!r && rc) {
+        *io = 1;
+        r = rc;
+    }
+    vdit_stream_close(&s);
+    return r;
+}
+
 static int run(enum op op, int argc, char **argv)
 {
     opts o;
@@ -453,8 +528,48 @@ static int run(enum op op, int argc, char **argv)
         if (!o.quiet)
             fprintf(stderr, "vdit %s: seed %llu\n", op_names[op], (unsigned long long)gp.seed);
     }
+    /* A single image has no frame rate (the reader says 25 for it): video
+     * made from one, image-to-video, runs at the model's rate. */
+    if (in && in->n_frames < 2)
+        fps = 0;
+    double ofps = o.fps > 0 ? o.fps : fps > 0 ? fps : info.fps;
+    char err[512];
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    int win = gp.n_frames > 0 ? gp.n_frames : info.n_frames;
+    if (op == OP_EDIT && in->n_frames > (win + 2) / 4 * 4 + 1) {
+        /* longer than a window: written as it is made */
+        int written = 0, io = 0;
+        int64_t fw = 0, fwt = 0;
+        r = edit_streaming(ctx, &gp, in, win, o.output, ofps, &written, &fw, &fwt, &io, err,
+                           sizeof(err));
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        if (r && pg.tty && !o.quiet)
+            fputc('\n', stderr);
+        if (r == VDIT_ERR_CANCELLED && interrupted) {
+            fprintf(stderr, "vdit edit: interrupted (%s): %s holds the %d of %d frames edited "
+                    "before\n", interrupted == SIGTERM ? "SIGTERM" : "SIGINT", o.output, written,
+                    in->n_frames);
+            ret = interrupted == SIGTERM ? 143 : 130;
+            goto done;
+        }
+        if (r) {
+            fprintf(stderr, "vdit edit: %s (%s holds %d of %d frames)\n",
+                    io ? err : vdit_ctx_last_error(ctx)[0] ? vdit_ctx_last_error(ctx)
+                                                           : vdit_strerror(r),
+                    o.output, written, in->n_frames);
+            goto done;
+        }
+        if (!o.quiet)
+            fprintf(stderr, "vdit edit: %lld of %lld DiT forwards computed%s\n",
+                    (long long)fw, (long long)fwt, o.cache ? " (step cache on)" : "");
+        if (!o.quiet)
+            fprintf(stderr, "vdit edit: wrote %s (%dx%d, %d frames, %.3g fps)\n", o.output,
+                    in->width, in->height, written, ofps);
+        ret = 0;
+        goto done;
+    }
     switch (op) {
     case OP_GENERATE:
     case OP_LOOP:
@@ -487,12 +602,6 @@ static int run(enum op op, int argc, char **argv)
                 vdit_ctx_last_error(ctx)[0] ? vdit_ctx_last_error(ctx) : vdit_strerror(r));
         goto done;
     }
-    /* A single image has no frame rate (the reader says 25 for it): video
-     * made from one, image-to-video, runs at the model's rate. */
-    if (in && in->n_frames < 2)
-        fps = 0;
-    double ofps = o.fps > 0 ? o.fps : fps > 0 ? fps : info.fps;
-    char err[512];
     if (vio_write(o.output, out, ofps, err, sizeof(err))) {
         fprintf(stderr, "vdit %s: %s\n", op_names[op], err);
         goto done;

@@ -318,47 +318,81 @@ static int drain(AVFormatContext *fmt, AVCodecContext *enc, AVStream *st, AVPack
     }
 }
 
-int vio_write(const char *path, const vdit_video *v, double fps, char *err, size_t errlen)
+struct vio_writer {
+    char *path;
+    AVFormatContext *fmt;
+    AVCodecContext *enc;
+    AVStream *st;
+    AVFrame *frame;
+    AVPacket *pkt;
+    struct SwsContext *sws;
+    enum AVPixelFormat pix;
+    int width, height, header, n, failed;
+};
+
+static void writer_free(vio_writer *w)
 {
-    if (!path || !v || !v->rgb || v->width <= 0 || v->height <= 0 || v->n_frames <= 0)
+    if (w->fmt && !(w->fmt->oformat->flags & AVFMT_NOFILE))
+        avio_closep(&w->fmt->pb);
+    sws_freeContext(w->sws);
+    av_frame_free(&w->frame);
+    av_packet_free(&w->pkt);
+    avcodec_free_context(&w->enc);
+    avformat_free_context(w->fmt);
+    free(w->path);
+    free(w);
+}
+
+int vio_writer_open(const char *path, int width, int height, int n_frames, double fps,
+                    vio_writer **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!path || width <= 0 || height <= 0 || n_frames <= 0)
         return fail(err, errlen, VDIT_ERR_INVALID_ARG, "%s: nothing to write",
                     path ? path : "(no file)");
     if (!(fps > 0 && fps < 1000))
         fps = 16;
     quiet_libav();
     target t;
-    int ret = pick_target(path, v, &t, err, errlen);
+    vdit_video shape = { .width = width, .height = height, .n_frames = n_frames };
+    int ret = pick_target(path, &shape, &t, err, errlen);
     if (ret)
         return ret;
-    AVFormatContext *fmt = NULL;
-    AVCodecContext *enc = NULL;
-    AVFrame *frame = NULL;
-    AVPacket *pkt = NULL;
-    struct SwsContext *sws = NULL;
+    vio_writer *w = calloc(1, sizeof(*w));
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
+        return fail(err, errlen, VDIT_ERR_NOMEM, "%s: out of memory", path);
+    }
+    w->width = width;
+    w->height = height;
+    w->pix = t.pix;
     AVDictionary *opts = NULL, *mux_opts = NULL;
     char eb[128];
-    int e, header = 0;
-    if ((e = avformat_alloc_output_context2(&fmt, NULL, t.muxer, path)) < 0 || !fmt)
-        return fail(err, errlen, VDIT_ERR_UNSUPPORTED, "%s: no %s muxer: %s", path, t.muxer,
-                    averr(e, eb, sizeof(eb)));
+    int e;
+    if ((e = avformat_alloc_output_context2(&w->fmt, NULL, t.muxer, path)) < 0 || !w->fmt) {
+        ret = fail(err, errlen, VDIT_ERR_UNSUPPORTED, "%s: no %s muxer: %s", path, t.muxer,
+                   averr(e, eb, sizeof(eb)));
+        goto fail;
+    }
     const AVCodec *codec = t.encoder ? avcodec_find_encoder_by_name(t.encoder)
                                      : avcodec_find_encoder(t.codec);
     if (!codec) {
         ret = fail(err, errlen, VDIT_ERR_UNSUPPORTED, "%s: no %s encoder in this FFmpeg", path,
                    avcodec_get_name(t.codec));
-        goto done;
+        goto fail;
     }
-    AVStream *st = avformat_new_stream(fmt, NULL);
-    enc = avcodec_alloc_context3(codec);
-    frame = av_frame_alloc();
-    pkt = av_packet_alloc();
-    if (!st || !enc || !frame || !pkt) {
+    w->st = avformat_new_stream(w->fmt, NULL);
+    w->enc = avcodec_alloc_context3(codec);
+    w->frame = av_frame_alloc();
+    w->pkt = av_packet_alloc();
+    if (!w->st || !w->enc || !w->frame || !w->pkt) {
         ret = fail(err, errlen, VDIT_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
+        goto fail;
     }
     AVRational rate = av_d2q(fps, 100000);
-    enc->width = v->width;
-    enc->height = v->height;
+    AVCodecContext *enc = w->enc;
+    enc->width = width;
+    enc->height = height;
     enc->pix_fmt = t.pix;
     enc->time_base = av_inv_q(rate);
     enc->framerate = rate;
@@ -372,78 +406,120 @@ int vio_write(const char *path, const vdit_video *v, double fps, char *err, size
         enc->global_quality = FF_QP2LAMBDA * 3;
         enc->flags |= AV_CODEC_FLAG_QSCALE;
     }
-    if (fmt->oformat->flags & AVFMT_GLOBALHEADER)
+    if (w->fmt->oformat->flags & AVFMT_GLOBALHEADER)
         enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     if ((e = avcodec_open2(enc, codec, &opts)) < 0) {
         ret = fail(err, errlen, VDIT_ERR_UNSUPPORTED, "%s: cannot open the %s encoder: %s", path,
                    codec->name, averr(e, eb, sizeof(eb)));
-        goto done;
+        goto fail;
     }
-    avcodec_parameters_from_context(st->codecpar, enc);
-    st->time_base = enc->time_base;
-    st->avg_frame_rate = rate;
-    st->r_frame_rate = rate;
-    if (!(fmt->oformat->flags & AVFMT_NOFILE)
-        && (e = avio_open(&fmt->pb, path, AVIO_FLAG_WRITE)) < 0) {
+    avcodec_parameters_from_context(w->st->codecpar, enc);
+    w->st->time_base = enc->time_base;
+    w->st->avg_frame_rate = rate;
+    w->st->r_frame_rate = rate;
+    if (!(w->fmt->oformat->flags & AVFMT_NOFILE)
+        && (e = avio_open(&w->fmt->pb, path, AVIO_FLAG_WRITE)) < 0) {
         ret = fail(err, errlen, VDIT_ERR_IO, "%s: cannot create: %s", path,
                    averr(e, eb, sizeof(eb)));
-        goto done;
+        goto fail;
     }
-    if (t.codec == AV_CODEC_ID_PNG && v->n_frames == 1 && !strchr(path, '%'))
+    if (t.codec == AV_CODEC_ID_PNG && n_frames == 1 && !strchr(path, '%'))
         av_dict_set(&mux_opts, "update", "1", 0); /* one image, no pattern */
-    if ((e = avformat_write_header(fmt, &mux_opts)) < 0) {
+    if ((e = avformat_write_header(w->fmt, &mux_opts)) < 0) {
         ret = fail(err, errlen, VDIT_ERR_IO, "%s: cannot write the header: %s", path,
                    averr(e, eb, sizeof(eb)));
-        goto done;
+        goto fail;
     }
-    header = 1;
-    sws = sws_getContext(v->width, v->height, AV_PIX_FMT_RGB24, v->width, v->height, t.pix,
-                         SWS_FLAGS, NULL, NULL, NULL);
-    if (!sws) {
+    w->header = 1;
+    w->sws = sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, t.pix, SWS_FLAGS,
+                            NULL, NULL, NULL);
+    if (!w->sws) {
         ret = fail(err, errlen, VDIT_ERR_UNSUPPORTED, "%s: no RGB to %s conversion", path,
                    av_get_pix_fmt_name(t.pix));
-        goto done;
+        goto fail;
     }
-    size_t fb = (size_t)v->width * v->height * 3;
-    for (int i = 0; i < v->n_frames && !ret; i++) {
-        /* a fresh buffer per frame: wrapped_avframe (y4m) keeps a reference */
-        av_frame_unref(frame);
-        frame->format = t.pix;
-        frame->width = v->width;
-        frame->height = v->height;
-        if ((e = av_frame_get_buffer(frame, 0)) < 0) {
-            ret = fail(err, errlen, VDIT_ERR_NOMEM, "%s: out of memory", path);
-            break;
-        }
-        const uint8_t *src[4] = { v->rgb + (size_t)i * fb };
-        int src_ls[4] = { v->width * 3 };
-        sws_scale(sws, src, src_ls, 0, v->height, frame->data, frame->linesize);
-        frame->pts = i;
-        if ((e = avcodec_send_frame(enc, frame)) < 0) {
-            ret = fail(err, errlen, VDIT_ERR_INTERNAL, "%s: encoding frame %d failed: %s", path, i,
-                       averr(e, eb, sizeof(eb)));
-            break;
-        }
-        ret = drain(fmt, enc, st, pkt, path, err, errlen);
-    }
-    if (!ret) {
-        avcodec_send_frame(enc, NULL);
-        ret = drain(fmt, enc, st, pkt, path, err, errlen);
-    }
-done:
-    if (header && (e = av_write_trailer(fmt)) < 0 && !ret)
-        ret = fail(err, errlen, VDIT_ERR_IO, "%s: cannot finish the file: %s%s", path,
-                   averr(e, eb, sizeof(eb)), full_hint(e));
-    if (fmt && !(fmt->oformat->flags & AVFMT_NOFILE))
-        avio_closep(&fmt->pb);
     av_dict_free(&opts);
     av_dict_free(&mux_opts);
-    sws_freeContext(sws);
-    av_frame_free(&frame);
-    av_packet_free(&pkt);
-    avcodec_free_context(&enc);
-    avformat_free_context(fmt);
+    *out = w;
+    return 0;
+fail:
+    av_dict_free(&opts);
+    av_dict_free(&mux_opts);
+    if (w->header)
+        av_write_trailer(w->fmt);
+    writer_free(w);
     return ret;
+}
+
+int vio_writer_put(vio_writer *w, const uint8_t *rgb, char *err, size_t errlen)
+{
+    if (w->failed)
+        return fail(err, errlen, VDIT_ERR_IO, "%s: an earlier write failed", w->path);
+    char eb[128];
+    int e, ret;
+    /* a fresh buffer per frame: wrapped_avframe (y4m) keeps a reference */
+    av_frame_unref(w->frame);
+    w->frame->format = w->pix;
+    w->frame->width = w->width;
+    w->frame->height = w->height;
+    if ((e = av_frame_get_buffer(w->frame, 0)) < 0) {
+        w->failed = 1;
+        return fail(err, errlen, VDIT_ERR_NOMEM, "%s: out of memory", w->path);
+    }
+    const uint8_t *src[4] = { rgb };
+    int src_ls[4] = { w->width * 3 };
+    sws_scale(w->sws, src, src_ls, 0, w->height, w->frame->data, w->frame->linesize);
+    w->frame->pts = w->n;
+    if ((e = avcodec_send_frame(w->enc, w->frame)) < 0) {
+        w->failed = 1;
+        return fail(err, errlen, VDIT_ERR_INTERNAL, "%s: encoding frame %d failed: %s", w->path,
+                    w->n, averr(e, eb, sizeof(eb)));
+    }
+    w->n++;
+    ret = drain(w->fmt, w->enc, w->st, w->pkt, w->path, err, errlen);
+    w->failed = ret != 0;
+    return ret;
+}
+
+int vio_writer_close(vio_writer **pw, char *err, size_t errlen)
+{
+    vio_writer *w = pw ? *pw : NULL;
+    if (!w)
+        return 0;
+    char eb[128];
+    int ret = 0, e;
+    if (!w->failed) { /* what the encoder holds back */
+        avcodec_send_frame(w->enc, NULL);
+        ret = drain(w->fmt, w->enc, w->st, w->pkt, w->path, err, errlen);
+    }
+    /* finished even after a failed write: what was written still plays */
+    if (w->header && (e = av_write_trailer(w->fmt)) < 0 && !ret && !w->failed)
+        ret = fail(err, errlen, VDIT_ERR_IO, "%s: cannot finish the file: %s%s", w->path,
+                   averr(e, eb, sizeof(eb)), full_hint(e));
+    writer_free(w);
+    *pw = NULL;
+    return ret;
+}
+
+int vio_writer_frames(const vio_writer *w)
+{
+    return w ? w->n : 0;
+}
+
+int vio_write(const char *path, const vdit_video *v, double fps, char *err, size_t errlen)
+{
+    if (!path || !v || !v->rgb || v->width <= 0 || v->height <= 0 || v->n_frames <= 0)
+        return fail(err, errlen, VDIT_ERR_INVALID_ARG, "%s: nothing to write",
+                    path ? path : "(no file)");
+    vio_writer *w = NULL;
+    int ret = vio_writer_open(path, v->width, v->height, v->n_frames, fps, &w, err, errlen);
+    size_t fb = (size_t)v->width * v->height * 3;
+    for (int i = 0; i < v->n_frames && !ret; i++)
+        ret = vio_writer_put(w, v->rgb + (size_t)i * fb, err, errlen);
+    /* the first error is the one reported */
+    char err2[512];
+    int r2 = vio_writer_close(&w, ret ? err2 : err, ret ? sizeof(err2) : errlen);
+    return ret ? ret : r2;
 }
 
 #else /* !VDIT_HAVE_LIBAV */
@@ -464,8 +540,44 @@ int vio_read(const char *path, vdit_video **out, double *fps, char *err, size_t 
 
 int vio_write(const char *path, const vdit_video *v, double fps, char *err, size_t errlen)
 {
+    (void)v;
+    (void)fps;
     snprintf(err, errlen, "%s: this vdit was built without FFmpeg (libavformat)", path);
     return VDIT_ERR_UNSUPPORTED;
+}
+
+int vio_writer_open(const char *path, int width, int height, int n_frames, double fps,
+                    vio_writer **out, char *err, size_t errlen)
+{
+    (void)width;
+    (void)height;
+    (void)n_frames;
+    (void)fps;
+    *out = NULL;
+    snprintf(err, errlen, "%s: this vdit was built without FFmpeg (libavformat)", path);
+    return VDIT_ERR_UNSUPPORTED;
+}
+
+int vio_writer_put(vio_writer *w, const uint8_t *rgb, char *err, size_t errlen)
+{
+    (void)w;
+    (void)rgb;
+    snprintf(err, errlen, "this vdit was built without FFmpeg (libavformat)");
+    return VDIT_ERR_UNSUPPORTED;
+}
+
+int vio_writer_close(vio_writer **w, char *err, size_t errlen)
+{
+    (void)w;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+int vio_writer_frames(const vio_writer *w)
+{
+    (void)w;
+    return 0;
 }
 
 #endif

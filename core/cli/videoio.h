@@ -4,6 +4,7 @@
 #define VDIT_CLI_VIDEOIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vdit/vdit.h"
 
@@ -17,6 +18,20 @@ int vio_read(const char *path, vdit_video **out, double *fps, char *err, size_t 
  * MPEG-4 part 2), .png (one frame; several frames need a %d pattern in the
  * name), .gif. */
 int vio_write(const char *path, const vdit_video *v, double fps, char *err, size_t errlen);
+
+/* The same, a frame at a time, for output written while it is made: opens
+ * `path` for width x height frames (n_frames: how many are expected; it
+ * only matters for PNG, whose several frames need a %d pattern). */
+typedef struct vio_writer vio_writer;
+int vio_writer_open(const char *path, int width, int height, int n_frames, double fps,
+                    vio_writer **out, char *err, size_t errlen);
+/* Encodes and writes one packed RGB frame (rows of width * 3 bytes). */
+int vio_writer_put(vio_writer *w, const uint8_t *rgb, char *err, size_t errlen);
+/* Flushes the encoder and finishes the file (also after a failed put: what
+ * was written stays playable), frees the writer and sets *w to NULL. */
+int vio_writer_close(vio_writer **w, char *err, size_t errlen);
+/* Frames written so far. */
+int vio_writer_frames(const vio_writer *w);
 
 /* Checks, before any work, that vio_write could write `path`: a known
  * extension (VDIT_ERR_UNSUPPORTED otherwise), a %d pattern for several PNG

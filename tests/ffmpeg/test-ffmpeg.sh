@@ -499,8 +499,11 @@ fi
 full_rc=$?
 full_n=$("$fp" -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
   -of csv=p=0 "$tmp/full.y4m" 2>/dev/null)
-if [ $full_rc -ne 0 ] && grep -q "File too large" "$tmp/full.log" && [ "${full_n:-0}" -gt 0 ]; then
-  pass "disk full: error exit, '$(grep -m1 -o '[^]]*File too large' "$tmp/full.log")', $full_n frames playable"
+# (FFmpeg 5.1's command line reports the failed close but exits 0: its
+# behaviour, not the filter's; 7.1 exits with an error.)
+if { [ $full_rc -ne 0 ] || [ "$ver" = 5.1 ]; } && grep -q "File too large" "$tmp/full.log" &&
+   [ "${full_n:-0}" -gt 0 ]; then
+  pass "disk full: error reported (status $full_rc), '$(grep -m1 -o '[^]]*File too large' "$tmp/full.log")', $full_n frames playable"
 else
   fail "disk full" "status $full_rc, $full_n frames: $(tail -2 "$tmp/full.log" | tr '\n' ' ')"
 fi
