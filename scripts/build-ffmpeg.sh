@@ -21,6 +21,8 @@
 #   VDIT_FFMPEG_DIR  work directory (default: build/ffmpeg-<ver>)
 #   DEBIAN_MIRROR    Debian mirror (default: the one in /etc/apt/sources.list*)
 #   JOBS             make jobs (default 2)
+#   VDIT_FFMPEG_TOOLCHAIN  FFmpeg's --toolchain (e.g. gcc-asan: the sanitizer
+#                    run of the adapter tests, against an instrumented libvdit)
 set -euo pipefail
 
 ver=${1:-5.1}
@@ -124,6 +126,7 @@ conf=(
   --enable-parser=png,h264,mpeg4video
   --enable-protocol=file,pipe --enable-indev=lavfi
 )
+[ -n "${VDIT_FFMPEG_TOOLCHAIN:-}" ] && conf+=(--toolchain="$VDIT_FFMPEG_TOOLCHAIN")
 # Since 7.0 the lavfi device hands out wrapped frames that need decoding.
 [ "$ver" = 5.1 ] || conf+=(--enable-decoder=wrapped_avframe)
 obj=$work/obj

@@ -28,6 +28,22 @@ fp=$work/prefix/bin/ffprobe
 tmp=$(mktemp -d "$build/ffmpeg-$ver-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
+# The sanitizer run (scripts/test.sh: FFmpeg built with VDIT_FFMPEG_TOOLCHAIN=
+# gcc-asan against the instrumented libvdit): every report from any ffmpeg
+# or ffprobe run lands in a file, and any file fails the test at the end.
+if [ -n "${VDIT_FFMPEG_TOOLCHAIN:-}" ]; then
+  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$tmp/asan"
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$tmp/ubsan"
+fi
+sanitizer_reports() {
+  local f found=0
+  for f in "$tmp"/asan.* "$tmp"/ubsan.*; do
+    [ -e "$f" ] || continue
+    found=1; echo "== $f"; head -40 "$f"
+  done
+  return $found
+}
+
 fails=0
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1${2:+: $2}"; fails=$((fails + 1)); }
@@ -273,6 +289,7 @@ fi
 
 if [ -z "$model" ]; then
   echo "no tiny model: model checks skipped"
+  sanitizer_reports || fail "sanitizer reports (above)"
   [ $fails -eq 0 ] && exit 77 || exit 1
 fi
 
@@ -512,7 +529,7 @@ fi
 # 10,000-frame figures): 1,000 frames at an odd size on the bundled model,
 # the prompt changed every 250 frames; frames in = out, pts exact, peak RSS
 # flat. FFmpeg 7.1 only (the same filter code runs on 5.1).
-if [ "$ver" = 7.1 ] && [ -z "${VDIT_SKIP_SOAK:-}" ]; then
+if [ "$ver" = 7.1 ] && [ -z "${VDIT_SKIP_SOAK:-}" ] && [ -z "${VDIT_FFMPEG_TOOLCHAIN:-}" ]; then
   if "$py" "$src/scripts/soak.py" --ffmpeg "$ff" --frames 1000 --every 250 >"$tmp/soak.log" 2>&1; then
     pass "soak: $(tail -1 "$tmp/soak.log")"
   else
@@ -520,5 +537,6 @@ if [ "$ver" = 7.1 ] && [ -z "${VDIT_SKIP_SOAK:-}" ]; then
   fi
 fi
 
+sanitizer_reports || fail "sanitizer reports (above)"
 echo "total: $(($(date +%s) - t0)) s, $fails failed"
 [ $fails -eq 0 ]
