@@ -281,6 +281,7 @@ typedef struct result {
     const char *stage;
     vdit_video *gen;  /* the generated clip */
     vdit_video *edit; /* the stream's output */
+    uint16_t *edit16; /* the 16-bit stream's output (kept frames, fades) */
 } result;
 
 static const char *model_dir;
@@ -346,6 +347,48 @@ static void scenario(result *res)
         if (!(r = vdit_stream_receive(s, &o)))
             memcpy(res->edit->rgb + fsz * got++, o.rgb, fsz);
     }
+    vdit_stream_close(&s);
+    if (r)
+        goto fail;
+
+    /* a 16-bit stream of 9 frames, the first two and last two kept, fades */
+    res->stage = "stream16";
+    sp.format = VDIT_PIXFMT_RGB48;
+    sp.fade = 2;
+    if ((r = vdit_stream_open(c, &sp, 32, 16, &s)))
+        goto fail;
+    enum { N16 = 9 };
+    uint16_t *in16 = __libc_malloc(fsz * 2 * N16);
+    res->edit16 = __libc_malloc(fsz * 2 * N16);
+    if (!in16 || !res->edit16) {
+        __libc_free(in16);
+        res->err = VDIT_ERR_NOMEM;
+        snprintf(res->msg, sizeof(res->msg), "vdit_video_new returned NULL");
+        goto done;
+    }
+    for (size_t k = 0; k < fsz * N16; k++)
+        in16[k] = (uint16_t)(res->gen->rgb[k % (fsz * 5)] * 257 + (k & 255));
+    int sent = 0, got = 0;
+    while (got < N16 && (!r || r == VDIT_ERR_AGAIN)) {
+        if (sent < N16) {
+            vdit_frame f = { 32, 16, (const uint8_t *)(in16 + fsz * sent), 32 * 6, sent, NULL };
+            r = vdit_stream_send_flags(s, &f, sent < 2 || sent > 6 ? VDIT_FRAME_KEEP : 0);
+            if (!r) {
+                if (++sent == N16)
+                    r = vdit_stream_drain(s);
+                continue;
+            }
+            if (r != VDIT_ERR_AGAIN)
+                break;
+        }
+        vdit_frame o;
+        r = vdit_stream_receive(s, &o);
+        if (!r)
+            memcpy(res->edit16 + fsz * got++, o.rgb, fsz * 2);
+    }
+    __libc_free(in16);
+    if (r == VDIT_ERR_AGAIN || r == VDIT_ERR_EOF)
+        r = got == N16 ? 0 : VDIT_ERR_INTERNAL;
 fail:
     if (r) {
         res->err = r;
@@ -386,8 +429,23 @@ static const char *where(int i)
     return buf;
 }
 
+/* Largest difference between two 16-bit stream outputs, in 16-bit codes. */
+static int maxdiff16(const uint16_t *a, const uint16_t *b)
+{
+    if (!a || !b)
+        return 65536;
+    int m = 0;
+    for (size_t i = 0; i < 32 * 16 * 3 * 9; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        m = d > m ? d : m;
+    }
+    return m;
+}
+
 static void clear(result *r)
 {
+    __libc_free(r->edit16);
+    r->edit16 = NULL;
     vdit_video_free(&r->gen);
     vdit_video_free(&r->edit);
 }
@@ -449,11 +507,12 @@ int main(int argc, char **argv)
             n_ok++;
             /* a kernel whose scratch memory failed falls back to the
              * reference kernel: the same arithmetic in another order */
-            int d = maxdiff(res.gen, ref.gen), e = maxdiff(res.edit, ref.edit);
-            if (d || e)
-                printf("# site %d (%s): absorbed, frames within %d / %d of the clean run's\n", i,
-                       where(i), d, e);
-            if (d > 2 || e > 2) {
+            int d = maxdiff(res.gen, ref.gen), e = maxdiff(res.edit, ref.edit),
+                e16 = maxdiff16(res.edit16, ref.edit16);
+            if (d || e || e16)
+                printf("# site %d (%s): absorbed, frames within %d / %d / %d (16-bit) of the "
+                       "clean run's\n", i, where(i), d, e, e16);
+            if (d > 2 || e > 2 || e16 > 2 * 257) {
                 differ++;
                 printf("# site %d: that is too far\n", i);
             }
@@ -475,7 +534,8 @@ int main(int argc, char **argv)
             "more)", differ);
 
     scenario(&res);
-    T_CHECK(res.err == 0 && same(res.gen, ref.gen) && same(res.edit, ref.edit),
+    T_CHECK(res.err == 0 && same(res.gen, ref.gen) && same(res.edit, ref.edit) &&
+                maxdiff16(res.edit16, ref.edit16) == 0,
             "after all that, a clean run gives the same frames: %s", res.msg);
     clear(&res);
     clear(&ref);
