@@ -13,7 +13,8 @@
  * from vdit_model_get_info().
  *
  * The engine makes 8-bit RGB; the filter offers YUV 4:2:0 first (what
- * encoders and players expect, as testsrc2 does), then 4:4:4 and NV12, and
+ * encoders and players expect, as testsrc2 does), then 4:4:4, NV12, 4:2:2
+ * and 10-bit YUV for 10-bit encodes (8 bits of precision in them), and
  * packed RGB when the output asks for it. YUV frames are converted by
  * swscale with the BT.709 matrix in limited range and tagged so (BT.709
  * primaries and transfer); RGB frames are tagged full range.
@@ -298,5 +299,7 @@ const AVFilter ff_vsrc_vditsrc = {
     .process_command = ff_filter_process_command,
     .inputs          = NULL,
     FILTER_OUTPUTS(vditsrc_outputs),
-    FILTER_PIXFMTS(AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUV444P, AV_PIX_FMT_NV12, AV_PIX_FMT_RGB24),
+    FILTER_PIXFMTS(AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUV444P, AV_PIX_FMT_NV12, AV_PIX_FMT_RGB24,
+                   AV_PIX_FMT_YUV422P, AV_PIX_FMT_YUV420P10LE, AV_PIX_FMT_YUV422P10LE,
+                   AV_PIX_FMT_YUV444P10LE, AV_PIX_FMT_P010LE),
 };

@@ -334,6 +334,11 @@ if run plain_y4m -f lavfi -i "vditsrc=$M:s=64x48:r=8:d=1.5" "$tmp/plain.y4m"; th
   got=$(pix "$tmp/plain.y4m")
   [ "$got" = "unknown yuv420p 12" ] && pass "vditsrc out.y4m: $got" || fail "vditsrc out.y4m" "'$got', expected 'unknown yuv420p 12'"
 fi
+if run gen10 -f lavfi -i "vditsrc=$M:s=64x48:r=8:d=1" -pix_fmt yuv420p10le -strict -1 "$tmp/gen10.y4m"; then
+  got=$(pix "$tmp/gen10.y4m")
+  [ "$got" = "unknown yuv420p10le 8" ] && pass "vditsrc gives yuv420p10le when asked" ||
+    fail "vditsrc gives yuv420p10le when asked" "'$got'"
+fi
 if run plain_rgb -v verbose -filter_complex "vditsrc=$M:s=64x48:r=8:d=0.5,showinfo" -pix_fmt rgb24 \
      -f rawvideo "$tmp/plain.rgb"; then
   # negotiated as RGB by the source itself: no scaler in the graph
