@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clips.h"
 #include "t.h"
 #include "vdit/vdit.h"
 
@@ -116,23 +117,6 @@ static void *run_job(void *arg)
     return NULL;
 }
 
-static vdit_ctx *new_ctx(void)
-{
-    vdit_ctx_params cp;
-    vdit_ctx_params_default(&cp);
-    cp.n_threads = 1;
-    vdit_ctx *c = NULL;
-    T_CHECK(vdit_ctx_init(model, &cp, &c) == 0, "ctx");
-    return c;
-}
-
-static int same(const vdit_video *a, const vdit_video *b)
-{
-    return a && b && a->width == b->width && a->height == b->height &&
-           a->n_frames == b->n_frames &&
-           !memcmp(a->rgb, b->rgb, (size_t)a->width * a->height * 3 * a->n_frames);
-}
-
 static void test_shared_model(void)
 {
     static const char *const names[N_JOBS] = { "generate", "edit", "stream", "extend" };
@@ -140,7 +124,7 @@ static void test_shared_model(void)
     const vdit_video *inputs[N_JOBS] = { NULL, clip, long_clip, clip };
     job alone[N_JOBS], together[N_JOBS];
     for (int k = 0; k < N_JOBS; k++) { /* one after another, each on a fresh context */
-        alone[k] = (job){ .kind = k, .ctx = new_ctx(), .in = inputs[k] };
+        alone[k] = (job){ .kind = k, .ctx = clip_ctx1(model), .in = inputs[k] };
         run_job(&alone[k]);
         T_CHECK(alone[k].ret == 0 && alone[k].out, "%s alone: %s", names[k],
                 alone[k].ctx ? vdit_ctx_last_error(alone[k].ctx) : "");
@@ -148,7 +132,7 @@ static void test_shared_model(void)
     for (int round = 0; round < 2; round++) { /* the four at once */
         pthread_t th[N_JOBS];
         for (int k = 0; k < N_JOBS; k++) {
-            together[k] = (job){ .kind = k, .ctx = new_ctx(), .in = inputs[k] };
+            together[k] = (job){ .kind = k, .ctx = clip_ctx1(model), .in = inputs[k] };
             T_CHECK(pthread_create(&th[k], NULL, run_job, &together[k]) == 0, "thread");
         }
         for (int k = 0; k < N_JOBS; k++)
@@ -156,7 +140,7 @@ static void test_shared_model(void)
         for (int k = 0; k < N_JOBS; k++) {
             T_CHECK(together[k].ret == 0, "%s concurrent: %s", names[k],
                     vdit_ctx_last_error(together[k].ctx));
-            T_CHECK(same(alone[k].out, together[k].out),
+            T_CHECK(clip_equal(alone[k].out, together[k].out),
                     "%s: the concurrent result differs from the one run alone (round %d)",
                     names[k], round);
             vdit_video_free(&together[k].out);
@@ -231,10 +215,10 @@ static void test_cancel_from_thread(void)
     /* the context is usable afterwards: the same result as on a fresh one */
     vdit_gen_params p = params(JOB_GENERATE);
     vdit_video *a = NULL, *b = NULL;
-    vdit_ctx *fresh = new_ctx();
+    vdit_ctx *fresh = clip_ctx1(model);
     T_CHECK(vdit_generate(cs.ctx, &p, &a) == 0 && fresh && vdit_generate(fresh, &p, &b) == 0,
             "after cancel: %s", vdit_ctx_last_error(cs.ctx));
-    T_CHECK(same(a, b), "a cancelled context's next result differs from a fresh one's");
+    T_CHECK(clip_equal(a, b), "a cancelled context's next result differs from a fresh one's");
     vdit_video_free(&a);
     vdit_video_free(&b);
     vdit_ctx_free(&fresh);

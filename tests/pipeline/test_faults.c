@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clips.h"
 #include "t.h"
 #include "vdit/vdit.h"
 
@@ -93,23 +94,6 @@ static int gen(vdit_ctx *c, const char *prompt, vdit_video **out)
     return vdit_generate(c, &p, out);
 }
 
-static int same(const vdit_video *a, const vdit_video *b)
-{
-    return a && b && a->width == b->width && a->height == b->height &&
-           a->n_frames == b->n_frames &&
-           !memcmp(a->rgb, b->rgb, (size_t)a->width * a->height * 3 * a->n_frames);
-}
-
-static vdit_ctx *context(vdit_model *m)
-{
-    vdit_ctx_params cp;
-    vdit_ctx_params_default(&cp);
-    cp.n_threads = 1;
-    vdit_ctx *c = NULL;
-    T_CHECK(vdit_ctx_init(m, &cp, &c) == 0, "ctx");
-    return c;
-}
-
 static void test_changed_files(const char *tiny, const char *tmp)
 {
     char dir[4096], dit[4200], t5[4200], repl[4300];
@@ -121,14 +105,14 @@ static void test_changed_files(const char *tiny, const char *tmp)
     vdit_model *m = load(dir, 0), *mr = load(dir, 1);
     if (!m || !mr)
         goto out;
-    vdit_ctx *c = context(m), *cr = context(mr);
+    vdit_ctx *c = clip_ctx1(m), *cr = clip_ctx1(mr);
     vdit_video *ref = NULL, *v = NULL;
     T_CHECK(gen(c, "a cat", &ref) == 0, "generate: %s", vdit_ctx_last_error(c));
 
     /* replaced by rename: the loaded model keeps the old file, safe */
     snprintf(repl, sizeof(repl), "%s.new", dit);
     T_CHECK(copy_file(dit, repl) == 0 && rename(repl, dit) == 0, "replace by rename");
-    T_CHECK(gen(c, "a cat", &v) == 0 && same(v, ref),
+    T_CHECK(gen(c, "a cat", &v) == 0 && clip_equal(v, ref),
             "a file renamed over the loaded one changes nothing: %s", vdit_ctx_last_error(c));
     vdit_video_free(&v);
     vdit_ctx_free(&c);
@@ -136,7 +120,7 @@ static void test_changed_files(const char *tiny, const char *tmp)
 
     /* truncated in place under the mapping */
     m = load(dir, 0);
-    c = m ? context(m) : NULL;
+    c = m ? clip_ctx1(m) : NULL;
     if (!c)
         goto out;
     T_CHECK(truncate(dit, 1000) == 0, "truncate %s", dit);
@@ -153,7 +137,7 @@ static void test_changed_files(const char *tiny, const char *tmp)
             "truncated text encoder: %s", vdit_ctx_last_error(c));
 
     /* the model read into memory is not affected */
-    T_CHECK(gen(cr, "a cat", &v) == 0 && same(v, ref),
+    T_CHECK(gen(cr, "a cat", &v) == 0 && clip_equal(v, ref),
             "no_mmap: the same clip after the files were truncated: %s",
             vdit_ctx_last_error(cr));
     vdit_video_free(&v);
@@ -166,9 +150,9 @@ static void test_changed_files(const char *tiny, const char *tmp)
     remove_model(dir);
     T_CHECK(copy_model(tiny, dir) == 0, "copy again");
     m = load(dir, 0);
-    c = m ? context(m) : NULL;
+    c = m ? clip_ctx1(m) : NULL;
     if (c) {
-        T_CHECK(gen(c, "a cat", &v) == 0 && same(v, ref), "a fresh load runs as before");
+        T_CHECK(gen(c, "a cat", &v) == 0 && clip_equal(v, ref), "a fresh load runs as before");
         vdit_video_free(&v);
 
         /* rewritten in place, same size: refused too (weights would mix) */

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clips.h"
 #include "t.h"
 #include "vdit/vdit.h"
 
@@ -400,12 +401,6 @@ done:
     vdit_model_free(&m);
 }
 
-static int same(const vdit_video *a, const vdit_video *b)
-{
-    return a && b && a->n_frames == b->n_frames &&
-           !memcmp(a->rgb, b->rgb, (size_t)a->width * a->height * 3 * a->n_frames);
-}
-
 /* Largest difference between two clips of the same shape (256 if not). */
 static int maxdiff(const vdit_video *a, const vdit_video *b)
 {
@@ -534,7 +529,7 @@ int main(int argc, char **argv)
             "more)", differ);
 
     scenario(&res);
-    T_CHECK(res.err == 0 && same(res.gen, ref.gen) && same(res.edit, ref.edit) &&
+    T_CHECK(res.err == 0 && clip_equal(res.gen, ref.gen) && clip_equal(res.edit, ref.edit) &&
                 maxdiff16(res.edit16, ref.edit16) == 0,
             "after all that, a clean run gives the same frames: %s", res.msg);
     clear(&res);

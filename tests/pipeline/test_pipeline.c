@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "pipeline/pipeline.h"
+#include "clips.h"
 #include "t.h"
 #include "vdit/vdit.h"
 
@@ -40,11 +41,6 @@ static int same_frames(const vdit_video *a, int fa, const vdit_video *b, int fb,
            !memcmp(a->rgb + fsz * fa, b->rgb + fsz * fb, fsz * n);
 }
 
-static int equal(const vdit_video *a, const vdit_video *b)
-{
-    return a && b && a->n_frames == b->n_frames && same_frames(a, 0, b, 0, a->n_frames);
-}
-
 static void test_generate(void)
 {
     vdit_model_info in;
@@ -56,14 +52,14 @@ static void test_generate(void)
     vdit_video *v = NULL, *v2 = NULL;
     T_CHECK(vdit_generate(ctx, &p, &v) == 0, "generate native: %s", vdit_ctx_last_error(ctx));
     T_CHECK(v && v->width == 64 && v->height == 48 && v->n_frames == 9, "native shape");
-    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && equal(v, v2), "same seed -> same bytes");
+    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && clip_equal(v, v2), "same seed -> same bytes");
     vdit_video_free(&v2);
     p.seed = 43;
-    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && !equal(v, v2), "other seed -> other video");
+    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && !clip_equal(v, v2), "other seed -> other video");
     vdit_video_free(&v2);
     p.seed = 42;
     p.sampler = VDIT_SAMPLER_DPMPP;
-    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && !equal(v, v2), "dpm++ runs");
+    T_CHECK(vdit_generate(ctx, &p, &v2) == 0 && !clip_equal(v, v2), "dpm++ runs");
     vdit_video_free(&v2);
     p.sampler = VDIT_SAMPLER_EULER;
     p.guidance = 1.0f; /* no CFG: one DiT call per step */
@@ -146,7 +142,7 @@ static void test_cond_cache(void)
         if (i == 0)
             first = v;
         else if (i == 4)
-            T_CHECK(equal(first, v), "same pair again -> same image");
+            T_CHECK(clip_equal(first, v), "same pair again -> same image");
         if (v != first)
             vdit_video_free(&v);
     }
@@ -205,11 +201,11 @@ static void test_edit(void)
     p.strength = 0.7f;
     T_CHECK(vdit_edit(ctx, &p, in, &b) == 0 && b && b->n_frames == 10 && b->height == 24,
             "edit strength 0.7");
-    T_CHECK(!equal(a, b), "strength changes the result");
+    T_CHECK(!clip_equal(a, b), "strength changes the result");
     vdit_video_free(&b);
     T_CHECK(vdit_edit(ctx, &p, in, &b) == 0 && b, "edit again");
     vdit_video *c = NULL;
-    T_CHECK(vdit_edit(ctx, &p, in, &c) == 0 && equal(b, c), "edit is deterministic");
+    T_CHECK(vdit_edit(ctx, &p, in, &c) == 0 && clip_equal(b, c), "edit is deterministic");
     vdit_video_free(&a);
     vdit_video_free(&b);
     vdit_video_free(&c);
@@ -605,7 +601,7 @@ static void test_stream_update(void)
     vdit_video *a = run_stream(src, -1), *b = run_stream(src, 12), *a2 = run_stream(src, -1);
     T_CHECK(a && b && a2, "streams ran");
     if (a && b && a2) {
-        T_CHECK(equal(a, a2), "a stream is deterministic");
+        T_CHECK(clip_equal(a, a2), "a stream is deterministic");
         /* window 1 = frames 0..8 (done before the update), window 2 = 9..16 */
         T_CHECK(same_frames(a, 0, b, 0, 9), "frames before the update unchanged");
         T_CHECK(!same_frames(a, 9, b, 9, 8), "the next window follows the new prompt");
