@@ -400,53 +400,14 @@ static void test_stream(void)
     vdit_video_free(&src);
 }
 
-/* Streams src through a fresh stream (window 9); update_at >= 0: a new
- * prompt is given once that many frames were sent. Returns the output. */
-static vdit_video *run_stream(const vdit_video *src, int update_at)
-{
-    vdit_stream_params sp;
-    vdit_stream_params_default(&sp);
-    sp.gen = base();
-    sp.window = 9;
-    vdit_stream *s = NULL;
-    if (vdit_stream_open(ctx, &sp, src->width, src->height, &s))
-        return NULL;
-    vdit_video *out = vdit_video_new(src->width, src->height, src->n_frames);
-    size_t fsz = (size_t)src->width * src->height * 3;
-    int sent = 0, got = 0;
-    while (got < src->n_frames) {
-        if (sent < src->n_frames) {
-            vdit_frame in = { src->width, src->height, src->rgb + fsz * sent, src->width * 3,
-                              sent, NULL };
-            if (vdit_stream_send(s, &in) == 0) {
-                if (++sent == update_at)
-                    vdit_stream_update(s, "a completely different prompt", -1);
-                if (sent == src->n_frames)
-                    vdit_stream_drain(s);
-                continue;
-            }
-        }
-        vdit_frame f;
-        int r = vdit_stream_receive(s, &f);
-        if (r == VDIT_ERR_AGAIN)
-            continue;
-        if (r)
-            break;
-        memcpy(out->rgb + fsz * got++, f.rgb, fsz);
-    }
-    vdit_stream_close(&s);
-    if (got != src->n_frames)
-        vdit_video_free(&out);
-    return out;
-}
-
 /* One run of a stream over n frames of w x h in `fmt` (src: packed pixels,
- * frame after frame) with window 9; keep(i): flags of frame i; fade. out
- * receives the output frames, sent_at[i] how many frames had been sent when
- * frame i came out, *forwards the DiT forwards the run computed. Returns the
- * frames received. */
+ * frame after frame) with window 9; keep(i): flags of frame i (NULL: none);
+ * fade; update_at >= 0: a new prompt once that many frames were sent. out
+ * receives the output frames, sent_at[i] (if not NULL) how many frames had
+ * been sent when frame i came out, *forwards (if not NULL) the DiT forwards
+ * the run computed. Returns the frames received. */
 static int stream_run(const uint8_t *src, int w, int h, int n, int fmt, int (*keep)(int),
-                      int fade, uint8_t *out, int *sent_at, int64_t *forwards)
+                      int fade, int update_at, uint8_t *out, int *sent_at, int64_t *forwards)
 {
     vdit_stream_params sp;
     vdit_stream_params_default(&sp);
@@ -456,7 +417,7 @@ static int stream_run(const uint8_t *src, int w, int h, int n, int fmt, int (*ke
     sp.format = fmt;
     sp.fade = fade;
     vdit_stream *s = NULL;
-    *forwards = 0;
+    int64_t fw = 0;
     if (vdit_stream_open(ctx, &sp, w, h, &s))
         return -1;
     size_t fsz = (size_t)w * h * (size_t)vdit_pixel_format_bytes(fmt);
@@ -465,7 +426,9 @@ static int stream_run(const uint8_t *src, int w, int h, int n, int fmt, int (*ke
         if (sent < n) {
             vdit_frame in = { w, h, src + fsz * sent, (ptrdiff_t)(fsz / (size_t)h), sent, NULL };
             if (vdit_stream_send_flags(s, &in, keep && keep(sent) ? VDIT_FRAME_KEEP : 0) == 0) {
-                if (++sent == n)
+                if (++sent == update_at)
+                    vdit_stream_update(s, "a completely different prompt", -1);
+                if (sent == n)
                     vdit_stream_drain(s);
                 continue;
             }
@@ -474,7 +437,7 @@ static int stream_run(const uint8_t *src, int w, int h, int n, int fmt, int (*ke
         vdit_stats st;
         int r = vdit_stream_receive(s, &f);
         vdit_ctx_get_stats(ctx, &st);
-        *forwards += st.forwards;
+        fw += st.forwards;
         if (r == VDIT_ERR_AGAIN)
             continue;
         if (r || f.pts != got)
@@ -485,7 +448,20 @@ static int stream_run(const uint8_t *src, int w, int h, int n, int fmt, int (*ke
         got++;
     }
     vdit_stream_close(&s);
+    if (forwards)
+        *forwards = fw;
     return got;
+}
+
+/* src streamed as an 8-bit clip (stream_run); NULL unless every frame came
+ * out. */
+static vdit_video *run_stream(const vdit_video *src, int update_at)
+{
+    vdit_video *out = vdit_video_new(src->width, src->height, src->n_frames);
+    if (out && stream_run(src->rgb, src->width, src->height, src->n_frames, VDIT_PIXFMT_RGB24,
+                          NULL, 0, update_at, out->rgb, NULL, NULL) != src->n_frames)
+        vdit_video_free(&out);
+    return out;
 }
 
 static int keep_outside_12_17(int i)
@@ -510,9 +486,10 @@ static void test_stream_keep_formats(void)
     /* RGB48: the 8-bit clip scaled to 16 bits edits to the 8-bit result
      * scaled, within a code value, and keeps the finer steps (first window:
      * later ones continue from outputs that differ by the 8-bit rounding) */
-    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, NULL, 0, full, NULL, &fw_full) ==
-                N, "8-bit stream ran: %s", vdit_ctx_last_error(ctx));
-    T_CHECK(stream_run((const uint8_t *)src16, W, H, N, VDIT_PIXFMT_RGB48, NULL, 0,
+    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, NULL, 0, -1, full, NULL,
+                       &fw_full) == N,
+            "8-bit stream ran: %s", vdit_ctx_last_error(ctx));
+    T_CHECK(stream_run((const uint8_t *)src16, W, H, N, VDIT_PIXFMT_RGB48, NULL, 0, -1,
                        (uint8_t *)out16, NULL, &fw16) == N,
             "16-bit stream ran: %s", vdit_ctx_last_error(ctx));
     int maxd = 0, fine = 0;
@@ -526,7 +503,7 @@ static void test_stream_keep_formats(void)
 
     /* kept frames: windows 0-8 (all kept: no model work), 9-17 (edited
      * whole), 18-25 and 26-29 (all kept) */
-    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, keep_outside_12_17, 0, fade0,
+    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, keep_outside_12_17, 0, -1, fade0,
                        NULL, &fw_keep) == N, "keep stream ran");
     T_CHECK(fw_full > 0 && fw_keep * 4 == fw_full,
             "only the window with frames to edit ran the model (%lld of %lld forwards)",
@@ -544,7 +521,7 @@ static void test_stream_keep_formats(void)
 
     /* fades: frames 12, 13 fade in, 16, 17 out (17's next kept frame is in
      * the next window: it waits for it) */
-    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, keep_outside_12_17, FADE, faded,
+    T_CHECK(stream_run(src->rgb, W, H, N, VDIT_PIXFMT_RGB24, keep_outside_12_17, FADE, -1, faded,
                        sent_at, &fw_keep2) == N, "fading stream ran");
     static const int dist[N] = { [12] = 1, [13] = 2, [16] = 2, [17] = 1 };
     int fade_ok = 1;
