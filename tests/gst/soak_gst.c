@@ -57,6 +57,31 @@ static GstBuffer *frame(const GstVideoInfo *vi, int i)
     return b;
 }
 
+/* What came out so far, against what went in. */
+typedef struct tally {
+    GstClockTime *in_pts; /* pts of each frame pushed; NONE: dropped by the flush */
+    int n_in, next;       /* frames pushed; index of the next one expected out */
+    int n_out, order_ok, pts_ok;
+    GstClockTime last;
+} tally;
+
+/* Pulls every buffer the element has pushed: in order, each frame's own pts. */
+static void pull_all(GstHarness *h, tally *t)
+{
+    GstBuffer *o;
+    while ((o = gst_harness_try_pull(h))) {
+        GstClockTime p = GST_BUFFER_PTS(o);
+        t->order_ok &= !GST_CLOCK_TIME_IS_VALID(t->last) || p > t->last;
+        while (t->next < t->n_in && t->in_pts[t->next] == GST_CLOCK_TIME_NONE)
+            t->next++; /* dropped by the flush */
+        t->pts_ok &= t->next < t->n_in && t->in_pts[t->next] == p;
+        t->next++;
+        t->last = p;
+        t->n_out++;
+        gst_buffer_unref(o);
+    }
+}
+
 int main(int argc, char **argv)
 {
     gst_init(&argc, &argv);
@@ -78,30 +103,17 @@ int main(int argc, char **argv)
     GstVideoInfo vi;
     gst_video_info_set_format(&vi, GST_VIDEO_FORMAT_I420, w, ht);
 
-    guint64 *in_pts = g_new0(guint64, (gsize)n);
-    int n_in = 0, n_out = 0, dropped = 0, order_ok = 1, pts_ok = 1, prompts_set = 0;
+    tally t = { .in_pts = g_new0(GstClockTime, (gsize)n), .order_ok = 1, .pts_ok = 1,
+                .last = GST_CLOCK_TIME_NONE };
+    int dropped = 0, prompts_set = 0;
     long hwm_1k = 0;
-    GstClockTime last = GST_CLOCK_TIME_NONE;
-    int next = 0; /* index into in_pts of the next frame expected out */
     GstFlowReturn fr = GST_FLOW_OK;
     time_t t0 = time(NULL);
 
     for (int i = 0; i <= n; i++) {
-        /* everything out so far: in order, each frame's own pts */
-        GstBuffer *o;
-        while ((o = gst_harness_try_pull(h))) {
-            GstClockTime p = GST_BUFFER_PTS(o);
-            order_ok &= !GST_CLOCK_TIME_IS_VALID(last) || p > last;
-            while (next < n_in && in_pts[next] == GST_CLOCK_TIME_NONE)
-                next++; /* dropped by the flush */
-            pts_ok &= next < n_in && in_pts[next] == p;
-            next++;
-            last = p;
-            n_out++;
-            gst_buffer_unref(o);
-            if (!hwm_1k && n_out >= thr)
-                hwm_1k = hwm_kb();
-        }
+        pull_all(h, &t);
+        if (!hwm_1k && t.n_out >= thr)
+            hwm_1k = hwm_kb();
         if (i == n || fr != GST_FLOW_OK)
             break;
         if (i && i % 500 == 0) {
@@ -109,53 +121,34 @@ int main(int argc, char **argv)
         }
         if ((i == caps_at1 || i == caps_at) && caps_at > caps_at1) {
             /* the element finishes the old size first */
-            int t = w;
+            int tw = w;
             w = ht;
-            ht = t;
+            ht = tw;
             gst_harness_set_src_caps(h, caps_of(w, ht));
             gst_video_info_set_format(&vi, GST_VIDEO_FORMAT_I420, w, ht);
-            while ((o = gst_harness_try_pull(h))) { /* drained at the old size */
-                GstClockTime p = GST_BUFFER_PTS(o);
-                order_ok &= !GST_CLOCK_TIME_IS_VALID(last) || p > last;
-                pts_ok &= next < n_in && in_pts[next] == p;
-                next++;
-                last = p;
-                n_out++;
-                gst_buffer_unref(o);
-            }
+            pull_all(h, &t); /* drained at the old size */
         }
         if (i == flush_at && flush_at > caps_at) {
             /* a flushing seek: what is queued in the element is dropped */
             gst_harness_push_event(h, gst_event_new_flush_start());
             gst_harness_push_event(h, gst_event_new_flush_stop(TRUE));
-            for (int k = next; k < n_in; k++) {
-                in_pts[k] = GST_CLOCK_TIME_NONE;
+            for (int k = t.next; k < t.n_in; k++) {
+                t.in_pts[k] = GST_CLOCK_TIME_NONE;
                 dropped++;
             }
-            next = n_in;
+            t.next = t.n_in;
             GstSegment seg;
             gst_segment_init(&seg, GST_FORMAT_TIME);
             gst_harness_push_event(h, gst_event_new_segment(&seg));
         }
-        in_pts[n_in++] = gst_util_uint64_scale_int((guint64)i, GST_SECOND, 8);
+        t.in_pts[t.n_in++] = gst_util_uint64_scale_int((guint64)i, GST_SECOND, 8);
         fr = gst_harness_push(h, frame(&vi, i));
-        if (n_in % 1000 == 0)
-            printf("# %d frames in, %d out, %lds, peak RSS %ld kB\n", n_in, n_out,
+        if (t.n_in % 1000 == 0)
+            printf("# %d frames in, %d out, %lds, peak RSS %ld kB\n", t.n_in, t.n_out,
                    (long)(time(NULL) - t0), hwm_kb());
     }
     gst_harness_push_event(h, gst_event_new_eos());
-    GstBuffer *o;
-    while ((o = gst_harness_try_pull(h))) {
-        GstClockTime p = GST_BUFFER_PTS(o);
-        order_ok &= !GST_CLOCK_TIME_IS_VALID(last) || p > last;
-        while (next < n_in && in_pts[next] == GST_CLOCK_TIME_NONE)
-            next++;
-        pts_ok &= next < n_in && in_pts[next] == p;
-        next++;
-        last = p;
-        n_out++;
-        gst_buffer_unref(o);
-    }
+    pull_all(h, &t);
     long hwm_end = hwm_kb();
     double growth = hwm_1k ? 100.0 * (double)(hwm_end - hwm_1k) / (double)hwm_1k : 0;
     int fails = 0;
@@ -167,10 +160,10 @@ int main(int argc, char **argv)
         fails += !(ok);                                                                      \
     } while (0)
     CHECK(fr == GST_FLOW_OK, "every push accepted (%s)", gst_flow_get_name(fr));
-    CHECK(n_out == n_in - dropped, "frames in %d = frames out %d + %d dropped by the flush",
-          n_in, n_out, dropped);
-    CHECK(order_ok, "timestamps strictly increasing");
-    CHECK(pts_ok, "each output carries its input's pts (none lost, duplicated or reordered)");
+    CHECK(t.n_out == t.n_in - dropped, "frames in %d = frames out %d + %d dropped by the flush",
+          t.n_in, t.n_out, dropped);
+    CHECK(t.order_ok, "timestamps strictly increasing");
+    CHECK(t.pts_ok, "each output carries its input's pts (none lost, duplicated or reordered)");
     CHECK(hwm_1k > 0 && growth <= 2.0, "peak RSS %ld kB at frame %d, %ld kB at frame %d (%+.2f%%)",
           hwm_1k, thr, hwm_end, n, growth);
     printf("soak gst: %d frames in %lds, peak RSS %ld kB at frame %d -> %ld kB at the end "
@@ -179,7 +172,7 @@ int main(int argc, char **argv)
            "%d failed\n",
            n, (long)(time(NULL) - t0), hwm_1k, thr, hwm_end, growth, prompts_set, caps_at1,
            caps_at, flush_at, dropped, fails);
-    g_free(in_pts);
+    g_free(t.in_pts);
     gst_harness_teardown(h);
     return fails ? 1 : 0;
 }
