@@ -189,8 +189,10 @@ fi
 # so, and leaves no output file
 for sig in INT TERM; do
     rm -f sig.y4m sig.log # (the old log would say "denoise" before the new one exists)
-    "$vdit" generate --model "$model" --threads 1 --seed 1 --steps 1000 --frames 5 --prompt x \
-        --output sig.y4m >sig.log 2>&1 &
+    # (384x256x9 at 1000 steps: seconds of work left after the second
+    # step, even on a fast CPU, so the signal cannot come after the end)
+    "$vdit" generate --model "$model" --threads 1 --seed 1 --steps 1000 --frames 9 \
+        --width 384 --height 256 --prompt x --output sig.y4m >sig.log 2>&1 &
     pid=$!
     i=0
     while [ $i -lt 600 ] && ! grep -q "denoise 2/" sig.log 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
@@ -212,14 +214,14 @@ done
 # are made, leaves a finished file of the frames edited before the signal
 if [ -n "$py" ]; then
     "$py" - <<'PYEOF'
-w, h, n = 40, 24, 21
+w, h, n = 128, 96, 61  # 8 windows of ~0.4 s each: the signal comes mid-run
 with open("long_in.y4m", "wb") as f:
-    f.write(b"YUV4MPEG2 W40 H24 F8:1 Ip A1:1 C444\n")
+    f.write(b"YUV4MPEG2 W128 H96 F8:1 Ip A1:1 C444\n")
     for i in range(n):
         f.write(b"FRAME\n" + bytes((x * 7 + i * 13) & 255 for x in range(w * h * 3)))
 PYEOF
     rm -f sig_edit.y4m sig_edit.log
-    "$vdit" edit --model "$model" --threads 1 --seed 1 --steps 400 --strength 1 --prompt x \
+    "$vdit" edit --model "$model" --threads 1 --seed 1 --steps 1000 --strength 1 --prompt x \
         --input long_in.y4m --output sig_edit.y4m >sig_edit.log 2>&1 &
     pid=$!
     i=0
@@ -235,7 +237,7 @@ PYEOF
     nf=$("$py" -c 'import sys; print(open(sys.argv[1], "rb").read().count(b"FRAME\n"))' \
          sig_edit.y4m 2>/dev/null || echo 0)
     if [ $got != 130 ] || ! grep -q "interrupted (SIGINT): sig_edit.y4m holds the" sig_edit.log ||
-       [ "${nf:-0}" -lt 1 ] || [ "${nf:-0}" -ge 21 ]; then
+       [ "${nf:-0}" -lt 1 ] || [ "${nf:-0}" -ge 61 ]; then
         echo "FAILED: SIGINT mid-edit: status $got, $nf frames, $(tail -1 sig_edit.log)"; fail=1
     fi
 fi
