@@ -1,10 +1,67 @@
-/* `vdit conform` handler for the Wan-VAE (wan.modules.vae.WanVAE_): encodes
- * io 'video' and decodes io 'z', every size taken from the tensor shapes. */
+/* `vdit conform` handler for the Wan VAEs (wan.modules.vae.WanVAE_ and
+ * wan.modules.vae2_2.WanVAE_, the model told apart by vd_vae_load): encodes
+ * io 'video' and decodes io 'z', every size taken from the tensor shapes.
+ * Also checks that the first frame encoded alone (an image) gives the first
+ * latent frame of mu. */
+#include <math.h>
 #include <stdio.h>
 
 #include "conform.h"
 #include "kernels/kernels.h"
 #include "vae/vae.h"
+
+/* The conform_check line for a result compared with a part of a stored
+ * tensor (ref: n values). */
+static void check_part(conform_ctx *c, const char *label, const float *got, const float *ref,
+                       size_t n)
+{
+    double max_abs = 0, max_ref = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        if (!(d <= max_abs))
+            max_abs = d;
+        if (fabs((double)ref[i]) > max_ref)
+            max_ref = fabs((double)ref[i]);
+    }
+    double rel = max_ref > 0 ? max_abs / max_ref : max_abs;
+    int ok = max_abs <= c->tol_abs && rel <= c->tol_rel;
+    printf("%-32s max_abs=%.3e rel=%.3e %s\n", label, max_abs, rel, ok ? "PASS" : "FAIL");
+    if (ok)
+        c->n_pass++;
+    else
+        c->n_fail++;
+}
+
+/* Frame 0 encoded alone (the TI2V pipeline's image) against the stored
+ * mu[:, :, :1] (a missing or mis-sized stored mu failed already). video:
+ * [3, t, h, w]; ls: latent pixels per frame. <0: out of memory. */
+static int check_frame0(conform_ctx *c, const vd_vae *v, vk_ctx *kc, const float *video, int t,
+                        int h, int w, int tl, size_t ls)
+{
+    int zd = vd_vae_get_config(v)->z_dim;
+    size_t ps = (size_t)h * w, n = (size_t)zd * tl * ls;
+    const vt_tensor *tm = vd_ckpt_find(c->io, "mu");
+    if (!tm || (size_t)vt_nelem(tm) != n || !vd_tensor_is_float(tm))
+        return 0;
+    float *f0 = vd_malloc(3 * ps * sizeof(float));
+    float *m0 = vd_malloc(2 * (size_t)zd * ls * sizeof(float));
+    float *rm = vd_tensor_f32(tm);
+    int r = f0 && m0 && rm ? 0 : -1;
+    if (!r) {
+        for (int k = 0; k < 3; k++)
+            memcpy(f0 + k * ps, video + (size_t)k * t * ps, ps * sizeof(float));
+        for (int k = 0; k < zd; k++) /* the stored mu's frame 0 after the result */
+            memcpy(m0 + (zd + k) * ls, rm + (size_t)k * tl * ls, ls * sizeof(float));
+        if (vd_vae_encode(v, kc, f0, 1, h, w, m0, NULL))
+            conform_fail(c, "mu[frame 0 alone]", c->log.msg);
+        else
+            check_part(c, "mu[frame 0 alone]", m0, m0 + (size_t)zd * ls, (size_t)zd * ls);
+    }
+    vd_free(f0);
+    vd_free(m0);
+    vd_free(rm);
+    return r;
+}
 
 /* [1, C, T, H, W] or [C, T, H, W]: C, T, H, W. */
 static int dims5(const vt_tensor *t, int *c, int *f, int *h, int *w)
@@ -43,9 +100,10 @@ int conform_vae(conform_ctx *c)
         std = conform_input(c, "latent_std", NULL);
         if (!mean || !std)
             goto done;
-        if (zd == 16) {
-            conform_check(c, "latent_mean", cfg->mean, 16, 1e-7, 1e-7);
-            conform_check(c, "latent_std", cfg->std, 16, 1e-7, 1e-7);
+        /* the built-in defaults: Wan2.1 16 values, Wan2.2 48 */
+        if ((zd == 16 && cfg->version == 21) || (zd == 48 && cfg->version == 22)) {
+            conform_check(c, "latent_mean", cfg->mean, (size_t)zd, 1e-7, 1e-7);
+            conform_check(c, "latent_std", cfg->std, (size_t)zd, 1e-7, 1e-7);
         }
         if (vd_vae_set_latent_stats(v, mean, std)) {
             conform_fail(c, "latent_std", "not positive");
@@ -78,6 +136,8 @@ int conform_vae(conform_ctx *c)
                     for (size_t i = 0; i < s; i++)
                         mu[k * s + i] = (mu[k * s + i] - cfg->mean[k]) * (1.0f / cfg->std[k]);
                 conform_check(c, "mu", mu, n, 0, 0);
+                if (check_frame0(c, v, kc, video, t, h, w, tl, hl * wl))
+                    goto done;
             }
             if (c->verbose && vd_ckpt_find(c->io, "inter/encoder_out")) {
                 if (vd_vae_encode_ex(v, kc, video, t, h, w, 0, 2, tmp, NULL))
@@ -106,6 +166,13 @@ int conform_vae(conform_ctx *c)
                 for (size_t i = 0; i < n; i++)
                     dec[i] = dec[i] < -1 ? -1 : dec[i] > 1 ? 1 : dec[i];
                 conform_check(c, "decoded_clamped", dec, n, 0, 0);
+            }
+            if (c->verbose && vd_ckpt_find(c->io, "inter/decoder_out")) {
+                /* before unpatchify: [3 p^2, T, s h / p, s w / p] */
+                if (vd_vae_decode_ex(v, kc, z, t, h, w, 0, 2, dec))
+                    conform_fail(c, "inter/decoder_out", c->log.msg);
+                else
+                    conform_check(c, "inter/decoder_out", dec, n, 0, 0);
             }
             if (c->verbose && vd_ckpt_find(c->io, "inter/decoder_in")) {
                 size_t s = (size_t)h * w, nz = (size_t)zd * t * s;

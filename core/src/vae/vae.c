@@ -21,6 +21,22 @@
  * vk_funcs.conv_tap); upsamplers run as four 2x2 convs on the
  * low-resolution frame; everything is allocated when the stream is made.
  *
+ * Wan2.2's residual blocks add a parameter-free shortcut of the block input
+ * to the block output, across the block's resample:
+ *   AvgDown3D (encoder): space/time-to-channel then the mean of groups of
+ *     channels. Over the sequence it is one zero frame in front of frame 0,
+ *     then pairs: out frame k >= 1 averages input frames 2k - 1, 2k, out 0
+ *     frame 0 with zeros. The START node sums each input frame's share into
+ *     its [out, S'] buffer as the frame passes (a pair's first frame writes,
+ *     the second adds), so the block's output frame j finds its shortcut
+ *     complete when the resample emits it: ADD adds it, scaled by 1/group.
+ *   DupUp3D (decoder): channel repeat then depth-to-space; latent frame 0
+ *     (the first chunk) drops the first factor_t - 1 frames, i.e. output
+ *     frame m of the block takes time offset (m + factor_t - 1) % factor_t
+ *     of the last input frame, which the START node keeps.
+ * Patchify (encoder input) and unpatchify (decoder output) are nodes too, so
+ * tiles, streams and detaching treat both models alike.
+ *
  * Spatial tiles are independent copies of the network state over a region of
  * the input; their outputs are blended with linear ramps over the overlaps.
  */
@@ -36,7 +52,8 @@ typedef struct nstate {
      * (each slot [c, S]); the ring is the conv's only input buffer. */
     float *cache1;        /* 2 x [ci', S] inputs of c1 (causal 3x3x3 or time conv) */
     float *cache2;        /* 2 x [co, S] inputs of c2 (RES) */
-    float *keep;          /* DOWN3D: 2 x [c, S'] y_2j (slot 0), y_2j+1 (slot 1); UP3D: [2c, S] */
+    float *keep;          /* DOWN3D: 2 x [c, S'] y_2j (slot 0), y_2j+1 (slot 1); UP3D: [2c, S];
+                           * AVG_START: [sco, S / fs^2] shortcut sums; DUP_START: [ci, S] */
     int64_t n;            /* frames seen */
 } nstate;
 
@@ -54,6 +71,7 @@ struct vd_vae_stream {
     const vnet *net;
     int enc;
     int raw;
+    int n_run;            /* layers run (the decoder's raw 2 stops before UNPATCH) */
     int h, w;             /* net input size (pixels for the encoder, latents for the decoder) */
     int oh, ow;           /* output size */
     int c_out;            /* channels written per output frame */
@@ -160,7 +178,8 @@ static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_
 static int head_partial(const vnet *net, int i)
 {
     const vnode *n = &net->nodes[i];
-    return n->type == VN_HEAD && n->co < n->ci && i > 0 && net->nodes[i - 1].type != VN_DOWN3D;
+    return n->type == VN_HEAD && n->co < n->ci && i > 0 && net->nodes[i - 1].type != VN_DOWN3D &&
+           !vnode_passes(net->nodes[i - 1].type);
 }
 
 static void node_head_partial(vd_vae_stream *s, const vnode *n, nstate *st, int64_t t, float *x,
@@ -266,15 +285,112 @@ static void up_spatial(vd_vae_stream *s, const vnode *n, nstate *st, const float
     }
 }
 
+/* patchify: channel c p^2 + r p + q of pixel (p h + q, p w + r), i.e. einops
+ * "c (h q) (w r) -> (c r q) h w" (the width offset r is the slower one). */
+static void patchify(const float *x, int c, int h, int w, int p, float *y)
+{
+    int ho = h / p, wo = w / p;
+    for (int ch = 0; ch < c; ch++)
+        for (int r = 0; r < p; r++)
+            for (int q = 0; q < p; q++) {
+                float *d = y + (size_t)((ch * p + r) * p + q) * ho * wo;
+                for (int a = 0; a < ho; a++) {
+                    const float *sp = x + ((size_t)ch * h + (size_t)a * p + q) * w + r;
+                    for (int b = 0; b < wo; b++)
+                        d[(size_t)a * wo + b] = sp[(size_t)b * p];
+                }
+            }
+}
+
+/* The inverse: [c p^2, h, w] -> [c, h p, w p]. */
+static void unpatchify(const float *x, int c, int h, int w, int p, float *y)
+{
+    int wo = w * p;
+    for (int ch = 0; ch < c; ch++)
+        for (int a = 0; a < h; a++)
+            for (int q = 0; q < p; q++) {
+                float *d = y + ((size_t)ch * h * p + (size_t)a * p + q) * wo;
+                for (int r = 0; r < p; r++) {
+                    const float *sp = x + ((size_t)((ch * p + r) * p + q) * h + a) * w;
+                    for (int b = 0; b < w; b++)
+                        d[(size_t)b * p + r] = sp[b];
+                }
+            }
+}
+
+/* AvgDown3D share of one input frame x [ci, h, w] at time offset dt: out
+ * channel o sums the members k = o g + j of its group whose (c, dt', dh, dw)
+ * = (k / F, ...) has dt' = dt (F = ft fs^2). first: the frame opens a group
+ * of frames (writes; a channel without a member at dt becomes 0), else it
+ * adds. One pass over x. */
+static void avg_share(const vnode *n, const float *x, int h, int w, int dt, int first, float *sc)
+{
+    int fs = n->fs, ff = fs * fs, F = n->ft * ff, g = n->grp;
+    int ho = h / fs, wo = w / fs;
+    size_t so = (size_t)ho * wo;
+    for (int o = 0; o < n->sco; o++) {
+        float *d = sc + (size_t)o * so;
+        int acc = !first;
+        for (int j = 0; j < g; j++) {
+            int k = o * g + j, c = k / F, rm = k % F;
+            if (rm / ff != dt)
+                continue;
+            int dh = (rm / fs) % fs, dw = rm % fs;
+            for (int a = 0; a < ho; a++) {
+                const float *sp = x + ((size_t)c * h + (size_t)a * fs + dh) * w + dw;
+                float *dp = d + (size_t)a * wo;
+                if (acc)
+                    for (int b = 0; b < wo; b++)
+                        dp[b] += sp[(size_t)b * fs];
+                else
+                    for (int b = 0; b < wo; b++)
+                        dp[b] = sp[(size_t)b * fs];
+            }
+            acc = 1;
+        }
+        if (!acc)
+            memset(d, 0, so * sizeof(float));
+    }
+}
+
+/* y = x + DupUp3D(xin) at time offset dt: out pixel (o, fs a + dh, fs b + dw)
+ * takes xin channel k / rep, k = ((o ft + dt) fs + dh) fs + dw, at (a, b).
+ * xin: [ci, h, w]; x, y: [co, h fs, w fs]. */
+static void dup_add(const vnode *n, const float *xin, int h, int w, int dt, const float *x,
+                    float *y)
+{
+    int fs = n->fs, ft = n->ft, rep = n->grp, wo = w * fs;
+    size_t S = (size_t)h * w, So = S * fs * fs;
+    const float *src[8];
+    for (int o = 0; o < n->co; o++)
+        for (int dh = 0; dh < fs; dh++) {
+            for (int dw = 0; dw < fs && dw < 8; dw++)
+                src[dw] = xin + (size_t)((((o * ft + dt) * fs + dh) * fs + dw) / rep) * S;
+            for (int a = 0; a < h; a++) {
+                size_t row = (size_t)o * So + ((size_t)a * fs + dh) * wo;
+                const float *xp = x + row;
+                float *yp = y + row;
+                if (fs == 1) {
+                    for (int b = 0; b < w; b++)
+                        yp[b] = xp[b] + src[0][(size_t)a * w + b];
+                    continue;
+                }
+                for (int b = 0; b < w; b++)
+                    for (int dw = 0; dw < fs; dw++)
+                        yp[b * fs + dw] = xp[b * fs + dw] + src[dw][(size_t)a * w + b];
+            }
+        }
+}
+
 static void run(vd_vae_stream *s, tile *t, int i, const float *x)
 {
-    if (i == s->net->n) {
+    if (i == s->n_run) {
         sink(s, t, x);
         return;
     }
     const vnode *n = &s->net->nodes[i];
     nstate *st = &t->st[i];
-    float *y = s->ping[i & 1];
+    float *y = s->ping[n->obuf];
     vk_ctx *kc = s->kc;
     size_t So = (size_t)st->ho * st->wo;
     int64_t k = st->n++;
@@ -324,6 +440,41 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
         up_spatial(s, n, st, x, y);
         emit(s, t, i, y);
         break;
+    case VN_PATCH:
+        patchify(x, n->ci, st->hi, st->wi, n->fs, y);
+        emit(s, t, i, y);
+        break;
+    case VN_UNPATCH:
+        unpatchify(x, n->co, st->hi, st->wi, n->fs, y);
+        emit(s, t, i, y);
+        break;
+    case VN_AVG_START: {
+        /* one zero frame in front: frame k has time offset (k + ft - 1) % ft;
+         * frame 0 and every offset-0 frame open a group */
+        int dt = (int)((k + n->ft - 1) % n->ft);
+        avg_share(n, x, st->hi, st->wi, dt, k == 0 || dt == 0, st->keep);
+        emit(s, t, i, x);
+        break;
+    }
+    case VN_AVG_ADD: {
+        const float *sc = t->st[n->pair].keep;
+        float ig = 1.0f / (float)n->grp;
+        size_t len = fsz(n->co, st->hi, st->wi);
+        for (size_t q = 0; q < len; q++)
+            y[q] = x[q] + sc[q] * ig;
+        emit(s, t, i, y);
+        break;
+    }
+    case VN_DUP_START:
+        memcpy(st->keep, x, fsz(n->ci, st->hi, st->wi) * sizeof(float));
+        emit(s, t, i, x);
+        break;
+    case VN_DUP_ADD: {
+        const nstate *ps = &t->st[n->pair];
+        dup_add(n, ps->keep, ps->hi, ps->wi, (int)((k + n->ft - 1) % n->ft), x, y);
+        emit(s, t, i, y);
+        break;
+    }
     case VN_UP3D:
         if (k == 0) {
             up_spatial(s, n, st, x, y);
@@ -438,6 +589,16 @@ static int detach_net(const detacher *d, vnet *net, int h, int w)
                 r = detach(d, &n->c2, &g_none, h, w);
             h *= 2;
             w *= 2;
+            break;
+        case VN_PATCH:
+            h /= n->fs;
+            w /= n->fs;
+            break;
+        case VN_UNPATCH:
+            h *= n->fs;
+            w *= n->fs;
+            break;
+        default: /* the shortcut kinds have no weights */
             break;
         }
     }
@@ -554,6 +715,12 @@ static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
         } else if (n->type == VN_UP2D || n->type == VN_UP3D) {
             h *= 2;
             w *= 2;
+        } else if (n->type == VN_PATCH) {
+            h /= n->fs;
+            w /= n->fs;
+        } else if (n->type == VN_UNPATCH) {
+            h *= n->fs;
+            w *= n->fs;
         }
         st->ho = h;
         st->wo = w;
@@ -576,6 +743,12 @@ static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
         case VN_UP3D:
             c1 = 2 * si * n->ci;
             kp = 2 * si * n->ci;
+            break;
+        case VN_AVG_START:
+            kp = si / ((size_t)n->fs * n->fs) * n->sco;
+            break;
+        case VN_DUP_START:
+            kp = si * n->ci;
             break;
         default:
             break;
@@ -635,18 +808,23 @@ void vd_vae_stream_free(vd_vae_stream **ps)
 }
 
 /* alloc_tiles: allocate every tile's caches now (streams); one-shot tiled
- * calls allocate one tile at a time. */
+ * calls allocate one tile at a time. before_unpatch: the decoder stops
+ * before its UNPATCH layer (decoder raw 2). */
 static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int tile_px,
-                      int alloc_tiles, vd_log *lg, vd_vae_stream **out)
+                      int alloc_tiles, int before_unpatch, vd_log *lg, vd_vae_stream **out)
 {
     if (!v || !kc || !out)
         return vd_err(lg, VDIT_ERR_INVALID_ARG, "vae stream: missing argument");
     *out = NULL;
     int sf = v->cfg.s_factor;
-    if (h <= 0 || w <= 0 || (enc && (h % sf || w % sf)) || h > (1 << 15) || w > (1 << 15))
+    if (h <= 0 || w <= 0 || h > (1 << 15) || w > (1 << 15))
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "vae: %s size %dx%d out of range",
+                      enc ? "frame" : "latent", w, h);
+    if (enc && (h % sf || w % sf))
         return vd_err(lg, VDIT_ERR_INVALID_ARG,
-                      "vae: frame size %dx%d must be positive%s", w, h,
-                      enc ? " multiples of the VAE's spatial factor" : "");
+                      "vae: frame size %dx%d: width and height must be multiples of %d (the "
+                      "VAE's spatial factor)",
+                      w, h, sf);
     if (tile_px < 0)
         return vd_err(lg, VDIT_ERR_INVALID_ARG, "vae: negative tile size %d", tile_px);
     vd_vae_stream *s = vd_calloc(sizeof(*s));
@@ -657,11 +835,17 @@ static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int ti
     s->kc = kc;
     s->enc = enc;
     s->net = enc ? &v->enc : &v->dec;
+    s->n_run = s->net->n;
+    int osf = sf; /* decoder: output pixels per latent */
+    if (!enc && before_unpatch && s->net->nodes[s->net->n - 1].type == VN_UNPATCH) {
+        s->n_run--;
+        osf /= s->net->nodes[s->net->n - 1].fs;
+    }
     s->h = h;
     s->w = w;
-    s->oh = enc ? h / sf : h * sf;
-    s->ow = enc ? w / sf : w * sf;
-    s->c_out = enc ? v->cfg.z_dim : 3;
+    s->oh = enc ? h / sf : h * osf;
+    s->ow = enc ? w / sf : w * osf;
+    s->c_out = enc ? v->cfg.z_dim : s->net->nodes[s->n_run - 1].co;
     /* tiles in input units: the encoder's starts stay on the sf grid so that
      * every tile's latent grid is the full latent grid */
     int ts = 0, ov = 0, al = enc ? sf : 1;
@@ -699,7 +883,7 @@ static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int ti
             t->x0 = xs[b];
             t->th = ny > 1 ? VD_MIN(ts, h) : h;
             t->tw = nx > 1 ? VD_MIN(ts, w) : w;
-            int f = enc ? 1 : sf, dv = enc ? sf : 1;
+            int f = enc ? 1 : osf, dv = enc ? sf : 1;
             t->oy0 = t->y0 * f / dv;
             t->ox0 = t->x0 * f / dv;
             t->oth = t->th * f / dv;
@@ -771,13 +955,13 @@ fail:
 int vd_vae_enc_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
                           vd_vae_stream **out)
 {
-    return stream_new(v, kc, 1, h, w, tile, 1, kc ? kc->log : NULL, out);
+    return stream_new(v, kc, 1, h, w, tile, 1, 0, kc ? kc->log : NULL, out);
 }
 
 int vd_vae_dec_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
                           vd_vae_stream **out)
 {
-    return stream_new(v, kc, 0, h, w, tile, 1, kc ? kc->log : NULL, out);
+    return stream_new(v, kc, 0, h, w, tile, 1, 0, kc ? kc->log : NULL, out);
 }
 
 int vd_vae_stream_set_raw(vd_vae_stream *s, int raw)
@@ -989,7 +1173,7 @@ int vd_vae_encode_ex(const vd_vae *v, vk_ctx *kc, const float *video, int t, int
     if (!v || !kc || !video || !mu || t < 1 || raw < 0 || raw > 2)
         return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_vae_encode: bad argument");
     vd_vae_stream *s = NULL;
-    int r = stream_new(v, kc, 1, h, w, tile_px, 0, lg, &s);
+    int r = stream_new(v, kc, 1, h, w, tile_px, 0, 0, lg, &s);
     if (r)
         return r;
     /* log_var comes from the raw conv1 output; mu is normalised afterwards */
@@ -1054,14 +1238,14 @@ int vd_vae_decode_ex(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h,
                      int tile_px, int raw, float *video)
 {
     vd_log *lg = kc ? kc->log : NULL;
-    if (!v || !kc || !z || !video || tl < 1 || raw < 0 || raw > 1)
+    if (!v || !kc || !z || !video || tl < 1 || raw < 0 || raw > 2)
         return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_vae_decode: bad argument");
     vd_vae_stream *s = NULL;
-    int r = stream_new(v, kc, 0, h, w, tile_px, 0, lg, &s);
+    int r = stream_new(v, kc, 0, h, w, tile_px, 0, raw == 2, lg, &s);
     if (r)
         return r;
-    s->raw = raw;
-    /* written straight into the caller's [3, T, H, W] */
+    s->raw = raw ? 1 : 0;
+    /* written straight into the caller's [c_out, T, H, W] */
     r = run_all(s, z, tl, 0, video, 1);
     vd_vae_stream_free(&s);
     return r ? vd_err(lg, r, "vd_vae_decode: out of memory") : 0;

@@ -1,11 +1,19 @@
 /*
- * Wan2.1 VAE (WanVAE_): causal 3D video autoencoder, 8x spatial and 4x
- * temporal compression, z_dim 16. Latents handed in and out are normalised
- * with the published per-channel mean / std, as the WanVAE wrapper does.
+ * Wan VAEs: causal 3D video autoencoders. Two models, told apart at load by
+ * their tensor names and shapes:
+ *   Wan2.1 VAE (wan.modules.vae.WanVAE_): 8x spatial, 4x temporal
+ *     compression, z_dim 16;
+ *   Wan2.2 VAE (wan.modules.vae2_2.WanVAE_, TI2V-5B): frames patchified 2x2
+ *     first, residual blocks with space/time-to-channel shortcuts, 16x
+ *     spatial and 4x temporal compression, z_dim 48, decoder width
+ *     different from the encoder's.
+ * Latents handed in and out are normalised with the published per-channel
+ * mean / std, as the WanVAE / Wan2_2_VAE wrappers do.
  *
  * Frames are [3, T, H, W] fp32 in [-1, 1] (PyTorch CTHW, batch 1). A video of
- * T = 1 + 4k frames has 1 + k latent frames. H, W multiples of 8 (callers
- * pad).
+ * T = 1 + 4k frames has 1 + k latent frames. H, W multiples of the spatial
+ * factor s = cfg.s_factor (8 or 16; callers pad); latent frames are
+ * [z_dim, H/s, W/s].
  *
  * Frame counts that are not 1 + 4k: the reference encoder silently drops the
  * trailing 1..3 frames. vdit instead completes the last chunk by repeating
@@ -31,25 +39,34 @@
 
 typedef struct vd_vae vd_vae;
 
+/* The most latent channels a model may have (Wan2.2: 48). */
+#define VD_VAE_MAX_Z 64
+
 /* Read from the tensor shapes at load. dim_mult / temporal_down list the
- * first 4 / 3 levels (Wan2.1: 96, 16, 2, [1,2,4,4], [F,T,T]). n_attn_enc/dec
- * count attention blocks outside the middle (0 for Wan2.1). mean/std: the
- * official constants (the checkpoint does not store them). */
+ * first 4 / 3 levels (Wan2.1: 96, 16, 2, [1,2,4,4], [F,T,T]; Wan2.2: 160,
+ * 48, 2, [1,2,4,4], [F,T,T], dec_dim 256). n_attn counts attention blocks
+ * outside the middle (0 for both). mean/std: the official constants (the
+ * checkpoint does not store them; z_dim values). */
 typedef struct vd_vae_config {
     int dim, z_dim, num_res_blocks;
     int dim_mult[4];
     int temporal_down[3];
-    float mean[16], std[16];
+    float mean[VD_VAE_MAX_Z], std[VD_VAE_MAX_Z];
     int n_levels;        /* len(dim_mult) */
     int n_attn;          /* attention blocks outside the middle, encoder + decoder */
-    int s_factor;        /* spatial compression (8) */
+    int s_factor;        /* spatial compression (Wan2.1 8, Wan2.2 16) */
     int t_factor;        /* temporal compression (4) */
+    int version;         /* 21: Wan2.1 VAE layout; 22: Wan2.2 (residual up/down blocks) */
+    int dec_dim;         /* decoder base width (Wan2.1: = dim; Wan2.2: 256 vs dim 160) */
+    int patch;           /* (un)patchify factor at the ends (Wan2.1 1, Wan2.2 2) */
 } vd_vae_config;
 
 /* Renames diffusers (AutoencoderKLWan) / prefixed key layouts onto the
- * original names (encoder.downsamples.N.residual.0.gamma, ...). Layouts:
- * original (Wan2.1_VAE.pth / wan_2.1_vae.safetensors), the same under a
- * prefix ("vae.", "first_stage_model.", "model."), diffusers vae/. */
+ * original names (encoder.downsamples.N.residual.0.gamma, Wan2.2:
+ * encoder.downsamples.B.downsamples.N.residual.0.gamma, ...). Layouts:
+ * original (Wan2.1_VAE.pth / wan_2.1_vae.safetensors, Wan2.2_VAE.pth /
+ * wan2.2_vae.safetensors), the same under a prefix ("vae.",
+ * "first_stage_model.", "model.", "module."), diffusers vae/ (both models). */
 int vd_vae_canonicalize(vd_ckpt *ck, vd_log *lg);
 /* `ck` must outlive the model. Errors name the checkpoint and tensor. */
 int vd_vae_load(const vd_ckpt *ck, vd_log *lg, vd_vae **out);
@@ -79,10 +96,10 @@ const vd_vae_config *vd_vae_get_config(const vd_vae *v);
 size_t vd_vae_prepared_bytes(const vd_vae *v);
 
 /* One-shot. Any T >= 1 (see the frame-count rule above): mu is
- * [z_dim, 1 + ceil((T-1)/4), H/8, W/8] normalised. log_var may be NULL. */
+ * [z_dim, 1 + ceil((T-1)/4), H/s, W/s] normalised. log_var may be NULL. */
 int vd_vae_encode(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h, int w,
                   float *mu, float *log_var);
-/* z: [z_dim, tl, h, w] normalised -> video [3, 1 + 4(tl - 1), 8h, 8w],
+/* z: [z_dim, tl, h, w] normalised -> video [3, 1 + 4(tl - 1), s h, s w],
  * clamped to [-1, 1]. */
 int vd_vae_decode(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, int w,
                   float *video);
@@ -92,7 +109,9 @@ int vd_vae_decode(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, in
  * memory is bounded by the tile size (plus the caller's buffers).
  * Encoder raw: 0 = mu (normalised) and log_var; 1 = mu_raw (un-normalised)
  * and log_var; 2 = the encoder output before conv1 [2 z_dim, ...] in mu
- * (log_var unused). Decoder raw: 0 clamps, 1 does not. */
+ * (log_var unused). Decoder raw: 0 clamps, 1 does not, 2 = the decoder's
+ * output before unpatchify [3 p^2, T, s h / p, s w / p] (p = cfg.patch; the
+ * same as 1 for Wan2.1). */
 int vd_vae_encode_ex(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h, int w,
                      int tile, int raw, float *mu, float *log_var);
 int vd_vae_decode_ex(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, int w,
@@ -119,21 +138,24 @@ int vd_vae_video_frames(const vd_vae *v, int tl);
  * tiles, 1/4 overlap, blended linearly). In a stream every tile keeps its own
  * causal caches, so tiling bounds the per-frame working memory but not the
  * caches (about the untiled size); the tiled one-shot calls above bound both.
- * h, w: pixel size for the encoder, latent size for the decoder. */
+ * h, w: pixel size for the encoder, latent size for the decoder. Tiles of
+ * the encoder start on the s-pixel grid (the tile edge is rounded down to a
+ * multiple of s). */
 typedef struct vd_vae_stream vd_vae_stream;
 int vd_vae_enc_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
                           vd_vae_stream **out);
-/* frame: [3, H, W]. *n_out (0 or 1) latent frames written to lat [z_dim, H/8, W/8]. */
+/* frame: [3, H, W]. *n_out (0 or 1) latent frames written to lat [z_dim, H/s, W/s]. */
 int vd_vae_enc_stream_push(vd_vae_stream *s, const float *frame, float *lat, int *n_out);
 /* Completes a partial chunk by repeating the last pushed frame; *n_out is 1
  * if that produced a latent frame, 0 if there was nothing pending. */
 int vd_vae_enc_stream_flush(vd_vae_stream *s, float *lat, int *n_out);
 int vd_vae_dec_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
                           vd_vae_stream **out);
-/* lat: [z_dim, h, w]; writes *n_out (1 or 4) frames [n_out][3, 8h, 8w] to frames. */
+/* lat: [z_dim, h, w]; writes *n_out (1 or 4) frames [n_out][3, s h, s w] to frames. */
 int vd_vae_dec_stream_push(vd_vae_stream *s, const float *lat, float *frames, int *n_out);
 /* Raw output for a stream (see vd_vae_encode_ex); set before the first push.
- * Encoder raw 1/2 writes [2 z_dim, ...] per latent frame. */
+ * Encoder raw 1/2 writes [2 z_dim, ...] per latent frame; decoder streams
+ * take 0 or 1 (raw 2 is for vd_vae_decode_ex only). */
 int vd_vae_stream_set_raw(vd_vae_stream *s, int raw);
 void vd_vae_stream_free(vd_vae_stream **s);
 

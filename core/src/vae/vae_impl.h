@@ -14,12 +14,31 @@ enum vnode_type {
     VN_UP2D,        /* Resample upsample2d */
     VN_UP3D,        /* Resample upsample3d */
     VN_HEAD,        /* RMS_norm, SiLU, CausalConv3d */
+    /* Wan2.2 */
+    VN_PATCH,       /* patchify (encoder input): [ci, H, W] -> [ci p p, H/p, W/p], p = fs */
+    VN_UNPATCH,     /* unpatchify (decoder output): [co p p, h, w] -> [co, h p, w p] */
+    VN_AVG_START,   /* Down_ResidualBlock input: sums its AvgDown3D shortcut, passes x on */
+    VN_AVG_ADD,     /* Down_ResidualBlock output: residual path + the shortcut of `pair` */
+    VN_DUP_START,   /* Up_ResidualBlock input: keeps it for DupUp3D, passes x on */
+    VN_DUP_ADD,     /* Up_ResidualBlock output: residual path + DupUp3D of `pair`'s input */
     VN_COUNT
 };
 
+/* Kinds that emit their input unchanged (no output buffer of their own). */
+static inline int vnode_passes(int type)
+{
+    return type == VN_AVG_START || type == VN_DUP_START;
+}
+
 typedef struct vnode {
     int type;
-    int ci, co;         /* channels in / out */
+    int ci, co;         /* channels in / out (START kinds: ci = co, they pass x on) */
+    int obuf;           /* the ping buffer it writes (vae_load.c; unused by START kinds) */
+    /* shortcut kinds (START and ADD alike): temporal / spatial factor, group
+     * size (AvgDown3D: in * factor / out channels averaged) or repeats
+     * (DupUp3D: out * factor / in), the shortcut's out channels, and for
+     * ADD the index of its START node. PATCH / UNPATCH: fs = patch size. */
+    int ft, fs, grp, sco, pair;
     float *g1, *g2;     /* RMS_norm gammas, fp32, owned (RES: both; ATTN, HEAD: g1) */
     /* RES: c1 = residual.2, c2 = residual.6, sc = shortcut (has_sc).
      * CONV_IN, HEAD: c1. ATTN: c1 = to_qkv, c2 = proj.
@@ -42,7 +61,7 @@ struct vd_vae {
     vd_vae_config cfg;
     vnet enc, dec;
     vk_conv conv1, conv2; /* top-level 1x1x1: [2z, 2z] and [z, z] */
-    float inv_std[16];    /* float32(1 / std), as the reference's scale[1] */
+    float inv_std[VD_VAE_MAX_Z]; /* float32(1 / std), as the reference's scale[1] */
 };
 
 #endif

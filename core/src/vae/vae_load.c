@@ -15,6 +15,24 @@ static const float wan_std[16] = { 2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 
                                    2.6052f, 2.0743f, 3.2687f, 2.1526f, 2.8652f, 1.5579f,
                                    1.6382f, 1.1253f, 2.8251f, 1.9160f };
 
+/* Wan2_2_VAE.__init__ in wan/modules/vae2_2.py (Wan2.2, z_dim 48). */
+static const float wan22_mean[48] = {
+    -0.2289f, -0.0052f, -0.1323f, -0.2339f, -0.2799f, 0.0174f,  0.1838f,  0.1557f,
+    -0.1382f, 0.0542f,  0.2813f,  0.0891f,  0.1570f,  -0.0098f, 0.0375f,  -0.1825f,
+    -0.2246f, -0.1207f, -0.0698f, 0.5109f,  0.2665f,  -0.2108f, -0.2158f, 0.2502f,
+    -0.2055f, -0.0322f, 0.1109f,  0.1567f,  -0.0729f, 0.0899f,  -0.2799f, -0.1230f,
+    -0.0313f, -0.1649f, 0.0117f,  0.0723f,  -0.2839f, -0.2083f, -0.0520f, 0.3748f,
+    0.0152f,  0.1957f,  0.1433f,  -0.2944f, 0.3573f,  -0.0548f, -0.1681f, -0.0667f
+};
+static const float wan22_std[48] = {
+    0.4765f, 1.0364f, 0.4514f, 1.1677f, 0.5313f, 0.4990f, 0.4818f, 0.5013f,
+    0.8158f, 1.0344f, 0.5894f, 1.0901f, 0.6885f, 0.6165f, 0.8454f, 0.4978f,
+    0.5759f, 0.3523f, 0.7135f, 0.6804f, 0.5833f, 1.4146f, 0.8986f, 0.5659f,
+    0.7069f, 0.5338f, 0.4889f, 0.4917f, 0.4069f, 0.4999f, 0.6866f, 0.4093f,
+    0.5709f, 0.6065f, 0.6415f, 0.4944f, 0.5726f, 1.2042f, 0.5458f, 1.6887f,
+    0.3971f, 1.0600f, 0.3943f, 0.5537f, 0.5444f, 0.4089f, 0.7468f, 0.7744f
+};
+
 /* ---- key layouts ---------------------------------------------------------- */
 
 /* diffusers AutoencoderKLWan names whose mapping needs no arithmetic. The
@@ -123,6 +141,60 @@ done:
     return ret;
 }
 
+/* diffusers AutoencoderKLWan with is_residual (Wan2.2): the residual blocks'
+ * resnets keep their block (down_blocks.B.resnets.R == downsamples.B.
+ * downsamples.R); the resample is down_blocks.B.downsampler /
+ * up_blocks.B.upsampler, index num_resnets(B) in the original. */
+static const vd_keyrule diffusers22_rules[] = {
+    { "encoder.down_blocks.#.resnets.#.norm1.gamma",
+      "encoder.downsamples.#.downsamples.#.residual.0.gamma" },
+    { "encoder.down_blocks.#.resnets.#.norm2.gamma",
+      "encoder.downsamples.#.downsamples.#.residual.3.gamma" },
+    { "encoder.down_blocks.#.resnets.#.conv1.*",
+      "encoder.downsamples.#.downsamples.#.residual.2.*" },
+    { "encoder.down_blocks.#.resnets.#.conv2.*",
+      "encoder.downsamples.#.downsamples.#.residual.6.*" },
+    { "encoder.down_blocks.#.resnets.#.conv_shortcut.*",
+      "encoder.downsamples.#.downsamples.#.shortcut.*" },
+    { "decoder.up_blocks.#.resnets.#.norm1.gamma",
+      "decoder.upsamples.#.upsamples.#.residual.0.gamma" },
+    { "decoder.up_blocks.#.resnets.#.norm2.gamma",
+      "decoder.upsamples.#.upsamples.#.residual.3.gamma" },
+    { "decoder.up_blocks.#.resnets.#.conv1.*", "decoder.upsamples.#.upsamples.#.residual.2.*" },
+    { "decoder.up_blocks.#.resnets.#.conv2.*", "decoder.upsamples.#.upsamples.#.residual.6.*" },
+    { "decoder.up_blocks.#.resnets.#.conv_shortcut.*",
+      "decoder.upsamples.#.upsamples.#.shortcut.*" },
+};
+
+/* down_blocks.B.downsampler.X -> downsamples.B.downsamples.N.X (N = the
+ * block's resnet count), likewise up_blocks.B.upsampler; then the resnets. */
+static int rename_blocks22(vd_ckpt *ck, vd_log *lg)
+{
+    enum { MAXB = 16 };
+    vd_keyrule rules[2 * MAXB];
+    char buf[2 * MAXB][2][96];
+    int nr = 0;
+    for (int side = 0; side < 2; side++) {
+        const char *blk = side ? "decoder.up_blocks" : "encoder.down_blocks";
+        const char *rs = side ? "upsampler" : "downsampler";
+        const char *orig = side ? "decoder.upsamples.%d.upsamples.%d.*"
+                                : "encoder.downsamples.%d.downsamples.%d.*";
+        char fmt[64], p[128];
+        snprintf(fmt, sizeof(fmt), "%s.%%d.resnets.%%d.", blk);
+        for (int b = 0; b < MAXB; b++) {
+            snprintf(p, sizeof(p), "%s.%d.%s.", blk, b, rs);
+            if (!vd_ckpt_count_prefix(ck, p))
+                continue;
+            snprintf(buf[nr][0], 96, "%s.%d.%s.*", blk, b, rs);
+            snprintf(buf[nr][1], 96, orig, b, count_indices(ck, fmt, b));
+            rules[nr] = (vd_keyrule){ buf[nr][0], buf[nr][1] };
+            nr++;
+        }
+    }
+    int r = vd_ckpt_rename(ck, rules, (size_t)nr, lg);
+    return r ? r : vd_ckpt_rename(ck, diffusers22_rules, VD_ARRAY_SIZE(diffusers22_rules), lg);
+}
+
 int vd_vae_canonicalize(vd_ckpt *ck, vd_log *lg)
 {
     if (!ck)
@@ -141,7 +213,12 @@ int vd_vae_canonicalize(vd_ckpt *ck, vd_log *lg)
                     vd_ckpt_count_prefix(ck, "decoder.up_blocks.") > 0;
     if (!diffusers)
         return 0;
-    int r = rename_decoder_blocks(ck, lg);
+    /* Wan2.2 keeps the blocks: down_blocks.B.resnets.R (Wan2.1: flat
+     * down_blocks.N) */
+    int r = vd_ckpt_count_prefix(ck, "encoder.down_blocks.0.resnets.") ||
+                    vd_ckpt_count_prefix(ck, "decoder.up_blocks.0.upsampler.")
+                ? rename_blocks22(ck, lg)
+                : rename_decoder_blocks(ck, lg);
     if (r)
         return r;
     r = vd_ckpt_rename(ck, diffusers_rules, VD_ARRAY_SIZE(diffusers_rules), lg);
@@ -325,16 +402,17 @@ static int make_subpixel(const vd_ckpt *ck, vd_log *lg, const char *pre, vnode *
     return r;
 }
 
-/* Resample: downsample keeps channels, upsample halves them (the 3x3 conv
- * after nearest x2); 3D kinds add time_conv. */
-static int load_resample(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, int up,
+/* Resample: downsample keeps channels; upsample halves them (the 3x3 conv
+ * after nearest x2) in Wan2.1 and keeps them in Wan2.2 (v22); 3D kinds add
+ * time_conv. */
+static int load_resample(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, int up, int v22,
                          vnode *n)
 {
     int r, t3 = has(ck, pre, "time_conv.weight");
     n->type = up ? (t3 ? VN_UP3D : VN_UP2D) : (t3 ? VN_DOWN3D : VN_DOWN2D);
     n->ci = c;
-    n->co = up ? c / 2 : c;
-    if (up && (c % 2))
+    n->co = up && !v22 ? c / 2 : c;
+    if (up && !v22 && (c % 2))
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: '%s' upsamples an odd channel count %d",
                       vd_ckpt_label(ck), pre, c);
     if ((r = get_conv(ck, lg, pre, "resample.1", 4, n->co, c, 1, 3, &n->c1)))
@@ -348,10 +426,11 @@ static int load_resample(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, 
     return 0;
 }
 
-/* encoder.downsamples.N / decoder.upsamples.N, then middle.N: each entry is a
- * residual block, an attention block or a resample, told apart by its
+/* encoder.downsamples.N / decoder.upsamples.N, then middle.N (Wan2.2: the
+ * entries of one residual block, ...downsamples.B.downsamples.N): each entry
+ * is a residual block, an attention block or a resample, told apart by its
  * tensors. */
-static int load_list(const vd_ckpt *ck, vd_log *lg, const char *fmt, int up, int *c,
+static int load_list(const vd_ckpt *ck, vd_log *lg, const char *fmt, int up, int v22, int *c,
                      vnode *nodes, int *nn, int max_nodes, int *n_attn)
 {
     char pre[128];
@@ -371,7 +450,7 @@ static int load_list(const vd_ckpt *ck, vd_log *lg, const char *fmt, int up, int
             if (n_attn)
                 (*n_attn)++;
         } else if (has(ck, pre, "resample.1.weight"))
-            r = load_resample(ck, lg, pre, *c, up, n);
+            r = load_resample(ck, lg, pre, *c, up, v22, n);
         else
             r = vd_err(lg, VDIT_ERR_FORMAT, "%s: layer '%s' is neither a residual block, "
                        "an attention block nor a resample", vd_ckpt_label(ck), pre);
@@ -381,7 +460,77 @@ static int load_list(const vd_ckpt *ck, vd_log *lg, const char *fmt, int up, int
     }
 }
 
-static int load_net(const vd_ckpt *ck, vd_log *lg, int enc, int z2, vnet *net, int *n_attn)
+/* Wan2.2: encoder.downsamples.B (Down_ResidualBlock) / decoder.upsamples.B
+ * (Up_ResidualBlock), each its list of layers between a START node and an
+ * ADD node that adds the block's shortcut (AvgDown3D / DupUp3D, factors
+ * from the block's resample). An Up block without a resample has no
+ * shortcut; a Down block without one averages over factor 1. */
+static int load_blocks22(const vd_ckpt *ck, vd_log *lg, int enc, int *c, vnode *nodes, int *nn,
+                         int max_nodes, int *n_attn)
+{
+    const char *side = enc ? "encoder.downsamples" : "decoder.upsamples";
+    const char *inner = enc ? "downsamples" : "upsamples";
+    char pre[128], fmt[128];
+    for (int b = 0;; b++) {
+        snprintf(pre, sizeof(pre), "%s.%d.", side, b);
+        if (!vd_ckpt_count_prefix(ck, pre))
+            return 0;
+        snprintf(fmt, sizeof(fmt), "%s.%d.%s.%%d.", side, b, inner);
+        int n_ent = 0;
+        for (char p[128];; n_ent++) {
+            snprintf(p, sizeof(p), fmt, n_ent);
+            if (!vd_ckpt_count_prefix(ck, p))
+                break;
+        }
+        if (!n_ent)
+            return vd_err(lg, VDIT_ERR_FORMAT, "%s: block '%s' has no '%s%s.0.' layers",
+                          vd_ckpt_label(ck), pre, pre, inner);
+        char last[128];
+        snprintf(last, sizeof(last), fmt, n_ent - 1);
+        int shortcut = enc || has(ck, last, "resample.1.weight");
+        if (*nn + 2 > max_nodes)
+            return vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: too many layers under '%s'",
+                          vd_ckpt_label(ck), pre);
+        int si = -1, cin = *c, r;
+        if (shortcut) {
+            si = (*nn)++;
+            nodes[si].type = enc ? VN_AVG_START : VN_DUP_START;
+            nodes[si].ci = nodes[si].co = cin;
+        }
+        int first = *nn;
+        if ((r = load_list(ck, lg, fmt, !enc, 1, c, nodes, nn, max_nodes - 1, n_attn)))
+            return r;
+        if (!shortcut)
+            continue;
+        int ft = 1, fs = 1;
+        for (int i = first; i < *nn; i++) {
+            int t = nodes[i].type;
+            if (t == VN_DOWN2D || t == VN_DOWN3D || t == VN_UP2D || t == VN_UP3D) {
+                fs = 2;
+                ft = t == VN_DOWN3D || t == VN_UP3D ? 2 : 1;
+            }
+        }
+        int cout = *c, f = ft * fs * fs;
+        /* AvgDown3D: groups of in * f / out channels; DupUp3D: out * f / in repeats */
+        int num = enc ? cin * f : cout * f, den = enc ? cout : cin;
+        if (num % den)
+            return vd_err(lg, VDIT_ERR_FORMAT,
+                          "%s: block '%s' maps %d to %d channels with factor %d: "
+                          "not a whole %s",
+                          vd_ckpt_label(ck), pre, cin, cout, f, enc ? "group" : "repeat");
+        vnode *st = &nodes[si], *ad = &nodes[(*nn)++];
+        st->ft = ad->ft = ft;
+        st->fs = ad->fs = fs;
+        st->grp = ad->grp = num / den;
+        st->sco = ad->sco = cout;
+        ad->type = enc ? VN_AVG_ADD : VN_DUP_ADD;
+        ad->ci = ad->co = cout;
+        ad->pair = si;
+    }
+}
+
+static int load_net(const vd_ckpt *ck, vd_log *lg, int enc, int z2, int v22, int patch,
+                    vnet *net, int *n_attn)
 {
     const char *side = enc ? "encoder." : "decoder.";
     char pre[64];
@@ -389,9 +538,17 @@ static int load_net(const vd_ckpt *ck, vd_log *lg, int enc, int z2, vnet *net, i
     net->nodes = vd_calloc(sizeof(vnode) * (size_t)max_nodes);
     if (!net->nodes)
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-    vnode *n = &net->nodes[net->n++];
+    vnode *n;
+    if (enc && patch > 1) {
+        n = &net->nodes[net->n++];
+        n->type = VN_PATCH;
+        n->ci = 3;
+        n->co = 3 * patch * patch;
+        n->fs = patch;
+    }
+    n = &net->nodes[net->n++];
     n->type = VN_CONV_IN;
-    n->ci = enc ? 3 : z2;
+    n->ci = enc ? 3 * patch * patch : z2;
     snprintf(pre, sizeof(pre), "%s", side);
     if ((r = conv_out_ch(ck, lg, pre, "conv1", &n->co)) ||
         (r = get_conv(ck, lg, pre, "conv1", 5, n->co, n->ci, 3, 3, &n->c1)))
@@ -400,29 +557,50 @@ static int load_net(const vd_ckpt *ck, vd_log *lg, int enc, int z2, vnet *net, i
     char fmt[64];
     if (enc) {
         snprintf(fmt, sizeof(fmt), "encoder.downsamples.%%d.");
-        if ((r = load_list(ck, lg, fmt, 0, &c, net->nodes, &net->n, max_nodes, n_attn)))
+        r = v22 ? load_blocks22(ck, lg, 1, &c, net->nodes, &net->n, max_nodes - 4, n_attn)
+                : load_list(ck, lg, fmt, 0, 0, &c, net->nodes, &net->n, max_nodes - 4, n_attn);
+        if (r)
             return r;
     }
     snprintf(fmt, sizeof(fmt), "%smiddle.%%d.", side);
     int before = net->n;
-    if ((r = load_list(ck, lg, fmt, enc ? 0 : 1, &c, net->nodes, &net->n, max_nodes, NULL)))
+    if ((r = load_list(ck, lg, fmt, enc ? 0 : 1, v22, &c, net->nodes, &net->n, max_nodes - 4,
+                       NULL)))
         return r;
     if (net->n == before)
         return vd_err(lg, VDIT_ERR_MISSING, "%s: tensor '%smiddle.0.residual.0.gamma' is missing",
                       vd_ckpt_label(ck), side);
     if (!enc) {
         snprintf(fmt, sizeof(fmt), "decoder.upsamples.%%d.");
-        if ((r = load_list(ck, lg, fmt, 1, &c, net->nodes, &net->n, max_nodes, n_attn)))
+        r = v22 ? load_blocks22(ck, lg, 0, &c, net->nodes, &net->n, max_nodes - 4, n_attn)
+                : load_list(ck, lg, fmt, 1, 0, &c, net->nodes, &net->n, max_nodes - 4, n_attn);
+        if (r)
             return r;
     }
     n = &net->nodes[net->n++];
     n->type = VN_HEAD;
     n->ci = c;
-    n->co = enc ? z2 : 3;
+    n->co = enc ? z2 : 3 * patch * patch;
     snprintf(pre, sizeof(pre), "%shead.", side);
     if ((r = get_gamma(ck, lg, pre, "0.gamma", c, &n->g1, NULL)) ||
         (r = get_conv(ck, lg, pre, "2", 5, n->co, c, 3, 3, &n->c1)))
         return r;
+    if (!enc && patch > 1) {
+        n = &net->nodes[net->n++];
+        n->type = VN_UNPATCH;
+        n->ci = 3 * patch * patch;
+        n->co = 3;
+        n->fs = patch;
+    }
+    /* output buffers: each layer writes the ping buffer its input is not in
+     * (START kinds pass their input on and write nothing) */
+    int cur = 1;
+    for (int i = 0; i < net->n; i++) {
+        n = &net->nodes[i];
+        if (vnode_passes(n->type))
+            continue;
+        n->obuf = cur = !cur;
+    }
     return 0;
 }
 
@@ -474,9 +652,10 @@ static int derive_config(const vd_ckpt *ck, vd_log *lg, vd_vae *v, int n_attn)
 {
     vd_vae_config *cfg = &v->cfg;
     const vnet *e = &v->enc, *d = &v->dec;
-    cfg->dim = e->nodes[0].co;
+    int i0 = e->nodes[0].type == VN_PATCH ? 1 : 0;
+    cfg->dim = e->nodes[i0].co;
     int level = 0, nres0 = 0, n_down = 0, n_down3 = 0, n_up = 0, n_up3 = 0;
-    for (int i = 1; i < e->n; i++) {
+    for (int i = i0 + 1; i < e->n; i++) {
         const vnode *n = &e->nodes[i];
         if (n->type == VN_RES && level < 4 && n->co % cfg->dim == 0)
             cfg->dim_mult[level] = n->co / cfg->dim;
@@ -489,8 +668,6 @@ static int derive_config(const vd_ckpt *ck, vd_log *lg, vd_vae *v, int n_attn)
             n_down++;
             n_down3 += n->type == VN_DOWN3D;
         }
-        if (n->type == VN_ATTN && i + 2 < e->n && e->nodes[i + 2].type == VN_HEAD)
-            continue; /* the middle block's attention */
     }
     for (int i = 0; i < d->n; i++) {
         n_up += d->nodes[i].type == VN_UP2D || d->nodes[i].type == VN_UP3D;
@@ -499,8 +676,11 @@ static int derive_config(const vd_ckpt *ck, vd_log *lg, vd_vae *v, int n_attn)
     cfg->n_levels = level + 1;
     cfg->num_res_blocks = nres0;
     cfg->n_attn = n_attn;
-    cfg->s_factor = 1 << n_down;
+    cfg->s_factor = cfg->patch << n_down;
     cfg->t_factor = 1 << n_down3;
+    /* the decoder's last width: dims[-1] = dec_dim * dim_mult[0] */
+    const vnode *head = &d->nodes[d->n - (d->nodes[d->n - 1].type == VN_UNPATCH ? 2 : 1)];
+    cfg->dec_dim = cfg->dim_mult[0] > 0 ? head->ci / cfg->dim_mult[0] : head->ci;
     if (n_up != n_down || n_up3 != n_down3 || n_down > 6)
         return vd_err(lg, VDIT_ERR_FORMAT,
                       "%s: decoder has %d spatial / %d temporal upsamples but the encoder "
@@ -520,27 +700,39 @@ int vd_vae_load(const vd_ckpt *ck, vd_log *lg, vd_vae **out)
     int r, z, n_attn = 0;
     if ((r = conv_out_ch(ck, lg, "", "conv2", &z)))
         goto fail;
-    if (z > 16) {
-        r = vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: z_dim %d > 16 is not supported",
-                   vd_ckpt_label(ck), z);
+    if (z > VD_VAE_MAX_Z) {
+        r = vd_err(lg, VDIT_ERR_UNSUPPORTED, "%s: z_dim %d > %d is not supported",
+                   vd_ckpt_label(ck), z, VD_VAE_MAX_Z);
         goto fail;
     }
+    /* Wan2.2 nests each level's layers in a residual block
+     * (encoder.downsamples.B.downsamples.N) and patchifies the frames 2x2
+     * (encoder.conv1 takes 12 channels) */
+    int v22 = vd_ckpt_count_prefix(ck, "encoder.downsamples.0.downsamples.") > 0 ||
+              vd_ckpt_count_prefix(ck, "decoder.upsamples.0.upsamples.") > 0;
+    const vt_tensor *c1 = vd_ckpt_find(ck, "encoder.conv1.weight");
+    int patch = c1 && c1->ndim == 5 && c1->shape[1] == 12 ? 2 : 1;
     v->cfg.z_dim = z;
+    v->cfg.version = v22 ? 22 : 21;
+    v->cfg.patch = patch;
     if ((r = get_conv(ck, lg, "", "conv1", 5, 2 * z, 2 * z, 1, 1, &v->conv1)) ||
         (r = get_conv(ck, lg, "", "conv2", 5, z, z, 1, 1, &v->conv2)) ||
-        (r = load_net(ck, lg, 1, 2 * z, &v->enc, &n_attn)) ||
-        (r = load_net(ck, lg, 0, z, &v->dec, &n_attn)) ||
+        (r = load_net(ck, lg, 1, 2 * z, v22, patch, &v->enc, &n_attn)) ||
+        (r = load_net(ck, lg, 0, z, v22, patch, &v->dec, &n_attn)) ||
         (r = derive_config(ck, lg, v, n_attn)))
         goto fail;
-    if (z == 16) {
-        if ((r = vd_vae_set_latent_stats(v, wan_mean, wan_std)))
-            goto fail;
+    if (z == 16 && !v22) {
+        r = vd_vae_set_latent_stats(v, wan_mean, wan_std);
+    } else if (z == 48 && v22) {
+        r = vd_vae_set_latent_stats(v, wan22_mean, wan22_std);
     } else {
-        float m[16] = { 0 }, s[16];
-        for (int i = 0; i < 16; i++)
+        float m[VD_VAE_MAX_Z] = { 0 }, s[VD_VAE_MAX_Z];
+        for (int i = 0; i < VD_VAE_MAX_Z; i++)
             s[i] = 1.0f;
-        vd_vae_set_latent_stats(v, m, s);
+        r = vd_vae_set_latent_stats(v, m, s);
     }
+    if (r)
+        goto fail;
     *out = v;
     return 0;
 fail:
