@@ -43,6 +43,7 @@ int conform_vae(conform_ctx *c);
 int conform_umt5(conform_ctx *c);
 int conform_sampler(conform_ctx *c);
 int conform_t2v_loop(conform_ctx *c);
+int conform_ti2v_t2v_loop(conform_ctx *c); /* Wan2.2 WanTI2V.t2v (conform_loop.c) */
 
 int cmd_conform(int argc, char **argv);
 

@@ -1,10 +1,14 @@
-/* Conformance of the diffusion transformer (dit_tiny, dit_tiny_i2v and any
- * folder of that layout): loads weights.safetensors through the same path as
- * real checkpoints (canonicalize + load), builds the condition from
- * io.safetensors' context (and clip_fea), runs one forward pass on x, t (and
- * y) and compares `out`; with --verbose also every inter/ tensor the model
- * exposes through its taps. Every size comes from config.json and the
- * tensor shapes. */
+/* Conformance of the diffusion transformer (wan2.1 dit_tiny, dit_tiny_i2v,
+ * wan2.2 dit_ti2v_tiny and any folder of that layout): loads
+ * weights.safetensors through the same path as real checkpoints
+ * (canonicalize + load), builds the condition from io.safetensors' context
+ * (and clip_fea), runs one forward pass on x, t (and y) and compares `out`;
+ * with --verbose also every inter/ tensor the model exposes through its
+ * taps. t is one timestep ([1]) or one per token ([1, seq_len] or
+ * [seq_len], Wan2.2: the per-token path; entries past the real tokens are
+ * seq_len padding and do not matter). A folder that also has `t2v/t` and
+ * `t2v/out` gets a second call with that t, compared with `t2v/out`.
+ * Every size comes from config.json and the tensor shapes. */
 #include <stdio.h>
 
 #include "conform.h"
@@ -29,6 +33,39 @@ static void check_field(conform_ctx *c, const vj_val *ctor, const char *key, int
     }
 }
 
+/* One forward pass with the io tensor `tname` as the timestep(s), compared
+ * with the io tensor `oname`. A 1-element t ([1] or a scalar) is the scalar
+ * path; anything else holds one timestep per token (at least as many values
+ * as tokens: [1, seq_len] or [seq_len]; the rest is seq_len padding). */
+static int run_call(conform_ctx *c, const vd_dit_config *cfg, vd_dit_run *r,
+                    const vd_dit_cond *cond, const float *x, const float *y, int64_t F,
+                    int64_t H, int64_t W, const char *tname, const char *oname, float *out)
+{
+    int64_t L = F / cfg->patch[0] * (H / cfg->patch[1]) * (W / cfg->patch[2]);
+    const vt_tensor *tt;
+    float *t = conform_input(c, tname, &tt);
+    if (!t)
+        return 0;
+    int scalar = vt_nelem(tt) == 1 && tt->ndim <= 1;
+    if (!scalar && (vt_nelem(tt) < L || tt->ndim > 2 || (tt->ndim == 2 && tt->shape[0] != 1))) {
+        vd_free(t);
+        return vd_err(&c->log, VDIT_ERR_FORMAT,
+                      "%s: io.safetensors: %s must be [1] or [1, seq_len] with seq_len >= %lld "
+                      "tokens", c->dir, tname, (long long)L);
+    }
+    double t0 = vd_time();
+    int ret = scalar ? vd_dit_forward(r, x, y, F, H, W, t[0], cond, out)
+                     : vd_dit_forward_tok(r, x, y, F, H, W, 0.0f, t, cond, out);
+    vd_free(t);
+    if (ret)
+        return ret;
+    if (c->verbose)
+        printf("# forward (%s, %s) %.3f s (%lld tokens)\n", tname,
+               scalar ? "one timestep" : "per-token timesteps", vd_time() - t0, (long long)L);
+    conform_check(c, oname, out, (size_t)(cfg->out_dim * F * H * W), 0, 0);
+    return 0;
+}
+
 int conform_dit(conform_ctx *c)
 {
     vd_log *lg = &c->log;
@@ -42,7 +79,7 @@ int conform_dit(conform_ctx *c)
     vk_ctx *kc = NULL;
     vd_dit_run *r = NULL;
     vd_dit_cond *cond = NULL;
-    float *x = NULL, *t = NULL, *ctx = NULL, *y = NULL, *clip = NULL, *out = NULL;
+    float *x = NULL, *ctx = NULL, *y = NULL, *clip = NULL, *out = NULL;
 
     if ((ret = vd_dit_canonicalize(c->weights, lg)) ||
         (ret = vd_dit_load_ex(c->weights, text_len, n_heads, lg, &d)))
@@ -66,13 +103,12 @@ int conform_dit(conform_ctx *c)
     }
     vd_dit_run_set_tap(r, on_tap, c);
 
-    const vt_tensor *xt, *tt, *ct, *yt = NULL, *clt = NULL;
-    if (!(x = conform_input(c, "x", &xt)) || !(t = conform_input(c, "t", &tt)) ||
-        !(ctx = conform_input(c, "context", &ct)))
+    const vt_tensor *xt, *ct, *yt = NULL, *clt = NULL;
+    if (!(x = conform_input(c, "x", &xt)) || !(ctx = conform_input(c, "context", &ct)))
         goto done;
-    if (xt->ndim != 4 || ct->ndim != 2 || ct->shape[1] != cfg->text_dim || vt_nelem(tt) != 1) {
+    if (xt->ndim != 4 || ct->ndim != 2 || ct->shape[1] != cfg->text_dim) {
         ret = vd_err(lg, VDIT_ERR_FORMAT,
-                     "%s: io.safetensors: x must be [C,F,H,W], t [1], context [n, text_dim]", c->dir);
+                     "%s: io.safetensors: x must be [C,F,H,W], context [n, text_dim]", c->dir);
         goto done;
     }
     int64_t n_clip = 0;
@@ -104,16 +140,17 @@ int conform_dit(conform_ctx *c)
         ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
         goto done;
     }
-    double t0 = vd_time();
-    if ((ret = vd_dit_forward(r, x, y, F, H, W, t[0], cond, out)))
+    if ((ret = run_call(c, cfg, r, cond, x, y, F, H, W, "t", "out", out)))
         goto done;
-    if (c->verbose)
-        printf("# forward %.3f s (%lld tokens)\n", vd_time() - t0,
-               (long long)(F / cfg->patch[0] * (H / cfg->patch[1]) * (W / cfg->patch[2])));
-    conform_check(c, "out", out, (size_t)(cfg->out_dim * F * H * W), 0, 0);
+    /* a second call (Wan2.2: the plain t2v call with a 1-element t); the
+     * inter/ tensors belong to the first */
+    if (vd_ckpt_find(c->io, "t2v/t") && vd_ckpt_find(c->io, "t2v/out")) {
+        vd_dit_run_set_tap(r, NULL, NULL);
+        if ((ret = run_call(c, cfg, r, cond, x, y, F, H, W, "t2v/t", "t2v/out", out)))
+            goto done;
+    }
 done:
     vd_free(x);
-    vd_free(t);
     vd_free(ctx);
     vd_free(y);
     vd_free(clip);

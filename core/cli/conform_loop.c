@@ -1,14 +1,19 @@
-/* Conformance of the text-to-video sampling loop (t2v_loop_tiny): the DiT
- * with the folder's weights, classifier-free guidance and the sampler, from
- * the stored noise and text contexts. Everything (sizes, steps, shift,
- * guidance, solver) comes from config.json and the tensor shapes. */
+/* Conformance of the text-to-video sampling loops: Wan2.1 t2v_loop_tiny
+ * (WanT2V.generate) and Wan2.2 t2v22_loop_tiny (WanTI2V.t2v): the DiT with
+ * the folder's weights, classifier-free guidance and the sampler, from the
+ * stored noise and text contexts. Everything (sizes, steps, shift, guidance,
+ * solver) comes from config.json and the tensor shapes. The Wan2.2 loop is
+ * the same loop, except that the DiT gets its timestep as a [seq_len] vector
+ * of equal values (the per-token path), stored as `t_tokens`. */
 #include <stdio.h>
 
 #include "conform.h"
 #include "dit/dit.h"
 #include "pipeline/sampler.h"
 
-int conform_t2v_loop(conform_ctx *c)
+/* per_token: hand the DiT each step's timestep as one value per token
+ * (vd_dit_forward_tok) and compare those vectors with `t_tokens`. */
+static int t2v_loop(conform_ctx *c, int per_token)
 {
     const vj_val *ga = vj_get(c->cfg, "generate_args");
     const vj_val *dc = vj_get(c->cfg, "dit_constructor");
@@ -41,7 +46,7 @@ int conform_t2v_loop(conform_ctx *c)
     float *noise = NULL, *ctx_c = NULL, *ctx_u = NULL, *lat = NULL, *pc = NULL, *pu = NULL,
           *pg = NULL;
     int64_t *ts = NULL;
-    float *sig = NULL;
+    float *sig = NULL, *ttok = NULL;
     const vt_tensor *tn, *tc, *tu;
 
     noise = conform_input(c, "noise", &tn);
@@ -56,8 +61,19 @@ int conform_t2v_loop(conform_ctx *c)
     int64_t ch = tn->shape[0], f = tn->shape[1], h = tn->shape[2], w = tn->shape[3];
     int64_t n = ch * f * h * w;
 
-    if ((ret = vd_dit_load_ex(c->weights, text_len, n_heads, &c->log, &dit)))
+    if ((ret = vd_dit_canonicalize(c->weights, &c->log)) ||
+        (ret = vd_dit_load_ex(c->weights, text_len, n_heads, &c->log, &dit)))
         goto done;
+    const vd_dit_config *cfg = vd_dit_get_config(dit);
+    if (ch != cfg->in_dim || f % cfg->patch[0] || h % cfg->patch[1] || w % cfg->patch[2]) {
+        ret = vd_err(&c->log, VDIT_ERR_FORMAT,
+                     "%s: noise [%lld,%lld,%lld,%lld] does not fit the DiT (%lld channels, "
+                     "patch %lldx%lldx%lld)", c->dir, (long long)ch, (long long)f, (long long)h,
+                     (long long)w, (long long)cfg->in_dim, (long long)cfg->patch[0],
+                     (long long)cfg->patch[1], (long long)cfg->patch[2]);
+        goto done;
+    }
+    int64_t n_tok = f / cfg->patch[0] * (h / cfg->patch[1]) * (w / cfg->patch[2]);
     kc = vk_ctx_new_ex(c->n_threads, -1, c->prec, &c->log);
     if (!kc || !(run = vd_dit_run_new(dit, kc))) {
         ret = vd_err(&c->log, VDIT_ERR_NOMEM, "cannot make the DiT run context");
@@ -73,7 +89,9 @@ int conform_t2v_loop(conform_ctx *c)
     pg = vd_malloc(sizeof(float) * (size_t)(n * steps));
     ts = malloc(sizeof(int64_t) * (size_t)steps);
     sig = malloc(sizeof(float) * (size_t)(steps + 1));
-    if (!s || !lat || !pc || !pu || !pg || !ts || !sig) {
+    if (per_token)
+        ttok = vd_malloc(sizeof(float) * (size_t)(n_tok * steps));
+    if (!s || !lat || !pc || !pu || !pg || !ts || !sig || (per_token && !ttok)) {
         ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -83,9 +101,17 @@ int conform_t2v_loop(conform_ctx *c)
         float *oc = pc + n * i, *ou = pu + n * i, *og = pg + n * i;
         int64_t t = vd_sampler_timestep(s, i);
         ts[i] = t;
-        /* The reference hands the DiT the integer timestep. */
-        if ((ret = vd_dit_forward(run, x, NULL, f, h, w, (float)t, cond, oc)) ||
-            (ret = vd_dit_forward(run, x, NULL, f, h, w, (float)t, uncond, ou)))
+        /* The reference hands the DiT the integer timestep (Wan2.2: as a
+         * vector, one per token, all equal in text-to-video). */
+        const float *tt = NULL;
+        if (per_token) {
+            float *v = ttok + n_tok * i;
+            for (int64_t k = 0; k < n_tok; k++)
+                v[k] = (float)t;
+            tt = v;
+        }
+        if ((ret = vd_dit_forward_tok(run, x, NULL, f, h, w, (float)t, tt, cond, oc)) ||
+            (ret = vd_dit_forward_tok(run, x, NULL, f, h, w, (float)t, tt, uncond, ou)))
             goto done;
         float g = (float)guide;
         for (int64_t k = 0; k < n; k++)
@@ -97,6 +123,8 @@ int conform_t2v_loop(conform_ctx *c)
         sig[i] = vd_sampler_sigma(s, i);
     conform_check_i64(c, "timesteps", ts, (size_t)steps);
     conform_check(c, "sigmas", sig, (size_t)steps + 1, 1e-300, 1e-300);
+    if (per_token)
+        conform_check(c, "t_tokens", ttok, (size_t)(n_tok * steps), 1e-300, 1e-300);
     conform_check(c, "noise_pred_cond", pc, (size_t)(n * steps), 0, 0);
     conform_check(c, "noise_pred_uncond", pu, (size_t)(n * steps), 0, 0);
     conform_check(c, "noise_pred_guided", pg, (size_t)(n * steps), 0, 0);
@@ -112,6 +140,7 @@ done:
     vd_free(pg);
     free(ts);
     free(sig);
+    vd_free(ttok);
     vd_sampler_free(&s);
     vd_dit_cond_free(&cond);
     vd_dit_cond_free(&uncond);
@@ -119,4 +148,14 @@ done:
     vk_ctx_free(&kc);
     vd_dit_free(&dit);
     return ret;
+}
+
+int conform_t2v_loop(conform_ctx *c)
+{
+    return t2v_loop(c, 0);
+}
+
+int conform_ti2v_t2v_loop(conform_ctx *c)
+{
+    return t2v_loop(c, 1);
 }

@@ -1,9 +1,17 @@
-"""Wan2.1 text-to-video DiT (WanModel, model_type t2v) in PyTorch.
+"""Wan text-to-video DiT (WanModel) in PyTorch: Wan2.1 model_type t2v and
+Wan2.2 model_type ti2v (TI2V-5B: in_dim = out_dim = 48, per-token timesteps).
 
-Written from the semantics in tests/conformance/wan2.1/README.md.  Parameter
-names match the official checkpoints (diffusion_pytorch_model*.safetensors).
-Batched: every sample in a batch has the same latent shape, contexts are
-padded to text_len by the caller or by forward().
+Written from the semantics in tests/conformance/wan2.1/README.md and
+tests/conformance/wan2.2/README.md.  Parameter names match the official
+checkpoints (diffusion_pytorch_model*.safetensors).  Batched: every sample in
+a batch has the same latent shape, contexts are padded to text_len by the
+caller or by forward().
+
+Timesteps: t [B] (one per sample, Wan2.1) or [B, seq_len] (one per token,
+Wan2.2: the tokens of a clean image frame get 0).  Per token, the time
+embedding e [B, L, dim], its projection e0 [B, L, 6, dim] and so every block
+and head modulation belong to each token; with one t per sample they are
+computed once ([B, 1, ...]) and broadcast, which is the same arithmetic.
 """
 import math
 
@@ -15,7 +23,7 @@ __all__ = ["WanModel", "sinusoidal_embedding"]
 
 
 def sinusoidal_embedding(dim, t):
-    """t [B] -> [B, dim] as [cos..., sin...], computed in float64 then fp32."""
+    """t [N] -> [N, dim] as [cos..., sin...], computed in float64 then fp32."""
     half = dim // 2
     pos = t.to(torch.float64)
     ang = torch.outer(pos, torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=pos.device).div(half)))
@@ -130,8 +138,9 @@ class WanAttentionBlock(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim ** 0.5)
 
     def forward(self, x, e0, grid, freqs, context):
-        # e0 [B,6,dim]: shift1, scale1, gate1, shift2, scale2, gate2
-        e = (self.modulation + e0).chunk(6, dim=1)
+        # e0 [B,Lt,6,dim] (Lt = L per token, or 1 for all tokens):
+        # shift1, scale1, gate1, shift2, scale2, gate2
+        e = [u.squeeze(2) for u in (self.modulation.unsqueeze(0) + e0).chunk(6, dim=2)]
         y = self.self_attn(self.norm1(x).float() * (1 + e[1]) + e[0], grid, freqs)
         x = x + y * e[2]
         x = x + self.cross_attn(self.norm3(x), context)
@@ -147,8 +156,8 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim ** 0.5)
 
     def forward(self, x, e):
-        # e [B,dim] (time_embedding output, not e0): shift, scale
-        m = (self.modulation + e.unsqueeze(1)).chunk(2, dim=1)
+        # e [B,Lt,dim] (time_embedding output, not e0; Lt = L or 1): shift, scale
+        m = [u.squeeze(2) for u in (self.modulation.unsqueeze(0) + e.unsqueeze(2)).chunk(2, dim=2)]
         return self.head(self.norm(x) * (1 + m[1]) + m[0])
 
 
@@ -157,7 +166,8 @@ class WanModel(nn.Module):
                  ffn_dim=8192, freq_dim=256, text_dim=4096, out_dim=16, num_heads=16, num_layers=32,
                  window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6):
         super().__init__()
-        assert model_type == "t2v", "only t2v is implemented"
+        assert model_type in ("t2v", "ti2v"), "only t2v and ti2v are implemented"
+        self.model_type = model_type
         assert dim % num_heads == 0 and (dim // num_heads) % 2 == 0
         self.patch_size = tuple(patch_size)
         self.text_len, self.in_dim, self.dim, self.freq_dim = text_len, in_dim, dim, freq_dim
@@ -184,7 +194,9 @@ class WanModel(nn.Module):
         return torch.stack([torch.cat([u, u.new_zeros(self.text_len - u.size(0), u.size(1))]) for u in context])
 
     def forward(self, x, t, context, seq_len=None, inter=None):
-        """x: [B,C,F,H,W] tensor or list of [C,F,H,W]; t: [B] (or [1], broadcast);
+        """x: [B,C,F,H,W] tensor or list of [C,F,H,W]; t: [B] (or [1], broadcast)
+        or per token [B, S] with S >= L tokens (Wan2.2; entries past L are
+        seq_len padding and do not matter);
         context: [B,text_len,text_dim] or list of [Li,text_dim].
         Returns the flow velocity with x's layout.  seq_len padding is invisible
         (self-attention keys are limited to real tokens), so it is ignored."""
@@ -196,15 +208,27 @@ class WanModel(nn.Module):
         x = self.patch_embedding(x)                       # [B,dim,f,h,w]
         grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)                   # [B,L,dim], (f,h,w) raster
-        t = t.reshape(-1)
-        if t.numel() == 1 and B > 1:
-            t = t.expand(B)
-        ts = sinusoidal_embedding(self.freq_dim, t)         # [B,freq_dim]
-        e = self.time_embedding(ts)                         # [B,dim]
-        e0 = self.time_projection(e).unflatten(1, (6, self.dim))  # [B,6,dim]
+        L = x.size(1)
+        per_token = t.dim() == 2
+        if per_token:                                      # [B or 1, S >= L]
+            assert t.size(1) >= L, "per-token t has %d values for %d tokens" % (t.size(1), L)
+            t = t[:, :L].expand(B, L)
+        else:
+            t = t.reshape(-1)
+            if t.numel() == 1 and B > 1:
+                t = t.expand(B)
+            t = t.unsqueeze(1)                               # [B,1]: all tokens alike
+        Lt = t.size(1)
+        ts = sinusoidal_embedding(self.freq_dim, t.reshape(-1)).view(B, Lt, -1)  # [B,Lt,freq]
+        e = self.time_embedding(ts)                         # [B,Lt,dim]
+        e0 = self.time_projection(e).unflatten(2, (6, self.dim))  # [B,Lt,6,dim]
         ctx = self.text_embedding(self.pad_context(context))  # [B,text_len,dim]
         if inter is not None:
-            inter.update({"t_sinusoid": ts, "e": e, "e0": e0, "patch_tokens": x, "context_emb": ctx})
+            if per_token:
+                inter.update({"t_sinusoid": ts, "e": e, "e0": e0})
+            else:
+                inter.update({"t_sinusoid": ts[:, 0], "e": e[:, 0], "e0": e0[:, 0]})
+            inter.update({"patch_tokens": x, "context_emb": ctx})
         freqs = self.freqs
         for i, blk in enumerate(self.blocks):
             x = blk(x, e0, grid, freqs, ctx)

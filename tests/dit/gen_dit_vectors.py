@@ -5,9 +5,12 @@ dims, seeds and latent grids than the shared ones, and checks `vdit conform`
 on them.
 
 The reference below is an independent, functional re-statement of the
-semantics in tests/conformance/wan2.1/README.md (dit_tiny, dit_tiny_i2v),
-evaluated in float64 (the truth an fp32 engine is measured against); inputs
-and outputs are stored as float32.
+semantics in tests/conformance/wan2.1/README.md (dit_tiny, dit_tiny_i2v) and
+tests/conformance/wan2.2/README.md (dit_ti2v_tiny: model_type ti2v, in_dim =
+out_dim = 48, one timestep per token), evaluated in float64 (the truth an
+fp32 engine is measured against); inputs and outputs are stored as float32.
+The ti2v cases store t as [1, seq_len] (per token) and a second, plain call
+with a 1-element t as t2v/t, t2v/out, like dit_ti2v_tiny.
 
     gen_dit_vectors.py --vdit build/core/cli/vdit --out DIR   # make all cases, run conform
     gen_dit_vectors.py --out DIR --case t2v_portrait          # just make one folder
@@ -26,7 +29,11 @@ from wan import st  # noqa: E402  (the project's safetensors writer)
 
 F64 = torch.float64
 
-# name: constructor overrides, latent [C,F,H,W] of x, context tokens, clip tokens, t, weight dtype
+# name: constructor overrides, latent [C,F,H,W] of x, context tokens, clip tokens, t, weight dtype.
+# ti2v: t is the t2v call's timestep; t_tok names the per-token pattern of the main call
+# ("i2v": the tokens of latent frame 0 at 0, the others at t_i2v; "scatter": values from
+# t_vals spread over the tokens, several runs each), seq_pad: padding entries of t
+# (seq_len = tokens + seq_pad; padding gets t_i2v, as the reference pads).
 CASES = {
     # the brief's second shape: other dims, 3 layers, head_dim 16, portrait odd grid (5 x 3)
     "t2v_portrait": dict(dim=96, num_heads=6, num_layers=3, ffn_dim=200, text_dim=40, freq_dim=48,
@@ -48,6 +55,24 @@ CASES = {
     "i2v_small": dict(model_type="i2v", dim=96, num_heads=6, num_layers=2, ffn_dim=120, text_dim=40,
                       freq_dim=32, text_len=20, in_dim=36, out_dim=16, x=[16, 2, 4, 8], n_ctx=6,
                       n_clip=5, clip_dim=1280, t=250.0, seed=7004, wdtype="F16"),
+    # Wan2.2 TI2V: image-to-video timesteps (frame 0 clean), other dims, 3 layers, 3 frames of
+    # 2 x 3 tokens, t given as [1, seq_len] with 4 padding entries
+    "ti2v_i2v": dict(model_type="ti2v", dim=96, num_heads=6, num_layers=3, ffn_dim=160,
+                     text_dim=40, freq_dim=48, text_len=20, in_dim=48, out_dim=48,
+                     x=[48, 3, 4, 6], n_ctx=8, t=655.0, t_tok="i2v", t_i2v=870.0, seq_pad=4,
+                     seed=7101, wdtype="F32"),
+    # scattered per-token timesteps (5 distinct values in many runs, not sorted), head_dim 20,
+    # portrait grid, F16 weights
+    "ti2v_scatter": dict(model_type="ti2v", dim=80, num_heads=4, num_layers=2, ffn_dim=96,
+                         text_dim=32, freq_dim=32, text_len=12, in_dim=48, out_dim=48,
+                         x=[48, 2, 10, 4], n_ctx=12, t=999.0,
+                         t_tok="scatter", t_vals=[999.0, 0.0, 412.5, 37.0, 731.0],
+                         seed=7102, wdtype="F16"),
+    # one token per frame (two frames): frame 0 at 0, frame 1 at t; qk_norm off
+    "ti2v_tiny_grid": dict(model_type="ti2v", dim=64, num_heads=2, num_layers=2, ffn_dim=64,
+                           text_dim=16, freq_dim=16, text_len=6, in_dim=48, out_dim=48,
+                           x=[48, 2, 2, 2], n_ctx=6, t=3.0, t_tok="i2v", t_i2v=500.0,
+                           seed=7103, wdtype="F32", qk_norm=False),
 }
 
 
@@ -165,18 +190,29 @@ def rope(x, ang, heads):
 
 
 def reference(cfg, w, x, t, context, y=None, clip=None):
-    """Forward pass in float64; returns out [C,F,H,W] and the inter/ tensors."""
+    """Forward pass in float64; returns out [C,F,H,W] and the inter/ tensors.
+    t: a number (every token), or a 1-D tensor of at least as many values as
+    tokens (one per token in (f, h, w) order; the rest is seq_len padding)."""
     D, H = cfg["dim"], cfg["num_heads"]
     eps = 1e-6
     inter = {}
     lin = lambda name, a: a @ w[name + ".weight"].T + w[name + ".bias"]  # noqa: E731
-    # time
+    C, F, Hh, W = x.shape
+    gf, gh, gw = F, Hh // 2, W // 2
+    L = gf * gh * gw
+    per_token = torch.is_tensor(t)
+    # time, per token: sinusoid [L, freq] -> e [L, D] -> e0 [L, 6, D]
+    tt = t.to(F64)[:L] if per_token else torch.full((L,), float(t), dtype=F64)
     half = cfg["freq_dim"] // 2
-    ang = t * torch.pow(torch.tensor(10000.0, dtype=F64), -torch.arange(half, dtype=F64) / half)
-    sinus = torch.cat([torch.cos(ang), torch.sin(ang)]).to(torch.float32).to(F64)
+    ang = tt.view(L, 1) * torch.pow(torch.tensor(10000.0, dtype=F64),
+                                    -torch.arange(half, dtype=F64) / half).view(1, half)
+    sinus = torch.cat([torch.cos(ang), torch.sin(ang)], dim=1).to(torch.float32).to(F64)
     e = lin("time_embedding.2", silu(lin("time_embedding.0", sinus)))
-    e0 = lin("time_projection.1", silu(e)).view(6, D)
-    inter.update({"t_sinusoid": sinus.view(1, -1), "e": e.view(1, -1), "e0": e0.view(1, 6, D)})
+    e0 = lin("time_projection.1", silu(e)).view(L, 6, D)
+    if per_token:
+        inter.update({"t_sinusoid": sinus.unsqueeze(0), "e": e.unsqueeze(0), "e0": e0.unsqueeze(0)})
+    else:
+        inter.update({"t_sinusoid": sinus[:1], "e": e[:1], "e0": e0[:1]})
     # text (+ image) context
     ctx = torch.zeros(cfg["text_len"], cfg["text_dim"], dtype=F64)
     ctx[:context.shape[0]] = context
@@ -190,7 +226,6 @@ def reference(cfg, w, x, t, context, y=None, clip=None):
         x = torch.cat([x, y], dim=0)
     # patches: token (f,h,w) = Conv3d over x[:, f, 2h:2h+2, 2w:2w+2]
     C, F, Hh, W = x.shape
-    gf, gh, gw = F, Hh // 2, W // 2
     pt = x.view(C, gf, gh, 2, gw, 2).permute(1, 2, 4, 0, 3, 5).reshape(gf * gh * gw, C * 4)
     h = pt @ w["patch_embedding.weight"].reshape(D, -1).T + w["patch_embedding.bias"]
     inter["patch_tokens"] = h.unsqueeze(0)
@@ -198,7 +233,7 @@ def reference(cfg, w, x, t, context, y=None, clip=None):
     wn = w.get  # optional norms: None when the constructor turned them off
     for i in range(cfg["num_layers"]):
         b = "blocks.%d." % i
-        m = w[b + "modulation"].view(6, D) + e0
+        m = (w[b + "modulation"].view(1, 6, D) + e0).transpose(0, 1)  # [6, L, D], per token
         u = layernorm(h, eps) * (1 + m[1]) + m[0]
         q = rope(rmsnorm(lin(b + "self_attn.q", u), wn(b + "self_attn.norm_q.weight")), ra, H)
         k = rope(rmsnorm(lin(b + "self_attn.k", u), wn(b + "self_attn.norm_k.weight")), ra, H)
@@ -214,7 +249,7 @@ def reference(cfg, w, x, t, context, y=None, clip=None):
         u = layernorm(h, eps) * (1 + m[4]) + m[3]
         h = h + lin(b + "ffn.2", gelu_tanh(lin(b + "ffn.0", u))) * m[5]
         inter["block%d_out" % i] = h.unsqueeze(0)
-    m = w["head.modulation"].view(2, D) + e
+    m = (w["head.modulation"].view(1, 2, D) + e.view(L, 1, D)).transpose(0, 1)  # [2, L, D]
     o = lin("head.head", layernorm(h, eps) * (1 + m[1]) + m[0])
     inter["head_out"] = o.unsqueeze(0)
     co = cfg["out_dim"]
@@ -231,6 +266,17 @@ def make_case(name, out_dir):
     context = torch.randn(cfg["n_ctx"], cfg["text_dim"], generator=gi, dtype=torch.float32).to(F64)
     t = torch.tensor([cfg["t"]], dtype=torch.float32)
     io = {"x": x, "t": t, "context": context}
+    if cfg.get("t_tok"):
+        C, F, Hh, W = cfg["x"]
+        per_frame, L = (Hh // 2) * (W // 2), F * (Hh // 2) * (W // 2)
+        if cfg["t_tok"] == "i2v":  # textimage2video.i2v: frame 0 clean, padding at t
+            tok = torch.full((L + cfg.get("seq_pad", 0),), cfg["t_i2v"], dtype=torch.float32)
+            tok[:per_frame] = 0
+        else:  # scattered: mostly one-token runs, the values in no order
+            v = cfg["t_vals"]
+            tok = torch.tensor([v[(l * 3 + l // 4) % len(v)] for l in range(L)], dtype=torch.float32)
+        io["t"] = tok.view(1, -1)
+        io["t2v/t"] = t
     y = clip = None
     if cfg.get("model_type") == "i2v":
         C, F, Hh, W = cfg["x"]
@@ -239,7 +285,11 @@ def make_case(name, out_dir):
         y[:4, 0] = 1  # mask channels as image2video builds them
         clip = torch.randn(cfg["n_clip"], cfg["clip_dim"], generator=gi, dtype=torch.float32).to(F64)
         io.update({"y": y, "clip_fea": clip.unsqueeze(0)})
-    out, inter = reference(cfg, w, x, float(t[0]), context, y, clip)
+    if "t2v/t" in io:
+        out, inter = reference(cfg, w, x, io["t"][0], context)
+        io["t2v/out"], _ = reference(cfg, w, x, float(t[0]), context)
+    else:
+        out, inter = reference(cfg, w, x, float(t[0]), context, y, clip)
     io["out"] = out
     io.update({"inter/" + k: v for k, v in inter.items()})
     os.makedirs(out_dir, exist_ok=True)
@@ -252,7 +302,9 @@ def make_case(name, out_dir):
                  "cross_attn_norm": cfg.get("cross_attn_norm", True), "eps": 1e-6})
     conf = {"vector": name, "reference": "wan.modules.model.WanModel",
             "generator": "tests/dit/gen_dit_vectors.py (float64 re-statement of the README)",
-            "constructor": ctor, "call": {"t": cfg["t"]}, "weights": {"dtype": cfg["wdtype"]},
+            "constructor": ctor, "weights": {"dtype": cfg["wdtype"]},
+            "call": ({"t": "per token, io.t [1, seq_len]", "seq_len": int(io["t"].shape[1]),
+                      "t2v": {"t": cfg["t"]}} if "t2v/t" in io else {"t": cfg["t"]}),
             "io": {k: {"shape": list(v.shape)} for k, v in io.items()}}
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(conf, f, indent=1)

@@ -1,9 +1,15 @@
 /* DiT tests: the pieces (patches, 3-axis RoPE, modulation) against naive
  * versions, and loading: the conformance dit_tiny weights rewritten by this
- * test in the diffusers layout (2 shards + index, bf16 and fp16) and as a
- * prefixed single file, broken files, odd latent grids, buffer reuse.
+ * test in bf16, fp16 and f32 as the official release (3 shards + index,
+ * original names), the diffusers layout (2 shards + index) and a prefixed
+ * single file (ComfyUI), and in fp8_e4m3 (scaled); broken files, odd
+ * latent grids, buffer reuse, guidance batches and the step cache.
  *
- * usage: test_dit DIT_TINY_DIR TMP_DIR */
+ * Wan2.2 TI2V (dit_ti2v_tiny: in_dim 48, per-token timesteps): the same
+ * layouts and dtypes, each checked for the configuration and the output,
+ * and the per-token path (test_tok).
+ *
+ * usage: test_dit DIT_TINY_DIR TMP_DIR [DIT_TI2V_TINY_DIR] */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -303,39 +309,58 @@ static void free_files(model_files *m)
     free(m->bufs);
 }
 
-/* Diffusers folder: transformer/ with 2 shards and the index. */
-static int write_diffusers(const char *dir, const model_files *m)
+/* A sharded checkpoint in folder `dir` (made if missing): n_shards files
+ * "<stem>-0000N-of-0000M.safetensors" and "<stem>.safetensors.index.json",
+ * as both the official release (diffusion_pytorch_model, original names)
+ * and diffusers (transformer/, its own names) lay them out. */
+static int write_sharded(const char *dir, const char *stem, int n_shards, const model_files *m)
 {
-    char p[4096];
-    snprintf(p, sizeof(p), "%s/transformer", dir);
-    if (mkdir(dir, 0755) && errno != EEXIST)
+    char p[8192];
+    if (n_shards < 1 || n_shards > 8 || (mkdir(dir, 0755) && errno != EEXIST))
         return -1;
-    if (mkdir(p, 0755) && errno != EEXIST)
-        return -1;
-    int half = m->n / 2;
-    const char *shard[2] = { "diffusion_pytorch_model-00001-of-00002.safetensors",
-                             "diffusion_pytorch_model-00002-of-00002.safetensors" };
-    snprintf(p, sizeof(p), "%s/transformer/%s", dir, shard[0]);
-    if (write_st(p, m->t, half))
-        return -1;
-    snprintf(p, sizeof(p), "%s/transformer/%s", dir, shard[1]);
-    if (write_st(p, m->t + half, m->n - half))
-        return -1;
-    snprintf(p, sizeof(p), "%s/transformer/diffusion_pytorch_model.safetensors.index.json", dir);
+    char shard[8][256];
+    int first[9];
+    for (int k = 0; k <= n_shards; k++)
+        first[k] = m->n * k / n_shards;
+    for (int k = 0; k < n_shards; k++) {
+        snprintf(shard[k], sizeof(shard[k]), "%s-%05d-of-%05d.safetensors", stem, k + 1,
+                 n_shards);
+        snprintf(p, sizeof(p), "%s/%s", dir, shard[k]);
+        if (write_st(p, m->t + first[k], first[k + 1] - first[k]))
+            return -1;
+    }
+    snprintf(p, sizeof(p), "%s/%s.safetensors.index.json", dir, stem);
     FILE *fp = fopen(p, "w");
     if (!fp)
         return -1;
     fprintf(fp, "{\"metadata\":{\"total_size\":0},\"weight_map\":{");
-    for (int i = 0; i < m->n; i++)
-        fprintf(fp, "%s\"%s\":\"%s\"", i ? "," : "", m->t[i].name, shard[i >= half]);
+    for (int k = 0; k < n_shards; k++)
+        for (int i = first[k]; i < first[k + 1]; i++)
+            fprintf(fp, "%s\"%s\":\"%s\"", i ? "," : "", m->t[i].name, shard[k]);
     fprintf(fp, "}}\n");
     return fclose(fp);
 }
 
+/* Diffusers folder: transformer/ with 2 shards and the index. */
+static int write_diffusers(const char *dir, const model_files *m)
+{
+    char p[4096];
+    if (mkdir(dir, 0755) && errno != EEXIST)
+        return -1;
+    snprintf(p, sizeof(p), "%s/transformer", dir);
+    return write_sharded(p, "diffusion_pytorch_model", 2, m);
+}
+
+/* A folder's inputs; t_tok: one timestep per token (Wan2.2), else NULL and
+ * the model gets t[0]. c: latent channels (= the model's out_dim). */
 typedef struct io_in {
     float *x, *t, *ctx, *out;
+    const float *t_tok;
     int64_t n_ctx, c, f, h, w;
 } io_in;
+
+/* The configuration of the last model run_model loaded. */
+static vd_dit_config last_cfg;
 
 /* Loads `path` as users do (open, canonicalize, load) and runs x/t/context.
  * Returns 0 and fills out (caller frees) or the error with lg.msg set. */
@@ -357,8 +382,9 @@ static int run_model(const char *path, vk_ctx *kc, const io_in *io, int64_t f, i
     if (!ret)
         ret = vd_dit_cond_new(r, io->ctx, io->n_ctx, NULL, 0, &cd);
     if (!ret) {
-        *out = vd_malloc(sizeof(float) * 16 * f * h * w);
-        ret = vd_dit_forward(r, x, NULL, f, h, w, io->t[0], cd, *out);
+        last_cfg = *vd_dit_get_config(d);
+        *out = vd_malloc(sizeof(float) * io->c * f * h * w);
+        ret = vd_dit_forward_tok(r, x, NULL, f, h, w, io->t[0], io->t_tok, cd, *out);
     }
     if (ret) {
         vd_free(*out);
@@ -393,6 +419,8 @@ static void test_layouts(const char *tiny, const char *tmp, vk_ctx *kc, const io
     double ma = t_maxabs(ref, io->out, n, &rel);
     T_CHECK(ma < 1e-4 && rel < 3e-5, "f32 forward vs stored out: %g (%g)", ma, rel);
 
+    vd_dit_config want = last_cfg;
+
     vd_ckpt *ck = NULL;
     T_CHECK(!vd_ckpt_open(wpath, &lg, &ck), "%s", lg.msg);
     if (!ck)
@@ -401,8 +429,8 @@ static void test_layouts(const char *tiny, const char *tmp, vk_ctx *kc, const io
         vt_dtype dt;
         const char *tag;
         double tol;
-    } dts[] = { { VT_BF16, "bf16", 3e-2 }, { VT_F16, "f16", 4e-3 } };
-    for (int k = 0; k < 2; k++) {
+    } dts[] = { { VT_BF16, "bf16", 3e-2 }, { VT_F16, "f16", 4e-3 }, { VT_F32, "f32", 1e-6 } };
+    for (int k = 0; k < 3; k++) {
         /* the same rounded values in f32 with original names: the exact
          * expectation for the half-precision files */
         model_files mr = convert(ck, VT_F32, dts[k].dt, 0, NULL);
@@ -413,40 +441,53 @@ static void test_layouts(const char *tiny, const char *tmp, vk_ctx *kc, const io
         ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &exact, &lg);
         T_CHECK(!ret, "%s: %s", p, lg.msg);
 
+        /* every layout: the same configuration, the same output */
+        const char *layout[4] = { "diffusers (2 shards + index)", "diffusers index path",
+                                  "official (3 shards + index)", "prefixed single file" };
+        char paths[4][4096];
         model_files md = convert(ck, dts[k].dt, dts[k].dt, 1, NULL);
         snprintf(p2, sizeof(p2), "%s/diffusers_%s", tmp, dts[k].tag);
         T_CHECK(!write_diffusers(p2, &md), "write %s", p2);
         free_files(&md);
-        snprintf(p, sizeof(p), "%s/transformer", p2);
-        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
-        T_CHECK(!ret, "diffusers %s: %s", dts[k].tag, lg.msg);
-        if (got && exact) {
-            T_CHECK(rel_err(got, exact, n) < 1e-5, "diffusers %s vs same values in f32: rel %g",
-                    dts[k].tag, rel_err(got, exact, n));
-            T_CHECK(rel_err(got, ref, n) < dts[k].tol, "diffusers %s vs f32 original: rel %g",
-                    dts[k].tag, rel_err(got, ref, n));
-            printf("diffusers %s (2 shards + index): rel %.2e vs f32 weights, %.2e vs the same "
-                   "values in f32\n", dts[k].tag, rel_err(got, ref, n), rel_err(got, exact, n));
-        }
-        vd_free(got);
-        got = NULL;
-        /* the index file itself as the path */
-        snprintf(p, sizeof(p), "%s/transformer/diffusion_pytorch_model.safetensors.index.json", p2);
-        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
-        T_CHECK(!ret && got && exact && rel_err(got, exact, n) < 1e-5, "index path %s: %s",
-                dts[k].tag, lg.msg);
-        vd_free(got);
-        got = NULL;
-
-        /* repackaged single file with a prefix, half precision */
+        snprintf(paths[0], sizeof(paths[0]), "%s/transformer", p2);
+        snprintf(paths[1], sizeof(paths[1]),
+                 "%s/transformer/diffusion_pytorch_model.safetensors.index.json", p2);
+        /* the official release: original names, shards + index in one folder */
+        model_files mo = convert(ck, dts[k].dt, dts[k].dt, 0, NULL);
+        snprintf(paths[2], sizeof(paths[2]), "%s/official_%s", tmp, dts[k].tag);
+        T_CHECK(!write_sharded(paths[2], "diffusion_pytorch_model", 3, &mo), "write %s",
+                paths[2]);
+        free_files(&mo);
+        /* repackaged single file with a prefix (ComfyUI) */
         model_files mp = convert(ck, dts[k].dt, dts[k].dt, 0, "model.diffusion_model.");
-        snprintf(p, sizeof(p), "%s/prefixed_%s.safetensors", tmp, dts[k].tag);
-        T_CHECK(!write_st(p, mp.t, mp.n), "write %s", p);
+        snprintf(paths[3], sizeof(paths[3]), "%s/prefixed_%s.safetensors", tmp, dts[k].tag);
+        T_CHECK(!write_st(paths[3], mp.t, mp.n), "write %s", paths[3]);
         free_files(&mp);
-        ret = run_model(p, kc, io, io->f, io->h, io->w, io->x, &got, &lg);
-        T_CHECK(!ret && got && exact && rel_err(got, exact, n) < 1e-5, "prefixed %s: %s",
-                dts[k].tag, lg.msg);
-        vd_free(got);
+        for (int li = 0; li < 4; li++) {
+            memset(&last_cfg, 0, sizeof(last_cfg));
+            ret = run_model(paths[li], kc, io, io->f, io->h, io->w, io->x, &got, &lg);
+            T_CHECK(!ret, "%s %s: %s", layout[li], dts[k].tag, lg.msg);
+            T_CHECK(last_cfg.dim == want.dim && last_cfg.in_dim == want.in_dim &&
+                        last_cfg.out_dim == want.out_dim && last_cfg.ffn_dim == want.ffn_dim &&
+                        last_cfg.freq_dim == want.freq_dim && last_cfg.text_dim == want.text_dim &&
+                        last_cfg.n_heads == want.n_heads && last_cfg.n_layers == want.n_layers &&
+                        last_cfg.i2v == want.i2v && last_cfg.qk_norm == want.qk_norm &&
+                        last_cfg.cross_attn_norm == want.cross_attn_norm,
+                    "%s %s: configuration differs (in_dim %lld, dim %lld, %lld layers)",
+                    layout[li], dts[k].tag, (long long)last_cfg.in_dim, (long long)last_cfg.dim,
+                    (long long)last_cfg.n_layers);
+            if (got && exact) {
+                T_CHECK(rel_err(got, exact, n) < 1e-5, "%s %s vs same values in f32: rel %g",
+                        layout[li], dts[k].tag, rel_err(got, exact, n));
+                T_CHECK(rel_err(got, ref, n) < dts[k].tol, "%s %s vs f32 original: rel %g",
+                        layout[li], dts[k].tag, rel_err(got, ref, n));
+                if (li == 0 || li == 2)
+                    printf("%s %s: rel %.2e vs f32 weights, %.2e vs the same values in f32\n",
+                           layout[li], dts[k].tag, rel_err(got, ref, n), rel_err(got, exact, n));
+            }
+            vd_free(got);
+            got = NULL;
+        }
         vd_free(exact);
     }
 
@@ -847,6 +888,177 @@ static void test_batch_cache(const char *tiny, vk_ctx *kc, const io_in *io)
     vd_ckpt_free(&ck);
 }
 
+/* Per-token timesteps (Wan2.2 TI2V, dit_ti2v_tiny): the configuration the
+ * weights give; all tokens equal is the scalar pass bit for bit (single,
+ * batched, cached); the image-to-video pattern (frame 0 at 0) against the
+ * stored out, batched == two passes bit for bit, fast vs reference kernels;
+ * scattered patterns (many runs, values out of order) fast vs reference; the
+ * TEA metric sees a change of the last frame's timestep alone; the plain
+ * t2v call (t2v/t) against t2v/out; non-finite timesteps refused. */
+static void test_tok(const char *dir, vk_ctx *kc, vk_ctx *kr, const io_in *io, float t2v_t,
+                     const float *t2v_out)
+{
+    vd_log lg = { 0 };
+    vd_ckpt *ck = NULL;
+    vd_dit *d = load_tiny(dir, &lg, &ck);
+    if (!d)
+        return;
+    const vd_dit_config *cfg = vd_dit_get_config(d);
+    T_CHECK(cfg->in_dim == 48 && cfg->out_dim == 48 && !cfg->i2v && cfg->dim == 64 &&
+                cfg->n_heads == 4 && cfg->n_layers == 2 && cfg->text_len == 16,
+            "ti2v config: in %lld out %lld i2v %d dim %lld", (long long)cfg->in_dim,
+            (long long)cfg->out_dim, cfg->i2v, (long long)cfg->dim);
+    int64_t f = io->f, h = io->h, w = io->w, L = f * (h / 2) * (w / 2);
+    size_t n = (size_t)(io->c * f * h * w), nbytes = n * sizeof(float);
+    vd_dit_run *r = vd_dit_run_new(d, kc), *rr = vd_dit_run_new(d, kr);
+    vd_dit_cond *cc = NULL, *cu = NULL, *cr = NULL;
+    T_CHECK(!vd_dit_cond_new(r, io->ctx, io->n_ctx, NULL, 0, &cc) &&
+                !vd_dit_cond_new(r, io->ctx, 0, NULL, 0, &cu) &&
+                !vd_dit_cond_new(rr, io->ctx, io->n_ctx, NULL, 0, &cr),
+            "conds");
+    float *a0 = malloc(nbytes), *a1 = malloc(nbytes), *b0 = malloc(nbytes),
+          *b1 = malloc(nbytes), *tok = malloc(sizeof(float) * L);
+    const vd_dit_cond *conds[2] = { cc, cu };
+    float *outs[2] = { b0, b1 };
+    double rel;
+    int e;
+
+    /* all equal: the scalar pass, bit for bit */
+    for (int64_t l = 0; l < L; l++)
+        tok[l] = 731.0f;
+    e = vd_dit_forward(r, io->x, NULL, f, h, w, 731.0f, cc, a0) ||
+        vd_dit_forward_tok(r, io->x, NULL, f, h, w, 5.0f, tok, cc, b0);
+    T_CHECK(!e && !memcmp(a0, b0, nbytes), "equal per-token timesteps differ from the scalar t");
+    e = vd_dit_forward_batch(r, io->x, NULL, f, h, w, 731.0f, 2, conds, (float *[]){ a0, a1 }, 0,
+                             NULL, 0, NULL) ||
+        vd_dit_forward_batch_tok(r, io->x, NULL, f, h, w, 0.0f, tok, 2, conds, outs, 0, NULL, 0,
+                                 NULL);
+    T_CHECK(!e && !memcmp(a0, b0, nbytes) && !memcmp(a1, b1, nbytes),
+            "batched: equal per-token timesteps differ from the scalar t");
+
+    /* the plain t2v call of the folder */
+    if (t2v_out) {
+        e = vd_dit_forward(r, io->x, NULL, f, h, w, t2v_t, cc, a0);
+        double ma = t_maxabs(a0, t2v_out, n, &rel);
+        T_CHECK(!e && ma < 1e-4 && rel < 3e-5, "t2v/out: %g (%g)", ma, rel);
+    }
+
+    /* image-to-video pattern: the stored out; batched == two passes */
+    const float *ti = io->t_tok;
+    e = vd_dit_forward_tok(r, io->x, NULL, f, h, w, 0.0f, ti, cc, a0) ||
+        vd_dit_forward_tok(r, io->x, NULL, f, h, w, 0.0f, ti, cu, a1);
+    double ma = t_maxabs(a0, io->out, n, &rel);
+    T_CHECK(!e && ma < 1e-4 && rel < 3e-5, "per-token out vs stored: %g (%g)", ma, rel);
+    for (int mb = 0; mb < 2; mb++) {
+        memset(b0, 0, nbytes);
+        memset(b1, 0, nbytes);
+        e = vd_dit_forward_batch_tok(r, io->x, NULL, f, h, w, 0.0f, ti, 2, conds, outs,
+                                     mb ? 1 : 0, NULL, 0, NULL);
+        T_CHECK(!e && !memcmp(a0, b0, nbytes) && !memcmp(a1, b1, nbytes),
+                "per-token, %s: the branches differ from two passes",
+                mb ? "one after the other" : "batched");
+    }
+    e = vd_dit_forward_tok(rr, io->x, NULL, f, h, w, 0.0f, ti, cr, b0);
+    ma = t_maxabs(a0, b0, n, &rel);
+    T_CHECK(!e && ma < 1e-4 && rel < 3e-5, "per-token fast vs reference kernels: %g (%g)", ma,
+            rel);
+
+    /* scattered: many runs, values not in increasing order */
+    static const float vals[5] = { 999.5f, 0.0f, 412.0f, 731.0f, 0.25f };
+    for (int pat = 0; pat < 2; pat++) {
+        for (int64_t l = 0; l < L; l++)
+            tok[l] = pat ? vals[(l * 7 + l / 5) % 5] : vals[(l / 3) % 5];
+        e = vd_dit_forward_tok(r, io->x, NULL, f, h, w, 0.0f, tok, cc, a0) ||
+            vd_dit_forward_tok(rr, io->x, NULL, f, h, w, 0.0f, tok, cr, b0);
+        ma = t_maxabs(a0, b0, n, &rel);
+        T_CHECK(!e && ma < 1e-4 && rel < 3e-5, "pattern %d fast vs reference: %g (%g)", pat, ma,
+                rel);
+        double me = t_maxabs(a0, io->out, n, NULL);
+        T_CHECK(me > 1e-2, "pattern %d gives the frame-0 pattern's output (%g)", pat, me);
+    }
+
+    /* TEA: the same step is skipped; then only the last frame's timestep
+     * changes: the first block's per-token modulated input changes, computed */
+    vd_dit_cache *tc = vd_dit_cache_new(VD_CACHE_TEA, 1e-9f, 5);
+    int comp[3] = { -1, -1, -1 };
+    memcpy(tok, ti, sizeof(float) * L);
+    for (int st = 0; tc && st < 3; st++) {
+        if (st == 2)
+            for (int64_t l = L - (h / 2) * (w / 2); l < L; l++)
+                tok[l] = 700.0f;
+        e = vd_dit_forward_batch_tok(r, io->x, NULL, f, h, w, 0.0f, tok, 2, conds, outs, 0, tc,
+                                     1, &comp[st]);
+        T_CHECK(!e, "cached per-token step %d", st);
+        if (st == 1) {
+            ma = t_maxabs(b0, io->out, n, &rel);
+            T_CHECK(ma < 1e-4 && rel < 1e-5, "reused per-token step vs stored out: %g", ma);
+        }
+    }
+    T_CHECK(comp[0] == 1 && comp[1] == 0 && comp[2] == 1,
+            "tea per-token: computed %d %d %d (want 1 0 1)", comp[0], comp[1], comp[2]);
+    vd_dit_cache_free(&tc);
+
+    /* non-finite timesteps */
+    memcpy(tok, ti, sizeof(float) * L);
+    tok[L / 2] = NAN;
+    T_CHECK(vd_dit_forward_tok(r, io->x, NULL, f, h, w, 0.0f, tok, cc, a0) ==
+                VDIT_ERR_INVALID_ARG,
+            "NaN timestep accepted");
+    tok[L / 2] = INFINITY;
+    T_CHECK(vd_dit_forward_tok(r, io->x, NULL, f, h, w, 0.0f, tok, cc, a0) ==
+                VDIT_ERR_INVALID_ARG,
+            "infinite timestep accepted");
+
+    free(a0);
+    free(a1);
+    free(b0);
+    free(b1);
+    free(tok);
+    vd_dit_cond_free(&cc);
+    vd_dit_cond_free(&cu);
+    vd_dit_cond_free(&cr);
+    vd_dit_run_free(&r);
+    vd_dit_run_free(&rr);
+    vd_dit_free(&d);
+    vd_ckpt_free(&ck);
+}
+
+/* Reads a folder's io.safetensors into in (t_tok set when t holds one value
+ * per token). Returns the open io (free it after in's buffers) or NULL. */
+static vd_ckpt *read_io(const char *dir, io_in *in)
+{
+    char p[1024];
+    vd_log lg = { 0 };
+    snprintf(p, sizeof(p), "%s/io.safetensors", dir);
+    vd_ckpt *io = NULL;
+    T_CHECK(!vd_ckpt_open(p, &lg, &io), "%s", lg.msg);
+    if (!io)
+        return NULL;
+    memset(in, 0, sizeof(*in));
+    const vt_tensor *xt = vd_ckpt_find(io, "x"), *ct = vd_ckpt_find(io, "context"),
+                    *tt = vd_ckpt_find(io, "t");
+    in->x = vd_tensor_f32(xt);
+    in->t = vd_tensor_f32(tt);
+    in->ctx = vd_tensor_f32(ct);
+    in->out = vd_tensor_f32(vd_ckpt_find(io, "out"));
+    in->n_ctx = ct->shape[0];
+    in->c = xt->shape[0];
+    in->f = xt->shape[1];
+    in->h = xt->shape[2];
+    in->w = xt->shape[3];
+    in->t_tok = vt_nelem(tt) > 1 ? in->t : NULL;
+    return io;
+}
+
+static void free_io(io_in *in, vd_ckpt **io)
+{
+    vd_free(in->x);
+    vd_free(in->t);
+    vd_free(in->ctx);
+    vd_free(in->out);
+    vd_ckpt_free(io);
+}
+
 int main(int argc, char **argv)
 {
     vd_log lg = { 0 };
@@ -862,35 +1074,42 @@ int main(int argc, char **argv)
 
     if (argc >= 3) {
         const char *tiny = argv[1], *tmp = argv[2];
-        char p[1024];
         mkdir(tmp, 0755);
-        snprintf(p, sizeof(p), "%s/io.safetensors", tiny);
-        vd_ckpt *io = NULL;
-        T_CHECK(!vd_ckpt_open(p, &lg, &io), "%s", lg.msg);
+        io_in in;
+        vd_ckpt *io = read_io(tiny, &in);
         if (io) {
-            io_in in = { 0 };
-            const vt_tensor *xt = vd_ckpt_find(io, "x"), *ct = vd_ckpt_find(io, "context");
-            in.x = vd_tensor_f32(xt);
-            in.t = vd_tensor_f32(vd_ckpt_find(io, "t"));
-            in.ctx = vd_tensor_f32(ct);
-            in.out = vd_tensor_f32(vd_ckpt_find(io, "out"));
-            in.n_ctx = ct->shape[0];
-            in.c = xt->shape[0];
-            in.f = xt->shape[1];
-            in.h = xt->shape[2];
-            in.w = xt->shape[3];
             test_layouts(tiny, tmp, kc, &in);
             test_fp8(tiny, tmp, kc, &in);
             test_grids(tiny, kc, kr, &in);
             test_batch_cache(tiny, kc, &in);
-            vd_free(in.x);
-            vd_free(in.t);
-            vd_free(in.ctx);
-            vd_free(in.out);
-            vd_ckpt_free(&io);
+            free_io(&in, &io);
         }
     } else {
         printf("no dit_tiny folder given: loader tests skipped\n");
+    }
+    /* Wan2.2 TI2V: in_dim 48, per-token timesteps, in every layout and dtype */
+    if (argc >= 4) {
+        const char *ti2v = argv[3];
+        char tmp[1024];
+        snprintf(tmp, sizeof(tmp), "%s/ti2v", argv[2]);
+        mkdir(tmp, 0755);
+        io_in in;
+        vd_ckpt *io = read_io(ti2v, &in);
+        T_CHECK(!io || in.t_tok, "%s: t is not per token", ti2v);
+        if (io && in.t_tok) {
+            float *t2v_t = vd_tensor_f32(vd_ckpt_find(io, "t2v/t"));
+            float *t2v_out = vd_tensor_f32(vd_ckpt_find(io, "t2v/out"));
+            T_CHECK(t2v_t && t2v_out, "%s: no t2v/t, t2v/out", ti2v);
+            test_layouts(ti2v, tmp, kc, &in);
+            test_fp8(ti2v, tmp, kc, &in);
+            test_tok(ti2v, kc, kr, &in, t2v_t ? t2v_t[0] : 0, t2v_out);
+            vd_free(t2v_t);
+            vd_free(t2v_out);
+        }
+        if (io)
+            free_io(&in, &io);
+    } else {
+        printf("no dit_ti2v_tiny folder given: Wan2.2 tests skipped\n");
     }
     vk_ctx_free(&kc);
     vk_ctx_free(&kr);

@@ -1,5 +1,7 @@
 /*
- * Wan2.1 diffusion transformer (WanModel of wan/modules/model.py), batch 1.
+ * Wan diffusion transformer (WanModel of wan/modules/model.py), batch 1:
+ * Wan2.1 t2v / i2v and Wan2.2 TI2V-5B (model_type "ti2v": the same network
+ * with per-token timesteps).
  *
  * Forward pass, shapes for L tokens (L = F/pt * H/ph * W/pw), D = dim:
  *   t        -> sinusoid [freq] -> time MLP -> e [D] -> SiLU, Linear -> e0 [6, D]
@@ -11,6 +13,15 @@
  *     x += gate2 * ffn2(gelu_tanh(ffn0(LN(x)(1 + scale2) + shift2)))
  *   head     (m = head.modulation + e: shift, scale)
  *     out = Linear(LN(x)(1 + scale) + shift) [L, pt*ph*pw*C_out] -> unpatchify
+ *
+ * Per-token timesteps (Wan2.2): every token has its own t, hence its own e,
+ * e0 and modulation. The time MLPs run once per DISTINCT value (the "time
+ * table": typically one, or two in image-to-video: 0 on the clean first
+ * frame and t elsewhere), and the tokens are described as runs of equal t
+ * (segments, each pointing at its row of the table). Every modulated
+ * LayerNorm and gated add is then one kernel call per segment with that
+ * segment's vectors: no extra pass over the activations, and with one
+ * segment exactly the calls (and results) of the scalar path.
  *
  * The text (and image) context enters only through K_i, V_i (and Kimg_i,
  * Vimg_i): vd_dit_cond computes them once per prompt, so a step never
@@ -63,7 +74,15 @@ struct vd_dit_run {
     float *work;                    /* see work_floats() */
     float *rope;                    /* [L, head_dim] cos/sin table */
     int64_t rope_f, rope_h, rope_w;
-    float *sinus, *e, *e0, *tmp, *mod; /* [freq], [D], [6D], [D], [6D] */
+    /* time table: one row per distinct timestep of the pass (n_tv rows,
+     * room for cap_tv): tv [n], sinus [n, freq], e [n, D], tmp [n, D],
+     * e0 [n, 6D], mod [n, 6D] (a block's or the head's modulation) */
+    int64_t cap_tv, n_tv;
+    float *tv, *sinus, *e, *e0, *tmp, *mod;
+    /* tokens as runs of equal timestep: run s covers tokens
+     * [seg_start[s], seg_start[s + 1]) of each branch, time-table row seg_tv[s] */
+    int64_t cap_seg, n_seg;
+    int64_t *seg_start, *seg_tv;
     vd_dit_tap_fn tap;
     void *tap_user;
     double *prof;                   /* [VD_DIT_PROF_COUNT] or NULL */
@@ -423,6 +442,51 @@ size_t vd_dit_cond_bytes(const vd_dit *d, int64_t n_clip)
     return (size_t)(2 * (c->text_len + n_img) * c->dim * c->n_layers) * sizeof(float);
 }
 
+static void free_time(vd_dit_run *r)
+{
+    float **fs[] = { &r->tv, &r->sinus, &r->e, &r->e0, &r->tmp, &r->mod };
+    for (size_t k = 0; k < VD_ARRAY_SIZE(fs); k++) {
+        vd_free(*fs[k]);
+        *fs[k] = NULL;
+    }
+    r->cap_tv = 0;
+}
+
+/* Room for n distinct timesteps in the time table (contents not kept). */
+static int ensure_tv(vd_dit_run *r, int64_t n)
+{
+    if (n <= r->cap_tv)
+        return 0;
+    free_time(r);
+    const vd_dit_config *c = &r->d->cfg;
+    size_t D = (size_t)c->dim, un = (size_t)n * sizeof(float);
+    r->tv = vd_malloc(un);
+    r->sinus = vd_malloc(un * (size_t)c->freq_dim);
+    r->e = vd_malloc(un * D);
+    r->tmp = vd_malloc(un * D);
+    r->e0 = vd_malloc(un * 6 * D);
+    r->mod = vd_malloc(un * 6 * D);
+    if (!r->tv || !r->sinus || !r->e || !r->tmp || !r->e0 || !r->mod) {
+        free_time(r);
+        return VDIT_ERR_NOMEM;
+    }
+    r->cap_tv = n;
+    return 0;
+}
+
+/* Room for n runs of equal timestep (contents not kept). */
+static int ensure_seg(vd_dit_run *r, int64_t n)
+{
+    if (n <= r->cap_seg)
+        return 0;
+    vd_free(r->seg_start);
+    vd_free(r->seg_tv);
+    r->seg_start = vd_malloc((size_t)(n + 1) * sizeof(int64_t));
+    r->seg_tv = vd_malloc((size_t)n * sizeof(int64_t));
+    r->cap_seg = r->seg_start && r->seg_tv ? n : 0;
+    return r->cap_seg ? 0 : VDIT_ERR_NOMEM;
+}
+
 vd_dit_run *vd_dit_run_new(const vd_dit *d, vk_ctx *kc)
 {
     if (!d || !kc)
@@ -432,13 +496,7 @@ vd_dit_run *vd_dit_run_new(const vd_dit *d, vk_ctx *kc)
         return NULL;
     r->d = d;
     r->kc = kc;
-    const vd_dit_config *c = &d->cfg;
-    r->sinus = vd_malloc((size_t)c->freq_dim * sizeof(float));
-    r->e = vd_malloc((size_t)c->dim * sizeof(float));
-    r->tmp = vd_malloc((size_t)c->dim * sizeof(float));
-    r->e0 = vd_malloc((size_t)(6 * c->dim) * sizeof(float));
-    r->mod = vd_malloc((size_t)(6 * c->dim) * sizeof(float));
-    if (!r->sinus || !r->e || !r->tmp || !r->e0 || !r->mod)
+    if (ensure_tv(r, 1) || ensure_seg(r, 1))
         vd_dit_run_free(&r);
     return r;
 }
@@ -460,11 +518,9 @@ void vd_dit_run_free(vd_dit_run **pr)
         return;
     free_acts(r);
     vd_free(r->rope);
-    vd_free(r->sinus);
-    vd_free(r->e);
-    vd_free(r->tmp);
-    vd_free(r->e0);
-    vd_free(r->mod);
+    free_time(r);
+    vd_free(r->seg_start);
+    vd_free(r->seg_tv);
     vd_free(r);
     *pr = NULL;
 }
@@ -698,6 +754,177 @@ static void block_mod(const float *table, const float *e0, int64_t D, float *m)
     }
 }
 
+/* y = LN(x) * w + b over nb branches of Lb tokens stacked in x and y
+ * ([nb * Lb, D]), each token with the vectors of its timestep: w = mods +
+ * v * stride + w_off and b = mods + v * stride + b_off for its time-table
+ * row v. One LayerNorm call per run of equal timestep; one call in all when
+ * every token has the same (the scalar path). */
+static void norm_mod(vd_dit_run *r, const float *x, float *y, int nb, int64_t Lb,
+                     const float *mods, int64_t stride, int64_t w_off, int64_t b_off)
+{
+    vk_ctx *kc = r->kc;
+    const vd_dit_config *c = &r->d->cfg;
+    int64_t D = c->dim;
+    if (r->n_seg == 1) {
+        const float *m = mods + r->seg_tv[0] * stride;
+        kc->f->layernorm(kc, x, y, nb * Lb, D, m + w_off, m + b_off, c->eps);
+        return;
+    }
+    for (int bi = 0; bi < nb; bi++)
+        for (int64_t s = 0; s < r->n_seg; s++) {
+            const float *m = mods + r->seg_tv[s] * stride;
+            int64_t off = (bi * Lb + r->seg_start[s]) * D;
+            kc->f->layernorm(kc, x + off, y + off, r->seg_start[s + 1] - r->seg_start[s], D,
+                             m + w_off, m + b_off, c->eps);
+        }
+}
+
+/* x += y * gate per token (layout as norm_mod), gate = mods + v * stride +
+ * g_off for the token's time-table row v. */
+static void add_mod(vd_dit_run *r, float *x, const float *y, int nb, int64_t Lb,
+                    const float *mods, int64_t stride, int64_t g_off)
+{
+    vk_ctx *kc = r->kc;
+    int64_t D = r->d->cfg.dim;
+    if (r->n_seg == 1) {
+        kc->f->add_gated(kc, x, y, nb * Lb, D, mods + r->seg_tv[0] * stride + g_off);
+        return;
+    }
+    for (int bi = 0; bi < nb; bi++)
+        for (int64_t s = 0; s < r->n_seg; s++) {
+            int64_t off = (bi * Lb + r->seg_start[s]) * D;
+            kc->f->add_gated(kc, x + off, y + off, r->seg_start[s + 1] - r->seg_start[s], D,
+                             mods + r->seg_tv[s] * stride + g_off);
+        }
+}
+
+/* Every time-table row's block modulation (block_mod) into r->mod [n_tv, 6D]. */
+static void block_mods(vd_dit_run *r, const float *table)
+{
+    int64_t D = r->d->cfg.dim;
+    for (int64_t v = 0; v < r->n_tv; v++)
+        block_mod(table, r->e0 + v * 6 * D, D, r->mod + v * 6 * D);
+}
+
+static uint32_t fbits(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    return u;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The time table and the runs of one pass over L tokens: t_tok NULL, one
+ * row (t) and one run; else one row per distinct value of t_tok [L]
+ * (compared bit for bit, in increasing bit order) and its runs of equal
+ * values. */
+static int time_plan(vd_dit_run *r, float t, const float *t_tok, int64_t L)
+{
+    vd_log *lg = r->kc->log;
+    if (!t_tok) {
+        r->n_tv = r->n_seg = 1;
+        r->tv[0] = t;
+        r->seg_start[0] = 0;
+        r->seg_start[1] = L;
+        r->seg_tv[0] = 0;
+        return 0;
+    }
+    int64_t n_run = 1;
+    for (int64_t l = 0; l < L; l++) {
+        if (!isfinite(t_tok[l]))
+            return vd_err(lg, VDIT_ERR_INVALID_ARG, "the timestep of token %lld is not finite",
+                          (long long)l);
+        n_run += l && fbits(t_tok[l]) != fbits(t_tok[l - 1]);
+    }
+    if (ensure_seg(r, n_run))
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory for %lld timestep runs",
+                      (long long)n_run);
+    int64_t s = 0;
+    r->seg_start[0] = 0;
+    for (int64_t l = 1; l < L; l++)
+        if (fbits(t_tok[l]) != fbits(t_tok[l - 1]))
+            r->seg_start[++s] = l;
+    r->seg_start[n_run] = L;
+    r->n_seg = n_run;
+    /* the distinct values: the runs' values sorted, repeats dropped */
+    uint32_t *u = vd_malloc((size_t)n_run * sizeof(uint32_t));
+    if (!u)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    for (s = 0; s < n_run; s++)
+        u[s] = fbits(t_tok[r->seg_start[s]]);
+    int64_t n_tv = 1;
+    if (n_run > 1) {
+        qsort(u, (size_t)n_run, sizeof(uint32_t), cmp_u32);
+        for (s = 1; s < n_run; s++)
+            if (u[s] != u[n_tv - 1])
+                u[n_tv++] = u[s];
+    }
+    if (ensure_tv(r, n_tv)) {
+        vd_free(u);
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory for %lld distinct timesteps",
+                      (long long)n_tv);
+    }
+    r->n_tv = n_tv;
+    for (int64_t v = 0; v < n_tv; v++)
+        memcpy(&r->tv[v], &u[v], sizeof(float));
+    for (s = 0; s < n_run; s++) {
+        uint32_t key = fbits(t_tok[r->seg_start[s]]);
+        const uint32_t *hit = bsearch(&key, u, (size_t)n_tv, sizeof(uint32_t), cmp_u32);
+        r->seg_tv[s] = hit - u;
+    }
+    vd_free(u);
+    return 0;
+}
+
+/* A time-table tensor [n_tv, width] expanded to one row per token, to the tap. */
+static void tap_tok(vd_dit_run *r, const char *name, const float *tab, int64_t width, int64_t L)
+{
+    if (!r->tap)
+        return;
+    float *t = vd_malloc((size_t)(L * width) * sizeof(float));
+    if (!t)
+        return;
+    for (int64_t s = 0; s < r->n_seg; s++)
+        for (int64_t l = r->seg_start[s]; l < r->seg_start[s + 1]; l++)
+            memcpy(t + l * width, tab + r->seg_tv[s] * width, (size_t)width * sizeof(float));
+    tap(r, name, t, (size_t)(L * width));
+    vd_free(t);
+}
+
+/* The time MLPs on every row of the time table: sinus, e, e0. per_tok: the
+ * taps get one row per token (L), else the single row. */
+static void time_embed(vd_dit_run *r, int per_tok, int64_t L)
+{
+    const vd_dit *d = r->d;
+    const vd_dit_config *c = &d->cfg;
+    vk_ctx *kc = r->kc;
+    const vk_funcs *fn = kc->f;
+    int64_t D = c->dim, fq = c->freq_dim, n = r->n_tv;
+    for (int64_t v = 0; v < n; v++)
+        time_sinusoid(r->tv[v], fq, r->sinus + v * fq);
+    fn->linear(kc, &d->time0, r->sinus, n, r->tmp, VK_ACT_SILU);
+    fn->linear(kc, &d->time2, r->tmp, n, r->e, VK_ACT_NONE);
+    memcpy(r->tmp, r->e, (size_t)(n * D) * sizeof(float));
+    fn->act(kc, r->tmp, n * D, VK_ACT_SILU);
+    fn->linear(kc, &d->tproj, r->tmp, n, r->e0, VK_ACT_NONE);
+    if (!r->tap)
+        return;
+    if (per_tok) {
+        tap_tok(r, "inter/t_sinusoid", r->sinus, fq, L);
+        tap_tok(r, "inter/e", r->e, D, L);
+        tap_tok(r, "inter/e0", r->e0, 6 * D, L);
+    } else {
+        tap(r, "inter/t_sinusoid", r->sinus, (size_t)fq);
+        tap(r, "inter/e", r->e, (size_t)D);
+        tap(r, "inter/e0", r->e0, (size_t)(6 * D));
+    }
+}
+
 /* One block over nb branches of L tokens each, stacked in x ([nb * L, D]):
  * the row-wise work (norms, projections, FFN) on all rows at once, the
  * attention per branch (self-attention within it, cross-attention to its
@@ -713,10 +940,10 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cons
     float *x = r->x, *h = r->h, *y = r->y, *m = r->mod;
     float *q = r->work, *k = q + L * D, *v = k + L * D, *o = v + L * D;
 
-    block_mod(b->mod, r->e0, D, m);
+    block_mods(r, b->mod);
 
     /* self-attention */
-    f->layernorm(kc, x, h, L, D, m + D, m, c->eps);
+    norm_mod(r, x, h, nb, Lb, m, 6 * D, D, 0);
     mark(r, VD_DIT_PROF_ELEM);
     f->linear(kc, &b->sq, h, L, q, VK_ACT_NONE);
     f->linear(kc, &b->sk, h, L, k, VK_ACT_NONE);
@@ -739,7 +966,7 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cons
     mark(r, VD_DIT_PROF_ATTN);
     f->linear(kc, &b->so, o, L, y, VK_ACT_NONE);
     mark(r, VD_DIT_PROF_PROJ);
-    f->add_gated(kc, x, y, L, D, m + 2 * D);
+    add_mod(r, x, y, nb, Lb, m, 6 * D, 2 * D);
 
     /* cross-attention, K/V from the cond */
     if (b->norm3_w)
@@ -771,12 +998,12 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cons
     f->add_gated(kc, x, y, L, D, NULL);
 
     /* feed-forward; its hidden layer reuses the whole work area */
-    f->layernorm(kc, x, h, L, D, m + 4 * D, m + 3 * D, c->eps);
+    norm_mod(r, x, h, nb, Lb, m, 6 * D, 4 * D, 3 * D);
     mark(r, VD_DIT_PROF_ELEM);
     f->linear(kc, &b->ffn0, h, L, r->work, VK_ACT_GELU_TANH);
     f->linear(kc, &b->ffn2, r->work, L, y, VK_ACT_NONE);
     mark(r, VD_DIT_PROF_FFN);
-    f->add_gated(kc, x, y, L, D, m + 5 * D);
+    add_mod(r, x, y, nb, Lb, m, 6 * D, 5 * D);
     mark(r, VD_DIT_PROF_ELEM);
 }
 
@@ -935,13 +1162,16 @@ static void head(vd_dit_run *r, const float *xt, int64_t f, int64_t h, int64_t w
     const vd_dit_config *c = &d->cfg;
     vk_ctx *kc = r->kc;
     int64_t D = c->dim, pv = patch_vol(c);
-    /* modulation from e (not e0) */
-    float *m = r->mod;
-    for (int64_t j = 0; j < D; j++) {
-        m[j] = d->head_mod[j] + r->e[j];
-        m[D + j] = 1.0f + (d->head_mod[D + j] + r->e[j]);
+    /* modulation from e (not e0), per time-table row: [shift, 1 + scale] */
+    for (int64_t v = 0; v < r->n_tv; v++) {
+        float *m = r->mod + v * 2 * D;
+        const float *e = r->e + v * D;
+        for (int64_t j = 0; j < D; j++) {
+            m[j] = d->head_mod[j] + e[j];
+            m[D + j] = 1.0f + (d->head_mod[D + j] + e[j]);
+        }
     }
-    kc->f->layernorm(kc, xt, r->h, L, D, m + D, m, c->eps);
+    norm_mod(r, xt, r->h, 1, L, r->mod, 2 * D, D, 0);
     kc->f->linear(kc, &d->head, r->h, L, r->work, VK_ACT_NONE);
     tap(r, "inter/head_out", r->work, (size_t)(L * pv * c->out_dim));
     vd_dit_unpatchify(r->work, c->out_dim, f, h, w, c->patch, 1, out);
@@ -960,10 +1190,11 @@ static void blocks(vd_dit_run *r, const vd_dit_cond *const *conds, int nb, int64
     }
 }
 
-int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
-                         int64_t w, float t, int nb, const vd_dit_cond *const *conds,
-                         float *const *outs, size_t max_bytes, vd_dit_cache *cache,
-                         int may_skip, int *computed)
+int vd_dit_forward_batch_tok(vd_dit_run *r, const float *x, const float *y, int64_t f,
+                             int64_t h, int64_t w, float t, const float *t_tok, int nb,
+                             const vd_dit_cond *const *conds, float *const *outs,
+                             size_t max_bytes, vd_dit_cache *cache, int may_skip,
+                             int *computed)
 {
     if (!r)
         return VDIT_ERR_INVALID_ARG;
@@ -1016,19 +1247,12 @@ int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t 
         r->rope_h = gh;
         r->rope_w = gw;
     }
-    const vk_funcs *fn = kc->f;
     mark(r, -1);
 
-    /* time embedding */
-    time_sinusoid(t, c->freq_dim, r->sinus);
-    tap(r, "inter/t_sinusoid", r->sinus, (size_t)c->freq_dim);
-    fn->linear(kc, &d->time0, r->sinus, 1, r->tmp, VK_ACT_SILU);
-    fn->linear(kc, &d->time2, r->tmp, 1, r->e, VK_ACT_NONE);
-    tap(r, "inter/e", r->e, (size_t)D);
-    memcpy(r->tmp, r->e, (size_t)D * sizeof(float));
-    fn->act(kc, r->tmp, D, VK_ACT_SILU);
-    fn->linear(kc, &d->tproj, r->tmp, 1, r->e0, VK_ACT_NONE);
-    tap(r, "inter/e0", r->e0, (size_t)(6 * D));
+    /* time embedding: once per distinct timestep */
+    if ((ret = time_plan(r, t, t_tok, L)))
+        return ret;
+    time_embed(r, t_tok != NULL, L);
 
     /* patch embedding: x and y side by side on channels */
     if ((ret = embed(r, x, y, x_ch, y_ch, f, h, w, L, r->x)))
@@ -1039,8 +1263,8 @@ int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t 
     if (cache) {
         const float *in = r->x;
         if (cache->mode == VD_CACHE_TEA) { /* the first block's modulated input */
-            block_mod(d->blocks[0].mod, r->e0, D, r->mod);
-            fn->layernorm(kc, r->x, r->h, L, D, r->mod + D, r->mod, c->eps);
+            block_mods(r, d->blocks[0].mod);
+            norm_mod(r, r->x, r->h, 1, L, r->mod, 6 * D, D, 0);
             in = r->h;
         }
         skip = cache_decide(cache, in, may_skip);
@@ -1096,10 +1320,25 @@ int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t 
     return 0;
 }
 
+int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
+                         int64_t w, float t, int nb, const vd_dit_cond *const *conds,
+                         float *const *outs, size_t max_bytes, vd_dit_cache *cache,
+                         int may_skip, int *computed)
+{
+    return vd_dit_forward_batch_tok(r, x, y, f, h, w, t, NULL, nb, conds, outs, max_bytes, cache,
+                                    may_skip, computed);
+}
+
 int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
                    int64_t w, float t, const vd_dit_cond *cond, float *out)
 {
-    return vd_dit_forward_batch(r, x, y, f, h, w, t, 1, &cond, &out, 0, NULL, 0, NULL);
+    return vd_dit_forward_batch_tok(r, x, y, f, h, w, t, NULL, 1, &cond, &out, 0, NULL, 0, NULL);
+}
+
+int vd_dit_forward_tok(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
+                       int64_t w, float t, const float *t_tok, const vd_dit_cond *cond, float *out)
+{
+    return vd_dit_forward_batch_tok(r, x, y, f, h, w, t, t_tok, 1, &cond, &out, 0, NULL, 0, NULL);
 }
 
 double vd_dit_flops(const vd_dit_config *c, int64_t L)

@@ -1,5 +1,7 @@
 /*
- * Wan2.1 diffusion transformer (WanModel, t2v and i2v).
+ * Wan diffusion transformer (WanModel): Wan2.1 t2v and i2v, and Wan2.2
+ * TI2V-5B (model_type "ti2v": in_dim = out_dim = 48, no image branch, one
+ * timestep per token; see vd_dit_forward_tok).
  *
  * vd_dit      weights + configuration (read-only, shared). Configuration is
  *             read from tensor shapes; only text_len (512 for the released
@@ -42,8 +44,14 @@ int vd_dit_canonicalize(vd_ckpt *ck, vd_log *lg);
 
 /* `ck` must outlive the model (weights are used in place, in their stored
  * type). The head count is not visible in any tensor shape: vd_dit_load
- * assumes head_dim 128 (every released Wan2.1 model: 1.3B = 12 x 128,
- * 14B = 40 x 128); vd_dit_load_ex takes it (n_heads <= 0: the same default).
+ * assumes head_dim 128 (every released model: Wan2.1 1.3B = 12 x 128,
+ * 14B = 40 x 128, Wan2.2 TI2V-5B = 24 x 128); vd_dit_load_ex takes it
+ * (n_heads <= 0: the same default). Layouts (after vd_dit_canonicalize):
+ * the official release (single or sharded + index), the repackaged single
+ * files ("model.diffusion_model." prefix), diffusers; F32 / F16 / BF16 /
+ * F8_E4M3 (with or without scales). A Wan2.2 TI2V checkpoint loads as a
+ * text-to-video model with in_dim = out_dim = 48 (cfg->i2v = 0): it is the
+ * caller that hands it per-token timesteps (vd_dit_forward_tok).
  * Errors (VDIT_ERR_MISSING / VDIT_ERR_FORMAT / VDIT_ERR_NOMEM / VDIT_ERR_INVALID_ARG)
  * name the checkpoint file and the tensor. */
 int vd_dit_load(const vd_ckpt *ck, int64_t text_len, vd_log *lg, vd_dit **out);
@@ -102,6 +110,23 @@ void vd_dit_cond_free(vd_dit_cond **c);
 int vd_dit_forward(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
                    int64_t w, float t, const vd_dit_cond *cond, float *out);
 
+/* vd_dit_forward with one timestep per token (Wan2.2, model_type "ti2v":
+ * WanModel.forward with t of shape [1, seq_len]). t_tok: L = (F/pt)(H/ph)
+ * (W/pw) values, one per token in (f, h, w) raster order over the patch grid
+ * (the first (H/ph)(W/pw) tokens are latent frame 0: 0 there and t elsewhere
+ * in image-to-video); NULL: every token gets t (t is ignored otherwise).
+ * Each token's time embedding e, projection e0, block and head modulation
+ * come from its own timestep. The time MLPs run once per distinct value and
+ * the modulation is applied per run of equal values (one kernel call per
+ * run), so frame-wise constant timesteps cost what one timestep costs; when
+ * all values are equal the pass is the scalar one, bit for bit. Memory: 12
+ * x dim floats per distinct value. Non-finite values: VDIT_ERR_INVALID_ARG.
+ * Debug taps (per-token path): inter/t_sinusoid [L, freq_dim], inter/e
+ * [L, dim], inter/e0 [L, 6, dim] (the scalar path taps one row of each). */
+int vd_dit_forward_tok(vd_dit_run *r, const float *x, const float *y, int64_t f, int64_t h,
+                       int64_t w, float t, const float *t_tok, const vd_dit_cond *cond,
+                       float *out);
+
 /* Step cache: the residual the blocks add to the patch tokens (output
  * tokens minus input tokens, before the head), kept per guidance branch at
  * the last step computed, and reused instead of running the blocks while an
@@ -136,6 +161,14 @@ int vd_dit_forward_batch(vd_dit_run *r, const float *x, const float *y, int64_t 
                          int64_t w, float t, int nb, const vd_dit_cond *const *conds,
                          float *const *outs, size_t max_bytes, vd_dit_cache *cache,
                          int may_skip, int *computed);
+/* vd_dit_forward_batch with per-token timesteps t_tok (as vd_dit_forward_tok,
+ * the same for every branch; NULL: every token gets t). The step cache's TEA
+ * metric measures the first block's input modulated per token. */
+int vd_dit_forward_batch_tok(vd_dit_run *r, const float *x, const float *y, int64_t f,
+                             int64_t h, int64_t w, float t, const float *t_tok, int nb,
+                             const vd_dit_cond *const *conds, float *const *outs,
+                             size_t max_bytes, vd_dit_cache *cache, int may_skip,
+                             int *computed);
 
 /* Patch (un)packing, exposed for tests. Latent x: [c, f, h, w]; tokens in
  * (f, h, w) raster order over the patch grid. chan_last = 0: each token row is
