@@ -181,6 +181,11 @@ typedef struct vdit_model_info {
 /* Fills *out. Returns 0 or VDIT_ERR_INVALID_ARG. */
 VDIT_API int vdit_model_get_info(const vdit_model *m, vdit_model_info *out);
 
+/* The model's family, a short name ("wan2.1", "wan2.2-ti2v"), and one line
+ * describing it; "" for NULL. Static strings. */
+VDIT_API const char *vdit_model_family(const vdit_model *m);
+VDIT_API const char *vdit_model_family_title(const vdit_model *m);
+
 /* ---- context ----------------------------------------------------------- */
 
 typedef struct vdit_ctx vdit_ctx;
