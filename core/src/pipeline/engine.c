@@ -275,7 +275,36 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
             goto fail;
         if (!(lat0 = vd_malloc(sizeof(float) * (size_t)n)))
             goto nomem;
-        if ((ret = fam->vae_encode(m, c->kc, job->px, job->t, job->h, job->w, lat0)))
+        /* Without SDEdit only the fixed latent frames are read, and the VAE
+         * is causal: the pixel frames up to the last of them are enough (an
+         * image-to-video job encodes its one frame, not the whole timeline). */
+        int64_t jmax = lt - 1;
+        while (job->strength < 0 && jmax > 0 && !fixed[jmax])
+            jmax--;
+        if (jmax == lt - 1) {
+            ret = fam->vae_encode(m, c->kc, job->px, job->t, job->h, job->w, lat0);
+        } else {
+            int te = (int)(1 + tf * jmax);
+            size_t fs = (size_t)job->h * job->w;
+            float *sub = vd_malloc(sizeof(float) * 3 * (size_t)te * fs);
+            float *lsub = vd_malloc(sizeof(float) * (size_t)(ch * (jmax + 1) * hw));
+            if (!sub || !lsub) {
+                vd_free(sub);
+                vd_free(lsub);
+                goto nomem;
+            }
+            for (int cc = 0; cc < 3; cc++)
+                memcpy(sub + (size_t)cc * te * fs, job->px + (size_t)cc * job->t * fs,
+                       sizeof(float) * (size_t)te * fs);
+            ret = fam->vae_encode(m, c->kc, sub, te, job->h, job->w, lsub);
+            memset(lat0, 0, sizeof(float) * (size_t)n);
+            for (int64_t cc = 0; !ret && cc < ch; cc++)
+                memcpy(lat0 + cc * lt * hw, lsub + cc * (jmax + 1) * hw,
+                       sizeof(float) * (size_t)((jmax + 1) * hw));
+            vd_free(sub);
+            vd_free(lsub);
+        }
+        if (ret)
             goto fail;
         if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_VIDEO, 1, 1)))
             goto fail;

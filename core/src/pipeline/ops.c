@@ -57,6 +57,41 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
                        int n_gen, int pad_back, span b, float strength, uint64_t stream,
                        vdit_video *dst, int d0);
 
+/* Output size of image-to-video: the asked size; with none asked, the
+ * image's aspect at the family's image area (or the model's default area),
+ * sides multiples of the model's alignment (Wan2.2's best_output_size);
+ * with one side asked, the other from the aspect. */
+static int image_size(vdit_ctx *c, const vdit_video *im, int pw, int ph, int *w, int *h)
+{
+    const vdit_model *m = c->model;
+    if (pw > 0 && ph > 0) {
+        *w = pw;
+        *h = ph;
+    } else if (pw > 0 || ph > 0) {
+        double a = (double)im->width / im->height;
+        *w = pw > 0 ? pw : (int)VD_MAX(1, lround(ph * a));
+        *h = ph > 0 ? ph : (int)VD_MAX(1, lround(pw / a));
+    } else {
+        int64_t area = m->fam->image_area > 0 ? m->fam->image_area
+                                              : (int64_t)m->info.width * m->info.height;
+        if (vd_best_output_size(im->width, im->height, m->geom.align, area, w, h))
+            return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                          "image %dx%d: no output size of at most %lld pixels in its aspect "
+                          "(sides multiples of %d); give a width and height",
+                          im->width, im->height, (long long)area, m->geom.align);
+    }
+    return 0;
+}
+
+/* The image's first frame resized to cover w x h (scale max(w / iw, h / ih),
+ * sides rounded) and centre-cropped, as Wan2.2's image-to-video prepares it. */
+static vdit_video *fit_image(vdit_ctx *c, const vdit_video *im, int w, int h)
+{
+    double s = fmax((double)w / im->width, (double)h / im->height);
+    int rw = (int)VD_MAX(w, nearbyint(im->width * s)), rh = (int)VD_MAX(h, nearbyint(im->height * s));
+    return vd_video_resize_crop(im, 0, rw, rh, (rw - w) / 2, (rh - h) / 2, w, h);
+}
+
 /* Noise stream of a loop's closing window (windows of a long clip count up from 1). */
 #define VD_LOOP_STREAM 0x4c4f4f50u
 
@@ -72,6 +107,17 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     int nf = p && p->n_frames > 0 ? p->n_frames : in->n_frames;
     if (p && (p->width < 0 || p->height < 0 || p->n_frames < 0))
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "negative width, height or frame count");
+    const vdit_video *image = p ? p->image : NULL;
+    if (image) {
+        if ((ret = check_video(c, image, "image")))
+            return ret;
+        if (p->loop)
+            return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                          "an image and a loop together: make the clip from the image, then "
+                          "loop it with vdit_bridge");
+        if ((ret = image_size(c, image, p->width, p->height, &w, &h)))
+            return ret;
+    }
     if ((ret = check_size(c, w, h, nf)))
         return ret;
     int loop = p && p->loop;
@@ -118,9 +164,31 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
         job.t = tw;
         first = tw;
     }
-    float *px = NULL;
+    float *px = NULL, *clip = NULL;
+    uint8_t *known = NULL;
     int td = 0;
-    if ((ret = vd_run_job(c, &rp, &job, &px, &td)))
+    if (image) {
+        /* the image, fitted to the output, is the timeline's first frame */
+        vdit_video *fit = fit_image(c, image, w, h);
+        clip = fit ? vd_malloc(sizeof(float) * 3 * (size_t)job.t * job.h * job.w) : NULL;
+        known = calloc((size_t)job.t, 1);
+        if (!fit || !clip || !known) {
+            vdit_video_free(&fit);
+            vd_free(clip);
+            free(known);
+            return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+        }
+        for (int f = 0; f < job.t; f++)
+            vd_put_frame(fit, 0, clip, job.t, job.h, job.w, f);
+        vdit_video_free(&fit);
+        known[0] = 1;
+        job.px = clip;
+        job.known = known;
+    }
+    ret = vd_run_job(c, &rp, &job, &px, &td);
+    vd_free(clip);
+    free(known);
+    if (ret)
         return ret;
     vdit_video *v = vdit_video_new(w, h, nf);
     if (!v) {
