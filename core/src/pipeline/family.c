@@ -47,3 +47,12 @@ int vd_best_output_size(int iw, int ih, int align, int64_t area, int *ow, int *o
     }
     return 0;
 }
+
+void vd_image_fit(int iw, int ih, int ow, int oh, int *rw, int *rh, int *x0, int *y0)
+{
+    double s = fmax((double)ow / iw, (double)oh / ih);
+    *rw = (int)fmax(ow, nearbyint(iw * s));
+    *rh = (int)fmax(oh, nearbyint(ih * s));
+    *x0 = (*rw - ow) / 2;
+    *y0 = (*rh - oh) / 2;
+}

@@ -130,4 +130,10 @@ extern const vd_family *const vd_families[];
  * VDIT_ERR_INVALID_ARG when none fits. */
 int vd_best_output_size(int iw, int ih, int align, int64_t area, int *ow, int *oh);
 
+/* How an image of iw x ih becomes the first frame of an ow x oh clip (Wan2.2
+ * TI2V): resized to rw x rh = (round(iw s), round(ih s)) with s = max(ow / iw,
+ * oh / ih) (round half to even, as Python), then cropped at (x0, y0) =
+ * ((rw - ow) / 2, (rh - oh) / 2). */
+void vd_image_fit(int iw, int ih, int ow, int oh, int *rw, int *rh, int *x0, int *y0);
+
 #endif

@@ -87,9 +87,9 @@ static int image_size(vdit_ctx *c, const vdit_video *im, int pw, int ph, int *w,
  * sides rounded) and centre-cropped, as Wan2.2's image-to-video prepares it. */
 static vdit_video *fit_image(vdit_ctx *c, const vdit_video *im, int w, int h)
 {
-    double s = fmax((double)w / im->width, (double)h / im->height);
-    int rw = (int)VD_MAX(w, nearbyint(im->width * s)), rh = (int)VD_MAX(h, nearbyint(im->height * s));
-    return vd_video_resize_crop(im, 0, rw, rh, (rw - w) / 2, (rh - h) / 2, w, h);
+    int rw, rh, x0, y0;
+    vd_image_fit(im->width, im->height, w, h, &rw, &rh, &x0, &y0);
+    return vd_video_resize_crop(im, 0, rw, rh, x0, y0, w, h);
 }
 
 /* Noise stream of a loop's closing window (windows of a long clip count up from 1). */
