@@ -211,6 +211,149 @@ static void gather(float *dst, int64_t ld, const float *src, int64_t lt, int64_t
                    sizeof(float) * (size_t)hw);
 }
 
+/* The denoising loop (pipeline.h: vd_denoise). */
+int vd_denoise(vd_denoise_args *a)
+{
+    const vd_family *fam = a->fam;
+    const vd_run_params *rp = a->rp;
+    int64_t ch = a->g.z_dim, lt = a->lt, lh = a->lh, lw = a->lw, hw = lh * lw;
+    int64_t n = ch * lt * hw;
+    int steps = rp->steps, first = a->first, n_run = steps - first, ret = 0;
+    float *x = a->x, *vc = NULL, *vu = NULL, *xr = NULL, *t_tok = NULL;
+    const float *lat0 = a->lat0, *noise = a->noise;
+    const uint8_t *fixed = a->fixed;
+    const vd_cond *cond = a->cond, *uncond = a->uncond;
+    vd_sampler *s = NULL;
+    vd_step_cache *cache = NULL;
+    int64_t fwd = 0, fwd_total = 0;
+    int n_fixed = 0;
+    for (int64_t j = 0; fixed && j < lt; j++)
+        n_fixed += fixed[j] != 0;
+    /* A loop's DiT input has one more latent frame (see below). */
+    int64_t n1 = a->circular ? ch * (lt + 1) * hw : n;
+    if (n_run > 0) {
+        s = vd_sampler_new(rp->sampler, steps, rp->shift, n);
+        if (rp->cache != VDIT_CACHE_OFF &&
+            !(cache = fam->cache_new(rp->cache, rp->cache_threshold, rp->cache_max_skip)))
+            goto nomem;
+        vc = vd_malloc(sizeof(float) * (size_t)n1);
+        vu = vd_malloc(sizeof(float) * (size_t)n1);
+        xr = vd_malloc(sizeof(float) * (size_t)n1);
+        if (!s || !vc || !vu || !xr)
+            goto nomem;
+        vd_sampler_reset(s, first);
+        /* A family trained with per-token timesteps sees its given latent
+         * frames clean at timestep 0 (Wan2.2 TI2V's image frame). */
+        if (a->given_t0 && n_fixed) {
+            int pp = a->g.align / a->g.s_factor;
+            int64_t tpf = (lh / pp) * (lw / pp), lin = a->circular ? lt + 1 : lt;
+            if (!(t_tok = vd_malloc(sizeof(float) * (size_t)(tpf * lin))))
+                goto nomem;
+        }
+        if (a->strength >= 0 && a->strength < 1.0f && lat0) {
+            /* SDEdit (diffusers): the input noised to the first sigma run. */
+            float sg = vd_sampler_sigma(s, first);
+            for (int64_t k = 0; k < n; k++)
+                x[k] = (1.0f - sg) * lat0[k] + sg * noise[k];
+        } else {
+            memcpy(x, noise, sizeof(float) * (size_t)n);
+        }
+    } else {
+        memcpy(x, lat0 ? lat0 : noise, sizeof(float) * (size_t)n);
+    }
+
+    for (int i = first; i < steps; i++) {
+        if (a->ctx && (ret = vd_ctx_progress(a->ctx, VDIT_STAGE_DENOISE, i - first, n_run)))
+            goto done;
+        float sg = vd_sampler_sigma(s, i);
+        if (n_fixed)
+            renoise(x, lat0, noise, a->clean_context ? 0.0f : sg, ch, lt, hw, fixed);
+        if (a->tap)
+            a->tap(a->tap_user, i, "latents", x, n);
+        /* Loop: the time axis is rolled by a different offset r at every
+         * step so that every pair of neighbours across the wrap is denoised
+         * as adjacent frames, behind one sacrificial latent frame (the one
+         * before z_r) in the DiT's first slot, which stands for a single
+         * pixel frame in Wan; its velocity is dropped (docs/operations.md). */
+        int64_t r = a->circular ? (int64_t)i % lt : 0, lin = lt, nin = n;
+        const float *xin = x;
+        if (a->circular) {
+            lin = lt + 1;
+            nin = n1;
+            gather(xr, lin, x, lt, ch, hw, r - 1);
+            xin = xr;
+        }
+        float t = (float)vd_sampler_timestep(s, i);
+        if (t_tok) {
+            int pp = a->g.align / a->g.s_factor;
+            int64_t tpf = (lh / pp) * (lw / pp);
+            for (int64_t j = 0; j < lin; j++) {
+                /* slot j holds latent frame j, or in a loop (j - 1 + r) mod lt */
+                int64_t fj = a->circular ? ((j - 1 + r) % lt + lt) % lt : j;
+                for (int64_t k = 0; k < tpf; k++)
+                    t_tok[j * tpf + k] = fixed[fj] ? 0.0f : t;
+            }
+        }
+        /* both branches of guidance in one batched pass; steps in the cache's
+         * part of the run may reuse the residuals of the last one computed */
+        int si = i - first, guided = uncond && si < (int)ceilf(rp->guidance_end * (float)n_run);
+        int may_skip = si >= (int)(rp->cache_start * (float)n_run) &&
+                       si < (int)ceilf(rp->cache_end * (float)n_run);
+        const vd_cond *conds[2] = { cond, uncond };
+        float *vouts[2] = { vc, vu };
+        int computed = 1, nb = guided ? 2 : 1;
+        vd_forward_args fa = { xin, lin, lh, lw, t, t_tok, nb, conds, vouts, cache, may_skip,
+                               &computed };
+        if ((ret = fam->forward(a->run, &fa)))
+            goto done;
+        fwd_total += nb;
+        fwd += computed ? nb : 0;
+        if (a->tap) {
+            a->tap(a->tap_user, i, "noise_pred_cond", vc, nin);
+            if (guided)
+                a->tap(a->tap_user, i, "noise_pred_uncond", vu, nin);
+        }
+        if (guided) {
+            float gs = rp->guidance;
+            for (int64_t k = 0; k < nin; k++)
+                vc[k] = vu[k] + gs * (vc[k] - vu[k]);
+        }
+        if (a->tap)
+            a->tap(a->tap_user, i, "noise_pred_guided", vc, nin);
+        if (a->circular) {
+            /* velocity of z_((j - 1 + r) mod L) is in slot j >= 1 */
+            for (int64_t cc = 0; cc < ch; cc++)
+                for (int64_t j = 1; j < lin; j++)
+                    memcpy(xr + (cc * lt + (j - 1 + r) % lt) * hw, vc + (cc * lin + j) * hw,
+                           sizeof(float) * (size_t)hw);
+            memcpy(vc, xr, sizeof(float) * (size_t)n);
+        }
+        if ((ret = vd_sampler_step(s, i, vc, x)))
+            goto done;
+        if (a->tap)
+            a->tap(a->tap_user, i, "step_out", x, n);
+    }
+    if (n_run > 0 && a->ctx &&
+        (ret = vd_ctx_progress(a->ctx, VDIT_STAGE_DENOISE, n_run, n_run)))
+        goto done;
+    if (n_fixed)
+        renoise(x, lat0, noise, 0.0f, ch, lt, hw, fixed);
+    a->forwards = fwd;
+    a->forwards_total = fwd_total;
+    goto done;
+nomem:
+    ret = VDIT_ERR_NOMEM;
+done:
+    vd_free(vc);
+    vd_free(vu);
+    vd_free(xr);
+    vd_free(t_tok);
+    vd_sampler_free(&s);
+    if (cache)
+        fam->cache_free(&cache);
+    return ret;
+}
+
 int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out)
 {
     vdit_model *m = c->model;
@@ -226,13 +369,9 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     int64_t n = ch * lt * hw;
     int steps = rp->steps, first = 0;
     int ret = 0;
-    float *x = NULL, *noise = NULL, *lat0 = NULL, *vc = NULL, *vu = NULL, *xr = NULL,
-          *dec_in = NULL, *px = NULL, *t_tok = NULL;
+    float *x = NULL, *noise = NULL, *lat0 = NULL, *dec_in = NULL, *px = NULL;
     uint8_t *fixed = NULL;
-    vd_sampler *s = NULL;
-    vd_step_cache *cache = NULL;
     const vd_cond *cond = NULL, *uncond = NULL;
-    int64_t fwd = 0, fwd_total = 0;
     *out = NULL;
     if ((ret = vd_model_check_files(m, &c->log)))
         return ret;
@@ -310,107 +449,20 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
             goto fail;
     }
     vd_noise_fill(rp->seed, job->stream, noise, n);
-
-    /* A loop's DiT input has one more latent frame (see below). */
-    int64_t n1 = job->circular ? ch * (lt + 1) * hw : n;
-    if (n_run > 0) {
-        s = vd_sampler_new(rp->sampler, steps, rp->shift, n);
-        if (rp->cache != VDIT_CACHE_OFF &&
-            !(cache = fam->cache_new(rp->cache, rp->cache_threshold, rp->cache_max_skip)))
-            goto nomem;
-        vc = vd_malloc(sizeof(float) * (size_t)n1);
-        vu = vd_malloc(sizeof(float) * (size_t)n1);
-        xr = vd_malloc(sizeof(float) * (size_t)n1);
-        if (!s || !vc || !vu || !xr)
-            goto nomem;
-        vd_sampler_reset(s, first);
-        /* A family trained with per-token timesteps sees its given latent
-         * frames clean at timestep 0 (Wan2.2 TI2V's image frame). */
-        if (m->given_t0 && n_fixed) {
-            int pp = g.align / g.s_factor;
-            int64_t tpf = (lh / pp) * (lw / pp), lin = job->circular ? lt + 1 : lt;
-            if (!(t_tok = vd_malloc(sizeof(float) * (size_t)(tpf * lin))))
-                goto nomem;
-        }
-        if (job->strength >= 0 && job->strength < 1.0f && lat0) {
-            /* SDEdit (diffusers): the input noised to the first sigma run. */
-            float sg = vd_sampler_sigma(s, first);
-            for (int64_t k = 0; k < n; k++)
-                x[k] = (1.0f - sg) * lat0[k] + sg * noise[k];
-        } else {
-            memcpy(x, noise, sizeof(float) * (size_t)n);
-        }
-    } else {
-        memcpy(x, lat0 ? lat0 : noise, sizeof(float) * (size_t)n);
-    }
-
-    for (int i = first; i < steps; i++) {
-        if ((ret = vd_ctx_progress(c, VDIT_STAGE_DENOISE, i - first, n_run)))
-            goto fail;
-        float sg = vd_sampler_sigma(s, i);
-        if (n_fixed)
-            renoise(x, lat0, noise, m->clean_context ? 0.0f : sg, ch, lt, hw, fixed);
-        /* Loop: the time axis is rolled by a different offset r at every
-         * step so that every pair of neighbours across the wrap is denoised
-         * as adjacent frames, behind one sacrificial latent frame (the one
-         * before z_r) in the DiT's first slot, which stands for a single
-         * pixel frame in Wan; its velocity is dropped (docs/operations.md). */
-        int64_t r = job->circular ? (int64_t)i % lt : 0, lin = lt, nin = n;
-        const float *xin = x;
-        if (job->circular) {
-            lin = lt + 1;
-            nin = n1;
-            gather(xr, lin, x, lt, ch, hw, r - 1);
-            xin = xr;
-        }
-        float t = (float)vd_sampler_timestep(s, i);
-        if (t_tok) {
-            int pp = g.align / g.s_factor;
-            int64_t tpf = (lh / pp) * (lw / pp);
-            for (int64_t j = 0; j < lin; j++) {
-                /* slot j holds latent frame j, or in a loop (j - 1 + r) mod lt */
-                int64_t fj = job->circular ? ((j - 1 + r) % lt + lt) % lt : j;
-                for (int64_t k = 0; k < tpf; k++)
-                    t_tok[j * tpf + k] = fixed[fj] ? 0.0f : t;
-            }
-        }
-        /* both branches of guidance in one batched pass; steps in the cache's
-         * part of the run may reuse the residuals of the last one computed */
-        int si = i - first, guided = uncond && si < (int)ceilf(rp->guidance_end * (float)n_run);
-        int may_skip = si >= (int)(rp->cache_start * (float)n_run) &&
-                       si < (int)ceilf(rp->cache_end * (float)n_run);
-        const vd_cond *conds[2] = { cond, uncond };
-        float *vouts[2] = { vc, vu };
-        int computed = 1, nb = guided ? 2 : 1;
-        vd_forward_args fa = { xin, lin, lh, lw, t, t_tok, nb, conds, vouts, cache, may_skip,
-                               &computed };
-        if ((ret = fam->forward(c->run, &fa)))
-            goto fail;
-        fwd_total += nb;
-        fwd += computed ? nb : 0;
-        if (guided) {
-            float gs = rp->guidance;
-            for (int64_t k = 0; k < nin; k++)
-                vc[k] = vu[k] + gs * (vc[k] - vu[k]);
-        }
-        if (job->circular) {
-            /* velocity of z_((j - 1 + r) mod L) is in slot j >= 1 */
-            for (int64_t cc = 0; cc < ch; cc++)
-                for (int64_t j = 1; j < lin; j++)
-                    memcpy(xr + (cc * lt + (j - 1 + r) % lt) * hw, vc + (cc * lin + j) * hw,
-                           sizeof(float) * (size_t)hw);
-            memcpy(vc, xr, sizeof(float) * (size_t)n);
-        }
-        if ((ret = vd_sampler_step(s, i, vc, x)))
-            goto fail;
-    }
-    if (n_run > 0 && (ret = vd_ctx_progress(c, VDIT_STAGE_DENOISE, n_run, n_run)))
+    vd_denoise_args da = { fam, c->run, g, cond, uncond, rp, first, job->strength, lt, lh, lw,
+                           x, lat0, noise, fixed, m->clean_context, m->given_t0,
+                           job->circular, c, NULL, NULL, 0, 0 };
+    ret = vd_denoise(&da);
+    if (ret == VDIT_ERR_NOMEM)
+        goto nomem;
+    if (ret)
         goto fail;
-    c->stats.forwards += fwd;
-    c->stats.forwards_total += fwd_total;
+    c->stats.forwards += da.forwards;
+    c->stats.forwards_total += da.forwards_total;
     if (n_run > 0)
         vd_logf(&c->log, VDIT_LOG_INFO, "denoise: %lld of %lld DiT forwards computed%s",
-                (long long)fwd, (long long)fwd_total, cache ? " (step cache on)" : "");
+                (long long)da.forwards, (long long)da.forwards_total,
+                rp->cache != VDIT_CACHE_OFF ? " (step cache on)" : "");
     if (n_fixed)
         renoise(x, lat0, noise, 0.0f, ch, lt, hw, fixed);
 
@@ -465,16 +517,9 @@ done:
     vd_free(x);
     vd_free(noise);
     vd_free(lat0);
-    vd_free(vc);
-    vd_free(vu);
-    vd_free(xr);
     vd_free(dec_in);
     vd_free(px);
     free(fixed);
-    vd_sampler_free(&s);
-    vd_free(t_tok);
-    if (cache)
-        fam->cache_free(&cache);
     return ret;
 }
 

@@ -116,6 +116,36 @@ typedef struct vd_job {
  * load (vd_ckpt_check): checked before anything reads the weights. */
 int vd_model_check_files(const vdit_model *m, vd_log *lg);
 
+/* The denoising loop on its own (vd_run_job's core; conformance runs it
+ * with its own parts): from noise (or SDEdit from lat0 at `strength` in
+ * [0, 1)), steps first .. rp->steps - 1 of the sampler, guidance when
+ * uncond, fixed latent frames held from lat0 (re-noised to each step's
+ * sigma, or clean; given_t0: their tokens at timestep 0), the time axis
+ * circular for a loop. x [z, lt, lh, lw] receives the result. ctx (may be
+ * NULL) gets progress and cancellation; tap (may be NULL) sees, at every
+ * step i, "latents" (the denoiser's input), "noise_pred_cond",
+ * "noise_pred_uncond", "noise_pred_guided" and "step_out" (the sampler's
+ * output before given frames are put back). VDIT_ERR_NOMEM has no message. */
+typedef struct vd_denoise_args {
+    const vd_family *fam;
+    vd_run *run;
+    vd_geom g;
+    const vd_cond *cond, *uncond;
+    const vd_run_params *rp;
+    int first;
+    float strength;
+    int64_t lt, lh, lw;
+    float *x;
+    const float *lat0, *noise;
+    const uint8_t *fixed;
+    int clean_context, given_t0, circular;
+    vdit_ctx *ctx;
+    void (*tap)(void *user, int step, const char *what, const float *data, int64_t n);
+    void *tap_user;
+    int64_t forwards, forwards_total; /* out: DiT forwards computed / asked */
+} vd_denoise_args;
+int vd_denoise(vd_denoise_args *a);
+
 /* Runs a job; *out receives the decoded timeline [3, T', H, W] (vd_free).
  * For circular jobs T' = 4 * latent frames, else T. */
 int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out);
