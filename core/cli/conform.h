@@ -44,6 +44,7 @@ int conform_umt5(conform_ctx *c);
 int conform_sampler(conform_ctx *c);
 int conform_t2v_loop(conform_ctx *c);
 int conform_ti2v_geometry(conform_ctx *c);
+int conform_ti2v_loop(conform_ctx *c);
 
 int cmd_conform(int argc, char **argv);
 

@@ -293,6 +293,8 @@ int vd_denoise(vd_denoise_args *a)
                 for (int64_t k = 0; k < tpf; k++)
                     t_tok[j * tpf + k] = fixed[fj] ? 0.0f : t;
             }
+            if (a->tap)
+                a->tap(a->tap_user, i, "t_tokens", t_tok, tpf * lin);
         }
         /* both branches of guidance in one batched pass; steps in the cache's
          * part of the run may reuse the residuals of the last one computed */

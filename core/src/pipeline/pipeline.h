@@ -124,8 +124,9 @@ int vd_model_check_files(const vdit_model *m, vd_log *lg);
  * circular for a loop. x [z, lt, lh, lw] receives the result. ctx (may be
  * NULL) gets progress and cancellation; tap (may be NULL) sees, at every
  * step i, "latents" (the denoiser's input), "noise_pred_cond",
- * "noise_pred_uncond", "noise_pred_guided" and "step_out" (the sampler's
- * output before given frames are put back). VDIT_ERR_NOMEM has no message. */
+ * "noise_pred_uncond", "noise_pred_guided", "step_out" (the sampler's
+ * output before given frames are put back) and, with per-token timesteps,
+ * "t_tokens". VDIT_ERR_NOMEM has no message. */
 typedef struct vd_denoise_args {
     const vd_family *fam;
     vd_run *run;
