@@ -103,6 +103,8 @@ static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, in
         { "wan.utils.fm_solvers", conform_sampler, 1e-4, 3e-5, 3e-2 },
         { "wan.text2video.WanT2V.generate", conform_t2v_loop, 3e-4, 1e-4, 5e-2 },
         { "wan.textimage2video.WanTI2V.t2v", conform_ti2v_t2v_loop, 3e-4, 1e-4, 5e-2 },
+        { "wan.textimage2video.WanTI2V.generate (size", conform_ti2v_geometry, 0, 0, 0 },
+        { "wan.textimage2video.WanTI2V.i2v", conform_ti2v_loop, 3e-4, 1e-4, 5e-2 },
     };
     conform_ctx c;
     memset(&c, 0, sizeof(c));

@@ -28,6 +28,7 @@ enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 
 typedef struct opts {
     const char *prompt, *negative, *input, *input2, *output, *model, *expand, *expand_model;
+    const char *image;
     int width, height, frames, steps, sampler, threads, frames_new, backward, window, quiet;
     int precision, cache, cache_max_skip;
     double fps, guidance, shift, strength, cache_threshold, cache_start, cache_end, guidance_end;
@@ -40,7 +41,7 @@ static const char *const op_names[] = { "generate", "edit", "extend", "loop", "b
 static void usage(enum op op, FILE *o)
 {
     static const char *const what[] = {
-        "Text to video (or an image with --frames 1).",
+        "Text to video (or an image with --frames 1); with --image, image to video.",
         "Video to video by SDEdit: the input is noised to the level --strength selects and\n"
         "denoised under the prompt (0 keeps it, through the VAE; 1 ignores it).",
         "Extends --input by --frames-new frames after its end (or before its start with\n"
@@ -57,8 +58,13 @@ static void usage(enum op op, FILE *o)
     if (op == OP_BRIDGE)
         fprintf(o, "  --input2 FILE          the clip to lead into\n");
     fprintf(o, "  --output FILE          result; the extension picks the format (.y4m .mp4 .png)\n");
+    if (op == OP_GENERATE)
+        fprintf(o, "  --image FILE           image-to-video: the clip starts from this image (png,\n"
+                   "                         jpg, y4m...: its first frame), resized to cover the\n"
+                   "                         size and centre-cropped; with no size given the\n"
+                   "                         output keeps its aspect at the model's area\n");
     if (op == OP_GENERATE || op == OP_LOOP)
-        fprintf(o, "  --width N, --height N  frame size (default: the model's, 832x480); any size\n"
+        fprintf(o, "  --width N, --height N  frame size (default: the model's, e.g. 832x480); any size\n"
                    "  --frames N             frame count (default: the model's, 81)%s\n",
                 op == OP_LOOP ? "; rounded up to a multiple of 4\n"
                                 "                         (not from 8 on for a model with \"loop_turns\": 0)"
@@ -186,6 +192,8 @@ static int parse(enum op op, int argc, char **argv, opts *o)
             o->negative = val;
         else if (!strcmp(name, "--input") && op != OP_GENERATE && op != OP_LOOP)
             o->input = val;
+        else if (!strcmp(name, "--image") && op == OP_GENERATE)
+            o->image = val;
         else if (!strcmp(name, "--input2") && op == OP_BRIDGE)
             o->input2 = val;
         else if (!strcmp(name, "--output"))
@@ -445,6 +453,8 @@ static int run(enum op op, int argc, char **argv)
         goto done;
     if (o.input2 && read_video(op, o.input2, &in2, &fps2))
         goto done;
+    if (o.image && read_video(op, o.image, &in, &fps))
+        goto done;
     int n_out = op == OP_GENERATE ? o.frames
                 : op == OP_LOOP   ? (o.frames > 4 ? o.frames : 4)
                 : op == OP_EDIT   ? in->n_frames
@@ -517,6 +527,8 @@ static int run(enum op op, int argc, char **argv)
     gp.cache_end = (float)o.cache_end;
     gp.cache_max_skip = o.cache_max_skip;
     gp.guidance_end = (float)o.guidance_end;
+    if (op == OP_GENERATE)
+        gp.image = in;
     if (o.have_seed) {
         gp.seed = o.seed;
     } else {
@@ -530,7 +542,7 @@ static int run(enum op op, int argc, char **argv)
     }
     /* A single image has no frame rate (the reader says 25 for it): video
      * made from one, image-to-video, runs at the model's rate. */
-    if (in && in->n_frames < 2)
+    if (in && (in->n_frames < 2 || op == OP_GENERATE))
         fps = 0;
     double ofps = o.fps > 0 ? o.fps : fps > 0 ? fps : info.fps;
     char err[512];

@@ -5,6 +5,7 @@
  * local to this file: the models own their real loading rules. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,8 +129,12 @@ static int wan_dit(const vd_ckpt *c)
     int64_t out_dim = head_out > 0 && patch > 0 ? head_out / patch : -1;
     const char *size = dim == 1536 && layers == 30 ? " 1.3B" : dim == 5120 && layers == 40 ? " 14B"
                                                                                           : "";
-    printf("architecture: Wan2.1 DiT%s (%s), %s key names\n", size, i2v ? "i2v" : "t2v",
-           diffusers ? "diffusers" : "original");
+    int ti2v = !i2v && in_dim == 48 && (out_dim == 48 || out_dim < 0);
+    if (ti2v)
+        size = dim == 3072 && layers == 30 ? " 5B" : "";
+    printf("architecture: %s DiT%s (%s), %s key names; family %s\n", ti2v ? "Wan2.2" : "Wan2.1",
+           size, ti2v ? "ti2v" : i2v ? "i2v" : "t2v", diffusers ? "diffusers" : "original",
+           ti2v ? "wan2.2-ti2v" : i2v ? "wan2.1 (i2v: not run by vdit)" : "wan2.1");
     show_prefix(p);
     printf("  dim %" PRId64 ", layers %d, ffn %" PRId64 ", in_dim %" PRId64 ", out_dim %" PRId64
            ", text_dim %" PRId64 ", freq_dim %" PRId64,
@@ -176,7 +181,9 @@ static int wan_vae(const vd_ckpt *c)
         down = count_numbered(c, p, "encoder.down_blocks.");
         up = count_numbered(c, p, "decoder.up_blocks.");
     }
-    printf("architecture: Wan2.1 VAE, %s key names\n", diffusers ? "diffusers" : "original");
+    int v22 = z_dim == 48;
+    printf("architecture: %s VAE, %s key names; family %s\n", v22 ? "Wan2.2" : "Wan2.1",
+           diffusers ? "diffusers" : "original", v22 ? "wan2.2-ti2v" : "wan2.1");
     show_prefix(p);
     printf("  base dim %" PRId64 ", z_dim %" PRId64 ", encoder %s (%d downsample modules), decoder %s "
            "(%d upsample modules)\n",
@@ -257,6 +264,27 @@ int cmd_info(int argc, char **argv)
     if (!path) {
         usage(stderr);
         return 2;
+    }
+    struct stat st;
+    if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+        /* a model folder: what vdit makes of it as a whole */
+        vdit_model_params mp;
+        vdit_model_params_default(&mp);
+        mp.precision = VDIT_PRECISION_FP32;
+        vdit_model *m = NULL;
+        if (!vdit_model_load(path, &mp, &m)) {
+            vdit_model_info mi;
+            vdit_model_get_info(m, &mi);
+            printf("model: %s\nfamily: %s (%s)\n", path, vdit_model_family(m),
+                   vdit_model_family_title(m));
+            printf("defaults: %dx%d, %d frames at %g fps, %d steps, guidance %g, shift %g; "
+                   "sizes in multiples of %d\n", mi.width, mi.height, mi.n_frames,
+                   (double)mi.fps, mi.steps, (double)mi.guidance, (double)mi.shift,
+                   mi.spatial_align);
+            vdit_model_free(&m);
+        } else {
+            printf("model: %s: %s\n", path, mp.error);
+        }
     }
     vd_log lg = { 0 };
     vd_ckpt *c = NULL;

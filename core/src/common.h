@@ -61,4 +61,10 @@ static inline int vd_mul_ok(size_t a, size_t b, size_t *out)
     return !__builtin_mul_overflow(a, b, out);
 }
 
+/* Frame `frame` of v resized to rw x rh (Lanczos-3 as PIL's LANCZOS) and
+ * cropped to ow x oh at (x0, y0): a new one-frame clip, or NULL (bad
+ * arguments, out of memory). Only the kept pixels are computed. */
+vdit_video *vd_video_resize_crop(const vdit_video *v, int frame, int rw, int rh, int x0, int y0,
+                                 int ow, int oh);
+
 #endif

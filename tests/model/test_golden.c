@@ -24,6 +24,7 @@
 #include "ckpt.h"
 #include "json.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/wan/wan.h"
 
 static float *input_f32(const vd_ckpt *ck, const char *name, const vt_tensor **tp)
 {
@@ -148,7 +149,7 @@ int main(int argc, char **argv)
         int64_t tlen = vt_nelem(tid);
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)tlen);
         int bad = -1;
-        if (ids && vd_tok_encode_padded(m->tok, prompt, (int)tlen, ids) >= 0)
+        if (ids && vd_tok_encode_padded(vd_wan_parts_of(m)->tok, prompt, (int)tlen, ids) >= 0)
             for (int64_t i = 0; i < tlen && bad < 0; i++)
                 if (ids[i] != ((const int64_t *)tid->data)[i])
                     bad = (int)i;
@@ -158,7 +159,7 @@ int main(int argc, char **argv)
 
     /* text embedding: the context's cache entry for the prompt */
     vd_ctx_begin(c);
-    const vd_dit_cond *cond = NULL, *uncond = NULL;
+    const vd_cond *cond = NULL, *uncond = NULL;
     T_CHECK(vd_ctx_cond(c, 0, prompt, &cond) == 0 && vd_ctx_cond(c, 1, neg, &uncond) == 0,
             "text: %s", vdit_ctx_last_error(c));
     if (!cond || !uncond)
@@ -189,9 +190,9 @@ int main(int argc, char **argv)
     double worst = 0;
     for (int i = 0; i < steps; i++) {
         float t = (float)vd_sampler_timestep(smp, i);
-        int ret = vd_dit_forward(c->run, x, NULL, lt, lh, lw, t, cond, vc);
+        int ret = vd_dit_forward(vd_wan_dit_run(c->run), x, NULL, lt, lh, lw, t, vd_wan_dit_cond(cond), vc);
         if (!ret)
-            ret = vd_dit_forward(c->run, x, NULL, lt, lh, lw, t, uncond, vu);
+            ret = vd_dit_forward(vd_wan_dit_run(c->run), x, NULL, lt, lh, lw, t, vd_wan_dit_cond(uncond), vu);
         T_CHECK(ret == 0, "DiT step %d: %s", i, vdit_ctx_last_error(c));
         if (ret)
             goto done;
@@ -212,7 +213,7 @@ int main(int argc, char **argv)
     T_CHECK(px != NULL, "out of memory");
     if (!px)
         goto done;
-    int ret = vd_vae_decode(m->vae, c->kc, x, (int)lt, (int)lh, (int)lw, px);
+    int ret = vd_vae_decode(vd_wan_parts_of(m)->vae, c->kc, x, (int)lt, (int)lh, (int)lw, px);
     T_CHECK(ret == 0 && td->shape[0] == 3 && td->shape[2] == 8 * lh && td->shape[3] == 8 * lw,
             "decode: %s", vdit_ctx_last_error(c));
     if (ret)

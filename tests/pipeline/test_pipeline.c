@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "pipeline/pipeline.h"
+#include "pipeline/wan/wan.h"
 #include "clips.h"
 #include "t.h"
 #include "vdit/vdit.h"
@@ -790,7 +791,7 @@ static void loop_decode_case(int turns, int hist)
 {
     const int w = 30, h = 22, pw = 32, ph = 32, p = 2, n = 8, f0 = 1;
     vdit_video *v = pattern(w, h, n + 2, 5), *ref = pattern(w, h, n + 2, 5);
-    int64_t ch = model->z_dim, hw = (ph / 8) * (pw / 8), lt = 1 + turns * p;
+    int64_t ch = model->geom.z_dim, hw = (ph / 8) * (pw / 8), lt = 1 + turns * p;
     int te = 1 + turns * n, ld = hist ? hist + p : (int)lt, td = 1 + 4 * (ld - 1);
     float *px = malloc(sizeof(float) * 3 * (size_t)te * ph * pw);
     float *lat = malloc(sizeof(float) * (size_t)(ch * hw * lt));
@@ -803,13 +804,13 @@ static void loop_decode_case(int turns, int hist)
             "loop decode (%d turns, history %d): %s", turns, hist, vdit_ctx_last_error(ctx));
     for (int i = 0; i < te; i++)
         vd_put_frame(ref, f0 + (i == 0 ? n - 1 : (i - 1) % n), px, te, ph, pw, i);
-    T_CHECK(vd_vae_encode(model->vae, ctx->kc, px, te, ph, pw, lat, NULL) == 0, "encode");
+    T_CHECK(vd_vae_encode(vd_wan_parts_of(model)->vae, ctx->kc, px, te, ph, pw, lat, NULL) == 0, "encode");
     for (int64_t c = 0; c < ch; c++)
         for (int j = 0; j < ld; j++) {
             int64_t src = hist ? lt - p + ((j - hist) % p + p) % p : j;
             memcpy(zin + (c * ld + j) * hw, lat + (c * lt + src) * hw, sizeof(float) * (size_t)hw);
         }
-    T_CHECK(vd_vae_decode(model->vae, ctx->kc, zin, ld, ph / 8, pw / 8, out) == 0, "decode");
+    T_CHECK(vd_vae_decode(vd_wan_parts_of(model)->vae, ctx->kc, zin, ld, ph / 8, pw / 8, out) == 0, "decode");
     for (int f = 0; f < n; f++)
         vd_get_frame(out, td, ph, pw, td - n + f, ref, f0 + f);
     int maxd = 0;
@@ -1044,7 +1045,7 @@ static void test_layouts(const char *tiny)
  * same file. */
 static void test_vae_detached(const char *dir)
 {
-    T_CHECK(!model->ck_vae, "after load: the VAE checkpoint is still held");
+    T_CHECK(!vd_wan_parts_of(model)->ck_vae, "after load: the VAE checkpoint is still held");
     vdit_gen_params p = base();
     p.width = 32;
     p.height = 24;
@@ -1061,14 +1062,14 @@ static void test_vae_detached(const char *dir)
     int r = !kc || vd_ckpt_open(path, &lg, &ck) || vd_vae_canonicalize(ck, &lg) ||
             vd_vae_load(ck, &lg, &v);
     T_CHECK(!r, "load %s: %s", path, lg.msg);
-    int z = vd_vae_get_config(model->vae)->z_dim, tl = 2, h = 3, w = 4;
+    int z = vd_vae_get_config(vd_wan_parts_of(model)->vae)->z_dim, tl = 2, h = 3, w = 4;
     size_t nz = (size_t)z * tl * h * w, nv = (size_t)3 * 5 * 8 * h * 8 * w;
     float *lat = malloc(nz * sizeof(float)), *lb = malloc(nz * sizeof(float)),
           *a = malloc(nv * sizeof(float)), *b = malloc(nv * sizeof(float));
     if (!r && lat && lb && a && b) {
         for (size_t i = 0; i < nz; i++)
             lat[i] = (float)((int)((i * 37) % 23) - 11) / 8.0f;
-        T_CHECK(vd_vae_decode(model->vae, kc, lat, tl, h, w, a) == 0 &&
+        T_CHECK(vd_vae_decode(vd_wan_parts_of(model)->vae, kc, lat, tl, h, w, a) == 0 &&
                     vd_vae_decode(v, kc, lat, tl, h, w, b) == 0,
                 "decode: %s", lg.msg);
         T_CHECK(!memcmp(a, b, nv * sizeof(float)), "the detached decoder decodes differently");
@@ -1079,7 +1080,7 @@ static void test_vae_detached(const char *dir)
         T_CHECK(vdit_edit(ctx, &p, in, &out) == 0 && out, "edit: %s", vdit_ctx_last_error(ctx));
         vdit_video_free(&out);
         vdit_video_free(&in);
-        T_CHECK(vd_vae_encode(model->vae, kc, b, 5, 8 * h, 8 * w, lat, NULL) == 0 &&
+        T_CHECK(vd_vae_encode(vd_wan_parts_of(model)->vae, kc, b, 5, 8 * h, 8 * w, lat, NULL) == 0 &&
                     vd_vae_encode(v, kc, b, 5, 8 * h, 8 * w, lb, NULL) == 0,
                 "encode: %s", lg.msg);
         T_CHECK(!memcmp(lat, lb, nz * sizeof(float)), "the detached encoder encodes differently");

@@ -181,6 +181,11 @@ typedef struct vdit_model_info {
 /* Fills *out. Returns 0 or VDIT_ERR_INVALID_ARG. */
 VDIT_API int vdit_model_get_info(const vdit_model *m, vdit_model_info *out);
 
+/* The model's family, a short name ("wan2.1", "wan2.2-ti2v"), and one line
+ * describing it; "" for NULL. Static strings. */
+VDIT_API const char *vdit_model_family(const vdit_model *m);
+VDIT_API const char *vdit_model_family_title(const vdit_model *m);
+
 /* ---- context ----------------------------------------------------------- */
 
 typedef struct vdit_ctx vdit_ctx;
@@ -338,7 +343,14 @@ typedef struct vdit_gen_params {
     float guidance_end;          /* guidance over the first fraction of the steps run
                                     only, (0, 1]; the rest run the prompt alone, one
                                     DiT call per step. Default 0: all steps */
-    uint8_t reserved[40];
+    const vdit_video *image;     /* generate: image-to-video from this clip's first
+                                    frame (default NULL: text to video). It becomes
+                                    the first frame: resized to cover the output and
+                                    centre-cropped (Lanczos). With no width/height
+                                    asked the output keeps the image's aspect at the
+                                    model's area (Wan2.2 TI2V: up to 1280x704 pixels,
+                                    sides multiples of 32) */
+    uint8_t reserved[32];
 } vdit_gen_params;
 
 VDIT_API void vdit_gen_params_default(vdit_gen_params *p);

@@ -56,7 +56,7 @@ int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
     snprintf(c->compute, sizeof(c->compute), "%s on %s, %d thread%s", vk_prec_name(c->kc->prec),
              vk_isa_name(c->kc->isa), c->n_threads, c->n_threads == 1 ? "" : "s");
     vd_logf(&c->log, VDIT_LOG_INFO, "compute: %s", c->compute);
-    if (!(c->run = vd_dit_run_new(model->dit, c->kc))) {
+    if (!(c->run = model->fam->run_new(model, c->kc))) {
         vdit_ctx_free(&c);
         return VDIT_ERR_NOMEM;
     }
@@ -78,14 +78,15 @@ void vdit_ctx_free(vdit_ctx **pc)
     if (!c)
         return;
     for (int i = 0; i < 2; i++) {
-        vd_dit_cond_free(&c->cond[i]);
+        c->model->fam->cond_free(&c->cond[i]);
         free(c->cond_text[i]);
     }
     for (int i = 0; i < VD_TEXT_CACHE; i++) {
         free(c->text[i].text);
         vd_free(c->text[i].emb);
     }
-    vd_dit_run_free(&c->run);
+    if (c->run)
+        c->model->fam->run_free(&c->run);
     vk_ctx_free(&c->kc);
     free(c);
     *pc = NULL;
@@ -124,11 +125,8 @@ int vd_ctx_progress(vdit_ctx *c, int stage, int step, int total)
     return 0;
 }
 
-/* umT5 embedding of a prompt: the ids Wan's tokenizer gives
- * (vd_tok_encode_padded: cleaned, EOS appended, at most text_len tokens with
- * the EOS kept last), the real tokens only encoded (the reference masks the
- * padding keys, so the real rows do not depend on it) and those rows kept;
- * the DiT pads the context with zeros to text_len. */
+/* A prompt's embedding (the family's text encoder: encode_text), cached
+ * per context. */
 static int text_embed(vdit_ctx *c, const char *text, const float **emb, int64_t *n_out)
 {
     vdit_model *m = c->model;
@@ -147,52 +145,32 @@ static int text_embed(vdit_ctx *c, const char *text, const float **emb, int64_t 
         *n_out = e->n;
         return 0;
     }
-    int ret = 0;
-    int max = m->info.text_len;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)max);
     char *key = strdup(text);
+    if (!key)
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
     float *out = NULL;
-    if (!ids || !key) {
-        ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
-        goto done;
-    }
+    int64_t n = 0;
     int n_all = 0;
-    int n = vd_tok_encode_padded_n(m->tok, text, max, ids, &n_all);
-    if (n < 0) {
-        ret = vd_err(&c->log, n, "cannot tokenise the prompt: %s", vdit_strerror(n));
-        goto done;
+    int ret = m->fam->encode_text(c, text, &out, &n, &n_all);
+    if (ret) {
+        free(key);
+        return ret;
     }
-    if (n_all > max)
+    if (n_all > m->info.text_len)
         vd_logf(&c->log, VDIT_LOG_WARNING, "prompt has %d tokens; only the first %d are used",
-                n_all, max);
-    if ((ret = vd_model_check_files(m, &c->log)))
-        goto done;
-    const vd_t5_config *tc = vd_t5_get_config(m->t5);
-    out = vd_malloc(sizeof(float) * (size_t)n * (size_t)tc->dim);
-    if (!out) {
-        ret = vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    if ((ret = vd_t5_encode(m->t5, c->kc, ids, n, n, out)))
-        goto done;
+                n_all, m->info.text_len);
     free(victim->text);
     vd_free(victim->emb);
     victim->text = key;
     victim->emb = out;
     victim->n = n;
     victim->used = ++c->text_clock;
-    key = NULL;
-    out = NULL;
     *emb = victim->emb;
     *n_out = victim->n;
-done:
-    free(ids);
-    free(key);
-    vd_free(out);
-    return ret;
+    return 0;
 }
 
-int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out)
+int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_cond **out)
 {
     if (c->cond[slot] && !strcmp(c->cond_text[slot], text)) {
         *out = c->cond[slot];
@@ -205,7 +183,7 @@ int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out
     int other = !slot;
     if (c->cond[other] && !strcmp(c->cond_text[other], text)) {
         if (slot == 0) {
-            vd_dit_cond *tc = c->cond[0];
+            vd_cond *tc = c->cond[0];
             char *tt = c->cond_text[0];
             c->cond[0] = c->cond[1];
             c->cond_text[0] = c->cond_text[1];
@@ -220,12 +198,12 @@ int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out
     int ret = text_embed(c, text, &emb, &n);
     if (ret)
         return ret;
-    vd_dit_cond_free(&c->cond[slot]);
+    c->model->fam->cond_free(&c->cond[slot]);
     free(c->cond_text[slot]);
     c->cond_text[slot] = NULL;
     if (!(c->cond_text[slot] = strdup(text)))
         return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
-    if ((ret = vd_dit_cond_new(c->run, emb, n, NULL, 0, &c->cond[slot]))) {
+    if ((ret = c->model->fam->cond_new(c->run, emb, n, &c->cond[slot]))) {
         free(c->cond_text[slot]);
         c->cond_text[slot] = NULL;
         return ret;

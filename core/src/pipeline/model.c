@@ -4,15 +4,20 @@
  * Layouts (checked in this order):
  *   diffusers   model_index.json; transformer/, vae/, text_encoder/,
  *               tokenizer/ (spiece.model or tokenizer.json)
- *   Wan2.1      diffusion_pytorch_model.safetensors (or its sharded
- *               .index.json), Wan2.1_VAE.safetensors|.pth,
+ *   a family's  the names each family (family.h) lists, e.g. Wan's
+ *               diffusion_pytorch_model.safetensors (or its sharded
+ *               .index.json), Wan2.1_VAE / Wan2.2_VAE .safetensors|.pth,
  *               models_t5_umt5-xxl-enc.safetensors|-bf16.pth,
  *               google/umt5-xxl/ or tokenizer/ (spiece.model or
  *               tokenizer.json); config.json (num_heads, text_len).
  *               vdit's own (bundled) layout is the same plus vdit.json.
  *   a file      a DiT checkpoint; the other parts are looked up beside it
  *               (also under ComfyUI's names: wan_2.1_vae.safetensors,
- *               umt5_xxl_fp16 / _fp8_e4m3fn_scaled.safetensors).
+ *               wan2.2_vae.safetensors, umt5_xxl_fp16 /
+ *               _fp8_e4m3fn_scaled.safetensors).
+ * The family is the one whose VAE name the folder has, then confirmed from
+ * the loaded parts (a folder may hold another family's files under a name
+ * vdit.json gives): its defaults are used where vdit.json gives none.
  * vdit.json (optional) gives width, height, frames, fps, steps, guidance,
  * shift, sampler ("unipc", "dpm++", "euler"), text_len, num_heads,
  * negative_prompt, context ("noised", the default, or "clean": how the
@@ -28,11 +33,7 @@
 #include "../json.h"
 #include "pipeline.h"
 #include "pipeline/pipeline_config.h" /* VDIT_DEFAULT_MODEL_DIR, from meson */
-
-static const char wan_neg_prompt[] =
-    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
-    "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，"
-    "毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
+#include "../ckpt.h"
 
 const char *vdit_default_model_path(void)
 {
@@ -97,47 +98,9 @@ static vj_val *read_json(vd_log *lg, const char *path, int *err)
     return v;
 }
 
-/* Opens one part's checkpoint (vd_ckpt_open recognises the format) with the
- * threads its conversions at load may use. */
-static int open_part(const char *path, vd_log *lg, int n_threads, int flags, vd_ckpt **out)
-{
-    int ret = vd_ckpt_open_ex(path, flags, lg, out);
-    if (!ret)
-        vd_ckpt_set_threads(*out, n_threads);
-    return ret;
-}
-
 int vd_model_check_files(const vdit_model *m, vd_log *lg)
 {
-    int ret = vd_ckpt_check(m->ck_dit, lg);
-    return ret ? ret : vd_ckpt_check(m->ck_t5, lg);
-}
-
-/* vd_vae_detach's release: the VAE no longer reads this stored tensor. */
-static void release_vae_tensor(void *ck, const void *data)
-{
-    vd_ckpt_release(ck, data);
-}
-
-/* The VAE's weights are held once, prepared for the kernels, not also as the
- * mapped checkpoint: both halves are detached from it while the model loads
- * (each tensor's pages go back as soon as its layer is prepared) and the
- * checkpoint is freed. Prepared for frames of the model's default size
- * (oneDNN's layout for the weights can depend on it; other sizes ask for the
- * same layout), in fp32 and, unless the model is loaded for fp32 or the CPU
- * has no native bf16, in bf16. After this the model is read-only: contexts
- * share it without locks. */
-static int vae_detach(vdit_model *m, vk_prec prec, int n_threads)
-{
-    vk_ctx *kc = vk_ctx_new_ex(n_threads, -1, prec, &m->log);
-    if (!kc)
-        return VDIT_ERR_NOMEM;
-    int ret = vd_vae_detach_part(m->vae, kc, VD_VAE_ENCODER | VD_VAE_DECODER, m->info.height,
-                                 m->info.width, release_vae_tensor, m->ck_vae);
-    vk_ctx_free(&kc);
-    if (!ret)
-        vd_ckpt_free(&m->ck_vae);
-    return ret;
+    return m->fam->check_files(m, lg);
 }
 
 static int parse_sampler(const char *s)
@@ -151,10 +114,7 @@ static int parse_sampler(const char *s)
     return -1;
 }
 
-typedef struct parts {
-    char dit[4096], vae[4096], t5[4096], tok[4096];
-    int64_t n_heads, text_len;
-} parts;
+typedef vd_files parts;
 
 static void opt_path(const vj_val *vj, const char *key, const char *dir, char *out, size_t sz)
 {
@@ -212,26 +172,16 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
     return 0;
 }
 
-static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p)
+/* A folder's parts, found under the names of the family whose VAE it holds
+ * (the first family otherwise); *fam receives that family. */
+static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p,
+                      const vd_family **fam)
 {
-    static const char *const dit_names[] = { "diffusion_pytorch_model.safetensors.index.json",
-                                             "diffusion_pytorch_model.safetensors", NULL };
-    /* the release's names, then ComfyUI's repackaged ones */
-    static const char *const vae_names[] = { "Wan2.1_VAE.safetensors", "Wan2.1_VAE.pth",
-                                             "wan_2.1_vae.safetensors", NULL };
-    static const char *const t5_names[] = { "models_t5_umt5-xxl-enc.safetensors",
-                                            "models_t5_umt5-xxl-enc-bf16.safetensors",
-                                            "models_t5_umt5-xxl-enc-bf16.pth",
-                                            "umt5_xxl_fp16.safetensors",
-                                            "umt5_xxl_fp8_e4m3fn_scaled.safetensors", NULL };
-    static const char *const tok_names[] = {
-        "tokenizer/spiece.model",        "tokenizer/tokenizer.json",
-        "google/umt5-xxl/spiece.model",  "google/umt5-xxl/tokenizer.json",
-        "spiece.model",                  "tokenizer.json", NULL
-    };
     char dir[4096];
     char tmp[4200];
     memset(p, 0, sizeof(*p));
+    *fam = vd_families[0];
+    int diffusers = 0;
     if (is_file(path)) {
         /* A DiT checkpoint file: the other parts live beside it. */
         join(p->dit, sizeof(p->dit), path, NULL);
@@ -245,6 +195,7 @@ static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p)
         join(dir, sizeof(dir), path, NULL);
         join(tmp, sizeof(tmp), dir, "model_index.json");
         if (is_file(tmp)) { /* diffusers */
+            diffusers = 1;
             join(p->dit, sizeof(p->dit), dir, "transformer");
             join(p->vae, sizeof(p->vae), dir, "vae");
             join(p->t5, sizeof(p->t5), dir, "text_encoder");
@@ -259,18 +210,26 @@ static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p)
             p->n_heads = vj_int(vj_get(cfg, "num_attention_heads"), 0);
             p->text_len = vj_int(vj_get(cfg, "text_len"), 0);
             vj_free(cfg);
-        } else {
-            find_first(dir, dit_names, p->dit, sizeof(p->dit));
         }
     } else {
         return vd_err(lg, VDIT_ERR_IO, "%s: no such file or folder", path);
     }
-    if (!p->vae[0])
-        find_first(dir, vae_names, p->vae, sizeof(p->vae));
+    /* the family: the first whose VAE is here under one of its names */
+    for (int i = 0; !diffusers && vd_families[i]; i++) {
+        char v[4096];
+        if (find_first(dir, vd_families[i]->vae_names, v, sizeof(v))) {
+            *fam = vd_families[i];
+            memcpy(p->vae, v, sizeof(v));
+            break;
+        }
+    }
+    const vd_family *f = *fam;
+    if (!p->dit[0])
+        find_first(dir, f->dit_names, p->dit, sizeof(p->dit));
     if (!p->t5[0])
-        find_first(dir, t5_names, p->t5, sizeof(p->t5));
+        find_first(dir, f->t5_names, p->t5, sizeof(p->t5));
     if (!p->tok[0])
-        find_first(dir, tok_names, p->tok, sizeof(p->tok));
+        find_first(dir, f->tok_names, p->tok, sizeof(p->tok));
     /* Official config.json (WanModel constructor arguments). */
     join(tmp, sizeof(tmp), dir, "config.json");
     int e;
@@ -292,12 +251,20 @@ static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p)
         p->n_heads = vj_int(vj_get(vj, "num_heads"), 0);
     if (vj_get(vj, "text_len"))
         p->text_len = vj_int(vj_get(vj, "text_len"), 0);
-    const char *what = !p->dit[0] ? "DiT (diffusion_pytorch_model.safetensors)"
-                       : !p->vae[0] ? "VAE (Wan2.1_VAE.safetensors or .pth)"
-                       : !p->t5[0]  ? "text encoder (models_t5_umt5-xxl-enc.safetensors)"
-                       : !p->tok[0] ? "tokenizer (tokenizer/spiece.model or tokenizer.json)"
-                                    : NULL;
-    if (what)
+    char vae_list[512] = "";
+    for (int i = 0; vd_families[i]; i++)
+        snprintf(vae_list + strlen(vae_list), sizeof(vae_list) - strlen(vae_list), "%s%s",
+                 i ? " or " : "", vd_families[i]->vae_names[0]);
+    char what[700] = "";
+    if (!p->dit[0])
+        snprintf(what, sizeof(what), "DiT (%s)", f->dit_names[1] ? f->dit_names[1] : f->dit_names[0]);
+    else if (!p->vae[0])
+        snprintf(what, sizeof(what), "VAE (%s)", vae_list);
+    else if (!p->t5[0])
+        snprintf(what, sizeof(what), "text encoder (%s)", f->t5_names[0]);
+    else if (!p->tok[0])
+        snprintf(what, sizeof(what), "tokenizer (%s)", f->tok_names[0]);
+    if (what[0])
         return vd_err(lg, VDIT_ERR_MISSING, "%s: no %s found", path, what);
     return 0;
 }
@@ -305,16 +272,17 @@ static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p)
 static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
 {
     vdit_model_info *in = &m->info;
-    in->width = (int)vj_int(vj_get(vj, "width"), VD_WAN_WIDTH);
-    in->height = (int)vj_int(vj_get(vj, "height"), VD_WAN_HEIGHT);
-    in->n_frames = (int)vj_int(vj_get(vj, "frames"), VD_WAN_FRAMES);
-    in->fps = (float)vj_num(vj_get(vj, "fps"), VD_WAN_FPS);
-    in->steps = (int)vj_int(vj_get(vj, "steps"), VD_WAN_STEPS);
-    in->guidance = (float)vj_num(vj_get(vj, "guidance"), VD_WAN_GUIDANCE);
-    in->shift = (float)vj_num(vj_get(vj, "shift"), VD_WAN_SHIFT);
-    const char *smp = vj_str(vj_get(vj, "sampler"), "unipc");
-    in->sampler = parse_sampler(smp);
-    in->spatial_align = 16;
+    const vdit_model_info *d = &m->fam->defaults;
+    in->width = (int)vj_int(vj_get(vj, "width"), d->width);
+    in->height = (int)vj_int(vj_get(vj, "height"), d->height);
+    in->n_frames = (int)vj_int(vj_get(vj, "frames"), d->n_frames);
+    in->fps = (float)vj_num(vj_get(vj, "fps"), d->fps);
+    in->steps = (int)vj_int(vj_get(vj, "steps"), d->steps);
+    in->guidance = (float)vj_num(vj_get(vj, "guidance"), d->guidance);
+    in->shift = (float)vj_num(vj_get(vj, "shift"), d->shift);
+    const char *smp = vj_str(vj_get(vj, "sampler"), NULL);
+    in->sampler = smp ? parse_sampler(smp) : d->sampler;
+    in->spatial_align = m->geom.align > 0 ? m->geom.align : d->spatial_align;
     if (in->width < 16 || in->width > 16384 || in->height < 16 || in->height > 16384 ||
         in->n_frames < 1 || in->n_frames > 100000 || !(in->fps > 0) || in->steps < 1 ||
         in->steps > 10000 || in->guidance < 0 || !(in->shift > 0) || in->sampler < 0)
@@ -322,11 +290,14 @@ static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
                       "%s/vdit.json: a default is out of range (width/height 16..16384, frames, "
                       "fps > 0, steps 1..10000, guidance >= 0, shift > 0, sampler unipc|dpm++|euler)",
                       path);
-    m->clean_context = !strcmp(vj_str(vj_get(vj, "context"), "noised"), "clean");
+    m->given_t0 = m->fam->given_t0;
+    const char *ctxs = vj_str(vj_get(vj, "context"), NULL);
+    m->clean_context = ctxs ? !strcmp(ctxs, "clean") : m->fam->given_t0;
     m->circular_loop = !strcmp(vj_str(vj_get(vj, "loop"), "bridge"), "circular");
     m->loop_turns = (int)vj_int(vj_get(vj, "loop_turns"), 1);
     m->loop_history = (int)vj_int(vj_get(vj, "loop_history"), 0);
-    const char *neg = vj_str(vj_get(vj, "negative_prompt"), wan_neg_prompt);
+    const char *neg = vj_str(vj_get(vj, "negative_prompt"), m->fam->neg_prompt);
+    free(m->neg_prompt);
     if (!(m->neg_prompt = strdup(neg)))
         return vd_err(&m->log, VDIT_ERR_NOMEM, "out of memory");
     return 0;
@@ -381,64 +352,31 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
         if (ret || (vj && (ret = check_vdit_json(&m->log, vj, tmp))))
             goto fail;
     }
-    if ((ret = find_parts(path, &m->log, vj, pt)) || (ret = read_defaults(m, vj, path)))
+    if ((ret = find_parts(path, &m->log, vj, pt, &m->fam)) || (ret = read_defaults(m, vj, path)))
         goto fail;
-    int64_t text_len = pt->text_len > 0 ? pt->text_len : VD_WAN_TEXT_LEN;
     int ck_flags = p->no_mmap ? VD_CKPT_READ : 0;
-    vd_logf(&m->log, VDIT_LOG_INFO, "loading DiT %s, VAE %s, text encoder %s, tokenizer %s",
-            pt->dit, pt->vae, pt->t5, pt->tok);
-    if ((ret = open_part(pt->dit, &m->log, n_threads, ck_flags, &m->ck_dit)) ||
-        (ret = vd_dit_canonicalize(m->ck_dit, &m->log)) ||
-        (ret = vd_dit_load_ex(m->ck_dit, text_len, pt->n_heads, &m->log, &m->dit)))
-        goto fail;
-    /* bf16 contexts read a bf16 copy of fp32/fp16 DiT weights made once here */
+    vd_logf(&m->log, VDIT_LOG_INFO, "loading %s: DiT %s, VAE %s, text encoder %s, tokenizer %s",
+            m->fam->name, pt->dit, pt->vae, pt->t5, pt->tok);
+    /* bf16 contexts read a bf16 copy of fp32/fp16 weights made once here */
     vk_prec prep = p->precision != VDIT_PRECISION_FP32 && vk_isa_native_bf16(vk_isa_default())
                        ? VK_PREC_BF16
                        : VK_PREC_F32;
-    if (prep == VK_PREC_BF16 && (ret = vd_dit_prepare(m->dit, VK_PREC_BF16, n_threads))) {
-        ret = vd_err(&m->log, ret, "%s: out of memory for the bf16 copy of the weights (load "
-                     "with precision fp32 to do without it)", pt->dit);
+    if ((ret = m->fam->load(m, pt, prep, n_threads, ck_flags)))
         goto fail;
+    /* the parts say which family this is (the folder's names only guessed) */
+    const vd_family *fam = m->fam->identify(m);
+    if (fam != m->fam) {
+        vd_logf(&m->log, VDIT_LOG_INFO, "%s: the parts are %s's", path, fam->name);
+        m->fam = fam;
     }
-    if ((ret = open_part(pt->vae, &m->log, n_threads, ck_flags, &m->ck_vae)) ||
-        (ret = vd_vae_canonicalize(m->ck_vae, &m->log)) ||
-        (ret = vd_vae_load(m->ck_vae, &m->log, &m->vae)) ||
-        (ret = vae_detach(m, prep, n_threads)))
+    m->geom = m->fam->geom(m);
+    vdit_model_info keep = m->info;
+    if ((ret = read_defaults(m, vj, path)))
         goto fail;
-    if ((ret = open_part(pt->t5, &m->log, n_threads, ck_flags, &m->ck_t5)) ||
-        (ret = vd_t5_canonicalize(m->ck_t5, &m->log)) ||
-        (ret = vd_t5_load(m->ck_t5, &m->log, &m->t5)))
-        goto fail;
-    if ((ret = vd_tok_load(pt->tok, &m->log, &m->tok)))
-        goto fail;
-    const vd_dit_config *dc = vd_dit_get_config(m->dit);
-    const vd_vae_config *vc = vd_vae_get_config(m->vae);
-    const vd_t5_config *tc = vd_t5_get_config(m->t5);
-    if (dc->i2v) {
-        ret = vd_err(&m->log, VDIT_ERR_UNSUPPORTED,
-                     "%s: image-to-video (i2v) DiT checkpoints are not supported by the "
-                     "generation pipeline; use a text-to-video model", pt->dit);
-        goto fail;
-    }
-    if (dc->in_dim != vc->z_dim || dc->out_dim != vc->z_dim || dc->text_dim != tc->dim) {
-        ret = vd_err(&m->log, VDIT_ERR_FORMAT,
-                     "%s: parts do not fit together: DiT in/out %lld/%lld and text %lld, VAE "
-                     "z_dim %d, text encoder dim %lld",
-                     path, (long long)dc->in_dim, (long long)dc->out_dim,
-                     (long long)dc->text_dim, vc->z_dim, (long long)tc->dim);
-        goto fail;
-    }
-    if (vd_tok_vocab_size(m->tok) > tc->vocab) {
-        ret = vd_err(&m->log, VDIT_ERR_FORMAT,
-                     "%s: tokenizer has %d pieces but the text encoder only %lld embeddings",
-                     pt->tok, vd_tok_vocab_size(m->tok), (long long)tc->vocab);
-        goto fail;
-    }
-    m->z_dim = vc->z_dim;
-    m->info.text_len = (int)dc->text_len;
-    m->info.dim = dc->dim;
-    m->info.n_layers = dc->n_layers;
-    m->info.n_heads = dc->n_heads;
+    m->info.text_len = keep.text_len;
+    m->info.dim = keep.dim;
+    m->info.n_layers = keep.n_layers;
+    m->info.n_heads = keep.n_heads;
     vj_free(vj);
     free(pt);
     *out = m;
@@ -456,13 +394,8 @@ void vdit_model_free(vdit_model **pm)
     vdit_model *m = pm ? *pm : NULL;
     if (!m)
         return;
-    vd_dit_free(&m->dit);
-    vd_vae_free(&m->vae);
-    vd_t5_free(&m->t5);
-    vd_tok_free(&m->tok);
-    vd_ckpt_free(&m->ck_dit);
-    vd_ckpt_free(&m->ck_vae);
-    vd_ckpt_free(&m->ck_t5);
+    if (m->fam)
+        m->fam->free(m);
     free(m->neg_prompt);
     free(m);
     *pm = NULL;
@@ -474,4 +407,14 @@ int vdit_model_get_info(const vdit_model *m, vdit_model_info *out)
         return VDIT_ERR_INVALID_ARG;
     *out = m->info;
     return 0;
+}
+
+const char *vdit_model_family(const vdit_model *m)
+{
+    return m && m->fam ? m->fam->name : "";
+}
+
+const char *vdit_model_family_title(const vdit_model *m)
+{
+    return m && m->fam ? m->fam->title : "";
 }

@@ -8,37 +8,21 @@
 #include <stdatomic.h>
 
 #include "../common.h"
-#include "../dit/dit.h"
-#include "../text/text.h"
-#include "../vae/vae.h"
+#include "family.h"
 #include "sampler.h"
-
-/* Wan2.1's published sampling defaults (wan/configs). */
-#define VD_WAN_WIDTH 832
-#define VD_WAN_HEIGHT 480
-#define VD_WAN_FRAMES 81
-#define VD_WAN_FPS 16.0f
-#define VD_WAN_STEPS 50
-#define VD_WAN_GUIDANCE 5.0f
-#define VD_WAN_SHIFT 5.0f
-#define VD_WAN_TEXT_LEN 512
 
 struct vdit_model {
     vd_log log;
-    vd_ckpt *ck_dit, *ck_t5;
-    /* The VAE's checkpoint while the model loads: NULL once the VAE is
-     * detached from it (vae_detach in model.c). */
-    vd_ckpt *ck_vae;
-    vd_dit *dit;
-    vd_vae *vae;
-    vd_t5 *t5;
-    vd_tok *tok;
+    const vd_family *fam; /* what the parts are (family.h) */
+    void *parts;          /* the family's loaded parts (wan: vd_wan_parts) */
+    vd_geom geom;         /* latent geometry */
     vdit_model_info info;
     char *neg_prompt; /* default negative prompt (malloc'd) */
-    int64_t z_dim;    /* latent channels */
-    int clean_context; /* vdit.json "context": "clean": given latent frames enter the DiT
-                          clean at every step (a model trained so); else re-noised to the
-                          step's sigma (replacement, any t2v model) */
+    int clean_context; /* given latent frames enter the denoiser clean at every step:
+                          vdit.json "context": "clean" (a model trained so), or the
+                          family's way (Wan2.2 TI2V: clean, at timestep 0); else
+                          re-noised to the step's sigma (replacement, any t2v model) */
+    int given_t0;      /* given latent frames' tokens get timestep 0 (per-token timesteps) */
     int circular_loop; /* vdit.json "loop": "circular": loops of any length denoise a
                           circular timeline (a model trained on periodic clips seen as
                           that sampler shows them); else (bridge) loops of 8 frames or
@@ -48,7 +32,7 @@ struct vdit_model {
                           its last (vd_loop_decode), "loop_history" (default 0) */
 };
 
-/* A prompt's umT5 embedding (the first n real rows), cached per context. */
+/* A prompt's embedding (the text encoder's real rows), cached per context. */
 typedef struct vd_text_entry {
     char *text;
     float *emb; /* [n, text_dim] */
@@ -67,12 +51,12 @@ struct vdit_ctx {
     atomic_int cancel;
     char compute[64]; /* vdit_ctx_compute */
     vk_ctx *kc;
-    vd_dit_run *run;
+    vd_run *run;                    /* the family's per-context denoiser state */
     vd_text_entry text[VD_TEXT_CACHE];
     uint64_t text_clock;
-    /* DiT conditions of the last prompt pair (cross-attention K/V). */
+    /* Denoiser conditions of the last prompt pair (cross-attention K/V). */
     char *cond_text[2];
-    vd_dit_cond *cond[2];
+    vd_cond *cond[2];
     vdit_stats stats;               /* of the last operation (vd_ctx_begin clears) */
 };
 
@@ -84,7 +68,7 @@ void vd_ctx_begin(vdit_ctx *c);
 int vd_ctx_progress(vdit_ctx *c, int stage, int step, int total);
 /* The DiT condition of `text` (slot 0: prompt, 1: negative prompt). The
  * returned cond belongs to the context. */
-int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_dit_cond **out);
+int vd_ctx_cond(vdit_ctx *c, int slot, const char *text, const vd_cond **out);
 
 /* Standard normal noise, counter based (docs/sampling.md): element k of
  * stream `stream` for `seed` is a fixed function of (seed, stream, k). */
@@ -99,7 +83,7 @@ typedef struct vd_run_params {
     float guidance, shift;
     vd_sampler_kind sampler;
     uint64_t seed;
-    int cache;                      /* VD_CACHE_* */
+    int cache;                      /* enum vdit_cache */
     float cache_threshold, cache_start, cache_end;
     int cache_max_skip;
     float guidance_end;             /* (0, 1] */
@@ -132,6 +116,37 @@ typedef struct vd_job {
  * load (vd_ckpt_check): checked before anything reads the weights. */
 int vd_model_check_files(const vdit_model *m, vd_log *lg);
 
+/* The denoising loop on its own (vd_run_job's core; conformance runs it
+ * with its own parts): from noise (or SDEdit from lat0 at `strength` in
+ * [0, 1)), steps first .. rp->steps - 1 of the sampler, guidance when
+ * uncond, fixed latent frames held from lat0 (re-noised to each step's
+ * sigma, or clean; given_t0: their tokens at timestep 0), the time axis
+ * circular for a loop. x [z, lt, lh, lw] receives the result. ctx (may be
+ * NULL) gets progress and cancellation; tap (may be NULL) sees, at every
+ * step i, "latents" (the denoiser's input), "noise_pred_cond",
+ * "noise_pred_uncond", "noise_pred_guided", "step_out" (the sampler's
+ * output before given frames are put back) and, with per-token timesteps,
+ * "t_tokens". VDIT_ERR_NOMEM has no message. */
+typedef struct vd_denoise_args {
+    const vd_family *fam;
+    vd_run *run;
+    vd_geom g;
+    const vd_cond *cond, *uncond;
+    const vd_run_params *rp;
+    int first;
+    float strength;
+    int64_t lt, lh, lw;
+    float *x;
+    const float *lat0, *noise;
+    const uint8_t *fixed;
+    int clean_context, given_t0, circular;
+    vdit_ctx *ctx;
+    void (*tap)(void *user, int step, const char *what, const float *data, int64_t n);
+    void *tap_user;
+    int64_t forwards, forwards_total; /* out: DiT forwards computed / asked */
+} vd_denoise_args;
+int vd_denoise(vd_denoise_args *a);
+
 /* Runs a job; *out receives the decoded timeline [3, T', H, W] (vd_free).
  * For circular jobs T' = 4 * latent frames, else T. */
 int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **out, int *t_out);
@@ -157,11 +172,15 @@ void vd_get_pixels(const float *px, int t, int h, int w, int tpos, uint8_t *dst,
 void vd_put_frame(const vdit_video *v, int vf, float *px, int t, int h, int w, int tpos);
 /* Timeline position tpos of px into frame vf of v, centre-cropped, rounded. */
 void vd_get_frame(const float *px, int t, int h, int w, int tpos, vdit_video *v, int vf);
-int vd_align16(int x);
+/* x rounded up to the model's frame-side alignment (geom.align). */
+int vd_align(const vdit_model *m, int x);
 int vd_align_frames(int n);
 
-/* vdit_stream_send / receive without starting a new call on the context
- * (the cancel flag and message are kept): for operations built on streams. */
+/* vdit_stream_open / send / receive without starting a new call on the
+ * context (the cancel flag and message are kept): for operations built on
+ * streams. */
+int vd_stream_open(vdit_ctx *c, const vdit_stream_params *p, int width, int height,
+                   vdit_stream **out);
 int vd_stream_send(vdit_stream *s, const vdit_frame *in, unsigned flags);
 int vd_stream_receive(vdit_stream *s, vdit_frame *out);
 

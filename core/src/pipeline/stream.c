@@ -98,8 +98,14 @@ int vdit_stream_open(vdit_ctx *c, const vdit_stream_params *p, int width, int he
 {
     if (!c || !out)
         return VDIT_ERR_INVALID_ARG;
-    *out = NULL;
     vd_ctx_begin(c);
+    return vd_stream_open(c, p, width, height, out);
+}
+
+int vd_stream_open(vdit_ctx *c, const vdit_stream_params *p, int width, int height,
+                   vdit_stream **out)
+{
+    *out = NULL;
     vdit_stream_params defp;
     if (!p) {
         vdit_stream_params_default(&defp);
@@ -133,8 +139,8 @@ int vdit_stream_open(vdit_ctx *c, const vdit_stream_params *p, int width, int he
     s->next_strength = -1;
     s->width = width;
     s->height = height;
-    s->h = vd_align16(height);
-    s->w = vd_align16(width);
+    s->h = vd_align(c->model, height);
+    s->w = vd_align(c->model, width);
     s->fmt = p->format;
     s->fsz = (size_t)width * height * (size_t)bpp;
     s->last_keep = -1;
