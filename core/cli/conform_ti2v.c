@@ -131,10 +131,13 @@ int conform_ti2v_loop(conform_ctx *c)
         goto done;
     }
     vd_put_frame(im, 0, px, 1, oh, ow, 0);
-    conform_check(c, "image", px, 3 * (size_t)ow * oh, 1e-6, 1e-6);
+    conform_check(c, "image", px, 3 * (size_t)ow * oh, 1e-6, 1e-6); /* no model arithmetic */
     if ((ret = vd_vae_encode(vae, kc, px, 1, oh, ow, zimg, NULL)))
         goto done;
-    conform_check(c, "z_image", zimg, (size_t)(ch * hw), 1e-4, 3e-5);
+    /* module bounds for the encode, the README's 1e-3 for the decoded video
+     * (bf16: the handler's relative bound) */
+    int f32 = c->prec != VK_PREC_BF16;
+    conform_check(c, "z_image", zimg, (size_t)(ch * hw), f32 ? 1e-4 : 0, f32 ? 3e-5 : 0);
 
     if ((ret = vd_dit_cond_new(run, ctx_c, tcc->shape[0], NULL, 0, &cond)) ||
         (ret = vd_dit_cond_new(run, ctx_u, tcu->shape[0], NULL, 0, &uncond)))
@@ -179,7 +182,7 @@ int conform_ti2v_loop(conform_ctx *c)
     conform_check(c, "final", x, (size_t)n, 0, 0);
     if ((ret = vd_vae_decode(vae, kc, x, (int)lt, (int)lh, (int)lw, video)))
         goto done;
-    conform_check(c, "video", video, 3 * (size_t)nf * ow * oh, 1e-3, 1e-3);
+    conform_check(c, "video", video, 3 * (size_t)nf * ow * oh, f32 ? 1e-3 : 0, f32 ? 1e-3 : 0);
 done:
     vd_free(ctx_c);
     vd_free(ctx_u);
