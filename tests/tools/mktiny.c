@@ -2,7 +2,11 @@
  * (Wan2.1 key names, F32), small enough that a whole generation runs in a
  * fraction of a second. Used by the pipeline, CLI and adapter tests.
  *
- *   mktiny OUT_DIR TOKENIZER [SEED]
+ *   mktiny OUT_DIR TOKENIZER [SEED [WAN22_VAE]]
+ *
+ * With WAN22_VAE (a Wan2.2-VAE safetensors file, e.g. the conformance
+ * folder's), a Wan2.2 TI2V folder instead: the DiT takes 48 latent channels
+ * and the VAE is that file, copied as Wan2.2_VAE.safetensors; 64x64.
  *
  * OUT_DIR/diffusion_pytorch_model.safetensors  DiT: dim 32, 2 heads, 2 layers
  * OUT_DIR/Wan2.1_VAE.safetensors               VAE: dim 4, z_dim 16
@@ -129,11 +133,13 @@ static void tset_free(tset *s)
 /* ---- DiT (WanModel t2v) ---- */
 enum { DIT_DIM = 32, DIT_FFN = 64, DIT_FREQ = 32, DIT_LAYERS = 2, TXT_DIM = 32, Z = 16 };
 
+static int64_t dit_z = Z; /* the DiT's latent channels (48 for Wan2.2) */
+
 static void make_dit(tset *s)
 {
     char nm[96];
     int64_t d = DIT_DIM;
-    add(s, "patch_embedding.weight", 0, rs(Z * 4), 5, d, Z, 1, 2, 2);
+    add(s, "patch_embedding.weight", 0, rs(dit_z * 4), 5, d, dit_z, 1, 2, 2);
     B1(s, "patch_embedding.bias", d);
     W2(s, "text_embedding.0.weight", d, TXT_DIM);
     B1(s, "text_embedding.0.bias", d);
@@ -178,8 +184,8 @@ static void make_dit(tset *s)
         B1(s, nm, d);
     }
     add(s, "head.modulation", 0, 0.1f, 3, 1, 2, d, 0, 0);
-    W2(s, "head.head.weight", Z * 4, d);
-    B1(s, "head.head.bias", Z * 4);
+    W2(s, "head.head.weight", dit_z * 4, d);
+    B1(s, "head.head.bias", dit_z * 4);
 }
 
 /* ---- VAE (WanVAE_, dim 4, dim_mult 1 2 4 4, 2 res blocks, down F T T) ---- */
@@ -363,11 +369,14 @@ static int copy_file(const char *from, const char *to)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: mktiny OUT_DIR TOKENIZER [SEED]\n");
+        fprintf(stderr, "usage: mktiny OUT_DIR TOKENIZER [SEED [WAN22_VAE]]\n");
         return 2;
     }
     const char *dir = argv[1];
     uint64_t seed = argc > 3 ? strtoull(argv[3], NULL, 0) : 1;
+    const char *vae22 = argc > 4 ? argv[4] : NULL;
+    if (vae22)
+        dit_z = 48;
     char p[4096];
     if (mkdir(dir, 0755) && errno != EEXIST) {
         perror(dir);
@@ -383,11 +392,16 @@ int main(int argc, char **argv)
     snprintf(p, sizeof(p), "%s/diffusion_pytorch_model.safetensors", dir);
     int bad = write_st(&s, p);
     tset_free(&s);
-    s.rng = seed * 3 + 2;
-    make_vae(&s);
-    snprintf(p, sizeof(p), "%s/Wan2.1_VAE.safetensors", dir);
-    bad |= write_st(&s, p);
-    tset_free(&s);
+    if (vae22) {
+        snprintf(p, sizeof(p), "%s/Wan2.2_VAE.safetensors", dir);
+        bad |= copy_file(vae22, p);
+    } else {
+        s.rng = seed * 3 + 2;
+        make_vae(&s);
+        snprintf(p, sizeof(p), "%s/Wan2.1_VAE.safetensors", dir);
+        bad |= write_st(&s, p);
+        tset_free(&s);
+    }
     s.rng = seed * 3 + 3;
     make_t5(&s);
     snprintf(p, sizeof(p), "%s/models_t5_umt5-xxl-enc.safetensors", dir);
@@ -399,10 +413,10 @@ int main(int argc, char **argv)
     FILE *f = fopen(p, "w");
     if (!f)
         return 1;
-    fprintf(f, "{\n  \"width\": 64, \"height\": 48, \"frames\": 9, \"fps\": 8,\n"
+    fprintf(f, "{\n  \"width\": 64, \"height\": %d, \"frames\": 9, \"fps\": 8,\n"
                "  \"steps\": 4, \"guidance\": 5.0, \"shift\": 5.0, \"sampler\": \"unipc\",\n"
                "  \"text_len\": 32, \"num_heads\": 2,\n"
-               "  \"negative_prompt\": \"blurry, static\"\n}\n");
+               "  \"negative_prompt\": \"blurry, static\"\n}\n", vae22 ? 64 : 48);
     bad |= fclose(f);
     if (bad) {
         fprintf(stderr, "mktiny: cannot write %s\n", dir);

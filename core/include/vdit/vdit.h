@@ -347,9 +347,9 @@ typedef struct vdit_gen_params {
                                     frame (default NULL: text to video). It becomes
                                     the first frame: resized to cover the output and
                                     centre-cropped (Lanczos). With no width/height
-                                    asked the output keeps the image's aspect at the
-                                    model's area (Wan2.2 TI2V: up to 1280x704 pixels,
-                                    sides multiples of 32) */
+                                    asked the output keeps the image's aspect within
+                                    the model's default area (Wan2.2 TI2V: 1280x704
+                                    pixels, sides multiples of 32) */
     uint8_t reserved[32];
 } vdit_gen_params;
 

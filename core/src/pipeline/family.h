@@ -73,10 +73,6 @@ struct vd_family {
      * trained (Wan2.2 TI2V); 0: they are re-noised to each step's level
      * (replacement, which any text-to-video model accepts). */
     int given_t0;
-    /* Image-to-video with no size asked: the output keeps the image's aspect
-     * within this many pixels (Wan2.2: 704 * 1280), sides multiples of
-     * `align`; 0: the model's default size. */
-    int64_t image_area;
     /* File discovery: names of each part in a folder, NULL-terminated, most
      * specific first. A folder is the family's when its VAE is found under
      * one of its names. */

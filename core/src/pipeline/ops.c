@@ -58,7 +58,7 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
                        vdit_video *dst, int d0);
 
 /* Output size of image-to-video: the asked size; with none asked, the
- * image's aspect at the family's image area (or the model's default area),
+ * image's aspect at the model's default area (Wan2.2: 1280 x 704, its max_area),
  * sides multiples of the model's alignment (Wan2.2's best_output_size);
  * with one side asked, the other from the aspect. */
 static int image_size(vdit_ctx *c, const vdit_video *im, int pw, int ph, int *w, int *h)
@@ -72,8 +72,7 @@ static int image_size(vdit_ctx *c, const vdit_video *im, int pw, int ph, int *w,
         *w = pw > 0 ? pw : (int)VD_MAX(1, lround(ph * a));
         *h = ph > 0 ? ph : (int)VD_MAX(1, lround(pw / a));
     } else {
-        int64_t area = m->fam->image_area > 0 ? m->fam->image_area
-                                              : (int64_t)m->info.width * m->info.height;
+        int64_t area = (int64_t)m->info.width * m->info.height;
         if (vd_best_output_size(im->width, im->height, m->geom.align, area, w, h))
             return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
                           "image %dx%d: no output size of at most %lld pixels in its aspect "

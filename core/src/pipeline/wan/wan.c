@@ -324,13 +324,12 @@ const vd_family vd_family_wan21 = {
                   .guidance = 5.0f, .shift = 5.0f, .sampler = VDIT_SAMPLER_UNIPC,
                   .text_len = 512, .spatial_align = 16 },
     .given_t0 = 0,
-    .image_area = 0,
     .vae_names = vae21_names,
     WAN_OPS,
 };
 
 /* wan/configs/wan_ti2v_5B.py: 1280x704, 121 frames at 24 fps; image to
- * video at up to 704 * 1280 pixels in the image's aspect. */
+ * video at up to the default's 704 * 1280 pixels in the image's aspect. */
 const vd_family vd_family_wan22_ti2v = {
     .name = "wan2.2-ti2v",
     .title = "Wan2.2 TI2V text-and-image-to-video (Wan2.2-VAE, 48 latent channels at 1/16 size)",
@@ -338,7 +337,6 @@ const vd_family vd_family_wan22_ti2v = {
                   .guidance = 5.0f, .shift = 5.0f, .sampler = VDIT_SAMPLER_UNIPC,
                   .text_len = 512, .spatial_align = 32 },
     .given_t0 = 1,
-    .image_area = 704 * 1280,
     .vae_names = vae22_names,
     WAN_OPS,
 };
