@@ -24,6 +24,13 @@ void conform_check(conform_ctx *c, const char *name, const float *got, size_t n,
         conform_fail(c, name, "reference tensor is not a float tensor");
         return;
     }
+    conform_check_values(c, name, got, ref, n, tol_abs, tol_rel);
+    vd_free(ref);
+}
+
+void conform_check_values(conform_ctx *c, const char *label, const float *got, const float *ref,
+                          size_t n, double tol_abs, double tol_rel)
+{
     double max_abs = 0, max_ref = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)ref[i]);
@@ -32,14 +39,13 @@ void conform_check(conform_ctx *c, const char *name, const float *got, size_t n,
         if (fabs((double)ref[i]) > max_ref)
             max_ref = fabs((double)ref[i]);
     }
-    vd_free(ref);
     double rel = max_ref > 0 ? max_abs / max_ref : max_abs;
     if (tol_abs <= 0)
         tol_abs = c->tol_abs;
     if (tol_rel <= 0)
         tol_rel = c->tol_rel;
     int ok = max_abs <= tol_abs && rel <= tol_rel;
-    printf("%-32s max_abs=%.3e rel=%.3e %s\n", name, max_abs, rel, ok ? "PASS" : "FAIL");
+    printf("%-32s max_abs=%.3e rel=%.3e %s\n", label, max_abs, rel, ok ? "PASS" : "FAIL");
     if (ok)
         c->n_pass++;
     else

@@ -30,6 +30,10 @@ typedef struct conform_ctx {
 void conform_check(conform_ctx *c, const char *name, const float *got, size_t n, double tol_abs,
                    double tol_rel);
 /* Integer comparison (exact). */
+/* The same for a result against values in hand (a part of a stored
+ * tensor), printed under `label`. */
+void conform_check_values(conform_ctx *c, const char *label, const float *got, const float *ref,
+                          size_t n, double tol_abs, double tol_rel);
 void conform_check_i64(conform_ctx *c, const char *name, const int64_t *got, size_t n);
 /* Records a failure that is not a comparison (load error...). */
 void conform_fail(conform_ctx *c, const char *what, const char *msg);

@@ -38,22 +38,8 @@ static void check_rows(conform_ctx *c, const char *name, const float *got, int64
         vd_free(ref);
         return;
     }
-    double max_abs = 0, max_ref = 0;
-    for (int64_t i = 0; i < rows * cols; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= max_abs))
-            max_abs = d;
-        if (fabs(ref[i]) > max_ref)
-            max_ref = fabs(ref[i]);
-    }
+    conform_check_values(c, label, got, ref, (size_t)(rows * cols), 0, 0);
     vd_free(ref);
-    double rel = max_ref > 0 ? max_abs / max_ref : max_abs;
-    int ok = max_abs <= c->tol_abs && rel <= c->tol_rel;
-    printf("%-32s max_abs=%.3e rel=%.3e %s\n", label, max_abs, rel, ok ? "PASS" : "FAIL");
-    if (ok)
-        c->n_pass++;
-    else
-        c->n_fail++;
 }
 
 static void check_field(conform_ctx *c, const vj_val *ctor, const char *key, int64_t got)
