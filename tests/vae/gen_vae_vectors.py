@@ -103,13 +103,10 @@ def init_weights(model, seed):
     return sd
 
 
-def make_case(name, out_dir):
-    cfg = CASES[name]
-    if cfg.get("model") == 22:
-        return make_case22(name, out_dir)
-    ctor = {k: cfg[k] for k in ("dim", "z_dim", "dim_mult", "num_res_blocks", "attn_scales",
-                                "temperal_downsample")}
-    model = WanVAE_(**ctor, dropout=0.0).eval()
+def setup(cfg, model_cls, ctor, mean, std):
+    """The model with seeded weights (stored dtype, run in float64), the
+    input video and latent, and the wrapper's scale (1/std in float32)."""
+    model = model_cls(**ctor, dropout=0.0).eval()
     sd = init_weights(model, cfg["seed"])
     st_t = torch.float16 if cfg["wdtype"] == "F16" else torch.float32
     sd = {k: v.to(st_t).to(F64) for k, v in sd.items()}  # exactly the stored values
@@ -118,14 +115,41 @@ def make_case(name, out_dir):
     gi = torch.Generator().manual_seed(cfg["seed"] + 1)
     video = (torch.rand(1, 3, cfg["t"], cfg["h"], cfg["w"], generator=gi) * 2 - 1).to(F64)
     z = torch.randn(1, cfg["z_dim"], cfg["zt"], cfg["zh"], cfg["zw"], generator=gi).to(F64)
-    mean32 = torch.tensor(WAN_LATENT_MEAN[:cfg["z_dim"]], dtype=torch.float32)
-    std32 = torch.tensor(WAN_LATENT_STD[:cfg["z_dim"]], dtype=torch.float32)
-    scale = [mean32.to(F64), (1.0 / std32).to(F64)]  # 1/std in float32, as WanVAE
+    mean32 = torch.tensor(mean[:cfg["z_dim"]], dtype=torch.float32)
+    std32 = torch.tensor(std[:cfg["z_dim"]], dtype=torch.float32)
+    scale = [mean32.to(F64), (1.0 / std32).to(F64)]
+    return model, sd, st_t, video, z, mean32, std32, scale
+
+
+def encode_checked(model, video, scale):
+    """mu_raw, log_var, mu; the chunked and full-sequence encodes agree."""
+    mu_raw, log_var = model.encode_raw(video, chunked=True)
+    mu_full, _ = model.encode_raw(video, chunked=False)
+    assert (mu_raw - mu_full).abs().max() < 1e-9, "chunked and full-sequence encode disagree"
+    return mu_raw, log_var, model.normalize(mu_raw, scale)
+
+
+def save_case(out_dir, name, reference, generator, ctor, cfg, sd, st_t, io, extra=None):
+    os.makedirs(out_dir, exist_ok=True)
+    st.save(os.path.join(out_dir, "weights.safetensors"), {k: v.to(st_t) for k, v in sd.items()})
+    st.save(os.path.join(out_dir, "io.safetensors"), {k: v.to(torch.float32) for k, v in io.items()})
+    conf = {"vector": name, "reference": reference, **(extra or {}), "generator": generator,
+            "constructor": ctor, "weights": {"dtype": cfg["wdtype"]},
+            "io": {k: {"shape": list(v.shape)} for k, v in io.items()}}
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(conf, f, indent=1)
+
+
+def make_case(name, out_dir):
+    cfg = CASES[name]
+    if cfg.get("model") == 22:
+        return make_case22(name, out_dir)
+    ctor = {k: cfg[k] for k in ("dim", "z_dim", "dim_mult", "num_res_blocks", "attn_scales",
+                                "temperal_downsample")}
+    model, sd, st_t, video, z, mean32, std32, scale = setup(cfg, WanVAE_, ctor, WAN_LATENT_MEAN,
+                                                            WAN_LATENT_STD)
     with torch.no_grad():
-        mu_raw, log_var = model.encode_raw(video, chunked=True)
-        mu_full, _ = model.encode_raw(video, chunked=False)
-        assert (mu_raw - mu_full).abs().max() < 1e-9, "chunked and full-sequence encode disagree"
-        mu = model.normalize(mu_raw, scale)
+        mu_raw, log_var, mu = encode_checked(model, video, scale)
         # encoder output before conv1: run the encoder like encode_raw does
         from wan.vae import _Cache
         cache, outs, t = _Cache(), [], cfg["t"]
@@ -143,38 +167,19 @@ def make_case(name, out_dir):
     io = {"video": video, "z": z, "latent_mean": mean32, "latent_std": std32, "mu": mu,
           "mu_raw": mu_raw, "log_var": log_var, "inter/encoder_out": enc_out,
           "inter/decoder_in": dec_in, "decoded": dec, "decoded_clamped": dec.clamp(-1, 1)}
-    os.makedirs(out_dir, exist_ok=True)
-    st.save(os.path.join(out_dir, "weights.safetensors"), {k: v.to(st_t) for k, v in sd.items()})
-    st.save(os.path.join(out_dir, "io.safetensors"), {k: v.to(torch.float32) for k, v in io.items()})
-    conf = {"vector": name, "reference": "wan.modules.vae.WanVAE_",
-            "generator": "tests/vae/gen_vae_vectors.py (models/wan/vae.py in float64)",
-            "constructor": dict(ctor, dropout=0.0), "weights": {"dtype": cfg["wdtype"]},
-            "io": {k: {"shape": list(v.shape)} for k, v in io.items()}}
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(conf, f, indent=1)
+    save_case(out_dir, name, "wan.modules.vae.WanVAE_",
+              "tests/vae/gen_vae_vectors.py (models/wan/vae.py in float64)",
+              dict(ctor, dropout=0.0), cfg, sd, st_t, io)
 
 
 def make_case22(name, out_dir):
     cfg = CASES[name]
     ctor = {k: cfg[k] for k in ("dim", "dec_dim", "z_dim", "dim_mult", "num_res_blocks",
                                 "temperal_downsample")}
-    model = WanVAE22_(**ctor, dropout=0.0).eval()
-    sd = init_weights(model, cfg["seed"])
-    st_t = torch.float16 if cfg["wdtype"] == "F16" else torch.float32
-    sd = {k: v.to(st_t).to(F64) for k, v in sd.items()}  # exactly the stored values
-    model.load_state_dict(sd)
-    model = model.double()
-    gi = torch.Generator().manual_seed(cfg["seed"] + 1)
-    video = (torch.rand(1, 3, cfg["t"], cfg["h"], cfg["w"], generator=gi) * 2 - 1).to(F64)
-    z = torch.randn(1, cfg["z_dim"], cfg["zt"], cfg["zh"], cfg["zw"], generator=gi).to(F64)
-    mean32 = torch.tensor(WAN22_LATENT_MEAN[:cfg["z_dim"]], dtype=torch.float32)
-    std32 = torch.tensor(WAN22_LATENT_STD[:cfg["z_dim"]], dtype=torch.float32)
-    scale = [mean32.to(F64), (1.0 / std32).to(F64)]  # 1/std in float32, as Wan2_2_VAE
+    model, sd, st_t, video, z, mean32, std32, scale = setup(cfg, WanVAE22_, ctor,
+                                                            WAN22_LATENT_MEAN, WAN22_LATENT_STD)
     with torch.no_grad():
-        mu_raw, log_var = model.encode_raw(video, chunked=True)
-        mu_full, _ = model.encode_raw(video, chunked=False)
-        assert (mu_raw - mu_full).abs().max() < 1e-9, "chunked and full-sequence encode disagree"
-        mu = model.normalize(mu_raw, scale)
+        mu_raw, log_var, mu = encode_checked(model, video, scale)
         enc_out = model.encoder_out(video, chunked=True)
         zu = z / scale[1].view(1, -1, 1, 1, 1) + scale[0].view(1, -1, 1, 1, 1)
         dec_out = model.decoder_out(zu, chunked=True)
@@ -186,15 +191,10 @@ def make_case22(name, out_dir):
           "mu_raw": mu_raw, "log_var": log_var, "inter/patchified": patchify(video),
           "inter/encoder_out": enc_out, "inter/decoder_in": dec_in, "inter/decoder_out": dec_out,
           "decoded": dec, "decoded_clamped": dec.clamp(-1, 1)}
-    os.makedirs(out_dir, exist_ok=True)
-    st.save(os.path.join(out_dir, "weights.safetensors"), {k: v.to(st_t) for k, v in sd.items()})
-    st.save(os.path.join(out_dir, "io.safetensors"), {k: v.to(torch.float32) for k, v in io.items()})
-    conf = {"vector": name, "reference": "wan.modules.vae2_2.WanVAE_", "wan_version": "2.2",
-            "generator": "tests/vae/gen_vae_vectors.py (models/wan/vae22.py in float64)",
-            "constructor": dict(ctor, attn_scales=[], dropout=0.0), "weights": {"dtype": cfg["wdtype"]},
-            "io": {k: {"shape": list(v.shape)} for k, v in io.items()}}
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(conf, f, indent=1)
+    save_case(out_dir, name, "wan.modules.vae2_2.WanVAE_",
+              "tests/vae/gen_vae_vectors.py (models/wan/vae22.py in float64)",
+              dict(ctor, attn_scales=[], dropout=0.0), cfg, sd, st_t, io,
+              extra={"wan_version": "2.2"})
 
 
 def main():
