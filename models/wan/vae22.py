@@ -103,19 +103,25 @@ class Resample22(Resample):
             self.resample[1] = nn.Conv2d(dim, dim, 3, padding=1)
 
 
+def _blocks(in_dim, out_dim, n_res, dropout, resample):
+    """n_res ResidualBlocks from in_dim to out_dim, then the Resample mode (or none)."""
+    layers = []
+    for _ in range(n_res):
+        layers.append(ResidualBlock(in_dim, out_dim, dropout))
+        in_dim = out_dim
+    if resample:
+        layers.append(Resample22(out_dim, resample))
+    return nn.Sequential(*layers)
+
+
 class DownBlock(nn.Module):
     """Down_ResidualBlock: layers .downsamples.N plus the AvgDown3D shortcut."""
 
     def __init__(self, in_dim, out_dim, n_res, t_down, down, dropout=0.0):
         super().__init__()
         self.out_dim, self.ft, self.fs = out_dim, 2 if t_down else 1, 2 if down else 1
-        layers = []
-        for _ in range(n_res):
-            layers.append(ResidualBlock(in_dim, out_dim, dropout))
-            in_dim = out_dim
-        if down:
-            layers.append(Resample22(out_dim, "downsample3d" if t_down else "downsample2d"))
-        self.downsamples = nn.Sequential(*layers)
+        self.downsamples = _blocks(in_dim, out_dim, n_res, dropout,
+                                   down and ("downsample3d" if t_down else "downsample2d"))
 
     def forward(self, x, cache=None, full=False):
         # chunked: the zero padding in front is per chunk (only the 1-frame first
@@ -131,13 +137,8 @@ class UpBlock(nn.Module):
         super().__init__()
         self.out_dim, self.up = out_dim, up
         self.ft, self.fs = 2 if t_up else 1, 2
-        layers = []
-        for _ in range(n_res):
-            layers.append(ResidualBlock(in_dim, out_dim, dropout))
-            in_dim = out_dim
-        if up:
-            layers.append(Resample22(out_dim, "upsample3d" if t_up else "upsample2d"))
-        self.upsamples = nn.Sequential(*layers)
+        self.upsamples = _blocks(in_dim, out_dim, n_res, dropout,
+                                 up and ("upsample3d" if t_up else "upsample2d"))
 
     def forward(self, x, cache=None, full=False, first=False):
         y = _run(self.upsamples, x, cache, full)
