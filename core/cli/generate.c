@@ -359,75 +359,59 @@ static int check_output(enum op op, const char *path, int n_frames)
     return e == VDIT_ERR_IO ? 1 : 2;
 }
 
-/* An edit of a clip longer than one window (win frames), as a stream
- * whose frames are written as they come out, so that an interrupted or
- * failed run leaves a finished file of the frames edited so far. These are
- * the frames vdit_edit gives: it edits such a clip as the same stream.
- * *written: frames written; *fw, *fw_total: DiT forwards summed over the
- * windows. Returns 0 or a VDIT_ERR_* code; *io: the failure was the
- * file's (message in err), else the engine's (vdit_ctx_last_error). */
+/* edit_streaming's frame sink: each edited frame to the file. */
+typedef struct edit_out {
+    vio_writer *w;
+    int written, io;
+    char *err;
+    size_t errlen;
+} edit_out;
+
+static int put_edited(void *user, int index, const uint8_t *rgb)
+{
+    edit_out *e = user;
+    int r = vio_writer_put(e->w, rgb, e->err, e->errlen);
+    if (r) {
+        e->io = 1;
+        return r;
+    }
+    e->written++;
+    return 0;
+}
+
+/* An edit of a clip longer than one window whose frames are
+ * written as they come out (vdit_edit_frames), so that an interrupted or
+ * failed run leaves a finished file of the frames edited so far.
+ * *written: frames written; *fw, *fw_total: DiT forwards. Returns 0 or a
+ * VDIT_ERR_* code; *io: the failure was the file's (message in err), else
+ * the engine's (vdit_ctx_last_error). */
 static int edit_streaming(vdit_ctx *ctx, const vdit_gen_params *gp, const vdit_video *in,
-                          int win, const char *path, double fps, int *written, int64_t *fw,
+                          const char *path, double fps, int *written, int64_t *fw,
                           int64_t *fw_total, int *io, char *err, size_t errlen)
 {
-    vdit_stream_params sp;
-    vdit_stream_params_default(&sp);
-    sp.gen = *gp;
-    sp.window = win;
-    vdit_stream *s = NULL;
-    vio_writer *w = NULL;
+    edit_out e = { NULL, 0, 0, err, errlen };
     *written = 0;
     *fw = *fw_total = 0;
     *io = 0;
-    int r = vdit_stream_open(ctx, &sp, in->width, in->height, &s);
-    if (r)
-        return r;
-    if ((r = vio_writer_open(path, in->width, in->height, in->n_frames, fps, &w, err, errlen))) {
+    int r = vio_writer_open(path, in->width, in->height, in->n_frames, fps, &e.w, err, errlen);
+    if (r) {
         *io = 1;
-        vdit_stream_close(&s);
         return r;
     }
-    size_t fsz = (size_t)in->width * in->height * 3;
-    int sent = 0;
-    while (*written < in->n_frames) {
-        if (sent < in->n_frames) {
-            vdit_frame f = { in->width, in->height, in->rgb + fsz * sent, in->width * 3, sent,
-                             NULL };
-            r = vdit_stream_send(s, &f);
-            if (!r) {
-                if (++sent == in->n_frames)
-                    vdit_stream_drain(s);
-                continue;
-            }
-            if (r != VDIT_ERR_AGAIN)
-                break;
-        }
-        vdit_frame o;
-        r = vdit_stream_receive(s, &o);
-        vdit_stats st;
-        if (!vdit_ctx_get_stats(ctx, &st)) {
-            *fw += st.forwards;
-            *fw_total += st.forwards_total;
-        }
-        if (r == VDIT_ERR_AGAIN)
-            continue;
-        if (r)
-            break;
-        if ((r = vio_writer_put(w, o.rgb, err, errlen))) {
-            *io = 1;
-            break;
-        }
-        (*written)++;
+    r = vdit_edit_frames(ctx, gp, in, put_edited, &e);
+    vdit_stats st;
+    if (!vdit_ctx_get_stats(ctx, &st)) {
+        *fw = st.forwards;
+        *fw_total = st.forwards_total;
     }
-    if (r == VDIT_ERR_AGAIN || r == VDIT_ERR_EOF)
-        r = *written == in->n_frames ? 0 : VDIT_ERR_INTERNAL;
+    *written = e.written;
+    *io = e.io;
     char cerr[512];
-    int rc = vio_writer_close(&w, r ? cerr : err, r ? sizeof(cerr) : errlen);
+    int rc = vio_writer_close(&e.w, r ? cerr : err, r ? sizeof(cerr) : errlen);
     if (!r && rc) {
         *io = 1;
         r = rc;
     }
-    vdit_stream_close(&s);
     return r;
 }
 
@@ -553,7 +537,7 @@ static int run(enum op op, int argc, char **argv)
         /* longer than a window: written as it is made */
         int written = 0, io = 0;
         int64_t fw = 0, fwt = 0;
-        r = edit_streaming(ctx, &gp, in, win, o.output, ofps, &written, &fw, &fwt, &io, err,
+        r = edit_streaming(ctx, &gp, in, o.output, ofps, &written, &fw, &fwt, &io, err,
                            sizeof(err));
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);

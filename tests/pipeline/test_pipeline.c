@@ -192,6 +192,23 @@ static void test_long_prompt(void)
     vdit_ctx_free(&c);
 }
 
+typedef struct sink_state {
+    vdit_video *v;
+    int n, fail_at;
+} sink_state;
+
+/* Frames in order into st->v; VDIT_ERR_IO at frame fail_at. */
+static int sink_frame(void *user, int index, const uint8_t *rgb)
+{
+    sink_state *st = user;
+    if (index != st->n || index == st->fail_at)
+        return VDIT_ERR_IO;
+    size_t fsz = (size_t)st->v->width * st->v->height * 3;
+    memcpy(st->v->rgb + fsz * (size_t)index, rgb, fsz);
+    st->n++;
+    return 0;
+}
+
 static void test_edit(void)
 {
     vdit_video *in = pattern(40, 24, 10, 1), *a = NULL, *b = NULL;
@@ -217,6 +234,25 @@ static void test_edit(void)
     p.n_frames = 9;
     T_CHECK(vdit_edit(ctx, &p, in, &a) == 0 && a && a->n_frames == 23 && a->width == 24,
             "windowed edit: %s", vdit_ctx_last_error(ctx));
+    /* the same frames handed out one by one, windowed or not; a sink's
+     * error stops the edit and comes back */
+    for (int k = 0; k < 2; k++) {
+        if (k) {
+            vdit_video_free(&a);
+            p.n_frames = 25; /* a window longer than the clip: one job */
+            T_CHECK(vdit_edit(ctx, &p, in, &a) == 0 && a, "one-window edit");
+        }
+        sink_state st = { vdit_video_new(24, 16, 23), 0, -1 };
+        T_CHECK(vdit_edit_frames(ctx, &p, in, sink_frame, &st) == 0 && st.n == 23 &&
+                    clip_equal(a, st.v),
+                "edit_frames (%s): %d frames, %s", k ? "one window" : "windowed", st.n,
+                vdit_ctx_last_error(ctx));
+        st.n = 0;
+        st.fail_at = 5;
+        T_CHECK(vdit_edit_frames(ctx, &p, in, sink_frame, &st) == VDIT_ERR_IO && st.n == 5,
+                "a failing sink: %d frames taken", st.n);
+        vdit_video_free(&st.v);
+    }
     vdit_video_free(&a);
     vdit_video_free(&in);
 }

@@ -377,6 +377,16 @@ VDIT_API int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **o
 VDIT_API int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in,
                        vdit_video **out);
 
+/* vdit_edit with every frame handed to sink as soon as it is edited, in
+ * order (index 0, 1, ...; rgb: width * height * 3 bytes, valid during the
+ * call), instead of a clip: memory does not grow with the length of a
+ * clip longer than one window, and a caller writing the frames as they
+ * come keeps the ones edited before a failure or a cancel. A nonzero return
+ * from sink stops the edit and is returned. */
+typedef int (*vdit_frame_sink)(void *user, int index, const uint8_t *rgb);
+VDIT_API int vdit_edit_frames(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in,
+                              vdit_frame_sink sink, void *user);
+
 /* Extends `in` by n_new frames after its end (backward = 0) or before its
  * start (backward = 1), window by window (p->n_frames frames per window,
  * default the model's length), so any length works; each window continues

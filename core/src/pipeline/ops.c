@@ -28,6 +28,18 @@ static int check_video(vdit_ctx *c, const vdit_video *v, const char *what)
     return 0;
 }
 
+/* p's parameters with the model's defaults filled in (p NULL: defaults). */
+static int resolve(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
+{
+    vdit_gen_params defp;
+    if (!p) {
+        vdit_gen_params_default(&defp);
+        p = &defp;
+    }
+    return vd_resolve_params(c, p, rp);
+}
+
+/* Starts an operation that returns a clip in *out. */
 static int start(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp, vdit_video **out)
 {
     if (!c)
@@ -36,12 +48,7 @@ static int start(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp, vdit_
     if (!out)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
-    vdit_gen_params defp;
-    if (!p) {
-        vdit_gen_params_default(&defp);
-        p = &defp;
-    }
-    return vd_resolve_params(c, p, rp);
+    return resolve(c, p, rp);
 }
 
 static int extend_forward(vdit_ctx *c, const vd_run_params *rp, int h, int w, int tw, int kmax,
@@ -231,9 +238,10 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
 
 /* A clip longer than one window is edited as a stream: window by window,
  * each continuing from the previous window's output (stream.c), so the
- * attention cost stays that of one window and no seam shows. */
+ * attention cost stays that of one window and no seam shows. Each frame
+ * goes to sink as it comes out. */
 static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, int win,
-                        vdit_video **out)
+                        vdit_frame_sink sink, void *user)
 {
     vdit_stream_params sp;
     vdit_stream_params_default(&sp);
@@ -244,11 +252,6 @@ static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video 
     int ret = vd_stream_open(c, &sp, in->width, in->height, &s);
     if (ret)
         return ret;
-    vdit_video *v = vdit_video_new(in->width, in->height, in->n_frames);
-    if (!v) {
-        vdit_stream_close(&s);
-        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
-    }
     size_t fsz = (size_t)in->width * in->height * 3;
     int sent = 0, got = 0;
     while (got < in->n_frames) {
@@ -268,31 +271,32 @@ static int edit_windows(vdit_ctx *c, const vdit_gen_params *p, const vdit_video 
         ret = vd_stream_receive(s, &o);
         if (ret == VDIT_ERR_AGAIN)
             continue;
-        if (ret)
+        if (ret || (ret = sink(user, got, o.rgb)))
             break;
-        memcpy(v->rgb + fsz * got++, o.rgb, fsz);
+        got++;
     }
     vdit_stream_close(&s);
-    if (got != in->n_frames) {
-        vdit_video_free(&v);
+    if (got != in->n_frames)
         return ret ? ret : vd_err(&c->log, VDIT_ERR_INTERNAL, "stream lost frames");
-    }
-    *out = v;
     return 0;
 }
 
-int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_video **out)
+/* The edit of any length, every frame to sink in order (vdit_edit_frames;
+ * rp resolved by the caller). */
+static int edit_frames(vdit_ctx *c, const vd_run_params *rp, const vdit_gen_params *p,
+                       const vdit_video *in, vdit_frame_sink sink, void *user)
 {
-    vd_run_params rp;
-    int ret = start(c, p, &rp, out);
-    if (ret || (ret = check_video(c, in, "edit input")))
+    int ret = check_video(c, in, "edit input");
+    if (ret)
         return ret;
     float strength = p ? p->strength : (float)VDIT_DEFAULT_STRENGTH;
     if ((ret = vd_check_strength(&c->log, strength)))
         return ret;
+    if (!sink)
+        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "no frame sink given");
     int win = p && p->n_frames > 0 ? p->n_frames : c->model->info.n_frames;
     if (in->n_frames > vd_align_frames(win))
-        return edit_windows(c, p, in, win, out);
+        return edit_windows(c, p, in, win, sink, user);
     vd_job job = { 0 };
     job.h = vd_align(c->model, in->height);
     job.w = vd_align(c->model, in->width);
@@ -306,18 +310,57 @@ int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_
     job.px = clip;
     float *px = NULL;
     int td = 0;
-    ret = vd_run_job(c, &rp, &job, &px, &td);
+    ret = vd_run_job(c, rp, &job, &px, &td);
     vd_free(clip);
     if (ret)
         return ret;
-    vdit_video *v = vdit_video_new(in->width, in->height, in->n_frames);
-    if (!v) {
+    vdit_video *fr = vdit_video_new(in->width, in->height, 1);
+    if (!fr) {
         vd_free(px);
         return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
     }
-    for (int f = 0; f < in->n_frames; f++)
-        vd_get_frame(px, td, job.h, job.w, f, v, f);
+    for (int f = 0; f < in->n_frames && !ret; f++) {
+        vd_get_frame(px, td, job.h, job.w, f, fr, 0);
+        ret = sink(user, f, fr->rgb);
+    }
+    vdit_video_free(&fr);
     vd_free(px);
+    return ret;
+}
+
+int vdit_edit_frames(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in,
+                     vdit_frame_sink sink, void *user)
+{
+    if (!c)
+        return VDIT_ERR_INVALID_ARG;
+    vd_ctx_begin(c);
+    vd_run_params rp;
+    int ret = resolve(c, p, &rp);
+    return ret ? ret : edit_frames(c, &rp, p, in, sink, user);
+}
+
+/* vdit_edit's sink: frame i into the clip. */
+static int copy_frame(void *user, int i, const uint8_t *rgb)
+{
+    vdit_video *v = user;
+    size_t fsz = (size_t)v->width * v->height * 3;
+    memcpy(v->rgb + fsz * (size_t)i, rgb, fsz);
+    return 0;
+}
+
+int vdit_edit(vdit_ctx *c, const vdit_gen_params *p, const vdit_video *in, vdit_video **out)
+{
+    vd_run_params rp;
+    int ret = start(c, p, &rp, out);
+    if (ret || (ret = check_video(c, in, "edit input")))
+        return ret;
+    vdit_video *v = vdit_video_new(in->width, in->height, in->n_frames);
+    if (!v)
+        return vd_err(&c->log, VDIT_ERR_NOMEM, "out of memory");
+    if ((ret = edit_frames(c, &rp, p, in, copy_frame, v))) {
+        vdit_video_free(&v);
+        return ret;
+    }
     *out = v;
     return 0;
 }
