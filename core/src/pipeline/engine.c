@@ -229,6 +229,8 @@ int vd_denoise(vd_denoise_args *a)
     int n_fixed = 0;
     for (int64_t j = 0; fixed && j < lt; j++)
         n_fixed += fixed[j] != 0;
+    int pp = a->g.align / a->g.s_factor; /* latent pixels per patch side */
+    int64_t tpf = (lh / pp) * (lw / pp); /* tokens per latent frame */
     /* A loop's DiT input has one more latent frame (see below). */
     int64_t n1 = a->circular ? ch * (lt + 1) * hw : n;
     if (n_run > 0) {
@@ -242,14 +244,13 @@ int vd_denoise(vd_denoise_args *a)
         if (!s || !vc || !vu || !xr)
             goto nomem;
         vd_sampler_reset(s, first);
-        /* A family trained with per-token timesteps sees its given latent
-         * frames clean at timestep 0 (Wan2.2 TI2V's image frame). */
-        if (a->given_t0 && n_fixed) {
-            int pp = a->g.align / a->g.s_factor;
-            int64_t tpf = (lh / pp) * (lw / pp), lin = a->circular ? lt + 1 : lt;
-            if (!(t_tok = vd_malloc(sizeof(float) * (size_t)(tpf * lin))))
-                goto nomem;
-        }
+        /* A family trained with per-token timesteps gets one per token, as
+         * its reference hands them: its given latent frames clean at
+         * timestep 0 (Wan2.2 TI2V's image frame), the others at the step's
+         * (all equal in text-to-video: the same result as one timestep). */
+        if (a->given_t0 &&
+            !(t_tok = vd_malloc(sizeof(float) * (size_t)(tpf * (a->circular ? lt + 1 : lt)))))
+            goto nomem;
         if (a->strength >= 0 && a->strength < 1.0f && lat0) {
             /* SDEdit (diffusers): the input noised to the first sigma run. */
             float sg = vd_sampler_sigma(s, first);
@@ -285,13 +286,11 @@ int vd_denoise(vd_denoise_args *a)
         }
         float t = (float)vd_sampler_timestep(s, i);
         if (t_tok) {
-            int pp = a->g.align / a->g.s_factor;
-            int64_t tpf = (lh / pp) * (lw / pp);
             for (int64_t j = 0; j < lin; j++) {
                 /* slot j holds latent frame j, or in a loop (j - 1 + r) mod lt */
                 int64_t fj = a->circular ? ((j - 1 + r) % lt + lt) % lt : j;
                 for (int64_t k = 0; k < tpf; k++)
-                    t_tok[j * tpf + k] = fixed[fj] ? 0.0f : t;
+                    t_tok[j * tpf + k] = fixed && fixed[fj] ? 0.0f : t;
             }
             if (a->tap)
                 a->tap(a->tap_user, i, "t_tokens", t_tok, tpf * lin);
