@@ -251,16 +251,17 @@ static int find_parts(const char *path, vd_log *lg, const vj_val *vj, parts *p,
         p->n_heads = vj_int(vj_get(vj, "num_heads"), 0);
     if (vj_get(vj, "text_len"))
         p->text_len = vj_int(vj_get(vj, "text_len"), 0);
-    char vae_list[512] = "";
-    for (int i = 0; vd_families[i]; i++)
-        snprintf(vae_list + strlen(vae_list), sizeof(vae_list) - strlen(vae_list), "%s%s",
-                 i ? " or " : "", vd_families[i]->vae_names[0]);
     char what[700] = "";
-    if (!p->dit[0])
+    if (!p->dit[0]) {
         snprintf(what, sizeof(what), "DiT (%s)", f->dit_names[1] ? f->dit_names[1] : f->dit_names[0]);
-    else if (!p->vae[0])
-        snprintf(what, sizeof(what), "VAE (%s)", vae_list);
-    else if (!p->t5[0])
+    } else if (!p->vae[0]) {
+        size_t o = (size_t)snprintf(what, sizeof(what), "VAE (");
+        for (int i = 0; vd_families[i] && o < sizeof(what); i++)
+            o += (size_t)snprintf(what + o, sizeof(what) - o, "%s%s", i ? " or " : "",
+                                  vd_families[i]->vae_names[0]);
+        if (o < sizeof(what))
+            snprintf(what + o, sizeof(what) - o, ")");
+    } else if (!p->t5[0])
         snprintf(what, sizeof(what), "text encoder (%s)", f->t5_names[0]);
     else if (!p->tok[0])
         snprintf(what, sizeof(what), "tokenizer (%s)", f->tok_names[0]);
@@ -282,7 +283,7 @@ static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
     in->shift = (float)vj_num(vj_get(vj, "shift"), d->shift);
     const char *smp = vj_str(vj_get(vj, "sampler"), NULL);
     in->sampler = smp ? parse_sampler(smp) : d->sampler;
-    in->spatial_align = m->geom.align > 0 ? m->geom.align : d->spatial_align;
+    in->spatial_align = d->spatial_align; /* the loaded parts' once known */
     if (in->width < 16 || in->width > 16384 || in->height < 16 || in->height > 16384 ||
         in->n_frames < 1 || in->n_frames > 100000 || !(in->fps > 0) || in->steps < 1 ||
         in->steps > 10000 || in->guidance < 0 || !(in->shift > 0) || in->sampler < 0)
@@ -368,15 +369,11 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
     if (fam != m->fam) {
         vd_logf(&m->log, VDIT_LOG_INFO, "%s: the parts are %s's", path, fam->name);
         m->fam = fam;
+        if ((ret = read_defaults(m, vj, path))) /* its defaults, not the guess's */
+            goto fail;
     }
     m->geom = m->fam->geom(m);
-    vdit_model_info keep = m->info;
-    if ((ret = read_defaults(m, vj, path)))
-        goto fail;
-    m->info.text_len = keep.text_len;
-    m->info.dim = keep.dim;
-    m->info.n_layers = keep.n_layers;
-    m->info.n_heads = keep.n_heads;
+    m->info.spatial_align = m->geom.align;
     vj_free(vj);
     free(pt);
     *out = m;
