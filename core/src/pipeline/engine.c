@@ -21,8 +21,7 @@
 
 int vd_align(const vdit_model *m, int x)
 {
-    int a = m->geom.align > 0 ? m->geom.align : 16;
-    return (x + a - 1) / a * a;
+    return (x + m->geom.align - 1) / m->geom.align * m->geom.align;
 }
 
 /* Smallest 1 + 4k >= n. */
