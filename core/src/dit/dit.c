@@ -39,6 +39,7 @@
 #include <stdio.h>
 
 #include "dit.h"
+#include "../pipeline/wan/wan_consts.h"
 
 typedef struct dit_block {
     vk_linear sq, sk, sv, so;       /* self-attention */
@@ -1240,7 +1241,7 @@ int vd_dit_forward_batch_tok(vd_dit_run *r, const float *x, const float *y, int6
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory for the step cache");
     if (!r->rope || r->rope_f != gf || r->rope_h != gh || r->rope_w != gw) {
         vd_free(r->rope);
-        r->rope = vk_rope3d_table(gf, gh, gw, c->head_dim, 10000.0, 0, 0, 0);
+        r->rope = vk_rope3d_table(gf, gh, gw, c->head_dim, VD_WAN_ROPE_THETA, 0, 0, 0);
         if (!r->rope)
             return vd_err(lg, VDIT_ERR_NOMEM, "out of memory for the rotary table");
         r->rope_f = gf;
