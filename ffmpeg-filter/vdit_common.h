@@ -73,6 +73,8 @@
           VDIT_FLAGS, "sampler" },                                                            \
         { "euler", "Euler", 0, AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_EULER }, 0, 0,        \
           VDIT_FLAGS, "sampler" },                                                            \
+        { "fewstep", "distilled models: the model's timesteps, re-noised", 0,                 \
+          AV_OPT_TYPE_CONST, { .i64 = VDIT_SAMPLER_FEWSTEP }, 0, 0, VDIT_FLAGS, "sampler" },  \
     { "precision", "arithmetic of the products", offsetof(type, precision), AV_OPT_TYPE_INT,  \
       { .i64 = VDIT_DEFAULT_PRECISION }, VDIT_PRECISION_AUTO, VDIT_PRECISION_BF16, VDIT_FLAGS,  \
       "precision" },                                                                          \

@@ -11,6 +11,8 @@ GType gst_vdit_sampler_get_type(void)
         { VDIT_SAMPLER_UNIPC, "UniPC multistep (Wan's default)", "unipc" },
         { VDIT_SAMPLER_DPMPP, "DPM++ 2M multistep", "dpm++" },
         { VDIT_SAMPLER_EULER, "Euler", "euler" },
+        { VDIT_SAMPLER_FEWSTEP, "Few-step (distilled models: their timestep list, re-noised)",
+          "fewstep" },
         { 0, NULL, NULL },
     };
     if (g_once_init_enter(&id)) {

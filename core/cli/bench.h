@@ -1,5 +1,5 @@
 /* `vdit bench SUBJECT`: kernels live in bench.c, model benchmarks in their
- * own files (bench_dit.c, bench_vae.c, bench_t5.c). Each gets the
+ * own files (bench_dit.c, bench_vae.c, bench_t5.c, bench_cache.c, bench_steps.c). Each gets the
  * arguments after the subject (argv[0] is the subject) and returns the exit
  * status. */
 #ifndef VDIT_CLI_BENCH_H
@@ -14,6 +14,7 @@ int bench_dit(int argc, char **argv);
 int bench_vae(int argc, char **argv);
 int bench_t5(int argc, char **argv);
 int bench_cache(int argc, char **argv);
+int bench_steps(int argc, char **argv); /* bench_steps.c: default vs few-step recipe */
 
 /* Shared helpers for bench files: --threads N parsing (a bad value sets
  * *bad); --precision fp32|bf16|auto and --isa LEVEL (0, or -1 for an

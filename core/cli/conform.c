@@ -107,6 +107,7 @@ static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, in
         { "wan.modules.vae2_2.WanVAE", conform_vae, 1e-4, 3e-5, 6e-2 },
         { "wan.modules.t5.T5Encoder", conform_umt5, 1e-4, 3e-5, 3e-2 },
         { "wan.utils.fm_solvers", conform_sampler, 1e-4, 3e-5, 3e-2 },
+        { "few-step DMD samplers", conform_fewstep, 1e-4, 3e-5, 3e-2 },
         { "wan.text2video.WanT2V.generate", conform_t2v_loop, 3e-4, 1e-4, 5e-2 },
         { "wan.textimage2video.WanTI2V.t2v", conform_ti2v_t2v_loop, 3e-4, 1e-4, 5e-2 },
         { "wan.textimage2video.WanTI2V.generate (size", conform_ti2v_geometry, 0, 0, 0 },

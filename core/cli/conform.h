@@ -46,6 +46,7 @@ int conform_dit(conform_ctx *c);
 int conform_vae(conform_ctx *c);
 int conform_umt5(conform_ctx *c);
 int conform_sampler(conform_ctx *c);
+int conform_fewstep(conform_ctx *c); /* few-step DMD samplers (conform_sampler.c) */
 int conform_t2v_loop(conform_ctx *c);
 int conform_ti2v_t2v_loop(conform_ctx *c); /* Wan2.2 WanTI2V.t2v (conform_loop.c) */
 int conform_ti2v_geometry(conform_ctx *c);

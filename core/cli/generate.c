@@ -90,7 +90,8 @@ static void usage(enum op op, FILE *o)
                "  --guidance X           classifier-free guidance scale (default: the model's;\n"
                "                         Wan2.1: 5; 1 = off)\n"
                "  --shift X              timestep shift (default: the model's; Wan2.1: 5)\n"
-               "  --sampler NAME         unipc (default), dpm++ or euler\n"
+               "  --sampler NAME         unipc (default), dpm++, euler or fewstep (distilled\n"
+               "                         models: the model's timestep list, re-noised)\n"
                "  --seed N               noise seed (default: random, printed)\n"
                "  --cache MODE           step caching: off (default), easy (EasyCache) or tea\n"
                "                         (TeaCache-style): steps reuse the DiT's last residual\n"
@@ -228,6 +229,7 @@ static int parse(enum op op, int argc, char **argv, opts *o)
             o->sampler = !strcmp(val, "unipc")                          ? VDIT_SAMPLER_UNIPC
                          : !strcmp(val, "dpm++") || !strcmp(val, "dpmpp") ? VDIT_SAMPLER_DPMPP
                          : !strcmp(val, "euler")                          ? VDIT_SAMPLER_EULER
+                         : !strcmp(val, "fewstep")                        ? VDIT_SAMPLER_FEWSTEP
                                                                           : -1;
             ok = o->sampler < 0 ? -1 : 0;
         } else if (!strcmp(name, "--cache")) {

@@ -281,6 +281,18 @@ int cmd_info(int argc, char **argv)
                    "sizes in multiples of %d\n", mi.width, mi.height, mi.n_frames,
                    (double)mi.fps, mi.steps, (double)mi.guidance, (double)mi.shift,
                    mi.spatial_align);
+            static const char *const smp[] = { "unipc", "dpm++", "euler", "fewstep" };
+            printf("sampler: %s", mi.sampler >= 0 && mi.sampler < 4 ? smp[mi.sampler] : "?");
+            if (mi.n_timesteps) {
+                printf(", timesteps [");
+                for (int i = 0; i < mi.n_timesteps; i++)
+                    printf("%s%d", i ? ", " : "", mi.timesteps[i]);
+                printf("]%s", mi.timesteps_warped ? " warped through the shifted table" : "");
+            }
+            printf("%s\n", mi.guidance == 1.0f ? ", no guidance" : "");
+            if (mi.causal)
+                printf("causal: yes (chunk-by-chunk generation with a KV cache: loads, "
+                       "not run yet)\n");
             vdit_model_free(&m);
         } else {
             printf("model: %s: %s\n", path, mp.error);

@@ -175,7 +175,20 @@ typedef struct vdit_model_info {
     int text_len;        /* text tokens the DiT attends to */
     int64_t dim, n_layers, n_heads; /* DiT size */
     int spatial_align;   /* width/height granularity the model needs (pixels) */
-    uint8_t reserved[64];
+    /* The few-step recipe of a distilled model (vdit.json "timesteps",
+     * "warp"; docs/sampling.md, "Few-step models"): n_timesteps listed
+     * timesteps, 0 when the folder gives none. VDIT_SAMPLER_FEWSTEP uses
+     * them when the steps asked are the model's (or 0); other step counts,
+     * and models with no list, get the evenly spaced list 1000 - 1000k/N. */
+    int n_timesteps;
+    int16_t timesteps[16]; /* 1..1000, decreasing */
+    uint8_t timesteps_warped; /* 1: looked up in the shifted table (Self-Forcing,
+                                 lightx2v), 0: as given (CausVid) */
+    uint8_t causal;      /* 1: a causal model (vdit.json "causal": true:
+                            Self-Forcing and its kin), trained for chunk-by-chunk
+                            generation with a KV cache, which vdit does not run
+                            yet: generation returns VDIT_ERR_UNSUPPORTED */
+    uint8_t reserved[26];
 } vdit_model_info;
 
 /* Fills *out. Returns 0 or VDIT_ERR_INVALID_ARG. */
@@ -258,6 +271,11 @@ enum vdit_sampler {
     VDIT_SAMPLER_UNIPC = 0, /* Wan's default */
     VDIT_SAMPLER_DPMPP = 1, /* DPM++ 2M */
     VDIT_SAMPLER_EULER = 2,
+    VDIT_SAMPLER_FEWSTEP = 3, /* distilled models (CausVid, Self-Forcing,
+                                 lightx2v): x0 predicted at each listed
+                                 timestep, re-noised to the next with fresh
+                                 noise from the seed; the model's list
+                                 (vdit_model_info.timesteps) */
     VDIT_SAMPLER_COUNT
 };
 
@@ -318,14 +336,17 @@ typedef struct vdit_gen_params {
                                     call per step instead of two) */
     float shift;                 /* default -1: the model's default (Wan t2v: 5.0); (0, 100] */
     int sampler;                 /* enum vdit_sampler; default -1: the model's default
-                                    (UniPC for Wan) */
+                                    (UniPC for Wan; VDIT_SAMPLER_FEWSTEP, steps and no
+                                    guidance for a folder that lists timesteps) */
     uint64_t seed;               /* default 0. Same seed, inputs, parameters and thread
                                     count: bit-identical output (docs/sampling.md) */
     float strength;              /* SDEdit strength in [0, 1], default
                                     VDIT_DEFAULT_STRENGTH, 0.6 (edit,
                                     streaming, and the crossfade a bridge or a loop's
                                     closing frames start from): int(strength * steps)
-                                    steps run */
+                                    steps run; with VDIT_SAMPLER_FEWSTEP, the steps
+                                    from the first listed timestep at or below
+                                    1000 * strength */
     int loop;                    /* generate: 1 = seamless loop; default 0. n_frames is
                                     rounded up to a multiple of 4. 8 frames or more: the
                                     plain clip of n_frames + 1 from its second frame, its

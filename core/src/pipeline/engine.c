@@ -105,10 +105,52 @@ int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp)
                       (double)p->shift);
     if (smp < 0 || smp >= VDIT_SAMPLER_COUNT || p->sampler < VDIT_DEFAULT_SAMPLER)
         return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "sampler %d unknown", p->sampler);
-    rp->sampler = smp == VDIT_SAMPLER_DPMPP   ? VD_SAMPLER_DPMPP
-                  : smp == VDIT_SAMPLER_EULER ? VD_SAMPLER_EULER
-                                              : VD_SAMPLER_UNIPC;
+    if (in->causal)
+        return vd_err(&c->log, VDIT_ERR_UNSUPPORTED,
+                      "this model is causal (its vdit.json says \"causal\": true: Self-Forcing "
+                      "and its kin): it was trained to generate chunk by chunk with a KV cache, "
+                      "and that causal mode is not supported yet");
+    rp->sampler = smp == VDIT_SAMPLER_DPMPP     ? VD_SAMPLER_DPMPP
+                  : smp == VDIT_SAMPLER_EULER   ? VD_SAMPLER_EULER
+                  : smp == VDIT_SAMPLER_FEWSTEP ? VD_SAMPLER_FEWSTEP
+                                                : VD_SAMPLER_UNIPC;
+    if (rp->sampler == VD_SAMPLER_FEWSTEP) {
+        /* The model's list at its own step count; else the evenly spaced
+         * one, warped as the model's list is (warped when it has none). */
+        if (in->n_timesteps && rp->steps == in->n_timesteps) {
+            for (int i = 0; i < in->n_timesteps; i++)
+                rp->list[i] = in->timesteps[i];
+            rp->warp = in->timesteps_warped;
+        } else {
+            vd_fewstep_default(rp->steps, rp->list);
+            rp->warp = in->n_timesteps ? in->timesteps_warped : 1;
+        }
+    }
     return resolve_cache(c, p, rp);
+}
+
+int vd_first_step(const vd_run_params *rp, float strength)
+{
+    int steps = rp->steps;
+    if (strength < 0)
+        return 0;
+    if (rp->sampler == VD_SAMPLER_FEWSTEP) {
+        /* a small margin: float(0.757) * 1000 must reach 757 */
+        double lim = (double)strength * 1000.0 + 1e-3;
+        int i = 0;
+        while (i < steps && rp->list[i] > lim)
+            i++;
+        return i;
+    }
+    int n_run = (int)(strength * (float)steps);
+    return steps - VD_MIN(VD_MAX(n_run, 0), steps);
+}
+
+vd_sampler *vd_run_sampler(const vd_run_params *rp, int64_t n)
+{
+    if (rp->sampler == VD_SAMPLER_FEWSTEP)
+        return vd_sampler_new_list(rp->list, rp->steps, rp->warp, rp->shift, n);
+    return vd_sampler_new(rp->sampler, rp->steps, rp->shift, n);
 }
 
 /* ---- pixels ---------------------------------------------------------------- */
@@ -218,7 +260,7 @@ int vd_denoise(vd_denoise_args *a)
     int64_t ch = a->g.z_dim, lt = a->lt, lh = a->lh, lw = a->lw, hw = lh * lw;
     int64_t n = ch * lt * hw;
     int steps = rp->steps, first = a->first, n_run = steps - first, ret = 0;
-    float *x = a->x, *vc = NULL, *vu = NULL, *xr = NULL, *t_tok = NULL;
+    float *x = a->x, *vc = NULL, *vu = NULL, *xr = NULL, *t_tok = NULL, *eps = NULL;
     const float *lat0 = a->lat0, *noise = a->noise;
     const uint8_t *fixed = a->fixed;
     const vd_cond *cond = a->cond, *uncond = a->uncond;
@@ -233,7 +275,7 @@ int vd_denoise(vd_denoise_args *a)
     /* A loop's DiT input has one more latent frame (see below). */
     int64_t n1 = a->circular ? ch * (lt + 1) * hw : n;
     if (n_run > 0) {
-        s = vd_sampler_new(rp->sampler, steps, rp->shift, n);
+        s = vd_run_sampler(rp, n);
         if (rp->cache != VDIT_CACHE_OFF &&
             !(cache = fam->cache_new(rp->cache, rp->cache_threshold, rp->cache_max_skip)))
             goto nomem;
@@ -241,6 +283,8 @@ int vd_denoise(vd_denoise_args *a)
         vu = vd_malloc(sizeof(float) * (size_t)n1);
         xr = vd_malloc(sizeof(float) * (size_t)n1);
         if (!s || !vc || !vu || !xr)
+            goto nomem;
+        if (vd_sampler_needs_noise(s, first) && !(eps = vd_malloc(sizeof(float) * (size_t)n)))
             goto nomem;
         vd_sampler_reset(s, first);
         /* A family trained with per-token timesteps gets one per token, as
@@ -283,7 +327,7 @@ int vd_denoise(vd_denoise_args *a)
             gather(xr, lin, x, lt, ch, hw, r - 1);
             xin = xr;
         }
-        float t = (float)vd_sampler_timestep(s, i);
+        float t = vd_sampler_model_t(s, i);
         if (t_tok) {
             for (int64_t j = 0; j < lin; j++) {
                 /* slot j holds latent frame j, or in a loop (j - 1 + r) mod lt */
@@ -328,7 +372,11 @@ int vd_denoise(vd_denoise_args *a)
                            sizeof(float) * (size_t)hw);
             memcpy(vc, xr, sizeof(float) * (size_t)n);
         }
-        if ((ret = vd_sampler_step(s, i, vc, x)))
+        /* few-step: fresh noise for the re-noising, from the seed, one
+         * stream per step (docs/sampling.md, "Noise generator") */
+        if (vd_sampler_needs_noise(s, i))
+            vd_noise_fill(rp->seed, a->stream | (uint64_t)(i + 1) << 32, eps, n);
+        if ((ret = vd_sampler_step_noise(s, i, vc, eps, x)))
             goto done;
         if (a->tap)
             a->tap(a->tap_user, i, "step_out", x, n);
@@ -348,6 +396,7 @@ done:
     vd_free(vu);
     vd_free(xr);
     vd_free(t_tok);
+    vd_free(eps);
     vd_sampler_free(&s);
     if (cache)
         fam->cache_free(&cache);
@@ -393,11 +442,7 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
         }
     }
     int need_enc = job->px && (n_fixed || job->strength >= 0);
-    if (job->strength >= 0) {
-        int n_run = (int)(job->strength * (float)steps);
-        n_run = VD_MIN(VD_MAX(n_run, 0), steps);
-        first = steps - n_run;
-    }
+    first = vd_first_step(rp, job->strength);
     int n_run = steps - first;
     if (n_run > 0) {
         if ((ret = vd_ctx_progress(c, VDIT_STAGE_ENCODE_TEXT, 0, 2)) ||
@@ -451,7 +496,7 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     vd_noise_fill(rp->seed, job->stream, noise, n);
     vd_denoise_args da = { fam, c->run, g, cond, uncond, rp, first, job->strength, lt, lh, lw,
                            x, lat0, noise, fixed, m->clean_context, m->given_t0,
-                           job->circular, c, NULL, NULL, 0, 0 };
+                           job->circular, c, NULL, NULL, 0, 0, job->stream };
     ret = vd_denoise(&da);
     if (ret == VDIT_ERR_NOMEM)
         goto nomem;

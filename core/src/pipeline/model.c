@@ -19,13 +19,19 @@
  * the loaded parts (a folder may hold another family's files under a name
  * vdit.json gives): its defaults are used where vdit.json gives none.
  * vdit.json (optional) gives width, height, frames, fps, steps, guidance,
- * shift, sampler ("unipc", "dpm++", "euler"), text_len, num_heads,
+ * shift, sampler ("unipc", "dpm++", "euler", "fewstep"), the few-step recipe
+ * of a distilled model (timesteps: a list of 1..16 decreasing timesteps in
+ * 1..1000, which makes fewstep the sampler, the steps its length and
+ * guidance 1 unless given; warp: true to look the list up in the shifted
+ * table, default false), causal (true: a causal model, which loads but
+ * does not generate yet), text_len, num_heads,
  * negative_prompt, context ("noised", the default, or "clean": how the
  * engine holds given frames while it generates the others, see
  * docs/operations.md), and may name the parts (dit, vae, t5, tokenizer) by path
  * relative to the folder.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +40,12 @@
 #include "pipeline.h"
 #include "pipeline/pipeline_config.h" /* VDIT_DEFAULT_MODEL_DIR, from meson */
 #include "../ckpt.h"
+
+/* The few-step fields came out of the reserved bytes: the struct's size
+ * and every older field's place are unchanged. */
+_Static_assert(offsetof(vdit_model_info, reserved) + sizeof(((vdit_model_info *)0)->reserved) ==
+                   offsetof(vdit_model_info, n_timesteps) + 64,
+               "vdit_model_info's few-step fields must fit the 64 reserved bytes");
 
 const char *vdit_default_model_path(void)
 {
@@ -111,6 +123,8 @@ static int parse_sampler(const char *s)
         return VDIT_SAMPLER_DPMPP;
     if (!strcmp(s, "euler"))
         return VDIT_SAMPLER_EULER;
+    if (!strcmp(s, "fewstep"))
+        return VDIT_SAMPLER_FEWSTEP;
     return -1;
 }
 
@@ -143,6 +157,35 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
     };
     if (vj->type != VJ_OBJ)
         return vd_err(lg, VDIT_ERR_FORMAT, "%s: not a JSON object", file);
+    static const char *const bools[] = { "warp", "causal" };
+    for (size_t k = 0; k < 2; k++) {
+        const vj_val *v = vj_get(vj, bools[k]);
+        if (v && v->type != VJ_BOOL)
+            return vd_err(lg, VDIT_ERR_FORMAT, "%s: \"%s\" must be true or false", file, bools[k]);
+    }
+    const vj_val *tl = vj_get(vj, "timesteps");
+    if (tl) {
+        int list[16], ok = tl->type == VJ_ARR && tl->len >= 1 && tl->len <= 16;
+        for (size_t i = 0; ok && i < tl->len; i++) {
+            const vj_val *e = &tl->kids[i];
+            ok = e->type == VJ_NUM && e->num == floor(e->num) && e->num >= 1 && e->num <= 1000;
+            list[i] = ok ? (int)e->num : 0;
+        }
+        if (!ok || vd_fewstep_check(list, (int)tl->len))
+            return vd_err(lg, VDIT_ERR_FORMAT,
+                          "%s: \"timesteps\" must be a list of 1 to 16 integers in 1..1000, "
+                          "decreasing (e.g. [1000, 757, 522])", file);
+        const char *smp = vj_str(vj_get(vj, "sampler"), "fewstep");
+        if (parse_sampler(smp) != VDIT_SAMPLER_FEWSTEP)
+            return vd_err(lg, VDIT_ERR_FORMAT,
+                          "%s: \"timesteps\" is the few-step sampler's list: \"sampler\" must be "
+                          "\"fewstep\" (or left out), not '%s'", file, smp);
+        const vj_val *st = vj_get(vj, "steps");
+        if (st && st->type == VJ_NUM && st->num != (double)tl->len)
+            return vd_err(lg, VDIT_ERR_FORMAT,
+                          "%s: \"steps\" %g differs from the %zu \"timesteps\" listed", file,
+                          st->num, tl->len);
+    }
     for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
         const vj_val *v = vj_get(vj, keys[k].key);
         if (!v)
@@ -153,7 +196,8 @@ static int check_vdit_json(vd_log *lg, const vj_val *vj, const char *file)
                               keys[k].key, keys[k].key[0] != 'n' ? " non-empty" : "");
             if (!strcmp(keys[k].key, "sampler") && parse_sampler(v->str) < 0)
                 return vd_err(lg, VDIT_ERR_FORMAT,
-                              "%s: unknown \"sampler\" '%s' (unipc, dpm++ or euler)", file, v->str);
+                              "%s: unknown \"sampler\" '%s' (unipc, dpm++, euler or fewstep)",
+                              file, v->str);
             if (!strcmp(keys[k].key, "context") && strcmp(v->str, "noised") && strcmp(v->str, "clean"))
                 return vd_err(lg, VDIT_ERR_FORMAT,
                               "%s: unknown \"context\" '%s' (noised or clean)", file, v->str);
@@ -283,13 +327,26 @@ static int read_defaults(vdit_model *m, const vj_val *vj, const char *path)
     in->shift = (float)vj_num(vj_get(vj, "shift"), d->shift);
     const char *smp = vj_str(vj_get(vj, "sampler"), NULL);
     in->sampler = smp ? parse_sampler(smp) : d->sampler;
+    /* A distilled model's recipe (checked by check_vdit_json): its list,
+     * the few-step sampler, as many steps, no guidance unless given. */
+    const vj_val *tl = vj_get(vj, "timesteps");
+    in->n_timesteps = tl ? (int)tl->len : 0;
+    for (int i = 0; i < in->n_timesteps; i++)
+        in->timesteps[i] = (int16_t)tl->kids[i].num;
+    in->timesteps_warped = (uint8_t)vj_bool(vj_get(vj, "warp"), 0);
+    in->causal = (uint8_t)vj_bool(vj_get(vj, "causal"), 0);
+    if (tl) {
+        in->sampler = VDIT_SAMPLER_FEWSTEP;
+        in->steps = in->n_timesteps;
+        in->guidance = (float)vj_num(vj_get(vj, "guidance"), 1.0);
+    }
     in->spatial_align = d->spatial_align; /* the loaded parts' once known */
     if (in->width < 16 || in->width > 16384 || in->height < 16 || in->height > 16384 ||
         in->n_frames < 1 || in->n_frames > 100000 || !(in->fps > 0) || in->steps < 1 ||
         in->steps > 10000 || in->guidance < 0 || !(in->shift > 0) || in->sampler < 0)
         return vd_err(&m->log, VDIT_ERR_FORMAT,
                       "%s/vdit.json: a default is out of range (width/height 16..16384, frames, "
-                      "fps > 0, steps 1..10000, guidance >= 0, shift > 0, sampler unipc|dpm++|euler)",
+                      "fps > 0, steps 1..10000, guidance >= 0, shift > 0, sampler unipc|dpm++|euler|fewstep)",
                       path);
     m->given_t0 = m->fam->given_t0;
     const char *ctxs = vj_str(vj_get(vj, "context"), NULL);

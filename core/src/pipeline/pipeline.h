@@ -87,9 +87,19 @@ typedef struct vd_run_params {
     float cache_threshold, cache_start, cache_end;
     int cache_max_skip;
     float guidance_end;             /* (0, 1] */
+    /* VD_SAMPLER_FEWSTEP: the listed timesteps (steps of them) and whether
+     * they are warped through the shifted table (sampler.h) */
+    int list[1000];
+    int warp;
 } vd_run_params;
 
 int vd_resolve_params(vdit_ctx *c, const vdit_gen_params *p, vd_run_params *rp);
+/* The first step an SDEdit of `strength` runs (< 0: 0, from noise; steps:
+ * none): diffusers' steps - int(strength * steps), or, few-step, the first
+ * listed timestep at or below 1000 * strength. */
+int vd_first_step(const vd_run_params *rp, float strength);
+/* The sampler of a run (few-step: on the run's list). NULL: no memory. */
+vd_sampler *vd_run_sampler(const vd_run_params *rp, int64_t n);
 /* 0 when s is an SDEdit / crossfade strength in [0, 1], else
  * VDIT_ERR_INVALID_ARG with the message in lg. */
 int vd_check_strength(vd_log *lg, float s);
@@ -144,6 +154,8 @@ typedef struct vd_denoise_args {
     void (*tap)(void *user, int step, const char *what, const float *data, int64_t n);
     void *tap_user;
     int64_t forwards, forwards_total; /* out: DiT forwards computed / asked */
+    uint64_t stream; /* noise stream of the run: the few-step sampler's fresh noise
+                        at step i is stream | (i + 1) << 32 of rp->seed */
 } vd_denoise_args;
 int vd_denoise(vd_denoise_args *a);
 

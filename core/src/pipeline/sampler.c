@@ -27,6 +27,7 @@ struct vd_sampler {
     int steps;
     int64_t n;
     int64_t *ts;   /* [steps] */
+    float *tf;     /* [steps] the timesteps as the model receives them */
     float *sig;    /* [steps + 1] */
     int next;      /* step index expected next */
     int n_hist;    /* model outputs held (0..2): "lower_order_nums" */
@@ -54,10 +55,86 @@ static double shift_sigma(double s, double shift)
     return a / c;
 }
 
+/* ---- few-step lists -------------------------------------------------------
+ * The distilled models' code (CausVid, Self-Forcing: FlowMatchScheduler with
+ * sigma_min 0, extra_one_step, set_timesteps(1000); lightx2v:
+ * WanStepDistillScheduler) builds a float32 torch table of 1000 levels,
+ * linspace(1, 0, 1001)[:-1] shifted as shift * s / (1 + (shift - 1) * s),
+ * every operation in float32, and timesteps = 1000 * sigmas. We take the
+ * linspace entries correctly rounded (1 - j/1000 in double, to float):
+ * torch's vectorised linspace is off by an ulp at some entries, which moves
+ * a level by at most 2e-7 (none at the multiples of 250 that the warped
+ * lists use). */
+static float table_sigma(int j, double shift)
+{
+    volatile float s = (float)(1.0 - (double)j / 1000.0);
+    volatile float a = (float)shift * s;
+    volatile float b = (float)(shift - 1.0) * s;
+    volatile float c = 1.0f + b;
+    return a / c;
+}
+
+int vd_fewstep_check(const int *list, int n_list)
+{
+    if (!list || n_list < 1 || n_list > 1000)
+        return VDIT_ERR_INVALID_ARG;
+    for (int i = 0; i < n_list; i++)
+        if (list[i] < 1 || list[i] > 1000 || (i && list[i] >= list[i - 1]))
+            return VDIT_ERR_INVALID_ARG;
+    return 0;
+}
+
+void vd_fewstep_default(int n, int *list)
+{
+    for (int k = 0; k < n; k++)
+        list[k] = 1000 - (int)((1000LL * k) / n);
+}
+
+int vd_fewstep_schedule(const int *list, int n_list, int warp, double shift, float *t, float *sig)
+{
+    if (vd_fewstep_check(list, n_list) || !(shift > 0))
+        return VDIT_ERR_INVALID_ARG;
+    for (int i = 0; i < n_list; i++) {
+        int j = 1000 - list[i];
+        if (!warp) {
+            /* the level whose timestep is nearest the listed one (argmin:
+             * the first on a tie); float differences of close values are
+             * exact, so this agrees with torch's double and float lookups */
+            float tl = (float)list[i], best = INFINITY;
+            for (int q = 0; q < 1000; q++) {
+                volatile float tq = table_sigma(q, shift) * 1000.0f; /* rounded, no FMA */
+                float d = fabsf(tq - tl);
+                if (d < best) {
+                    best = d;
+                    j = q;
+                }
+            }
+        }
+        sig[i] = table_sigma(j, shift);
+        t[i] = warp ? sig[i] * 1000.0f : (float)list[i];
+    }
+    sig[n_list] = 0.0f;
+    return 0;
+}
+
 int vd_sampler_schedule(vd_sampler_kind kind, int steps, double shift, int64_t *ts, float *sig)
 {
-    if (steps < 1 || !(shift > 0) || kind < 0 || kind >= VD_SAMPLER_COUNT)
+    if (steps < 1 || steps > 100000 || !(shift > 0) || kind < 0 || kind >= VD_SAMPLER_COUNT)
         return VDIT_ERR_INVALID_ARG;
+    if (kind == VD_SAMPLER_FEWSTEP) {
+        int *list = malloc(sizeof(int) * (size_t)steps);
+        float *tf = malloc(sizeof(float) * (size_t)steps);
+        int ret = list && tf ? 0 : VDIT_ERR_NOMEM;
+        if (!ret) {
+            vd_fewstep_default(steps, list);
+            ret = vd_fewstep_schedule(list, steps, 1, shift, tf, sig);
+        }
+        for (int i = 0; !ret && i < steps; i++)
+            ts[i] = (int64_t)tf[i];
+        free(list);
+        free(tf);
+        return ret;
+    }
     /* UniPC takes sigma_max from its float32 training table (1 - 1/1000),
      * DPM++ (and our Euler) start from 1 exactly. */
     double smax = kind == VD_SAMPLER_UNIPC ? (double)(float)(1.0 - 1.0 / 1000.0) : 1.0;
@@ -71,11 +148,41 @@ int vd_sampler_schedule(vd_sampler_kind kind, int steps, double shift, int64_t *
     return 0;
 }
 
+vd_sampler *vd_sampler_new_list(const int *list, int n_list, int warp, double shift, int64_t n)
+{
+    if (vd_fewstep_check(list, n_list) || n <= 0 || !(shift > 0))
+        return NULL;
+    vd_sampler *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->kind = VD_SAMPLER_FEWSTEP;
+    s->steps = n_list;
+    s->n = n;
+    s->ts = malloc(sizeof(int64_t) * (size_t)n_list);
+    s->tf = malloc(sizeof(float) * (size_t)n_list);
+    s->sig = malloc(sizeof(float) * (size_t)(n_list + 1));
+    if (!s->ts || !s->tf || !s->sig) {
+        vd_sampler_free(&s);
+        return NULL;
+    }
+    vd_fewstep_schedule(list, n_list, warp, shift, s->tf, s->sig);
+    for (int i = 0; i < n_list; i++)
+        s->ts[i] = (int64_t)s->tf[i];
+    return s;
+}
+
 vd_sampler *vd_sampler_new(vd_sampler_kind kind, int steps, double shift, int64_t n)
 {
     if (steps < 1 || steps > 100000 || n <= 0 || !(shift > 0) || kind < 0 ||
         kind >= VD_SAMPLER_COUNT)
         return NULL;
+    if (kind == VD_SAMPLER_FEWSTEP) {
+        if (steps > 1000)
+            return NULL;
+        int list[1000];
+        vd_fewstep_default(steps, list);
+        return vd_sampler_new_list(list, steps, 1, shift, n);
+    }
     vd_sampler *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
@@ -96,7 +203,11 @@ vd_sampler *vd_sampler_new(vd_sampler_kind kind, int steps, double shift, int64_
         if (kind == VD_SAMPLER_UNIPC && !(s->last = vd_malloc(bytes)))
             goto fail;
     }
+    if (!(s->tf = malloc(sizeof(float) * (size_t)steps)))
+        goto fail;
     vd_sampler_schedule(kind, steps, shift, s->ts, s->sig);
+    for (int i = 0; i < steps; i++)
+        s->tf[i] = (float)s->ts[i];
     return s;
 fail:
     vd_sampler_free(&s);
@@ -109,6 +220,7 @@ void vd_sampler_free(vd_sampler **ps)
     if (!s)
         return;
     free(s->ts);
+    free(s->tf);
     free(s->sig);
     vd_free(s->m0);
     vd_free(s->m1);
@@ -126,6 +238,16 @@ int vd_sampler_steps(const vd_sampler *s)
 int64_t vd_sampler_timestep(const vd_sampler *s, int i)
 {
     return i >= 0 && i < s->steps ? s->ts[i] : 0;
+}
+
+float vd_sampler_model_t(const vd_sampler *s, int i)
+{
+    return i >= 0 && i < s->steps ? s->tf[i] : 0.0f;
+}
+
+int vd_sampler_needs_noise(const vd_sampler *s, int i)
+{
+    return s->kind == VD_SAMPLER_FEWSTEP && i >= 0 && i < s->steps - 1;
 }
 
 float vd_sampler_sigma(const vd_sampler *s, int i)
@@ -292,9 +414,35 @@ static void euler_step(vd_sampler *s, int i, const float *v, float *x)
         x[k] = x[k] + dt * v[k];
 }
 
+/* ---- few-step: x0, re-noised --------------------------------------------
+ * CausVid and Self-Forcing compute x0 = x - sigma v in double (their
+ * _convert_flow_pred_to_x0) and round it to the sample's type; lightx2v in
+ * float32 (at most an ulp apart). add_noise is float32: (1 - sigma) x0 +
+ * sigma eps. */
+static void fewstep_step(vd_sampler *s, int i, const float *v, const float *eps, float *x)
+{
+    double sg = s->sig[i];
+    float sn = s->sig[i + 1], a = 1.0f - sn;
+    int last = i == s->steps - 1;
+    for (int64_t k = 0; k < s->n; k++) {
+        float x0 = (float)((double)x[k] - sg * (double)v[k]);
+        if (last) {
+            x[k] = x0;
+        } else {
+            volatile float p = a * x0, q = sn * eps[k]; /* no fused multiply-add */
+            x[k] = p + q;
+        }
+    }
+}
+
 int vd_sampler_step(vd_sampler *s, int i, const float *v, float *x)
 {
-    if (!s || !v || !x || i < 0 || i >= s->steps)
+    return vd_sampler_step_noise(s, i, v, NULL, x);
+}
+
+int vd_sampler_step_noise(vd_sampler *s, int i, const float *v, const float *eps, float *x)
+{
+    if (!s || !v || !x || i < 0 || i >= s->steps || (vd_sampler_needs_noise(s, i) && !eps))
         return VDIT_ERR_INVALID_ARG;
     if (i != s->next)
         vd_sampler_reset(s, i); /* a jump: start a fresh multistep history */
@@ -304,6 +452,9 @@ int vd_sampler_step(vd_sampler *s, int i, const float *v, float *x)
         break;
     case VD_SAMPLER_DPMPP:
         dpmpp_step(s, i, v, x);
+        break;
+    case VD_SAMPLER_FEWSTEP:
+        fewstep_step(s, i, v, eps, x);
         break;
     default:
         euler_step(s, i, v, x);
