@@ -1,5 +1,6 @@
 /*
- * vditsrc: generates video from a text prompt with a video diffusion model.
+ * vditsrc: generates video from a text prompt, or from an image and a prompt,
+ * with a video diffusion model.
  * Part of vdit (MIT license); built into FFmpeg's libavfilter with
  * --enable-libvdit (see patches/ and docs/ffmpeg.md in the vdit sources).
  *
@@ -11,6 +12,14 @@
  * hands out frames of the current chunk and makes the next one only when the
  * output wants a frame. Defaults (size, length, rate) are the model's own,
  * from vdit_model_get_info().
+ *
+ * With image=FILE the first chunk is image-to-video (vdit_gen_params.image):
+ * the file is decoded once, at init, by lavfutils' ff_load_image() (the
+ * helper removelogo uses: libavformat and libavcodec, so PNG, JPEG or
+ * whatever this FFmpeg decodes) and converted to the engine's packed RGB by
+ * swscale. Without a size the output takes the size libvdit's vdit_gen_size()
+ * gives for the image (its aspect at the model's area), known at init, so
+ * config_props can announce it before anything is generated.
  *
  * The engine makes 8-bit RGB; the filter offers YUV 4:2:0 first (what
  * encoders and players expect, as testsrc2 does), then 4:4:4, NV12, 4:2:2
@@ -30,13 +39,14 @@
 #include "libavutil/time.h"
 #include "libswscale/swscale.h"
 
+#include "lavfutils.h"
 #include "vdit_common.h"
 
 typedef struct VditSrcContext {
     const AVClass *class;
 
     /* options */
-    char *prompt, *negative_prompt, *model_path;
+    char *prompt, *negative_prompt, *model_path, *image_path;
     int w, h;
     AVRational frame_rate;
     int64_t duration;
@@ -47,6 +57,7 @@ typedef struct VditSrcContext {
     vdit_model *model;
     vdit_ctx *vctx;
     vdit_model_info info;
+    vdit_video *image;   /* image= decoded, until the first chunk is made */
     int win;             /* frames per window: window, else the model's length */
     vdit_video *chunk;   /* frames being handed out */
     int chunk_pos;       /* next frame of chunk to output */
@@ -78,10 +89,77 @@ static const AVOption vditsrc_options[] = {
       AV_OPT_TYPE_INT, { .i64 = VDIT_DEFAULT_WINDOW }, 0, 100000, VDIT_FLAGS },
     { "loop", "generate one seamlessly looping window and repeat it", OFFSET(loop),
       AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, VDIT_FLAGS },
+    { "image", "image file the video starts from (image to video)", OFFSET(image_path),
+      AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },
     { NULL }
 };
 
 AVFILTER_DEFINE_CLASS(vditsrc);
+
+/* Decodes image= into s->image (its first picture, packed RGB). The file's
+ * name and the cause go to the log on failure: ff_load_image() says which
+ * step failed, not why. */
+static int load_image(AVFilterContext *ctx)
+{
+    VditSrcContext *s = ctx->priv;
+    uint8_t *data[4] = { NULL };
+    int linesize[4], w = 0, h = 0, ret;
+    enum AVPixelFormat fmt = AV_PIX_FMT_NONE;
+    struct SwsContext *sws = NULL;
+
+    ret = ff_load_image(data, linesize, &w, &h, &fmt, s->image_path, ctx);
+    if (ret < 0) {
+        /* a file that opens but yields no picture comes back as EINVAL
+         * (no decoder found) or INVALIDDATA (the decoder refused it) */
+        int opened = ret == AVERROR(EINVAL) || ret == AVERROR_INVALIDDATA ||
+                     ret == AVERROR_DECODER_NOT_FOUND || ret == AVERROR_EOF;
+        av_log(ctx, AV_LOG_ERROR, "cannot read the image '%s': %s%s\n", s->image_path,
+               av_err2str(ret), opened ? " (not a picture this FFmpeg can decode: PNG, "
+               "JPEG or another format it was built with)" : "");
+        return ret;
+    }
+    if (w < 1 || h < 1 || w > 8192 || h > 8192) {
+        av_log(ctx, AV_LOG_ERROR, "the image '%s' is %dx%d: sides of 1 to 8192 pixels only\n",
+               s->image_path, w, h);
+        ret = AVERROR(EINVAL);
+        goto end;
+    }
+    /* Full-range RGB out; YUV in (a JPEG) with the matrix and range swscale
+     * assumes for its format: the yuvj formats JPEG decodes to are BT.601
+     * full range, as JFIF says. */
+    sws = sws_getContext(w, h, fmt, w, h, AV_PIX_FMT_RGB24,
+                         SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+    if (!sws) {
+        av_log(ctx, AV_LOG_ERROR, "the image '%s' is %s, which swscale cannot convert to RGB\n",
+               s->image_path, av_get_pix_fmt_name(fmt) ? av_get_pix_fmt_name(fmt) : "?");
+        ret = AVERROR(EINVAL);
+        goto end;
+    }
+    s->image = vdit_video_new(w, h, 1);
+    if (!s->image) {
+        ret = AVERROR(ENOMEM);
+        goto end;
+    }
+    {
+        uint8_t *dst[4] = { s->image->rgb };
+        const int dst_stride[4] = { w * 3 };
+
+        ret = sws_scale(sws, (const uint8_t *const *)data, linesize, 0, h, dst, dst_stride);
+    }
+    if (ret < 0) {
+        av_log(ctx, AV_LOG_ERROR, "converting the image '%s' to RGB failed: %s\n",
+               s->image_path, av_err2str(ret));
+        vdit_video_free(&s->image);
+        goto end;
+    }
+    av_log(ctx, AV_LOG_VERBOSE, "image '%s': %dx%d %s\n", s->image_path, w, h,
+           av_get_pix_fmt_name(fmt));
+    ret = 0;
+end:
+    sws_freeContext(sws);
+    av_freep(&data[0]);
+    return ret;
+}
 
 static av_cold int init(AVFilterContext *ctx)
 {
@@ -92,6 +170,16 @@ static av_cold int init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "size %dx%d is too small\n", s->w, s->h);
         return AVERROR(EINVAL);
     }
+    if (s->image_path && *s->image_path) { /* image= (empty: none, as for model=) */
+        if (s->loop) {
+            /* libvdit makes a loop from noise: no frame of it is given */
+            av_log(ctx, AV_LOG_ERROR, "image and loop=1 cannot be combined: leave one out\n");
+            return AVERROR(EINVAL);
+        }
+        /* the image before the model: a wrong path fails at once */
+        if ((ret = load_image(ctx)) < 0)
+            return ret;
+    }
     ret = vdit_open_model(ctx, s->model_path, s->precision, vdit_progress_log, &s->model,
                           &s->vctx);
     if (ret < 0)
@@ -99,6 +187,22 @@ static av_cold int init(AVFilterContext *ctx)
     err = vdit_model_get_info(s->model, &s->info);
     if (err < 0)
         return vdit_fail(ctx, NULL, "reading the model's defaults", err);
+    if (s->image && !s->w) {
+        /* the size the first vdit_generate() makes for this image, so that
+         * config_props can announce it; every later chunk keeps it */
+        vdit_gen_params g;
+
+        vdit_gen_params_default(&g);
+        g.image = s->image;
+        err = vdit_gen_size(s->model, &g, &s->w, &s->h);
+        if (err < 0) {
+            av_log(ctx, AV_LOG_ERROR, "no frame size in the aspect of the image '%s' (%dx%d) "
+                   "suits the model: give one with size=WxH\n", s->image_path,
+                   s->image->width, s->image->height);
+            return vdit_averror(err);
+        }
+        av_log(ctx, AV_LOG_VERBOSE, "frame size %dx%d, from the image's aspect\n", s->w, s->h);
+    }
     s->win = s->window ? s->window : s->info.n_frames;
     if (av_opt_is_set_to_default_by_name(s, "rate", 0) > 0 && s->info.fps > 0)
         s->frame_rate = av_d2q(s->info.fps, 1001000);
@@ -129,13 +233,15 @@ static av_cold void uninit(AVFilterContext *ctx)
 
     sws_freeContext(s->sws);
     s->sws = NULL;
+    vdit_video_free(&s->image);
     vdit_video_free(&s->chunk);
     vdit_ctx_free(&s->vctx);
     vdit_model_free(&s->model);
 }
 
-/* Makes the next chunk: generated from the prompt (the first, or the loop),
- * or extended from the end of the previous chunk. */
+/* Makes the next chunk: generated from the prompt (the first, from the image
+ * if there is one, or the loop), or extended from the end of the previous
+ * chunk. */
 static int next_chunk(AVFilterContext *ctx)
 {
     VditSrcContext *s = ctx->priv;
@@ -159,10 +265,13 @@ static int next_chunk(AVFilterContext *ctx)
         /* One window; shorter when that is all the duration asks for. */
         n = left > 0 && left < s->win ? (int)left : s->win;
         g.n_frames = n;
-        av_log(ctx, AV_LOG_VERBOSE, "generating %d frames\n", n);
+        g.image = s->image;
+        av_log(ctx, AV_LOG_VERBOSE, "generating %d frames%s\n", n,
+               s->image ? " from the image" : "");
         err = vdit_generate(s->vctx, &g, &out);
         if (err < 0)
             return vdit_fail(ctx, s->vctx, "generating", err);
+        vdit_video_free(&s->image); /* later chunks continue from the frames */
     } else {
         /* Several windows per call: each window re-makes the context it
          * continues from, so the last, partly filled one is the only waste. */
@@ -290,7 +399,7 @@ static const AVFilterPad vditsrc_outputs[] = {
 
 const AVFilter ff_vsrc_vditsrc = {
     .name            = "vditsrc",
-    .description     = NULL_IF_CONFIG_SMALL("Generate video from a text prompt with a diffusion model (libvdit)."),
+    .description     = NULL_IF_CONFIG_SMALL("Generate video from a text prompt or an image with a diffusion model (libvdit)."),
     .priv_size       = sizeof(VditSrcContext),
     .priv_class      = &vditsrc_class,
     .init            = init,

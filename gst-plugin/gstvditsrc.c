@@ -2,12 +2,21 @@
  * SECTION:element-vditsrc
  * @title: vditsrc
  *
- * Generates video from a text prompt with a video diffusion model. Frames
- * are generated a clip (`num-frames`) at a time; each further clip extends
- * the previous one so the stream continues without a cut, or, with
- * `loop=true`, one seamless loop is generated and repeated. Width, height
- * and frame rate are negotiated with downstream, preferring the model's
- * native size.
+ * Generates video from a text prompt, or from an image and a prompt, with a
+ * video diffusion model. Frames are generated a clip (`num-frames`) at a
+ * time; each further clip extends the previous one so the stream continues
+ * without a cut, or, with `loop=true`, one seamless loop is generated and
+ * repeated. Width, height and frame rate are negotiated with downstream,
+ * preferring the model's native size.
+ *
+ * With `image=FILE` the first clip starts from that picture (image to
+ * video): the file is decoded when the element starts (READY to PAUSED) by
+ * a pipeline of its own, `filesrc ! decodebin ! videoconvert ! appsink`, so
+ * any format an installed decoder reads (PNG, JPEG...) works. The preferred
+ * size is then the one libvdit picks for the image (vdit_gen_size(): the
+ * image's aspect at about the model's native area); a size downstream fixes
+ * wins, the image being resized to cover it and centre-cropped. A missing
+ * or undecodable file is an element error naming it.
  *
  * The output format is negotiated too: I420 unless downstream asks for
  * another one (NV12, Y444, packed RGB, the format the model generates, or a
@@ -21,10 +30,15 @@
  * |[
  * gst-launch-1.0 vditsrc prompt="a red circle moves left" num-buffers=17 ! \
  *     x264enc ! mp4mux ! filesink location=out.mp4
+ * gst-launch-1.0 vditsrc image=boat.png prompt="the boat sails away" num-buffers=33 ! \
+ *     videoconvert ! x264enc ! mp4mux ! filesink location=boat.mp4
  * ]|
  */
 #include "gstvditsrc.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <gst/video/video.h>
 #include <string.h>
 
@@ -48,6 +62,7 @@ enum {
     PROP_PRECISION,
     PROP_CACHE,
     PROP_CACHE_THRESHOLD,
+    PROP_IMAGE,
 };
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
@@ -61,7 +76,7 @@ struct _GstVditSrc {
     GstPushSrc parent;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path;
+    gchar *prompt, *negative_prompt, *model_path, *image_path;
     gint steps, sampler, num_frames, threads, precision, cache;
     gfloat cache_threshold;
     gdouble guidance, shift;
@@ -72,6 +87,8 @@ struct _GstVditSrc {
     vdit_model *model;
     vdit_ctx *ctx;
     vdit_model_info minfo;
+    vdit_video *image;  /* image= decoded; the first clip starts from it */
+    gint pref_w, pref_h; /* preferred size: the model's, or vdit_gen_size's for image */
 
     GstVideoInfo info;
     GstVideoInfo rgb_info;   /* one frame of clip, packed RGB (stride width * 3) */
@@ -92,23 +109,171 @@ static int on_progress(void *user, int stage, int step, int total)
     return 0;
 }
 
+/* The first picture of the file at `path` as packed RGB, decoded by a
+ * pipeline of its own run to preroll (its appsink is driven through its
+ * action signals, so the plugin needs no gstreamer-app library). On failure
+ * NULL, with the cause in *why (g_free) and in *code the GstResourceError
+ * that fits it. */
+static vdit_video *read_image(const gchar *path, gchar **why, GstResourceError *code)
+{
+    /* Missing and unreadable files first, with the system's reason: the
+     * pipeline's filesrc words them less precisely. */
+    int fd = g_open(path, O_RDONLY, 0);
+    if (fd < 0) {
+        int e = errno;
+        *code = e == ENOENT ? GST_RESOURCE_ERROR_NOT_FOUND : GST_RESOURCE_ERROR_OPEN_READ;
+        *why = g_strdup(g_strerror(e));
+        return NULL;
+    }
+    g_close(fd, NULL);
+    *code = GST_RESOURCE_ERROR_READ;
+    GError *err = NULL;
+    GstElement *pipe = gst_parse_launch("filesrc name=src ! decodebin ! videoconvert ! "
+                                        "video/x-raw,format=RGB ! appsink name=sink sync=false "
+                                        "max-buffers=1", &err);
+    if (!pipe || err) {
+        /* a missing element (decodebin, videoconvert: gst-plugins-base) */
+        *why = g_strdup_printf("cannot make a decoding pipeline: %s",
+                               err ? err->message : "unknown error");
+        g_clear_error(&err);
+        if (pipe)
+            gst_object_unref(pipe);
+        return NULL;
+    }
+    gst_object_ref_sink(pipe); /* parse_launch's reference is floating */
+    GstElement *src = gst_bin_get_by_name(GST_BIN(pipe), "src");
+    GstElement *sink = gst_bin_get_by_name(GST_BIN(pipe), "sink");
+    g_object_set(src, "location", path, NULL);
+    vdit_video *v = NULL;
+    GstBus *bus = gst_element_get_bus(pipe);
+    if (gst_element_set_state(pipe, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE)
+        GST_DEBUG("image pipeline: PAUSED refused (the error follows on its bus)");
+    /* The decode of one picture: an error, the preroll or the end comes
+     * quickly; the timeout only guards against a decoder that hangs. */
+    GstMessage *m = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND,
+                                               GST_MESSAGE_ERROR | GST_MESSAGE_ASYNC_DONE |
+                                               GST_MESSAGE_EOS);
+    if (!m) {
+        *why = g_strdup("no picture decoded within 60 s");
+    } else if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+        gst_message_parse_error(m, &err, NULL);
+        gchar *msg = g_strdup(err && err->message ? err->message : "decoding failed");
+        gsize n = strlen(msg);
+        if (n && msg[n - 1] == '.') /* "Could not determine type of stream." */
+            msg[n - 1] = 0;
+        *why = g_strdup_printf("%s; not a picture an installed GStreamer decoder reads "
+                               "(PNG, JPEG...)", msg);
+        g_free(msg);
+        g_clear_error(&err);
+    } else if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS) {
+        *why = g_strdup("the file holds no picture");
+    } else {
+        GstSample *sample = NULL;
+        GstVideoInfo vi;
+        GstVideoFrame f;
+        g_signal_emit_by_name(sink, "pull-preroll", &sample);
+        GstCaps *caps = sample ? gst_sample_get_caps(sample) : NULL;
+        GstBuffer *buf = sample ? gst_sample_get_buffer(sample) : NULL;
+        if (!caps || !buf || !gst_video_info_from_caps(&vi, caps)) {
+            *why = g_strdup("the decoder gave no picture");
+        } else if (GST_VIDEO_INFO_WIDTH(&vi) > 8192 || GST_VIDEO_INFO_HEIGHT(&vi) > 8192) {
+            *why = g_strdup_printf("%dx%d: sides of 1 to 8192 pixels only",
+                                   GST_VIDEO_INFO_WIDTH(&vi), GST_VIDEO_INFO_HEIGHT(&vi));
+        } else if (!gst_video_frame_map(&f, &vi, buf, GST_MAP_READ)) {
+            *why = g_strdup("cannot map the decoded picture");
+        } else {
+            int w = GST_VIDEO_INFO_WIDTH(&vi), h = GST_VIDEO_INFO_HEIGHT(&vi);
+            v = vdit_video_new(w, h, 1);
+            if (v) {
+                const guint8 *s = GST_VIDEO_FRAME_PLANE_DATA(&f, 0);
+                gint ss = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
+                for (int y = 0; y < h; y++)
+                    memcpy(v->rgb + (size_t)y * w * 3, s + (gsize)y * ss, (size_t)w * 3);
+            } else {
+                *why = g_strdup("out of memory");
+            }
+            gst_video_frame_unmap(&f);
+        }
+        if (sample)
+            gst_sample_unref(sample);
+    }
+    if (m)
+        gst_message_unref(m);
+    gst_element_set_state(pipe, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(src);
+    gst_object_unref(sink);
+    gst_object_unref(pipe);
+    return v;
+}
+
 static gboolean gst_vdit_src_start(GstBaseSrc *bs)
 {
     GstVditSrc *self = GST_VDIT_SRC(bs);
     GST_OBJECT_LOCK(self);
     gchar *path = g_strdup(self->model_path);
+    gchar *image = self->image_path && *self->image_path ? g_strdup(self->image_path) : NULL;
     gint threads = self->threads, precision = self->precision;
+    gboolean loop = self->loop;
     GST_OBJECT_UNLOCK(self);
-    gboolean ok = gst_vdit_open(GST_ELEMENT(self), path, threads, precision, on_progress, self,
-                                &self->model, &self->ctx);
-    g_free(path);
-    if (!ok)
-        return FALSE;
+    gboolean ok = FALSE;
+    /* basesrc calls no stop() after a failed start: nothing may stay behind */
+    vdit_video_free(&self->image);
+    if (image && loop) {
+        /* libvdit makes a loop from noise: no frame of it is given */
+        GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+                          ("image and loop=true cannot be combined: leave one out"), (NULL));
+        goto done;
+    }
+    /* the image before the model: a wrong path fails at once */
+    if (image) {
+        gchar *why = NULL;
+        GstResourceError code = GST_RESOURCE_ERROR_READ;
+        self->image = read_image(image, &why, &code);
+        if (!self->image) {
+            /* GST_ELEMENT_ERROR with the code read_image chose; the cause in
+             * the message itself, where gst-launch-1.0 and applications show it */
+            gst_element_message_full(GST_ELEMENT(self), GST_MESSAGE_ERROR, GST_RESOURCE_ERROR,
+                                     code, g_strdup_printf("Could not read the image \"%s\": "
+                                     "%s.", image, why ? why : "unknown error"), NULL,
+                                     __FILE__, GST_FUNCTION, __LINE__);
+            g_free(why);
+            goto done;
+        }
+    }
+    if (!gst_vdit_open(GST_ELEMENT(self), path, threads, precision, on_progress, self,
+                       &self->model, &self->ctx))
+        goto done;
     vdit_model_get_info(self->model, &self->minfo);
+    self->pref_w = self->minfo.width;
+    self->pref_h = self->minfo.height;
+    if (self->image) {
+        /* the size the first vdit_generate() makes for this image when
+         * downstream leaves the size open (fixate); an aspect too extreme
+         * for the model's area falls back to its native size, which the
+         * image is then cropped to */
+        vdit_gen_params g;
+        vdit_gen_params_default(&g);
+        g.image = self->image;
+        if (vdit_gen_size(self->model, &g, &self->pref_w, &self->pref_h) < 0)
+            GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+                                ("No frame size in the aspect of the image \"%s\" (%dx%d) suits "
+                                 "the model: the image is cropped to %dx%d unless the caps "
+                                 "downstream set another size.", image, self->image->width,
+                                 self->image->height, self->pref_w, self->pref_h), (NULL));
+        GST_INFO_OBJECT(self, "image %s: %dx%d, preferred size %dx%d", image,
+                        self->image->width, self->image->height, self->pref_w, self->pref_h);
+    }
     self->clip_pos = 0;
     self->n_out = 0;
     self->clip_index = 0;
-    return TRUE;
+    ok = TRUE;
+done:
+    if (!ok)
+        vdit_video_free(&self->image);
+    g_free(path);
+    g_free(image);
+    return ok;
 }
 
 static void free_converter(GstVditSrc *self)
@@ -123,6 +288,7 @@ static gboolean gst_vdit_src_stop(GstBaseSrc *bs)
     GstVditSrc *self = GST_VDIT_SRC(bs);
     free_converter(self);
     vdit_video_free(&self->clip);
+    vdit_video_free(&self->image);
     vdit_ctx_free(&self->ctx);
     vdit_model_free(&self->model);
     return TRUE;
@@ -134,8 +300,9 @@ static GstCaps *gst_vdit_src_fixate(GstBaseSrc *bs, GstCaps *caps)
     caps = gst_caps_make_writable(caps);
     caps = gst_caps_truncate(caps);
     GstStructure *s = gst_caps_get_structure(caps, 0);
-    /* start() filled minfo: the model's native size and rate */
-    int w = self->minfo.width, h = self->minfo.height;
+    /* start() filled minfo and the preferred size: the model's native size
+     * and rate, or for image= the size libvdit picks for the image */
+    int w = self->pref_w, h = self->pref_h;
     int fps = MAX(1, (int)(self->minfo.fps + 0.5f));
     gst_structure_fixate_field_nearest_int(s, "width", w);
     gst_structure_fixate_field_nearest_int(s, "height", h);
@@ -245,6 +412,8 @@ static GstFlowReturn next_clip(GstVditSrc *self)
             vdit_video_free(&ext);
         }
     } else {
+        /* the first clip (or the first at a new size) starts from image= */
+        p.image = self->image;
         err = vdit_generate(self->ctx, &p, &self->clip);
         self->clip_pos = 0;
     }
@@ -364,6 +533,10 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
     case PROP_CACHE: self->cache = g_value_get_enum(v); break;
     case PROP_CACHE_THRESHOLD: self->cache_threshold = g_value_get_float(v); break;
+    case PROP_IMAGE:
+        g_free(self->image_path);
+        self->image_path = g_value_dup_string(v);
+        break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -389,6 +562,7 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
     case PROP_CACHE_THRESHOLD: g_value_set_float(v, self->cache_threshold); break;
+    case PROP_IMAGE: g_value_set_string(v, self->image_path); break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
     }
@@ -400,11 +574,13 @@ static void gst_vdit_src_finalize(GObject *obj)
     GstVditSrc *self = GST_VDIT_SRC(obj);
     free_converter(self);
     vdit_video_free(&self->clip);
+    vdit_video_free(&self->image);
     vdit_ctx_free(&self->ctx);
     vdit_model_free(&self->model);
     g_free(self->prompt);
     g_free(self->negative_prompt);
     g_free(self->model_path);
+    g_free(self->image_path);
     G_OBJECT_CLASS(gst_vdit_src_parent_class)->finalize(obj);
 }
 
@@ -468,10 +644,14 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
                           "where the CPU has bf16 instructions, else fp32)",
                           GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
     gst_vdit_install_cache_props(oc, PROP_CACHE, PROP_CACHE_THRESHOLD);
+    g_object_class_install_property(oc, PROP_IMAGE,
+        g_param_spec_string("image", "Image", "Image file the video starts from (image to "
+                            "video; read when the element starts; NULL: from the prompt alone)",
+                            NULL, ready));
 
     gst_element_class_add_static_pad_template(ec, &src_template);
     gst_element_class_set_static_metadata(ec, "vdit video generator", "Source/Video",
-        "Generates video from a text prompt with a video diffusion transformer",
+        "Generates video from a text prompt or an image with a video diffusion transformer",
         "vdit developers");
 }
 

@@ -112,6 +112,9 @@ if pkg-config --exists x264; then
 else
   say "libx264 not found (apt-get install libx264-dev): mp4 files use mpeg4"
 fi
+# vditsrc's image= reads PNG and JPEG files (ff_load_image: image2pipe, the
+# codec found from the content by the image_png_pipe and image_jpeg_pipe probes, whatever
+# the file's name); the tests make them with the png and mjpeg encoders.
 conf=(
   --prefix="$work/prefix"
   --disable-everything --disable-autodetect --disable-doc --disable-ffplay
@@ -119,11 +122,11 @@ conf=(
   --enable-zlib --enable-libvdit "${extra[@]}"
   --extra-ldflags="-Wl,-rpath,$vbuild/core/src"
   --enable-filter=vdit,vditsrc,testsrc2,testsrc,color,format,scale,pad,crop,null,nullsink,fps,setpts,settb,setsar,trim,split,showinfo,sendcmd,setparams,setfield,setrange
-  --enable-encoder=rawvideo,wrapped_avframe,png,mpeg4,$enc
-  --enable-decoder=rawvideo,png,mpeg4,h264
+  --enable-encoder=rawvideo,wrapped_avframe,png,mjpeg,mpeg4,$enc
+  --enable-decoder=rawvideo,png,mjpeg,mpeg4,h264
   --enable-muxer=yuv4mpegpipe,rawvideo,image2,image2pipe,mp4,mov,null,framemd5,framecrc
-  --enable-demuxer=yuv4mpegpipe,rawvideo,image2,image2pipe,mov,h264,m4v
-  --enable-parser=png,h264,mpeg4video
+  --enable-demuxer=yuv4mpegpipe,rawvideo,image2,image2pipe,image_png_pipe,image_jpeg_pipe,mov,h264,m4v
+  --enable-parser=png,mjpeg,h264,mpeg4video
   --enable-protocol=file,pipe --enable-indev=lavfi
 )
 [ -n "${VDIT_FFMPEG_TOOLCHAIN:-}" ] && conf+=(--toolchain="$VDIT_FFMPEG_TOOLCHAIN")

@@ -1,6 +1,7 @@
 /* The public C API as a program using the installed library sees it: linked
  * against the shared libvdit with only vdit/vdit.h. Covers what the core
- * itself provides (version, errors, stages, parameter defaults, clips); the
+ * itself provides (version, errors, stages, parameter defaults, clips, the
+ * size a generation makes, on the bundled model when the build has one); the
  * model and context calls are tested with the pipeline. */
 #include <stdio.h>
 #include <string.h>
@@ -113,6 +114,75 @@ int main(void)
     CHECK(!vdit_video_new(0, 5, 1) && !vdit_video_new(5, -1, 1) && !vdit_video_new(5, 5, -1),
           "bad sizes");
     CHECK(!vdit_video_new(1 << 30, 1 << 30, 1 << 30), "overflowing size");
+
+    /* vdit_gen_size: the frame size a generation makes, from the model's
+     * defaults, the asked size and an image's aspect (pixels not read) */
+    vdit_model *bm = NULL;
+    int gw = -7, gh = -7;
+    CHECK(vdit_gen_size(NULL, NULL, &gw, &gh) == VDIT_ERR_INVALID_ARG && gw == -7 && gh == -7,
+          "gen_size without a model");
+    const char *bundled = vdit_default_model_path();
+    vdit_model_params_default(&mp);
+    if (!bundled || vdit_model_load(bundled, &mp, &bm)) {
+        printf("no bundled model (%s): vdit_gen_size with a model not checked\n",
+               bundled ? mp.error : "none in this build");
+    } else {
+        vdit_model_info mi;
+        vdit_model_get_info(bm, &mi);
+        int al = mi.spatial_align;
+        CHECK(vdit_gen_size(bm, NULL, &gw, &gh) == 0 && gw == mi.width && gh == mi.height,
+              "defaults: %dx%d, model %dx%d", gw, gh, mi.width, mi.height);
+        CHECK(vdit_gen_size(bm, NULL, NULL, &gh) == VDIT_ERR_INVALID_ARG &&
+                  vdit_gen_size(bm, NULL, &gw, NULL) == VDIT_ERR_INVALID_ARG,
+              "NULL outputs");
+        vdit_gen_params_default(&gp);
+        gp.width = 40;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == 0 && gw == 40 && gh == mi.height,
+              "width asked: %dx%d", gw, gh);
+        gp.width = -2;
+        gw = gh = -7;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == VDIT_ERR_INVALID_ARG && gw == -7,
+              "negative width");
+        gp.width = 9000;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == VDIT_ERR_INVALID_ARG, "width over 8192");
+        /* an image: its aspect within the model's area, sides multiples of
+         * the model's alignment; a wide image gives a wide frame, a tall one
+         * a tall frame */
+        vdit_video im = { 200, 100, 1, NULL };
+        gp.width = 0;
+        gp.image = &im;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == 0 && gw > gh && gw % al == 0 && gh % al == 0
+                  && (int64_t)gw * gh <= (int64_t)mi.width * mi.height,
+              "2:1 image: %dx%d (align %d, model %dx%d)", gw, gh, al, mi.width, mi.height);
+        im.width = 100;
+        im.height = 200;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == 0 && gh > gw && gw % al == 0 && gh % al == 0,
+              "1:2 image: %dx%d", gw, gh);
+        im.width = im.height = 77;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == 0 && gw == gh && gw % al == 0,
+              "square image: %dx%d", gw, gh);
+        /* one side asked: the other from the image's aspect; both: as asked */
+        im.width = 200;
+        im.height = 100;
+        gp.width = 50;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == 0 && gw == 50 && gh == 25,
+              "width asked with a 2:1 image: %dx%d", gw, gh);
+        gp.width = 0;
+        gp.height = 30;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == 0 && gw == 60 && gh == 30,
+              "height asked with a 2:1 image: %dx%d", gw, gh);
+        gp.width = 33;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == 0 && gw == 33 && gh == 30,
+              "both asked with an image: %dx%d", gw, gh);
+        im.width = 0;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == VDIT_ERR_INVALID_ARG, "image of no size");
+        /* an aspect no size of the model's area has */
+        im.width = 8000;
+        im.height = 1;
+        gp.width = gp.height = 0;
+        CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == VDIT_ERR_INVALID_ARG, "8000:1 image");
+        vdit_model_free(&bm);
+    }
 
     /* The engine sets OpenMP's thread count for oneDNN on the calling thread
      * and must put the caller's own back (the self-check runs every kernel,

@@ -10,8 +10,9 @@
 # through bypass=1 against swscale's own round trip, refused inputs
 # (interlaced, HDR, a format change), and with MODEL_DIR (a tiny random-weight
 # model) generation with vditsrc and editing with vdit (formats kept through
-# H.264, the timeline). Without MODEL_DIR only the model-free checks run and
-# the test reports a skip (77).
+# H.264, the timeline), image to video with vditsrc (sizes, frame counts; on
+# the bundled model, the first frame is the image). Without MODEL_DIR only the
+# model-free checks run and the test reports a skip (77).
 # Prints one line per check; exits 1 if any failed.
 set -uo pipefail
 
@@ -103,7 +104,7 @@ done
 h=$("$ff" -hide_banner -h filter=vditsrc 2>&1)
 miss=""
 for o in prompt negative_prompt size s rate r duration d seed steps guidance sampler shift \
-         model loop cache cache_threshold; do
+         model loop cache cache_threshold image; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vditsrc options documented" || fail "vditsrc options documented" "missing$miss"
@@ -140,6 +141,20 @@ if [ "$(id -u)" != 0 ]; then
   chmod 755 "$tmp/locked"
 fi
 expect_error "vditsrc bad duration" "'d' out of range" -f lavfi -i "vditsrc=d=-5" -f null -
+# image=: read before the model loads, so these need none. A missing file, a
+# file of random bytes named .png, a text file: the file and the cause named.
+expect_error "vditsrc missing image" \
+  "cannot read the image '$tmp/no-such.png': No such file or directory" \
+  -f lavfi -i "vditsrc=model=$tmp/no-such-model:image=$tmp/no-such.png" -f null -
+head -c 3000 /dev/urandom >"$tmp/noise.png"
+expect_error "vditsrc image of random bytes" \
+  "cannot read the image '$tmp/noise.png': .*not a picture this FFmpeg can decode" \
+  -f lavfi -i "vditsrc=model=$tmp/no-such-model:image=$tmp/noise.png" -f null -
+expect_error "vditsrc image that is a text file" \
+  "cannot read the image '$tmp/junk.txt': .*not a picture this FFmpeg can decode" \
+  -f lavfi -i "vditsrc=model=$tmp/no-such-model:image=$tmp/junk.txt" -f null -
+expect_error "vditsrc image with loop" "image and loop=1 cannot be combined" \
+  -f lavfi -i "vditsrc=image=$tmp/noise.png:loop=1" -f null -
 expect_error "unknown accept flag" "accept|foo" \
   -f lavfi -i "$src_clip" -vf vdit=bypass=1:accept=foo -f null -
 
@@ -361,6 +376,74 @@ if run gen_loop -f lavfi -i "vditsrc=$M:loop=1:window=8:r=8:d=2" -f framemd5 "$t
   n=$(wc -l <<<"$hashes")
   [ "$n" -eq 16 ] && [ "$(sed -n 1,8p <<<"$hashes")" = "$(sed -n 9,16p <<<"$hashes")" ] &&
     pass "vditsrc loop repeats its window" || fail "vditsrc loop repeats its window" "$n frames"
+fi
+
+# Image to video (image=). A 2:1 picture: without a size the output has the
+# size libvdit picks for it (the size `vdit generate --image` makes, when
+# this build has the command; else the tiny model's, 96x32 from its 64x48
+# area in multiples of 16); with one, that size. PNG and JPEG (found by
+# content: the .dat name says nothing); longer than a window, continued.
+"$ff" -v error -y -f lavfi -i "testsrc2=s=128x64:r=1:d=1" -frames:v 1 "$tmp/wide.png" &&
+  "$ff" -v error -y -f lavfi -i "testsrc2=s=128x64:r=1:d=1" -frames:v 1 -c:v mjpeg \
+    -pix_fmt yuvj420p -f image2 "$tmp/wide.dat" || fail "making the test images"
+i2v_size=96x32
+if [ -x "$build/core/cli/vdit" ]; then
+  "$build/core/cli/vdit" generate --model "$model" --image "$tmp/wide.png" --frames 1 --steps 1 \
+    --threads 1 --seed 1 -q --output "$tmp/cli_i2v.y4m" &&
+    i2v_size=$(head -c 64 "$tmp/cli_i2v.y4m" | sed -n 's/^YUV4MPEG2 W\([0-9]*\) H\([0-9]*\) .*/\1x\2/p')
+fi
+if run i2v -f lavfi -i "vditsrc=$M:image=$tmp/wide.png:r=8:d=0.625" -pix_fmt yuv444p "$tmp/i2v.y4m"; then
+  expect_probe "vditsrc image=, no size: the size libvdit picks ($i2v_size)" "$tmp/i2v.y4m" \
+    "$i2v_size 8/1 5 1:1"
+fi
+if run i2v_sized -f lavfi -i "vditsrc=$M:image=$tmp/wide.png:s=40x24:r=8:d=0.625" -pix_fmt yuv444p \
+     "$tmp/i2v_sized.y4m"; then
+  expect_probe "vditsrc image= with s=40x24" "$tmp/i2v_sized.y4m" "40x24 8/1 5 1:1"
+fi
+if run i2v_jpeg -f lavfi -i "vditsrc=$M:image=$tmp/wide.dat:r=8:d=0.625" -pix_fmt yuv444p \
+     "$tmp/i2v_jpeg.y4m"; then
+  expect_probe "vditsrc image= a JPEG named .dat" "$tmp/i2v_jpeg.y4m" "$i2v_size 8/1 5 1:1"
+fi
+if run i2v_long -f lavfi -i "vditsrc=$M:image=$tmp/wide.png:window=5:r=8:d=2" -pix_fmt yuv444p \
+     "$tmp/i2v_long.y4m"; then
+  expect_probe "vditsrc image= over windows of 5" "$tmp/i2v_long.y4m" "$i2v_size 8/1 16 1:1"
+fi
+# The first frame is the image: on the bundled model (trained; the tiny
+# model's random autoencoder returns no picture), red left and blue right.
+# Its first frame must be much closer to that picture, at the output's size,
+# than to the mirror picture (blue left, red right), which has the same
+# colours in the same amounts: an output unrelated to the image is about as
+# far from both.
+"$ff" -v error -y -f lavfi -i "color=c=red:s=64x64:d=1,pad=128:64:0:0:color=blue" -frames:v 1 \
+  "$tmp/rb.png" || fail "making the red-blue image"
+if run i2v_bundled -filter_complex \
+     "vditsrc=image=$tmp/rb.png:threads=1:steps=4:seed=1:r=8:d=0.625:prompt=a red ball,split[a][b]" \
+     -map "[a]" -pix_fmt yuv444p "$tmp/i2v_b.y4m" -map "[b]" -pix_fmt rgb24 -f rawvideo "$tmp/i2v_b.rgb"; then
+  sz=$(probe "$tmp/i2v_b.y4m" | cut -d' ' -f1)
+  res=$($py - "$tmp/i2v_b.rgb" "${sz%x*}" "${sz#*x}" <<'EOF'
+import sys
+data = open(sys.argv[1], "rb").read()
+w, h = int(sys.argv[2]), int(sys.argv[3])
+n = w * h * 3
+if w < 2 or len(data) < n:
+    print("no frames (%d bytes at %dx%d)" % (len(data), w, h)); sys.exit(1)
+first = data[:n]
+red, blue = (255, 0, 0), (0, 0, 255)
+def diff(left, right):
+    s = 0
+    for y in range(h):
+        for x in range(w):
+            ref = left if 2 * x < w else right
+            i = (y * w + x) * 3
+            s += sum(abs(first[i + c] - ref[c]) for c in range(3))
+    return s / n
+same, mirror = diff(red, blue), diff(blue, red)
+print("%s: mean |diff| %.1f to the image, %.1f to its mirror (%dx%d)" %
+      ("ok" if same < mirror / 2 else "bad", same, mirror, w, h))
+sys.exit(0 if same < mirror / 2 else 1)
+EOF
+  ) && pass "vditsrc image=: the first frame is the image ($res)" ||
+    fail "vditsrc image=: the first frame is the image" "$res"
 fi
 
 # `threads` is libavfilter's generic option; the engine must get its value.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gst-launch-1.0 pipelines through the vdit elements, with the plugin taken
-# from the build tree. Usage: launch.sh PLUGIN_DIR MODEL_DIR
+# from the build tree. Usage: launch.sh PLUGIN_DIR MODEL_DIR [VDIT]
+# (VDIT: the vdit command, whose image-to-video size the checks compare with)
 set -u
-plugin_dir=$1 model=$2
+plugin_dir=$1 model=$2 vdit=${3:-}
 export GST_PLUGIN_PATH=$plugin_dir
 export GST_REGISTRY=$(mktemp -u /tmp/vdit-gst-registry.XXXXXX)
 tmp=$(mktemp -d)
@@ -158,6 +159,86 @@ for c in I420_10LE:bt709 P010_10LE:bt2020 v210:bt709; do
     "caps_of '$tmp/src$f.log' | grep -q 'format=(string)$f.*colorimetry=(string)$col'"
   check "vditsrc ! $f: num-buffers=7 gives 7 buffers" "[ \$(chains '$tmp/src$f.log' out) = 7 ]"
 done
+
+# image to video: image= (a PNG and a JPEG made here by GStreamer's own
+# encoders, a 2:1 picture). Without a size from downstream the output has
+# the size libvdit picks for the image (the size `vdit generate --image`
+# makes, when the build has the command; else the tiny model's, 96x32 from
+# its 64x48 area in multiples of 16); with one, that size.
+gst-launch-1.0 -q videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=128,height=64 \
+  ! pngenc ! filesink location="$tmp/wide.png" >/dev/null 2>&1
+gst-launch-1.0 -q videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=128,height=64 \
+  ! jpegenc ! filesink location="$tmp/wide.jpg" >/dev/null 2>&1
+i2v_size=96x32
+if [ -n "$vdit" ] && "$vdit" generate --model "$model" --image "$tmp/wide.png" --frames 1 \
+     --steps 1 --threads 1 --seed 1 -q --output "$tmp/cli_i2v.y4m" >/dev/null 2>&1; then
+  i2v_size=$(head -c 64 "$tmp/cli_i2v.y4m" | sed -n 's/^YUV4MPEG2 W\([0-9]*\) H\([0-9]*\) .*/\1x\2/p')
+fi
+for img in wide.png wide.jpg; do
+  eval gst-launch-1.0 -q $src threads=1 image="$tmp/$img" num-buffers=7 ! videoconvert ! y4menc \
+    ! filesink location="$tmp/i2v_$img.y4m" >"$tmp/i2v_$img.log" 2>&1
+  check "vditsrc image=$img: 7 frames of $i2v_size (the size libvdit picks)" \
+    "[ \$(frames '$tmp/i2v_$img.y4m') = 7 ] && head -c 64 '$tmp/i2v_$img.y4m' | grep -q 'W${i2v_size%x*} H${i2v_size#*x} '"
+done
+eval gst-launch-1.0 -q $src threads=1 image="$tmp/wide.png" num-buffers=7 \
+  ! video/x-raw,width=40,height=24 ! videoconvert ! y4menc \
+  ! filesink location="$tmp/i2v_sized.y4m" >"$tmp/i2v_sized.log" 2>&1
+check "vditsrc image= with 40x24 downstream: 7 frames of 40x24" \
+  "[ \$(frames '$tmp/i2v_sized.y4m') = 7 ] && head -c 64 '$tmp/i2v_sized.y4m' | grep -q 'W40 H24 '"
+# a missing file, random bytes, a text file: an error naming the file and
+# the cause, the pipeline ends (no hang)
+head -c 3000 /dev/urandom >"$tmp/noise.png"
+printf 'not a picture\n' >"$tmp/text.png"
+for img in none.png noise.png text.png; do
+  case $img in none.png) why="No such file or directory" ;; *) why="not a picture" ;; esac
+  eval timeout 60 gst-launch-1.0 $src image="$tmp/$img" num-buffers=3 ! fakesink \
+    >"$tmp/bad_$img.log" 2>&1
+  rc=$?
+  check "vditsrc image=$img: error exit, no hang" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+  check "vditsrc image=$img: the message names the file and '$why'" \
+    "grep -q 'Could not read the image \"$tmp/$img\": .*$why' '$tmp/bad_$img.log'"
+done
+# The first frame is the image, on the bundled model (trained; the tiny
+# model's random autoencoder returns no picture): red left, blue right. It
+# must be much closer to that picture than to its mirror (blue left, red
+# right: the same colours in the same amounts), which an output unrelated to
+# the image is about as far from.
+/usr/bin/python3 - "$tmp/rb.png" <<'EOF'
+import struct, sys, zlib
+w, h = 128, 64
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+row = b"\0" + b"".join(bytes((255, 0, 0) if x < w // 2 else (0, 0, 255)) for x in range(w))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" +
+    chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+    chunk(b"IDAT", zlib.compress(row * h)) + chunk(b"IEND", b""))
+EOF
+gst-launch-1.0 -v vditsrc image="$tmp/rb.png" threads=1 steps=4 seed=1 prompt="a red ball" \
+  num-buffers=5 ! video/x-raw,format=RGB ! filesink location="$tmp/rb.rgb" >"$tmp/rb.log" 2>&1
+rb_w=$(caps_of "$tmp/rb.log" | sed -n 's/.*width=(int)\([0-9]*\).*/\1/p')
+rb_h=$(caps_of "$tmp/rb.log" | sed -n 's/.*height=(int)\([0-9]*\).*/\1/p')
+res=$(/usr/bin/python3 - "$tmp/rb.rgb" "${rb_w:-0}" "${rb_h:-0}" <<'EOF'
+import sys
+data = open(sys.argv[1], "rb").read()
+w, h = int(sys.argv[2]), int(sys.argv[3])
+stride = (w * 3 + 3) // 4 * 4  # GStreamer's RGB rows: 4-byte aligned
+if w < 2 or len(data) < stride * h:
+    print("no frames (%d bytes at %dx%d)" % (len(data), w, h)); sys.exit(1)
+def diff(left, right):
+    s = 0
+    for y in range(h):
+        for x in range(w):
+            ref = left if 2 * x < w else right
+            i = y * stride + x * 3
+            s += sum(abs(data[i + c] - ref[c]) for c in range(3))
+    return s / (w * h * 3)
+same, mirror = diff((255, 0, 0), (0, 0, 255)), diff((0, 0, 255), (255, 0, 0))
+print("mean |diff| %.1f to the image, %.1f to its mirror (%dx%d)" % (same, mirror, w, h))
+sys.exit(0 if same < mirror / 2 else 1)
+EOF
+)
+rb_rc=$?
+check "vditsrc image=: the first frame is the image ($res)" "[ $rb_rc = 0 ]"
 
 # a missing model is a clear error, not a crash
 gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model=/nonexistent ! fakesink >"$tmp/bad.log" 2>&1

@@ -1,5 +1,6 @@
 /* GstHarness tests of the vdit elements on a tiny random-weight model
  * (path in VDIT_TEST_MODEL). The plugin is loaded from GST_PLUGIN_PATH. */
+#include <glib/gstdio.h>
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
@@ -779,6 +780,82 @@ static gchar *run_pipeline(const char *desc)
     return msg;
 }
 
+/* image=: a missing file fails the start with an error naming the file and
+ * the cause; a 2:1 picture gives wide frames when downstream leaves the size
+ * open (the size libvdit picks, multiples of the model's 16), the size
+ * downstream fixes otherwise. */
+static void test_src_image(void)
+{
+    GstElement *el = gst_element_factory_make("vditsrc", NULL);
+    T_CHECK(el != NULL, "element exists");
+    if (!el)
+        return;
+    g_object_set(el, "model", model, "image", "/nonexistent/picture.png", NULL);
+    GstBus *bus = gst_bus_new();
+    gst_element_set_bus(el, bus);
+    GstStateChangeReturn r = gst_element_set_state(el, GST_STATE_PAUSED);
+    T_CHECK(r == GST_STATE_CHANGE_FAILURE, "missing image fails the state change");
+    GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    T_CHECK(m != NULL, "an error message was posted");
+    if (m) {
+        GError *e = NULL;
+        gst_message_parse_error(m, &e, NULL);
+        T_CHECK(strstr(e->message, "/nonexistent/picture.png") &&
+                    strstr(e->message, "No such file or directory"),
+                "message names the image and the cause: %s", e->message);
+        T_CHECK(g_error_matches(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND),
+                "a resource not-found error");
+        g_error_free(e);
+        gst_message_unref(m);
+    }
+    gst_element_set_state(el, GST_STATE_NULL);
+    gst_element_set_bus(el, NULL);
+    gst_object_unref(bus);
+    gst_object_unref(el);
+
+    gchar *dir = g_dir_make_tmp("vdit-gst-XXXXXX", NULL);
+    gchar *png = g_build_filename(dir, "wide.png", NULL);
+    char desc[1024];
+    snprintf(desc, sizeof(desc), "videotestsrc num-buffers=1 ! video/x-raw,width=128,height=64 "
+             "! pngenc ! filesink location=\"%s\"", png);
+    gchar *err = run_pipeline(desc);
+    T_CHECK(!err, "making a PNG: %s", err ? err : "ok");
+    g_free(err);
+    static const char *sink_caps[2] = { "video/x-raw,format=RGB,framerate=8/1",
+                                        "video/x-raw,format=RGB,width=40,height=24,framerate=8/1" };
+    for (int k = 0; k < 2; k++) {
+        snprintf(desc, sizeof(desc), "vditsrc model=\"%s\" steps=2 guidance=1 num-frames=5 "
+                 "threads=1 image=\"%s\"", model, png);
+        GstHarness *hr = gst_harness_new_parse(desc);
+        gst_harness_set_sink_caps_str(hr, sink_caps[k]);
+        gst_harness_play(hr);
+        GstBuffer *out[7];
+        int n = 0;
+        for (; n < 7; n++)
+            if (!(out[n] = gst_harness_pull(hr)))
+                break;
+        GstVideoInfo vi;
+        const char *col;
+        gboolean ok = src_caps(hr, &vi, &col);
+        int w = ok ? GST_VIDEO_INFO_WIDTH(&vi) : 0, h = ok ? GST_VIDEO_INFO_HEIGHT(&vi) : 0;
+        if (k == 0)
+            T_CHECK(w > h && w % 16 == 0 && h % 16 == 0, "2:1 image, size left open: %dx%d", w,
+                    h);
+        else
+            T_CHECK(w == 40 && h == 24, "2:1 image, 40x24 downstream: %dx%d", w, h);
+        T_CHECK(n == 7, "7 frames (%d)", n);
+        for (int i = 0; i < n; i++)
+            T_CHECK(gst_buffer_get_size(out[i]) == GST_VIDEO_INFO_SIZE(&vi), "size of frame %d",
+                    i);
+        unref_all(out, n);
+        gst_harness_teardown(hr);
+    }
+    g_unlink(png);
+    g_rmdir(dir);
+    g_free(png);
+    g_free(dir);
+}
+
 /* Interlaced and HDR caps are refused with an error naming the fix;
  * accept= lets them through. */
 static void test_refusals(void)
@@ -969,5 +1046,6 @@ int main(int argc, char **argv)
     RUN(test_bypass_model);
     RUN(test_edit_10bit);
     RUN(test_src_10bit);
+    RUN(test_src_image);
     T_DONE();
 }

@@ -287,6 +287,28 @@ static void test_extend_bridge(void)
                 same_frames(v, 3, img, 0, 1),
             "one frame, backward");
     vdit_video_free(&v);
+    /* image to video by vdit_generate: the size vdit_gen_size() announces
+     * (the adapters configure their output with it) is the one made, with
+     * no size asked (the image's aspect), one side or both */
+    vdit_video *wide = pattern(100, 60, 1, 5);
+    static const int asked[3][2] = { { 0, 0 }, { 48, 0 }, { 40, 24 } };
+    for (int k = 0; k < 3; k++) {
+        int w = -1, h = -1;
+        p = base();
+        p.n_frames = 5;
+        p.image = wide;
+        p.width = asked[k][0];
+        p.height = asked[k][1];
+        T_CHECK(vdit_gen_size(model, &p, &w, &h) == 0 && w > 0 && h > 0, "gen_size %dx%d",
+                asked[k][0], asked[k][1]);
+        T_CHECK(vdit_generate(ctx, &p, &v) == 0 && v && v->width == w && v->height == h &&
+                    v->n_frames == 5,
+                "image to video asked %dx%d: %dx%d made, gen_size said %dx%d: %s", asked[k][0],
+                asked[k][1], v ? v->width : 0, v ? v->height : 0, w, h,
+                vdit_ctx_last_error(ctx));
+        vdit_video_free(&v);
+    }
+    vdit_video_free(&wide);
 
     vdit_video *b = pattern(32, 32, 6, 4);
     p = base();

@@ -370,11 +370,29 @@ typedef struct vdit_gen_params {
                                     centre-cropped (Lanczos). With no width/height
                                     asked the output keeps the image's aspect within
                                     the model's default area (Wan2.2 TI2V: 1280x704
-                                    pixels, sides multiples of 32) */
+                                    pixels, sides multiples of 32); vdit_gen_size()
+                                    tells that size before generating */
     uint8_t reserved[32];
 } vdit_gen_params;
 
 VDIT_API void vdit_gen_params_default(vdit_gen_params *p);
+
+/* The frame size vdit_generate(c, p, ...) on a context of model m makes,
+ * worked out without generating anything, for a caller that must announce
+ * its output size first (a filter configuring its output link, an element
+ * negotiating caps): p->width x p->height where given, the model's native
+ * size where not; with p->image, the size described at vdit_gen_params.image
+ * (no size asked: the image's aspect within the model's default area; one
+ * side asked: the other from the image's aspect). Only the image's width and
+ * height are read, its pixels may be NULL. p may be NULL (the defaults).
+ * Reads m only: safe from any thread.
+ * Returns 0 with *width and *height set, or VDIT_ERR_INVALID_ARG (m, width
+ * or height NULL; a negative width, height or n_frames; an image size out of
+ * 1..8192; no size in the image's aspect fits the model's area; a result out
+ * of 1..8192), *width and *height then untouched; vdit_generate() with the
+ * same p says why in vdit_ctx_last_error(). */
+VDIT_API int vdit_gen_size(const vdit_model *m, const vdit_gen_params *p, int *width,
+                           int *height);
 
 /* All operations below: c is busy for the call (one call at a time per
  * context); p may be NULL (defaults). On success *out is a new clip owned by

@@ -68,9 +68,9 @@ static int fill_window(vdit_ctx *c, const vd_run_params *rp, int h, int w, span 
  * image's aspect at the model's default area (Wan2.2: 1280 x 704, its max_area),
  * sides multiples of the model's alignment (Wan2.2's best_output_size);
  * with one side asked, the other from the aspect. */
-static int image_size(vdit_ctx *c, const vdit_video *im, int pw, int ph, int *w, int *h)
+static int image_size(const vdit_model *m, vd_log *lg, const vdit_video *im, int pw, int ph,
+                      int *w, int *h)
 {
-    const vdit_model *m = c->model;
     if (pw > 0 && ph > 0) {
         *w = pw;
         *h = ph;
@@ -81,11 +81,44 @@ static int image_size(vdit_ctx *c, const vdit_video *im, int pw, int ph, int *w,
     } else {
         int64_t area = (int64_t)m->info.width * m->info.height;
         if (vd_best_output_size(im->width, im->height, m->geom.align, area, w, h))
-            return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+            return vd_err(lg, VDIT_ERR_INVALID_ARG,
                           "image %dx%d: no output size of at most %lld pixels in its aspect "
                           "(sides multiples of %d); give a width and height",
                           im->width, im->height, (long long)area, m->geom.align);
     }
+    return 0;
+}
+
+/* The frame size vdit_generate() makes for p (NULL: the defaults) on m: the
+ * one place that decides it, so that vdit_gen_size() announces what
+ * vdit_generate() then makes. Failures go to lg (may be NULL). Reads only
+ * the image's size, not its pixels. */
+static int gen_size(const vdit_model *m, const vdit_gen_params *p, vd_log *lg, int *w, int *h)
+{
+    *w = p && p->width > 0 ? p->width : m->info.width;
+    *h = p && p->height > 0 ? p->height : m->info.height;
+    if (p && (p->width < 0 || p->height < 0 || p->n_frames < 0))
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "negative width, height or frame count");
+    const vdit_video *im = p ? p->image : NULL;
+    if (!im)
+        return 0;
+    if (im->width < 1 || im->height < 1 || im->width > 8192 || im->height > 8192)
+        return vd_err(lg, VDIT_ERR_INVALID_ARG, "image: size %dx%d out of range (1..8192)",
+                      im->width, im->height);
+    return image_size(m, lg, im, p->width, p->height, w, h);
+}
+
+int vdit_gen_size(const vdit_model *m, const vdit_gen_params *p, int *width, int *height)
+{
+    int w, h, ret;
+    if (!m || !width || !height)
+        return VDIT_ERR_INVALID_ARG;
+    if ((ret = gen_size(m, p, NULL, &w, &h)))
+        return ret;
+    if (w < 1 || h < 1 || w > 8192 || h > 8192)
+        return VDIT_ERR_INVALID_ARG; /* vdit_generate refuses it (check_size) */
+    *width = w;
+    *height = h;
     return 0;
 }
 
@@ -108,11 +141,7 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
     if (ret)
         return ret;
     const vdit_model_info *in = &c->model->info;
-    int w = p && p->width > 0 ? p->width : in->width;
-    int h = p && p->height > 0 ? p->height : in->height;
-    int nf = p && p->n_frames > 0 ? p->n_frames : in->n_frames;
-    if (p && (p->width < 0 || p->height < 0 || p->n_frames < 0))
-        return vd_err(&c->log, VDIT_ERR_INVALID_ARG, "negative width, height or frame count");
+    int w, h, nf = p && p->n_frames > 0 ? p->n_frames : in->n_frames;
     const vdit_video *image = p ? p->image : NULL;
     if (image) {
         if ((ret = check_video(c, image, "image")))
@@ -121,9 +150,9 @@ int vdit_generate(vdit_ctx *c, const vdit_gen_params *p, vdit_video **out)
             return vd_err(&c->log, VDIT_ERR_INVALID_ARG,
                           "an image and a loop together: make the clip from the image, then "
                           "loop it with vdit_bridge");
-        if ((ret = image_size(c, image, p->width, p->height, &w, &h)))
-            return ret;
     }
+    if ((ret = gen_size(c->model, p, &c->log, &w, &h)))
+        return ret;
     if ((ret = check_size(c, w, h, nf)))
         return ret;
     int loop = p && p->loop;
