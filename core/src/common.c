@@ -43,7 +43,10 @@ void *vd_malloc(size_t n)
     void *p = NULL;
     if (n == 0)
         n = 1;
-    size_t r = (n + VD_ALIGN - 1) & ~(size_t)(VD_ALIGN - 1);
+    /* Rounded up to VD_ALIGN, plus VD_ALIGN bytes of slack: SIMD readers
+     * outside the library (swscale's row readers) read up to a vector past
+     * the last pixel of the frames handed out (vdit_video, vdit_frame). */
+    size_t r = ((n + VD_ALIGN - 1) & ~(size_t)(VD_ALIGN - 1)) + VD_ALIGN;
     if (r < n || posix_memalign(&p, VD_ALIGN, r))
         return NULL;
     return p;

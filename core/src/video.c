@@ -15,7 +15,9 @@ vdit_video *vdit_video_new(int width, int height, int n_frames)
     vdit_video *v = calloc(1, sizeof(*v));
     if (!v)
         return NULL;
-    v->rgb = calloc(n, 1);
+    /* 64 bytes of slack past the last pixel: SIMD converters (swscale's row
+     * readers) read up to a vector beyond a frame's end (vdit.h) */
+    v->rgb = n <= SIZE_MAX - 64 ? calloc(n + 64, 1) : NULL;
     if (!v->rgb) {
         free(v);
         return NULL;

@@ -255,7 +255,9 @@ VDIT_API const char *vdit_default_model_path(void);
 /* ---- video ------------------------------------------------------------- */
 
 /* A clip of 8-bit RGB frames, packed (R, G, B per pixel), rows of width*3
- * bytes, frames one after another. */
+ * bytes, frames one after another. Clips the library makes have at least 64
+ * readable bytes after the last pixel (SIMD converters such as swscale's may
+ * read that far past a frame's end). */
 typedef struct vdit_video {
     int width, height, n_frames;
     uint8_t *rgb;                /* n_frames * height * width * 3 bytes */
