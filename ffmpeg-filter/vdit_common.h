@@ -97,7 +97,10 @@
       offsetof(type, cache_threshold), AV_OPT_TYPE_FLOAT,                                     \
       { .dbl = VDIT_DEFAULT_CACHE_THRESHOLD }, 0, 1000, VDIT_FLAGS },                         \
     { "model", "model folder or checkpoint (default: the bundled model)",                     \
-      offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS }
+      offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },     \
+    { "decoder", "latents to frames: vae (default), tae (TAEHV from the model's folder) or "  \
+      "a TAEHV file", offsetof(type, decoder), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0,     \
+      VDIT_FLAGS }
 /* No private "threads": libavfilter gives an option of that name to every
  * filter (AVFilterContext.nb_threads) and sets it before the private ones, so
  * a private one would never be reached. The engine's threads are that option's
@@ -150,14 +153,15 @@ static inline int vdit_progress_log(void *user, int stage, int step, int total)
     return 0;
 }
 
-/* Loads the model (path NULL: the bundled one) and makes a context on it
- * computing at `precision` (enum vdit_precision)
+/* Loads the model (path NULL: the bundled one) with the decoder `decoder`
+ * (vdit_model_params.decoder: NULL or "vae", "tae", a TAEHV file) and makes
+ * a context on it computing at `precision` (enum vdit_precision)
  * whose progress goes to `progress` (user: ctx), with the filter's generic
  * `threads` option as the engine's thread count (0: all cores). On failure
  * logs what to do and returns an AVERROR; the caller's uninit frees whatever
  * was made. */
-static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int precision,
-                                  vdit_progress_fn progress, vdit_model **model,
+static inline int vdit_open_model(AVFilterContext *ctx, const char *path, const char *decoder,
+                                  int precision, vdit_progress_fn progress, vdit_model **model,
                                   vdit_ctx **vctx)
 {
     int threads = ctx->nb_threads > 0 ? ctx->nb_threads : VDIT_DEFAULT_THREADS;
@@ -178,6 +182,7 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int pr
     mp.log_level = vdit_log_level();
     mp.n_threads = threads;
     mp.precision = precision;
+    mp.decoder = decoder && *decoder ? decoder : NULL;
     av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores)\n",
            path, vdit_version(), threads);
     err = vdit_model_load(path, &mp, model);

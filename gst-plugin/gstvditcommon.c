@@ -125,8 +125,9 @@ void gst_vdit_log(void *user, int level, const char *msg)
     GST_CAT_LEVEL_LOG(gst_vdit_debug, l, user, "%s", msg);
 }
 
-gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, gint precision,
-                       vdit_progress_fn progress, void *progress_user, vdit_model **model,
+gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder, gint threads,
+                       gint precision, vdit_progress_fn progress, void *progress_user,
+                       vdit_model **model,
                        vdit_ctx **ctx)
 {
     if (!path || !*path)
@@ -143,6 +144,7 @@ gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, gint pre
     mp.log_level = VDIT_LOG_DEBUG;
     mp.n_threads = threads;
     mp.precision = precision;
+    mp.decoder = decoder && *decoder ? decoder : NULL;
     int err = vdit_model_load(path, &mp, model);
     if (err < 0) {
         GST_ELEMENT_ERROR(el, RESOURCE, OPEN_READ, ("Could not load the vdit model '%s'", path),

@@ -49,11 +49,13 @@ void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint thresh
 /* vdit_log_fn forwarding to the GStreamer debug log of the element in `user`. */
 void gst_vdit_log(void *user, int level, const char *msg);
 
-/* Loads the model at `path` (NULL or "": the bundled default) and makes a
- * context (precision: enum vdit_precision). On failure posts an element error and returns FALSE. */
-gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, gint precision,
-                       vdit_progress_fn progress, void *progress_user, vdit_model **model,
-                       vdit_ctx **ctx);
+/* Loads the model at `path` (NULL or "": the bundled default) with the
+ * decoder `decoder` (vdit_model_params.decoder: NULL, "" or "vae", "tae", a
+ * TAEHV file) and makes a context (precision: enum vdit_precision). On
+ * failure posts an element error and returns FALSE. */
+gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder, gint threads,
+                       gint precision, vdit_progress_fn progress, void *progress_user,
+                       vdit_model **model, vdit_ctx **ctx);
 
 /* Posts a "vdit-progress" element message (stage, step, total, window). */
 void gst_vdit_post_progress(GstElement *el, int stage, int step, int total, guint window);

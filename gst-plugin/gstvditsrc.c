@@ -58,6 +58,7 @@ enum {
     PROP_NUM_FRAMES,
     PROP_LOOP,
     PROP_MODEL,
+    PROP_DECODER,
     PROP_THREADS,
     PROP_PRECISION,
     PROP_CACHE,
@@ -76,7 +77,7 @@ struct _GstVditSrc {
     GstPushSrc parent;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path, *image_path;
+    gchar *prompt, *negative_prompt, *model_path, *image_path, *decoder;
     gint steps, sampler, num_frames, threads, precision, cache;
     gfloat cache_threshold;
     gdouble guidance, shift;
@@ -211,7 +212,7 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
 {
     GstVditSrc *self = GST_VDIT_SRC(bs);
     GST_OBJECT_LOCK(self);
-    gchar *path = g_strdup(self->model_path);
+    gchar *path = g_strdup(self->model_path), *decoder = g_strdup(self->decoder);
     gchar *image = self->image_path && *self->image_path ? g_strdup(self->image_path) : NULL;
     gint threads = self->threads, precision = self->precision;
     gboolean loop = self->loop;
@@ -241,7 +242,7 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
             goto done;
         }
     }
-    if (!gst_vdit_open(GST_ELEMENT(self), path, threads, precision, on_progress, self,
+    if (!gst_vdit_open(GST_ELEMENT(self), path, decoder, threads, precision, on_progress, self,
                        &self->model, &self->ctx))
         goto done;
     vdit_model_get_info(self->model, &self->minfo);
@@ -272,6 +273,7 @@ done:
     if (!ok)
         vdit_video_free(&self->image);
     g_free(path);
+    g_free(decoder);
     g_free(image);
     return ok;
 }
@@ -529,6 +531,10 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
         g_free(self->model_path);
         self->model_path = g_value_dup_string(v);
         break;
+    case PROP_DECODER:
+        g_free(self->decoder);
+        self->decoder = g_value_dup_string(v);
+        break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
     case PROP_CACHE: self->cache = g_value_get_enum(v); break;
@@ -558,6 +564,7 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
     case PROP_NUM_FRAMES: g_value_set_int(v, self->num_frames); break;
     case PROP_LOOP: g_value_set_boolean(v, self->loop); break;
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
+    case PROP_DECODER: g_value_set_string(v, self->decoder); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
@@ -581,6 +588,7 @@ static void gst_vdit_src_finalize(GObject *obj)
     g_free(self->negative_prompt);
     g_free(self->model_path);
     g_free(self->image_path);
+    g_free(self->decoder);
     G_OBJECT_CLASS(gst_vdit_src_parent_class)->finalize(obj);
 }
 
@@ -636,6 +644,10 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
     g_object_class_install_property(oc, PROP_MODEL,
         g_param_spec_string("model", "Model", "Model folder or checkpoint (NULL: the bundled "
                             "default model)", NULL, ready));
+    g_object_class_install_property(oc, PROP_DECODER,
+        g_param_spec_string("decoder", "Decoder", "Latents to frames: vae (NULL: the model's "
+                            "VAE), tae (TAEHV from the model's folder, faster, lower quality) "
+                            "or a TAEHV file", NULL, ready));
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
                          VDIT_DEFAULT_THREADS, ready));

@@ -415,7 +415,8 @@ int cmd_bench(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : NULL;
     if (!what || !strcmp(what, "--help") || !strcmp(what, "-h")) {
-        printf("usage: vdit bench kernels|dit|vae|t5|cache|steps [options]   (vdit bench X --help)\n");
+        printf("usage: vdit bench kernels|dit|vae|tae|t5|cache|steps [options]   "
+               "(vdit bench X --help)\n");
         return what ? 0 : 2;
     }
     int (*fn)(int, char **) = NULL;
@@ -431,8 +432,10 @@ int cmd_bench(int argc, char **argv)
         fn = bench_cache;
     else if (!strcmp(what, "steps"))
         fn = bench_steps;
+    else if (!strcmp(what, "tae"))
+        fn = bench_tae;
     else {
-        fprintf(stderr, "vdit bench: unknown subject '%s' (kernels, dit, vae, t5, cache, steps)\n",
+        fprintf(stderr, "vdit bench: unknown subject '%s' (kernels, dit, vae, tae, t5, cache, steps)\n",
                 what);
         return 2;
     }

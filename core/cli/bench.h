@@ -15,6 +15,7 @@ int bench_vae(int argc, char **argv);
 int bench_t5(int argc, char **argv);
 int bench_cache(int argc, char **argv);
 int bench_steps(int argc, char **argv); /* bench_steps.c: default vs few-step recipe */
+int bench_tae(int argc, char **argv); /* bench_tae.c: TAEHV beside the Wan-VAE decoder */
 
 /* Shared helpers for bench files: --threads N parsing (a bad value sets
  * *bad); --precision fp32|bf16|auto and --isa LEVEL (0, or -1 for an

@@ -112,6 +112,7 @@ static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, in
         { "wan.textimage2video.WanTI2V.t2v", conform_ti2v_t2v_loop, 3e-4, 1e-4, 5e-2 },
         { "wan.textimage2video.WanTI2V.generate (size", conform_ti2v_geometry, 0, 0, 0 },
         { "wan.textimage2video.WanTI2V.i2v", conform_ti2v_loop, 3e-4, 1e-4, 5e-2 },
+        { "taehv.TAEHV.decode_video", conform_taehv, 1e-4, 1e-4, 8e-2 },
     };
     conform_ctx c;
     memset(&c, 0, sizeof(c));

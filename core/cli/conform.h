@@ -51,6 +51,7 @@ int conform_t2v_loop(conform_ctx *c);
 int conform_ti2v_t2v_loop(conform_ctx *c); /* Wan2.2 WanTI2V.t2v (conform_loop.c) */
 int conform_ti2v_geometry(conform_ctx *c);
 int conform_ti2v_loop(conform_ctx *c);
+int conform_taehv(conform_ctx *c); /* madebyollin/taehv TAEHV.decode_video */
 
 int cmd_conform(int argc, char **argv);
 

@@ -28,7 +28,7 @@ enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 
 typedef struct opts {
     const char *prompt, *negative, *input, *input2, *output, *model, *expand, *expand_model;
-    const char *image;
+    const char *image, *decoder;
     int width, height, frames, steps, sampler, threads, frames_new, backward, window, quiet;
     int precision, cache, cache_max_skip;
     double fps, guidance, shift, strength, cache_threshold, cache_start, cache_end, guidance_end;
@@ -104,6 +104,9 @@ static void usage(enum op op, FILE *o)
                "  --guidance-end X       guidance over the first fraction X of the steps only\n"
                "                         (0..1, default 1: all)\n"
                "  --model PATH           model folder or checkpoint (default: the bundled model)\n"
+               "  --decoder D            vae (default: the model's VAE), tae (TAEHV, several times\n"
+               "                         faster, lower quality: taew2_1 / taew2_2 .safetensors or\n"
+               "                         .pth in the model's folder) or the path of a TAEHV file\n"
                "  --threads N            CPU threads (default: all cores)\n"
                "  --precision P          auto (default: bf16 where the CPU computes it natively,\n"
                "                         else fp32), fp32 (exact) or bf16 (about twice as fast)\n"
@@ -201,6 +204,8 @@ static int parse(enum op op, int argc, char **argv, opts *o)
             o->output = val;
         else if (!strcmp(name, "--model"))
             o->model = val;
+        else if (!strcmp(name, "--decoder"))
+            o->decoder = val;
         else if (!strcmp(name, "--expand"))
             o->expand = val;
         else if (!strcmp(name, "--expand-model"))
@@ -467,6 +472,7 @@ static int run(enum op op, int argc, char **argv)
     mp.log_cb = log_cb;
     mp.n_threads = o.threads;
     mp.precision = o.precision;
+    mp.decoder = o.decoder;
     if (vdit_model_load(mpath, &mp, &model)) {
         fprintf(stderr, "vdit %s: cannot load the model: %s\n", op_names[op], mp.error);
         goto done;

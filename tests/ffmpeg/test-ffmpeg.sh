@@ -96,7 +96,7 @@ enc=mpeg4
 # ---- without a model --------------------------------------------------------
 h=$("$ff" -hide_banner -h filter=vdit 2>&1)
 miss=""
-for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model \
+for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model decoder \
          window overlap async cache cache_threshold bypass fade accept interlaced hdr; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
@@ -104,7 +104,7 @@ done
 h=$("$ff" -hide_banner -h filter=vditsrc 2>&1)
 miss=""
 for o in prompt negative_prompt size s rate r duration d seed steps guidance sampler shift \
-         model loop cache cache_threshold image; do
+         model decoder loop cache cache_threshold image; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vditsrc options documented" || fail "vditsrc options documented" "missing$miss"
@@ -312,6 +312,15 @@ fi
 # One engine thread: the 5.1 and 7.1 tests run at the same time, and two
 # OpenMP teams spinning on two cores make each other many times slower.
 M="model=$model:threads=1:steps=2"
+# decoder=FILE: TAEHV decodes (the conformance vector's weights: Wan2.1
+# latents), the clip keeps its length; a missing file is named
+tae="$src/tests/conformance/taehv/taew2_1_tiny/weights.safetensors"
+if run gen_tae -f lavfi -i "vditsrc=$M:decoder=$tae:prompt=a red fox:s=64x48:r=8:d=1" \
+     -pix_fmt yuv444p "$tmp/gen_tae.y4m"; then
+  expect_probe "vditsrc decoder=TAEHV file" "$tmp/gen_tae.y4m" "64x48 8/1 8 1:1"
+fi
+expect_error "vdit missing decoder file" "$tmp/no-such-tae.pth" \
+  -f lavfi -i "$src_clip" -vf "vdit=model=$model:decoder=$tmp/no-such-tae.pth" -f null -
 if run gen -f lavfi -i "vditsrc=$M:prompt=a red fox:s=64x48:r=8:d=1" -c:v $enc \
      -pix_fmt yuv420p "$tmp/gen.mp4"; then
   expect_probe "vditsrc to mp4 ($enc)" "$tmp/gen.mp4" "64x48 8/1 8 1:1"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # gst-launch-1.0 pipelines through the vdit elements, with the plugin taken
-# from the build tree. Usage: launch.sh PLUGIN_DIR MODEL_DIR [VDIT]
+# from the build tree. Usage: launch.sh PLUGIN_DIR MODEL_DIR [TAEHV_FILE [VDIT]]
 # (VDIT: the vdit command, whose image-to-video size the checks compare with)
 set -u
-plugin_dir=$1 model=$2 vdit=${3:-}
+plugin_dir=$1 model=$2 tae=${3:-} vdit=${4:-}
 export GST_PLUGIN_PATH=$plugin_dir
 export GST_REGISTRY=$(mktemp -u /tmp/vdit-gst-registry.XXXXXX)
 tmp=$(mktemp -d)
@@ -257,6 +257,20 @@ for m in "$tmp/junk.txt" "$tmp/junk-model"; do
   check "model $(basename "$m"): error exit, no hang" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
   check "model $(basename "$m"): message names it" "grep -q '$m' '$tmp/junk.log'"
 done
+
+# decoder=FILE: TAEHV decodes (the frame count is the VAE's); a missing file
+# is an error naming it
+if [ -n "$tae" ]; then
+  gst-launch-1.0 -q vditsrc model="$model" decoder="$tae" steps=1 guidance=1 num-frames=5 \
+    num-buffers=5 ! video/x-raw,width=48,height=32 ! videoconvert ! y4menc \
+    ! filesink location="$tmp/tae.y4m" >"$tmp/tae.log" 2>&1
+  check "vditsrc decoder=TAEHV writes 5 frames" "[ \$(frames '$tmp/tae.y4m') = 5 ]"
+  gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model="$model" decoder=/nonexistent/taew.pth \
+    ! fakesink >"$tmp/badtae.log" 2>&1
+  rc=$?
+  check "missing decoder file: error exit" "[ $rc -ne 0 ]"
+  check "missing decoder file: message names it" "grep -q '/nonexistent/taew.pth' '$tmp/badtae.log'"
+fi
 
 [ $fail = 0 ] || { for f in "$tmp"/*.log; do echo "== $f"; tail -5 "$f"; done; }
 exit $fail

@@ -145,7 +145,17 @@ typedef struct vdit_model_params {
                                truncated or rewritten in place after load makes the
                                next call fail with VDIT_ERR_IO naming it (replace a
                                model in use by renaming a new file over it: safe) */
-    uint8_t reserved[56];
+    const char *decoder;    /* the decoder of latents into frames, loaded with the
+                               model: NULL or "vae" (default): the model's VAE;
+                               "tae": TAEHV (madebyollin/taehv, several times faster
+                               in a fraction of the memory, lower quality) from the
+                               model's folder, taew2_1.safetensors / .pth for Wan2.1,
+                               taew2_2.* for Wan2.2 TI2V-5B; anything else: the path
+                               of a TAEHV file. The VAE's encoder still encodes
+                               (edits, image-to-video). Read during the call only;
+                               a missing, corrupt or mismatched file fails the load
+                               naming it */
+    uint8_t reserved[48];
 } vdit_model_params;
 
 VDIT_API void vdit_model_params_default(vdit_model_params *p);

@@ -527,7 +527,7 @@ int vd_run_job(vdit_ctx *c, const vd_run_params *rp, const vd_job *job, float **
     int td = (int)(1 + tf * (dl - 1));
     if (!(px = vd_malloc(sizeof(float) * 3 * (size_t)td * (size_t)job->h * (size_t)job->w)))
         goto nomem;
-    if ((ret = fam->vae_decode(m, c->kc, zin, (int)dl, (int)lh, (int)lw, px)))
+    if ((ret = vd_decode(m, c->kc, zin, (int)dl, (int)lh, (int)lw, px)))
         goto fail;
     /* Garbage weights (a corrupt or overflowing checkpoint) give NaN or Inf
      * that would silently turn into black or white frames: say so instead.
@@ -599,7 +599,7 @@ int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int his
         goto done;
     }
     if (!(es = fam->enc_stream_new(m, c->kc, h, w, &c->log)) ||
-        !(ds = fam->dec_stream_new(m, c->kc, (int)lh, (int)lw, &c->log))) {
+        !(ds = vd_dec_stream_new(m, c->kc, (int)lh, (int)lw, &c->log))) {
         ret = VDIT_ERR_NOMEM;
         goto done;
     }
@@ -618,7 +618,7 @@ int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int his
         if (hist)
             continue;
         if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, done_l++, total)) ||
-            (ret = fam->dec_stream_push(ds, z, frames, &got)))
+            (ret = vd_dec_stream_push(m, ds, z, frames, &got)))
             goto done;
         for (int q = 0; q < got; q++, f++)
             if (f >= (turns - 1) * n)
@@ -631,7 +631,7 @@ int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int his
     for (int j = -hist; hist && j < p; j++) {
         int got = 0;
         if ((ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, done_l++, total)) ||
-            (ret = fam->dec_stream_push(ds, lat + (size_t)((j % p + p) % p) * (size_t)lsz,
+            (ret = vd_dec_stream_push(m, ds, lat + (size_t)((j % p + p) % p) * (size_t)lsz,
                                           frames, &got)))
             goto done;
         for (int q = 0; j >= 0 && q < got; q++)
@@ -640,7 +640,7 @@ int vd_loop_decode(vdit_ctx *c, vdit_video *v, int f0, int p, int turns, int his
     ret = vd_ctx_progress(c, VDIT_STAGE_DECODE, total, total);
 done:
     fam->stream_free(&es);
-    fam->stream_free(&ds);
+    vd_dec_stream_free(m, &ds);
     vd_free(frames);
     vd_free(lat);
     return ret;

@@ -77,6 +77,9 @@ struct vd_family {
      * specific first. A folder is the family's when its VAE is found under
      * one of its names. */
     const char *const *dit_names, *const *vae_names, *const *t5_names, *const *tok_names;
+    /* TAEHV decoders of this family's latents (madebyollin/taehv), looked for
+     * in the folder when the model is loaded with decoder "tae"; NULL: none. */
+    const char *const *tae_names;
 
     /* ---- operations (the family's folder implements them) ---- */
     /* Loads the parts named in f into m (m->parts), prepared for contexts of

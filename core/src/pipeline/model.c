@@ -431,6 +431,17 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
     }
     m->geom = m->fam->geom(m);
     m->info.spatial_align = m->geom.align;
+    {
+        char dir[4096];
+        join(dir, sizeof(dir), path, NULL);
+        char *sl = is_dir(dir) ? NULL : strrchr(dir, '/');
+        if (sl)
+            *sl = 0;
+        else if (!is_dir(dir))
+            snprintf(dir, sizeof(dir), ".");
+        if ((ret = vd_decoder_load(m, p->decoder, dir, prep, n_threads)))
+            goto fail;
+    }
     vj_free(vj);
     free(pt);
     *out = m;
@@ -448,6 +459,7 @@ void vdit_model_free(vdit_model **pm)
     vdit_model *m = pm ? *pm : NULL;
     if (!m)
         return;
+    vd_decoder_free(m);
     if (m->fam)
         m->fam->free(m);
     free(m->neg_prompt);

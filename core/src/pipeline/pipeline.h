@@ -30,6 +30,8 @@ struct vdit_model {
     int loop_turns, loop_history; /* vdit.json "loop_turns" (default 1) > 0: a bridge-back
                           loop (4k frames) is re-decoded so that its first frame follows
                           its last (vd_loop_decode), "loop_history" (default 0) */
+    struct vd_taehv *tae; /* the decoder vdit_model_params.decoder chose (NULL: the
+                          family's VAE decodes), read-only after load */
 };
 
 /* A prompt's embedding (the text encoder's real rows), cached per context. */
@@ -59,6 +61,22 @@ struct vdit_ctx {
     vd_cond *cond[2];
     vdit_stats stats;               /* of the last operation (vd_ctx_begin clears) */
 };
+
+/* ---- the decoder (decoder.c): the family's VAE, or TAEHV ---- */
+
+/* Loads what vdit_model_params.decoder names (NULL / "vae": nothing to do;
+ * "tae": the family's tae_names in the model's folder dir; else a file),
+ * checks that it decodes this model's latents, prepares it for contexts of
+ * precision prep. Call after the family is known (m->geom set). */
+int vd_decoder_load(vdit_model *m, const char *decoder, const char *dir, vk_prec prep,
+                    int n_threads);
+void vd_decoder_free(vdit_model *m);
+/* The family's vae_decode / dec_stream_* or TAEHV's, whichever the model
+ * decodes with: same arguments, same frames ([-1, 1], 1 + 4 (T - 1)). */
+int vd_decode(const vdit_model *m, vk_ctx *kc, const float *z, int tl, int lh, int lw, float *px);
+void *vd_dec_stream_new(const vdit_model *m, vk_ctx *kc, int lh, int lw, vd_log *lg);
+int vd_dec_stream_push(const vdit_model *m, void *s, const float *lat, float *frames, int *n_out);
+void vd_dec_stream_free(const vdit_model *m, void **s);
 
 /* ---- context helpers (ctx.c) ---- */
 

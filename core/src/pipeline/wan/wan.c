@@ -27,6 +27,10 @@ static const char *const vae21_names[] = { "Wan2.1_VAE.safetensors", "Wan2.1_VAE
                                            "wan_2.1_vae.safetensors", NULL };
 static const char *const vae22_names[] = { "Wan2.2_VAE.safetensors", "Wan2.2_VAE.pth",
                                            "wan2.2_vae.safetensors", NULL };
+/* madebyollin/taehv's published names (repository root: .pth, safetensors/:
+ * .safetensors). */
+static const char *const tae21_names[] = { "taew2_1.safetensors", "taew2_1.pth", NULL };
+static const char *const tae22_names[] = { "taew2_2.safetensors", "taew2_2.pth", NULL };
 
 vd_wan_parts *vd_wan_parts_of(const vdit_model *m)
 {
@@ -325,6 +329,7 @@ const vd_family vd_family_wan21 = {
                   .text_len = 512, .spatial_align = 16 },
     .given_t0 = 0,
     .vae_names = vae21_names,
+    .tae_names = tae21_names,
     WAN_OPS,
 };
 
@@ -338,5 +343,6 @@ const vd_family vd_family_wan22_ti2v = {
                   .text_len = 512, .spatial_align = 32 },
     .given_t0 = 1,
     .vae_names = vae22_names,
+    .tae_names = tae22_names,
     WAN_OPS,
 };
