@@ -1,20 +1,39 @@
-/* `vdit bench dit`: one forward step of the Wan2.1 DiT at the 1.3B
- * configuration (dim 1536, 12 heads, ffn 8960, text 4096 x 512 tokens) on
- * random weights, latent 16 x 5 x 24 x 40 (1200 tokens), in fp16 and fp32
- * weights; seconds per step (the once-per-prompt condition apart), effective
+/* `vdit bench dit`: one forward step of the Wan DiT on random weights at a
+ * released model's configuration (--model):
+ *   wan21-1.3b (default): Wan2.1 T2V 1.3B (dim 1536, 12 heads, ffn 8960, 30
+ *     layers, 16 latent channels), latent 16 x 5 x 24 x 40 (1200 tokens), fp16
+ *     and fp32 weights;
+ *   wan22-5b: Wan2.2 TI2V-5B (dim 3072, 24 heads, ffn 14336, 30 layers, 48
+ *     latent channels, one timestep per token: the first latent frame's tokens
+ *     at 0, the others at t, as in image-to-video; vd_dit_forward_tok), the same
+ *     1200-token latent grid by default, bf16 weights (10 GB for all 30
+ *     layers: --layers N measures N of them).
+ * Both take text 4096 x 512. Sizes: --latent F,H,W, --size WxHxT (pixels,
+ * through the family's VAE: 8 or 16 pixels per latent row, 4 frames per
+ * latent frame) or --tokens N. --layers N < 30 runs the first N (identical)
+ * blocks; each time is then also given scaled to the model's 30, the
+ * per-forward part (time embedding, patches, head) counted once:
+ * scaled = other + blocks x 30 / N, labelled as such.
+ * Prints seconds per step (the once-per-prompt condition apart), effective
  * GFLOP/s and share of the measured peak of the level and precision in use
- * (--precision, --isa; vk_peak_gflops), peak RSS. In a bf16 context the
- * weights get their bf16 copy at load (vd_dit_prepare), as vdit_model_load
- * does for users, counted in the load time. With --torch, the same network
- * on the same weights and inputs in the Python baselines
- * (models/bench/bench_dit_torch.py: PyTorch 2 bf16 and fp32 and diffusers
- * bf16 from scripts/bench-venv.sh's venv, Debian's torch 1.13 fp32), each
- * with its seconds per step, vdit's time at the same precision over it, and
- * how far the outputs are apart.
+ * (--precision, --isa; vk_peak_gflops), peak RSS. In a bf16 context fp16 and
+ * fp32 weights get their bf16 copy at load (vd_dit_prepare), as
+ * vdit_model_load does for users, counted in the load time; bf16 weights are
+ * read in place. With --torch, the same network on the same weights and
+ * inputs in the Python baselines (models/bench/bench_dit_torch.py: PyTorch 2
+ * bf16 and fp32 and diffusers bf16 from scripts/bench-venv.sh's venv,
+ * Debian's torch 1.13 fp32; --torch-rows picks some), each with its seconds
+ * per step, vdit's time at the same precision over it, and how far the
+ * outputs are apart.
  *
  * The random weights are written to a safetensors file first and loaded
  * through the ordinary path (mmap, canonicalize, load), as a user's
- * checkpoint is; both files hold the same fp16-representable values. */
+ * checkpoint is; the fp16 and fp32 files hold the same fp16-representable
+ * values (bf16 files: those values rounded to bf16).
+ *
+ * --dit PATH runs a checkpoint instead (any layout vdit loads: a file, a
+ * sharded index, a folder): its configuration, load time, one forward at the
+ * asked latent, whether the output is finite, peak RSS (no baselines). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,8 +45,12 @@
 #include "dit/dit.h"
 
 typedef struct bcfg {
+    const char *name;
     int64_t dim, ffn, text_dim, freq, in_dim, out_dim, layers, heads, text_len;
     int64_t f, h, w;
+    int64_t model_layers; /* the released model's; layers < this: a subset, scaled */
+    int vae_s;            /* pixels per latent row and column (--size) */
+    int per_tok;          /* one timestep per token (Wan2.2 TI2V) */
 } bcfg;
 
 typedef struct spec {
@@ -112,11 +135,17 @@ static uint16_t rnd_h(uint64_t *s, float scale, float mean)
     return vt_f32_to_f16(mean + scale * u);
 }
 
-/* Writes the random model; returns 0 or -1. Values depend only on the
- * tensor name's position, so the fp16 and fp32 files agree. */
+static const char *dt_name(vt_dtype dt)
+{
+    return dt == VT_F16 ? "fp16" : dt == VT_BF16 ? "bf16" : "fp32";
+}
+
+/* Writes the random model (dt F16, BF16 or F32); returns 0 or -1. Values
+ * depend only on the tensor name's position, so the fp16 and fp32 files
+ * agree (bf16: the same values rounded to bf16). */
 static int write_weights(const char *path, const spec *s, int n, vt_dtype dt)
 {
-    size_t esz = dt == VT_F16 ? 2 : 4;
+    size_t esz = dt == VT_F32 ? 4 : 2;
     size_t cap = 1024 + (size_t)n * 160, len = 0, off = 0;
     char *h = malloc(cap);
     if (!h)
@@ -125,7 +154,8 @@ static int write_weights(const char *path, const spec *s, int n, vt_dtype dt)
     for (int i = 0; i < n; i++) {
         size_t nb = (size_t)numel(&s[i]) * esz;
         len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
-                                i ? "," : "", s[i].name, dt == VT_F16 ? "F16" : "F32");
+                                i ? "," : "", s[i].name,
+                                dt == VT_F16 ? "F16" : dt == VT_BF16 ? "BF16" : "F32");
         for (int k = 0; k < s[i].ndim; k++)
             len += (size_t)snprintf(h + len, cap - len, "%s%lld", k ? "," : "",
                                     (long long)s[i].shape[k]);
@@ -165,6 +195,10 @@ static int write_weights(const char *path, const spec *s, int n, vt_dtype dt)
                 bh[k] = rnd_h(&st, scale, mean);
             if (dt == VT_F16) {
                 ok = fwrite(bh, 2, (size_t)m, fp) == (size_t)m;
+            } else if (dt == VT_BF16) {
+                for (int64_t k = 0; k < m; k++)
+                    bh[k] = vt_f32_to_bf16(vt_f16_to_f32(bh[k]));
+                ok = fwrite(bh, 2, (size_t)m, fp) == (size_t)m;
             } else {
                 for (int64_t k = 0; k < m; k++)
                     bf[k] = vt_f16_to_f32(bh[k]);
@@ -179,19 +213,27 @@ static int write_weights(const char *path, const spec *s, int n, vt_dtype dt)
     return ok ? 0 : -1;
 }
 
-/* The inputs both engines read: x [16,F,H,W], t [1], context [text_len, text_dim]. */
-static int write_io(const char *path, const bcfg *c, const float *x, float t, const float *ctx)
+/* The inputs both engines read: x [in_dim,F,H,W], t [1] (or per token:
+ * t [1, L]), context [text_len, text_dim]. */
+static int write_io(const char *path, const bcfg *c, const float *x, float t, const float *t_tok,
+                    const float *ctx)
 {
     char h[512];
     int64_t nx = c->in_dim * c->f * c->h * c->w, nc = c->text_len * c->text_dim;
+    int64_t nt = t_tok ? c->f * (c->h / 2) * (c->w / 2) : 1;
+    char tshape[64];
+    if (t_tok)
+        snprintf(tshape, sizeof(tshape), "1,%lld", (long long)nt);
+    else
+        snprintf(tshape, sizeof(tshape), "1");
     int len = snprintf(h, sizeof(h),
                        "{\"context\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],\"data_offsets\":[0,%lld]},"
-                       "\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%lld,%lld]},"
+                       "\"t\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%lld,%lld]},"
                        "\"x\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld,%lld,%lld],\"data_offsets\":[%lld,%lld]}}",
-                       (long long)c->text_len, (long long)c->text_dim, (long long)(4 * nc),
-                       (long long)(4 * nc), (long long)(4 * nc + 4), (long long)c->in_dim,
-                       (long long)c->f, (long long)c->h, (long long)c->w, (long long)(4 * nc + 4),
-                       (long long)(4 * nc + 4 + 4 * nx));
+                       (long long)c->text_len, (long long)c->text_dim, (long long)(4 * nc), tshape,
+                       (long long)(4 * nc), (long long)(4 * nc + 4 * nt), (long long)c->in_dim,
+                       (long long)c->f, (long long)c->h, (long long)c->w,
+                       (long long)(4 * nc + 4 * nt), (long long)(4 * nc + 4 * nt + 4 * nx));
     while ((8 + len) % 8)
         h[len++] = ' ';
     FILE *fp = fopen(path, "wb");
@@ -199,7 +241,8 @@ static int write_io(const char *path, const bcfg *c, const float *x, float t, co
         return -1;
     uint64_t hl = (uint64_t)len;
     int ok = fwrite(&hl, 8, 1, fp) == 1 && fwrite(h, 1, (size_t)len, fp) == (size_t)len &&
-             fwrite(ctx, 4, (size_t)nc, fp) == (size_t)nc && fwrite(&t, 4, 1, fp) == 1 &&
+             fwrite(ctx, 4, (size_t)nc, fp) == (size_t)nc &&
+             fwrite(t_tok ? t_tok : &t, 4, (size_t)nt, fp) == (size_t)nt &&
              fwrite(x, 4, (size_t)nx, fp) == (size_t)nx;
     return fclose(fp) == 0 && ok ? 0 : -1;
 }
@@ -226,6 +269,8 @@ typedef struct result {
  * empty one) as two passes and as one batched pass, best of two runs each,
  * alternating; whether the outputs are the same bits. */
 static int guidance_rows;
+/* per-token timesteps of the step (NULL: one t for all tokens) */
+static const float *bench_t_tok;
 
 static int time_guidance(vd_dit_run *r, const bcfg *c, const float *x, float t,
                          const vd_dit_cond *cd, const float *ctx)
@@ -241,12 +286,13 @@ static int time_guidance(vd_dit_run *r, const bcfg *c, const float *x, float t,
         float *outs[2] = { b0, b1 };
         double t0 = vd_time();
         if ((k & 1) == (k >> 1)) { /* two, one, one, two */
-            ret = vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cd, a0);
-            ret = ret ? ret : vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cu, a1);
+            ret = vd_dit_forward_tok(r, x, NULL, c->f, c->h, c->w, t, bench_t_tok, cd, a0);
+            ret = ret ? ret
+                      : vd_dit_forward_tok(r, x, NULL, c->f, c->h, c->w, t, bench_t_tok, cu, a1);
             two = VD_MIN(two, vd_time() - t0);
         } else {
-            ret = vd_dit_forward_batch(r, x, NULL, c->f, c->h, c->w, t, 2, conds, outs, 0, NULL,
-                                       0, NULL);
+            ret = vd_dit_forward_batch_tok(r, x, NULL, c->f, c->h, c->w, t, bench_t_tok, 2,
+                                           conds, outs, 0, NULL, 0, NULL);
             one = VD_MIN(one, vd_time() - t0);
         }
     }
@@ -308,7 +354,8 @@ static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_
         memset(prof, 0, sizeof(prof));
         double c0 = bench_cpu_seconds();
         t0 = vd_time();
-        if ((ret = vd_dit_forward(r, x, NULL, c->f, c->h, c->w, t, cd, res->out)))
+        if ((ret = vd_dit_forward_tok(r, x, NULL, c->f, c->h, c->w, t, bench_t_tok, cd,
+                                      res->out)))
             goto done;
         double dt = vd_time() - t0, dc = bench_cpu_seconds() - c0;
         printf("  step %d: %.3f s (process CPU time %.3f s)\n", s + 1, dt, dc);
@@ -334,10 +381,16 @@ done:
     return ret;
 }
 
-/* Wan2.1-1.3B at the benchmark's latent (1200 tokens). */
-static const bcfg wan_1_3b = { .dim = 1536, .ffn = 8960, .text_dim = 4096, .freq = 256,
-                               .in_dim = 16, .out_dim = 16, .layers = 30, .heads = 12,
-                               .text_len = 512, .f = 5, .h = 24, .w = 40 };
+/* The released configurations at the benchmark's default latent (1200
+ * tokens: 17 frames of 320x192 for Wan2.1, of 640x384 for Wan2.2). */
+static const bcfg wan_1_3b = { .name = "Wan2.1 T2V 1.3B", .dim = 1536, .ffn = 8960,
+                               .text_dim = 4096, .freq = 256, .in_dim = 16, .out_dim = 16,
+                               .layers = 30, .heads = 12, .text_len = 512, .f = 5, .h = 24,
+                               .w = 40, .model_layers = 30, .vae_s = 8 };
+static const bcfg wan22_5b = { .name = "Wan2.2 TI2V-5B", .dim = 3072, .ffn = 14336,
+                               .text_dim = 4096, .freq = 256, .in_dim = 48, .out_dim = 48,
+                               .layers = 30, .heads = 24, .text_len = 512, .f = 5, .h = 24,
+                               .w = 40, .model_layers = 30, .vae_s = 16, .per_tok = 1 };
 
 int bench_random_dit(vd_ckpt **ck, vd_dit **d, vd_log *lg)
 {
@@ -362,10 +415,12 @@ typedef struct trow {
     const char *args;  /* bench_dit_torch.py options */
     int bf16;          /* compared with vdit's bf16 run (else fp32) */
     int extra;         /* a table row without a summary line (unless it is the only one) */
+    const char *key;   /* its --torch-rows name */
     const char *py;    /* the interpreter; NULL: skipped, why says why */
     const char *why;
     int ok, vp;        /* vp: the vdit precision compared with (0 fp32, 1 bf16) */
     double sec, cpu, rel, rel32;
+    double blk;        /* seconds in the blocks (of sec), or -1 */
     char ver[64], dver[64], impl[32], dtype[16], attn[16];
 } trow;
 
@@ -411,6 +466,7 @@ static int torch_run(trow *r, const char *script, const char *weights, const cha
         return -1;
     char line[1024];
     r->sec = -1;
+    r->blk = -1;
     while (fgets(line, sizeof(line), p)) {
         fputs("  | ", stdout);
         fputs(line, stdout);
@@ -419,6 +475,7 @@ static int torch_run(trow *r, const char *script, const char *weights, const cha
         fflush(stdout);
         sscanf(line, "torch_seconds_per_step %lf", &r->sec);
         sscanf(line, "torch_cpu_seconds_per_step %lf", &r->cpu);
+        sscanf(line, "torch_blocks_seconds %lf", &r->blk);
         sscanf(line, "torch_version %63s", r->ver);
         sscanf(line, "torch_diffusers_version %63s", r->dver);
         sscanf(line, "torch_impl %31s", r->impl);
@@ -432,46 +489,202 @@ static int torch_run(trow *r, const char *script, const char *weights, const cha
 
 static void usage(void)
 {
-    printf("usage: vdit bench dit [--threads N] [--layers L] [--latent F,H,W] [--steps S]\n"
-           "                      [--dtype f16|f32|both] [--precision fp32|bf16|auto]\n"
+    printf("usage: vdit bench dit [--model wan21-1.3b|wan22-5b] [--threads N] [--layers L]\n"
+           "                      [--latent F,H,W | --size WxHxT | --tokens N] [--steps S]\n"
+           "                      [--dtype f16|bf16|f32|both|bf16,f32]\n"
+           "                      [--precision fp32|bf16|auto]\n"
            "                      [--isa c|avx2|avx512|avx512_bf16] [--torch]\n"
-           "                      [--torch-script PATH] [--python PATH] [--no-venv]\n"
-           "                      [--dir DIR] [--keep] [--guidance]\n"
-           "1.3B DiT (dim 1536, 12 heads, ffn 8960, 30 layers, text 4096 x 512) on random\n"
-           "weights, latent 16 x F x H x W (default 5,24,40 = 1200 tokens). Prints seconds per\n"
-           "step (best of S, default 2), the once-per-prompt condition apart, effective GFLOP/s,\n"
-           "%% of the peak measured for the level and precision in use, peak RSS; ends with\n"
-           "a summary line (the faster weight type), with --torch then one per baseline.\n"
+           "                      [--torch-rows LIST] [--torch-script PATH] [--python PATH]\n"
+           "                      [--no-venv] [--dir DIR] [--keep] [--guidance]\n"
+           "       vdit bench dit --dit CHECKPOINT [--latent F,H,W | --size WxHxT]\n"
+           "                      [--threads N] [--precision P] [--steps S]\n"
+           "The DiT of a released model on random weights (text 4096 x 512):\n"
+           "  wan21-1.3b (default): Wan2.1 T2V 1.3B, dim 1536, 12 heads, ffn 8960, 30 layers,\n"
+           "    16 latent channels; fp16 and fp32 weights (--dtype both);\n"
+           "  wan22-5b: Wan2.2 TI2V-5B, dim 3072, 24 heads, ffn 14336, 30 layers, 48 latent\n"
+           "    channels, one timestep per token (the first latent frame's tokens at 0, as in\n"
+           "    image-to-video); bf16 weights (--dtype bf16).\n"
+           "Latent C x F x H x W, default 5,24,40 = 1200 tokens (17 frames of 320x192 for\n"
+           "Wan2.1, of 640x384 for Wan2.2); --size WxHxT gives it in pixels through the\n"
+           "model's VAE (Wan2.2: 1280x704x121 = 31,44,80 = 27280 tokens). --layers L < 30:\n"
+           "the first L blocks only (the blocks are identical, so time is linear in them);\n"
+           "every time is then also given scaled to 30 layers, the per-forward part (time\n"
+           "embedding, patches, head) counted once: other + blocks x 30 / L, marked\n"
+           "'scaled'. Prints seconds per step (best of S, default 2), the once-per-prompt\n"
+           "condition apart, effective GFLOP/s, %% of the peak measured for the level and\n"
+           "precision in use, peak RSS; ends with a summary line (the faster weight type),\n"
+           "with --torch then one per baseline.\n"
            "--precision: default auto (bf16 where the CPU computes it natively); --isa:\n"
            "default the CPU's level (VDIT_CPU lowers it). Smaller runs: --layers L,\n"
            "--latent F,H,W or --tokens N, --steps 1.\n"
            "--torch: the same network, weights and inputs in the Python baselines, one row\n"
            "each: PyTorch 2 bf16 (SDPA), diffusers WanTransformer3DModel bf16, PyTorch 2\n"
-           "fp32, and Debian's torch 1.13 fp32 (/usr/bin/python3, if it imports torch);\n"
-           "each with seconds per step, vdit's time at the same precision over theirs (vdit\n"
-           "runs the other precision too when a row needs it) and the output difference.\n"
+           "fp32 (SDPA), and Debian's torch 1.13 fp32 (/usr/bin/python3, if it imports torch;\n"
+           "its attention holds heads x tokens^2 scores: skipped where they do not fit in\n"
+           "half the memory, as are fp32 rows whose weights do not); each with seconds per\n"
+           "step, vdit's time at the same precision over theirs (vdit runs the other\n"
+           "precision too when a row needs it) and the output difference. --torch-rows:\n"
+           "some of torch-bf16,diffusers,torch-fp32,debian (comma-separated; default all).\n"
            "Run from the source tree or give --torch-script models/bench/bench_dit_torch.py.\n"
            "PyTorch 2 and diffusers come from scripts/bench-venv.sh (it creates .venv-bench\n"
            "when missing: about 2.7 GB from PyPI); --python PATH: that interpreter instead;\n"
            "--no-venv: never create one (the rows without an interpreter are skipped).\n"
            "--guidance: also guidance's two branches (the prompt, an empty one) as two\n"
            "passes and as one batched pass (vd_dit_forward_batch): both times (best of 2)\n"
-           "and whether the outputs are the same bits.\n");
+           "and whether the outputs are the same bits.\n"
+           "--dit CHECKPOINT: that checkpoint instead of random weights (a file, a sharded\n"
+           "index or a folder, any layout and dtype vdit loads): its configuration, load\n"
+           "time, S forwards at the latent (default 1,8,8), whether the output is finite,\n"
+           "peak RSS. Wan2.2 (48 channels) gets per-token timesteps.\n");
+}
+
+static double phys_bytes(void)
+{
+    return (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* A time of `layers` blocks scaled to the model's: the per-forward part
+ * (other) once, the blocks' part times model_layers / layers. */
+static double scaled(const bcfg *c, double sec, double other)
+{
+    if (other < 0 || other > sec)
+        other = 0;
+    return other + (sec - other) * (double)c->model_layers / (double)c->layers;
+}
+
+/* --dit: a user's checkpoint, loaded as the models load it. */
+static int run_file(const char *path, bcfg *c, int latent_set, int threads, vk_isa isa,
+                    vk_prec prec, int steps)
+{
+    vd_log lg = { 0 };
+    vd_ckpt *ck = NULL;
+    vd_dit *d = NULL;
+    vk_ctx *kc = NULL;
+    vd_dit_run *r = NULL;
+    vd_dit_cond *cd = NULL;
+    float *x = NULL, *ctx = NULL, *out = NULL, *tt = NULL;
+    int ret;
+    double t0 = vd_time();
+    if ((ret = vd_ckpt_open(path, &lg, &ck)) || (ret = vd_dit_canonicalize(ck, &lg)) ||
+        (ret = vd_dit_load_ex(ck, 512, 0, &lg, &d)))
+        goto done;
+    double t_open = vd_time() - t0;
+    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare(d, VK_PREC_BF16, threads))) {
+        vd_err(&lg, ret, "out of memory for the bf16 copy of the weights");
+        goto done;
+    }
+    double t_load = vd_time() - t0;
+    const vd_dit_config *g = vd_dit_get_config(d);
+    if (!latent_set)
+        c->f = 1, c->h = 8, c->w = 8;
+    c->in_dim = g->in_dim, c->out_dim = g->out_dim, c->text_len = g->text_len;
+    c->text_dim = g->text_dim;
+    int per_tok = g->in_dim == 48 && !g->i2v;
+    int64_t L = c->f * (c->h / 2) * (c->w / 2), nx = c->in_dim * c->f * c->h * c->w;
+    size_t nparam = 0, nbytes = 0;
+    for (size_t i = 0; i < vd_ckpt_count(ck); i++) {
+        const vt_tensor *t = vd_ckpt_at(ck, i);
+        nparam += (size_t)vt_nelem(t);
+        nbytes += (size_t)vt_nelem(t) * vt_dtype_size(t->dtype);
+    }
+    printf("dit file %s\n  dim %lld, %lld layers, %lld heads, ffn %lld, in %lld, out %lld, text "
+           "%lld x %lld, freq %lld%s; %.2f G values, %.2f GB stored\n",
+           path, (long long)g->dim, (long long)g->n_layers, (long long)g->n_heads,
+           (long long)g->ffn_dim, (long long)g->in_dim, (long long)g->out_dim,
+           (long long)g->text_len, (long long)g->text_dim, (long long)g->freq_dim,
+           per_tok ? ", per-token timesteps" : "", (double)nparam / 1e9, (double)nbytes / 1e9);
+    printf("  opened and loaded in %.2f s (%s; %.2f s with the %s preparation)\n", t_open,
+           "mapped, canonicalized", t_load, vk_prec_name(prec));
+    kc = vk_ctx_new_ex(threads, (int)isa, prec, &lg);
+    if (!kc || !(r = vd_dit_run_new(d, kc))) {
+        ret = kc ? VDIT_ERR_NOMEM : VDIT_ERR_UNSUPPORTED;
+        goto done;
+    }
+    x = vd_malloc(sizeof(float) * (size_t)nx);
+    ctx = vd_malloc(sizeof(float) * (size_t)(c->text_len * c->text_dim));
+    out = vd_malloc(sizeof(float) * (size_t)(c->out_dim * c->f * c->h * c->w));
+    tt = vd_malloc(sizeof(float) * (size_t)L);
+    if (!x || !ctx || !out || !tt) {
+        ret = VDIT_ERR_NOMEM;
+        goto done;
+    }
+    uint64_t st = 42;
+    for (int64_t i = 0; i < nx; i++)
+        x[i] = (float)((double)(bench_rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    for (int64_t i = 0; i < c->text_len * c->text_dim; i++)
+        ctx[i] = (float)((double)(bench_rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) *
+                 0.3f;
+    for (int64_t i = 0; i < L; i++)
+        tt[i] = i < (c->h / 2) * (c->w / 2) && c->f > 1 ? 0.0f : 937.0f;
+    if ((ret = vd_dit_cond_new(r, ctx, c->text_len, NULL, 0, &cd)))
+        goto done;
+    for (int s = 0; s < steps; s++) {
+        t0 = vd_time();
+        if ((ret = vd_dit_forward_tok(r, x, NULL, c->f, c->h, c->w, 937.0f, per_tok ? tt : NULL,
+                                      cd, out)))
+            goto done;
+        printf("  forward %d: latent %lldx%lldx%lldx%lld (%lld tokens), %s: %.3f s\n", s + 1,
+               (long long)c->in_dim, (long long)c->f, (long long)c->h, (long long)c->w,
+               (long long)L, vk_prec_name(prec), vd_time() - t0);
+    }
+    int64_t no = c->out_dim * c->f * c->h * c->w, bad = 0;
+    double mx = 0;
+    for (int64_t i = 0; i < no; i++) {
+        if (!isfinite(out[i]))
+            bad++;
+        else
+            mx = fmax(mx, fabs(out[i]));
+    }
+    printf("  output: %s (max |v| %.3g); peak RSS %.0f MiB\n",
+           bad ? "NOT FINITE" : "finite", mx, bench_peak_rss() / 1048576.0);
+    if (bad) {
+        printf("  %lld of %lld values are not finite\n", (long long)bad, (long long)no);
+        ret = VDIT_ERR_FORMAT;
+        snprintf(lg.msg, sizeof(lg.msg), "non-finite output");
+    }
+done:
+    if (ret)
+        fprintf(stderr, "vdit bench dit: %s\n", lg.msg);
+    vd_free(x);
+    vd_free(ctx);
+    vd_free(out);
+    vd_free(tt);
+    vd_dit_cond_free(&cd);
+    vd_dit_run_free(&r);
+    vk_ctx_free(&kc);
+    vd_dit_free(&d);
+    vd_ckpt_free(&ck);
+    return ret ? 1 : 0;
 }
 
 int bench_dit(int argc, char **argv)
 {
     bcfg c = wan_1_3b;
     int threads = 0, steps = 2, torch = 0, keep = 0, do16 = 1, do32 = 1, isa_opt = -1;
+    int dtype_set = 0, latent_set = 0;
+    vt_dtype half = VT_F16; /* the 16-bit weight type of slot 0 (slot 1: fp32) */
     vk_prec prec_opt = VK_PREC_AUTO;
-    const char *script = "models/bench/bench_dit_torch.py", *python = NULL;
+    const char *script = "models/bench/bench_dit_torch.py", *python = NULL, *dit_file = NULL;
+    const char *rows_opt = NULL;
     int no_venv = 0;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    /* the model first: the other options change its copy */
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--model")) {
+            if (!strcmp(argv[i + 1], "wan22-5b") || !strcmp(argv[i + 1], "wan2.2-ti2v-5b"))
+                c = wan22_5b;
+            else if (strcmp(argv[i + 1], "wan21-1.3b") && strcmp(argv[i + 1], "wan2.1-1.3b")) {
+                fprintf(stderr, "vdit bench dit: --model wants wan21-1.3b or wan22-5b\n");
+                return 2;
+            }
+        }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage();
             return 0;
+        } else if (!strcmp(a, "--model") && v) {
+            i++;
         } else if (!strcmp(a, "--threads") && v) {
             int bad = 0;
             threads = bench_parse_threads(v, &bad), i++;
@@ -490,13 +703,32 @@ int bench_dit(int argc, char **argv)
                 return 2;
             }
             c.f = f, c.h = h, c.w = w, i++;
+            latent_set = 1;
+        } else if (!strcmp(a, "--size") && v) {
+            /* pixels -> latent as the family pads: sides to 2 latent rows (one
+             * token), frames to 1 + 4k */
+            long long pw, ph, pt;
+            if (sscanf(v, "%lldx%lldx%lld", &pw, &ph, &pt) != 3 || pw < 1 || ph < 1 || pt < 1) {
+                fprintf(stderr, "vdit bench dit: --size wants WxHxT (pixels, frames)\n");
+                return 2;
+            }
+            int64_t a2 = 2 * c.vae_s;
+            c.w = (pw + a2 - 1) / a2 * 2, c.h = (ph + a2 - 1) / a2 * 2, c.f = 1 + (pt - 1 + 3) / 4;
+            latent_set = 1;
+            i++;
         } else if (!strcmp(a, "--tokens") && v) {
             /* 1200 is the documented point; other counts scale the frame count */
             long long n = atoll(v);
             c.f = n / (c.h / 2 * (c.w / 2)) > 0 ? n / (c.h / 2 * (c.w / 2)) : 1, i++;
+            latent_set = 1;
         } else if (!strcmp(a, "--dtype") && v) {
-            do16 = !strcmp(v, "f16") || !strcmp(v, "both");
-            do32 = !strcmp(v, "f32") || !strcmp(v, "both");
+            do16 = !strcmp(v, "f16") || !strcmp(v, "both") || !strncmp(v, "bf16", 4);
+            do32 = !strcmp(v, "f32") || !strcmp(v, "both") || !strcmp(v, "bf16,f32");
+            if (!strncmp(v, "bf16", 4))
+                half = VT_BF16;
+            else if (!strcmp(v, "f16"))
+                half = VT_F16;
+            dtype_set = 1;
             i++;
         } else if (!strcmp(a, "--precision") && v) {
             if (bench_parse_prec(v, &prec_opt)) {
@@ -512,6 +744,8 @@ int bench_dit(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--torch")) {
             torch = 1;
+        } else if (!strcmp(a, "--torch-rows") && v) {
+            rows_opt = v, torch = 1, i++;
         } else if (!strcmp(a, "--torch-script") && v) {
             script = v, torch = 1, i++;
         } else if (!strcmp(a, "--python") && v) {
@@ -520,6 +754,8 @@ int bench_dit(int argc, char **argv)
             no_venv = 1;
         } else if (!strcmp(a, "--dir") && v) {
             dir = v, i++;
+        } else if (!strcmp(a, "--dit") && v) {
+            dit_file = v, i++;
         } else if (!strcmp(a, "--keep")) {
             keep = 1;
         } else if (!strcmp(a, "--guidance")) {
@@ -529,54 +765,78 @@ int bench_dit(int argc, char **argv)
             return 2;
         }
     }
+    if (!dtype_set && c.per_tok) /* 5B: 10 GB in bf16, as released; fp32 only when asked */
+        half = VT_BF16, do16 = 1, do32 = 0;
     if (threads <= 0)
         threads = vd_cpu_count();
-    if (c.layers < 1 || steps < 1 || c.f < 1 || c.h < 2 || c.w < 2 || c.h % 2 || c.w % 2 ||
-        (!do16 && !do32)) {
+    if (c.layers < 1 || c.layers > c.model_layers || steps < 1 || c.f < 1 || c.h < 2 ||
+        c.w < 2 || c.h % 2 || c.w % 2 || (!do16 && !do32)) {
         fprintf(stderr, "vdit bench dit: bad options (see --help)\n");
         return 2;
     }
     int64_t L = c.f * (c.h / 2) * (c.w / 2);
-    vd_dit_config vc = { .dim = c.dim, .ffn_dim = c.ffn, .freq_dim = c.freq, .text_dim = c.text_dim,
-                         .in_dim = c.in_dim, .out_dim = c.out_dim, .n_heads = c.heads,
-                         .n_layers = c.layers, .text_len = c.text_len, .patch = { 1, 2, 2 } };
     vk_isa isa;
     vk_prec prec;
     if (bench_resolve("dit", threads, isa_opt, prec_opt, &isa, &prec))
         return 2;
+    if (dit_file)
+        return run_file(dit_file, &c, latent_set, threads, isa, prec, steps);
+    vd_dit_config vc = { .dim = c.dim, .ffn_dim = c.ffn, .freq_dim = c.freq, .text_dim = c.text_dim,
+                         .in_dim = c.in_dim, .out_dim = c.out_dim, .n_heads = c.heads,
+                         .n_layers = c.layers, .text_len = c.text_len, .patch = { 1, 2, 2 } };
     const char *pn = vk_prec_name(prec);
     char how[256];
     double flops = vd_dit_flops(&vc, L);
     double peak = vk_peak_gflops(isa, prec, threads, NULL, how, sizeof(how));
-    printf("dit bench: dim %lld, %lld layers, %lld heads, ffn %lld, text %lld x %lld, latent "
-           "%lldx%lldx%lldx%lld = %lld tokens, %d threads\n",
-           (long long)c.dim, (long long)c.layers, (long long)c.heads, (long long)c.ffn,
+    int sub = c.layers < c.model_layers; /* a subset of the blocks: times also scaled */
+    char lay[160];
+    if (sub)
+        snprintf(lay, sizeof(lay), "%lld of the model's %lld layers (times also scaled to %lld)",
+                 (long long)c.layers, (long long)c.model_layers, (long long)c.model_layers);
+    else
+        snprintf(lay, sizeof(lay), "%lld layers", (long long)c.layers);
+    printf("dit bench: %s: dim %lld, %s, %lld heads, ffn %lld, text %lld x %lld, latent "
+           "%lldx%lldx%lldx%lld = %lld tokens (%lld frames of %lldx%lld)%s, %d threads\n",
+           c.name, (long long)c.dim, lay, (long long)c.heads, (long long)c.ffn,
            (long long)c.text_len, (long long)c.text_dim, (long long)c.in_dim, (long long)c.f,
-           (long long)c.h, (long long)c.w, (long long)L, threads);
+           (long long)c.h, (long long)c.w, (long long)L, (long long)(1 + 4 * (c.f - 1)),
+           (long long)(c.w * c.vae_s), (long long)(c.h * c.vae_s),
+           c.per_tok ? ", one timestep per token (first latent frame at 0)" : "", threads);
     printf("level %s, precision %s; work per step %.1f GFLOP; %s peak %.1f GFLOP/s (%s)\n",
            vk_isa_name(isa), pn, flops / 1e9, pn, peak, how);
+    fflush(stdout);
 
     spec *sp = calloc((size_t)(16 + c.layers * 40), sizeof(*sp));
     int ns = make_specs(&c, sp);
+    double nparam = 0;
+    for (int i = 0; i < ns; i++)
+        nparam += (double)numel(&sp[i]);
     int64_t nx = c.in_dim * c.f * c.h * c.w;
     float *x = vd_malloc(sizeof(float) * (size_t)nx);
     float *ctx = vd_malloc(sizeof(float) * (size_t)(c.text_len * c.text_dim));
+    float *t_tok = c.per_tok ? vd_malloc(sizeof(float) * (size_t)L) : NULL;
     uint64_t st = 42;
     for (int64_t i = 0; i < nx; i++)
         x[i] = (float)((double)(bench_rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 1.7f;
     for (int64_t i = 0; i < c.text_len * c.text_dim; i++)
         ctx[i] = (float)((double)(bench_rng_next(&st) >> 11) * (2.0 / 9007199254740992.0) - 1.0) * 0.3f;
     float t = 937.0f;
+    /* image-to-video's timesteps: latent frame 0 clean (0), the rest at t */
+    for (int64_t i = 0; t_tok && i < L; i++)
+        t_tok[i] = i < (c.h / 2) * (c.w / 2) && c.f > 1 ? 0.0f : t;
+    bench_t_tok = t_tok;
     char wpath[2][1024], iopath[1024], opath[1024];
+    vt_dtype kdt[2] = { half, VT_F32 };
     int rc = 0;
     float *out16 = NULL;
-    double step[2] = { 0, 0 }, cpu[2] = { 0, 0 }, cond[2] = { 0, 0 };
+    double step[2] = { 0, 0 }, cpu[2] = { 0, 0 }, cond[2] = { 0, 0 }, other[2] = { 0, 0 };
     for (int k = 0; k < 2; k++) {
         if (!(k == 0 ? do16 : do32))
             continue;
-        vt_dtype dt = k == 0 ? VT_F16 : VT_F32;
+        vt_dtype dt = kdt[k];
         snprintf(wpath[k], sizeof(wpath[k]), "%s/vdit_bench_dit_%s_d%lld_l%lld.safetensors", dir,
-                 k == 0 ? "f16" : "f32", (long long)c.dim, (long long)c.layers);
+                 dt == VT_F16 ? "f16" : dt == VT_BF16 ? "bf16" : "f32", (long long)c.dim,
+                 (long long)c.layers);
         double t0 = vd_time();
         if (write_weights(wpath[k], sp, ns, dt)) {
             fprintf(stderr, "vdit bench dit: cannot write %s\n", wpath[k]);
@@ -585,8 +845,8 @@ int bench_dit(int argc, char **argv)
         }
         struct stat sb;
         stat(wpath[k], &sb);
-        printf("%s weights: %s (%.2f GB, written in %.1f s)\n", k == 0 ? "fp16" : "fp32",
-               wpath[k], (double)sb.st_size / 1e9, vd_time() - t0);
+        printf("%s weights: %s (%.2f GB, %.2f G values, written in %.1f s)\n", dt_name(dt),
+               wpath[k], (double)sb.st_size / 1e9, nparam / 1e9, vd_time() - t0);
         result res = { 0 };
         if (run_one(wpath[k], &c, threads, isa, prec, steps, x, t, ctx, &res)) {
             rc = 1;
@@ -597,6 +857,7 @@ int bench_dit(int argc, char **argv)
         step[k] = res.step;
         cpu[k] = res.cpu;
         cond[k] = res.cond;
+        other[k] = res.prof[VD_DIT_PROF_OTHER];
         {
             /* where the time went, and the matmul rates by kind */
             int64_t D = c.dim, Lt = L, T = c.text_len;
@@ -622,12 +883,17 @@ int bench_dit(int argc, char **argv)
                    "machine?); at full use of %d cores the rate would be %.1f GFLOP/s\n",
                    res.cpu / res.step, threads, threads, flops / (res.cpu / threads) / 1e9);
         char prep[64] = "";
-        if (prec == VK_PREC_BF16)
+        if (prec == VK_PREC_BF16 && kdt[k] != VT_BF16)
             snprintf(prep, sizeof(prep), " (bf16 copy %.2f s)", res.prep);
         printf("vdit %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of the %s peak  (cond once "
                "per prompt %.3f s, load %.2f s%s, peak RSS %.0f MiB)\n",
-               k == 0 ? "fp16" : "fp32", res.step, gf, 100.0 * gf / peak, pn, res.cond, res.load,
-               prep, res.peak_rss / 1048576.0);
+               dt_name(kdt[k]), res.step, gf, 100.0 * gf / peak, pn, res.cond, res.load, prep,
+               res.peak_rss / 1048576.0);
+        if (sub)
+            printf("vdit %s weights, scaled to %lld layers: %.3f s/forward (measured %lld "
+                   "layers: embed/head %.3f s + blocks %.3f s)\n",
+                   dt_name(kdt[k]), (long long)c.model_layers, scaled(&c, res.step, other[k]),
+                   (long long)c.layers, other[k], res.step - other[k]);
         fflush(stdout);
         if (k == 0) {
             out16 = res.out;
@@ -640,7 +906,8 @@ int bench_dit(int argc, char **argv)
                     mb = fmax(mb, fabs(res.out[i]));
                 }
                 rel = mb > 0 ? m / mb : m;
-                printf("fp16 vs fp32 weights (same values): max_abs %.2e rel %.2e\n", m, rel);
+                printf("%s vs fp32 weights (same values%s): max_abs %.2e rel %.2e\n",
+                       dt_name(half), half == VT_BF16 ? " before bf16 rounding" : "", m, rel);
             }
             if (!out16)
                 out16 = res.out;
@@ -651,29 +918,33 @@ int bench_dit(int argc, char **argv)
     /* --torch: the baselines, each compared with vdit at its precision on the
      * same weights file (0 fp32, 1 bf16; the run above is one of them) */
     trow rows[4] = {
-        { .name = "PyTorch 2 bf16", .args = "--dtype bf16 --impl vdit-py --attn sdpa", .bf16 = 1 },
-        { .name = "diffusers bf16", .args = "--dtype bf16 --impl diffusers", .bf16 = 1 },
-        { .name = "PyTorch 2 fp32", .args = "--dtype fp32 --impl vdit-py --attn sdpa" },
-        { .name = "PyTorch (Debian) fp32", .args = "--dtype fp32 --impl vdit-py", .extra = 1 },
+        { .name = "PyTorch 2 bf16", .key = "torch-bf16",
+          .args = "--dtype bf16 --impl vdit-py --attn sdpa", .bf16 = 1 },
+        { .name = "diffusers bf16", .key = "diffusers", .args = "--dtype bf16 --impl diffusers",
+          .bf16 = 1 },
+        { .name = "PyTorch 2 fp32", .key = "torch-fp32",
+          .args = "--dtype fp32 --impl vdit-py --attn sdpa" },
+        { .name = "PyTorch (Debian) fp32", .key = "debian", .args = "--dtype fp32 --impl vdit-py",
+          .extra = 1 },
     };
     int nrows = 0, trc = 0, kt = do16 ? 0 : 1, pi = prec == VK_PREC_BF16;
     float *vo[2] = { NULL, NULL };
-    double vs[2] = { 0, 0 }, vcpu[2] = { 0, 0 };
-    int vwk[2] = { kt, kt }; /* the weight type of vs[] */
+    double vs[2] = { 0, 0 }, vcpu[2] = { 0, 0 }, voth[2] = { 0, 0 };
+    int vwk[2] = { kt, kt }; /* the weight slot of vs[] */
     if (!rc && torch) {
         /* the time: the faster weight type (the same values, the same output) */
         int kb = step[0] > 0 && (step[1] <= 0 || step[0] <= step[1]) ? 0 : 1;
-        vo[pi] = out16, vs[pi] = step[kb], vcpu[pi] = cpu[kb], vwk[pi] = kb;
+        vo[pi] = out16, vs[pi] = step[kb], vcpu[pi] = cpu[kb], vwk[pi] = kb, voth[pi] = other[kb];
         snprintf(iopath, sizeof(iopath), "%s/vdit_bench_dit_io.safetensors", dir);
         snprintf(opath, sizeof(opath), "%s/vdit_bench_dit_torch_out.bin", dir);
         char root[1024], vpy[1100] = "", why[1400] = "";
         bench_src_root(script, root, sizeof(root));
-        printf("torch baselines (%s, %s weights):\n", script, kt == 0 ? "fp16" : "fp32");
+        printf("torch baselines (%s, %s weights):\n", script, dt_name(kdt[kt]));
         if (access(script, R_OK)) {
             fprintf(stderr, "vdit bench dit: no %s (run from the source tree or give "
                             "--torch-script)\n", script);
             trc = 1;
-        } else if (write_io(iopath, &c, x, t, ctx)) {
+        } else if (write_io(iopath, &c, x, t, t_tok, ctx)) {
             fprintf(stderr, "vdit bench dit: cannot write %s\n", iopath);
             trc = 1;
         } else {
@@ -685,6 +956,26 @@ int bench_dit(int argc, char **argv)
             else
                 rows[3].why = "/usr/bin/python3 cannot import torch (Debian: apt-get install "
                               "python3-torch)";
+            /* what does not fit: the fp32 rows' weights (fp32 copies of every
+             * parameter), the Debian row's attention scores (heads x L x L
+             * fp32, scores and their softmax) */
+            static char why_w[160], why_a[200];
+            double ram = phys_bytes();
+            snprintf(why_w, sizeof(why_w), "fp32 weights %.1f GB, more than 3/4 of the %.1f GB "
+                     "of memory", nparam * 4 / 1e9, ram / 1e9);
+            double att = 2.0 * 4.0 * (double)c.heads * (double)L * (double)L;
+            snprintf(why_a, sizeof(why_a), "its attention (softmax(q k^T) v, no SDPA in torch "
+                     "1.13) holds %.1f GB of scores, more than half the %.1f GB of memory",
+                     att / 1e9, ram / 1e9);
+            for (int j = 0; j < 4; j++) {
+                if (rows_opt && !strstr(rows_opt, rows[j].key)) {
+                    rows[j].py = NULL, rows[j].why = "not in --torch-rows";
+                } else if (rows[j].py && !rows[j].bf16 && nparam * 4 > 0.75 * ram) {
+                    rows[j].py = NULL, rows[j].why = why_w;
+                } else if (rows[j].py && j == 3 && att > 0.5 * ram) {
+                    rows[j].py = NULL, rows[j].why = why_a;
+                }
+            }
             /* vdit at the other precision, when a row needs it and the CPU has it */
             int op = !pi, need = 0;
             for (int j = 0; j < 4; j++)
@@ -695,20 +986,25 @@ int bench_dit(int argc, char **argv)
                 char how2[256];
                 double peak2 = vk_peak_gflops(isa, opp, threads, NULL, how2, sizeof(how2));
                 printf("vdit in %s too (for the %s rows), %s weights:\n", on, on,
-                       kt == 0 ? "fp16" : "fp32");
+                       dt_name(kdt[kt]));
                 result r2 = { 0 };
                 if (run_one(wpath[kt], &c, threads, isa, opp, steps, x, t, ctx, &r2)) {
                     vd_free(r2.out);
                     trc = 1;
                 } else {
                     char prep[64] = "";
-                    if (opp == VK_PREC_BF16)
+                    if (opp == VK_PREC_BF16 && kdt[kt] != VT_BF16)
                         snprintf(prep, sizeof(prep), " (bf16 copy %.2f s)", r2.prep);
                     vo[op] = r2.out, vs[op] = r2.step, vcpu[op] = r2.cpu;
+                    voth[op] = r2.prof[VD_DIT_PROF_OTHER];
                     printf("vdit %s, %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of the %s "
-                           "peak %.1f  (load %.2f s%s)\n", on, kt == 0 ? "fp16" : "fp32",
-                           r2.step, flops / r2.step / 1e9, 100.0 * flops / r2.step / 1e9 / peak2,
-                           on, peak2, r2.load, prep);
+                           "peak %.1f  (load %.2f s%s, peak RSS %.0f MiB)\n", on,
+                           dt_name(kdt[kt]), r2.step, flops / r2.step / 1e9,
+                           100.0 * flops / r2.step / 1e9 / peak2, on, peak2, r2.load, prep,
+                           r2.peak_rss / 1048576.0);
+                    if (sub)
+                        printf("vdit %s, scaled to %lld layers: %.3f s/forward\n", on,
+                               (long long)c.model_layers, scaled(&c, r2.step, voth[op]));
                 }
             }
             float *to = vd_malloc(sizeof(float) * (size_t)nx);
@@ -741,6 +1037,13 @@ int bench_dit(int argc, char **argv)
                        "(CPU time %.2fx); output vs vdit %s: rel %.2e\n", lab, r->sec, r->cpu,
                        r->vp ? "bf16" : "fp32", vs[r->vp], vs[r->vp] / r->sec,
                        vcpu[r->vp] / r->cpu, r->vp ? "bf16" : "fp32", r->rel);
+                if (sub)
+                    printf("%s, scaled to %lld layers: %.3f s/forward (blocks %.3f s of the "
+                           "measured step); vdit %s %.3f s: %.2fx the time\n", lab,
+                           (long long)c.model_layers, scaled(&c, r->sec, r->sec - r->blk),
+                           r->blk, r->vp ? "bf16" : "fp32", scaled(&c, vs[r->vp], voth[r->vp]),
+                           scaled(&c, vs[r->vp], voth[r->vp]) /
+                               scaled(&c, r->sec, r->sec - r->blk));
             }
             vd_free(to);
             remove(opath);
@@ -749,33 +1052,41 @@ int bench_dit(int argc, char **argv)
         }
         if (nrows) {
             printf("torch baselines, %d threads, best of %d steps (ratio: vdit's time at the "
-                   "same precision over theirs; rel: max |difference| / max |vdit|):\n",
-                   threads, steps);
-            printf("  %-58s %8s %7s  %-13s %7s %9s %9s %12s\n", "", "s/step", "CPU s",
-                   "vdit s/step", "ratio", "CPU ratio", "rel", "rel to fp32");
+                   "same precision over theirs; rel: max |difference| / max |vdit|)%s:\n",
+                   threads, steps, sub ? "; scaled: to the model's layers" : "");
+            printf("  %-58s %8s %7s  %-13s %7s %9s %9s %12s%s\n", "", "s/step", "CPU s",
+                   "vdit s/step", "ratio", "CPU ratio", "rel", "rel to fp32",
+                   sub ? "   scaled s  sc. ratio" : "");
             double busy = 1;
             for (int p = 1; p >= 0; p--)
                 if (vo[p]) {
                     busy = fmin(busy, vcpu[p] / (vs[p] * threads));
-                    char lab[256], r32[16] = "";
+                    char lab[256], r32[16] = "", sc[32] = "";
                     snprintf(lab, sizeof(lab), "vdit %s (%s weights)", p ? "bf16" : "fp32",
-                             vwk[p] == 0 ? "fp16" : "fp32");
+                             dt_name(kdt[vwk[p]]));
                     if (p && vo[0])
                         snprintf(r32, sizeof(r32), "%.2e", rel_diff(vo[1], vo[0], nx));
-                    printf("  %-58s %8.3f %7.1f  %-13s %7s %9s %9s %12s\n", lab, vs[p], vcpu[p],
-                           "", "", "", "", r32);
+                    if (sub)
+                        snprintf(sc, sizeof(sc), " %10.2f", scaled(&c, vs[p], voth[p]));
+                    printf("  %-58s %8.3f %7.1f  %-13s %7s %9s %9s %12s%s\n", lab, vs[p], vcpu[p],
+                           "", "", "", "", r32, sc);
                 }
             for (int j = 0; j < 4; j++) {
                 trow *r = &rows[j];
                 if (!r->ok)
                     continue;
-                char lab[256], vst[32], r32[16] = "";
+                char lab[256], vst[32], r32[16] = "", sc[48] = "";
                 trow_label(r, 0, lab, sizeof(lab));
                 snprintf(vst, sizeof(vst), "%s %.3f", r->vp ? "bf16" : "fp32", vs[r->vp]);
                 if (r->rel32 >= 0)
                     snprintf(r32, sizeof(r32), "%.2e", r->rel32);
-                printf("  %-58s %8.3f %7.1f  %-13s %6.2fx %8.2fx %9.2e %12s\n", lab, r->sec,
-                       r->cpu, vst, vs[r->vp] / r->sec, vcpu[r->vp] / r->cpu, r->rel, r32);
+                if (sub) {
+                    double ts = scaled(&c, r->sec, r->sec - r->blk);
+                    snprintf(sc, sizeof(sc), " %10.2f %9.2fx", ts,
+                             scaled(&c, vs[r->vp], voth[r->vp]) / ts);
+                }
+                printf("  %-58s %8.3f %7.1f  %-13s %6.2fx %8.2fx %9.2e %12s%s\n", lab, r->sec,
+                       r->cpu, vst, vs[r->vp] / r->sec, vcpu[r->vp] / r->cpu, r->rel, r32, sc);
                 busy = fmin(busy, r->cpu / (r->sec * threads));
             }
             if (busy < 0.9)
@@ -790,9 +1101,14 @@ int bench_dit(int argc, char **argv)
                 remove(wpath[k]);
     if (!rc) {
         int k = step[0] > 0 && (step[1] <= 0 || step[0] <= step[1]) ? 0 : 1;
-        printf("dit %s: %.2f s/forward (text %.2f s), %.0f%% of the %s peak %.0f GFLOP/s (%s)\n",
-               pn, step[k], cond[k], 100.0 * flops / step[k] / 1e9 / peak, pn, peak,
-               vk_isa_name(isa));
+        char sc[160] = "";
+        if (sub)
+            snprintf(sc, sizeof(sc), "; scaled to %lld layers: %.2f s/forward",
+                     (long long)c.model_layers, scaled(&c, step[k], other[k]));
+        printf("dit %s (%s, %lld tokens, %lld of %lld layers): %.2f s/forward (text %.2f s)%s, "
+               "%.0f%% of the %s peak %.0f GFLOP/s (%s)\n",
+               pn, c.name, (long long)L, (long long)c.layers, (long long)c.model_layers, step[k],
+               cond[k], sc, 100.0 * flops / step[k] / 1e9 / peak, pn, peak, vk_isa_name(isa));
     }
     /* one line per compared baseline (the Debian row only when it is the only one) */
     int main_rows = 0;
@@ -802,17 +1118,23 @@ int bench_dit(int argc, char **argv)
         trow *r = &rows[j];
         if (!r->ok || (r->extra && main_rows))
             continue;
-        char lab[256];
+        char lab[256], sc[160] = "";
         trow_label(r, 1, lab, sizeof(lab));
-        printf("vs %s: vdit %s%s %.2fx the time (CPU time %.2fx)\n", lab, r->vp ? "bf16" : "fp32",
-               r->vp != r->bf16 ? " (no vdit bf16 run)" : "", vs[r->vp] / r->sec,
-               vcpu[r->vp] / r->cpu);
+        if (sub)
+            snprintf(sc, sizeof(sc), "; scaled to %lld layers: %.2f s vs %.2f s",
+                     (long long)c.model_layers, scaled(&c, vs[r->vp], voth[r->vp]),
+                     scaled(&c, r->sec, r->sec - r->blk));
+        printf("vs %s: vdit %s%s %.2fx the time (CPU time %.2fx)%s\n", lab,
+               r->vp ? "bf16" : "fp32", r->vp != r->bf16 ? " (no vdit bf16 run)" : "",
+               vs[r->vp] / r->sec, vcpu[r->vp] / r->cpu, sc);
     }
     if (vo[!pi])
         vd_free(vo[!pi]);
     vd_free(out16);
     vd_free(x);
     vd_free(ctx);
+    vd_free(t_tok);
+    bench_t_tok = NULL;
     free(sp);
     return rc ? rc : trc;
 }

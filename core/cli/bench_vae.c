@@ -1,6 +1,10 @@
-/* `vdit bench vae`: the Wan2.1 VAE at its real configuration (dim 96, z 16,
- * dim_mult [1,2,4,4], 2 residual blocks, temporal downsampling [F,T,T]) on
- * random weights. Encode and decode frames per second and peak resident
+/* `vdit bench vae`: a Wan VAE at its real configuration on random weights
+ * (--model): the Wan2.1 VAE (dim 96, z 16, dim_mult [1,2,4,4], 2 residual
+ * blocks, temporal downsampling [F,T,T]; 8x8 spatial, 4x temporal) or the
+ * Wan2.2 VAE of TI2V-5B (dim 160, decoder dim 256, z 48, the same lists,
+ * frames patchified 2x2; 16x16 spatial, 4x temporal). The latent geometry
+ * (channels, spatial and temporal factors) is the loaded model's. Encode
+ * and decode frames per second (and seconds per frame) and peak resident
  * memory per case; every case runs in its own child process so that each
  * peak RSS is that case's own. The model is detached from its checkpoint
  * (vd_vae_detach), so the weights are held once. Frames stream through
@@ -10,13 +14,14 @@
  * wrapping the context's), against the peak measured for the level and
  * precision in use (--precision, --isa; vk_peak_gflops).
  *
- * --torch runs the same network (the project's models/wan/vae.py, the
- * official chunked evaluation, models/bench/bench_vae_torch.py) in the
- * PyTorch baselines with the same threads, one process per case and
- * baseline: PyTorch 2 bf16 and fp32 from scripts/bench-venv.sh's venv,
- * Debian's torch 1.13 fp32; each with vdit's time at the same precision
- * over theirs (vdit runs the case at the other precision too when a row
- * needs it), as `vdit bench dit --torch` does. */
+ * --torch runs the same network (the project's models/wan/vae.py or
+ * vae22.py, the official chunked evaluation, models/bench/bench_vae_torch.py;
+ * its own random weights) in the PyTorch baselines with the same threads, one
+ * process per case and baseline (--torch-rows picks some): PyTorch 2 bf16
+ * and fp32 from scripts/bench-venv.sh's venv, Debian's torch 1.13 fp32; each
+ * with vdit's time at the same precision over theirs (vdit runs the case at
+ * the other precision too when a row needs it), as `vdit bench dit --torch`
+ * does. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -185,6 +190,83 @@ static vd_ckpt *make_weights(int dim, int z, size_t *bytes)
     return g.ck;
 }
 
+/* The Wan2.2 VAE (wan.modules.vae2_2.WanVAE_, names as in Wan2.2_VAE.pth):
+ * dim, decoder dim dd, z, dim_mult [1,2,4,4], 2 res blocks, temporal_down
+ * [F,T,T]; every level a block of residual blocks and a resample
+ * (encoder.downsamples.B.downsamples.N, decoder.upsamples.B.upsamples.N),
+ * the shortcuts parameter-free, the upsamplers' 3x3 conv keeping its
+ * channels, 12 = 3 x 2 x 2 patchified channels at both ends. */
+static vd_ckpt *make_weights22(int dim, int dd, int z, size_t *bytes)
+{
+    static const int mult[4] = { 1, 2, 4, 4 }, tdown[3] = { 0, 1, 1 };
+    const int nrb = 2;
+    wgen g = { vd_ckpt_new(), 1234, 0, 0 };
+    if (!g.ck)
+        return NULL;
+    char n[160];
+    conv(&g, "encoder.conv1", 1, dim, 12, 3, 3);
+    int dims[5] = { dim, dim * mult[0], dim * mult[1], dim * mult[2], dim * mult[3] };
+    for (int i = 0; i < 4; i++) {
+        int ci = dims[i], co = dims[i + 1], r = 0;
+        for (; r < nrb; r++) {
+            snprintf(n, sizeof(n), "encoder.downsamples.%d.downsamples.%d", i, r);
+            res(&g, n, ci, co);
+            ci = co;
+        }
+        if (i != 3) {
+            snprintf(n, sizeof(n), "encoder.downsamples.%d.downsamples.%d.resample.1", i, r);
+            conv(&g, n, 0, co, co, 1, 3);
+            if (tdown[i]) {
+                snprintf(n, sizeof(n), "encoder.downsamples.%d.downsamples.%d.time_conv", i, r);
+                conv(&g, n, 1, co, co, 3, 1);
+            }
+        }
+    }
+    int top = dims[4];
+    res(&g, "encoder.middle.0", top, top);
+    attn(&g, "encoder.middle.1", top);
+    res(&g, "encoder.middle.2", top, top);
+    norm_scale(&g, "encoder.head.0.gamma", top, 0);
+    conv(&g, "encoder.head.2", 1, 2 * z, top, 3, 3);
+    conv(&g, "conv1", 1, 2 * z, 2 * z, 1, 1);
+    conv(&g, "conv2", 1, z, z, 1, 1);
+    int du[5] = { dd * mult[3], dd * mult[3], dd * mult[2], dd * mult[1], dd * mult[0] };
+    conv(&g, "decoder.conv1", 1, du[0], z, 3, 3);
+    res(&g, "decoder.middle.0", du[0], du[0]);
+    attn(&g, "decoder.middle.1", du[0]);
+    res(&g, "decoder.middle.2", du[0], du[0]);
+    for (int i = 0; i < 4; i++) {
+        int ci = du[i], co = du[i + 1], r = 0;
+        for (; r < nrb + 1; r++) {
+            snprintf(n, sizeof(n), "decoder.upsamples.%d.upsamples.%d", i, r);
+            res(&g, n, ci, co);
+            ci = co;
+        }
+        if (i != 3) {
+            snprintf(n, sizeof(n), "decoder.upsamples.%d.upsamples.%d.resample.1", i, r);
+            conv(&g, n, 0, co, co, 1, 3);
+            if (tdown[2 - i]) {
+                snprintf(n, sizeof(n), "decoder.upsamples.%d.upsamples.%d.time_conv", i, r);
+                conv(&g, n, 1, 2 * co, co, 3, 1);
+            }
+        }
+    }
+    norm_scale(&g, "decoder.head.0.gamma", du[4], 0);
+    conv(&g, "decoder.head.2", 1, 12, du[4], 3, 3);
+    if (g.err)
+        vd_ckpt_free(&g.ck);
+    *bytes = g.bytes;
+    return g.ck;
+}
+
+/* The model of --model: 0 Wan2.1, 1 Wan2.2 (set once, before any child). */
+static int vae_model;
+
+static vd_ckpt *make_model(size_t *bytes)
+{
+    return vae_model ? make_weights22(160, 256, 48, bytes) : make_weights(96, 16, bytes);
+}
+
 /* vd_vae_detach's release: the model no longer reads this tensor, so its
  * whole pages go back to the system now (the buffer itself is freed with
  * the checkpoint), and the weights never exist twice in full. */
@@ -270,7 +352,7 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     bres r = { 0 };
     vd_log lg = { 0 };
     size_t wb = 0;
-    vd_ckpt *ck = make_weights(96, 16, &wb);
+    vd_ckpt *ck = make_model(&wb);
     vd_vae *v = NULL;
     vk_ctx *kc = vk_ctx_new_ex(threads, (int)case_isa, case_prec, &lg);
     vd_vae_stream *s = NULL;
@@ -284,7 +366,9 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     }
     /* the model keeps its own prepared weights: the checkpoint goes */
     vd_ckpt_free(&ck);
-    int z = 16, hl = h / 8, wl = w / 8;
+    /* the model's latent geometry */
+    const vd_vae_config *vc = vd_vae_get_config(v);
+    int z = vc->z_dim, sf = vc->s_factor, tf = vc->t_factor, hl = h / sf, wl = w / sf;
     int e = enc ? vd_vae_enc_stream_new(v, kc, h, w, tile, &s)
                 : vd_vae_dec_stream_new(v, kc, hl, wl, tile, &s);
     if (e) {
@@ -292,7 +376,7 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
         goto done;
     }
     size_t nin = enc ? (size_t)3 * h * w : (size_t)z * hl * wl;
-    size_t nout = enc ? (size_t)z * hl * wl : (size_t)4 * 3 * h * w;
+    size_t nout = enc ? (size_t)z * hl * wl : (size_t)tf * 3 * h * w;
     in = vd_malloc(nin * sizeof(float));
     out = vd_malloc(nout * sizeof(float));
     if (!in || !out)
@@ -300,7 +384,7 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     wgen g = { NULL, 99, 0, 0 };
     for (size_t i = 0; i < nin; i++)
         in[i] = enc ? 0.9f * urand(&g) : 1.5f * urand(&g);
-    int n_push = enc ? t : 1 + (t - 1) / 4;
+    int n_push = enc ? t : 1 + (t - 1) / tf;
     count_flops(kc);
     cnt_flops = 0;
     double t0 = vd_time();
@@ -437,9 +521,9 @@ static bres run_torch(trow *tr, const char *script, int enc, int w, int h, int t
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
              "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d '%s' '%s' --mode %s "
-             "--width %d --height %d --frames %d --threads %d --dtype %s",
+             "--width %d --height %d --frames %d --threads %d --dtype %s --model %s",
              threads, threads, tr->py, script, enc ? "encode" : "decode", w, h, t, threads,
-             tr->bf16 ? "bf16" : "fp32");
+             tr->bf16 ? "bf16" : "fp32", vae_model ? "wan22" : "wan21");
     printf("  %s\n", cmd);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
@@ -464,26 +548,33 @@ static bres run_torch(trow *tr, const char *script, int enc, int w, int h, int t
 
 static void usage(void)
 {
-    printf("usage: vdit bench vae [--threads N] [--case WxHxT[:enc|dec]]... [--tile PX]\n"
+    printf("usage: vdit bench vae [--model wan21|wan22] [--threads N]\n"
+           "                      [--case WxHxT[:enc|dec]]... [--tile PX]\n"
            "                      [--precision fp32|bf16|auto] [--isa LEVEL]\n"
-           "                      [--torch] [--torch-script PATH] [--python PATH]\n"
-           "                      [--no-venv] [--quick]\n"
-           "Wan2.1 VAE (dim 96, z 16, dim_mult [1,2,4,4], 2 res blocks, temporal [F,T,T]),\n"
-           "random weights. For each case: encode and/or decode seconds, frames/s, peak RSS\n"
+           "                      [--torch] [--torch-rows LIST] [--torch-script PATH]\n"
+           "                      [--python PATH] [--no-venv] [--quick]\n"
+           "--model wan21 (default): the Wan2.1 VAE (dim 96, z 16, dim_mult [1,2,4,4], 2 res\n"
+           "blocks, temporal [F,T,T]; 8x8 spatial, 4x temporal); wan22: the Wan2.2 VAE of\n"
+           "TI2V-5B (dim 160, decoder dim 256, z 48, the same lists, frames patchified 2x2;\n"
+           "16x16 spatial, 4x temporal; frame sides multiples of 16). Random weights; the\n"
+           "latent geometry is the loaded model's. For each case: encode and/or decode\n"
+           "seconds, frames/s and s/frame, peak RSS\n"
            "(each case in its own process; frames stream, the video is never held),\n"
            "GFLOP/s of the convolutions and attention and %% of the peak measured for the\n"
            "level and precision in use; a summary line for the last decode case.\n"
            "--precision: default auto (bf16 where native); --isa c|avx2|avx512|avx512_bf16:\n"
            "default the CPU's level.\n"
-           "Default cases: 320x192x17, 832x480x17, 832x480x161:dec. --quick: 320x192x5 only.\n"
+           "Default cases: 320x192x17, 832x480x17, 832x480x161:dec (wan22: 320x192x17,\n"
+           "1280x704x5:dec). --quick: 320x192x5 only.\n"
            "--torch: the same network in PyTorch (models/bench/bench_vae_torch.py, the\n"
-           "project's models/wan/vae.py, official chunked path), same threads, one row per\n"
-           "baseline: PyTorch 2 bf16 and fp32 (scripts/bench-venv.sh's venv; it is created\n"
-           "when missing, about 2.7 GB from PyPI), Debian's torch 1.13 fp32 (/usr/bin/python3,\n"
-           "if it imports torch); each with vdit's time at the same precision over theirs\n"
-           "(vdit runs the other precision too when a row needs it); a summary line per\n"
-           "baseline. --python PATH: that interpreter for the PyTorch 2 rows; --no-venv:\n"
-           "never create the venv (rows without an interpreter are skipped).\n");
+           "project's models/wan/vae.py or vae22.py, official chunked path), same threads,\n"
+           "one row per baseline: PyTorch 2 bf16 and fp32 (scripts/bench-venv.sh's venv; it\n"
+           "is created when missing, about 2.7 GB from PyPI), Debian's torch 1.13 fp32\n"
+           "(/usr/bin/python3, if it imports torch); each with vdit's time at the same\n"
+           "precision over theirs (vdit runs the other precision too when a row needs it);\n"
+           "a summary line per baseline. --torch-rows: some of torch-bf16,torch-fp32,debian\n"
+           "(comma-separated; default all). --python PATH: that interpreter for the PyTorch 2\n"
+           "rows; --no-venv: never create the venv (rows without an interpreter are skipped).\n");
 }
 
 typedef struct bcase {
@@ -495,11 +586,19 @@ int bench_vae(int argc, char **argv)
     int threads = 0, torch = 0, tile = 0, nc = 0, bad = 0, isa_opt = -1;
     vk_prec prec_opt = VK_PREC_AUTO;
     bcase cs[16];
-    const char *script = "models/bench/bench_vae_torch.py", *python = NULL;
+    const char *script = "models/bench/bench_vae_torch.py", *python = NULL, *rows_opt = NULL;
     int no_venv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--threads") && v) {
+        if (!strcmp(a, "--model") && v) {
+            vae_model = !strcmp(v, "wan22") || !strcmp(v, "wan2.2");
+            bad |= !vae_model && strcmp(v, "wan21") && strcmp(v, "wan2.1");
+            i++;
+        } else if (!strcmp(a, "--torch-rows") && v) {
+            rows_opt = v;
+            torch = 1;
+            i++;
+        } else if (!strcmp(a, "--threads") && v) {
             threads = bench_parse_threads(v, &bad);
             i++;
         } else if (!strcmp(a, "--tile") && v) {
@@ -530,7 +629,7 @@ int bench_vae(int argc, char **argv)
             bcase c = { 0, 0, 0, 1, 1 };
             char m[8] = "";
             if (sscanf(v, "%dx%dx%d:%7s", &c.w, &c.h, &c.t, m) < 3 || c.w <= 0 || c.h <= 0 ||
-                c.t <= 0 || c.w % 8 || c.h % 8)
+                c.t <= 0)
                 bad = 1;
             if (!strcmp(m, "enc"))
                 c.dec = 0;
@@ -545,11 +644,23 @@ int bench_vae(int argc, char **argv)
             bad = 1;
         }
     }
+    /* frame sides: multiples of the model's spatial factor */
+    int sfac = vae_model ? 16 : 8;
+    for (int i = 0; i < nc; i++)
+        if (cs[i].w % sfac || cs[i].h % sfac) {
+            fprintf(stderr, "vdit bench vae: %dx%d: sides must be multiples of %d\n", cs[i].w,
+                    cs[i].h, sfac);
+            bad = 1;
+        }
     if (bad || tile < 0) {
         fprintf(stderr, "vdit bench vae: bad arguments (see --help)\n");
         return 2;
     }
-    if (!nc) {
+    if (!nc && vae_model) {
+        cs[0] = (bcase){ 320, 192, 17, 1, 1 };
+        cs[1] = (bcase){ 1280, 704, 5, 0, 1 };
+        nc = 2;
+    } else if (!nc) {
         cs[0] = (bcase){ 320, 192, 17, 1, 1 };
         cs[1] = (bcase){ 832, 480, 17, 1, 1 };
         cs[2] = (bcase){ 832, 480, 161, 0, 1 };
@@ -567,10 +678,21 @@ int bench_vae(int argc, char **argv)
     double peak = pk.gflops > 0 ? pk.gflops : 1e-9;
     const char *how = pk.gflops > 0 ? pk.how : "not measured";
     size_t wb = 0;
-    vd_ckpt *ck = make_weights(96, 16, &wb);
+    vd_ckpt *ck = make_model(&wb);
+    vd_vae *vm = NULL;
+    vd_log lg0 = { 0 };
+    if (!ck || vd_vae_load(ck, &lg0, &vm)) {
+        fprintf(stderr, "vdit bench vae: %s\n", lg0.msg[0] ? lg0.msg : "out of memory");
+        vd_ckpt_free(&ck);
+        return 1;
+    }
+    const vd_vae_config *vc = vd_vae_get_config(vm);
+    printf("%s VAE, random weights (%.1f M parameters, fp32; dim %d, decoder dim %d, z %d, %dx%d "
+           "spatial, %dx temporal, patch %d), %d threads%s\n",
+           vae_model ? "Wan2.2" : "Wan2.1", (double)wb / 4e6, vc->dim, vc->dec_dim, vc->z_dim,
+           vc->s_factor, vc->s_factor, vc->t_factor, vc->patch, threads, tile ? ", tiled" : "");
+    vd_vae_free(&vm);
     vd_ckpt_free(&ck);
-    printf("Wan2.1 VAE, random weights (%.1f M parameters, fp32), %d threads%s\n",
-           (double)wb / 4e6, threads, tile ? ", tiled" : "");
     if (tile)
         printf("tile %d px\n", tile);
     printf("level %s, precision %s%s; %s peak %.1f GFLOP/s (%s)\n", vk_isa_name(case_isa), pn,
@@ -582,6 +704,7 @@ int bench_vae(int argc, char **argv)
         { .name = "PyTorch 2 fp32" },
         { .name = "PyTorch (Debian) fp32", .debian = 1 },
     };
+    static const char *const row_keys[3] = { "torch-bf16", "torch-fp32", "debian" };
     int pi = case_prec == VK_PREC_BF16, other = 0;
     vk_prec oprec = pi ? VK_PREC_F32 : VK_PREC_BF16;
     double peak2 = 1e-9;
@@ -605,6 +728,8 @@ int bench_vae(int argc, char **argv)
         if (!rows[2].why)
             rows[2].why = why;
         for (int j = 0; j < 3; j++) {
+            if (rows_opt && !strstr(rows_opt, row_keys[j]))
+                rows[j].py = NULL, rows[j].why = "not in --torch-rows";
             if (!rows[j].py)
                 printf("%s: skipped: %s\n", rows[j].name, rows[j].why);
             other |= rows[j].py && rows[j].bf16 != pi;
@@ -618,8 +743,8 @@ int bench_vae(int argc, char **argv)
                    p2.gflops > 0 ? p2.how : "not measured");
         }
     }
-    printf("%-10s %-4s %-4s %6s %8s %8s %8s %6s %10s %10s\n", "size", "op", "prec", "frames",
-           "seconds", "frames/s", "GFLOP/s", "% peak", "peak MiB", "stream MiB");
+    printf("%-10s %-4s %-4s %6s %8s %8s %8s %8s %6s %10s %10s\n", "size", "op", "prec", "frames",
+           "seconds", "frames/s", "s/frame", "GFLOP/s", "% peak", "peak MiB", "stream MiB");
     int fails = 0;
     bres last = { 0 };
     int last_enc = 0, last_w = 0, last_h = 0;
@@ -654,10 +779,10 @@ int bench_vae(int argc, char **argv)
                                vk_prec_name(oprec), cs[i].t);
                     continue;
                 }
-                printf("%-10s %-4s %-4s %6d %8.2f %8.3f %8.1f %5.0f%% %10.0f %10.0f\n", sz,
+                printf("%-10s %-4s %-4s %6d %8.2f %8.3f %8.2f %8.1f %5.0f%% %10.0f %10.0f\n", sz,
                        e ? "enc" : "dec", q ? "bf16" : "fp32", e ? cs[i].t : b->frames_out,
-                       b->sec, b->fps, b->gflop / b->sec, 100 * b->gflop / b->sec / pk_q,
-                       b->peak_mib, b->stream_mib);
+                       b->sec, b->fps, 1.0 / b->fps, b->gflop / b->sec,
+                       100 * b->gflop / b->sec / pk_q, b->peak_mib, b->stream_mib);
             }
             int is_last = !e || !last.ok || last_enc;
             if (is_last) {
@@ -677,10 +802,10 @@ int bench_vae(int argc, char **argv)
                 char lab[128];
                 trow_label(tr, 0, lab, sizeof(lab));
                 if (tr->r.ok) {
-                    printf("  %-30s %8.2f s %10.0f MiB; vdit %s %.2f s: %.2fx the time, %.2fx "
-                           "the peak RSS\n", lab, tr->r.sec, tr->r.peak_mib,
-                           vp ? "bf16" : "fp32", v[vp].sec, v[vp].sec / tr->r.sec,
-                           v[vp].peak_mib / tr->r.peak_mib);
+                    printf("  %-30s %8.2f s (%.2f s/frame) %10.0f MiB; vdit %s %.2f s: %.2fx the "
+                           "time, %.2fx the peak RSS\n", lab, tr->r.sec, 1.0 / tr->r.fps,
+                           tr->r.peak_mib, vp ? "bf16" : "fp32", v[vp].sec,
+                           v[vp].sec / tr->r.sec, v[vp].peak_mib / tr->r.peak_mib);
                 } else {
                     printf("  %-30s failed (see above)\n", lab);
                     fails++;
@@ -700,8 +825,10 @@ int bench_vae(int argc, char **argv)
            "baselines (--torch): vdit's seconds and peak RSS at the row's precision over\n"
            "theirs.\n");
     if (last.ok)
-        printf("vae %s %s: %.2f s (%dx%d, %d frames), %.0f%% of the %s peak %.0f GFLOP/s (%s)%s\n",
-               last_enc ? "encode" : "decode", pn, last.sec, last_w, last_h, last.frames_out,
+        printf("vae %s%s %s: %.2f s (%dx%d, %d frames, %.2f s/frame, peak RSS %.0f MiB), %.0f%% "
+               "of the %s peak %.0f GFLOP/s (%s)%s\n",
+               vae_model ? "(Wan2.2) " : "", last_enc ? "encode" : "decode", pn, last.sec, last_w,
+               last_h, last.frames_out, last.sec / last.frames_out, last.peak_mib,
                100 * last.gflop / last.sec / peak, pn, peak, vk_isa_name(case_isa),
                conv_f32 ? " (convolutions in fp32)" : "");
     /* one line per baseline, for the summary's case */

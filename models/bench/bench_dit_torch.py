@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""PyTorch side of `vdit bench dit`: the same Wan2.1 DiT on the same weights
-and inputs, on the CPU, as one of the Python baselines a user would pick.
+"""PyTorch side of `vdit bench dit`: the same Wan DiT (Wan2.1 T2V, or Wan2.2
+TI2V-5B with one timestep per token) on the same weights and inputs, on the
+CPU, as one of the Python baselines a user would pick.
 
     bench_dit_torch.py --weights W.safetensors --io IO.safetensors --out OUT.bin \
                        --threads N --steps S [--dtype fp32|bf16] \
@@ -20,11 +21,15 @@ and inputs, on the CPU, as one of the Python baselines a user would pick.
   before; diffusers always uses SDPA (its own attention dispatch).
 --ref-fp32: raw fp32 output of an fp32 run to compare with (max_abs_vs_fp32).
 
-Weights are read with numpy memmaps (fp16 files are widened on the way).
+Weights are read with numpy memmaps (fp16 and bf16 files are converted on the
+way). The io file's t is [1] (one timestep) or [1, L] (one per token, Wan2.2
+TI2V: models/wan/dit.py and diffusers both take that shape).
 The configuration comes from the tensor shapes (heads = dim / 128 unless
 --heads). Runs S forwards under torch.inference_mode(); prints
 `torch_seconds_per_step X` (best of S, wall clock) and
-`torch_cpu_seconds_per_step X` (process CPU time of that step), plus
+`torch_cpu_seconds_per_step X` (process CPU time of that step),
+`torch_blocks_seconds X` (of that step, from the first block's start to the
+last block's end: what a run of fewer layers scales by), plus
 `torch_version`, `torch_impl`, `torch_dtype`, `torch_attention` lines
 (diffusers: `torch_diffusers_version`), and
 writes the output as raw fp32. Runs with torch 1.13 (Debian) for the default
@@ -48,7 +53,7 @@ import wan.dit as wan_dit  # noqa: E402
 from wan.dit import WanModel  # noqa: E402
 
 _MATMUL_ATTENTION = wan_dit.attention  # fp32 softmax(q k^T) v
-_NP = {"F32": np.float32, "F16": np.float16}
+_NP = {"F32": np.float32, "F16": np.float16, "BF16": np.int16}  # BF16: bits, viewed below
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # diffusers' WanTransformer3DModel._keep_in_fp32_modules, in Wan2.1 names:
 # parameters whose name has one of these components stay fp32 in bf16 runs
@@ -70,7 +75,8 @@ def load_st(path):
             a, b = info["data_offsets"]
             dt = np.dtype(_NP[info["dtype"]])
             arr = np.memmap(path, dtype=dt, mode="r", offset=8 + n + a, shape=tuple(info["shape"]))
-            out[name] = torch.from_numpy(arr)
+            t = torch.from_numpy(arr)
+            out[name] = t.view(torch.bfloat16) if info["dtype"] == "BF16" else t
     return out
 
 
@@ -209,6 +215,16 @@ def sdpa_attention(dtype):
     return attention
 
 
+_BLOCKS = {}
+
+
+def time_blocks(m):
+    """Hooks that note when the first block starts and the last one ends."""
+    blocks = m.blocks
+    blocks[0].register_forward_pre_hook(lambda *a: _BLOCKS.__setitem__("t0", time.time()))
+    blocks[-1].register_forward_hook(lambda *a: _BLOCKS.__setitem__("t1", time.time()))
+
+
 def make_forward(impl, m, dtype, x, t, ctx):
     """A closure running one forward, returning [C,F,H,W] fp32."""
     if impl == "diffusers":
@@ -244,6 +260,7 @@ def run(impl, w, io, dtype, attn="auto", heads=0):
             sys.exit("--attn sdpa needs torch 2")
         wan_dit.attention = sdpa_attention(dtype) if attn == "sdpa" else _MATMUL_ATTENTION
         m = build_vdit_py(w, cfg, ctx.shape[0], dtype)
+    time_blocks(m)
     return make_forward(impl, m, dtype, x, t, ctx), attn
 
 
@@ -274,15 +291,16 @@ def main():
         extra = ", diffusers %s" % dver
     print("torch load %.1f s, %d threads, torch %s%s, %s %s, attention %s"
           % (time.time() - t0, a.threads, torch.__version__, extra, a.impl, a.dtype, attn), flush=True)
-    best = best_cpu = None
+    best = best_cpu = best_blk = None
     with torch.inference_mode():
         for s in range(a.steps):
             t0, c0 = time.time(), time.process_time()
             out = fwd()
             dt, dc = time.time() - t0, time.process_time() - c0
             print("torch step %d: %.3f s (process CPU time %.3f s)" % (s + 1, dt, dc), flush=True)
+            blk = _BLOCKS.get("t1", 0) - _BLOCKS.get("t0", 0)
             if best is None or dt < best:
-                best, best_cpu = dt, dc
+                best, best_cpu, best_blk = dt, dc, blk
     o = out.contiguous().numpy().astype(np.float32)
     o.tofile(a.out)
     print("torch_version %s" % torch.__version__)
@@ -298,6 +316,7 @@ def main():
             mb = float(np.abs(ref).max())
             print("max_abs_vs_fp32 %.3e rel %.3e" % (m, m / mb if mb > 0 else m))
     print("torch_cpu_seconds_per_step %.4f" % best_cpu, flush=True)
+    print("torch_blocks_seconds %.4f" % best_blk, flush=True)
     print("torch_seconds_per_step %.4f" % best, flush=True)
 
 

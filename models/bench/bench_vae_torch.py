@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """PyTorch side of `vdit bench vae`: the Wan2.1 VAE (the project's
 models/wan/vae.py WanVAE_, dim 96, z 16, dim_mult [1,2,4,4], 2 res blocks,
-temporal [F,T,T]) on CPU, evaluated along the official chunked path
+temporal [F,T,T]) or with --model wan22 the Wan2.2 VAE (models/wan/vae22.py
+WanVAE22_, dim 160, decoder dim 256, z 48, the same lists, 16x spatial) on
+CPU, evaluated along the official chunked path
 (frame 0 then 4-frame chunks for encode, one latent frame at a time for
 decode, torch.cat of the chunk outputs), random weights, under
 torch.inference_mode().
 
     bench_vae_torch.py --mode encode|decode --width W --height H --frames T --threads N
-                       [--dtype fp32|bf16]
+                       [--dtype fp32|bf16] [--model wan21|wan22]
 
 --dtype bf16: the model and its input in torch.bfloat16 (model.to(torch.bfloat16)),
 as a user runs the VAE in bf16. Prints torch_version, torch_dtype, torch_seconds,
@@ -24,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from wan.vae import WanVAE_  # noqa: E402
+from wan.vae22 import WanVAE22_  # noqa: E402
 
 
 def main():
@@ -34,14 +37,21 @@ def main():
     ap.add_argument("--frames", type=int, required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--model", choices=["wan21", "wan22"], default="wan21")
     a = ap.parse_args()
     dt = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     print("torch_version %s" % torch.__version__)
     print("torch_dtype %s" % a.dtype, flush=True)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    m = WanVAE_(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                temperal_downsample=[False, True, True]).eval().to(dt)
+    if a.model == "wan22":
+        m = WanVAE22_(dim=160, dec_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                      temperal_downsample=[False, True, True]).eval().to(dt)
+        z_dim, sf = 48, 16
+    else:
+        m = WanVAE_(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                    temperal_downsample=[False, True, True]).eval().to(dt)
+        z_dim, sf = 16, 8
     with torch.inference_mode():
         if a.mode == "encode":
             x = (torch.rand(1, 3, a.frames, a.height, a.width) * 2 - 1).to(dt)
@@ -51,7 +61,7 @@ def main():
             n_out = mu.shape[2]
         else:
             tl = 1 + (a.frames - 1) // 4
-            z = torch.randn(1, 16, tl, a.height // 8, a.width // 8).to(dt)
+            z = torch.randn(1, z_dim, tl, a.height // sf, a.width // sf).to(dt)
             t0 = time.time()
             out = m.decode_raw(z, chunked=True)
             sec = time.time() - t0
