@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "dit/dit.h"
 #include "cli.h"
 
 static void usage(FILE *o)
@@ -345,6 +346,10 @@ int cmd_info(int argc, char **argv)
                    per_type_n[d], hp);
         }
     printf("\n");
+    int dropped = 0;
+    if (!vd_dit_drop_wrappers(c, &lg, &dropped) && dropped)
+        printf("module wrappers in the names (_fsdp_wrapped_module. ...): dropped, as loading "
+               "does%s\n", list ? " (the list below shows the names without them)" : "");
     int known = wan_dit(c);
     known += wan_vae(c);
     known += umt5(c);

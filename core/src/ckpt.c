@@ -1074,6 +1074,50 @@ int vd_ckpt_strip_prefix(vd_ckpt *c, const char *prefix, vd_log *lg)
     return ret;
 }
 
+/* Whether name holds seg as whole components (at its start or after a '.'). */
+static const char *find_segment(const char *name, const char *seg)
+{
+    for (const char *p = strstr(name, seg); p; p = strstr(p + 1, seg))
+        if (p == name || p[-1] == '.')
+            return p;
+    return NULL;
+}
+
+int vd_ckpt_drop_segments(vd_ckpt *c, const char *const *segs, size_t n_segs, vd_log *lg,
+                          int *dropped)
+{
+    int any = 0;
+    for (size_t i = 0; i < c->n && !any; i++)
+        for (size_t k = 0; k < n_segs && !any; k++)
+            any = find_segment(c->e[i].name, segs[k]) != NULL;
+    if (dropped)
+        *dropped = any;
+    if (!any)
+        return 0;
+    char **nn = calloc(c->n, sizeof(*nn));
+    if (!nn)
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < c->n; i++) {
+        char *s = strdup(c->e[i].name);
+        if (!s) {
+            for (size_t k = 0; k < i; k++)
+                free(nn[k]);
+            free(nn);
+            return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+        }
+        for (size_t k = 0; k < n_segs; k++) {
+            size_t l = strlen(segs[k]);
+            char *p;
+            while ((p = (char *)find_segment(s, segs[k])))
+                memmove(p, p + l, strlen(p + l) + 1);
+        }
+        nn[i] = s;
+    }
+    int ret = rename_all(c, nn, lg);
+    free(nn);
+    return ret;
+}
+
 size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix)
 {
     size_t pl = strlen(prefix), k = 0;

@@ -133,6 +133,12 @@ int vd_ckpt_rename(vd_ckpt *c, const vd_keyrule *rules, size_t n_rules, vd_log *
 /* Removes `prefix` from every name that starts with it. */
 int vd_ckpt_strip_prefix(vd_ckpt *c, const char *prefix, vd_log *lg);
 
+/* Removes the name components segs[] (each ending in '.', e.g.
+ * "_fsdp_wrapped_module.") wherever they stand in a name: at its start or
+ * after a '.'. *dropped (may be NULL): 1 if any name held one. */
+int vd_ckpt_drop_segments(vd_ckpt *c, const char *const *segs, size_t n_segs, vd_log *lg,
+                          int *dropped);
+
 /* Number of names starting with prefix. */
 size_t vd_ckpt_count_prefix(const vd_ckpt *c, const char *prefix);
 

@@ -42,6 +42,12 @@ typedef struct vd_dit_cond vd_dit_cond;
  * (in place). Safe to call on an already-original checkpoint. */
 int vd_dit_canonicalize(vd_ckpt *ck, vd_log *lg);
 
+/* Drops the module wrappers training code saves into names
+ * (_fsdp_wrapped_module., _checkpoint_wrapped_module., _orig_mod.) wherever
+ * they stand (vd_dit_canonicalize does it first). *dropped (may be NULL): 1
+ * if there were any. */
+int vd_dit_drop_wrappers(vd_ckpt *ck, vd_log *lg, int *dropped);
+
 /* `ck` must outlive the model (weights are used in place, in their stored
  * type). The head count is not visible in any tensor shape: vd_dit_load
  * assumes head_dim 128 (every released model: Wan2.1 1.3B = 12 x 128,

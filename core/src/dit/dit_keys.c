@@ -57,10 +57,23 @@ static const vd_keyrule diffusers_rules[] = {
 /* Every layout has the patch embedding under this name (after its prefix). */
 static const char anchor[] = "patch_embedding.weight";
 
+int vd_dit_drop_wrappers(vd_ckpt *ck, vd_log *lg, int *dropped)
+{
+    /* FSDP, activation checkpointing and torch.compile wrap modules, and
+     * state dicts saved through them carry the wrapper in the names
+     * wherever it wrapped one */
+    static const char *const wrappers[] = { "_fsdp_wrapped_module.",
+                                            "_checkpoint_wrapped_module.", "_orig_mod." };
+    return vd_ckpt_drop_segments(ck, wrappers, VD_ARRAY_SIZE(wrappers), lg, dropped);
+}
+
 int vd_dit_canonicalize(vd_ckpt *ck, vd_log *lg)
 {
     if (!ck)
         return vd_err(lg, VDIT_ERR_INVALID_ARG, "vd_dit_canonicalize: no checkpoint");
+    int ret = vd_dit_drop_wrappers(ck, lg, NULL);
+    if (ret)
+        return ret;
     if (!vd_ckpt_find(ck, anchor)) {
         /* A prefix: the part before the one name ending in the anchor. */
         const char *found = NULL;
@@ -88,8 +101,7 @@ int vd_dit_canonicalize(vd_ckpt *ck, vd_log *lg)
                           vd_ckpt_label(ck), found);
         memcpy(prefix, found, pl);
         prefix[pl] = 0;
-        int ret = vd_ckpt_strip_prefix(ck, prefix, lg);
-        if (ret)
+        if ((ret = vd_ckpt_strip_prefix(ck, prefix, lg)))
             return ret;
     }
     if (vd_ckpt_find(ck, "condition_embedder.time_embedder.linear_1.weight") ||
