@@ -95,7 +95,9 @@
       offsetof(type, cache_threshold), AV_OPT_TYPE_FLOAT,                                     \
       { .dbl = VDIT_DEFAULT_CACHE_THRESHOLD }, 0, 1000, VDIT_FLAGS },                         \
     { "model", "model folder or checkpoint (default: the bundled model)",                     \
-      offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS }
+      offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },    \
+    { "lora", "LoRA files merged into the DiT at load: FILE[:SCALE][|FILE[:SCALE]...]",        \
+      offsetof(type, lora), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS }
 /* No private "threads": libavfilter gives an option of that name to every
  * filter (AVFilterContext.nb_threads) and sets it before the private ones, so
  * a private one would never be reached. The engine's threads are that option's
@@ -148,20 +150,23 @@ static inline int vdit_progress_log(void *user, int stage, int step, int total)
     return 0;
 }
 
-/* Loads the model (path NULL: the bundled one) and makes a context on it
- * computing at `precision` (enum vdit_precision)
+/* Loads the model (path NULL: the bundled one) with the LoRAs of `lora`
+ * ("FILE[:SCALE]|...", vdit_lora_parse; NULL or "": none) merged into it,
+ * and makes a context on it computing at `precision` (enum vdit_precision)
  * whose progress goes to `progress` (user: ctx), with the filter's generic
  * `threads` option as the engine's thread count (0: all cores). On failure
  * logs what to do and returns an AVERROR; the caller's uninit frees whatever
  * was made. */
-static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int precision,
-                                  vdit_progress_fn progress, vdit_model **model,
+static inline int vdit_open_model(AVFilterContext *ctx, const char *path, const char *lora,
+                                  int precision, vdit_progress_fn progress, vdit_model **model,
                                   vdit_ctx **vctx)
 {
     int threads = ctx->nb_threads > 0 ? ctx->nb_threads : VDIT_DEFAULT_THREADS;
     vdit_model_params mp;
     vdit_ctx_params cp;
-    int err;
+    vdit_lora loras[64];
+    char *lora_buf = NULL;
+    int err, n_loras = 0;
 
     if (!path || !*path)
         path = vdit_default_model_path();
@@ -176,9 +181,24 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, int pr
     mp.log_level = vdit_log_level();
     mp.n_threads = threads;
     mp.precision = precision;
-    av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores)\n",
-           path, vdit_version(), threads);
+    if (lora && *lora) {
+        if (!(lora_buf = av_malloc(strlen(lora) + 1)))
+            return AVERROR(ENOMEM);
+        n_loras = vdit_lora_parse(lora, loras, FF_ARRAY_ELEMS(loras), lora_buf, strlen(lora) + 1);
+        if (n_loras < 0) {
+            av_log(ctx, AV_LOG_ERROR, "bad lora '%s': want FILE[:SCALE][|FILE[:SCALE]...] (at "
+                   "most %d; inside a filtergraph write the ':' as '\\:')\n", lora,
+                   (int)FF_ARRAY_ELEMS(loras));
+            av_free(lora_buf);
+            return AVERROR(EINVAL);
+        }
+        mp.loras = loras;
+        mp.n_loras = n_loras;
+    }
+    av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores), "
+           "%d LoRA(s)\n", path, vdit_version(), threads, n_loras);
     err = vdit_model_load(path, &mp, model);
+    av_free(lora_buf);
     if (err < 0) {
         av_log(ctx, AV_LOG_ERROR, "cannot load the model '%s': %s%s%s\n", path,
                vdit_strerror(err), mp.error[0] ? ": " : "", mp.error);

@@ -36,7 +36,7 @@ typedef struct VditSrcContext {
     const AVClass *class;
 
     /* options */
-    char *prompt, *negative_prompt, *model_path;
+    char *prompt, *negative_prompt, *model_path, *lora;
     int w, h;
     AVRational frame_rate;
     int64_t duration;
@@ -92,7 +92,7 @@ static av_cold int init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_ERROR, "size %dx%d is too small\n", s->w, s->h);
         return AVERROR(EINVAL);
     }
-    ret = vdit_open_model(ctx, s->model_path, s->precision, vdit_progress_log, &s->model,
+    ret = vdit_open_model(ctx, s->model_path, s->lora, s->precision, vdit_progress_log, &s->model,
                           &s->vctx);
     if (ret < 0)
         return ret;

@@ -49,9 +49,12 @@ void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint thresh
 /* vdit_log_fn forwarding to the GStreamer debug log of the element in `user`. */
 void gst_vdit_log(void *user, int level, const char *msg);
 
-/* Loads the model at `path` (NULL or "": the bundled default) and makes a
- * context (precision: enum vdit_precision). On failure posts an element error and returns FALSE. */
-gboolean gst_vdit_open(GstElement *el, const gchar *path, gint threads, gint precision,
+/* Loads the model at `path` (NULL or "": the bundled default) with the
+ * LoRAs of `lora` ("FILE[:SCALE]|...", vdit_lora_parse; NULL or "": none)
+ * merged into it and makes a context (precision: enum vdit_precision). On
+ * failure posts an element error and returns FALSE. */
+gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *lora, gint threads,
+                       gint precision,
                        vdit_progress_fn progress, void *progress_user, vdit_model **model,
                        vdit_ctx **ctx);
 

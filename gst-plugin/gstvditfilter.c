@@ -58,6 +58,7 @@ enum {
     PROP_WINDOW,
     PROP_OVERLAP,
     PROP_MODEL,
+    PROP_LORA,
     PROP_THREADS,
     PROP_PRECISION,
     PROP_CACHE,
@@ -83,7 +84,7 @@ struct _GstVdit {
     GstPad *sinkpad, *srcpad;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path;
+    gchar *prompt, *negative_prompt, *model_path, *lora;
     gdouble strength, guidance, shift;
     gint steps, sampler, window, overlap, threads, precision, cache;
     gfloat cache_threshold;
@@ -584,12 +585,13 @@ static GstStateChangeReturn gst_vdit_change_state(GstElement *el, GstStateChange
          * switched off in READY; bypassing needs none */
         GST_OBJECT_LOCK(self);
         gboolean load = !self->ctx && !self->bypass;
-        gchar *path = g_strdup(self->model_path);
+        gchar *path = g_strdup(self->model_path), *lora = g_strdup(self->lora);
         gint threads = self->threads, precision = self->precision;
         GST_OBJECT_UNLOCK(self);
-        gboolean ok = !load || gst_vdit_open(el, path, threads, precision, on_progress, self,
-                                             &self->model, &self->ctx);
+        gboolean ok = !load || gst_vdit_open(el, path, lora, threads, precision, on_progress,
+                                             self, &self->model, &self->ctx);
         g_free(path);
+        g_free(lora);
         if (!ok)
             return GST_STATE_CHANGE_FAILURE;
     }
@@ -641,6 +643,10 @@ static void gst_vdit_set_property(GObject *obj, guint id, const GValue *v, GPara
         g_free(self->model_path);
         self->model_path = g_value_dup_string(v);
         break;
+    case PROP_LORA:
+        g_free(self->lora);
+        self->lora = g_value_dup_string(v);
+        break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
     case PROP_CACHE: self->cache = g_value_get_enum(v); break;
@@ -669,6 +675,7 @@ static void gst_vdit_get_property(GObject *obj, guint id, GValue *v, GParamSpec 
     case PROP_WINDOW: g_value_set_int(v, self->window); break;
     case PROP_OVERLAP: g_value_set_int(v, self->overlap); break;
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
+    case PROP_LORA: g_value_set_string(v, self->lora); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
@@ -691,6 +698,7 @@ static void gst_vdit_finalize(GObject *obj)
     g_free(self->prompt);
     g_free(self->negative_prompt);
     g_free(self->model_path);
+    g_free(self->lora);
     G_OBJECT_CLASS(gst_vdit_parent_class)->finalize(obj);
 }
 
@@ -741,6 +749,10 @@ static void gst_vdit_class_init(GstVditClass *klass)
     g_object_class_install_property(oc, PROP_MODEL,
         g_param_spec_string("model", "Model", "Model folder or checkpoint (NULL: the bundled "
                             "default model)", NULL, rw | GST_PARAM_MUTABLE_READY));
+    g_object_class_install_property(oc, PROP_LORA,
+        g_param_spec_string("lora", "LoRA", "LoRA files merged into the DiT at load: "
+                            "FILE[:SCALE][|FILE[:SCALE]...] (SCALE default 1; NULL: none)", NULL,
+                            rw | GST_PARAM_MUTABLE_READY));
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
                          VDIT_DEFAULT_THREADS, ready));

@@ -44,6 +44,7 @@ enum {
     PROP_NUM_FRAMES,
     PROP_LOOP,
     PROP_MODEL,
+    PROP_LORA,
     PROP_THREADS,
     PROP_PRECISION,
     PROP_CACHE,
@@ -61,7 +62,7 @@ struct _GstVditSrc {
     GstPushSrc parent;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path;
+    gchar *prompt, *negative_prompt, *model_path, *lora;
     gint steps, sampler, num_frames, threads, precision, cache;
     gfloat cache_threshold;
     gdouble guidance, shift;
@@ -96,12 +97,13 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
 {
     GstVditSrc *self = GST_VDIT_SRC(bs);
     GST_OBJECT_LOCK(self);
-    gchar *path = g_strdup(self->model_path);
+    gchar *path = g_strdup(self->model_path), *lora = g_strdup(self->lora);
     gint threads = self->threads, precision = self->precision;
     GST_OBJECT_UNLOCK(self);
-    gboolean ok = gst_vdit_open(GST_ELEMENT(self), path, threads, precision, on_progress, self,
-                                &self->model, &self->ctx);
+    gboolean ok = gst_vdit_open(GST_ELEMENT(self), path, lora, threads, precision, on_progress,
+                                self, &self->model, &self->ctx);
     g_free(path);
+    g_free(lora);
     if (!ok)
         return FALSE;
     vdit_model_get_info(self->model, &self->minfo);
@@ -360,6 +362,10 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
         g_free(self->model_path);
         self->model_path = g_value_dup_string(v);
         break;
+    case PROP_LORA:
+        g_free(self->lora);
+        self->lora = g_value_dup_string(v);
+        break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
     case PROP_CACHE: self->cache = g_value_get_enum(v); break;
@@ -385,6 +391,7 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
     case PROP_NUM_FRAMES: g_value_set_int(v, self->num_frames); break;
     case PROP_LOOP: g_value_set_boolean(v, self->loop); break;
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
+    case PROP_LORA: g_value_set_string(v, self->lora); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
@@ -405,6 +412,7 @@ static void gst_vdit_src_finalize(GObject *obj)
     g_free(self->prompt);
     g_free(self->negative_prompt);
     g_free(self->model_path);
+    g_free(self->lora);
     G_OBJECT_CLASS(gst_vdit_src_parent_class)->finalize(obj);
 }
 
@@ -460,6 +468,10 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
     g_object_class_install_property(oc, PROP_MODEL,
         g_param_spec_string("model", "Model", "Model folder or checkpoint (NULL: the bundled "
                             "default model)", NULL, ready));
+    g_object_class_install_property(oc, PROP_LORA,
+        g_param_spec_string("lora", "LoRA", "LoRA files merged into the DiT at load: "
+                            "FILE[:SCALE][|FILE[:SCALE]...] (SCALE default 1; NULL: none)", NULL,
+                            ready));
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
                          VDIT_DEFAULT_THREADS, ready));
