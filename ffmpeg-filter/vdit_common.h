@@ -100,7 +100,9 @@
       offsetof(type, model_path), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS },     \
     { "decoder", "latents to frames: vae (default), tae (TAEHV from the model's folder) or "  \
       "a TAEHV file", offsetof(type, decoder), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0,     \
-      VDIT_FLAGS }
+      VDIT_FLAGS },                                                                           \
+    { "lora", "LoRA files merged into the DiT at load: FILE[:SCALE][|FILE[:SCALE]...]",        \
+      offsetof(type, lora), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VDIT_FLAGS }
 /* No private "threads": libavfilter gives an option of that name to every
  * filter (AVFilterContext.nb_threads) and sets it before the private ones, so
  * a private one would never be reached. The engine's threads are that option's
@@ -154,20 +156,25 @@ static inline int vdit_progress_log(void *user, int stage, int step, int total)
 }
 
 /* Loads the model (path NULL: the bundled one) with the decoder `decoder`
- * (vdit_model_params.decoder: NULL or "vae", "tae", a TAEHV file) and makes
- * a context on it computing at `precision` (enum vdit_precision)
+ * (vdit_model_params.decoder: NULL or "vae", "tae", a TAEHV file) and the
+ * LoRAs of `lora` ("FILE[:SCALE]|...", vdit_lora_parse; NULL or "": none)
+ * merged into it, and makes a context on it computing at `precision` (enum
+ * vdit_precision)
  * whose progress goes to `progress` (user: ctx), with the filter's generic
  * `threads` option as the engine's thread count (0: all cores). On failure
  * logs what to do and returns an AVERROR; the caller's uninit frees whatever
  * was made. */
 static inline int vdit_open_model(AVFilterContext *ctx, const char *path, const char *decoder,
+                                  const char *lora,
                                   int precision, vdit_progress_fn progress, vdit_model **model,
                                   vdit_ctx **vctx)
 {
     int threads = ctx->nb_threads > 0 ? ctx->nb_threads : VDIT_DEFAULT_THREADS;
     vdit_model_params mp;
     vdit_ctx_params cp;
-    int err;
+    vdit_lora loras[64];
+    char *lora_buf = NULL;
+    int err, n_loras = 0;
 
     if (!path || !*path)
         path = vdit_default_model_path();
@@ -183,9 +190,24 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, const 
     mp.n_threads = threads;
     mp.precision = precision;
     mp.decoder = decoder && *decoder ? decoder : NULL;
-    av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores)\n",
-           path, vdit_version(), threads);
+    if (lora && *lora) {
+        if (!(lora_buf = av_malloc(strlen(lora) + 1)))
+            return AVERROR(ENOMEM);
+        n_loras = vdit_lora_parse(lora, loras, FF_ARRAY_ELEMS(loras), lora_buf, strlen(lora) + 1);
+        if (n_loras < 0) {
+            av_log(ctx, AV_LOG_ERROR, "bad lora '%s': want FILE[:SCALE][|FILE[:SCALE]...] (at "
+                   "most %d; in a filtergraph escape each ':' twice, '\\\\:', or quote the value)\n", lora,
+                   (int)FF_ARRAY_ELEMS(loras));
+            av_free(lora_buf);
+            return AVERROR(EINVAL);
+        }
+        mp.loras = loras;
+        mp.n_loras = n_loras;
+    }
+    av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores), "
+           "%d LoRA(s)\n", path, vdit_version(), threads, n_loras);
     err = vdit_model_load(path, &mp, model);
+    av_free(lora_buf);
     if (err < 0) {
         av_log(ctx, AV_LOG_ERROR, "cannot load the model '%s': %s%s%s\n", path,
                vdit_strerror(err), mp.error[0] ? ": " : "", mp.error);

@@ -1,5 +1,7 @@
 #include "gstvditcommon.h"
 
+#include <string.h>
+
 GST_DEBUG_CATEGORY(gst_vdit_debug);
 #define GST_CAT_DEFAULT gst_vdit_debug
 
@@ -125,9 +127,9 @@ void gst_vdit_log(void *user, int level, const char *msg)
     GST_CAT_LEVEL_LOG(gst_vdit_debug, l, user, "%s", msg);
 }
 
-gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder, gint threads,
-                       gint precision, vdit_progress_fn progress, void *progress_user,
-                       vdit_model **model,
+gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder,
+                       const gchar *lora, gint threads, gint precision,
+                       vdit_progress_fn progress, void *progress_user, vdit_model **model,
                        vdit_ctx **ctx)
 {
     if (!path || !*path)
@@ -145,7 +147,23 @@ gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder, 
     mp.n_threads = threads;
     mp.precision = precision;
     mp.decoder = decoder && *decoder ? decoder : NULL;
+    vdit_lora loras[64];
+    gchar *lora_buf = NULL;
+    if (lora && *lora) {
+        lora_buf = g_malloc(strlen(lora) + 1);
+        int n = vdit_lora_parse(lora, loras, G_N_ELEMENTS(loras), lora_buf, strlen(lora) + 1);
+        if (n < 0) {
+            GST_ELEMENT_ERROR(el, RESOURCE, SETTINGS, ("Bad 'lora' property '%s'", lora),
+                              ("want FILE[:SCALE][|FILE[:SCALE]...], at most %d",
+                               (int)G_N_ELEMENTS(loras)));
+            g_free(lora_buf);
+            return FALSE;
+        }
+        mp.loras = loras;
+        mp.n_loras = n;
+    }
     int err = vdit_model_load(path, &mp, model);
+    g_free(lora_buf);
     if (err < 0) {
         GST_ELEMENT_ERROR(el, RESOURCE, OPEN_READ, ("Could not load the vdit model '%s'", path),
                           ("%s (%s)", mp.error[0] ? mp.error : "no detail",

@@ -51,11 +51,13 @@ void gst_vdit_log(void *user, int level, const char *msg);
 
 /* Loads the model at `path` (NULL or "": the bundled default) with the
  * decoder `decoder` (vdit_model_params.decoder: NULL, "" or "vae", "tae", a
- * TAEHV file) and makes a context (precision: enum vdit_precision). On
- * failure posts an element error and returns FALSE. */
-gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder, gint threads,
-                       gint precision, vdit_progress_fn progress, void *progress_user,
-                       vdit_model **model, vdit_ctx **ctx);
+ * TAEHV file) and the LoRAs of `lora` ("FILE[:SCALE]|...", vdit_lora_parse;
+ * NULL or "": none) merged into it, and makes a context (precision: enum
+ * vdit_precision). On failure posts an element error and returns FALSE. */
+gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder,
+                       const gchar *lora, gint threads, gint precision,
+                       vdit_progress_fn progress, void *progress_user, vdit_model **model,
+                       vdit_ctx **ctx);
 
 /* Posts a "vdit-progress" element message (stage, step, total, window). */
 void gst_vdit_post_progress(GstElement *el, int stage, int step, int total, guint window);

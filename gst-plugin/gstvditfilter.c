@@ -59,6 +59,7 @@ enum {
     PROP_OVERLAP,
     PROP_MODEL,
     PROP_DECODER,
+    PROP_LORA,
     PROP_THREADS,
     PROP_PRECISION,
     PROP_CACHE,
@@ -84,7 +85,7 @@ struct _GstVdit {
     GstPad *sinkpad, *srcpad;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path, *decoder;
+    gchar *prompt, *negative_prompt, *model_path, *decoder, *lora;
     gdouble strength, guidance, shift;
     gint steps, sampler, window, overlap, threads, precision, cache;
     gfloat cache_threshold;
@@ -586,12 +587,14 @@ static GstStateChangeReturn gst_vdit_change_state(GstElement *el, GstStateChange
         GST_OBJECT_LOCK(self);
         gboolean load = !self->ctx && !self->bypass;
         gchar *path = g_strdup(self->model_path), *decoder = g_strdup(self->decoder);
+        gchar *lora = g_strdup(self->lora);
         gint threads = self->threads, precision = self->precision;
         GST_OBJECT_UNLOCK(self);
-        gboolean ok = !load || gst_vdit_open(el, path, decoder, threads, precision, on_progress,
-                                             self, &self->model, &self->ctx);
+        gboolean ok = !load || gst_vdit_open(el, path, decoder, lora, threads, precision,
+                                             on_progress, self, &self->model, &self->ctx);
         g_free(path);
         g_free(decoder);
+        g_free(lora);
         if (!ok)
             return GST_STATE_CHANGE_FAILURE;
     }
@@ -646,6 +649,9 @@ static void gst_vdit_set_property(GObject *obj, guint id, const GValue *v, GPara
     case PROP_DECODER:
         g_free(self->decoder);
         self->decoder = g_value_dup_string(v);
+    case PROP_LORA:
+        g_free(self->lora);
+        self->lora = g_value_dup_string(v);
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
@@ -676,6 +682,7 @@ static void gst_vdit_get_property(GObject *obj, guint id, GValue *v, GParamSpec 
     case PROP_OVERLAP: g_value_set_int(v, self->overlap); break;
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
     case PROP_DECODER: g_value_set_string(v, self->decoder); break;
+    case PROP_LORA: g_value_set_string(v, self->lora); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
@@ -699,6 +706,7 @@ static void gst_vdit_finalize(GObject *obj)
     g_free(self->negative_prompt);
     g_free(self->model_path);
     g_free(self->decoder);
+    g_free(self->lora);
     G_OBJECT_CLASS(gst_vdit_parent_class)->finalize(obj);
 }
 
@@ -753,6 +761,10 @@ static void gst_vdit_class_init(GstVditClass *klass)
         g_param_spec_string("decoder", "Decoder", "Latents to frames: vae (NULL: the model's "
                             "VAE), tae (TAEHV from the model's folder, faster, lower quality) "
                             "or a TAEHV file", NULL, rw | GST_PARAM_MUTABLE_READY));
+    g_object_class_install_property(oc, PROP_LORA,
+        g_param_spec_string("lora", "LoRA", "LoRA files merged into the DiT at load: "
+                            "FILE[:SCALE][|FILE[:SCALE]...] (SCALE default 1; NULL: none)", NULL,
+                            rw | GST_PARAM_MUTABLE_READY));
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
                          VDIT_DEFAULT_THREADS, ready));

@@ -59,6 +59,7 @@ enum {
     PROP_LOOP,
     PROP_MODEL,
     PROP_DECODER,
+    PROP_LORA,
     PROP_THREADS,
     PROP_PRECISION,
     PROP_CACHE,
@@ -77,7 +78,7 @@ struct _GstVditSrc {
     GstPushSrc parent;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path, *image_path, *decoder;
+    gchar *prompt, *negative_prompt, *model_path, *image_path, *decoder, *lora;
     gint steps, sampler, num_frames, threads, precision, cache;
     gfloat cache_threshold;
     gdouble guidance, shift;
@@ -214,6 +215,7 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
     GST_OBJECT_LOCK(self);
     gchar *path = g_strdup(self->model_path), *decoder = g_strdup(self->decoder);
     gchar *image = self->image_path && *self->image_path ? g_strdup(self->image_path) : NULL;
+    gchar *lora = g_strdup(self->lora);
     gint threads = self->threads, precision = self->precision;
     gboolean loop = self->loop;
     GST_OBJECT_UNLOCK(self);
@@ -242,8 +244,8 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
             goto done;
         }
     }
-    if (!gst_vdit_open(GST_ELEMENT(self), path, decoder, threads, precision, on_progress, self,
-                       &self->model, &self->ctx))
+    if (!gst_vdit_open(GST_ELEMENT(self), path, decoder, lora, threads, precision, on_progress,
+                       self, &self->model, &self->ctx))
         goto done;
     vdit_model_get_info(self->model, &self->minfo);
     self->pref_w = self->minfo.width;
@@ -274,6 +276,7 @@ done:
         vdit_video_free(&self->image);
     g_free(path);
     g_free(decoder);
+    g_free(lora);
     g_free(image);
     return ok;
 }
@@ -534,6 +537,9 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
     case PROP_DECODER:
         g_free(self->decoder);
         self->decoder = g_value_dup_string(v);
+    case PROP_LORA:
+        g_free(self->lora);
+        self->lora = g_value_dup_string(v);
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
@@ -565,6 +571,7 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
     case PROP_LOOP: g_value_set_boolean(v, self->loop); break;
     case PROP_MODEL: g_value_set_string(v, self->model_path); break;
     case PROP_DECODER: g_value_set_string(v, self->decoder); break;
+    case PROP_LORA: g_value_set_string(v, self->lora); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
@@ -589,6 +596,7 @@ static void gst_vdit_src_finalize(GObject *obj)
     g_free(self->model_path);
     g_free(self->image_path);
     g_free(self->decoder);
+    g_free(self->lora);
     G_OBJECT_CLASS(gst_vdit_src_parent_class)->finalize(obj);
 }
 
@@ -648,6 +656,10 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
         g_param_spec_string("decoder", "Decoder", "Latents to frames: vae (NULL: the model's "
                             "VAE), tae (TAEHV from the model's folder, faster, lower quality) "
                             "or a TAEHV file", NULL, ready));
+    g_object_class_install_property(oc, PROP_LORA,
+        g_param_spec_string("lora", "LoRA", "LoRA files merged into the DiT at load: "
+                            "FILE[:SCALE][|FILE[:SCALE]...] (SCALE default 1; NULL: none)", NULL,
+                            ready));
     g_object_class_install_property(oc, PROP_THREADS,
         g_param_spec_int("threads", "Threads", "Worker threads (0: all cores)", 0, 1024,
                          VDIT_DEFAULT_THREADS, ready));

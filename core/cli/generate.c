@@ -34,6 +34,9 @@ typedef struct opts {
     double fps, guidance, shift, strength, cache_threshold, cache_start, cache_end, guidance_end;
     uint64_t seed;
     int have_seed;
+    vdit_lora loras[64]; /* --lora, in the order given; paths in lora_buf */
+    int n_loras;
+    char *lora_buf[64];
 } opts;
 
 static const char *const op_names[] = { "generate", "edit", "extend", "loop", "bridge" };
@@ -107,6 +110,8 @@ static void usage(enum op op, FILE *o)
                "  --decoder D            vae (default: the model's VAE), tae (TAEHV, several times\n"
                "                         faster, lower quality: taew2_1 / taew2_2 .safetensors or\n"
                "                         .pth in the model's folder) or the path of a TAEHV file\n"
+               "  --lora FILE[:SCALE]    merge a LoRA into the DiT at load, its strength SCALE\n"
+               "                         (default 1); repeat for several (docs/lora.md)\n"
                "  --threads N            CPU threads (default: all cores)\n"
                "  --precision P          auto (default: bf16 where the CPU computes it natively,\n"
                "                         else fp32), fp32 (exact) or bf16 (about twice as fast)\n"
@@ -206,7 +211,16 @@ static int parse(enum op op, int argc, char **argv, opts *o)
             o->model = val;
         else if (!strcmp(name, "--decoder"))
             o->decoder = val;
-        else if (!strcmp(name, "--expand"))
+        else if (!strcmp(name, "--lora")) {
+            /* "FILE[:SCALE]" (or several, '|'-separated), after the ones before */
+            const int cap = (int)(sizeof(o->loras) / sizeof(o->loras[0]));
+            int k = o->n_loras, n = -1;
+            if (k < cap && (o->lora_buf[k] = malloc(strlen(val) + 1)))
+                n = vdit_lora_parse(val, o->loras + k, cap - k, o->lora_buf[k], strlen(val) + 1);
+            if (n > 0)
+                o->n_loras += n;
+            ok = n > 0 ? 0 : -1;
+        } else if (!strcmp(name, "--expand"))
             o->expand = val;
         else if (!strcmp(name, "--expand-model"))
             o->expand_model = val;
@@ -422,16 +436,26 @@ static int edit_streaming(vdit_ctx *ctx, const vdit_gen_params *gp, const vdit_v
     return r;
 }
 
+static void opts_free(opts *o)
+{
+    for (size_t i = 0; i < sizeof(o->lora_buf) / sizeof(o->lora_buf[0]); i++)
+        free(o->lora_buf[i]);
+    memset(o->lora_buf, 0, sizeof(o->lora_buf));
+}
+
 static int run(enum op op, int argc, char **argv)
 {
     opts o;
     int r = parse(op, argc, argv, &o);
-    if (r)
+    if (r) {
+        opts_free(&o);
         return r == 3 ? 0 : r;
+    }
     const char *mpath = o.model ? o.model : vdit_default_model_path();
     if (!mpath) {
         fprintf(stderr, "vdit %s: no bundled model in this build: give --model PATH\n",
                 op_names[op]);
+        opts_free(&o);
         return 2;
     }
     int ret = 1;
@@ -473,6 +497,8 @@ static int run(enum op op, int argc, char **argv)
     mp.n_threads = o.threads;
     mp.precision = o.precision;
     mp.decoder = o.decoder;
+    mp.loras = o.loras;
+    mp.n_loras = o.n_loras;
     if (vdit_model_load(mpath, &mp, &model)) {
         fprintf(stderr, "vdit %s: cannot load the model: %s\n", op_names[op], mp.error);
         goto done;
@@ -627,6 +653,7 @@ done:
     vdit_video_free(&out);
     vdit_ctx_free(&ctx);
     vdit_model_free(&model);
+    opts_free(&o);
     return ret;
 }
 

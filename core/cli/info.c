@@ -12,6 +12,7 @@
 #include "ckpt.h"
 #include "dit/dit.h"
 #include "cli.h"
+#include "dit/dit.h"
 
 static void usage(FILE *o)
 {
@@ -353,6 +354,11 @@ int cmd_info(int argc, char **argv)
     int known = wan_dit(c);
     known += wan_vae(c);
     known += umt5(c);
+    char lora[400];
+    if (!known && vd_lora_describe(c, lora, sizeof(lora))) {
+        printf("LoRA: %s (vdit generate --lora FILE[:SCALE]; docs/lora.md)\n", lora);
+        known = 1;
+    }
     if (!known)
         printf("architecture: not recognised\n");
     if (list) {

@@ -222,6 +222,21 @@ int vd_ckpt_add(vd_ckpt *c, const char *name, vt_dtype dtype, int ndim, const in
     return 0;
 }
 
+int vd_ckpt_replace(vd_ckpt *c, const char *name, vt_dtype dtype, const void *data, void *owned,
+                    vd_log *lg)
+{
+    vt_tensor *t = (vt_tensor *)vd_ckpt_find(c, name);
+    if (!t) {
+        vd_free(owned);
+        return vd_err(lg, VDIT_ERR_MISSING, "%s: no tensor '%s'", vd_ckpt_label(c), name);
+    }
+    if (owned && vd_ckpt_keep(c, owned, vd_free))
+        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    t->dtype = dtype;
+    t->data = data;
+    return 0;
+}
+
 /* ---- safetensors ------------------------------------------------------- */
 
 typedef struct range {

@@ -68,6 +68,13 @@ int vd_ckpt_add_safetensors_mem(vd_ckpt *c, const uint8_t *buf, size_t len, cons
 int vd_ckpt_add(vd_ckpt *c, const char *name, vt_dtype dtype, int ndim, const int64_t *shape,
                 const void *data, void *owned, const char *file, vd_log *lg);
 
+/* Replaces the data of tensor `name` (same shape) with `data` of type
+ * `dtype`, e.g. a LoRA-merged copy; `owned` (may be NULL) is freed with the
+ * set (vd_free). Pointers from earlier lookups see the new data. Errors:
+ * VDIT_ERR_MISSING (no such tensor), VDIT_ERR_NOMEM (owned is then freed). */
+int vd_ckpt_replace(vd_ckpt *c, const char *name, vt_dtype dtype, const void *data, void *owned,
+                    vd_log *lg);
+
 /* Drops the tensors added after the first n (readers undo a failed file
  * with it, so a failure leaves the set as it was; memory kept with
  * vd_ckpt_keep stays until the set is freed). */

@@ -22,6 +22,11 @@ static int failed, checks;
         }                                                                    \
     } while (0)
 
+/* The parameter structs keep their size when fields are taken from their
+ * reserved bytes (programs built against an older header stay compatible). */
+_Static_assert(sizeof(void *) != 8 || sizeof(vdit_model_params) == 344,
+               "vdit_model_params changed size");
+
 int main(void)
 {
     char want[32];
@@ -99,6 +104,27 @@ int main(void)
     CHECK(sp.window == VDIT_DEFAULT_WINDOW && sp.overlap == VDIT_DEFAULT_OVERLAP,
           "window %d overlap %d", sp.window, sp.overlap);
     CHECK(!memcmp(&sp.gen, &gp, sizeof(gp)), "stream gen params are vdit_gen_params_default's");
+
+    /* the LoRA list syntax */
+    CHECK(mp.loras == NULL && mp.n_loras == 0, "LoRA defaults");
+    vdit_lora ls[4];
+    char lb[128];
+    int nl = vdit_lora_parse("a.safetensors:0.5|b.pth|c:d.safetensors|/x/y:-1e-1", ls, 4, lb,
+                             sizeof(lb));
+    CHECK(nl == 4 && !strcmp(ls[0].path, "a.safetensors") && ls[0].scale == 0.5f &&
+              !strcmp(ls[1].path, "b.pth") && ls[1].scale == 1.0f &&
+              !strcmp(ls[2].path, "c:d.safetensors") && ls[2].scale == 1.0f &&
+              !strcmp(ls[3].path, "/x/y") && ls[3].scale == -0.1f,
+          "lora list: %d", nl);
+    CHECK(vdit_lora_parse("", ls, 4, lb, sizeof(lb)) == 0 &&
+              vdit_lora_parse(NULL, ls, 4, lb, sizeof(lb)) == 0,
+          "empty lora list");
+    static const char *const bad_lists[] = { "|a", "a||b", "a|", ":0.5", "a:inf", "a:nan",
+                                             "a|b|c|d|e" };
+    for (size_t i = 0; i < sizeof(bad_lists) / sizeof(bad_lists[0]); i++)
+        CHECK(vdit_lora_parse(bad_lists[i], ls, 4, lb, sizeof(lb)) == VDIT_ERR_INVALID_ARG,
+              "lora list '%s' accepted", bad_lists[i]);
+    CHECK(vdit_lora_parse("abcdef", ls, 4, lb, 4) == VDIT_ERR_INVALID_ARG, "small buffer");
 
     /* clips */
     vdit_video *v = vdit_video_new(7, 5, 3);

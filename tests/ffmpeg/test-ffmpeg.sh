@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The FFmpeg adapter through real command lines (issue 8).
 #
-#   test-ffmpeg.sh VERSION SOURCE_DIR BUILD_DIR [MODEL_DIR]
+#   test-ffmpeg.sh VERSION SOURCE_DIR BUILD_DIR [MODEL_DIR [LORA_DIR]]
 #
 # Builds the patched FFmpeg VERSION (5.1 or 7.1) with scripts/build-ffmpeg.sh
 # into BUILD_DIR/ffmpeg-VERSION (a no-op when it is up to date), then runs
@@ -11,12 +11,13 @@
 # (interlaced, HDR, a format change), and with MODEL_DIR (a tiny random-weight
 # model) generation with vditsrc and editing with vdit (formats kept through
 # H.264, the timeline), image to video with vditsrc (sizes, frame counts; on
-# the bundled model, the first frame is the image). Without MODEL_DIR only the
-# model-free checks run and the test reports a skip (77).
+# the bundled model, the first frame is the image); with LORA_DIR,
+# make_lora.py's files for its DiT, the lora option. Without MODEL_DIR only
+# the model-free checks run and the test reports a skip (77).
 # Prints one line per check; exits 1 if any failed.
 set -uo pipefail
 
-ver=$1 src=$2 build=$3 model=${4:-}
+ver=$1 src=$2 build=$3 model=${4:-} loras=${5:-}
 work=$build/ffmpeg-$ver
 py=/usr/bin/python3
 
@@ -96,7 +97,7 @@ enc=mpeg4
 # ---- without a model --------------------------------------------------------
 h=$("$ff" -hide_banner -h filter=vdit 2>&1)
 miss=""
-for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model decoder \
+for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model decoder lora \
          window overlap async cache cache_threshold bypass fade accept interlaced hdr; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
@@ -104,7 +105,7 @@ done
 h=$("$ff" -hide_banner -h filter=vditsrc 2>&1)
 miss=""
 for o in prompt negative_prompt size s rate r duration d seed steps guidance sampler shift \
-         model decoder loop cache cache_threshold image; do
+         model decoder lora loop cache cache_threshold image; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vditsrc options documented" || fail "vditsrc options documented" "missing$miss"
@@ -321,6 +322,30 @@ if run gen_tae -f lavfi -i "vditsrc=$M:decoder=$tae:prompt=a red fox:s=64x48:r=8
 fi
 expect_error "vdit missing decoder file" "$tmp/no-such-tae.pth" \
   -f lavfi -i "$src_clip" -vf "vdit=model=$model:decoder=$tmp/no-such-tae.pth" -f null -
+
+# ---- lora: merged at load. In a filtergraph the ':' before a scale is
+# escaped twice ('\\:', here "\\\\:" inside the shell's double quotes) or the
+# value quoted with escaped quotes (\'FILE:SCALE|FILE\').
+expect_error "vditsrc lora with no file" "bad lora" -f lavfi -i "vditsrc=$M:lora=\\\\:0.5" -f null -
+if [ -n "$loras" ]; then
+  if run lora_gen -f lavfi -i "vditsrc=$M:s=64x48:r=8:d=0.5:lora=$loras/kohya.safetensors\\\\:0.5|$loras/comfy.safetensors" \
+       -f framemd5 "$tmp/lora_gen.md5" &&
+     run lora_plain -f lavfi -i "vditsrc=$M:s=64x48:r=8:d=0.5" -f framemd5 "$tmp/lora_plain.md5"; then
+    n=$(grep -vc '^#' "$tmp/lora_gen.md5")
+    [ "$n" = 4 ] && ! cmp -s "$tmp/lora_gen.md5" "$tmp/lora_plain.md5" &&
+      pass "vditsrc lora=A\\\\:0.5|B: 4 frames, not the plain model's" ||
+      fail "vditsrc lora=A\\\\:0.5|B" "$n frames, or the same as without"
+  fi
+  run lora_edit -v info -f lavfi -i "$src_clip" \
+    -vf "vdit=$M:window=5:lora=\'$loras/peft_original.safetensors:-1\'" -f null - &&
+    { grep -q "peft_original.safetensors (scale -1)" "$tmp/lora_edit.log" &&
+        pass "vdit lora=\\'A:-1\\' (quoted): merged at scale -1" ||
+        fail "vdit lora=\\'A:-1\\' (quoted)" "no merge at scale -1 in the log"; }
+  expect_error "vditsrc with another architecture's LoRA" "no key names a tensor" \
+    -f lavfi -i "vditsrc=$M:lora=$loras/bad_nomatch.safetensors" -f null -
+  expect_error "vdit with a LoRA for another model size" "another model" \
+    -f lavfi -i "$src_clip" -vf "vdit=$M:lora=$loras/bad_shape.safetensors" -f null -
+fi
 if run gen -f lavfi -i "vditsrc=$M:prompt=a red fox:s=64x48:r=8:d=1" -c:v $enc \
      -pix_fmt yuv420p "$tmp/gen.mp4"; then
   expect_probe "vditsrc to mp4 ($enc)" "$tmp/gen.mp4" "64x48 8/1 8 1:1"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # gst-launch-1.0 pipelines through the vdit elements, with the plugin taken
 # from the build tree. Usage: launch.sh PLUGIN_DIR MODEL_DIR [TAEHV_FILE [VDIT]]
-# (VDIT: the vdit command, whose image-to-video size the checks compare with)
+# (VDIT: the vdit command, whose image-to-video size the checks compare with;
+# VDIT_TEST_LORA_DIR in the environment: make_lora.py's files for the model's
+# DiT, for the lora property)
 set -u
-plugin_dir=$1 model=$2 tae=${3:-} vdit=${4:-}
+plugin_dir=$1 model=$2 tae=${3:-} vdit=${4:-} loras=${VDIT_TEST_LORA_DIR:-}
 export GST_PLUGIN_PATH=$plugin_dir
 export GST_REGISTRY=$(mktemp -u /tmp/vdit-gst-registry.XXXXXX)
 tmp=$(mktemp -d)
@@ -270,6 +272,27 @@ if [ -n "$tae" ]; then
   rc=$?
   check "missing decoder file: error exit" "[ $rc -ne 0 ]"
   check "missing decoder file: message names it" "grep -q '/nonexistent/taew.pth' '$tmp/badtae.log'"
+fi
+
+# lora: merged at load on both elements; a LoRA for another architecture refused
+if [ -n "$loras" ]; then
+  gst-launch-1.0 -q vditsrc model="$model" steps=2 guidance=1 num-frames=5 num-buffers=5 \
+    lora="$loras/kohya.safetensors:0.5|$loras/comfy.safetensors" \
+    ! video/x-raw,width=48,height=32 ! y4menc ! filesink location="$tmp/lora.y4m" >"$tmp/lora.log" 2>&1
+  check "vditsrc lora=A:0.5|B: 5 frames" "[ \$(frames '$tmp/lora.y4m') = 5 ]"
+  gst-launch-1.0 -q videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=48,height=32 \
+    ! vdit model="$model" steps=2 guidance=1 window=5 lora="$loras/peft_original.safetensors:-1" \
+    ! y4menc ! filesink location="$tmp/loraedit.y4m" >"$tmp/loraedit.log" 2>&1
+  check "vdit lora=A:-1: 5 frames" "[ \$(frames '$tmp/loraedit.y4m') = 5 ]"
+  timeout 60 gst-launch-1.0 vditsrc model="$model" num-buffers=1 \
+    lora="$loras/bad_nomatch.safetensors" ! fakesink >"$tmp/lorabad.log" 2>&1
+  rc=$?
+  check "vditsrc with another architecture's LoRA: error exit, says why" \
+    "[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q 'no key names a tensor' '$tmp/lorabad.log'"
+  timeout 60 gst-launch-1.0 vditsrc model="$model" num-buffers=1 lora=":0.5" ! fakesink \
+    >"$tmp/lorasyntax.log" 2>&1
+  rc=$?
+  check "vditsrc lora=:0.5: error exit" "[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q 'lora' '$tmp/lorasyntax.log'"
 fi
 
 [ $fail = 0 ] || { for f in "$tmp"/*.log; do echo "== $f"; tail -5 "$f"; done; }

@@ -122,6 +122,35 @@ enum vdit_precision {
     VDIT_PRECISION_BF16 = 2, /* refused (VDIT_ERR_UNSUPPORTED) on a CPU without bf16 */
 };
 
+/* A LoRA (low-rank adaptation) file merged into the DiT's weights at load.
+ * Layouts read (safetensors or PyTorch .pth/.pt; docs/lora.md): kohya /
+ * ComfyUI "lora_unet_blocks_0_self_attn_q.lora_down.weight" with ".alpha";
+ * "diffusion_model." (or other) prefixed original names with lora_down /
+ * lora_up and ".alpha", and the full deltas ".diff" (weights), ".diff_b"
+ * (biases) and ".diff_m" (block modulation) some distillation LoRAs carry;
+ * diffusers / PEFT "lora_A" / "lora_B" under original or diffusers names
+ * ("transformer.blocks.0.attn1.to_q.lora_A.weight"). Each weight it names
+ * becomes W + scale * (alpha / rank) * (up @ down) (alpha: the rank when
+ * absent), computed in fp64 and rounded to fp32; a delta adds scale * diff.
+ * A 16-bit weight is rounded back to its type after the last LoRA, an fp8
+ * one kept as bf16 (docs/lora.md). A file whose keys name no tensor of the
+ * DiT, or whose shapes are another model's, makes the load fail with
+ * VDIT_ERR_FORMAT and a message saying so. */
+typedef struct vdit_lora {
+    const char *path;       /* the file */
+    float scale;            /* strength; 1 is the file's own, 0 leaves the weights as they are */
+} vdit_lora;
+
+/* Parses a LoRA list as the vdit command, the FFmpeg filters and the
+ * GStreamer elements take it: entries "FILE[:SCALE]" separated by '|' (SCALE
+ * a number, default 1; a path whose last ':' is not followed by a number is
+ * taken whole). Fills out[0..n) with paths copied into buf (buf_size bytes,
+ * owned by the caller, which must outlive out). Returns n (0 for NULL or
+ * ""), or VDIT_ERR_INVALID_ARG (an empty entry, a scale that is not finite,
+ * more than max entries, buf too small). */
+VDIT_API int vdit_lora_parse(const char *spec, vdit_lora *out, int max, char *buf,
+                             size_t buf_size);
+
 typedef struct vdit_model_params {
     vdit_log_fn log_cb;     /* default NULL: messages go nowhere */
     void *log_user;         /* default NULL */
@@ -145,6 +174,10 @@ typedef struct vdit_model_params {
                                truncated or rewritten in place after load makes the
                                next call fail with VDIT_ERR_IO naming it (replace a
                                model in use by renaming a new file over it: safe) */
+    const vdit_lora *loras; /* LoRAs merged into the DiT's weights at load, in
+                               this order (see vdit_lora); default NULL. The array
+                               and its paths are read during vdit_model_load only */
+    int n_loras;            /* entries in loras; default 0 (none); 0..64 */
     const char *decoder;    /* the decoder of latents into frames, loaded with the
                                model: NULL or "vae" (default): the model's VAE;
                                "tae": TAEHV (madebyollin/taehv, several times faster
@@ -155,7 +188,7 @@ typedef struct vdit_model_params {
                                (edits, image-to-video). Read during the call only;
                                a missing, corrupt or mismatched file fails the load
                                naming it */
-    uint8_t reserved[48];
+    uint8_t reserved[32];
 } vdit_model_params;
 
 VDIT_API void vdit_model_params_default(vdit_model_params *p);
@@ -163,7 +196,7 @@ VDIT_API void vdit_model_params_default(vdit_model_params *p);
 /* Loads a model from `path`: a folder (the bundled model, an official Wan2.1
  * release folder, a diffusers folder) or a single checkpoint file. The
  * weights are memory-mapped (unless p->no_mmap) and stay in their stored
- * precision.
+ * precision; those the LoRAs of p->loras change are merged copies in memory.
  * On success *out owns the model (free with vdit_model_free). On failure
  * *out is NULL and p->error names the file and tensor at fault. */
 VDIT_API int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out);

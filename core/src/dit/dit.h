@@ -68,6 +68,33 @@ int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log 
  * While the model is private (loading). Returns 0 or VDIT_ERR_NOMEM. */
 int vd_dit_prepare(vd_dit *d, vk_prec prec, int n_threads);
 void vd_dit_free(vd_dit **d);
+
+/* Merges the n LoRA files of `loras` (lora.c; docs/lora.md) into the
+ * weights of `ck`, a DiT checkpoint already canonicalized and not yet
+ * loaded: every tensor a LoRA changes is replaced in ck by an owned merged
+ * copy (F32 stays F32, F16/BF16 are rounded back, fp8 becomes BF16), on
+ * n_threads threads (the result does not depend on it). Every file is read
+ * and checked before anything changes. Errors: VDIT_ERR_FORMAT (no key
+ * names a tensor of this DiT, shapes of another model, a pair missing a
+ * half, several models' LoRAs under different prefixes), the reader's
+ * errors for a missing or malformed file, VDIT_ERR_INVALID_ARG,
+ * VDIT_ERR_NOMEM; each message names the file. Memory running out during
+ * the merge itself may leave some weights merged: the caller drops ck. */
+int vd_dit_merge_loras(vd_ckpt *ck, const vdit_lora *loras, int n, int n_threads, vd_log *lg);
+/* The same with LoRAs already read into sets (the caller keeps them;
+ * labels name them in messages): for the fuzzer. */
+int vd_dit_merge_lora_sets(vd_ckpt *ck, vd_ckpt *const *sets, const char *const *labels,
+                           const float *scales, int n, int n_threads, vd_log *lg);
+
+/* Whether the set `c` is a LoRA file (1) and, if so, a line describing it
+ * into out: the layout, the rank, the entries, the width of the DiT it was
+ * made for when a self-attention pair shows it. For `vdit info`. */
+int vd_lora_describe(const vd_ckpt *c, char *out, size_t outsz);
+
+/* The original name of a diffusers DiT tensor name (1), or 0 when no rule
+ * of the diffusers layout matches; and the other way round. */
+int vd_dit_key_from_diffusers(const char *name, char *out, size_t outsz);
+int vd_dit_key_to_diffusers(const char *name, char *out, size_t outsz);
 const vd_dit_config *vd_dit_get_config(const vd_dit *d);
 
 /* kc must outlive the run. Activation buffers grow on the first forward

@@ -109,3 +109,20 @@ int vd_dit_canonicalize(vd_ckpt *ck, vd_log *lg)
         return vd_ckpt_rename(ck, diffusers_rules, VD_ARRAY_SIZE(diffusers_rules), lg);
     return 0;
 }
+
+int vd_dit_key_from_diffusers(const char *name, char *out, size_t outsz)
+{
+    for (size_t i = 0; i < VD_ARRAY_SIZE(diffusers_rules); i++)
+        if (vd_key_rewrite(name, diffusers_rules[i].from, diffusers_rules[i].to, out, outsz))
+            return 1;
+    return 0;
+}
+
+int vd_dit_key_to_diffusers(const char *name, char *out, size_t outsz)
+{
+    /* The rules read backwards; the first whose original side matches. */
+    for (size_t i = 0; i < VD_ARRAY_SIZE(diffusers_rules); i++)
+        if (vd_key_rewrite(name, diffusers_rules[i].to, diffusers_rules[i].from, out, outsz))
+            return 1;
+    return 0;
+}

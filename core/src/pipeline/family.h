@@ -40,6 +40,8 @@ typedef struct vd_step_cache vd_step_cache;
 typedef struct vd_files {
     char dit[4096], vae[4096], t5[4096], tok[4096];
     int64_t n_heads, text_len; /* from the folder's config files; 0: unknown */
+    const vdit_lora *loras;    /* merged into the DiT at load (the caller's array) */
+    int n_loras;
 } vd_files;
 
 typedef struct vd_family vd_family;

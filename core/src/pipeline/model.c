@@ -386,7 +386,20 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
                  p->n_threads);
         return VDIT_ERR_INVALID_ARG;
     }
-    /* Threads for the work done while loading: widening fp8 weights. */
+    if (p->n_loras < 0 || p->n_loras > 64 || (p->n_loras && !p->loras)) {
+        snprintf(p->error, sizeof(p->error),
+                 "vdit_model_load: n_loras %d out of range (0..64, with loras set)", p->n_loras);
+        return VDIT_ERR_INVALID_ARG;
+    }
+    for (int i = 0; i < p->n_loras; i++) {
+        if (!p->loras[i].path || !isfinite(p->loras[i].scale)) {
+            snprintf(p->error, sizeof(p->error), "vdit_model_load: LoRA %d has %s", i,
+                     p->loras[i].path ? "a scale that is not a finite number" : "no path");
+            return VDIT_ERR_INVALID_ARG;
+        }
+    }
+    /* Threads for the work done while loading: widening fp8 weights,
+     * merging LoRAs. */
     int n_threads = p->n_threads > 0 ? p->n_threads : vd_cpu_count();
     vdit_model *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -412,6 +425,8 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
     }
     if ((ret = find_parts(path, &m->log, vj, pt, &m->fam)) || (ret = read_defaults(m, vj, path)))
         goto fail;
+    pt->loras = p->loras;
+    pt->n_loras = p->n_loras;
     int ck_flags = p->no_mmap ? VD_CKPT_READ : 0;
     vd_logf(&m->log, VDIT_LOG_INFO, "loading %s: DiT %s, VAE %s, text encoder %s, tokenizer %s",
             m->fam->name, pt->dit, pt->vae, pt->t5, pt->tok);

@@ -125,6 +125,7 @@ static int wan_load(vdit_model *m, const vd_files *f, vk_prec prep, int n_thread
     int ret;
     if ((ret = open_part(f->dit, &m->log, n_threads, ck_flags, &w->ck_dit)) ||
         (ret = vd_dit_canonicalize(w->ck_dit, &m->log)) ||
+        (ret = vd_dit_merge_loras(w->ck_dit, f->loras, f->n_loras, n_threads, &m->log)) ||
         (ret = vd_dit_load_ex(w->ck_dit, text_len, f->n_heads, &m->log, &w->dit)))
         return ret;
     /* bf16 contexts read a bf16 copy of fp32/fp16 DiT weights made once here */
