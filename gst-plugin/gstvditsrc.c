@@ -537,6 +537,7 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
     case PROP_DECODER:
         g_free(self->decoder);
         self->decoder = g_value_dup_string(v);
+        break;
     case PROP_LORA:
         g_free(self->lora);
         self->lora = g_value_dup_string(v);
