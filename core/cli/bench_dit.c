@@ -60,6 +60,13 @@ typedef struct spec {
     int kind; /* 0 weight (1/sqrt(fan_in)), 1 bias, 2 norm weight, 3 norm bias, 4 modulation */
 } spec;
 
+/* As vdit_model_load does: a stored weight's pages go back once its bf16 copy
+ * is made (vd_dit_prepare_ex), so the figures show the loader's memory. */
+static void release_stored(void *ck, const void *data)
+{
+    vd_ckpt_release(ck, data);
+}
+
 static int add(spec *s, int n, const char *name, int kind, int ndim, int64_t a, int64_t b,
                int64_t c, int64_t d, int64_t e)
 {
@@ -327,7 +334,7 @@ static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_
     /* what vdit_model_load does for users: bf16 contexts read a bf16 copy of
      * fp32/fp16 weights made once at load */
     double t1 = vd_time();
-    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare(d, VK_PREC_BF16, threads))) {
+    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare_ex(d, VK_PREC_BF16, threads, release_stored, ck))) {
         vd_err(&lg, ret, "out of memory for the bf16 copy of the weights");
         goto done;
     }
@@ -569,7 +576,7 @@ static int run_file(const char *path, bcfg *c, int latent_set, int threads, vk_i
         (ret = vd_dit_load_ex(ck, 512, 0, &lg, &d)))
         goto done;
     double t_open = vd_time() - t0;
-    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare(d, VK_PREC_BF16, threads))) {
+    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare_ex(d, VK_PREC_BF16, threads, release_stored, ck))) {
         vd_err(&lg, ret, "out of memory for the bf16 copy of the weights");
         goto done;
     }

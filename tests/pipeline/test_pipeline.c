@@ -701,6 +701,7 @@ static void test_cancel(void)
 }
 
 static char last_error[512];
+static const char *model_dir; /* the tiny model's folder (argv[1]) */
 
 static void keep_error(void *user, int level, const char *msg)
 {
@@ -761,6 +762,26 @@ static void test_precision(void)
             T_CHECK(diff > 0 && sum / (double)n < 2.0, "bf16 clip: %zu bytes differ, mean %.3f",
                     diff, sum / (double)n);
         }
+        /* The model was loaded for bf16: its stored fp32 weights' pages went
+         * back once their bf16 copy was made (vd_dit_prepare_ex), and the
+         * fp32 context above read them again from the file. Its clip is the
+         * one a model loaded for fp32 (no copy, nothing handed back) makes. */
+        vdit_model_params mp;
+        vdit_model_params_default(&mp);
+        mp.precision = VDIT_PRECISION_FP32;
+        vdit_model *m32 = NULL;
+        vdit_ctx *c32 = NULL;
+        vdit_video *w32 = NULL;
+        cp.precision = VDIT_PRECISION_FP32;
+        T_CHECK(vdit_model_load(model_dir, &mp, &m32) == 0, "fp32 model: %s", mp.error);
+        T_CHECK(m32 && vdit_ctx_init(m32, &cp, &c32) == 0, "fp32 ctx on the fp32 model");
+        T_CHECK(c32 && vdit_generate(c32, &p, &w32) == 0, "fp32 clip of the fp32 model");
+        T_CHECK(v32 && w32 && !memcmp(v32->rgb, w32->rgb,
+                                      (size_t)v32->width * v32->height * 3 * v32->n_frames),
+                "fp32 clip: the model loaded for bf16 gives the fp32-loaded model's");
+        vdit_video_free(&w32);
+        vdit_ctx_free(&c32);
+        vdit_model_free(&m32);
     }
     vdit_video_free(&v32);
     vdit_video_free(&v16);
@@ -1160,6 +1181,7 @@ int main(int argc, char **argv)
     }
     vdit_model_params mp;
     vdit_model_params_default(&mp);
+    model_dir = argv[1];
     int r = vdit_model_load(argv[1], &mp, &model);
     T_CHECK(r == 0, "load %s: %s", argv[1], mp.error);
     if (r)

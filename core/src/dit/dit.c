@@ -357,18 +357,31 @@ int vd_dit_load(const vd_ckpt *ck, int64_t text_len, vd_log *lg, vd_dit **out)
     return vd_dit_load_ex(ck, text_len, 0, lg, out);
 }
 
-int vd_dit_prepare(vd_dit *d, vk_prec prec, int n_threads)
+int vd_dit_prepare_ex(vd_dit *d, vk_prec prec, int n_threads,
+                      void (*release)(void *user, const void *data), void *user)
 {
     int ret = 0;
     for (int64_t i = 0; d->blocks && i < d->cfg.n_layers && !ret; i++) {
         dit_block *b = &d->blocks[i];
         vk_linear *ls[] = { &b->sq, &b->sk, &b->sv, &b->so, &b->cq, &b->ck,
                             &b->cv, &b->co, &b->ck_img, &b->cv_img, &b->ffn0, &b->ffn2 };
-        for (size_t k = 0; k < VD_ARRAY_SIZE(ls) && !ret; k++)
-            if (ls[k]->w)
-                ret = vk_linear_prepare(ls[k], prec, n_threads);
+        for (size_t k = 0; k < VD_ARRAY_SIZE(ls) && !ret; k++) {
+            if (!ls[k]->w)
+                continue;
+            ret = vk_linear_prepare(ls[k], prec, n_threads);
+            /* a bf16 copy was made (stored bf16 is used in place): the
+             * stored weights' pages may go until an fp32 context reads them */
+            if (!ret && release && prec == VK_PREC_BF16 && ls[k]->prep &&
+                ls[k]->wtype != VT_BF16)
+                release(user, ls[k]->w);
+        }
     }
     return ret;
+}
+
+int vd_dit_prepare(vd_dit *d, vk_prec prec, int n_threads)
+{
+    return vd_dit_prepare_ex(d, prec, n_threads, NULL, NULL);
 }
 
 void vd_dit_free(vd_dit **pd)

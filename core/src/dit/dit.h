@@ -67,6 +67,12 @@ int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log 
  * copy of fp32/fp16 weights, vk_linear_prepare), on n_threads threads.
  * While the model is private (loading). Returns 0 or VDIT_ERR_NOMEM. */
 int vd_dit_prepare(vd_dit *d, vk_prec prec, int n_threads);
+/* The same; release(user, data) is called with each stored weight a copy was
+ * made of, right after it (the loader hands back the pages of a mapped
+ * checkpoint: vd_ckpt_release, re-read from the file if an fp32 context
+ * reads them later), so a load does not hold both at once. */
+int vd_dit_prepare_ex(vd_dit *d, vk_prec prec, int n_threads,
+                      void (*release)(void *user, const void *data), void *user);
 void vd_dit_free(vd_dit **d);
 
 /* Merges the n LoRA files of `loras` (lora.c; docs/lora.md) into the

@@ -62,8 +62,9 @@ static int open_part(const char *path, vd_log *lg, int n_threads, int flags, vd_
     return ret;
 }
 
-/* vd_vae_detach's release: the VAE no longer reads this stored tensor. */
-static void release_vae_tensor(void *ck, const void *data)
+/* vd_vae_detach's and vd_dit_prepare_ex's release: the part no longer reads
+ * this stored tensor (or not until an fp32 context of a bf16-prepared DiT). */
+static void release_tensor(void *ck, const void *data)
 {
     vd_ckpt_release(ck, data);
 }
@@ -82,7 +83,7 @@ static int vae_detach(vdit_model *m, vk_prec prec, int n_threads)
     if (!kc)
         return VDIT_ERR_NOMEM;
     int ret = vd_vae_detach_part(w->vae, kc, VD_VAE_ENCODER | VD_VAE_DECODER, m->info.height,
-                                 m->info.width, release_vae_tensor, w->ck_vae);
+                                 m->info.width, release_tensor, w->ck_vae);
     vk_ctx_free(&kc);
     if (!ret)
         vd_ckpt_free(&w->ck_vae);
@@ -129,7 +130,8 @@ static int wan_load(vdit_model *m, const vd_files *f, vk_prec prep, int n_thread
         (ret = vd_dit_load_ex(w->ck_dit, text_len, f->n_heads, &m->log, &w->dit)))
         return ret;
     /* bf16 contexts read a bf16 copy of fp32/fp16 DiT weights made once here */
-    if (prep == VK_PREC_BF16 && (ret = vd_dit_prepare(w->dit, VK_PREC_BF16, n_threads)))
+    if (prep == VK_PREC_BF16 &&
+        (ret = vd_dit_prepare_ex(w->dit, VK_PREC_BF16, n_threads, release_tensor, w->ck_dit)))
         return vd_err(&m->log, ret, "%s: out of memory for the bf16 copy of the weights (load "
                       "with precision fp32 to do without it)", f->dit);
     if ((ret = open_part(f->vae, &m->log, n_threads, ck_flags, &w->ck_vae)) ||
