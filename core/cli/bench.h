@@ -35,6 +35,29 @@ struct vd_ckpt;
 struct vd_dit;
 int bench_random_dit(struct vd_ckpt **ck, struct vd_dit **d, vd_log *lg);
 
+/* Random fp32 weights added by name to a checkpoint (bench_vae_weights.c):
+ * kind 0 a weight, uniform with the variance of 1/fan_in (sh[0] outputs);
+ * 1 a bias; 2 a norm's gamma around 1. The first failure stays in err;
+ * bytes counts what was added. */
+typedef struct bench_wgen {
+    struct vd_ckpt *ck;
+    uint64_t rng;
+    int err;
+    size_t bytes;
+} bench_wgen;
+void bench_wgen_tensor(bench_wgen *g, const char *name, int kind, int ndim, const int64_t *sh);
+/* Uniform in [-1, 1) from the splitmix64 state *s. */
+float bench_urand(uint64_t *s);
+/* WanVAE_ (dim, z, [1,2,4,4], 2 res blocks, [F,T,T]; Wan2.1_VAE.pth's names)
+ * and Wan2_2_VAE's (dim, decoder dim dd, z, patch 2; Wan2.2_VAE.pth's) with
+ * random weights; *bytes (may be NULL): their size. NULL when out of memory. */
+struct vd_ckpt *bench_vae21_weights(int dim, int z, size_t *bytes);
+struct vd_ckpt *bench_vae22_weights(int dim, int dd, int z, size_t *bytes);
+/* vd_vae_detach's release for those checkpoints (ctx: the vd_ckpt): the
+ * tensor's whole pages go back to the system now (the buffer is freed with
+ * the checkpoint), so the weights are never held twice in full. */
+void bench_release_pages(void *ctx, const void *data);
+
 /* splitmix64: the next value of the generator whose state is *s. */
 uint64_t bench_rng_next(uint64_t *s);
 /* CPU seconds of the process, all threads, user + system (with other jobs

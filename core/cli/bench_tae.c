@@ -25,152 +25,16 @@
 
 /* ---- random weights, by name as the published files have them ------------------ */
 
-typedef struct wgen {
-    vd_ckpt *ck;
-    uint64_t rng;
-    int err;
-} wgen;
-
-static float urand(uint64_t *s)
-{
-    return (float)((double)(bench_rng_next(s) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
-
-/* kind 0: weight, uniform with the variance of 1/fan_in; 1: bias; 2: gamma.
- * ndim values of sh[]. */
-static void tensor(wgen *g, const char *name, int kind, int ndim, const int64_t *sh)
-{
-    if (g->err)
-        return;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= sh[i];
-    float *p = vd_malloc((size_t)n * sizeof(float));
-    if (!p) {
-        g->err = VDIT_ERR_NOMEM;
-        return;
-    }
-    double fan_in = (double)n / (double)sh[0];
-    float sc = kind == 0 ? (float)sqrt(3.0 / fan_in) : kind == 1 ? 0.02f : 0.1f;
-    for (int64_t i = 0; i < n; i++)
-        p[i] = (kind == 2 ? 1.0f : 0.0f) + sc * urand(&g->rng);
-    g->err = vd_ckpt_add(g->ck, name, VT_F32, ndim, sh, p, p, "random", NULL);
-}
-
 /* <pre>.weight [co, ci, (kd,) k, k] and, with bias, <pre>.bias */
-static void conv(wgen *g, const char *pre, int co, int ci, int kd, int k, int bias)
+static void conv(bench_wgen *g, const char *pre, int co, int ci, int kd, int k, int bias)
 {
     char n[200];
     int64_t sh5[5] = { co, ci, kd, k, k }, sh4[4] = { co, ci, k, k }, b[1] = { co };
     snprintf(n, sizeof(n), "%s.weight", pre);
-    tensor(g, n, 0, kd ? 5 : 4, kd ? sh5 : sh4);
+    bench_wgen_tensor(g, n, 0, kd ? 5 : 4, kd ? sh5 : sh4);
     snprintf(n, sizeof(n), "%s.bias", pre);
     if (bias)
-        tensor(g, n, 1, 1, b);
-}
-
-static void gamma_(wgen *g, const char *name, int c, int images)
-{
-    int64_t sh[4] = { c, 1, 1, 1 };
-    tensor(g, name, 2, images ? 3 : 4, sh);
-}
-
-static void res(wgen *g, const char *pre, int ci, int co)
-{
-    char n[160];
-    snprintf(n, sizeof(n), "%s.residual.0.gamma", pre);
-    gamma_(g, n, ci, 0);
-    snprintf(n, sizeof(n), "%s.residual.2", pre);
-    conv(g, n, co, ci, 3, 3, 1);
-    snprintf(n, sizeof(n), "%s.residual.3.gamma", pre);
-    gamma_(g, n, co, 0);
-    snprintf(n, sizeof(n), "%s.residual.6", pre);
-    conv(g, n, co, co, 3, 3, 1);
-    if (ci != co) {
-        snprintf(n, sizeof(n), "%s.shortcut", pre);
-        conv(g, n, co, ci, 1, 1, 1);
-    }
-}
-
-static void attn(wgen *g, const char *pre, int c)
-{
-    char n[160];
-    snprintf(n, sizeof(n), "%s.norm.gamma", pre);
-    gamma_(g, n, c, 1);
-    snprintf(n, sizeof(n), "%s.to_qkv", pre);
-    conv(g, n, 3 * c, c, 0, 1, 1);
-    snprintf(n, sizeof(n), "%s.proj", pre);
-    conv(g, n, c, c, 0, 1, 1);
-}
-
-/* WanVAE_(dim 96, z 16, [1,2,4,4], 2 res blocks, [F,T,T]), Wan2.1_VAE.pth's
- * names (vd_vae_load needs both halves). */
-static vd_ckpt *vae_weights(void)
-{
-    static const int mult[4] = { 1, 2, 4, 4 }, tdown[3] = { 0, 1, 1 };
-    const int dim = 96, z = 16;
-    wgen g = { vd_ckpt_new(), 1234, 0 };
-    if (!g.ck)
-        return NULL;
-    char n[160];
-    conv(&g, "encoder.conv1", dim, 3, 3, 3, 1);
-    int dims[5] = { dim, dim * mult[0], dim * mult[1], dim * mult[2], dim * mult[3] }, idx = 0;
-    for (int i = 0; i < 4; i++) {
-        int ci = dims[i], co = dims[i + 1];
-        for (int r = 0; r < 2; r++, idx++, ci = co) {
-            snprintf(n, sizeof(n), "encoder.downsamples.%d", idx);
-            res(&g, n, ci, co);
-        }
-        if (i == 3)
-            continue;
-        snprintf(n, sizeof(n), "encoder.downsamples.%d.resample.1", idx);
-        conv(&g, n, co, co, 0, 3, 1);
-        if (tdown[i]) {
-            int64_t sh[5] = { co, co, 3, 1, 1 }, b[1] = { co };
-            snprintf(n, sizeof(n), "encoder.downsamples.%d.time_conv.weight", idx);
-            tensor(&g, n, 0, 5, sh);
-            snprintf(n, sizeof(n), "encoder.downsamples.%d.time_conv.bias", idx);
-            tensor(&g, n, 1, 1, b);
-        }
-        idx++;
-    }
-    res(&g, "encoder.middle.0", dims[4], dims[4]);
-    attn(&g, "encoder.middle.1", dims[4]);
-    res(&g, "encoder.middle.2", dims[4], dims[4]);
-    gamma_(&g, "encoder.head.0.gamma", dims[4], 0);
-    conv(&g, "encoder.head.2", 2 * z, dims[4], 3, 3, 1);
-    conv(&g, "conv1", 2 * z, 2 * z, 1, 1, 1);
-    conv(&g, "conv2", z, z, 1, 1, 1);
-    int dd[5] = { dim * mult[3], dim * mult[3], dim * mult[2], dim * mult[1], dim * mult[0] };
-    conv(&g, "decoder.conv1", dd[0], z, 3, 3, 1);
-    res(&g, "decoder.middle.0", dd[0], dd[0]);
-    attn(&g, "decoder.middle.1", dd[0]);
-    res(&g, "decoder.middle.2", dd[0], dd[0]);
-    idx = 0;
-    for (int i = 0; i < 4; i++) {
-        int ci = i > 0 ? dd[i] / 2 : dd[i], co = dd[i + 1];
-        for (int r = 0; r < 3; r++, idx++, ci = co) {
-            snprintf(n, sizeof(n), "decoder.upsamples.%d", idx);
-            res(&g, n, ci, co);
-        }
-        if (i == 3)
-            continue;
-        snprintf(n, sizeof(n), "decoder.upsamples.%d.resample.1", idx);
-        conv(&g, n, co / 2, co, 0, 3, 1);
-        if (tdown[2 - i]) {
-            int64_t sh[5] = { 2 * co, co, 3, 1, 1 }, b[1] = { 2 * co };
-            snprintf(n, sizeof(n), "decoder.upsamples.%d.time_conv.weight", idx);
-            tensor(&g, n, 0, 5, sh);
-            snprintf(n, sizeof(n), "decoder.upsamples.%d.time_conv.bias", idx);
-            tensor(&g, n, 1, 1, b);
-        }
-        idx++;
-    }
-    gamma_(&g, "decoder.head.0.gamma", dd[4], 0);
-    conv(&g, "decoder.head.2", 3, dd[4], 3, 3, 1);
-    if (g.err)
-        vd_ckpt_free(&g.ck);
-    return g.ck;
+        bench_wgen_tensor(g, n, 1, 1, b);
 }
 
 /* taehv.py's TAEHV decoder for z latent channels (patch 1 for 16, 2 for 48),
@@ -178,7 +42,7 @@ static vd_ckpt *vae_weights(void)
 static vd_ckpt *tae_weights(int z)
 {
     static const int nf[4] = { 256, 128, 64, 64 };
-    wgen g = { vd_ckpt_new(), 4321, 0 };
+    bench_wgen g = { vd_ckpt_new(), 4321, 0, 0 };
     if (!g.ck)
         return NULL;
     char n[160];
@@ -205,26 +69,6 @@ static vd_ckpt *tae_weights(int z)
     return g.ck;
 }
 
-/* vd_vae_detach's release: the model no longer reads this tensor; its whole
- * pages go back now (the buffer itself goes with the checkpoint), so the
- * weights are not held twice (as bench_vae.c does). */
-static void release_pages(void *ctx, const void *data)
-{
-    const vd_ckpt *ck = ctx;
-    for (size_t i = 0; i < vd_ckpt_count(ck); i++) {
-        const vt_tensor *t = vd_ckpt_at(ck, i);
-        if (t->data != data)
-            continue;
-        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)data;
-        uintptr_t e = a + (uintptr_t)vt_nelem(t) * vt_dtype_size(t->dtype);
-        a = (a + pg - 1) / pg * pg;
-        e = e / pg * pg;
-        if (e > a)
-            madvise((void *)a, e - a, MADV_DONTNEED);
-        return;
-    }
-}
-
 /* ---- one decoder per child process ------------------------------------------------ */
 
 typedef struct bres {
@@ -241,7 +85,7 @@ static void run_case(const barg *a, bres *r)
 {
     vd_log lg = { 0 };
     vk_ctx *kc = vk_ctx_new_ex(a->threads, a->isa, a->prec, &lg);
-    vd_ckpt *ck = a->tae ? tae_weights(16) : vae_weights();
+    vd_ckpt *ck = a->tae ? tae_weights(16) : bench_vae21_weights(96, 16, NULL);
     vd_vae *v = NULL;
     vd_taehv *t = NULL;
     vd_vae_stream *vs = NULL;
@@ -261,7 +105,7 @@ static void run_case(const barg *a, bres *r)
             goto fail;
     } else {
         if (vd_vae_load(ck, &lg, &v) ||
-            vd_vae_detach_part(v, kc, VD_VAE_ENCODER | VD_VAE_DECODER, a->h, a->w, release_pages,
+            vd_vae_detach_part(v, kc, VD_VAE_ENCODER | VD_VAE_DECODER, a->h, a->w, bench_release_pages,
                                ck))
             goto fail;
         vd_ckpt_free(&ck);
@@ -275,7 +119,7 @@ static void run_case(const barg *a, bres *r)
         goto fail;
     uint64_t s = 99;
     for (size_t i = 0; i < nl; i++)
-        lat[i] = 1.5f * urand(&s);
+        lat[i] = 1.5f * bench_urand(&s);
     double t0 = vd_time(), c0 = bench_cpu_seconds();
     for (int k = 0; k < a->tl; k++) {
         int no = 0;
