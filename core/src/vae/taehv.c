@@ -24,6 +24,7 @@
 #include <stdio.h>
 
 #include "taehv.h"
+#include "vae.h"
 
 typedef struct tconv {
     vk_conv cv;
@@ -159,17 +160,7 @@ static int load_up(const loader *L, tconv up[4], int i, int ci, int *co)
             r = vd_err(L->lg, VDIT_ERR_NOMEM, "out of memory");
             break;
         }
-        for (size_t oi = 0; oi < (size_t)o * ci; oi++)
-            for (int u = 0; u < 2; u++)
-                for (int v = 0; v < 2; v++) {
-                    double sum = 0; /* 3x3 rows y0..y1, columns x0..x1 */
-                    int y0 = a ? (u ? 2 : 0) : (u ? 1 : 0), y1 = a ? (u ? 2 : 1) : (u ? 2 : 0);
-                    int x0 = b ? (v ? 2 : 0) : (v ? 1 : 0), x1 = b ? (v ? 2 : 1) : (v ? 2 : 0);
-                    for (int y = y0; y <= y1; y++)
-                        for (int x = x0; x <= x1; x++)
-                            sum += (double)w[oi * 9 + (size_t)y * 3 + (size_t)x];
-                    d[oi * 4 + (size_t)u * 2 + (size_t)v] = (float)sum;
-                }
+        vd_subpixel_fold(w, (size_t)o * ci, a, b, d);
         r = make(L, &up[p], d, o, ci, 1, 2, tb, i);
     }
     vd_free(w);

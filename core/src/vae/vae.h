@@ -125,6 +125,13 @@ int vd_vae_decoder_input(const vd_vae *v, vk_ctx *kc, const float *lat, int h, i
 /* Number of latent frames for t video frames, and video frames for tl latent
  * frames (0 for t / tl < 1). */
 int vd_vae_latent_frames(const vd_vae *v, int t);
+/* The 3x3 convolution after a nearest x2 upsampling as four 2x2 convs of
+ * the low-resolution frame (vae_load.c, "make_subpixel"): output parity
+ * (a, b) of the n = c_out * c_in 3x3 kernels w [n, 3, 3] into d [n, 2, 2],
+ * taps summed in double and rounded once. The Wan-VAE's and TAEHV's
+ * upsamplers both run this way. */
+void vd_subpixel_fold(const float *w, size_t n, int a, int b, float *d);
+
 /* Replaces the latent mean / std (z_dim values each; e.g. a conformance
  * folder's). Call before sharing the model. */
 int vd_vae_set_latent_stats(vd_vae *v, const float *mean, const float *std);

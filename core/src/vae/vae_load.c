@@ -335,6 +335,21 @@ static int load_attn(const vd_ckpt *ck, vd_log *lg, const char *pre, int c, vnod
     return 0;
 }
 
+void vd_subpixel_fold(const float *w, size_t n, int a, int b, float *d)
+{
+    for (size_t oi = 0; oi < n; oi++)
+        for (int u = 0; u < 2; u++)
+            for (int v = 0; v < 2; v++) {
+                double sum = 0; /* 3x3 rows y0..y1, columns x0..x1 */
+                int y0 = a ? (u ? 2 : 0) : (u ? 1 : 0), y1 = a ? (u ? 2 : 1) : (u ? 2 : 0);
+                int x0 = b ? (v ? 2 : 0) : (v ? 1 : 0), x1 = b ? (v ? 2 : 1) : (v ? 2 : 0);
+                for (int y = y0; y <= y1; y++)
+                    for (int x = x0; x <= x1; x++)
+                        sum += (double)w[oi * 9 + (size_t)y * 3 + (size_t)x];
+                d[oi * 4 + (size_t)u * 2 + (size_t)v] = (float)sum;
+            }
+}
+
 /* The upsampler's 3x3 conv after nearest x2 as four 2x2 convs of the
  * low-resolution frame. Output row 2i + a reads x2 rows 2i + a - 1 .. 2i + a + 1,
  * i.e. input rows i - 1, i, i (a = 0) or i, i, i + 1 (a = 1): the 2x2 tap rows
@@ -358,17 +373,7 @@ static int make_subpixel(const vd_ckpt *ck, vd_log *lg, const char *pre, vnode *
     for (int p = 0; p < 4 && !r; p++) {
         int a = p >> 1, b = p & 1;
         float *d = n->upw + (size_t)p * per;
-        for (size_t oi = 0; oi < (size_t)co * ci; oi++)
-            for (int u = 0; u < 2; u++)
-                for (int v = 0; v < 2; v++) {
-                    double sum = 0; /* 3x3 rows y0..y1, columns x0..x1 */
-                    int y0 = a ? (u ? 2 : 0) : (u ? 1 : 0), y1 = a ? (u ? 2 : 1) : (u ? 2 : 0);
-                    int x0 = b ? (v ? 2 : 0) : (v ? 1 : 0), x1 = b ? (v ? 2 : 1) : (v ? 2 : 0);
-                    for (int y = y0; y <= y1; y++)
-                        for (int x = x0; x <= x1; x++)
-                            sum += (double)w[oi * 9 + (size_t)y * 3 + (size_t)x];
-                    d[oi * 4 + (size_t)u * 2 + (size_t)v] = (float)sum;
-                }
+        vd_subpixel_fold(w, (size_t)co * ci, a, b, d);
         vt_tensor t = { .dtype = VT_F32, .ndim = 4, .shape = { co, ci, 2, 2 }, .data = d,
                         .name = tw->name };
         r = vk_conv_init_lg(lg, &n->up[p], &t, tb);
