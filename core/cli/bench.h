@@ -34,6 +34,20 @@ int bench_resolve(const char *who, int threads, int isa, vk_prec prec, vk_isa *i
 struct vd_ckpt;
 struct vd_dit;
 int bench_random_dit(struct vd_ckpt **ck, struct vd_dit **d, vd_log *lg);
+/* That DiT prepared for kc's precision, a run of it on kc, and the
+ * conditions of a 40-token prompt and of the empty one (random text rows):
+ * what a guided sampling loop needs. 0, or VDIT_ERR_* said in lg (nothing
+ * kept). bench_guided_free frees all of it (NULL-safe parts). */
+struct vd_dit_run;
+struct vd_dit_cond;
+typedef struct bench_guided {
+    struct vd_ckpt *ck;
+    struct vd_dit *d;
+    struct vd_dit_run *r;
+    struct vd_dit_cond *cc, *cu; /* the prompt's, the empty prompt's */
+} bench_guided;
+int bench_guided_new(vk_ctx *kc, vd_log *lg, bench_guided *g);
+void bench_guided_free(bench_guided *g);
 
 /* Random fp32 weights added by name to a checkpoint (bench_vae_weights.c):
  * kind 0 a weight, uniform with the variance of 1/fan_in (sh[0] outputs);

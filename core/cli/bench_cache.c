@@ -279,38 +279,32 @@ static int random_rows(int threads, int steps, FILE *csv)
 {
     vd_log lg = { 0 };
     vk_ctx *kc = vk_ctx_new_ex(threads, -1, VK_PREC_AUTO, &lg);
-    vd_dit *d = NULL;
-    vd_ckpt *ck = NULL;
+    bench_guided g = { 0 };
     vd_dit_run *r = NULL;
-    vd_dit_cond *cc = NULL, *cu = NULL;
+    const vd_dit_cond *cc = NULL, *cu = NULL;
     int rc = 1;
-    const int64_t ch = 16, f = 3, h = 8, w = 8, n = ch * f * h * w, T = 512, TD = 4096;
-    float *ctx = NULL, *x = NULL, *noise = NULL, *vc = NULL, *vu = NULL, *ref = NULL;
-    if (!kc || bench_random_dit(&ck, &d, &lg)) {
+    const int64_t ch = 16, f = 3, h = 8, w = 8, n = ch * f * h * w;
+    float *x = NULL, *noise = NULL, *vc = NULL, *vu = NULL, *ref = NULL;
+    if (!kc || bench_guided_new(kc, &lg, &g)) {
         fprintf(stderr, "vdit bench cache: random 1.3B DiT: %s\n", lg.msg);
         goto done;
     }
-    if (kc->prec == VK_PREC_BF16 && vd_dit_prepare(d, VK_PREC_BF16, kc->n_threads))
-        goto done;
-    r = vd_dit_run_new(d, kc);
-    ctx = vd_malloc(sizeof(float) * T * TD);
+    r = g.r;
+    cc = g.cc;
+    cu = g.cu;
     x = vd_malloc(sizeof(float) * n);
     noise = vd_malloc(sizeof(float) * n);
     vc = vd_malloc(sizeof(float) * n);
     vu = vd_malloc(sizeof(float) * n);
     ref = vd_malloc(sizeof(float) * n);
-    if (!r || !ctx || !x || !noise || !vc || !vu || !ref)
+    if (!x || !noise || !vc || !vu || !ref)
         goto done;
     uint64_t st = 7;
-    for (int64_t i = 0; i < T * TD; i++)
-        ctx[i] = (float)((double)(bench_rng_next(&st) >> 11) / 9007199254740992.0 - 0.5);
     for (int64_t i = 0; i < n; i++) {
         double u1 = ((double)(bench_rng_next(&st) >> 11) + 1) / 9007199254740993.0;
         double u2 = (double)(bench_rng_next(&st) >> 11) / 9007199254740992.0;
         noise[i] = (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
     }
-    if (vd_dit_cond_new(r, ctx, 40, NULL, 0, &cc) || vd_dit_cond_new(r, ctx, 0, NULL, 0, &cu))
-        goto done;
     printf("\n1.3B DiT, random weights, latent 16x%lldx%lldx%lld, %d UniPC steps, guidance 5, "
            "computing in %s\n",
            (long long)f, (long long)h, (long long)w, steps, vk_prec_name(kc->prec));
@@ -371,17 +365,12 @@ static int random_rows(int threads, int steps, FILE *csv)
     printf("latent rel err: L2 distance to the uncached latent over its L2 norm\n");
     rc = 0;
 done:
-    vd_free(ctx);
     vd_free(x);
     vd_free(noise);
     vd_free(vc);
     vd_free(vu);
     vd_free(ref);
-    vd_dit_cond_free(&cc);
-    vd_dit_cond_free(&cu);
-    vd_dit_run_free(&r);
-    vd_dit_free(&d);
-    vd_ckpt_free(&ck);
+    bench_guided_free(&g);
     vk_ctx_free(&kc);
     return rc;
 }

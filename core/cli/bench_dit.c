@@ -416,6 +416,40 @@ int bench_random_dit(vd_ckpt **ck, vd_dit **d, vd_log *lg)
     return ret;
 }
 
+int bench_guided_new(vk_ctx *kc, vd_log *lg, bench_guided *g)
+{
+    memset(g, 0, sizeof(*g));
+    const int64_t T = 512, TD = 4096;
+    int ret = bench_random_dit(&g->ck, &g->d, lg);
+    if (!ret && kc->prec == VK_PREC_BF16 &&
+        (ret = vd_dit_prepare_ex(g->d, VK_PREC_BF16, kc->n_threads, release_stored, g->ck)))
+        vd_err(lg, ret, "out of memory for the bf16 copy of the weights");
+    float *ctx = ret ? NULL : vd_malloc(sizeof(float) * T * TD);
+    if (!ret && (!(g->r = vd_dit_run_new(g->d, kc)) || !ctx))
+        ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
+    if (!ret) {
+        uint64_t st = 7;
+        for (int64_t i = 0; i < T * TD; i++)
+            ctx[i] = (float)((double)(bench_rng_next(&st) >> 11) / 9007199254740992.0 - 0.5);
+        if ((ret = vd_dit_cond_new(g->r, ctx, 40, NULL, 0, &g->cc)) ||
+            (ret = vd_dit_cond_new(g->r, ctx, 0, NULL, 0, &g->cu)))
+            vd_err(lg, ret, "the text conditions: out of memory");
+    }
+    vd_free(ctx);
+    if (ret)
+        bench_guided_free(g);
+    return ret;
+}
+
+void bench_guided_free(bench_guided *g)
+{
+    vd_dit_cond_free(&g->cc);
+    vd_dit_cond_free(&g->cu);
+    vd_dit_run_free(&g->r);
+    vd_dit_free(&g->d);
+    vd_ckpt_free(&g->ck);
+}
+
 /* One PyTorch baseline of --torch: how it runs, then what it measured. */
 typedef struct trow {
     const char *name;  /* until it ran: "PyTorch 2 bf16", ... */

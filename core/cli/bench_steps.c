@@ -130,23 +130,21 @@ int bench_steps(int argc, char **argv)
         return 1;
     vd_log lg = { 0 };
     vk_ctx *kc = vk_ctx_new_ex(threads, (int)isa, prec, &lg);
-    vd_dit *d = NULL;
-    vd_ckpt *ck = NULL;
+    bench_guided g = { 0 };
     vd_dit_run *r = NULL;
-    vd_dit_cond *cc = NULL, *cu = NULL;
+    const vd_dit_cond *cc = NULL, *cu = NULL;
     vd_sampler *s_def = NULL, *s_few = NULL;
     int rc = 1;
     const int64_t ch = 16, f = (frames - 1) / 4 + 1, h = height / 8, w = width / 8;
-    const int64_t n = ch * f * h * w, T = 512, TD = 4096;
-    float *ctx = NULL, *x = NULL, *noise = NULL, *vc = NULL, *vu = NULL, *eps = NULL;
-    if (!kc || bench_random_dit(&ck, &d, &lg)) {
+    const int64_t n = ch * f * h * w;
+    float *x = NULL, *noise = NULL, *vc = NULL, *vu = NULL, *eps = NULL;
+    if (!kc || bench_guided_new(kc, &lg, &g)) {
         fprintf(stderr, "vdit bench steps: random 1.3B DiT: %s\n", lg.msg);
         goto done;
     }
-    if (kc->prec == VK_PREC_BF16 && vd_dit_prepare(d, VK_PREC_BF16, kc->n_threads))
-        goto done;
-    r = vd_dit_run_new(d, kc);
-    ctx = vd_malloc(sizeof(float) * T * TD);
+    r = g.r;
+    cc = g.cc;
+    cu = g.cu;
     x = vd_malloc(sizeof(float) * n);
     noise = vd_malloc(sizeof(float) * n);
     vc = vd_malloc(sizeof(float) * n);
@@ -154,14 +152,9 @@ int bench_steps(int argc, char **argv)
     eps = vd_malloc(sizeof(float) * n);
     s_def = vd_sampler_new(VD_SAMPLER_UNIPC, steps, shift, n);
     s_few = vd_sampler_new_list(list, n_list, 1, shift, n);
-    if (!r || !ctx || !x || !noise || !vc || !vu || !eps || !s_def || !s_few)
+    if (!x || !noise || !vc || !vu || !eps || !s_def || !s_few)
         goto done;
-    uint64_t st = 7;
-    for (int64_t i = 0; i < T * TD; i++)
-        ctx[i] = (float)((double)(bench_rng_next(&st) >> 11) / 9007199254740992.0 - 0.5);
     vd_noise_fill(1, 0, noise, n);
-    if (vd_dit_cond_new(r, ctx, 40, NULL, 0, &cc) || vd_dit_cond_new(r, ctx, 0, NULL, 0, &cu))
-        goto done;
     printf("1.3B DiT, random weights, %dx%d, %d frames (latent 16x%lldx%lldx%lld, %lld tokens), "
            "%s on %s, %d threads\n",
            width, height, frames, (long long)f, (long long)h, (long long)w,
@@ -195,7 +188,6 @@ int bench_steps(int argc, char **argv)
            best[1] / best[0], best[0] / best[1], (double)fwd[1] / fwd[0]);
     rc = 0;
 done:
-    vd_free(ctx);
     vd_free(x);
     vd_free(noise);
     vd_free(vc);
@@ -203,11 +195,7 @@ done:
     vd_free(eps);
     vd_sampler_free(&s_def);
     vd_sampler_free(&s_few);
-    vd_dit_cond_free(&cc);
-    vd_dit_cond_free(&cu);
-    vd_dit_run_free(&r);
-    vd_dit_free(&d);
-    vd_ckpt_free(&ck);
+    bench_guided_free(&g);
     vk_ctx_free(&kc);
     return rc;
 }
