@@ -22,7 +22,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
     || { tail -20 /tmp/vdit-fuzz-setup.log; rm -rf build-fuzz; exit 1; }
 fi
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors json pth tokenizer lora)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors json pth tokenizer lora options)
 ninja -C build-fuzz -j "$JOBS" "${targets[@]/#/tests/fuzz/fuzz_}" >build-fuzz/ninja.log 2>&1 \
   || { tail -30 build-fuzz/ninja.log; exit 1; }
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

@@ -52,37 +52,3 @@ void vdit_ctx_params_default(vdit_ctx_params *p)
     p->precision = VDIT_DEFAULT_PRECISION;
 }
 
-int vdit_lora_parse(const char *spec, vdit_lora *out, int max, char *buf, size_t buf_size)
-{
-    if (!spec || !*spec)
-        return 0;
-    if (!out || !buf || strlen(spec) + 1 > buf_size)
-        return VDIT_ERR_INVALID_ARG;
-    memcpy(buf, spec, strlen(spec) + 1);
-    int n = 0;
-    for (char *e = buf;;) {
-        char *bar = strchr(e, '|');
-        if (bar)
-            *bar = 0;
-        if (!*e || n >= max)
-            return VDIT_ERR_INVALID_ARG;
-        float scale = 1.0f;
-        char *colon = strrchr(e, ':');
-        if (colon && colon[1]) {
-            char *end;
-            double v = strtod(colon + 1, &end);
-            if (!*end) {
-                if (!isfinite(v) || colon == e)
-                    return VDIT_ERR_INVALID_ARG;
-                scale = (float)v;
-                *colon = 0;
-            }
-        }
-        out[n].path = e;
-        out[n].scale = scale;
-        n++;
-        if (!bar)
-            return n;
-        e = bar + 1;
-    }
-}

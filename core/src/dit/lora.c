@@ -832,3 +832,42 @@ int vd_lora_describe(const vd_ckpt *c, char *out, size_t outsz)
     free(f.it);
     return 1;
 }
+
+/* The list syntax of the vdit command, the FFmpeg option and the GStreamer
+ * property (vdit.h); here, beside the reader, so the fuzz build has it. */
+int vdit_lora_parse(const char *spec, vdit_lora *out, int max, char *buf, size_t buf_size)
+{
+    if (!spec || !*spec)
+        return 0;
+    if (!out || !buf || strlen(spec) + 1 > buf_size)
+        return VDIT_ERR_INVALID_ARG;
+    memcpy(buf, spec, strlen(spec) + 1);
+    int n = 0;
+    for (char *e = buf;;) {
+        char *bar = strchr(e, '|');
+        if (bar)
+            *bar = 0;
+        if (!*e || n >= max)
+            return VDIT_ERR_INVALID_ARG;
+        float scale = 1.0f;
+        char *colon = strrchr(e, ':');
+        if (colon && colon[1]) {
+            char *end;
+            double v = strtod(colon + 1, &end);
+            if (!*end) {
+                /* finite as the float it is stored in (1e55 is a finite
+                 * double and an infinite float) */
+                if (!isfinite(v) || !isfinite((float)v) || colon == e)
+                    return VDIT_ERR_INVALID_ARG;
+                scale = (float)v;
+                *colon = 0;
+            }
+        }
+        out[n].path = e;
+        out[n].scale = scale;
+        n++;
+        if (!bar)
+            return n;
+        e = bar + 1;
+    }
+}
