@@ -12,7 +12,7 @@
 #include "ckpt.h"
 #include "dit/dit.h"
 #include "cli.h"
-#include "dit/dit.h"
+#include "pipeline/family.h"
 
 static void usage(FILE *o)
 {
@@ -295,6 +295,22 @@ int cmd_info(int argc, char **argv)
             if (mi.causal)
                 printf("causal: yes (chunk-by-chunk generation with a KV cache: loads, "
                        "not run yet)\n");
+            /* the TAEHV files `--decoder tae` would take from this folder */
+            for (int f = 0; vd_families[f]; f++) {
+                const char *const *tn = vd_families[f]->tae_names;
+                if (strcmp(vd_families[f]->name, vdit_model_family(m)) || !tn)
+                    continue;
+                const char *found = NULL;
+                char p[4200];
+                for (int i = 0; tn[i] && !found; i++) {
+                    struct stat ts;
+                    snprintf(p, sizeof(p), "%s/%s", path, tn[i]);
+                    if (!stat(p, &ts) && S_ISREG(ts.st_mode))
+                        found = tn[i];
+                }
+                printf("decoders: the VAE (default)%s%s%s\n", found ? "; TAEHV " : "",
+                       found ? found : "", found ? " (--decoder tae)" : "");
+            }
             vdit_model_free(&m);
         } else {
             printf("model: %s: %s\n", path, mp.error);

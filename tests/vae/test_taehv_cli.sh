@@ -36,5 +36,20 @@ printf 'junk' >"$tmp/junk.safetensors"
   --output "$tmp/x.y4m" 2>"$tmp/err"
 rc=$?
 check "corrupt --decoder file: exit 1, names it" "[ $rc = 1 ] && grep -q junk.safetensors '$tmp/err'"
+# --decoder tae: the family's TAEHV file in the model's folder, which
+# `vdit info` names
+mkdir "$tmp/withtae"
+for f in "$model"/*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$tmp/withtae/"; done
+fam=$("$vdit" info "$model" 2>/dev/null | sed -n 's/^family: \([^ ]*\).*/\1/p')
+name=taew2_1.safetensors
+[ "$fam" = wan2.2-ti2v ] && name=taew2_2.safetensors
+cp "$tae" "$tmp/withtae/$name"
+"$vdit" info "$tmp/withtae" >"$tmp/info" 2>&1
+check "vdit info names the folder's TAEHV ($fam)" "grep -q 'TAEHV $name' '$tmp/info'"
+"$vdit" info "$model" >"$tmp/info0" 2>&1
+check "vdit info: only the VAE without one" "grep -q '^decoders: the VAE (default)$' '$tmp/info0'"
+"$vdit" generate --prompt "a cat" --frames 9 --decoder tae --model "$tmp/withtae" --steps 2 \
+  --threads 1 --seed 1 --quiet $size --output "$tmp/t9.y4m"
+check "--decoder tae from the folder: the same clip as --decoder FILE" "cmp -s '$tmp/t9.y4m' '$tmp/g9.y4m'"
 [ $fail = 0 ] || cat "$tmp/err"
 exit $fail
