@@ -439,6 +439,15 @@ int cmd_bench(int argc, char **argv)
                 what);
         return 2;
     }
+    /* `vdit bench vae --tae ...`: the TAEHV decoder beside the Wan-VAE's,
+     * which is `vdit bench tae` (its options) */
+    if (fn == bench_vae)
+        for (int i = 2; i < argc; i++)
+            if (!strcmp(argv[i], "--tae")) {
+                for (int k = i; k + 1 < argc; k++)
+                    argv[k] = argv[k + 1];
+                return bench_tae(argc - 2, argv + 1);
+            }
     return fn(argc - 1, argv + 1);
 }
 

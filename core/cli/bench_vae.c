@@ -322,6 +322,8 @@ static void usage(void)
            "default the CPU's level.\n"
            "Default cases: 320x192x17, 832x480x17, 832x480x161:dec (wan22: 320x192x17,\n"
            "1280x704x5:dec). --quick: 320x192x5 only.\n"
+           "--tae: the TAEHV decoder beside this decoder instead (vdit bench tae, its\n"
+           "options).\n"
            "--torch: the same network in PyTorch (models/bench/bench_vae_torch.py, the\n"
            "project's models/wan/vae.py or vae22.py, official chunked path), same threads,\n"
            "one row per baseline: PyTorch 2 bf16 and fp32 (scripts/bench-venv.sh's venv; it\n"
