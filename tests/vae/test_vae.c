@@ -176,18 +176,8 @@ static void test_layouts(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
 
 static void test_detach(const vd_ckpt *ck, vk_ctx *kc, const float *ref)
 {
-    vd_ckpt *c = vd_ckpt_new();
-    bufs b = { calloc(vd_ckpt_count(ck), sizeof(void *)), 0, 0 };
-    for (size_t i = 0; c && b.p && i < vd_ckpt_count(ck); i++) {
-        const vt_tensor *t = vd_ckpt_at(ck, i);
-        size_t nb = (size_t)vt_nelem(t) * vt_dtype_size(t->dtype);
-        void *p = vd_malloc(nb);
-        if (p)
-            memcpy(p, t->data, nb);
-        b.p[b.n++] = p;
-        if (!p || vd_ckpt_add(c, t->name, t->dtype, t->ndim, t->shape, p, NULL, "own", &lg))
-            vd_ckpt_free(&c);
-    }
+    bufs b;
+    vd_ckpt *c = own_copy(ck, &b);
     vd_vae *v = NULL;
     vk_ctx *rc = vk_ctx_new(1, 1, &lg);
     int r = c && rc ? vd_vae_load(c, &lg, &v) : -1;

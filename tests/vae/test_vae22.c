@@ -290,18 +290,8 @@ static void test_truncated(const char *path)
 static void test_detach(const vd_ckpt *ck, vk_ctx *kc, const float *ref, const float *video,
                         int t, int h, int w, const float *mu_ref)
 {
-    vd_ckpt *c = vd_ckpt_new();
-    bufs b = { calloc(vd_ckpt_count(ck), sizeof(void *)), 0, 0 };
-    for (size_t i = 0; c && b.p && i < vd_ckpt_count(ck); i++) {
-        const vt_tensor *tt = vd_ckpt_at(ck, i);
-        size_t nb = (size_t)vt_nelem(tt) * vt_dtype_size(tt->dtype);
-        void *p = vd_malloc(nb);
-        if (p)
-            memcpy(p, tt->data, nb);
-        b.p[b.n++] = p;
-        if (!p || vd_ckpt_add(c, tt->name, tt->dtype, tt->ndim, tt->shape, p, NULL, "own", &lg))
-            vd_ckpt_free(&c);
-    }
+    bufs b;
+    vd_ckpt *c = own_copy(ck, &b);
     vd_vae *v = NULL;
     int r = c ? vd_vae_load(c, &lg, &v) : -1;
     T_CHECK(r == 0, "detach: load: %s", lg.msg);

@@ -237,6 +237,28 @@ static void release_buf(void *ctx, const void *data)
         }
 }
 
+/* A set holding a copy of every tensor of ck in a buffer of its own, listed
+ * in *b for release_buf (b->p is calloc'ed here; the caller frees what is
+ * left and b->p). NULL when out of memory. */
+static vd_ckpt *own_copy(const vd_ckpt *ck, bufs *b)
+{
+    vd_ckpt *c = vd_ckpt_new();
+    *b = (bufs){ calloc(vd_ckpt_count(ck), sizeof(void *)), 0, 0 };
+    for (size_t i = 0; c && b->p && i < vd_ckpt_count(ck); i++) {
+        const vt_tensor *t = vd_ckpt_at(ck, i);
+        size_t nb = (size_t)vt_nelem(t) * vt_dtype_size(t->dtype);
+        void *p = vd_malloc(nb);
+        if (p)
+            memcpy(p, t->data, nb);
+        b->p[b->n++] = p;
+        if (!p || vd_ckpt_add(c, t->name, t->dtype, t->ndim, t->shape, p, NULL, "own", &lg))
+            vd_ckpt_free(&c);
+    }
+    if (!b->p)
+        vd_ckpt_free(&c);
+    return c;
+}
+
 /* Memory in use (glibc's count of allocated bytes) is the same after
  * 7 and after 13 latent frames of a decoder stream and after 9 and 17 frames
  * of an encoder stream: every buffer exists once the first frames have
