@@ -30,10 +30,13 @@ int bench_resolve(const char *who, int threads, int isa, vk_prec prec, vk_isa *i
                   vk_prec *prec_out);
 
 /* The 1.3B DiT with random fp16 weights (bench_dit.c's), written to a
- * temporary file, loaded and the file unlinked. 0 or VDIT_ERR_*. */
+ * temporary file, loaded as the models load it for precision prec (in bf16
+ * with the bf16 copy, made on `threads` threads) and the file unlinked.
+ * 0 or VDIT_ERR_*. */
 struct vd_ckpt;
 struct vd_dit;
-int bench_random_dit(struct vd_ckpt **ck, struct vd_dit **d, vd_log *lg);
+int bench_random_dit(vk_prec prec, int threads, struct vd_ckpt **ck, struct vd_dit **d,
+                     vd_log *lg);
 /* That DiT prepared for kc's precision, a run of it on kc, and the
  * conditions of a 40-token prompt and of the empty one (random text rows):
  * what a guided sampling loop needs. 0, or VDIT_ERR_* said in lg (nothing

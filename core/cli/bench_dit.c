@@ -67,6 +67,29 @@ static void release_stored(void *ck, const void *data)
     vd_ckpt_release(ck, data);
 }
 
+/* A DiT loaded as vdit_model_load loads one: opened, canonicalized, loaded,
+ * and in bf16 the copy of its fp32/fp16 weights made (their stored pages
+ * handed back). *open_s and *prep_s (may be NULL): the seconds of the
+ * first three steps and of the copy (0 when none is made). 0, or VDIT_ERR_* said in lg. */
+static int load_dit(const char *path, int64_t text_len, int64_t heads, vk_prec prec, int threads,
+                    vd_log *lg, vd_ckpt **ck, vd_dit **d, double *open_s, double *prep_s)
+{
+    double t0 = vd_time();
+    int ret;
+    if ((ret = vd_ckpt_open(path, lg, ck)) || (ret = vd_dit_canonicalize(*ck, lg)) ||
+        (ret = vd_dit_load_ex(*ck, text_len, heads, lg, d)))
+        return ret;
+    double t1 = vd_time();
+    if (prec == VK_PREC_BF16 &&
+        (ret = vd_dit_prepare_ex(*d, VK_PREC_BF16, threads, release_stored, *ck)))
+        return vd_err(lg, ret, "out of memory for the bf16 copy of the weights");
+    if (open_s)
+        *open_s = t1 - t0;
+    if (prep_s)
+        *prep_s = prec == VK_PREC_BF16 ? vd_time() - t1 : 0;
+    return 0;
+}
+
 static int add(spec *s, int n, const char *name, int kind, int ndim, int64_t a, int64_t b,
                int64_t c, int64_t d, int64_t e)
 {
@@ -328,17 +351,11 @@ static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_
     vd_dit_cond *cd = NULL;
     int ret;
     double t0 = vd_time();
-    if ((ret = vd_ckpt_open(path, &lg, &ck)) || (ret = vd_dit_canonicalize(ck, &lg)) ||
-        (ret = vd_dit_load_ex(ck, c->text_len, c->heads, &lg, &d)))
-        goto done;
     /* what vdit_model_load does for users: bf16 contexts read a bf16 copy of
      * fp32/fp16 weights made once at load */
-    double t1 = vd_time();
-    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare_ex(d, VK_PREC_BF16, threads, release_stored, ck))) {
-        vd_err(&lg, ret, "out of memory for the bf16 copy of the weights");
+    if ((ret = load_dit(path, c->text_len, c->heads, prec, threads, &lg, &ck, &d, NULL,
+                        &res->prep)))
         goto done;
-    }
-    res->prep = prec == VK_PREC_BF16 ? vd_time() - t1 : 0;
     res->load = vd_time() - t0;
     kc = vk_ctx_new_ex(threads, (int)isa, prec, &lg);
     if (!kc) {
@@ -399,7 +416,7 @@ static const bcfg wan22_5b = { .name = "Wan2.2 TI2V-5B", .dim = 3072, .ffn = 143
                                .layers = 30, .heads = 24, .text_len = 512, .f = 5, .h = 24,
                                .w = 40, .model_layers = 30, .vae_s = 16, .per_tok = 1 };
 
-int bench_random_dit(vd_ckpt **ck, vd_dit **d, vd_log *lg)
+int bench_random_dit(vk_prec prec, int threads, vd_ckpt **ck, vd_dit **d, vd_log *lg)
 {
     bcfg c = wan_1_3b;
     spec *sp = calloc((size_t)(16 + c.layers * 40), sizeof(*sp));
@@ -410,8 +427,8 @@ int bench_random_dit(vd_ckpt **ck, vd_dit **d, vd_log *lg)
     if (!ret && write_weights(path, sp, make_specs(&c, sp), VT_F16))
         ret = vd_err(lg, VDIT_ERR_IO, "cannot write %s", path);
     free(sp);
-    if (!ret && !(ret = vd_ckpt_open(path, lg, ck)) && !(ret = vd_dit_canonicalize(*ck, lg)))
-        ret = vd_dit_load_ex(*ck, c.text_len, c.heads, lg, d);
+    if (!ret)
+        ret = load_dit(path, c.text_len, c.heads, prec, threads, lg, ck, d, NULL, NULL);
     unlink(path); /* mapped: the pages stay until the checkpoint is freed */
     return ret;
 }
@@ -420,10 +437,7 @@ int bench_guided_new(vk_ctx *kc, vd_log *lg, bench_guided *g)
 {
     memset(g, 0, sizeof(*g));
     const int64_t T = 512, TD = 4096;
-    int ret = bench_random_dit(&g->ck, &g->d, lg);
-    if (!ret && kc->prec == VK_PREC_BF16 &&
-        (ret = vd_dit_prepare_ex(g->d, VK_PREC_BF16, kc->n_threads, release_stored, g->ck)))
-        vd_err(lg, ret, "out of memory for the bf16 copy of the weights");
+    int ret = bench_random_dit(kc->prec, kc->n_threads, &g->ck, &g->d, lg);
     float *ctx = ret ? NULL : vd_malloc(sizeof(float) * T * TD);
     if (!ret && (!(g->r = vd_dit_run_new(g->d, kc)) || !ctx))
         ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
@@ -605,15 +619,9 @@ static int run_file(const char *path, bcfg *c, int latent_set, int threads, vk_i
     vd_dit_cond *cd = NULL;
     float *x = NULL, *ctx = NULL, *out = NULL, *tt = NULL;
     int ret;
-    double t0 = vd_time();
-    if ((ret = vd_ckpt_open(path, &lg, &ck)) || (ret = vd_dit_canonicalize(ck, &lg)) ||
-        (ret = vd_dit_load_ex(ck, 512, 0, &lg, &d)))
+    double t0 = vd_time(), t_open = 0;
+    if ((ret = load_dit(path, 512, 0, prec, threads, &lg, &ck, &d, &t_open, NULL)))
         goto done;
-    double t_open = vd_time() - t0;
-    if (prec == VK_PREC_BF16 && (ret = vd_dit_prepare_ex(d, VK_PREC_BF16, threads, release_stored, ck))) {
-        vd_err(&lg, ret, "out of memory for the bf16 copy of the weights");
-        goto done;
-    }
     double t_load = vd_time() - t0;
     const vd_dit_config *g = vd_dit_get_config(d);
     if (!latent_set)
