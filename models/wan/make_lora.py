@@ -37,9 +37,7 @@ even); fp8 weights are first widened as the loader does (value * scale in
 float32, rounded to BF16) and end as BF16.
 """
 import argparse
-import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -77,40 +75,15 @@ TOP_DIFFUSERS = {
 LINEARS = [o for o, _ in DIFFUSERS]
 
 
-def bf16_round(a):
-    """float32 -> the float32 values of its BF16 rounding (nearest even)."""
-    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
-    return u.astype(np.uint32).view(np.float32)
+bf16_round = st.bf16_round
 
 
 def save(path, tensors):
-    """{name: (array, dtype)} with dtype F32, F16 or BF16 (values already
-    representable) -> safetensors."""
-    hdr, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        a, dt = tensors[name]
-        a = np.ascontiguousarray(a, dtype=np.uint8 if dt == "F8_E4M3" else np.float32)
-        if dt == "F32":
-            b = a.astype("<f4").tobytes()
-        elif dt == "F16":
-            b = a.astype("<f2").tobytes()
-        elif dt == "BF16":
-            b = (bf16_round(a).view(np.uint32) >> 16).astype("<u2").tobytes()
-        elif dt == "F8_E4M3":  # a holds the codes
-            b = np.ascontiguousarray(tensors[name][0], dtype=np.uint8).tobytes()
-        else:
-            raise ValueError(dt)
-        hdr[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(hdr, separators=(",", ":")).encode()
-    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    """{name: (array, dtype)} with dtype F32, F16, BF16 (values already
+    representable) or F8_E4M3 (the codes) -> safetensors (st.save)."""
+    plain = {"F32": np.float32, "F16": np.float16}
+    st.save(path, {n: np.ascontiguousarray(a, dtype=plain[dt]) if dt in plain else (a, dt)
+                   for n, (a, dt) in tensors.items()})
 
 
 # float8_e4m3fn: sign, 4 exponent bits (bias 7), 3 mantissa bits; 0x7f NaN

@@ -44,13 +44,39 @@ def load_torch(path):
     return {k: torch.from_numpy(v) for k, v in load(path).items()}
 
 
+def bf16_round(a):
+    """float32 -> the float32 values of its BF16 rounding (nearest even)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32)
+
+
+def _typed(a, dt):
+    """Bytes of a stored as dt where numpy has no such type: BF16 (rounded
+    to nearest even) or F8_E4M3 (a holds the codes)."""
+    if dt == "BF16":
+        return (bf16_round(a).view(np.uint32) >> 16).astype("<u2").tobytes()
+    if dt == "F8_E4M3":
+        return np.ascontiguousarray(a, dtype=np.uint8).tobytes()
+    raise ValueError(dt)
+
+
 def save(path, tensors, metadata=None):
-    """Write {name: numpy array or torch tensor} (sorted by name)."""
+    """Write {name: numpy array or torch tensor, or (array, "BF16" or
+    "F8_E4M3")} (sorted by name)."""
     hdr = {}
     blobs = []
     off = 0
     for name in sorted(tensors):
         t = tensors[name]
+        if isinstance(t, tuple):
+            a, dt = t
+            b = _typed(a, dt)
+            hdr[name] = {"dtype": dt, "shape": list(np.shape(a)),
+                         "data_offsets": [off, off + len(b)]}
+            blobs.append(b)
+            off += len(b)
+            continue
         if hasattr(t, "detach"):
             t = t.detach().cpu().contiguous().numpy()
         t = np.ascontiguousarray(t)
