@@ -18,36 +18,15 @@ if ! "$py" -c 'import torch, numpy' 2>/dev/null; then
 fi
 rm -rf "$work" && mkdir -p "$work" || exit 1
 
-"$py" - "$model/diffusion_pytorch_model.safetensors" "$work" <<'PY' || { echo "FAIL: writing the files"; exit 1; }
-import json, struct, sys
-import numpy as np
+"$py" - "$model/diffusion_pytorch_model.safetensors" "$work" "$(dirname "$0")/../../models" <<'PY' || { echo "FAIL: writing the files"; exit 1; }
+import sys
 import torch
 
 src, out = sys.argv[1], sys.argv[2]
-with open(src, "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]
-    hdr = json.loads(f.read(n))
-    data = f.read()
-dt = {"F32": np.float32, "F16": np.float16}
-sd = {}
-for k, v in hdr.items():
-    if k == "__metadata__":
-        continue
-    a, b = v["data_offsets"]
-    sd[k] = np.frombuffer(data[a:b], dtype=dt[v["dtype"]]).reshape(v["shape"]).copy()
+sys.path.insert(0, sys.argv[3])
+from wan import st  # the project's safetensors reader and writer
 
-def write_st(path, tensors):
-    h, off, blobs = {}, 0, []
-    for k, a in tensors.items():
-        b = a.tobytes()
-        h[k] = {"dtype": {np.float32: "F32", np.float16: "F16"}[a.dtype.type],
-                "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    hj = json.dumps(h).encode()
-    hj += b" " * (-len(hj) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+sd = st.load(src)
 
 def fsdp(k):
     # the outer wrapper around the model, one around each block
@@ -60,9 +39,9 @@ tt = {k: torch.from_numpy(v) for k, v in sd.items()}
 torch.save({"generator_ema": {"model." + k: v for k, v in tt.items()}}, out + "/self_forcing.pt")
 torch.save({"generator": {"model." + k: v for k, v in tt.items()}, "step": 1000},
            out + "/causvid.pt")
-write_st(out + "/fsdp.safetensors", {fsdp(k): v for k, v in sd.items()})
-write_st(out + "/model_prefix.safetensors", {"model." + k: v for k, v in sd.items()})
-write_st(out + "/compiled.safetensors", {"_orig_mod." + k: v for k, v in sd.items()})
+st.save(out + "/fsdp.safetensors", {fsdp(k): v for k, v in sd.items()})
+st.save(out + "/model_prefix.safetensors", {"model." + k: v for k, v in sd.items()})
+st.save(out + "/compiled.safetensors", {"_orig_mod." + k: v for k, v in sd.items()})
 PY
 
 gen() { # FOLDER OUT
