@@ -16,10 +16,10 @@
  * scaled = other + blocks x 30 / N, labelled as such.
  * Prints seconds per step (the once-per-prompt condition apart), effective
  * GFLOP/s and share of the measured peak of the level and precision in use
- * (--precision, --isa; vk_peak_gflops), peak RSS. In a bf16 context fp16 and
- * fp32 weights get their bf16 copy at load (vd_dit_prepare), as
- * vdit_model_load does for users, counted in the load time; bf16 weights are
- * read in place. With --torch, the same network on the same weights and
+ * (--precision, --isa; vk_peak_gflops), peak RSS. The weights are prepared
+ * at load as vdit_model_load does for users (vd_dit_prepare: for bf16 a bf16
+ * copy, for fp32 a packed copy of fp32 weights, each in the matmul's
+ * layout), counted in the load time. With --torch, the same network on the same weights and
  * inputs in the Python baselines (models/bench/bench_dit_torch.py: PyTorch 2
  * bf16 and fp32 and diffusers bf16 from scripts/bench-venv.sh's venv,
  * Debian's torch 1.13 fp32; --torch-rows picks some), each with its seconds
@@ -60,17 +60,17 @@ typedef struct spec {
     int kind; /* 0 weight (1/sqrt(fan_in)), 1 bias, 2 norm weight, 3 norm bias, 4 modulation */
 } spec;
 
-/* As vdit_model_load does: a stored weight's pages go back once its bf16 copy
- * is made (vd_dit_prepare_ex), so the figures show the loader's memory. */
+/* As vdit_model_load does: a stored weight's pages go back once its prepared
+ * copy is made (vd_dit_prepare_ex), so the figures show the loader's memory. */
 static void release_stored(void *ck, const void *data)
 {
     vd_ckpt_release(ck, data);
 }
 
 /* A DiT loaded as vdit_model_load loads one: opened, canonicalized, loaded,
- * and in bf16 the copy of its fp32/fp16 weights made (their stored pages
- * handed back). *open_s and *prep_s (may be NULL): the seconds of the
- * first three steps and of the copy (0 when none is made). 0, or VDIT_ERR_* said in lg. */
+ * and prepared for prec (their stored pages handed back where a copy is
+ * made). *open_s and *prep_s (may be NULL): the seconds of the first three
+ * steps and of the preparation. 0, or VDIT_ERR_* said in lg. */
 static int load_dit(const char *path, int64_t text_len, int64_t heads, vk_prec prec, int threads,
                     vd_log *lg, vd_ckpt **ck, vd_dit **d, double *open_s, double *prep_s)
 {
@@ -80,13 +80,12 @@ static int load_dit(const char *path, int64_t text_len, int64_t heads, vk_prec p
         (ret = vd_dit_load_ex(*ck, text_len, heads, lg, d)))
         return ret;
     double t1 = vd_time();
-    if (prec == VK_PREC_BF16 &&
-        (ret = vd_dit_prepare_ex(*d, VK_PREC_BF16, threads, release_stored, *ck)))
-        return vd_err(lg, ret, "out of memory for the bf16 copy of the weights");
+    if ((ret = vd_dit_prepare_ex(*d, prec, threads, release_stored, *ck)))
+        return vd_err(lg, ret, "out of memory for the prepared copy of the weights");
     if (open_s)
         *open_s = t1 - t0;
     if (prep_s)
-        *prep_s = prec == VK_PREC_BF16 ? vd_time() - t1 : 0;
+        *prep_s = vd_time() - t1;
     return 0;
 }
 
@@ -351,8 +350,7 @@ static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_
     vd_dit_cond *cd = NULL;
     int ret;
     double t0 = vd_time();
-    /* what vdit_model_load does for users: bf16 contexts read a bf16 copy of
-     * fp32/fp16 weights made once at load */
+    /* what vdit_model_load does for users: the weights prepared once at load */
     if ((ret = load_dit(path, c->text_len, c->heads, prec, threads, &lg, &ck, &d, NULL,
                         &res->prep)))
         goto done;
@@ -932,8 +930,7 @@ int bench_dit(int argc, char **argv)
                    "machine?); at full use of %d cores the rate would be %.1f GFLOP/s\n",
                    res.cpu / res.step, threads, threads, flops / (res.cpu / threads) / 1e9);
         char prep[64] = "";
-        if (prec == VK_PREC_BF16 && kdt[k] != VT_BF16)
-            snprintf(prep, sizeof(prep), " (bf16 copy %.2f s)", res.prep);
+        snprintf(prep, sizeof(prep), " (prepared in %.2f s)", res.prep);
         printf("vdit %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of the %s peak  (cond once "
                "per prompt %.3f s, load %.2f s%s, peak RSS %.0f MiB)\n",
                dt_name(kdt[k]), res.step, gf, 100.0 * gf / peak, pn, res.cond, res.load, prep,
@@ -1042,8 +1039,7 @@ int bench_dit(int argc, char **argv)
                     trc = 1;
                 } else {
                     char prep[64] = "";
-                    if (opp == VK_PREC_BF16 && kdt[kt] != VT_BF16)
-                        snprintf(prep, sizeof(prep), " (bf16 copy %.2f s)", r2.prep);
+                    snprintf(prep, sizeof(prep), " (prepared in %.2f s)", r2.prep);
                     vo[op] = r2.out, vs[op] = r2.step, vcpu[op] = r2.cpu;
                     voth[op] = r2.prof[VD_DIT_PROF_OTHER];
                     printf("vdit %s, %s weights: %.3f s/step  %.1f GFLOP/s  %.1f%% of the %s "

@@ -369,10 +369,10 @@ int vd_dit_prepare_ex(vd_dit *d, vk_prec prec, int n_threads,
             if (!ls[k]->w)
                 continue;
             ret = vk_linear_prepare(ls[k], prec, n_threads);
-            /* a bf16 copy was made (stored bf16 is used in place): the
-             * stored weights' pages may go until an fp32 context reads them */
-            if (!ret && release && prec == VK_PREC_BF16 && ls[k]->prep &&
-                ls[k]->wtype != VT_BF16)
+            /* the prepared form is the layer's own (a copy in the matmul's
+             * layout): the stored weights' pages may go until a context of
+             * the other precision reads them */
+            if (!ret && release && ls[k]->prep)
                 release(user, ls[k]->w);
         }
     }
@@ -959,9 +959,11 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cons
     /* self-attention */
     norm_mod(r, x, h, nb, Lb, m, 6 * D, D, 0);
     mark(r, VD_DIT_PROF_ELEM);
-    f->linear(kc, &b->sq, h, L, q, VK_ACT_NONE);
-    f->linear(kc, &b->sk, h, L, k, VK_ACT_NONE);
-    f->linear(kc, &b->sv, h, L, v, VK_ACT_NONE);
+    {
+        const vk_linear *qkv[3] = { &b->sq, &b->sk, &b->sv };
+        float *const out[3] = { q, k, v };
+        f->linear_n(kc, qkv, 3, h, L, out);
+    }
     mark(r, VD_DIT_PROF_PROJ);
     if (b->s_norm_q) {
         f->rmsnorm(kc, q, q, L, D, b->s_norm_q, c->eps);
@@ -1014,8 +1016,7 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cons
     /* feed-forward; its hidden layer reuses the whole work area */
     norm_mod(r, x, h, nb, Lb, m, 6 * D, 4 * D, 3 * D);
     mark(r, VD_DIT_PROF_ELEM);
-    f->linear(kc, &b->ffn0, h, L, r->work, VK_ACT_GELU_TANH);
-    f->linear(kc, &b->ffn2, r->work, L, y, VK_ACT_NONE);
+    f->ffn(kc, &b->ffn0, &b->ffn2, VK_ACT_GELU_TANH, h, L, r->work, y);
     mark(r, VD_DIT_PROF_FFN);
     add_mod(r, x, y, nb, Lb, m, 6 * D, 5 * D);
     mark(r, VD_DIT_PROF_ELEM);

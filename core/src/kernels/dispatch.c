@@ -10,8 +10,26 @@
 #include "x86/x86.h"
 #endif
 
+/* The composite entries as calls of the table's own linear: every level's
+ * unless it has its own. */
+static void linear_n_each(vk_ctx *c, const vk_linear *const *ls, int n, const float *x, int64_t m,
+                          float *const *ys)
+{
+    for (int i = 0; i < n; i++)
+        c->f->linear(c, ls[i], x, m, ys[i], VK_ACT_NONE);
+}
+
+static void ffn_two(vk_ctx *c, const vk_linear *l0, const vk_linear *l2, vk_act act,
+                    const float *x, int64_t m, float *hidden, float *y)
+{
+    c->f->linear(c, l0, x, m, hidden, act);
+    c->f->linear(c, l2, hidden, m, y, VK_ACT_NONE);
+}
+
 static const vk_funcs ref_funcs = {
     .linear = vk_ref_linear,
+    .linear_n = linear_n_each,
+    .ffn = ffn_two,
     .gemm = vk_ref_gemm,
     .conv = vk_ref_conv,
     .conv_tap = vk_ref_conv_tap,
@@ -134,6 +152,8 @@ static void init_level(vk_funcs *f, vk_isa isa, int bf16)
         f->attention = vk_avx512_attention;
     if (isa >= VK_ISA_AVX512_BF16 && bf16) {
         f->linear = vk_dnnl_linear_bf16;
+        f->linear_n = vk_dnnl_linear_n_bf16;
+        f->ffn = vk_dnnl_ffn_bf16;
         f->attention = vk_bf16_attention;
         f->to_bf16 = vk_bf16_to_bf16;
     }

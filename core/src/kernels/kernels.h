@@ -102,6 +102,19 @@ enum {
 typedef struct vk_funcs {
     /* y[m, n_out] = act(x[m, n_in] Wᵀ + b). x and y must not alias. */
     void (*linear)(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act);
+    /* Several layers of the same input width on one input (the DiT's q, k,
+     * v): ys[i][m, ls[i]->n_out] = x ls[i]ᵀ + b (no activation). The same
+     * result as n linear calls; an implementation may share work between
+     * them (bf16: x converted once). */
+    void (*linear_n)(vk_ctx *c, const vk_linear *const *ls, int n, const float *x, int64_t m,
+                     float *const *ys);
+    /* Feed-forward y[m, l2->n_out] = act(x l0ᵀ + b0) l2ᵀ + b2, l2->n_in ==
+     * l0->n_out. hidden: the caller's work area of m x l0->n_out floats
+     * (its contents after the call are unspecified; bf16 keeps the hidden
+     * layer there in bf16, which the second product rounds its operand to
+     * anyway). x, hidden and y must not alias. */
+    void (*ffn)(vk_ctx *c, const vk_linear *l0, const vk_linear *l2, vk_act act, const float *x,
+                int64_t m, float *hidden, float *y);
 
     /* General fp32 GEMM: C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C.
      * op(A) = A (lda >= k) or Aᵀ (ta = 1, A is [k,m], lda >= m); likewise B. */

@@ -201,13 +201,13 @@ static void check_linear_at(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype 
         r->fast->f->linear(r->fast, &l, x, m, y1, act);
         /* bf16 against the rounded operands: only the summation order differs */
         double e = nerr(y1, y0, m, no, no);
-        if (bf) { /* and again from the bf16 copy vk_linear_prepare makes */
-            if (vk_linear_prepare(&l, VK_PREC_BF16, r->fast->n_threads))
-                e = INFINITY;
-            r->fast->f->linear(r->fast, &l, x, m, y1, act);
-            double e2 = nerr(y1, y0, m, no, no);
-            e = e2 > e ? e2 : e;
-        }
+        /* and again from the form vk_linear_prepare makes for the precision
+         * (bf16: a bf16 copy, fp32: stored fp32 packed; in oneDNN's layout) */
+        if (vk_linear_prepare(&l, bf ? VK_PREC_BF16 : VK_PREC_F32, r->fast->n_threads))
+            e = INFINITY;
+        r->fast->f->linear(r->fast, &l, x, m, y1, act);
+        double e2 = nerr(y1, y0, m, no, no);
+        e = e2 > e ? e2 : e;
         report(r, e, bf ? 1e-5 : 2e-5,
                guards_ok(y1, (size_t)(m * no)) && guards_ok(x, (size_t)(m * ni)));
     } else {
@@ -228,6 +228,142 @@ static void check_linear(run *r, int64_t m, int64_t ni, int64_t no, vt_dtype t, 
                          vk_act act)
 {
     check_linear_at(r, m, ni, no, t, bias, act, 0);
+}
+
+/* A layer [no, ni] of random weights of type t (bias: random fp32) made
+ * into *l and, in bf16, the same rounded to bf16 into *lr (what a bf16
+ * kernel multiplies); prepared for the fast context's precision when
+ * prepare is set. Owned memory in *keep[0..2]. 0 or -1. */
+static int make_layer(run *r, vk_linear *l, vk_linear *lr, int64_t ni, int64_t no, vt_dtype t,
+                      int bf, int prepare, void **keep)
+{
+    uint8_t *wraw = weights(r, t, (size_t)(ni * no), 1.0f / sqrtf((float)ni));
+    float *bv = vd_malloc((size_t)no * sizeof(float));
+    keep[0] = wraw;
+    keep[1] = bv;
+    keep[2] = NULL;
+    if (!wraw || !bv)
+        return -1;
+    fill(r, bv, (size_t)no, 1.0f);
+    vt_tensor w = { .dtype = t, .ndim = 2, .shape = { no, ni }, .data = wraw + 1 };
+    vt_tensor b = { .dtype = VT_F32, .ndim = 1, .shape = { no }, .data = bv };
+    if (vk_linear_init(l, &w, &b) ||
+        (prepare && vk_linear_prepare(l, bf ? VK_PREC_BF16 : VK_PREC_F32, r->fast->n_threads)))
+        return -1;
+    if (!bf)
+        return vk_linear_init(lr, &w, &b);
+    uint16_t *wr = bf16_weights(wraw + 1, t, (size_t)(ni * no));
+    keep[2] = wr;
+    vt_tensor w2 = { .dtype = VT_BF16, .ndim = 2, .shape = { no, ni }, .data = wr };
+    return wr ? vk_linear_init(lr, &w2, &b) : -1;
+}
+
+static void round_bf16(float *d, const float *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] = vt_bf16_to_f32(vt_f32_to_bf16(s[i]));
+}
+
+/* linear_n: n layers on one input against one reference linear each. */
+static void check_linear_n(run *r, int64_t m, int64_t ni, const int64_t *nos, int n, vt_dtype t,
+                           int prepare)
+{
+    snprintf(r->name, sizeof(r->name), "linear_n m=%lld in=%lld x%d %s%s", (long long)m,
+             (long long)ni, n, vt_dtype_name(t), prepare ? " prepared" : "");
+    int bf = r->fast->prec == VK_PREC_BF16, err = 0, guards = 1;
+    vk_linear l[4] = { 0 }, lr[4] = { 0 };
+    void *keep[4][3] = { { 0 } };
+    float *ys[4] = { 0 }, *y0 = NULL;
+    float *x = gbuf((size_t)(m * ni)), *xr = vd_malloc((size_t)(m * ni) * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        err |= make_layer(r, &l[i], &lr[i], ni, nos[i], t, bf, prepare, keep[i]);
+        err |= !(ys[i] = gbuf((size_t)(m * nos[i])));
+    }
+    double e = INFINITY;
+    if (!err && x && xr) {
+        fill(r, x, (size_t)(m * ni), 2.0f);
+        if (bf)
+            round_bf16(xr, x, (size_t)(m * ni));
+        else
+            memcpy(xr, x, (size_t)(m * ni) * sizeof(float));
+        const vk_linear *ls[4] = { &l[0], &l[1], &l[2], &l[3] };
+        r->fast->f->linear_n(r->fast, ls, n, x, m, ys);
+        e = 0;
+        for (int i = 0; i < n; i++) {
+            if (!(y0 = vd_malloc((size_t)(m * nos[i]) * sizeof(float)))) {
+                e = INFINITY;
+                break;
+            }
+            r->ref->f->linear(r->ref, &lr[i], xr, m, y0, VK_ACT_NONE);
+            double ei = nerr(ys[i], y0, m, nos[i], nos[i]);
+            e = ei > e ? ei : e;
+            guards &= guards_ok(ys[i], (size_t)(m * nos[i]));
+            vd_free(y0);
+        }
+    }
+    report(r, e, bf ? 1e-5 : 2e-5, guards && x && guards_ok(x, (size_t)(m * ni)));
+    for (int i = 0; i < n; i++) {
+        vk_linear_free(&l[i]);
+        vk_linear_free(&lr[i]);
+        for (int k = 0; k < 3; k++)
+            vd_free(keep[i][k]);
+        gfree(ys[i]);
+    }
+    gfree(x);
+    vd_free(xr);
+}
+
+/* ffn: against two reference linears; in bf16 on operands rounded to bf16,
+ * the hidden layer too (after the activation), as the second product reads
+ * it. A rounding that falls the other way on a hidden value moves y by
+ * about 2^-9 of that value's share, hence the looser bf16 bound. */
+static void check_ffn(run *r, int64_t m, int64_t ni, int64_t nh, int64_t no, vt_dtype t,
+                      vk_act act, int prepare)
+{
+    snprintf(r->name, sizeof(r->name), "ffn m=%lld %lld-%lld-%lld %s %s%s", (long long)m,
+             (long long)ni, (long long)nh, (long long)no, vt_dtype_name(t), act_name[act],
+             prepare ? " prepared" : "");
+    int bf = r->fast->prec == VK_PREC_BF16;
+    vk_linear l0 = { 0 }, l2 = { 0 }, r0 = { 0 }, r2 = { 0 };
+    void *k0[3], *k2[3];
+    int err = make_layer(r, &l0, &r0, ni, nh, t, bf, prepare, k0) |
+              make_layer(r, &l2, &r2, nh, no, t, bf, prepare, k2);
+    float *x = gbuf((size_t)(m * ni)), *hid = gbuf((size_t)(m * nh)), *y1 = gbuf((size_t)(m * no));
+    float *xr = vd_malloc((size_t)(m * ni) * sizeof(float));
+    float *h0 = vd_malloc((size_t)(m * nh) * sizeof(float));
+    float *y0 = vd_malloc((size_t)(m * no) * sizeof(float));
+    double e = INFINITY;
+    int guards = 0;
+    if (!err && x && hid && y1 && xr && h0 && y0) {
+        fill(r, x, (size_t)(m * ni), 2.0f);
+        if (bf)
+            round_bf16(xr, x, (size_t)(m * ni));
+        else
+            memcpy(xr, x, (size_t)(m * ni) * sizeof(float));
+        r->ref->f->linear(r->ref, &r0, xr, m, h0, act);
+        if (bf)
+            round_bf16(h0, h0, (size_t)(m * nh));
+        r->ref->f->linear(r->ref, &r2, h0, m, y0, VK_ACT_NONE);
+        r->fast->f->ffn(r->fast, &l0, &l2, act, x, m, hid, y1);
+        e = nerr(y1, y0, m, no, no);
+        guards = guards_ok(y1, (size_t)(m * no)) && guards_ok(hid, (size_t)(m * nh)) &&
+                 guards_ok(x, (size_t)(m * ni));
+    }
+    report(r, e, bf ? 1e-4 : 2e-5, guards);
+    vk_linear_free(&l0);
+    vk_linear_free(&l2);
+    vk_linear_free(&r0);
+    vk_linear_free(&r2);
+    for (int k = 0; k < 3; k++) {
+        vd_free(k0[k]);
+        vd_free(k2[k]);
+    }
+    gfree(x);
+    gfree(hid);
+    gfree(y1);
+    vd_free(xr);
+    vd_free(h0);
+    vd_free(y0);
 }
 
 static void check_gemm(run *r, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
@@ -599,6 +735,22 @@ static void run_all(run *r)
         check_linear(r, 256, 75, 31, VT_BF16, 1, VK_ACT_SILU);
         check_linear(r, 257, 75, 31, VT_F16, 1, VK_ACT_GELU_ERF);
         check_linear(r, 5, 75, 31, VT_F16, 0, VK_ACT_RELU);
+    }
+
+    /* layers sharing an input, and feed-forwards (bf16: hidden layer in
+     * bf16), on stored and prepared weights */
+    {
+        static const int64_t nos[3] = { 33, 16, 70 };
+        check_linear_n(r, 37, 48, nos, 3, VT_F16, 0);
+        check_linear_n(r, 129, 96, nos, 3, VT_F32, 1);
+        check_linear_n(r, 5, 33, nos + 1, 1, VT_BF16, 1);
+        check_ffn(r, 37, 48, 130, 33, VT_F16, VK_ACT_GELU_TANH, 1);
+        check_ffn(r, 67, 64, 96, 17, VT_BF16, VK_ACT_SILU, 0);
+        check_ffn(r, 1, 7, 9, 5, VT_F32, VK_ACT_GELU_TANH, 1);
+        if (thorough) {
+            check_ffn(r, 300, 96, 500, 96, VT_F32, VK_ACT_GELU_ERF, 0);
+            check_ffn(r, 2, 32768, 290, 3, VT_F16, VK_ACT_NONE, 0); /* chunked weights */
+        }
     }
 
     /* gemm: all transpositions, alpha/beta, leading dimensions */

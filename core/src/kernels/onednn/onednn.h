@@ -15,6 +15,12 @@ void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, fl
 /* The same with bf16 operands and fp32 accumulation (vk_ctx.prec BF16). */
 void vk_dnnl_linear_bf16(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y,
                          vk_act act);
+/* bf16: layers on the same input (x converted once), and a feed-forward
+ * whose hidden layer is kept in bf16 in the caller's hidden area. */
+void vk_dnnl_linear_n_bf16(vk_ctx *c, const vk_linear *const *ls, int n, const float *x,
+                           int64_t m, float *const *ys);
+void vk_dnnl_ffn_bf16(vk_ctx *c, const vk_linear *l0, const vk_linear *l2, vk_act act,
+                      const float *x, int64_t m, float *hidden, float *y);
 void vk_dnnl_gemm(vk_ctx *c, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
                   int64_t ldc);

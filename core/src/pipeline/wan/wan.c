@@ -129,11 +129,12 @@ static int wan_load(vdit_model *m, const vd_files *f, vk_prec prep, int n_thread
         (ret = vd_dit_merge_loras(w->ck_dit, f->loras, f->n_loras, n_threads, &m->log)) ||
         (ret = vd_dit_load_ex(w->ck_dit, text_len, f->n_heads, &m->log, &w->dit)))
         return ret;
-    /* bf16 contexts read a bf16 copy of fp32/fp16 DiT weights made once here */
-    if (prep == VK_PREC_BF16 &&
-        (ret = vd_dit_prepare_ex(w->dit, VK_PREC_BF16, n_threads, release_tensor, w->ck_dit)))
-        return vd_err(&m->log, ret, "%s: out of memory for the bf16 copy of the weights (load "
-                      "with precision fp32 to do without it)", f->dit);
+    /* the DiT's weights in the matmul's layout, made once here: bf16
+     * contexts read a bf16 copy, fp32 ones a packed copy of fp32 weights */
+    if ((ret = vd_dit_prepare_ex(w->dit, prep, n_threads, release_tensor, w->ck_dit)))
+        return vd_err(&m->log, ret, "%s: out of memory for the %s copy of the weights%s", f->dit,
+                      prep == VK_PREC_BF16 ? "bf16" : "packed fp32",
+                      prep == VK_PREC_BF16 ? " (load with precision fp32 to do without it)" : "");
     if ((ret = open_part(f->vae, &m->log, n_threads, ck_flags, &w->ck_vae)) ||
         (ret = vd_vae_canonicalize(w->ck_vae, &m->log)) ||
         (ret = vd_vae_load(w->ck_vae, &m->log, &w->vae)) ||
