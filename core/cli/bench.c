@@ -216,9 +216,11 @@ static int make_linear(vk_linear *l, void **store, vt_dtype t, int64_t n, int64_
 static double time_linear(vk_ctx *c, vt_dtype t, int64_t m, int64_t k, int64_t n, float *x,
                           float *y, double min_s, double *cpu)
 {
-    vk_linear l;
+    vk_linear l = { 0 };
     void *w = NULL;
-    if (make_linear(&l, &w, t, n, k)) {
+    /* prepared as a model's layers are at load (the matmul's layout) */
+    if (make_linear(&l, &w, t, n, k) || vk_linear_prepare(&l, c->prec, c->n_threads)) {
+        vk_linear_free(&l);
         vd_free(w);
         return -1;
     }
@@ -379,10 +381,10 @@ int bench_kernels(int argc, char **argv)
                      (long long)ltext);
             row(name, nt, 4.0 * ls[a] * ltext * hd * heads, s, cpu, peak[ti]);
         }
-        /* stored fp16 / bf16 weights are used in place or widened per call:
-         * their cost, in wall and in CPU time (the latter is what other load
-         * does not disturb) */
-        double c32, c16, cb16;
+        /* stored fp16 / bf16 weights against fp32 ones, prepared as at load
+         * (fp32 contexts widen 16-bit weights per call): their cost, in wall
+         * and in CPU time (the latter is what other load does not disturb) */
+        double c32 = 0, c16 = 0, cb16 = 0;
         double s32 = time_linear(c, VT_F32, 1200, 1536, 8960, x, y, min_s, &c32);
         double s16 = time_linear(c, VT_F16, 1200, 1536, 8960, x, y, min_s, &c16);
         double sb16 = time_linear(c, VT_BF16, 1200, 1536, 8960, x, y, min_s, &cb16);

@@ -35,6 +35,7 @@
  * projection output y) plus one work area shared by q/k/v/attention output
  * and the FFN hidden layer, which are never alive together.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -357,25 +358,41 @@ int vd_dit_load(const vd_ckpt *ck, int64_t text_len, vd_log *lg, vd_dit **out)
     return vd_dit_load_ex(ck, text_len, 0, lg, out);
 }
 
+typedef struct release_arg {
+    void (*release)(void *user, const void *data);
+    void *user;
+} release_arg;
+
+/* the prepared form is the layer's own (a copy in the matmul's layout): the
+ * stored weights' pages may go until a context of the other precision reads
+ * them */
+static void release_stored(void *user, const vk_linear *l)
+{
+    const release_arg *a = user;
+    if (l->prep)
+        a->release(a->user, l->w);
+}
+
 int vd_dit_prepare_ex(vd_dit *d, vk_prec prec, int n_threads,
                       void (*release)(void *user, const void *data), void *user)
 {
-    int ret = 0;
-    for (int64_t i = 0; d->blocks && i < d->cfg.n_layers && !ret; i++) {
+    int64_t nl = d->blocks ? d->cfg.n_layers : 0, n = 0;
+    vk_linear **ls = vd_malloc((size_t)(nl * 12 + 1) * sizeof(*ls));
+    if (!ls)
+        return VDIT_ERR_NOMEM;
+    for (int64_t i = 0; i < nl; i++) {
         dit_block *b = &d->blocks[i];
-        vk_linear *ls[] = { &b->sq, &b->sk, &b->sv, &b->so, &b->cq, &b->ck,
+        vk_linear *bl[] = { &b->sq, &b->sk, &b->sv, &b->so, &b->cq, &b->ck,
                             &b->cv, &b->co, &b->ck_img, &b->cv_img, &b->ffn0, &b->ffn2 };
-        for (size_t k = 0; k < VD_ARRAY_SIZE(ls) && !ret; k++) {
-            if (!ls[k]->w)
-                continue;
-            ret = vk_linear_prepare(ls[k], prec, n_threads);
-            /* the prepared form is the layer's own (a copy in the matmul's
-             * layout): the stored weights' pages may go until a context of
-             * the other precision reads them */
-            if (!ret && release && ls[k]->prep)
-                release(user, ls[k]->w);
-        }
+        for (size_t k = 0; k < VD_ARRAY_SIZE(bl); k++)
+            if (bl[k]->w)
+                ls[n++] = bl[k];
     }
+    release_arg ra = { release, user };
+    int ret = n > INT_MAX ? VDIT_ERR_INVALID_ARG
+                          : vk_linear_prepare_n(ls, (int)n, prec, n_threads,
+                                                release ? release_stored : NULL, &ra);
+    vd_free(ls);
     return ret;
 }
 

@@ -145,11 +145,18 @@ const void *vk_conv_src(const vk_conv *cv, vt_dtype *t, float **tmp)
     return cv->prep ? vk_backend_cpu()->conv_plain(cv, tmp) : NULL;
 }
 
+int vk_linear_prepare_n(vk_linear *const *ls, int n, vk_prec prec, int n_threads,
+                        void (*done)(void *user, const vk_linear *l), void *user)
+{
+    for (int i = 0; i < n; i++)
+        if (!ls || !ls[i] || !ls[i]->w)
+            return VDIT_ERR_INVALID_ARG;
+    return vk_backend_cpu()->linear_prepare(ls, n, prec, n_threads, done, user);
+}
+
 int vk_linear_prepare(vk_linear *l, vk_prec prec, int n_threads)
 {
-    if (!l || !l->w)
-        return VDIT_ERR_INVALID_ARG;
-    return vk_backend_cpu()->linear_prepare(l, prec, n_threads);
+    return vk_linear_prepare_n(&l, 1, prec, n_threads, NULL, NULL);
 }
 
 void vk_linear_free(vk_linear *l)

@@ -233,7 +233,8 @@ typedef struct vk_backend {
     void (*state_free)(void *state);
     /* preparing layers, at vk_linear_init / vk_conv_init (model-private) */
     int (*linear_init)(vk_linear *l);
-    int (*linear_prepare)(vk_linear *l, vk_prec prec, int n_threads);
+    int (*linear_prepare)(vk_linear *const *ls, int n, vk_prec prec, int n_threads,
+                          void (*done)(void *user, const vk_linear *l), void *user);
     int (*conv_init)(vk_conv *cv);
     /* c NULL: for the reference kernels (an owned plain copy) */
     int (*conv_detach)(vk_ctx *c, vk_conv *cv, const vk_conv_geom *g, int h, int w);
@@ -303,11 +304,17 @@ size_t vk_conv_prepared_bytes(const vk_conv *cv);
 /* The same, reporting errors (naming the tensor) through lg. */
 int vk_linear_init_lg(vd_log *lg, vk_linear *l, const vt_tensor *w, const vt_tensor *bias);
 /* Adds the form of the weights that contexts of precision prec read, so they
- * convert nothing per call: for VK_PREC_BF16 a bf16 copy of F32/F16 weights
- * (stored BF16 is read in place; memory grows by 2 bytes per weight). Other
+ * convert nothing per call, in the layout the backend's product reads:
+ * VK_PREC_BF16 a bf16 copy (2 bytes per weight); VK_PREC_F32 a packed copy
+ * of stored F32 weights (16-bit ones are widened per call). Other
  * precisions: nothing. Idempotent. Called while the layer is private (model
  * loading), on up to n_threads threads. Returns 0 or VDIT_ERR_NOMEM. */
 int vk_linear_prepare(vk_linear *l, vk_prec prec, int n_threads);
+/* The same for n layers at once (what is made per shape is made once);
+ * done(user, l), when given, right after each layer is prepared (a loader
+ * hands back the stored weights' pages there). */
+int vk_linear_prepare_n(vk_linear *const *ls, int n, vk_prec prec, int n_threads,
+                        void (*done)(void *user, const vk_linear *l), void *user);
 int vk_conv_init_lg(vd_log *lg, vk_conv *cv, const vt_tensor *w, const vt_tensor *bias);
 
 /* Builds the Wan 3-axis rotary table for a grid of f*h*w tokens in raster

@@ -309,72 +309,124 @@ static void linear_prep_free(void *p)
     vd_free(lp);
 }
 
-/* Reorders plain weights (type dt) into the layout the matmul asks for (the
- * same for every row count: checked at 1..27280 rows on avx512_core and
- * avx512_core_bf16). NULL when oneDNN wants the plain layout or refuses any
- * step; else the owned packed copy and its descriptor in *md. */
-static void *pack_weights(const vk_linear *l, const void *plain_w, dnnl_data_type_t dt,
-                          int n_threads, dnnl_memory_desc_t *md_out)
+/* Packing many layers at load: one engine, and per distinct shape and type
+ * one query of the layout and one reorder primitive (making them JITs code:
+ * tens of milliseconds each, seconds for a DiT's 360 layers otherwise). */
+#define PACK_SHAPES 16
+
+typedef struct packer {
+    dnnl_engine_t eng;
+    dnnl_stream_t strm;
+    uint16_t *scratch; /* plain bf16 of converted weights, reused */
+    size_t scratch_n;
+    int n;
+    struct packer_e {
+        int64_t k, n;
+        dnnl_data_type_t dt;
+        int plain; /* the matmul reads plain weights: no copy */
+        dnnl_memory_desc_t want, plain_md;
+        dnnl_primitive_t re;
+    } e[PACK_SHAPES];
+} packer;
+
+static void packer_free(packer *p)
 {
-    int64_t k = l->n_in, n = l->n_out;
-    dnnl_engine_t eng = NULL;
-    dnnl_stream_t strm = NULL;
-    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
-    dnnl_primitive_t re = NULL;
-    dnnl_memory_t from = NULL, to = NULL;
-    void *packed = NULL;
-    dnnl_memory_desc_t src, wei, dst, plain;
+    vd_free(p->scratch);
+    for (int i = 0; i < p->n; i++)
+        if (p->e[i].re)
+            dnnl_primitive_destroy(p->e[i].re);
+    if (p->strm)
+        dnnl_stream_destroy(p->strm);
+    if (p->eng)
+        dnnl_engine_destroy(p->eng);
+    memset(p, 0, sizeof(*p));
+}
+
+/* The entry of shape k x n and type dt, made on first use; NULL when oneDNN
+ * refuses (the layer stays plain). */
+static struct packer_e *pack_entry(packer *p, int64_t k, int64_t n, dnnl_data_type_t dt)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->e[i].k == k && p->e[i].n == n && p->e[i].dt == dt)
+            return &p->e[i];
+    if (!p->eng) {
+        pthread_once(&isa_once, cap_isa); /* the layout of the level contexts run at */
+        if (dnnl_engine_create(&p->eng, dnnl_cpu, 0) != dnnl_success ||
+            dnnl_stream_create(&p->strm, p->eng, dnnl_stream_default_flags) != dnnl_success)
+            return NULL;
+    }
+    if (p->n == PACK_SHAPES)
+        return NULL;
+    dnnl_memory_desc_t src, wei, dst;
     dnnl_dims_t sd = { 256, k }, dd = { 256, n }, wd = { k, n };
     dnnl_matmul_desc_t md;
-    pthread_once(&isa_once, cap_isa); /* the layout of the level contexts run at */
-    if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success ||
-        dnnl_stream_create(&strm, eng, dnnl_stream_default_flags) != dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&src, 2, sd, dt, dnnl_ab) ||
-        dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab) ||
-        dnnl_memory_desc_init_by_tag(&wei, 2, wd, dt, dnnl_format_tag_any) ||
-        wei_plain_md(&plain, k, n, dt) || dnnl_matmul_desc_init(&md, &src, &wei, NULL, &dst) ||
-        dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL) != dnnl_success)
-        goto done;
-    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    if (!want || dnnl_memory_desc_equal(want, &plain))
-        goto done;
-    size_t bytes = dnnl_memory_desc_get_size(want);
-    if (!bytes || !(packed = vd_malloc(bytes)))
-        goto done;
-    int caller = omp_get_max_threads();
-    omp_set_num_threads(n_threads > 0 ? n_threads : 1);
-    int ok = dnnl_reorder_primitive_desc_create(&rpd, &plain, eng, want, eng, NULL) ==
-                 dnnl_success &&
-             dnnl_primitive_create(&re, rpd) == dnnl_success &&
-             dnnl_memory_create(&from, &plain, eng, (void *)plain_w) == dnnl_success &&
-             dnnl_memory_create(&to, want, eng, packed) == dnnl_success;
-    if (ok) {
-        dnnl_exec_arg_t a[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-        ok = dnnl_primitive_execute(re, strm, 2, a) == dnnl_success &&
-             dnnl_stream_wait(strm) == dnnl_success;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_t re = NULL;
+    int ok = !dnnl_memory_desc_init_by_tag(&src, 2, sd, dt, dnnl_ab) &&
+             !dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab) &&
+             !dnnl_memory_desc_init_by_tag(&wei, 2, wd, dt, dnnl_format_tag_any) &&
+             !wei_plain_md(&p->e[p->n].plain_md, k, n, dt) &&
+             !dnnl_matmul_desc_init(&md, &src, &wei, NULL, &dst) &&
+             dnnl_primitive_desc_create(&pd, &md, NULL, p->eng, NULL) == dnnl_success;
+    const dnnl_memory_desc_t *want = ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)
+                                        : NULL;
+    int plain = want && dnnl_memory_desc_equal(want, &p->e[p->n].plain_md);
+    if (want && !plain)
+        ok = dnnl_reorder_primitive_desc_create(&rpd, &p->e[p->n].plain_md, p->eng, want, p->eng,
+                                                NULL) == dnnl_success &&
+             dnnl_primitive_create(&re, rpd) == dnnl_success;
+    if (want && ok) {
+        p->e[p->n].k = k;
+        p->e[p->n].n = n;
+        p->e[p->n].dt = dt;
+        p->e[p->n].plain = plain;
+        p->e[p->n].want = *want;
+        p->e[p->n].re = re;
+        re = NULL;
     }
-    omp_set_num_threads(caller);
-    if (ok)
-        *md_out = *want;
-    else {
-        vd_free(packed);
-        packed = NULL;
-    }
-done:
-    if (from)
-        dnnl_memory_destroy(from);
-    if (to)
-        dnnl_memory_destroy(to);
     if (re)
         dnnl_primitive_destroy(re);
     if (rpd)
         dnnl_primitive_desc_destroy(rpd);
     if (pd)
         dnnl_primitive_desc_destroy(pd);
-    if (strm)
-        dnnl_stream_destroy(strm);
-    if (eng)
-        dnnl_engine_destroy(eng);
+    return want && ok ? &p->e[p->n++] : NULL;
+}
+
+/* Reorders plain weights (type dt) into the layout the matmul asks for (the
+ * same for every row count: checked at 1..27280 rows on avx512_core and
+ * avx512_core_bf16). NULL when oneDNN wants the plain layout or refuses any
+ * step; else the owned packed copy and its descriptor in *md. */
+static void *pack_weights(packer *p, const vk_linear *l, const void *plain_w, dnnl_data_type_t dt,
+                          int n_threads, dnnl_memory_desc_t *md_out)
+{
+    struct packer_e *e = pack_entry(p, l->n_in, l->n_out, dt);
+    if (!e || e->plain)
+        return NULL;
+    size_t bytes = dnnl_memory_desc_get_size(&e->want);
+    void *packed = bytes ? vd_malloc(bytes) : NULL;
+    dnnl_memory_t from = NULL, to = NULL;
+    if (!packed)
+        return NULL;
+    int caller = omp_get_max_threads();
+    omp_set_num_threads(n_threads > 0 ? n_threads : 1);
+    int ok = dnnl_memory_create(&from, &e->plain_md, p->eng, (void *)plain_w) == dnnl_success &&
+             dnnl_memory_create(&to, &e->want, p->eng, packed) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t a[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+        ok = dnnl_primitive_execute(e->re, p->strm, 2, a) == dnnl_success &&
+             dnnl_stream_wait(p->strm) == dnnl_success;
+    }
+    omp_set_num_threads(caller);
+    if (from)
+        dnnl_memory_destroy(from);
+    if (to)
+        dnnl_memory_destroy(to);
+    if (!ok) {
+        vd_free(packed);
+        return NULL;
+    }
+    *md_out = e->want;
     return packed;
 }
 
@@ -390,14 +442,14 @@ static linear_prep *prep_of(vk_linear *l)
 
 /* fp32: stored fp32 weights packed (none added for 16-bit ones, which are
  * widened per call). A layer oneDNN keeps plain gets no copy. */
-static int prepare_f32(vk_linear *l, int n_threads)
+static int prepare_f32(packer *pk, vk_linear *l, int n_threads)
 {
     linear_prep *lp = l->prep;
     if (l->wtype != VT_F32 || (lp && lp->wf))
         return 0;
     const float *plain = lp && lp->w ? lp->w : l->w;
     dnnl_memory_desc_t md;
-    float *wf = pack_weights(l, plain, dnnl_f32, n_threads, &md);
+    float *wf = pack_weights(pk, l, plain, dnnl_f32, n_threads, &md);
     if (!wf)
         return 0; /* plain serves */
     if (!(lp = prep_of(l))) {
@@ -409,54 +461,92 @@ static int prepare_f32(vk_linear *l, int n_threads)
     return 0;
 }
 
-int vk_dnnl_linear_prepare(vk_linear *l, vk_prec prec, int n_threads)
+/* The layer's weights as plain bf16: stored bf16 at an even address in
+ * place, else converted into the packer's scratch (reused across layers: a
+ * fresh buffer per layer would fault in its pages every time). NULL: no
+ * memory. */
+static const uint16_t *plain_bf16(packer *pk, const vk_linear *l, int n_threads)
+{
+    const linear_prep *lp = l->prep;
+    const uint8_t *src = lp && lp->w ? (const uint8_t *)lp->w : l->w;
+    vt_dtype t = lp && lp->w ? VT_F32 : l->wtype;
+    if (t == VT_BF16 && !((uintptr_t)src & 1))
+        return (const uint16_t *)src;
+    size_t n = (size_t)(l->n_out * l->n_in);
+    if (pk->scratch_n < n) {
+        vd_free(pk->scratch);
+        pk->scratch_n = 0;
+        if (!(pk->scratch = vd_malloc(n * 2)))
+            return NULL;
+        pk->scratch_n = n;
+    }
+    uint16_t *wb = pk->scratch;
+    /* the conversions of the default level's bf16 table, on n_threads */
+    vk_ctx tc = { .n_threads = n_threads > 0 ? n_threads : 1,
+                  .f = vk_funcs_for(vk_isa_default(), VK_PREC_BF16) };
+    if (t == VT_BF16) {
+        memcpy(wb, src, n * 2);
+    } else if (t == VT_F32 && !((uintptr_t)src & 3)) {
+        tc.f->to_bf16(&tc, wb, (const float *)src, n);
+    } else {
+        /* 16-bit or misaligned: through fp32, 1 MiB at a time */
+        size_t chunk = (size_t)1 << 18, es = vt_dtype_size(t);
+        float *buf = vd_malloc(chunk * sizeof(float));
+        if (!buf)
+            return NULL;
+        for (size_t i = 0; i < n; i += chunk) {
+            size_t k = n - i < chunk ? n - i : chunk;
+            tc.f->widen(&tc, buf, src + i * es, t, k);
+            tc.f->to_bf16(&tc, wb + i, buf, k);
+        }
+        vd_free(buf);
+    }
+    return wb;
+}
+
+static int prepare_one(packer *pk, vk_linear *l, vk_prec prec, int n_threads)
 {
     if (prec == VK_PREC_F32)
-        return prepare_f32(l, n_threads);
+        return prepare_f32(pk, l, n_threads);
     if (prec != VK_PREC_BF16)
         return 0;
     linear_prep *lp = l->prep;
     if (lp && lp->wb)
         return 0;
-    if (!(lp = prep_of(l)))
+    const uint16_t *plain = plain_bf16(pk, l, n_threads);
+    if (!plain)
         return VDIT_ERR_NOMEM;
-    size_t n = (size_t)(l->n_out * l->n_in);
-    if (!(lp->wb = vd_malloc(n * 2)))
-        return VDIT_ERR_NOMEM;
-    const uint8_t *src = lp->w ? (const uint8_t *)lp->w : l->w;
-    vt_dtype t = lp->w ? VT_F32 : l->wtype;
-    /* the conversions of the default level's bf16 table, on n_threads */
-    vk_ctx tc = { .n_threads = n_threads > 0 ? n_threads : 1,
-                  .f = vk_funcs_for(vk_isa_default(), VK_PREC_BF16) };
-    if (t == VT_BF16) {
-        memcpy(lp->wb, src, n * 2);
-    } else if (t == VT_F32 && !((uintptr_t)src & 3)) {
-        tc.f->to_bf16(&tc, lp->wb, (const float *)src, n);
-    } else {
-        /* 16-bit or misaligned: through fp32, 1 MiB at a time */
-        size_t chunk = (size_t)1 << 18, es = vt_dtype_size(t);
-        float *buf = vd_malloc(chunk * sizeof(float));
-        if (!buf) {
-            vd_free(lp->wb);
-            lp->wb = NULL;
-            return VDIT_ERR_NOMEM;
-        }
-        for (size_t i = 0; i < n; i += chunk) {
-            size_t k = n - i < chunk ? n - i : chunk;
-            tc.f->widen(&tc, buf, src + i * es, t, k);
-            tc.f->to_bf16(&tc, lp->wb + i, buf, k);
-        }
-        vd_free(buf);
-    }
     dnnl_memory_desc_t md;
-    uint16_t *packed = pack_weights(l, lp->wb, dnnl_bf16, n_threads, &md);
+    uint16_t *packed = pack_weights(pk, l, plain, dnnl_bf16, n_threads, &md);
+    if (!packed && plain == l->w)
+        return 0; /* stored bf16 the matmul reads as it is: used in place */
+    if (!(lp = prep_of(l))) {
+        vd_free(packed);
+        return VDIT_ERR_NOMEM;
+    }
     if (packed) {
-        vd_free(lp->wb);
         lp->wb = packed;
         lp->wb_md = md;
         lp->wb_packed = 1;
+        return 0;
     }
+    size_t n = (size_t)(l->n_out * l->n_in);
+    if (!(lp->wb = vd_malloc(n * 2)))
+        return VDIT_ERR_NOMEM;
+    memcpy(lp->wb, plain, n * 2);
     return 0;
+}
+
+int vk_dnnl_linear_prepare(vk_linear *const *ls, int n, vk_prec prec, int n_threads,
+                           void (*done)(void *user, const vk_linear *l), void *user)
+{
+    packer pk = { 0 };
+    int ret = 0;
+    for (int i = 0; i < n && !ret; i++)
+        if (!(ret = prepare_one(&pk, ls[i], prec, n_threads)) && done)
+            done(user, ls[i]);
+    packer_free(&pk);
+    return ret;
 }
 
 int vk_dnnl_linear_prep(vk_linear *l)

@@ -9,7 +9,8 @@ void vk_dnnl_free(void *state);
 /* Layer preparation at load (vk_linear_init / vk_conv_init). */
 int vk_dnnl_linear_prep(vk_linear *l);
 int vk_dnnl_conv_prep(vk_conv *cv);
-int vk_dnnl_linear_prepare(vk_linear *l, vk_prec prec, int n_threads);
+int vk_dnnl_linear_prepare(vk_linear *const *ls, int n, vk_prec prec, int n_threads,
+                           void (*done)(void *user, const vk_linear *l), void *user);
 
 void vk_dnnl_linear(vk_ctx *c, const vk_linear *l, const float *x, int64_t m, float *y, vk_act act);
 /* The same with bf16 operands and fp32 accumulation (vk_ctx.prec BF16). */
