@@ -540,6 +540,146 @@ static int torch_run(trow *r, const char *script, const char *weights, const cha
 
 
 
+/* ---- --device: the DiT on a CUDA device ------------------------------------ */
+#if VK_HAVE_CUDA
+#include "kernels/cuda/vkc.h"
+
+/* The device's bf16 (or fp32) matrix rate: the best of 5 products of
+ * 8192 x 8192 x 8192 through the backend's own linear (cuBLASLt). */
+static double device_peak(void *vcv, int bf16)
+{
+    vkc_ctx *vc = vcv;
+    const int64_t n = 8192;
+    void *x = vkc_alloc(vc, (size_t)(n * n) * 4), *y = vkc_alloc(vc, (size_t)(n * n) * 4);
+    void *w = vkc_alloc(vc, (size_t)(n * n) * 4);
+    double best = 1e30;
+    if (x && y && w) {
+        vkc_memset0(vc, x, (size_t)(n * n) * 4);
+        vkc_memset0(vc, w, (size_t)(n * n) * 4);
+        for (int i = 0; i < 6; i++) {
+            vkc_sync(vc);
+            double t0 = vd_time();
+            vkc_linear(vc, bf16, x, bf16, n, n, w, bf16 ? VKC_BF16 : VKC_F32, NULL, n, 0, y, 0);
+            if (vkc_sync(vc))
+                break;
+            if (i > 0) /* the first one loads the kernels */
+                best = VD_MIN(best, vd_time() - t0);
+        }
+    }
+    vkc_free(vc, x), vkc_free(vc, y), vkc_free(vc, w);
+    return best < 1e30 ? 2.0 * n * n * n / best / 1e9 : 0;
+}
+
+/* Loads path onto the device, times S forwards (each ends when its output is
+ * back on the host), compares with PyTorch on the same device when asked. */
+static int run_device(const char *device, const char *path, const bcfg *c, int threads,
+                      vk_prec prec, int steps, const float *x, float t, const float *ctx,
+                      double flops, int torch, const char *script, const char *python,
+                      int no_venv, const char *dir)
+{
+    vd_log lg = { 0 };
+    vd_ckpt *ck = NULL;
+    vd_dit *d = NULL;
+    vk_ctx *kc = NULL;
+    vd_dit_run *r = NULL;
+    vd_dit_cond *cd = NULL;
+    vk_device dev;
+    float *out = NULL;
+    int bf16 = prec != VK_PREC_F32, ret;
+    if ((ret = vk_device_parse(device, &dev, &lg)))
+        goto done;
+    if (!(kc = vk_ctx_new_ex(threads, -1, VK_PREC_AUTO, &lg))) {
+        ret = VDIT_ERR_NOMEM;
+        goto done;
+    }
+    if ((ret = vk_device_open(&dev, &kc->cuda, &lg)))
+        goto done;
+    if (!kc->cuda) {
+        ret = vd_err(&lg, VDIT_ERR_UNSUPPORTED, "device %s: no CUDA device", device);
+        goto done;
+    }
+    kc->cuda_bf16 = bf16;
+    double peak = device_peak(kc->cuda, bf16);
+    printf("device %s: %s; %s matrix peak %.1f TFLOP/s (measured: 8192^3 products through "
+           "cuBLASLt, best of 5)\n",
+           device, vkc_device_name(kc->cuda), bf16 ? "bf16" : "fp32", peak / 1e3);
+    double t0 = vd_time();
+    if ((ret = vd_ckpt_open(path, &lg, &ck)) || (ret = vd_dit_canonicalize(ck, &lg)) ||
+        (ret = vd_dit_load_ex(ck, c->text_len, c->heads, &lg, &d)) ||
+        (ret = vd_dit_upload(d, kc->cuda, bf16 ? VK_PREC_BF16 : VK_PREC_F32, NULL, NULL, &lg)))
+        goto done;
+    printf("  loaded and uploaded in %.2f s: %.2f GiB of device memory\n", vd_time() - t0,
+           (double)vkc_mem_used(kc->cuda) / (1 << 30));
+    if (!(r = vd_dit_run_new(d, kc))) {
+        ret = VDIT_ERR_NOMEM;
+        goto done;
+    }
+    t0 = vd_time();
+    if ((ret = vd_dit_cond_new(r, ctx, c->text_len, NULL, 0, &cd)))
+        goto done;
+    double tcond = vd_time() - t0, best = 1e30;
+    size_t no = (size_t)(c->out_dim * c->f * c->h * c->w);
+    if (!(out = vd_malloc(no * sizeof(float)))) {
+        ret = VDIT_ERR_NOMEM;
+        goto done;
+    }
+    for (int s = 0; s < steps + 1; s++) { /* the first run loads the kernels: not counted */
+        t0 = vd_time();
+        if ((ret = vd_dit_forward_tok(r, x, NULL, c->f, c->h, c->w, t, bench_t_tok, cd, out)))
+            goto done;
+        double dt = vd_time() - t0;
+        printf("  %s %d: %.4f s\n", s ? "step" : "warm-up", s, dt);
+        if (s)
+            best = VD_MIN(best, dt);
+    }
+    double tf = flops / best / 1e12;
+    printf("vdit %s on %s: %.4f s/forward  %.1f TFLOP/s  %.1f%% of the measured %s peak  "
+           "(cond once per prompt %.3f s, peak device memory %.2f GiB)\n",
+           bf16 ? "bf16" : "fp32", device, best, tf, peak > 0 ? 100.0 * tf * 1e3 / peak : 0,
+           bf16 ? "bf16" : "fp32", tcond, (double)vkc_mem_peak(kc->cuda) / (1 << 30));
+    if (torch) {
+        char iopath[1100], opath[1100], root[1024], vpy[1100] = "", why[1400] = "";
+        snprintf(iopath, sizeof(iopath), "%s/vdit_bench_dit_io.safetensors", dir);
+        snprintf(opath, sizeof(opath), "%s/vdit_bench_dit_torch_out.bin", dir);
+        bench_src_root(script, root, sizeof(root));
+        bench_torch_python(root, python, !no_venv, vpy, sizeof(vpy), why, sizeof(why));
+        char args[160];
+        snprintf(args, sizeof(args), "--dtype %s --impl vdit-py --attn sdpa --device %s",
+                 bf16 ? "bf16" : "fp32", device);
+        trow tr = { .name = "PyTorch on the device", .args = args, .py = *vpy ? vpy : NULL };
+        if (!tr.py || write_io(iopath, c, x, t, bench_t_tok, ctx)) {
+            printf("PyTorch on %s: skipped (%s)\n", device, tr.py ? "cannot write the io file" : why);
+        } else if (torch_run(&tr, script, path, iopath, opath, threads, steps) == 0) {
+            float *to = vd_malloc(no * sizeof(float));
+            FILE *f = to ? fopen(opath, "rb") : NULL;
+            double rd = -1;
+            if (f && fread(to, sizeof(float), no, f) == no)
+                rd = rel_diff(out, to, (int64_t)no);
+            if (f)
+                fclose(f);
+            vd_free(to);
+            printf("PyTorch %s %s on %s: %.4f s/forward; vdit / PyTorch %.2fx the time; output "
+                   "difference (relative to max) %.2e\n",
+                   tr.ver, bf16 ? "bf16" : "fp32", device, tr.sec, best / tr.sec, rd);
+            remove(opath);
+        } else {
+            printf("PyTorch on %s: failed (see its output above)\n", device);
+        }
+        remove(iopath);
+    }
+done:
+    if (ret)
+        fprintf(stderr, "vdit bench dit: %s\n", lg.msg);
+    vd_free(out);
+    vd_dit_cond_free(&cd);
+    vd_dit_run_free(&r);
+    vd_dit_free(&d); /* before kc, whose device context holds its weights */
+    vk_ctx_free(&kc);
+    vd_ckpt_free(&ck);
+    return ret;
+}
+#endif
+
 static void usage(void)
 {
     printf("usage: vdit bench dit [--model wan21-1.3b|wan22-5b] [--threads N] [--layers L]\n"
@@ -549,6 +689,7 @@ static void usage(void)
            "                      [--isa c|avx2|avx512|avx512_bf16] [--torch]\n"
            "                      [--torch-rows LIST] [--torch-script PATH] [--python PATH]\n"
            "                      [--no-venv] [--dir DIR] [--keep] [--guidance]\n"
+           "                      [--device cuda|cuda:N]\n"
            "       vdit bench dit --dit CHECKPOINT [--latent F,H,W | --size WxHxT]\n"
            "                      [--threads N] [--precision P] [--steps S]\n"
            "The DiT of a released model on random weights (text 4096 x 512):\n"
@@ -582,6 +723,12 @@ static void usage(void)
            "PyTorch 2 and diffusers come from scripts/bench-venv.sh (it creates .venv-bench\n"
            "when missing: about 2.7 GB from PyPI); --python PATH: that interpreter instead;\n"
            "--no-venv: never create one (the rows without an interpreter are skipped).\n"
+           "--device cuda[:N]: the DiT on that GPU (CUDA builds): the device's matrix peak\n"
+           "measured first (8192^3 products), then S forwards timed to the output back on\n"
+           "the host, TFLOP/s, %% of that peak, peak device memory; with --torch the same\n"
+           "network, weights and inputs in PyTorch on the same device (bf16 autocast,\n"
+           "SDPA), its time, the ratio and the output difference. bf16 unless --precision\n"
+           "fp32 (exact fp32, no TF32).\n"
            "--guidance: also guidance's two branches (the prompt, an empty one) as two\n"
            "passes and as one batched pass (vd_dit_forward_batch): both times (best of 2)\n"
            "and whether the outputs are the same bits.\n"
@@ -714,6 +861,7 @@ int bench_dit(int argc, char **argv)
     const char *script = "models/bench/bench_dit_torch.py", *python = NULL, *dit_file = NULL;
     const char *rows_opt = NULL;
     int no_venv = 0;
+    const char *device = NULL;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     /* the model first: the other options change its copy */
     for (int i = 1; i + 1 < argc; i++)
@@ -807,6 +955,8 @@ int bench_dit(int argc, char **argv)
             keep = 1;
         } else if (!strcmp(a, "--guidance")) {
             guidance_rows = 1;
+        } else if (!strcmp(a, "--device") && v) {
+            device = v, i++;
         } else {
             fprintf(stderr, "vdit bench dit: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -828,6 +978,22 @@ int bench_dit(int argc, char **argv)
         return 2;
     if (dit_file)
         return run_file(dit_file, &c, latent_set, threads, isa, prec, steps);
+    if (device) {
+        vk_device dv;
+        vd_log dl = { 0 };
+        if (vk_device_parse(device, &dv, &dl) || !dv.cuda || dv.is_auto) {
+            fprintf(stderr, "vdit bench dit: --device takes cuda or cuda:N\n");
+            return 2;
+        }
+#if !VK_HAVE_CUDA
+        fprintf(stderr, "vdit bench dit: --device %s: this build has no CUDA backend\n", device);
+        return 1;
+#endif
+        /* the device computes bf16 natively: --precision auto means bf16 there */
+        prec = prec_opt == VK_PREC_F32 ? VK_PREC_F32 : VK_PREC_BF16;
+        if (!dtype_set)
+            half = VT_BF16, do16 = 1, do32 = 0;
+    }
     vd_dit_config vc = { .dim = c.dim, .ffn_dim = c.ffn, .freq_dim = c.freq, .text_dim = c.text_dim,
                          .in_dim = c.in_dim, .out_dim = c.out_dim, .n_heads = c.heads,
                          .n_layers = c.layers, .text_len = c.text_len, .patch = { 1, 2, 2 } };
@@ -894,6 +1060,15 @@ int bench_dit(int argc, char **argv)
         stat(wpath[k], &sb);
         printf("%s weights: %s (%.2f GB, %.2f G values, written in %.1f s)\n", dt_name(dt),
                wpath[k], (double)sb.st_size / 1e9, nparam / 1e9, vd_time() - t0);
+#if VK_HAVE_CUDA
+        if (device) {
+            rc = run_device(device, wpath[k], &c, threads, prec, steps, x, t, ctx, flops, torch,
+                            script, python, no_venv, dir) ? 1 : rc;
+            if (!keep)
+                remove(wpath[k]);
+            continue;
+        }
+#endif
         result res = { 0 };
         if (run_one(wpath[k], &c, threads, isa, prec, steps, x, t, ctx, &res)) {
             rc = 1;
@@ -960,6 +1135,15 @@ int bench_dit(int argc, char **argv)
             else
                 vd_free(res.out);
         }
+    }
+    if (device) { /* done in run_device, with its own PyTorch row */
+        vd_free(out16);
+        vd_free(x);
+        vd_free(ctx);
+        vd_free(t_tok);
+        bench_t_tok = NULL;
+        free(sp);
+        return rc;
     }
     /* --torch: the baselines, each compared with vdit at its precision on the
      * same weights file (0 fp32, 1 bf16; the run above is one of them) */

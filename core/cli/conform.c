@@ -98,8 +98,8 @@ typedef struct handler {
     double tol_abs, tol_rel, tol_bf16;
 } handler;
 
-static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, int *n_pass,
-                   int *n_fail)
+static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, const char *device,
+                   int *n_pass, int *n_fail)
 {
     static const handler handlers[] = {
         { "wan.modules.model.WanModel", conform_dit, 1e-4, 3e-5, 3e-2 },
@@ -120,6 +120,7 @@ static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, in
     c.n_threads = n_threads;
     c.prec = prec;
     c.verbose = verbose;
+    c.device = device;
     char path[4096];
     char *txt = NULL;
     vj_val *cfg = NULL;
@@ -149,9 +150,16 @@ static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, in
         vj_free(cfg);
         return 1;
     }
+    if (device && h->fn != conform_dit) {
+        fprintf(stderr, "vdit conform: %s: --device %s: only the DiT runs on a device so far\n",
+                dir, device);
+        vj_free(cfg);
+        return 1;
+    }
     c.tol_abs = prec == VK_PREC_BF16 ? HUGE_VAL : h->tol_abs;
     c.tol_rel = prec == VK_PREC_BF16 ? h->tol_bf16 : h->tol_rel;
-    printf("# %s: %s (%s on %s)\n", dir, ref, vk_prec_name(prec), vk_isa_name(vk_isa_default()));
+    printf("# %s: %s (%s on %s)\n", dir, ref, vk_prec_name(prec),
+           device ? device : vk_isa_name(vk_isa_default()));
     snprintf(path, sizeof(path), "%s/io.safetensors", dir);
     if (vd_ckpt_open(path, &c.log, &c.io)) {
         fprintf(stderr, "vdit conform: %s\n", c.log.msg);
@@ -183,10 +191,13 @@ done:
 int cmd_conform(int argc, char **argv)
 {
     int n_threads = 0, verbose = 0, worst = 0, n_pass = 0, n_fail = 0, n_dirs = 0;
+    int skip_no_dev = 0;
+    const char *device = NULL;
     vk_prec prec = VK_PREC_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: vdit conform [--threads N] [--precision fp32|bf16] [--verbose] DIR...\n"
+            printf("usage: vdit conform [--threads N] [--precision fp32|bf16] [--verbose]\n"
+                   "                    [--device cuda|cuda:N [--skip-without-device]] DIR...\n"
                    "Runs the component a conformance folder describes (config.json,\n"
                    "io.safetensors, weights.safetensors) and compares each output with the\n"
                    "stored reference: one line per output, exit 0 only if all pass.\n"
@@ -194,8 +205,11 @@ int cmd_conform(int argc, char **argv)
                    "  --precision P fp32 (default; the folders' own bounds) or bf16 (bf16\n"
                    "                products, held to a relative bound, docs/precision.md)\n"
                    "  --verbose     also compare the intermediate tensors a folder stores\n"
+                   "  --device D    run the DiT on that CUDA device (DiT folders only)\n"
+                   "  --skip-without-device  exit 77 (a skipped test) when the device\n"
+                   "                cannot be opened (no CUDA in this build, no GPU)\n"
                    "Exit status: 0 all pass, 1 a comparison failed or a folder could not\n"
-                   "be run (message on stderr), 2 bad usage.\n");
+                   "be run (message on stderr), 2 bad usage, 77 skipped.\n");
             return 0;
         } else if (!strcmp(argv[i], "--threads")) {
             char *end = NULL;
@@ -215,11 +229,37 @@ int cmd_conform(int argc, char **argv)
             prec = strcmp(v, "bf16") ? VK_PREC_F32 : VK_PREC_BF16;
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
             verbose = 1;
+        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            vk_device d;
+            vd_log lg = { 0 };
+            device = argv[++i];
+            if (vk_device_parse(device, &d, &lg) || !d.cuda || d.is_auto) {
+                fprintf(stderr, "vdit conform: --device takes cuda or cuda:N\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--skip-without-device")) {
+            skip_no_dev = 1;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "vdit conform: unknown option '%s' (see --help)\n", argv[i]);
             return 2;
         } else {
-            int r = run_dir(argv[i], n_threads, prec, verbose, &n_pass, &n_fail);
+            if (device && n_dirs == 0) {
+                /* the device answers, or the run is skipped / fails here */
+                vk_device d;
+                vd_log lg = { 0 };
+                void *vc = NULL;
+                vk_device_parse(device, &d, &lg);
+                if (vk_device_open(&d, &vc, &lg)) {
+                    if (skip_no_dev) {
+                        printf("conform: skipped (%s)\n", lg.msg);
+                        return 77;
+                    }
+                    fprintf(stderr, "vdit conform: %s\n", lg.msg);
+                    return 1;
+                }
+                vk_device_close(&vc);
+            }
+            int r = run_dir(argv[i], n_threads, prec, verbose, device, &n_pass, &n_fail);
             if (r > worst)
                 worst = r;
             n_dirs++;

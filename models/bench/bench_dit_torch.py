@@ -6,7 +6,7 @@ CPU, as one of the Python baselines a user would pick.
     bench_dit_torch.py --weights W.safetensors --io IO.safetensors --out OUT.bin \
                        --threads N --steps S [--dtype fp32|bf16] \
                        [--impl vdit-py|diffusers] [--attn auto|sdpa|matmul] \
-                       [--ref-fp32 REF.bin]
+                       [--ref-fp32 REF.bin] [--device cpu|cuda[:N]]
 
 --impl vdit-py (default): the project's models/wan/dit.py WanModel.
 --impl diffusers: diffusers' WanTransformer3DModel with the same
@@ -20,6 +20,9 @@ CPU, as one of the Python baselines a user would pick.
   for bf16 and the fp32 softmax(q k^T) v of models/wan/dit.py for fp32, as
   before; diffusers always uses SDPA (its own attention dispatch).
 --ref-fp32: raw fp32 output of an fp32 run to compare with (max_abs_vs_fp32).
+--device cuda[:N]: the model and inputs on that GPU (autocast there for
+  bf16; the step timed between torch.cuda.synchronize calls); also prints
+  `torch_device NAME` and `torch_cuda_peak_bytes N`.
 
 Weights are read with numpy memmaps (fp16 and bf16 files are converted on the
 way). The io file's t is [1] (one timestep) or [1, L] (one per token, Wan2.2
@@ -225,7 +228,7 @@ def time_blocks(m):
     blocks[-1].register_forward_hook(lambda *a: _BLOCKS.__setitem__("t1", time.time()))
 
 
-def make_forward(impl, m, dtype, x, t, ctx):
+def make_forward(impl, m, dtype, x, t, ctx, device="cpu"):
     """A closure running one forward, returning [C,F,H,W] fp32."""
     if impl == "diffusers":
         xb, cb = x[None].to(dtype), ctx[None].to(dtype)
@@ -238,15 +241,15 @@ def make_forward(impl, m, dtype, x, t, ctx):
         return lambda: m([x], t, [ctx])[0]
 
     def fwd():
-        with torch.autocast("cpu", dtype=dtype):
+        with torch.autocast(torch.device(device).type, dtype=dtype):
             return m([x], t, [ctx])[0].float()
     return fwd
 
 
-def run(impl, w, io, dtype, attn="auto", heads=0):
-    """Builds the model; returns (forward closure, attention name)."""
+def run(impl, w, io, dtype, attn="auto", heads=0, device="cpu"):
+    """Builds the model on device; returns (forward closure, attention name)."""
     cfg = wan_config(w, heads)
-    x, t, ctx = (io[k].float().clone() for k in ("x", "t", "context"))
+    x, t, ctx = (io[k].float().clone().to(device) for k in ("x", "t", "context"))
     has_sdpa = hasattr(F, "scaled_dot_product_attention")
     if impl == "diffusers":
         if not has_sdpa:
@@ -260,8 +263,12 @@ def run(impl, w, io, dtype, attn="auto", heads=0):
             sys.exit("--attn sdpa needs torch 2")
         wan_dit.attention = sdpa_attention(dtype) if attn == "sdpa" else _MATMUL_ATTENTION
         m = build_vdit_py(w, cfg, ctx.shape[0], dtype)
+    if device != "cpu":
+        m = m.to(device)
+        if isinstance(getattr(m, "freqs", None), torch.Tensor):  # a plain attribute
+            m.freqs = m.freqs.to(device)
     time_blocks(m)
-    return make_forward(impl, m, dtype, x, t, ctx), attn
+    return make_forward(impl, m, dtype, x, t, ctx, device), attn
 
 
 def main():
@@ -276,13 +283,21 @@ def main():
     ap.add_argument("--impl", choices=("vdit-py", "diffusers"), default="vdit-py")
     ap.add_argument("--attn", choices=("auto", "sdpa", "matmul"), default="auto")
     ap.add_argument("--ref-fp32", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     a = ap.parse_args()
+    cuda = a.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        sys.exit("--device %s: torch sees no CUDA device" % a.device)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(a.device)
     torch.set_num_threads(a.threads)
     dtype = DTYPES[a.dtype]
     t0 = time.time()
     w = load_st(a.weights)
     io = load_st(a.io)
-    fwd, attn = run(a.impl, w, io, dtype, a.attn, a.heads)
+    fwd, attn = run(a.impl, w, io, dtype, a.attn, a.heads, a.device)
     del w
     extra = dver = ""
     if a.impl == "diffusers":
@@ -294,14 +309,19 @@ def main():
     best = best_cpu = best_blk = None
     with torch.inference_mode():
         for s in range(a.steps):
+            sync()
             t0, c0 = time.time(), time.process_time()
             out = fwd()
+            sync()
             dt, dc = time.time() - t0, time.process_time() - c0
             print("torch step %d: %.3f s (process CPU time %.3f s)" % (s + 1, dt, dc), flush=True)
             blk = _BLOCKS.get("t1", 0) - _BLOCKS.get("t0", 0)
             if best is None or dt < best:
                 best, best_cpu, best_blk = dt, dc, blk
-    o = out.contiguous().numpy().astype(np.float32)
+    o = out.contiguous().cpu().numpy().astype(np.float32)
+    if cuda:
+        print("torch_device %s" % torch.cuda.get_device_name(a.device))
+        print("torch_cuda_peak_bytes %d" % torch.cuda.max_memory_allocated(a.device))
     o.tofile(a.out)
     print("torch_version %s" % torch.__version__)
     print("torch_impl %s" % a.impl)

@@ -26,6 +26,8 @@ static int failed, checks;
  * reserved bytes (programs built against an older header stay compatible). */
 _Static_assert(sizeof(void *) != 8 || sizeof(vdit_model_params) == 344,
                "vdit_model_params changed size");
+_Static_assert(sizeof(void *) != 8 || sizeof(vdit_ctx_params) == 112,
+               "vdit_ctx_params changed size");
 
 int main(void)
 {
@@ -75,6 +77,16 @@ int main(void)
     mp.n_threads = 0;
     CHECK(vdit_model_load("/nonexistent", &mp, &bad) != VDIT_ERR_INVALID_ARG && !bad,
           "missing model: '%s'", mp.error);
+    /* a device that is no device is refused before any file is read */
+    CHECK(mp.device == NULL, "device default NULL (cpu)");
+    const char *bad_devs[] = { "gpu", "cuda:", "cuda:x", "cuda:-1", "CUDA" };
+    for (size_t i = 0; i < sizeof(bad_devs) / sizeof(bad_devs[0]); i++) {
+        mp.device = bad_devs[i];
+        CHECK(vdit_model_load("/nonexistent", &mp, &bad) == VDIT_ERR_INVALID_ARG && !bad &&
+                  strstr(mp.error, bad_devs[i]) && strstr(mp.error, "cuda:N"),
+              "device '%s': '%s'", bad_devs[i], mp.error);
+    }
+    mp.device = NULL;
 
     /* generation and stream defaults: the VDIT_DEFAULT_* constants the vdit
      * command and the adapters use, everything else zero */
@@ -207,6 +219,33 @@ int main(void)
         im.height = 1;
         gp.width = gp.height = 0;
         CHECK(vdit_gen_size(bm, &gp, &gw, &gh) == VDIT_ERR_INVALID_ARG, "8000:1 image");
+        /* a context runs on its model's device: a CPU model refuses another */
+        vdit_ctx *dc = NULL;
+        vdit_ctx_params_default(&cp);
+        CHECK(cp.device == NULL, "ctx device default NULL (the model's)");
+        cp.device = "cuda:1";
+        CHECK(vdit_ctx_init(bm, &cp, &dc) == VDIT_ERR_INVALID_ARG && !dc, "cuda context on a "
+              "CPU model");
+        cp.device = "cpu";
+        CHECK(vdit_ctx_init(bm, &cp, &dc) == 0 && dc, "cpu context on a CPU model");
+        vdit_ctx_free(&dc);
+        cp.device = "auto";
+        CHECK(vdit_ctx_init(bm, &cp, &dc) == 0 && dc &&
+                  !strstr(vdit_ctx_compute(dc), "cuda"),
+              "auto context on a CPU model: %s", dc ? vdit_ctx_compute(dc) : "-");
+        vdit_ctx_free(&dc);
+        vdit_model_free(&bm);
+        /* device cuda loads where a GPU answers, else fails naming why;
+         * auto falls back to the CPU */
+        vdit_model_params_default(&mp);
+        mp.device = "cuda";
+        int rc = vdit_model_load(bundled, &mp, &bm);
+        CHECK(rc == 0 ? bm != NULL : rc == VDIT_ERR_UNSUPPORTED && !bm && strstr(mp.error, "cuda"),
+              "device cuda: %d '%s'", rc, mp.error);
+        printf("device cuda: %s\n", rc ? mp.error : "loaded");
+        vdit_model_free(&bm);
+        mp.device = "auto";
+        CHECK(vdit_model_load(bundled, &mp, &bm) == 0 && bm, "device auto: '%s'", mp.error);
         vdit_model_free(&bm);
     }
 

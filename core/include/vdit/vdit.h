@@ -160,12 +160,13 @@ typedef struct vdit_model_params {
                                all cores; 0..4096. Generation uses the context's
                                n_threads. The loaded model does not depend on it */
     int precision;          /* enum vdit_precision the model's contexts will use;
-                               default VDIT_DEFAULT_PRECISION (auto). Where it
-                               means bf16, the DiT's fp32/fp16 weights also get
-                               a bf16 copy at load (2 bytes per weight; stored
-                               bf16 is used in place), so bf16 contexts convert
-                               nothing per step. fp32: no copy. Contexts of any
-                               precision work on any model */
+                               default VDIT_DEFAULT_PRECISION (auto). The DiT's
+                               weights are prepared at load in the layout the
+                               matrix products read: where it means bf16, a bf16
+                               copy (2 bytes per weight; the stored pages are
+                               handed back); fp32: a packed copy of fp32 weights
+                               (16-bit ones are widened per step). Contexts of any
+                               precision work on a CPU model */
     char error[256];        /* out: message of the last failure of vdit_model_load */
     int no_mmap;            /* 1: read the checkpoint files into memory instead of
                                mapping them, so nothing done to the files on disk
@@ -188,7 +189,16 @@ typedef struct vdit_model_params {
                                (edits, image-to-video). Read during the call only;
                                a missing, corrupt or mismatched file fails the load
                                naming it */
-    uint8_t reserved[32];
+    const char *device;     /* where the DiT's weights live and its blocks run:
+                               NULL or "cpu" (default); "cuda" or "cuda:N": that
+                               NVIDIA GPU (its weights uploaded at load, in bf16,
+                               or fp32 with precision fp32; the text encoder, the
+                               VAE and the DiT's few-GFLOP ends stay on the CPU);
+                               "auto": cuda:0 where the build has CUDA and a
+                               device answers, else the CPU. A device that cannot
+                               be used fails the load naming why (no CUDA in this
+                               build, no such device, no driver) */
+    uint8_t reserved[24];
 } vdit_model_params;
 
 VDIT_API void vdit_model_params_default(vdit_model_params *p);
@@ -255,7 +265,11 @@ typedef struct vdit_ctx_params {
     vdit_progress_fn progress_cb;/* default NULL */
     void *progress_user;         /* default NULL */
     int precision;               /* enum vdit_precision, default VDIT_DEFAULT_PRECISION */
-    uint8_t reserved[60];
+    const char *device;          /* NULL or "auto" (default): the model's device
+                                    (vdit_model_params.device); else it must name
+                                    that device ("cpu", "cuda", "cuda:N"): a context
+                                    runs where its model's weights are */
+    uint8_t reserved[48];
 } vdit_ctx_params;
 
 VDIT_API void vdit_ctx_params_default(vdit_ctx_params *p);

@@ -39,63 +39,8 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "dit.h"
+#include "dit_impl.h"
 #include "../pipeline/wan/wan_consts.h"
-
-typedef struct dit_block {
-    vk_linear sq, sk, sv, so;       /* self-attention */
-    vk_linear cq, ck, cv, co;       /* cross-attention (text) */
-    vk_linear ck_img, cv_img;       /* cross-attention (image), i2v only */
-    vk_linear ffn0, ffn2;
-    float *mod;                     /* [6, D] */
-    float *s_norm_q, *s_norm_k;     /* [D] or NULL (no qk_norm) */
-    float *c_norm_q, *c_norm_k, *c_norm_k_img;
-    float *norm3_w, *norm3_b;       /* [D] or NULL (no cross_attn_norm) */
-} dit_block;
-
-struct vd_dit {
-    vd_dit_config cfg;
-    const vd_ckpt *ck;
-    vk_linear patch;                /* [D, in_dim*pt*ph*pw] */
-    vk_linear time0, time2, tproj;  /* freq->D, D->D, D->6D */
-    vk_linear text0, text2;         /* text_dim->D, D->D */
-    vk_linear head;                 /* D -> pt*ph*pw*out_dim */
-    float *head_mod;                /* [2, D] */
-    /* i2v image embedding (MLPProj) */
-    float *img_ln0_w, *img_ln0_b, *img_ln4_w, *img_ln4_b;
-    vk_linear img1, img3;
-    dit_block *blocks;
-    vd_owned owned;                 /* fp8 weights widened to BF16 */
-};
-
-struct vd_dit_run {
-    const vd_dit *d;
-    vk_ctx *kc;
-    int64_t cap_tok;                /* token capacity of the buffers below */
-    float *x, *h, *y;               /* [L, D] */
-    float *work;                    /* see work_floats() */
-    float *rope;                    /* [L, head_dim] cos/sin table */
-    int64_t rope_f, rope_h, rope_w;
-    /* time table: one row per distinct timestep of the pass (n_tv rows,
-     * room for cap_tv): tv [n], sinus [n, freq], e [n, D], tmp [n, D],
-     * e0 [n, 6D], mod [n, 6D] (a block's or the head's modulation) */
-    int64_t cap_tv, n_tv;
-    float *tv, *sinus, *e, *e0, *tmp, *mod;
-    /* tokens as runs of equal timestep: run s covers tokens
-     * [seg_start[s], seg_start[s + 1]) of each branch, time-table row seg_tv[s] */
-    int64_t cap_seg, n_seg;
-    int64_t *seg_start, *seg_tv;
-    vd_dit_tap_fn tap;
-    void *tap_user;
-    double *prof;                   /* [VD_DIT_PROF_COUNT] or NULL */
-    double prof_t;
-};
-
-struct vd_dit_cond {
-    const vd_dit *d;
-    int64_t n_txt, n_img;
-    float *kv;                      /* per block: K, V [n_txt, D], Kimg, Vimg [n_img, D] */
-};
 
 #define IMG_LN_EPS 1e-5f
 
@@ -425,6 +370,7 @@ void vd_dit_free(vd_dit **pd)
     for (size_t k = 0; k < VD_ARRAY_SIZE(ls); k++)
         vk_linear_free(ls[k]);
     vd_free(d->head_mod);
+    vd_dit_dev_free(d);
     vd_owned_free(&d->owned);
     vd_free(d->img_ln0_w);
     vd_free(d->img_ln0_b);
@@ -548,6 +494,7 @@ void vd_dit_run_free(vd_dit_run **pr)
     if (!r)
         return;
     free_acts(r);
+    vd_dit_run_dev_free(r);
     vd_free(r->rope);
     free_time(r);
     vd_free(r->seg_start);
@@ -607,6 +554,11 @@ static int ensure_acts(vd_dit_run *r, int64_t n)
     return 0;
 }
 
+int vd_dit_on_device(const vd_dit_run *r)
+{
+    return r->kc->cuda && r->d->dev;
+}
+
 /* ---- condition ----------------------------------------------------------- */
 
 static float *cond_k(const vd_dit_cond *cd, int64_t i)
@@ -649,11 +601,12 @@ int vd_dit_cond_new(vd_dit_run *r, const float *context, int64_t n_ctx, const fl
     cd->n_img = n_img;
     int64_t wmax = VD_MAX(T, n_img);
     int64_t wcol = VD_MAX(VD_MAX(c->text_dim, D), c->clip_dim);
-    cd->kv = vd_malloc(vd_dit_cond_bytes(d, n_img));
+    int dev = vd_dit_on_device(r); /* K/V made and kept on the device */
+    cd->kv = dev ? NULL : vd_malloc(vd_dit_cond_bytes(d, n_img));
     pad = vd_calloc((size_t)(wmax * wcol) * sizeof(float));
     hid = vd_malloc((size_t)(wmax * wcol) * sizeof(float));
     emb = vd_malloc((size_t)((T + n_img) * D) * sizeof(float));
-    if (!cd->kv || !pad || !hid || !emb) {
+    if ((!dev && !cd->kv) || !pad || !hid || !emb) {
         ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory for the text condition");
         goto fail;
     }
@@ -674,7 +627,9 @@ int vd_dit_cond_new(vd_dit_run *r, const float *context, int64_t n_ctx, const fl
         kc->f->layernorm(kc, img, img, n_img, D, d->img_ln4_w, d->img_ln4_b, IMG_LN_EPS);
         tap(r, "inter/clip_context", img, (size_t)(n_img * D));
     }
-    for (int64_t i = 0; i < c->n_layers; i++) {
+    if (dev && (ret = vd_dit_dev_cond(r, cd, ctx, n_img ? img : NULL)))
+        goto fail;
+    for (int64_t i = 0; !dev && i < c->n_layers; i++) {
         const dit_block *b = &d->blocks[i];
         float *k = cond_k(cd, i), *v = k + T * D;
         kc->f->linear(kc, &b->ck, ctx, T, k, VK_ACT_NONE);
@@ -707,6 +662,7 @@ void vd_dit_cond_free(vd_dit_cond **pc)
     vd_dit_cond *cd = pc ? *pc : NULL;
     if (!cd)
         return;
+    vd_dit_cond_dev_free(cd);
     vd_free(cd->kv);
     vd_free(cd);
     *pc = NULL;
@@ -830,7 +786,7 @@ static void add_mod(vd_dit_run *r, float *x, const float *y, int nb, int64_t Lb,
 }
 
 /* Every time-table row's block modulation (block_mod) into r->mod [n_tv, 6D]. */
-static void block_mods(vd_dit_run *r, const float *table)
+void vd_dit_block_mods(vd_dit_run *r, const float *table)
 {
     int64_t D = r->d->cfg.dim;
     for (int64_t v = 0; v < r->n_tv; v++)
@@ -971,7 +927,7 @@ static void run_block(vd_dit_run *r, const dit_block *b, const vd_dit_cond *cons
     float *x = r->x, *h = r->h, *y = r->y, *m = r->mod;
     float *q = r->work, *k = q + L * D, *v = k + L * D, *o = v + L * D;
 
-    block_mods(r, b->mod);
+    vd_dit_block_mods(r, b->mod);
 
     /* self-attention */
     norm_mod(r, x, h, nb, Lb, m, 6 * D, D, 0);
@@ -1209,8 +1165,10 @@ static void head(vd_dit_run *r, const float *xt, int64_t f, int64_t h, int64_t w
     vd_dit_unpatchify(r->work, c->out_dim, f, h, w, c->patch, 1, out);
 }
 
-static void blocks(vd_dit_run *r, const vd_dit_cond *const *conds, int nb, int64_t L)
+static int blocks(vd_dit_run *r, const vd_dit_cond *const *conds, int nb, int64_t L)
 {
+    if (vd_dit_on_device(r))
+        return vd_dit_dev_blocks(r, conds, nb, L);
     const vd_dit_config *c = &r->d->cfg;
     for (int64_t i = 0; i < c->n_layers; i++) {
         run_block(r, &r->d->blocks[i], conds, nb, i, L);
@@ -1220,6 +1178,7 @@ static void blocks(vd_dit_run *r, const vd_dit_cond *const *conds, int nb, int64
             tap(r, name, r->x, (size_t)(L * c->dim));
         }
     }
+    return 0;
 }
 
 int vd_dit_forward_batch_tok(vd_dit_run *r, const float *x, const float *y, int64_t f,
@@ -1295,7 +1254,7 @@ int vd_dit_forward_batch_tok(vd_dit_run *r, const float *x, const float *y, int6
     if (cache) {
         const float *in = r->x;
         if (cache->mode == VD_CACHE_TEA) { /* the first block's modulated input */
-            block_mods(r, d->blocks[0].mod);
+            vd_dit_block_mods(r, d->blocks[0].mod);
             norm_mod(r, r->x, r->h, 1, L, r->mod, 6 * D, D, 0);
             in = r->h;
         }
@@ -1318,14 +1277,16 @@ int vd_dit_forward_batch_tok(vd_dit_run *r, const float *x, const float *y, int6
     if (batch) {
         for (int b = 1; b < nb; b++)
             memcpy(r->x + (size_t)b * n, r->x, n * sizeof(float));
-        blocks(r, conds, nb, L);
+        if ((ret = blocks(r, conds, nb, L)))
+            return ret;
     }
     for (int b = 0; b < nb; b++) {
         float *xb = r->x + (batch ? (size_t)b * n : 0);
         if (!batch) {
             if (b > 0 && (ret = embed(r, x, y, x_ch, y_ch, f, h, w, L, r->x)))
                 return ret;
-            blocks(r, conds + b, 1, L);
+            if ((ret = blocks(r, conds + b, 1, L)))
+                return ret;
         }
         if (cache) {
             float *rs = cache->resid + (size_t)b * n;

@@ -67,6 +67,15 @@ int vd_dit_load_ex(const vd_ckpt *ck, int64_t text_len, int64_t n_heads, vd_log 
  * copy of fp32/fp16 weights, vk_linear_prepare), on n_threads threads.
  * While the model is private (loading). Returns 0 or VDIT_ERR_NOMEM. */
 int vd_dit_prepare(vd_dit *d, vk_prec prec, int n_threads);
+/* Puts the blocks' weights on a CUDA device (vc: a vkc_ctx of
+ * kernels/cuda/vkc.h, which must outlive the model) in precision prec (bf16
+ * unless VK_PREC_F32), for contexts with that device (vk_ctx.cuda) to run
+ * the blocks and the condition's K/V there. release(user, data), when given,
+ * gets each stored weight right after its upload (see vd_dit_prepare_ex).
+ * While the model is private (loading). 0, or VDIT_ERR_* said in lg
+ * (VDIT_ERR_UNSUPPORTED in a build without CUDA). */
+int vd_dit_upload(vd_dit *d, void *vc, vk_prec prec, void (*release)(void *user, const void *data),
+                  void *user, vd_log *lg);
 /* The same; release(user, data) is called with each stored weight a copy was
  * made of, right after it (the loader hands back the pages of a mapped
  * checkpoint: vd_ckpt_release, re-read from the file if an fp32 context

@@ -59,6 +59,7 @@ void vk_ctx_free(vk_ctx **pc)
     vk_ctx *c = *pc;
     if (c->be && c->be_state)
         c->be->state_free(c->be_state);
+    vk_device_close(&c->cuda);
     vd_free(c->scratch);
     vd_free(c);
     *pc = NULL;

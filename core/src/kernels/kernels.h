@@ -264,7 +264,36 @@ struct vk_ctx {
     size_t scratch_size;
     size_t band_bytes;   /* conv_tap: bytes per row band of input or output (0: 8 MiB) */
     vd_log *log;
+    /* A CUDA device (kernels/cuda/vkc.h: a vkc_ctx, owned: vk_ctx_free frees
+     * it) where the models that were uploaded to it run their heavy parts
+     * (the DiT's blocks), in bf16 when cuda_bf16 is set, else exact fp32;
+     * NULL: the CPU only. */
+    void *cuda;
+    int cuda_bf16;
 };
+
+/* ---- devices (device.c) ---- */
+typedef struct vk_device {
+    int cuda;    /* 0: the CPU */
+    int index;   /* the CUDA device's number */
+    int is_auto; /* "auto": a CUDA device where one can be used, else the CPU */
+} vk_device;
+
+/* Whether this build has the CUDA backend. */
+int vk_have_cuda(void);
+/* "cpu" (also NULL or ""), "cuda", "cuda:N" or "auto" into *d; 0 or
+ * VDIT_ERR_INVALID_ARG said in lg. */
+int vk_device_parse(const char *s, vk_device *d, vd_log *lg);
+/* "cpu" or "cuda:N" into buf. */
+const char *vk_device_name(const vk_device *d, char *buf, size_t n);
+/* A CUDA device's context (kernels/cuda/vkc.h) into *vc; NULL for the CPU.
+ * "auto" becomes the CPU (d rewritten) where no device can be used. 0, or
+ * VDIT_ERR_UNSUPPORTED naming why (no CUDA backend in this build, no such
+ * device, no driver). */
+int vk_device_open(vk_device *d, void **vc, vd_log *lg);
+void vk_device_close(void **vc);
+/* "NVIDIA H200 (sm_90, 139.8 GiB)", or "cpu" for NULL. */
+const char *vk_device_describe(void *vc);
 
 /* n_threads <= 0: all cores. use_ref: use the reference table (tests).
  * Otherwise the default level, fp32. */

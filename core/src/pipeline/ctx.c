@@ -46,15 +46,59 @@ int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
     c->progress_user = p->progress_user;
     c->n_threads = p->n_threads > 0 ? p->n_threads : vd_cpu_count();
     atomic_init(&c->cancel, 0);
+    /* the device: the model's; a context naming another is refused */
+    if (p->device && strcmp(p->device, "auto")) {
+        vk_device d;
+        char want[32], have[32];
+        int ret = vk_device_parse(p->device, &d, &c->log);
+        if (!ret && (d.cuda != model->dev.cuda || (d.cuda && d.index != model->dev.index)))
+            ret = vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                         "device %s: the model was loaded for %s, and a context runs where its "
+                         "model's weights are (load the model with device %s)",
+                         vk_device_name(&d, want, sizeof(want)),
+                         vk_device_name(&model->dev, have, sizeof(have)), want);
+        if (ret) {
+            vdit_ctx_free(&c);
+            return ret;
+        }
+    }
+    if (model->cuda && p->precision != VDIT_PRECISION_AUTO &&
+        (p->precision == VDIT_PRECISION_BF16) != model->cuda_bf16) {
+        int ret = vd_err(&c->log, VDIT_ERR_INVALID_ARG,
+                         "precision %s: the model's weights are on cuda:%d in %s (load it with "
+                         "precision %s)",
+                         p->precision == VDIT_PRECISION_BF16 ? "bf16" : "fp32", model->dev.index,
+                         model->cuda_bf16 ? "bf16" : "fp32",
+                         p->precision == VDIT_PRECISION_BF16 ? "bf16" : "fp32");
+        vdit_ctx_free(&c);
+        return ret;
+    }
     static const vk_prec prec[] = { VK_PREC_AUTO, VK_PREC_F32, VK_PREC_BF16 };
-    c->kc = vk_ctx_new_ex(c->n_threads, -1, prec[p->precision], &c->log);
+    /* with a device the CPU computes only the small parts: its best precision */
+    c->kc = vk_ctx_new_ex(c->n_threads, -1, model->cuda ? VK_PREC_AUTO : prec[p->precision],
+                          &c->log);
     if (!c->kc) {
         int err = p->precision == VDIT_PRECISION_BF16 ? VDIT_ERR_UNSUPPORTED : VDIT_ERR_NOMEM;
         vdit_ctx_free(&c);
         return err; /* the reason went to the log callback */
     }
-    snprintf(c->compute, sizeof(c->compute), "%s on %s, %d thread%s", vk_prec_name(c->kc->prec),
-             vk_isa_name(c->kc->isa), c->n_threads, c->n_threads == 1 ? "" : "s");
+    if (model->cuda) {
+        vk_device d = model->dev;
+        int ret = vk_device_open(&d, &c->kc->cuda, &c->log);
+        if (ret) {
+            vdit_ctx_free(&c);
+            return ret;
+        }
+        c->kc->cuda_bf16 = model->cuda_bf16;
+        snprintf(c->compute, sizeof(c->compute), "%s on cuda:%d (%s); CPU parts %s on %s, %d thread%s",
+                 model->cuda_bf16 ? "bf16" : "fp32", model->dev.index,
+                 vk_device_describe(c->kc->cuda), vk_prec_name(c->kc->prec),
+                 vk_isa_name(c->kc->isa), c->n_threads, c->n_threads == 1 ? "" : "s");
+    } else {
+        snprintf(c->compute, sizeof(c->compute), "%s on %s, %d thread%s",
+                 vk_prec_name(c->kc->prec), vk_isa_name(c->kc->isa), c->n_threads,
+                 c->n_threads == 1 ? "" : "s");
+    }
     vd_logf(&c->log, VDIT_LOG_INFO, "compute: %s", c->compute);
     if (!(c->run = model->fam->run_new(model, c->kc))) {
         vdit_ctx_free(&c);

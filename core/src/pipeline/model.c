@@ -398,6 +398,14 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
             return VDIT_ERR_INVALID_ARG;
         }
     }
+    {
+        vk_device dv;
+        vd_log dl = { 0 };
+        if (vk_device_parse(p->device, &dv, &dl)) {
+            snprintf(p->error, sizeof(p->error), "vdit_model_load: %.230s", dl.msg);
+            return VDIT_ERR_INVALID_ARG;
+        }
+    }
     /* Threads for the work done while loading: widening fp8 weights,
      * merging LoRAs. */
     int n_threads = p->n_threads > 0 ? p->n_threads : vd_cpu_count();
@@ -434,6 +442,13 @@ int vdit_model_load(const char *path, vdit_model_params *p, vdit_model **out)
     vk_prec prep = p->precision != VDIT_PRECISION_FP32 && vk_isa_native_bf16(vk_isa_default())
                        ? VK_PREC_BF16
                        : VK_PREC_F32;
+    if ((ret = vk_device_parse(p->device, &m->dev, &m->log)) ||
+        (ret = vk_device_open(&m->dev, &m->cuda, &m->log)))
+        goto fail;
+    m->cuda_bf16 = p->precision != VDIT_PRECISION_FP32;
+    if (m->cuda)
+        vd_logf(&m->log, VDIT_LOG_INFO, "device cuda:%d: %s", m->dev.index,
+                vk_device_describe(m->cuda));
     if ((ret = m->fam->load(m, pt, prep, n_threads, ck_flags)))
         goto fail;
     /* the parts say which family this is (the folder's names only guessed) */
@@ -477,6 +492,7 @@ void vdit_model_free(vdit_model **pm)
     vd_decoder_free(m);
     if (m->fam)
         m->fam->free(m);
+    vk_device_close(&m->cuda); /* after the parts whose device memory it holds */
     free(m->neg_prompt);
     free(m);
     *pm = NULL;

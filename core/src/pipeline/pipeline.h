@@ -32,6 +32,9 @@ struct vdit_model {
                           its last (vd_loop_decode), "loop_history" (default 0) */
     struct vd_taehv *tae; /* the decoder vdit_model_params.decoder chose (NULL: the
                           family's VAE decodes), read-only after load */
+    vk_device dev;        /* vdit_model_params.device, resolved */
+    void *cuda;           /* dev's context holding the uploaded weights (vkc_ctx), or NULL */
+    int cuda_bf16;        /* the device weights are bf16 (else fp32) */
 };
 
 /* A prompt's embedding (the text encoder's real rows), cached per context. */
@@ -51,7 +54,7 @@ struct vdit_ctx {
     void *progress_user;
     int n_threads;
     atomic_int cancel;
-    char compute[64]; /* vdit_ctx_compute */
+    char compute[192]; /* vdit_ctx_compute */
     vk_ctx *kc;
     vd_run *run;                    /* the family's per-context denoiser state */
     vd_text_entry text[VD_TEXT_CACHE];

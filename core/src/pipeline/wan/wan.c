@@ -129,9 +129,14 @@ static int wan_load(vdit_model *m, const vd_files *f, vk_prec prep, int n_thread
         (ret = vd_dit_merge_loras(w->ck_dit, f->loras, f->n_loras, n_threads, &m->log)) ||
         (ret = vd_dit_load_ex(w->ck_dit, text_len, f->n_heads, &m->log, &w->dit)))
         return ret;
-    /* the DiT's weights in the matmul's layout, made once here: bf16
-     * contexts read a bf16 copy, fp32 ones a packed copy of fp32 weights */
-    if ((ret = vd_dit_prepare_ex(w->dit, prep, n_threads, release_tensor, w->ck_dit)))
+    /* the DiT's blocks on the model's device, or its weights in the CPU
+     * matmul's layout, made once here: bf16 contexts read a bf16 copy, fp32
+     * ones a packed copy of fp32 weights */
+    if (m->cuda) {
+        if ((ret = vd_dit_upload(w->dit, m->cuda, m->cuda_bf16 ? VK_PREC_BF16 : VK_PREC_F32,
+                                 release_tensor, w->ck_dit, &m->log)))
+            return ret;
+    } else if ((ret = vd_dit_prepare_ex(w->dit, prep, n_threads, release_tensor, w->ck_dit)))
         return vd_err(&m->log, ret, "%s: out of memory for the %s copy of the weights%s", f->dit,
                       prep == VK_PREC_BF16 ? "bf16" : "packed fp32",
                       prep == VK_PREC_BF16 ? " (load with precision fp32 to do without it)" : "");
