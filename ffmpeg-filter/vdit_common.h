@@ -84,6 +84,9 @@
           VDIT_FLAGS, "precision" },                                                          \
         { "bf16", "bf16 operands, fp32 accumulation", 0, AV_OPT_TYPE_CONST,                   \
           { .i64 = VDIT_PRECISION_BF16 }, 0, 0, VDIT_FLAGS, "precision" },                    \
+    { "device", "where the DiT runs: cpu, cuda, cuda:N (an NVIDIA GPU) or auto (cuda:0 if "   \
+      "one answers, else the CPU)", offsetof(type, device), AV_OPT_TYPE_STRING,               \
+      { .str = "cpu" }, 0, 0, VDIT_FLAGS },                                                   \
     { "cache", "step caching: steps reuse the DiT's last residual while it barely changes",   \
       offsetof(type, cache), AV_OPT_TYPE_INT, { .i64 = VDIT_DEFAULT_CACHE }, VDIT_CACHE_OFF,  \
       VDIT_CACHE_COUNT - 1, VDIT_FLAGS, "cache" },                                            \
@@ -158,14 +161,15 @@ static inline int vdit_progress_log(void *user, int stage, int step, int total)
 /* Loads the model (path NULL: the bundled one) with the decoder `decoder`
  * (vdit_model_params.decoder: NULL or "vae", "tae", a TAEHV file) and the
  * LoRAs of `lora` ("FILE[:SCALE]|...", vdit_lora_parse; NULL or "": none)
- * merged into it, and makes a context on it computing at `precision` (enum
- * vdit_precision)
- * whose progress goes to `progress` (user: ctx), with the filter's generic
+ * merged into it, on `device` (vdit_model_params.device: NULL or "cpu",
+ * "cuda", "cuda:N", "auto"; the context follows the model), and makes a
+ * context on it computing at `precision` (enum vdit_precision) whose
+ * progress goes to `progress` (user: ctx), with the filter's generic
  * `threads` option as the engine's thread count (0: all cores). On failure
  * logs what to do and returns an AVERROR; the caller's uninit frees whatever
  * was made. */
 static inline int vdit_open_model(AVFilterContext *ctx, const char *path, const char *decoder,
-                                  const char *lora,
+                                  const char *lora, const char *device,
                                   int precision, vdit_progress_fn progress, vdit_model **model,
                                   vdit_ctx **vctx)
 {
@@ -189,6 +193,7 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, const 
     mp.log_level = vdit_log_level();
     mp.n_threads = threads;
     mp.precision = precision;
+    mp.device = device && *device ? device : NULL; /* the context's: NULL, the model's */
     mp.decoder = decoder && *decoder ? decoder : NULL;
     if (lora && *lora) {
         if (!(lora_buf = av_malloc(strlen(lora) + 1)))
@@ -205,7 +210,8 @@ static inline int vdit_open_model(AVFilterContext *ctx, const char *path, const 
         mp.n_loras = n_loras;
     }
     av_log(ctx, AV_LOG_VERBOSE, "loading model %s (libvdit %s), %d threads (0: all cores), "
-           "%d LoRA(s)\n", path, vdit_version(), threads, n_loras);
+           "%d LoRA(s), device %s\n", path, vdit_version(), threads, n_loras,
+           mp.device ? mp.device : "cpu");
     err = vdit_model_load(path, &mp, model);
     av_free(lora_buf);
     if (err < 0) {

@@ -75,7 +75,7 @@ typedef struct VditContext {
     const AVClass *class;
 
     /* options */
-    char *prompt, *negative_prompt, *model_path, *decoder, *lora;
+    char *prompt, *negative_prompt, *model_path, *decoder, *lora, *device;
     double strength;
     int steps, sampler, window, overlap, async, precision, cache;
     int bypass, fade, accept;
@@ -198,8 +198,8 @@ static av_cold int init(AVFilterContext *ctx)
         av_log(ctx, AV_LOG_VERBOSE, "bypass: frames are converted and back, no model\n");
         return 0;
     }
-    return vdit_open_model(ctx, s->model_path, s->decoder, s->lora, s->precision, on_progress, &s->model,
-                           &s->vctx);
+    return vdit_open_model(ctx, s->model_path, s->decoder, s->lora, s->device, s->precision, on_progress,
+                           &s->model, &s->vctx);
 }
 
 static void item_free(VditItem *it)

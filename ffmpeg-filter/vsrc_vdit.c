@@ -46,7 +46,7 @@ typedef struct VditSrcContext {
     const AVClass *class;
 
     /* options */
-    char *prompt, *negative_prompt, *model_path, *image_path, *decoder, *lora;
+    char *prompt, *negative_prompt, *model_path, *image_path, *decoder, *lora, *device;
     int w, h;
     AVRational frame_rate;
     int64_t duration;
@@ -180,8 +180,8 @@ static av_cold int init(AVFilterContext *ctx)
         if ((ret = load_image(ctx)) < 0)
             return ret;
     }
-    ret = vdit_open_model(ctx, s->model_path, s->decoder, s->lora, s->precision, vdit_progress_log, &s->model,
-                          &s->vctx);
+    ret = vdit_open_model(ctx, s->model_path, s->decoder, s->lora, s->device, s->precision,
+                          vdit_progress_log, &s->model, &s->vctx);
     if (ret < 0)
         return ret;
     err = vdit_model_get_info(s->model, &s->info);

@@ -108,6 +108,16 @@ void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint thresh
                            (float)VDIT_DEFAULT_CACHE_THRESHOLD, ready));
 }
 
+void gst_vdit_install_device_prop(GObjectClass *oc, guint id)
+{
+    const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY;
+    g_object_class_install_property(oc, id,
+        g_param_spec_string("device", "Device", "Where the DiT runs: cpu, cuda, cuda:N or auto "
+                            "(NULL: cpu; cuda: an NVIDIA GPU, its weights uploaded when the "
+                            "model loads; auto: cuda:0 where one answers, else the CPU)", NULL,
+                            ready));
+}
+
 /* The last error vdit logged on an element, kept to name the reason when a
  * call fails without a context to ask (vdit_ctx_init). */
 static GQuark last_error_quark(void)
@@ -128,7 +138,7 @@ void gst_vdit_log(void *user, int level, const char *msg)
 }
 
 gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder,
-                       const gchar *lora, gint threads, gint precision,
+                       const gchar *lora, const gchar *device, gint threads, gint precision,
                        vdit_progress_fn progress, void *progress_user, vdit_model **model,
                        vdit_ctx **ctx)
 {
@@ -146,6 +156,7 @@ gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder,
     mp.log_level = VDIT_LOG_DEBUG;
     mp.n_threads = threads;
     mp.precision = precision;
+    mp.device = device && *device ? device : NULL; /* the context's: NULL, the model's */
     mp.decoder = decoder && *decoder ? decoder : NULL;
     vdit_lora loras[64];
     gchar *lora_buf = NULL;
@@ -165,9 +176,11 @@ gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder,
     int err = vdit_model_load(path, &mp, model);
     g_free(lora_buf);
     if (err < 0) {
-        GST_ELEMENT_ERROR(el, RESOURCE, OPEN_READ, ("Could not load the vdit model '%s'", path),
-                          ("%s (%s)", mp.error[0] ? mp.error : "no detail",
-                           vdit_strerror(err)));
+        /* the cause in the message itself, where applications show it (a
+         * device that cannot be used is no fault of the model's files) */
+        GST_ELEMENT_ERROR(el, RESOURCE, OPEN_READ, ("Could not load the vdit model '%s': %s",
+                          path, mp.error[0] ? mp.error : vdit_strerror(err)),
+                          ("%s", vdit_strerror(err)));
         return FALSE;
     }
     vdit_ctx_params cp;

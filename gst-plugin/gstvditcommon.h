@@ -46,16 +46,21 @@ void gst_vdit_rgb_info(GstVideoInfo *rgb, GstVideoFormat format, const GstVideoI
 /* The step-caching properties both elements have ("cache", "cache-threshold"). */
 void gst_vdit_install_cache_props(GObjectClass *oc, guint cache_id, guint threshold_id);
 
+/* The "device" property both elements have (a string, NULL: the CPU). */
+void gst_vdit_install_device_prop(GObjectClass *oc, guint id);
+
 /* vdit_log_fn forwarding to the GStreamer debug log of the element in `user`. */
 void gst_vdit_log(void *user, int level, const char *msg);
 
 /* Loads the model at `path` (NULL or "": the bundled default) with the
  * decoder `decoder` (vdit_model_params.decoder: NULL, "" or "vae", "tae", a
  * TAEHV file) and the LoRAs of `lora` ("FILE[:SCALE]|...", vdit_lora_parse;
- * NULL or "": none) merged into it, and makes a context (precision: enum
- * vdit_precision). On failure posts an element error and returns FALSE. */
+ * NULL or "": none) merged into it, on `device` (vdit_model_params.device:
+ * NULL, "" or "cpu", "cuda", "cuda:N", "auto"; the context follows the
+ * model), and makes a context (precision: enum vdit_precision). On failure
+ * posts an element error and returns FALSE. */
 gboolean gst_vdit_open(GstElement *el, const gchar *path, const gchar *decoder,
-                       const gchar *lora, gint threads, gint precision,
+                       const gchar *lora, const gchar *device, gint threads, gint precision,
                        vdit_progress_fn progress, void *progress_user, vdit_model **model,
                        vdit_ctx **ctx);
 

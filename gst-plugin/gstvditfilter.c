@@ -62,6 +62,7 @@ enum {
     PROP_LORA,
     PROP_THREADS,
     PROP_PRECISION,
+    PROP_DEVICE,
     PROP_CACHE,
     PROP_CACHE_THRESHOLD,
     PROP_BYPASS,
@@ -85,7 +86,7 @@ struct _GstVdit {
     GstPad *sinkpad, *srcpad;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path, *decoder, *lora;
+    gchar *prompt, *negative_prompt, *model_path, *decoder, *lora, *device;
     gdouble strength, guidance, shift;
     gint steps, sampler, window, overlap, threads, precision, cache;
     gfloat cache_threshold;
@@ -587,14 +588,15 @@ static GstStateChangeReturn gst_vdit_change_state(GstElement *el, GstStateChange
         GST_OBJECT_LOCK(self);
         gboolean load = !self->ctx && !self->bypass;
         gchar *path = g_strdup(self->model_path), *decoder = g_strdup(self->decoder);
-        gchar *lora = g_strdup(self->lora);
+        gchar *lora = g_strdup(self->lora), *device = g_strdup(self->device);
         gint threads = self->threads, precision = self->precision;
         GST_OBJECT_UNLOCK(self);
-        gboolean ok = !load || gst_vdit_open(el, path, decoder, lora, threads, precision,
+        gboolean ok = !load || gst_vdit_open(el, path, decoder, lora, device, threads, precision,
                                              on_progress, self, &self->model, &self->ctx);
         g_free(path);
         g_free(decoder);
         g_free(lora);
+        g_free(device);
         if (!ok)
             return GST_STATE_CHANGE_FAILURE;
     }
@@ -656,6 +658,10 @@ static void gst_vdit_set_property(GObject *obj, guint id, const GValue *v, GPara
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
+    case PROP_DEVICE:
+        g_free(self->device);
+        self->device = g_value_dup_string(v);
+        break;
     case PROP_CACHE: self->cache = g_value_get_enum(v); break;
     case PROP_CACHE_THRESHOLD: self->cache_threshold = g_value_get_float(v); break;
     case PROP_BYPASS: self->bypass = g_value_get_boolean(v); break;
@@ -686,6 +692,7 @@ static void gst_vdit_get_property(GObject *obj, guint id, GValue *v, GParamSpec 
     case PROP_LORA: g_value_set_string(v, self->lora); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
+    case PROP_DEVICE: g_value_set_string(v, self->device); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
     case PROP_CACHE_THRESHOLD: g_value_set_float(v, self->cache_threshold); break;
     case PROP_BYPASS: g_value_set_boolean(v, self->bypass); break;
@@ -708,6 +715,7 @@ static void gst_vdit_finalize(GObject *obj)
     g_free(self->model_path);
     g_free(self->decoder);
     g_free(self->lora);
+    g_free(self->device);
     G_OBJECT_CLASS(gst_vdit_parent_class)->finalize(obj);
 }
 
@@ -773,6 +781,7 @@ static void gst_vdit_class_init(GstVditClass *klass)
         g_param_spec_enum("precision", "Precision", "Arithmetic of the products (auto: bf16 "
                           "where the CPU has bf16 instructions, else fp32)",
                           GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
+    gst_vdit_install_device_prop(oc, PROP_DEVICE);
     gst_vdit_install_cache_props(oc, PROP_CACHE, PROP_CACHE_THRESHOLD);
     g_object_class_install_property(oc, PROP_BYPASS,
         g_param_spec_boolean("bypass", "Bypass", "Convert frames to the model's RGB and back "

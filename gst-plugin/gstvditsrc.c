@@ -62,6 +62,7 @@ enum {
     PROP_LORA,
     PROP_THREADS,
     PROP_PRECISION,
+    PROP_DEVICE,
     PROP_CACHE,
     PROP_CACHE_THRESHOLD,
     PROP_IMAGE,
@@ -78,7 +79,7 @@ struct _GstVditSrc {
     GstPushSrc parent;
 
     /* properties, under the object lock */
-    gchar *prompt, *negative_prompt, *model_path, *image_path, *decoder, *lora;
+    gchar *prompt, *negative_prompt, *model_path, *image_path, *decoder, *lora, *device;
     gint steps, sampler, num_frames, threads, precision, cache;
     gfloat cache_threshold;
     gdouble guidance, shift;
@@ -215,7 +216,7 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
     GST_OBJECT_LOCK(self);
     gchar *path = g_strdup(self->model_path), *decoder = g_strdup(self->decoder);
     gchar *image = self->image_path && *self->image_path ? g_strdup(self->image_path) : NULL;
-    gchar *lora = g_strdup(self->lora);
+    gchar *lora = g_strdup(self->lora), *device = g_strdup(self->device);
     gint threads = self->threads, precision = self->precision;
     gboolean loop = self->loop;
     GST_OBJECT_UNLOCK(self);
@@ -244,8 +245,8 @@ static gboolean gst_vdit_src_start(GstBaseSrc *bs)
             goto done;
         }
     }
-    if (!gst_vdit_open(GST_ELEMENT(self), path, decoder, lora, threads, precision, on_progress,
-                       self, &self->model, &self->ctx))
+    if (!gst_vdit_open(GST_ELEMENT(self), path, decoder, lora, device, threads, precision,
+                       on_progress, self, &self->model, &self->ctx))
         goto done;
     vdit_model_get_info(self->model, &self->minfo);
     self->pref_w = self->minfo.width;
@@ -277,6 +278,7 @@ done:
     g_free(path);
     g_free(decoder);
     g_free(lora);
+    g_free(device);
     g_free(image);
     return ok;
 }
@@ -544,6 +546,10 @@ static void gst_vdit_src_set_property(GObject *obj, guint id, const GValue *v, G
         break;
     case PROP_THREADS: self->threads = g_value_get_int(v); break;
     case PROP_PRECISION: self->precision = g_value_get_enum(v); break;
+    case PROP_DEVICE:
+        g_free(self->device);
+        self->device = g_value_dup_string(v);
+        break;
     case PROP_CACHE: self->cache = g_value_get_enum(v); break;
     case PROP_CACHE_THRESHOLD: self->cache_threshold = g_value_get_float(v); break;
     case PROP_IMAGE:
@@ -575,6 +581,7 @@ static void gst_vdit_src_get_property(GObject *obj, guint id, GValue *v, GParamS
     case PROP_LORA: g_value_set_string(v, self->lora); break;
     case PROP_THREADS: g_value_set_int(v, self->threads); break;
     case PROP_PRECISION: g_value_set_enum(v, self->precision); break;
+    case PROP_DEVICE: g_value_set_string(v, self->device); break;
     case PROP_CACHE: g_value_set_enum(v, self->cache); break;
     case PROP_CACHE_THRESHOLD: g_value_set_float(v, self->cache_threshold); break;
     case PROP_IMAGE: g_value_set_string(v, self->image_path); break;
@@ -598,6 +605,7 @@ static void gst_vdit_src_finalize(GObject *obj)
     g_free(self->image_path);
     g_free(self->decoder);
     g_free(self->lora);
+    g_free(self->device);
     G_OBJECT_CLASS(gst_vdit_src_parent_class)->finalize(obj);
 }
 
@@ -668,6 +676,7 @@ static void gst_vdit_src_class_init(GstVditSrcClass *klass)
         g_param_spec_enum("precision", "Precision", "Arithmetic of the products (auto: bf16 "
                           "where the CPU has bf16 instructions, else fp32)",
                           GST_TYPE_VDIT_PRECISION, VDIT_DEFAULT_PRECISION, ready));
+    gst_vdit_install_device_prop(oc, PROP_DEVICE);
     gst_vdit_install_cache_props(oc, PROP_CACHE, PROP_CACHE_THRESHOLD);
     g_object_class_install_property(oc, PROP_IMAGE,
         g_param_spec_string("image", "Image", "Image file the video starts from (image to "

@@ -28,7 +28,7 @@ enum op { OP_GENERATE, OP_EDIT, OP_EXTEND, OP_LOOP, OP_BRIDGE };
 
 typedef struct opts {
     const char *prompt, *negative, *input, *input2, *output, *model, *expand, *expand_model;
-    const char *image, *decoder;
+    const char *image, *decoder, *device;
     int width, height, frames, steps, sampler, threads, frames_new, backward, window, quiet;
     int precision, cache, cache_max_skip;
     double fps, guidance, shift, strength, cache_threshold, cache_start, cache_end, guidance_end;
@@ -115,6 +115,10 @@ static void usage(enum op op, FILE *o)
                "  --threads N            CPU threads (default: all cores)\n"
                "  --precision P          auto (default: bf16 where the CPU computes it natively,\n"
                "                         else fp32), fp32 (exact) or bf16 (about twice as fast)\n"
+               "  --device D             where the DiT runs: cpu (default), cuda or cuda:N (that\n"
+               "                         NVIDIA GPU: its weights uploaded at load; the text\n"
+               "                         encoder and the VAE stay on the CPU) or auto (cuda:0\n"
+               "                         where the build has CUDA and a GPU answers, else the CPU)\n"
                "  --expand URL           rewrite the prompt into a detailed caption with a language\n"
                "                         model at this OpenAI-compatible endpoint (e.g.\n"
                "                         http://127.0.0.1:8080, a llama.cpp server); off by default,\n"
@@ -152,6 +156,17 @@ static int parse_num(const char *s, double lo, double hi, double *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* Whether s is a device vdit_model_params.device takes: cpu, auto, cuda or
+ * cuda:N (N = 0 to 1023), checked here so that a typo is a usage error
+ * found before any work; the load says why a device cannot be used. */
+static int valid_device(const char *s)
+{
+    int n;
+    if (!strcmp(s, "cpu") || !strcmp(s, "auto") || !strcmp(s, "cuda"))
+        return 1;
+    return !strncmp(s, "cuda:", 5) && s[5] >= '0' && s[5] <= '9' && !parse_int(s + 5, 0, 1023, &n);
 }
 
 /* Returns 0, 2 (usage error, printed) or 3 (--help printed). */
@@ -276,6 +291,9 @@ static int parse(enum op op, int argc, char **argv, opts *o)
                            : !strcmp(val, "bf16") ? VDIT_PRECISION_BF16
                                                   : -1;
             ok = o->precision < 0 ? -1 : 0;
+        } else if (!strcmp(name, "--device")) {
+            o->device = val;
+            ok = valid_device(val) ? 0 : -1;
         } else if (!strcmp(name, "--seed")) {
             char *end;
             errno = 0;
@@ -496,6 +514,7 @@ static int run(enum op op, int argc, char **argv)
     mp.log_cb = log_cb;
     mp.n_threads = o.threads;
     mp.precision = o.precision;
+    mp.device = o.device; /* the context's device left NULL: the model's */
     mp.decoder = o.decoder;
     mp.loras = o.loras;
     mp.n_loras = o.n_loras;

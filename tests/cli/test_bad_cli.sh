@@ -39,6 +39,9 @@ expect 2 "unknown command" bogus
 expect 2 "unknown option '--bogus'" generate --bogus 1 --output a.y4m
 expect 2 "needs a value" generate --output
 expect 2 "bad value 'fp16' for --precision" generate --precision fp16 --output a.y4m
+for d in gpu cuda:x cuda: cuda:-1 CPU; do
+    expect 2 "bad value '$d' for --device" generate --device "$d" --output a.y4m
+done
 expect 2 "needs a value" generate --output a.y4m --steps
 expect 2 "--output is required" generate $common
 for o in "--width 0" "--width -5" "--width 99999" "--height abc" "--frames 0" "--frames -1" \
@@ -73,6 +76,9 @@ expect 2 "unknown subject" bench bogus
 for c in generate edit extend loop bridge tokenize conform; do
     expect 0 "Exit status" $c --help
 done
+for c in generate edit extend loop bridge; do
+    expect 0 "--device D" $c --help
+done
 
 # ---- odd but valid sizes ----
 expect 0 "" generate $common --width 40 --height 24 --frames 5 --output a.y4m
@@ -104,6 +110,31 @@ echo "not a video" > text.mkv
 expect 1 "text.mkv" edit $common --input text.mkv --output e.y4m
 expect 1 "differ in size" bridge $common --input g7x5.y4m --input2 a.y4m --frames-new 3 --output b.y4m
 expect 1 "/nonexistent/model" generate --model /nonexistent/model --output a.y4m
+# --device: cuda where it cannot be used (a build without the CUDA backend,
+# or no GPU, no driver) fails the load saying why, and leaves no file; auto
+# then runs on the CPU: the same bytes as the default (cpu). Where a GPU
+# answers, cuda runs and auto is that GPU: a clip of the same size and length.
+expect 0 "" generate $common --width 24 --height 16 --frames 5 --output dev_default.y4m
+expect 0 "" generate $common --width 24 --height 16 --frames 5 --device cpu --output dev_cpu.y4m
+expect 0 "" generate $common --width 24 --height 16 --frames 5 --device auto --output dev_auto.y4m
+cmp -s dev_default.y4m dev_cpu.y4m || { echo "FAILED: --device cpu differs from the default"; fail=1; }
+out=$(timeout 120 "$vdit" generate $common --width 24 --height 16 --frames 5 --device cuda \
+      --output dev_cuda.y4m 2>&1)
+got=$?
+case "$got:$out" in
+    0:*)
+        # a usable GPU: auto took it too
+        [ "$(head -1 dev_auto.y4m)" = "$(head -1 dev_default.y4m)" ] &&
+        [ "$(wc -c <dev_auto.y4m)" = "$(wc -c <dev_default.y4m)" ] ||
+            { echo "FAILED: --device auto (on the GPU) is not a clip like the default's"; fail=1; } ;;
+    1:*"cannot load the model: device cuda"*)
+        [ -e dev_cuda.y4m ] && { echo "FAILED: --device cuda left a file"; fail=1; }
+        cmp -s dev_default.y4m dev_auto.y4m ||
+            { echo "FAILED: --device auto without a usable GPU differs from the default"; fail=1; } ;;
+    *)
+        echo "FAILED (status $got): vdit generate --device cuda: $(echo "$out" | tail -2)"; fail=1 ;;
+esac
+expect 1 "device cuda:1000" generate $common --frames 1 --device cuda:1000 --output dev.png
 # bf16 where the CPU (here lowered to AVX2) has no bf16 instructions
 VDIT_CPU=avx2 expect 1 "precision bf16 needs a CPU" generate $common --precision bf16 --output a.y4m
 

@@ -98,14 +98,14 @@ enc=mpeg4
 h=$("$ff" -hide_banner -h filter=vdit 2>&1)
 miss=""
 for o in prompt negative_prompt strength steps guidance seed sampler dpm++ shift model decoder lora \
-         window overlap async cache cache_threshold bypass fade accept interlaced hdr; do
+         window overlap async cache cache_threshold bypass fade accept interlaced hdr precision device; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vdit options documented" || fail "vdit options documented" "missing$miss"
 h=$("$ff" -hide_banner -h filter=vditsrc 2>&1)
 miss=""
 for o in prompt negative_prompt size s rate r duration d seed steps guidance sampler shift \
-         model decoder lora loop cache cache_threshold image; do
+         model decoder lora loop cache cache_threshold image precision device; do
   grep -q -- "^ *$o " <<<"$h" || miss+=" $o"
 done
 [ -z "$miss" ] && pass "vditsrc options documented" || fail "vditsrc options documented" "missing$miss"
@@ -488,6 +488,44 @@ for t in 1 2; do
       fail "vdit threads=$t reaches the engine" "$(grep -i 'loading model' "$tmp/threads$t.log")"
   fi
 done
+
+# device: where the DiT runs. cuda where it cannot be used (a libvdit without
+# the CUDA backend, no GPU, no driver) fails the filter's init saying why;
+# auto then runs on the CPU: the same frames as the default (cpu). Where a
+# GPU answers, cuda runs and auto takes it: as many frames as the default. A
+# bad value is refused naming it.
+dev_in="testsrc2=s=32x32:r=8:d=0.625"
+for f in vdit vditsrc; do
+  if [ $f = vdit ]; then
+    dev() { "$ff" -hide_banner -nostdin -y -v verbose -f lavfi -i "$dev_in" -vf "vdit=$M:window=5$1" \
+              -f framemd5 "$2"; }
+  else
+    dev() { "$ff" -hide_banner -nostdin -y -v verbose -f lavfi -i "vditsrc=$M:s=32x32:r=8:d=0.625$1" \
+              -f framemd5 "$2"; }
+  fi
+  dev "" "$tmp/dev_default.md5" >"$tmp/dev_default.log" 2>&1 ||
+    fail "$f (default device)" "ffmpeg failed: $(tail -2 "$tmp/dev_default.log" | tr '\n' ' ')"
+  dev ":device=auto" "$tmp/dev_auto.md5" >"$tmp/dev_auto.log" 2>&1 ||
+    fail "$f device=auto" "ffmpeg failed: $(tail -2 "$tmp/dev_auto.log" | tr '\n' ' ')"
+  grep -q "LoRA(s), device auto" "$tmp/dev_auto.log" && pass "$f device=auto reaches the engine" ||
+    fail "$f device=auto reaches the engine" "$(grep -i 'loading model' "$tmp/dev_auto.log")"
+  if dev ":device=cuda" "$tmp/dev_cuda.md5" >"$tmp/dev_cuda.log" 2>&1; then
+    n=$(grep -vc '^#' "$tmp/dev_auto.md5")
+    [ "$n" = 5 ] && pass "$f device=cuda runs (a GPU answers); device=auto: 5 frames" ||
+      fail "$f device=auto (on the GPU)" "$n frames"
+  else
+    grep -q "cannot load the model '$model'.*device cuda:0: " "$tmp/dev_cuda.log" &&
+      pass "$f device=cuda without a usable GPU: $(grep -o 'device cuda:0: [^(]*' "$tmp/dev_cuda.log" | head -1)" ||
+      fail "$f device=cuda without a usable GPU" "$(tail -3 "$tmp/dev_cuda.log" | tr '\n' ' ')"
+    [ -s "$tmp/dev_auto.md5" ] && [ "$(grep -v '^#' "$tmp/dev_auto.md5")" = "$(grep -v '^#' "$tmp/dev_default.md5")" ] &&
+      pass "$f device=auto without a usable GPU: the default's frames" ||
+      fail "$f device=auto without a usable GPU: the default's frames" "the frames differ"
+  fi
+done
+expect_error "vdit device=gpu refused, naming it" "device 'gpu': expected cpu, cuda, cuda:N" \
+  -f lavfi -i "$dev_in" -vf "vdit=$M:device=gpu" -f null -
+expect_error "vditsrc device=cuda:x refused, naming it" "device 'cuda:x': expected cpu, cuda" \
+  -f lavfi -i "vditsrc=$M:device=cuda\\\\:x" -f null -
 
 # ---- vdit ----------------------------------------------------------------------
 # Irregular timestamps and a non-square SAR must come through untouched.

@@ -242,6 +242,49 @@ EOF
 rb_rc=$?
 check "vditsrc image=: the first frame is the image ($res)" "[ $rb_rc = 0 ]"
 
+# device: where the DiT runs. cuda where it cannot be used (a build without
+# the CUDA backend, no GPU, no driver) fails to start saying why, without a
+# hang; auto then runs on the CPU: the same bytes as the default. Where a GPU
+# answers, cuda runs and auto takes it: as many bytes as the default. A bad
+# value is refused naming it.
+check "gst-inspect-1.0 vdit documents device" "grep -q '^  device' '$tmp/filter'"
+check "gst-inspect-1.0 vditsrc documents device" "grep -q '^  device' '$tmp/src'"
+dev_caps="video/x-raw,format=I420,width=32,height=32,framerate=8/1"
+dev_pipe() { # NAME ELEMENT DEVICE-PROPERTY...: runs it into $tmp/dev_NAME.yuv (log .log)
+  local name=$1 el=$2; shift 2
+  if [ "$el" = vdit ]; then
+    timeout 120 gst-launch-1.0 videotestsrc num-buffers=5 pattern=ball ! "$dev_caps" \
+      ! vdit model="$model" steps=1 guidance=1 window=5 threads=1 "$@" \
+      ! filesink location="$tmp/dev_$name.yuv" >"$tmp/dev_$name.log" 2>&1
+  else
+    timeout 120 gst-launch-1.0 vditsrc model="$model" steps=1 guidance=1 num-frames=5 \
+      num-buffers=5 threads=1 "$@" ! "$dev_caps" \
+      ! filesink location="$tmp/dev_$name.yuv" >"$tmp/dev_$name.log" 2>&1
+  fi
+}
+for el in vdit vditsrc; do
+  rm -f "$tmp"/dev_*.yuv
+  dev_pipe default $el
+  dev_pipe auto $el device=auto
+  dev_pipe cuda $el device=cuda
+  rc=$?
+  check "$el: the default writes 5 frames" "[ \$(stat -c %s '$tmp/dev_default.yuv' 2>/dev/null || echo 0) = $((32 * 32 * 3 / 2 * 5)) ]"
+  if [ $rc = 0 ]; then
+    echo "note: $el device=cuda ran (a GPU answers)"
+    check "$el device=auto (on the GPU): as many bytes as the default" \
+      "[ \$(stat -c %s '$tmp/dev_auto.yuv') = \$(stat -c %s '$tmp/dev_default.yuv') ]"
+  else
+    check "$el device=cuda without a usable GPU: error exit, no hang, says why" \
+      "[ $rc -ne 124 ] && grep -q 'device cuda:0: ' '$tmp/dev_cuda.log'"
+    check "$el device=auto without a usable GPU: the default's frames" \
+      "[ -s '$tmp/dev_auto.yuv' ] && cmp -s '$tmp/dev_auto.yuv' '$tmp/dev_default.yuv'"
+  fi
+  dev_pipe gpu $el device=gpu
+  rc=$?
+  check "$el device=gpu: error exit, no hang, names the value" \
+    "[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q \"device 'gpu': expected cpu, cuda\" '$tmp/dev_gpu.log'"
+done
+
 # a missing model is a clear error, not a crash
 gst-launch-1.0 videotestsrc num-buffers=2 ! vdit model=/nonexistent ! fakesink >"$tmp/bad.log" 2>&1
 rc=$?

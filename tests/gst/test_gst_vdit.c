@@ -916,6 +916,91 @@ static void test_bypass_model(void)
     gst_object_unref(el);
 }
 
+/* The first error a state change posted on bus (NULL if none): its message;
+ * the bus is left empty (basesrc follows a failed start with its own). */
+static gchar *pop_error(GstBus *bus)
+{
+    gchar *msg = NULL;
+    GstMessage *m;
+    while ((m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR))) {
+        GError *e = NULL;
+        gst_message_parse_error(m, &e, NULL);
+        if (!msg)
+            msg = g_strdup(e->message);
+        g_error_free(e);
+        gst_message_unref(m);
+    }
+    return msg;
+}
+
+/* device: NULL (the CPU) by default; a bad value fails the load naming it;
+ * cuda where it cannot be used fails saying why; auto loads (on the CPU
+ * without a usable GPU). Like precision, a new device set while a model is
+ * loaded (READY) takes effect at the next load, after NULL. */
+static void test_device(void)
+{
+    const char *names[] = { "vdit", "vditsrc" };
+    for (int k = 0; k < 2; k++) {
+        GstElement *el = gst_element_factory_make(names[k], NULL);
+        T_CHECK(el != NULL, "%s exists", names[k]);
+        if (!el)
+            continue;
+        /* vdit loads in NULL->READY, vditsrc in READY->PAUSED (start) */
+        GstState load_to = k == 0 ? GST_STATE_READY : GST_STATE_PAUSED;
+        gchar *dev = NULL;
+        g_object_get(el, "device", &dev, NULL);
+        T_CHECK(dev == NULL, "%s: device NULL by default (%s)", names[k], dev ? dev : "NULL");
+        g_free(dev);
+        g_object_set(el, "model", model, "threads", 1, "device", "gpu", NULL);
+        GstBus *bus = gst_bus_new();
+        gst_element_set_bus(el, bus);
+        T_CHECK(gst_element_set_state(el, load_to) == GST_STATE_CHANGE_FAILURE,
+                "%s device=gpu fails", names[k]);
+        gchar *msg = pop_error(bus);
+        T_CHECK(msg && strstr(msg, "device 'gpu'"), "%s device=gpu: %s", names[k],
+                msg ? msg : "no error posted");
+        g_free(msg);
+        gst_element_set_state(el, GST_STATE_NULL);
+
+        g_object_set(el, "device", "cuda", NULL);
+        GstStateChangeReturn r = gst_element_set_state(el, load_to);
+        msg = pop_error(bus);
+        gboolean cuda_ok = r != GST_STATE_CHANGE_FAILURE;
+        T_CHECK(cuda_ok || (msg && strstr(msg, "device cuda:0: ") != NULL),
+                "%s device=cuda: %s", names[k],
+                cuda_ok ? "loaded (a GPU answers)" : msg ? msg : "no error posted");
+        g_free(msg);
+        gst_element_set_state(el, GST_STATE_NULL);
+
+        if (k == 0) {
+            /* (vditsrc alone would start streaming in PAUSED: its loads
+             * that work are gst_launch's) */
+            g_object_set(el, "device", "auto", NULL);
+            T_CHECK(gst_element_set_state(el, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS,
+                    "vdit device=auto loads");
+            /* changed while the model is loaded: kept for the next load */
+            g_object_set(el, "device", "cuda:x", NULL);
+            g_object_get(el, "device", &dev, NULL);
+            T_CHECK(dev && !strcmp(dev, "cuda:x"), "vdit: device reads back (%s)",
+                    dev ? dev : "NULL");
+            g_free(dev);
+            T_CHECK(gst_element_set_state(el, GST_STATE_PAUSED) != GST_STATE_CHANGE_FAILURE,
+                    "vdit: READY->PAUSED keeps the loaded model");
+            gst_element_set_state(el, GST_STATE_NULL);
+            T_CHECK(gst_element_set_state(el, GST_STATE_READY) == GST_STATE_CHANGE_FAILURE,
+                    "vdit: the next load takes the new device");
+            msg = pop_error(bus);
+            T_CHECK(msg && strstr(msg, "device 'cuda:x'"), "vdit device=cuda:x: %s",
+                    msg ? msg : "no error posted");
+            g_free(msg);
+            gst_element_set_state(el, GST_STATE_NULL);
+        }
+        gst_element_set_bus(el, NULL);
+        gst_object_unref(bus);
+        gst_object_unref(el);
+    }
+}
+
 /* 10-bit video through the model (16-bit RGB to the engine): one out for
  * one in, the caps kept, the content edited. */
 static void test_edit_10bit(void)
@@ -1044,6 +1129,7 @@ int main(int argc, char **argv)
     RUN(test_bypass_colorimetry);
     RUN(test_refusals);
     RUN(test_bypass_model);
+    RUN(test_device);
     RUN(test_edit_10bit);
     RUN(test_src_10bit);
     RUN(test_src_image);
