@@ -120,7 +120,9 @@ static inline int vdit_averror(int err)
     case VDIT_ERR_NOMEM:       return AVERROR(ENOMEM);
     case VDIT_ERR_IO:          return AVERROR(EIO);
     case VDIT_ERR_FORMAT:      return AVERROR_INVALIDDATA;
-    case VDIT_ERR_UNSUPPORTED: return AVERROR_PATCHWELCOME;
+    /* valid input this build or machine cannot run (no CUDA device, bf16 on
+     * a CPU without it): not FFmpeg's "patches welcome" */
+    case VDIT_ERR_UNSUPPORTED: return AVERROR(ENOSYS);
     case VDIT_ERR_CANCELLED:   return AVERROR_EXIT;
     case VDIT_ERR_AGAIN:       return AVERROR(EAGAIN);
     case VDIT_ERR_EOF:         return AVERROR_EOF;

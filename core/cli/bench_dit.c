@@ -1000,7 +1000,7 @@ int bench_dit(int argc, char **argv)
     const char *pn = vk_prec_name(prec);
     char how[256];
     double flops = vd_dit_flops(&vc, L);
-    double peak = vk_peak_gflops(isa, prec, threads, NULL, how, sizeof(how));
+    double peak = device ? 0 : vk_peak_gflops(isa, prec, threads, NULL, how, sizeof(how));
     int sub = c.layers < c.model_layers; /* a subset of the blocks: times also scaled */
     char lay[160];
     if (sub)
@@ -1015,8 +1015,11 @@ int bench_dit(int argc, char **argv)
            (long long)c.h, (long long)c.w, (long long)L, (long long)(1 + 4 * (c.f - 1)),
            (long long)(c.w * c.vae_s), (long long)(c.h * c.vae_s),
            c.per_tok ? ", one timestep per token (first latent frame at 0)" : "", threads);
-    printf("level %s, precision %s; work per step %.1f GFLOP; %s peak %.1f GFLOP/s (%s)\n",
-           vk_isa_name(isa), pn, flops / 1e9, pn, peak, how);
+    if (device) /* the device's peak is measured when it is opened */
+        printf("work per step %.1f GFLOP\n", flops / 1e9);
+    else
+        printf("level %s, precision %s; work per step %.1f GFLOP; %s peak %.1f GFLOP/s (%s)\n",
+               vk_isa_name(isa), pn, flops / 1e9, pn, peak, how);
     fflush(stdout);
 
     spec *sp = calloc((size_t)(16 + c.layers * 40), sizeof(*sp));
