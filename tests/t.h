@@ -60,8 +60,8 @@ static inline double t_maxabs(const float *a, const float *b, size_t n, double *
     double m = 0, mb = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) /* NaN-propagating */
-            m = d;
+        if (!(d <= m)) /* a NaN makes it infinite, and no later value undoes that */
+            m = isnan(d) ? INFINITY : d;
         if (fabs((double)b[i]) > mb)
             mb = fabs((double)b[i]);
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "t.h"
 #if VK_HAVE_CUDA
 #include "kernels/cuda/vkc.h"
 #endif
@@ -16,7 +17,6 @@
 #define SKIP 77
 
 #if VK_HAVE_CUDA
-static int n_fail, n_pass;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static float unif(void)
@@ -44,21 +44,15 @@ static void round_bf16(float *x, size_t n)
 /* max |a - b| / max |b| */
 static double nerr(const float *a, const float *b, size_t n)
 {
-    double m = 0, mb = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m))
-            m = isnan(d) ? INFINITY : d;
-        mb = fabs(b[i]) > mb ? fabs(b[i]) : mb;
-    }
-    return mb > 0 ? m / mb : m;
+    double rel;
+    t_maxabs(a, b, n, &rel);
+    return rel;
 }
 
 static void check(const char *name, double e, double tol)
 {
-    int ok = e <= tol;
-    printf("%-56s err %.2e (tol %.0e) %s\n", name, e, tol, ok ? "OK" : "FAIL");
-    ok ? n_pass++ : n_fail++;
+    printf("%-56s err %.2e (tol %.0e) %s\n", name, e, tol, e <= tol ? "OK" : "FAIL");
+    T_CHECK(e <= tol, "%s: %.2e > %.0e", name, e, tol);
 }
 
 static float *up(vkc_ctx *vc, const float *h, size_t n)
@@ -232,7 +226,7 @@ int main(void)
     printf("peak device memory %.1f MiB\n", (double)vkc_mem_peak(vc) / (1 << 20));
     vk_ctx_free(&ref);
     vkc_ctx_free(&vc);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail || err ? 1 : 0;
+    T_CHECK(!err, "sticky device error");
+    T_DONE();
 #endif
 }
