@@ -68,11 +68,12 @@ static void release_stored(void *ck, const void *data)
 }
 
 /* A DiT loaded as vdit_model_load loads one: opened, canonicalized, loaded,
- * and prepared for prec (their stored pages handed back where a copy is
- * made). *open_s and *prep_s (may be NULL): the seconds of the first three
+ * and prepared for prec, or uploaded to the device vc (a vkc_ctx) when given
+ * (their stored pages handed back where a copy is made). *open_s and *prep_s (may be NULL): the seconds of the first three
  * steps and of the preparation. 0, or VDIT_ERR_* said in lg. */
-static int load_dit(const char *path, int64_t text_len, int64_t heads, vk_prec prec, int threads,
-                    vd_log *lg, vd_ckpt **ck, vd_dit **d, double *open_s, double *prep_s)
+static int load_dit(const char *path, int64_t text_len, int64_t heads, vk_prec prec,
+                    int threads, void *vc, vd_log *lg, vd_ckpt **ck, vd_dit **d, double *open_s,
+                    double *prep_s)
 {
     double t0 = vd_time();
     int ret;
@@ -80,8 +81,12 @@ static int load_dit(const char *path, int64_t text_len, int64_t heads, vk_prec p
         (ret = vd_dit_load_ex(*ck, text_len, heads, lg, d)))
         return ret;
     double t1 = vd_time();
-    if ((ret = vd_dit_prepare_ex(*d, prec, threads, release_stored, *ck)))
+    if (vc) { /* on a device: uploaded instead (vd_dit_upload says why it failed) */
+        if ((ret = vd_dit_upload(*d, vc, prec, release_stored, *ck, lg)))
+            return ret;
+    } else if ((ret = vd_dit_prepare_ex(*d, prec, threads, release_stored, *ck))) {
         return vd_err(lg, ret, "out of memory for the prepared copy of the weights");
+    }
     if (open_s)
         *open_s = t1 - t0;
     if (prep_s)
@@ -351,7 +356,7 @@ static int run_one(const char *path, const bcfg *c, int threads, vk_isa isa, vk_
     int ret;
     double t0 = vd_time();
     /* what vdit_model_load does for users: the weights prepared once at load */
-    if ((ret = load_dit(path, c->text_len, c->heads, prec, threads, &lg, &ck, &d, NULL,
+    if ((ret = load_dit(path, c->text_len, c->heads, prec, threads, NULL, &lg, &ck, &d, NULL,
                         &res->prep)))
         goto done;
     res->load = vd_time() - t0;
@@ -426,7 +431,7 @@ int bench_random_dit(vk_prec prec, int threads, vd_ckpt **ck, vd_dit **d, vd_log
         ret = vd_err(lg, VDIT_ERR_IO, "cannot write %s", path);
     free(sp);
     if (!ret)
-        ret = load_dit(path, c.text_len, c.heads, prec, threads, lg, ck, d, NULL, NULL);
+        ret = load_dit(path, c.text_len, c.heads, prec, threads, NULL, lg, ck, d, NULL, NULL);
     unlink(path); /* mapped: the pages stay until the checkpoint is freed */
     return ret;
 }
@@ -604,9 +609,8 @@ static int run_device(const char *device, const char *path, const bcfg *c, int t
            "cuBLASLt, best of 5)\n",
            device, vkc_device_name(kc->cuda), bf16 ? "bf16" : "fp32", peak / 1e3);
     double t0 = vd_time();
-    if ((ret = vd_ckpt_open(path, &lg, &ck)) || (ret = vd_dit_canonicalize(ck, &lg)) ||
-        (ret = vd_dit_load_ex(ck, c->text_len, c->heads, &lg, &d)) ||
-        (ret = vd_dit_upload(d, kc->cuda, bf16 ? VK_PREC_BF16 : VK_PREC_F32, NULL, NULL, &lg)))
+    if ((ret = load_dit(path, c->text_len, c->heads, bf16 ? VK_PREC_BF16 : VK_PREC_F32, threads,
+                        kc->cuda, &lg, &ck, &d, NULL, NULL)))
         goto done;
     printf("  loaded and uploaded in %.2f s: %.2f GiB of device memory\n", vd_time() - t0,
            (double)vkc_mem_used(kc->cuda) / (1 << 30));
@@ -765,7 +769,7 @@ static int run_file(const char *path, bcfg *c, int latent_set, int threads, vk_i
     float *x = NULL, *ctx = NULL, *out = NULL, *tt = NULL;
     int ret;
     double t0 = vd_time(), t_open = 0;
-    if ((ret = load_dit(path, 512, 0, prec, threads, &lg, &ck, &d, &t_open, NULL)))
+    if ((ret = load_dit(path, 512, 0, prec, threads, NULL, &lg, &ck, &d, &t_open, NULL)))
         goto done;
     double t_load = vd_time() - t0;
     const vd_dit_config *g = vd_dit_get_config(d);
