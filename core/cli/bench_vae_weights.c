@@ -89,6 +89,25 @@ static void attn(wgen *g, const char *pre, int c)
     conv(g, n, 0, c, c, 1, 1);
 }
 
+/* What the two VAEs share between their encoder's down path and their
+ * decoder's up path: the encoder's middle (top channels) and head, the
+ * latent 1x1 convolutions, the decoder's first convolution and middle (dc
+ * channels). */
+static void middle(wgen *g, int top, int z, int dc)
+{
+    res(g, "encoder.middle.0", top, top);
+    attn(g, "encoder.middle.1", top);
+    res(g, "encoder.middle.2", top, top);
+    norm_scale(g, "encoder.head.0.gamma", top, 0);
+    conv(g, "encoder.head.2", 1, 2 * z, top, 3, 3);
+    conv(g, "conv1", 1, 2 * z, 2 * z, 1, 1);
+    conv(g, "conv2", 1, z, z, 1, 1);
+    conv(g, "decoder.conv1", 1, dc, z, 3, 3);
+    res(g, "decoder.middle.0", dc, dc);
+    attn(g, "decoder.middle.1", dc);
+    res(g, "decoder.middle.2", dc, dc);
+}
+
 /* The WanVAE_ parameter list for dim, z, dim_mult [1,2,4,4], 2 res blocks,
  * temporal_down [F,T,T] (names as in Wan2.1_VAE.pth). */
 vd_ckpt *bench_vae21_weights(int dim, int z, size_t *bytes)
@@ -118,19 +137,8 @@ vd_ckpt *bench_vae21_weights(int dim, int z, size_t *bytes)
             idx++;
         }
     }
-    int top = dims[4];
-    res(&g, "encoder.middle.0", top, top);
-    attn(&g, "encoder.middle.1", top);
-    res(&g, "encoder.middle.2", top, top);
-    norm_scale(&g, "encoder.head.0.gamma", top, 0);
-    conv(&g, "encoder.head.2", 1, 2 * z, top, 3, 3);
-    conv(&g, "conv1", 1, 2 * z, 2 * z, 1, 1);
-    conv(&g, "conv2", 1, z, z, 1, 1);
     int dd[5] = { dim * mult[3], dim * mult[3], dim * mult[2], dim * mult[1], dim * mult[0] };
-    conv(&g, "decoder.conv1", 1, dd[0], z, 3, 3);
-    res(&g, "decoder.middle.0", dd[0], dd[0]);
-    attn(&g, "decoder.middle.1", dd[0]);
-    res(&g, "decoder.middle.2", dd[0], dd[0]);
+    middle(&g, dims[4], z, dd[0]);
     idx = 0;
     for (int i = 0; i < 4; i++) {
         int ci = dd[i], co = dd[i + 1];
@@ -192,19 +200,8 @@ vd_ckpt *bench_vae22_weights(int dim, int dd, int z, size_t *bytes)
             }
         }
     }
-    int top = dims[4];
-    res(&g, "encoder.middle.0", top, top);
-    attn(&g, "encoder.middle.1", top);
-    res(&g, "encoder.middle.2", top, top);
-    norm_scale(&g, "encoder.head.0.gamma", top, 0);
-    conv(&g, "encoder.head.2", 1, 2 * z, top, 3, 3);
-    conv(&g, "conv1", 1, 2 * z, 2 * z, 1, 1);
-    conv(&g, "conv2", 1, z, z, 1, 1);
     int du[5] = { dd * mult[3], dd * mult[3], dd * mult[2], dd * mult[1], dd * mult[0] };
-    conv(&g, "decoder.conv1", 1, du[0], z, 3, 3);
-    res(&g, "decoder.middle.0", du[0], du[0]);
-    attn(&g, "decoder.middle.1", du[0]);
-    res(&g, "decoder.middle.2", du[0], du[0]);
+    middle(&g, dims[4], z, du[0]);
     for (int i = 0; i < 4; i++) {
         int ci = du[i], co = du[i + 1], r = 0;
         for (; r < nrb + 1; r++) {
