@@ -1,6 +1,7 @@
 /* CUDA backend (vkc.h): contexts, memory, weight upload, cuBLASLt linear
- * layers and the elementwise, norm, rotary and attention kernels, all on
- * the context's one non-blocking stream.
+ * layers and general products, 2D convolutions and the elementwise, norm,
+ * softmax, rotary, attention and frame-copy kernels, all on the context's
+ * one non-blocking stream.
  *
  * Errors. Every CUDA and cuBLASLt call is checked; the first failure is kept
  * in the context as "<vkc call>: <API>: <reason>" and every later call does
@@ -42,6 +43,32 @@
  * mixed precisions) run on a plain tiled SIMT kernel (64 x 64 tile, fp32
  * accumulation) with the same semantics.
  *
+ * General products (vkc_gemm). Row-major C[m, n] is column-major Cᵀ [n, m]
+ * (ld ldc), and Cᵀ = op(B)ᵀ op(A)ᵀ, so cuBLASLt's A is our B and its B our
+ * A, each seen column-major with its own ld: B [k, n] (tb = 0) is
+ * column-major [n, k] = op(B)ᵀ, TRANSA = N; B [n, k] (tb = 1) is
+ * column-major [k, n], TRANSA = T; A [m, k] (ta = 0) is column-major [k, m]
+ * = op(A)ᵀ, TRANSB = N; A [k, m] (ta = 1) is column-major [m, k], TRANSB =
+ * T; C and D are column-major [n, m] (ld ldc), the same pointer. (vkc_linear
+ * is the case ta = 0, tb = 1 with compact lds.) bf16 = 1 first rounds the
+ * used part of A and of B into the scratch, compact with its row length
+ * padded to 8 values (16-byte rows). Always CUBLAS_COMPUTE_32F with fp32
+ * alpha and beta (beta 0: C is not read); descriptors and algorithms share
+ * the linear layers' cache, keyed also by the transposes and lds. No
+ * algorithm, or a refusal at run time: a tiled SIMT kernel (64 x 64, fp32
+ * accumulation, any strides). k = 0: C = beta C by a small kernel.
+ *
+ * Convolutions (vkc_conv2d): im2col, then one product per chunk of output
+ * pixels. The column matrix col [K, pc] (K = ci kh kw in W's order: input
+ * channel, then kernel row, then kernel column; pc output pixels from p0,
+ * zero padding included) goes to the scratch, bf16 with bf16 = 1 (x
+ * rounded there) else fp32, at most 256 MiB per chunk (VDIT_CUDA_COL_BYTES
+ * in the environment lowers that bound, for tests); then y[co, p0 : p0 + pc]
+ * (row-major, ld ho wo) = W[co, K] col + (acc ? y : 0) as a vkc_gemm product
+ * (cuBLASLt, or the SIMT kernel), and after the last chunk a kernel adds
+ * the bias. A 1 x 1, stride 1, unpadded fp32 convolution uses x itself as
+ * col. Weights must be bf16 for bf16 = 1 and fp32 for bf16 = 0.
+ *
  * Attention. bf16 = 1 with hd 64 or 128 (and a device of compute capability
  * >= 8.0): K and V are first converted to bf16 into the scratch, per head
  * [heads][lk][hd]; then one block of 8 warps per (128 queries, head) loads
@@ -65,7 +92,14 @@
  * when dim <= 8192 and everything is 16-byte aligned, else three passes over
  * the row. Activations use overflow-safe forms of the reference formulas:
  * GELU tanh as x * sigmoid(2u) (= 0.5 x (1 + tanh u)), GELU erf as 0.5 x
- * erfc(-x / sqrt 2), SiLU as x * sigmoid(x). */
+ * erfc(-x / sqrt 2), SiLU as x * sigmoid(x). Softmax: one block per row as
+ * the norms, three passes (maximum of the scaled row, sum of expf, write).
+ * The VAE's channel norm: one thread per pixel, two loops over its channels
+ * (the sum of squares, then the writes), adjacent threads on adjacent pixels.
+ *
+ * Frame operations (add_scaled, copy_nd, avg_share, dup_add): one thread per
+ * output element, grid-stride; copy_nd splits the linear index over its
+ * dims with 32-bit divisions when the box has fewer than 2^32 elements. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -83,7 +117,8 @@
 #define VKC_WS_BYTES ((size_t)32 << 20)     /* cuBLASLt workspace */
 #define VKC_STAGE_BYTES ((size_t)32 << 20)  /* one pinned staging buffer of vkc_weights */
 #define VKC_TEMP_BYTES ((size_t)256 << 20)  /* fp32 temporary of a bf16 linear with epilogue */
-#define VKC_LT_CACHE 48                     /* cached matmul shapes */
+#define VKC_COL_BYTES ((size_t)256 << 20)   /* im2col chunk of vkc_conv2d */
+#define VKC_LT_CACHE 96                     /* cached matmul shapes */
 #define VKC_MAX_GRID ((int64_t)1 << 20)     /* blocks of grid-stride kernels */
 
 /* ------------------------------------------------------------------------ */
@@ -91,8 +126,11 @@
 
 typedef struct lt_entry {
     int used, ok; /* ok = 0: cuBLASLt has no algorithm, use the SIMT kernel */
+    int kind;     /* 0 lt_matmul (vkc_linear), 1 lt_gemm */
     int64_t m, n, k;
     int ab, dbf, epi; /* operands bf16, D bf16, bias epilogue */
+    int ta, tb;             /* lt_gemm: vkc_gemm's transposes */
+    int64_t lda, ldb, ldc;  /* lt_gemm: leading dimensions */
     uint32_t al_a, al_b, al_d, al_bias;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, ld;
@@ -112,6 +150,7 @@ struct vkc_ctx {
     int pinned_state; /* 0 not tried, 1 usable, -1 unavailable */
     int failed;
     int debug_sync;
+    size_t col_bytes; /* bound of vkc_conv2d's column chunk */
     unsigned attr_done; /* kernels whose shared-memory limit was raised */
     size_t used, peak;
     /* allocations: open addressing, linear probing, key 0 = empty */
@@ -553,6 +592,22 @@ __global__ void k_add(float *y, const float *a, const float *b, int64_t n, int v
     }
     for (int64_t i = done + i0; i < n; i += st)
         y[i] = a[i] + b[i];
+}
+
+__global__ void k_mul(float *y, const float *a, const float *b, int64_t n, int vec)
+{
+    const int64_t st = (int64_t)gridDim.x * blockDim.x;
+    int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, done = 0;
+    if (vec) {
+        const int64_t n4 = n / 4;
+        for (int64_t i = i0; i < n4; i += st) {
+            float4 u = ((const float4 *)a)[i], v = ((const float4 *)b)[i];
+            ((float4 *)y)[i] = make_float4(u.x * v.x, u.y * v.y, u.z * v.z, u.w * v.w);
+        }
+        done = n4 * 4;
+    }
+    for (int64_t i = done + i0; i < n; i += st)
+        y[i] = a[i] * b[i];
 }
 
 __global__ void k_add_const(float *y, int64_t n, float c, int vec)
@@ -1305,6 +1360,322 @@ __global__ void __launch_bounds__(SA_THREADS) k_attn_f32(sa_args a)
         }
 }
 
+/* ------------------------------------------------------------------------ */
+/* general products, softmax, channel norm and frame operations             */
+
+__device__ __forceinline__ float warp_max(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Maximum over the block, as block_sum. */
+__device__ float block_max(float v, float *sh)
+{
+    v = warp_max(v);
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0)
+        sh[wid] = v;
+    __syncthreads();
+    if (wid == 0) {
+        float t = lane < nw ? sh[lane] : -INFINITY;
+        t = warp_max(t);
+        if (lane == 0)
+            sh[32] = t;
+    }
+    __syncthreads();
+    return sh[32];
+}
+
+/* Element i of an fp32 (BF false) or bf16 (BF true) array, as fp32. */
+template <bool BF> __device__ __forceinline__ float ld_el(const void *p, int64_t i)
+{
+    return BF ? bf2f(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+/* C[m, n] = alpha op(A) op(B) + beta C, row-major with leading dimensions
+ * (vkc_gemm's semantics; beta 0: C not read), A and B both fp32 or both
+ * bf16 (BF), fp32 accumulation. Tiles as k_gemm_nt: 64 x 64 outputs per
+ * block, 4 x 4 per thread, steps of 16 along k; each operand tile is loaded
+ * with consecutive threads on consecutive addresses (along k when the stored
+ * row runs along k, else along m or n). */
+template <bool BF>
+__global__ void __launch_bounds__(256)
+    k_gemm_gen(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
+               int64_t lda, const void *b, int64_t ldb, float beta, float *cm, int64_t ldc)
+{
+    __shared__ float as[GF_K][GF_T + 4]; /* as[kc][r] = op(A)[row0 + r, kk + kc] */
+    __shared__ float bs[GF_K][GF_T + 4]; /* bs[kc][j] = op(B)[kk + kc, col0 + j] */
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    const int64_t col0 = (int64_t)blockIdx.x * GF_T;
+    const int64_t mt = (m + GF_T - 1) / GF_T;
+    for (int64_t by = blockIdx.y; by < mt; by += gridDim.y) {
+        const int64_t row0 = by * GF_T;
+        float acc[4][4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                acc[i][j] = 0.0f;
+        for (int64_t kk = 0; kk < k; kk += GF_K) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int e = tid + 256 * i; /* 0 .. 1023 = 64 x 16 */
+                /* op(A)[r, p] = ta ? A[p, r] (A [k, m]) : A[r, p] (A [m, k]) */
+                int r = ta ? (e & 63) : (e >> 4), kc = ta ? (e >> 6) : (e & 15);
+                int64_t gr = row0 + r, gk = kk + kc;
+                float v = 0.0f;
+                if (gr < m && gk < k)
+                    v = ld_el<BF>(a, ta ? gk * lda + gr : gr * lda + gk);
+                as[kc][r] = v;
+                /* op(B)[p, j] = tb ? B[j, p] (B [n, k]) : B[p, j] (B [k, n]) */
+                const int jj = tb ? (e >> 4) : (e & 63);
+                kc = tb ? (e & 15) : (e >> 6);
+                const int64_t gc = col0 + jj;
+                gk = kk + kc;
+                v = 0.0f;
+                if (gc < n && gk < k)
+                    v = ld_el<BF>(b, tb ? gc * ldb + gk : gk * ldb + gc);
+                bs[kc][jj] = v;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int kc = 0; kc < GF_K; kc++) {
+                float av[4], bv[4];
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    av[i] = as[kc][ty + 16 * i];
+                    bv[i] = bs[kc][tx + 16 * i];
+                }
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+            }
+            __syncthreads();
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int64_t r = row0 + ty + 16 * i;
+            if (r >= m)
+                continue;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int64_t cc = col0 + tx + 16 * j;
+                if (cc >= n)
+                    continue;
+                float v = alpha * acc[i][j];
+                if (beta != 0.0f)
+                    v = fmaf(beta, cm[r * ldc + cc], v);
+                cm[r * ldc + cc] = v;
+            }
+        }
+    }
+}
+
+/* C[m, n] (ld ldc) = beta C; beta 0 writes zeros without reading C. Rows
+ * over blockIdx.y, columns over x. */
+__global__ void k_scale2d(float *cm, int64_t ldc, int64_t m, int64_t n, float beta)
+{
+    const int64_t cs = (int64_t)gridDim.x * blockDim.x;
+    const int64_t c0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (int64_t r = blockIdx.y; r < m; r += gridDim.y)
+        for (int64_t j = c0; j < n; j += cs)
+            cm[r * ldc + j] = beta != 0.0f ? beta * cm[r * ldc + j] : 0.0f;
+}
+
+/* dst[r, j] (ld ldd) = bf16(src[r, j] (ld lds)) for rows x cols values. */
+__global__ void k_f32_to_bf16_2d(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                                 uint16_t *dst, int64_t ldd)
+{
+    const int64_t cs = (int64_t)gridDim.x * blockDim.x;
+    const int64_t c0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int64_t j = c0; j < cols; j += cs)
+            dst[r * ldd + j] = f2bf(src[r * lds + j]);
+}
+
+/* The im2col chunk: col[kk, q] (ld ldcol; fp32, or bf16 rounded with BF) =
+ * x[ch, iy, ix] (0 outside the frame) for kk = (ch kh + i) kw + j < K and
+ * output pixel p = p0 + q (q < pc), p = oy wo + ox, iy = oy sh - ph0 + i, ix
+ * = ox sw - pw0 + j. Rows kk over blockIdx.y, pixels over x (adjacent
+ * threads: adjacent output pixels, adjacent columns of col). */
+template <bool BF>
+__global__ void k_im2col(const float *x, int64_t h, int64_t w, int kh, int kw, int sh, int sw,
+                         int ph0, int pw0, int64_t wo, int64_t K, int64_t p0, int64_t pc,
+                         void *col, int64_t ldcol)
+{
+    const int khw = kh * kw;
+    const int64_t cs = (int64_t)gridDim.x * blockDim.x;
+    const int64_t q0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (int64_t kk = blockIdx.y; kk < K; kk += gridDim.y) {
+        const int64_t ch = kk / khw;
+        const int r = (int)(kk - ch * khw), i = r / kw, j = r - i * kw;
+        const float *xc = x + ch * h * w;
+        for (int64_t q = q0; q < pc; q += cs) {
+            const int64_t p = p0 + q, oy = p / wo, ox = p - oy * wo;
+            const int64_t iy = oy * sh - ph0 + i, ix = ox * sw - pw0 + j;
+            float v = 0.0f;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                v = xc[iy * w + ix];
+            if (BF)
+                ((uint16_t *)col)[kk * ldcol + q] = f2bf(v);
+            else
+                ((float *)col)[kk * ldcol + q] = v;
+        }
+    }
+}
+
+/* y[o, p] += bias[o] for y [rows, n]; rows over blockIdx.y. */
+__global__ void k_bias_rows(float *y, const float *bias, int64_t rows, int64_t n)
+{
+    const int64_t cs = (int64_t)gridDim.x * blockDim.x;
+    const int64_t c0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const float b = bias[r];
+        for (int64_t j = c0; j < n; j += cs)
+            y[r * n + j] += b;
+    }
+}
+
+/* x = softmax(scale x) per row (stride ld), one block of NORM_THREADS per
+ * row: the maximum of the scaled row, the sum of expf, the writes (each
+ * thread rewrites only the values it read; the reductions synchronise). */
+__global__ void __launch_bounds__(NORM_THREADS)
+    k_softmax(float *x, int64_t rows, int64_t cols, int64_t ld, float scale)
+{
+    __shared__ float sh[33];
+    const int tid = threadIdx.x;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        float *xr = x + row * ld;
+        float mx = -INFINITY;
+        for (int64_t j = tid; j < cols; j += NORM_THREADS)
+            mx = fmaxf(mx, xr[j] * scale);
+        mx = block_max(mx, sh);
+        float s = 0.0f;
+        for (int64_t j = tid; j < cols; j += NORM_THREADS)
+            s += expf(xr[j] * scale - mx);
+        s = block_sum(s, sh);
+        for (int64_t j = tid; j < cols; j += NORM_THREADS)
+            xr[j] = expf(xr[j] * scale - mx) / s;
+    }
+}
+
+/* The Wan-VAE channel RMS norm of x [ch, s]: one thread per pixel i, the
+ * sum of squares over its channels, then the writes (the same thread reads
+ * x[c, i] before it writes y[c, i]: y may be x). sc = sqrt(ch). */
+__global__ void k_chnorm(const float *x, float *y, int64_t ch, int64_t s, const float *gamma,
+                         float sc, int silu)
+{
+    const int64_t st = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < s; i += st) {
+        float ss = 0.0f;
+        for (int64_t c = 0; c < ch; c++) {
+            const float v = x[c * s + i];
+            ss = fmaf(v, v, ss);
+        }
+        const float inv = sc / fmaxf(sqrtf(ss), 1e-12f);
+        for (int64_t c = 0; c < ch; c++) {
+            float v = x[c * s + i] * inv;
+            if (gamma)
+                v *= gamma[c];
+            if (silu)
+                v = sigmoid_mul(v, v);
+            y[c * s + i] = v;
+        }
+    }
+}
+
+__global__ void k_add_scaled(float *y, const float *a, const float *b, float s, int64_t n, int vec)
+{
+    const int64_t st = (int64_t)gridDim.x * blockDim.x;
+    int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, done = 0;
+    if (vec) {
+        const int64_t n4 = n / 4;
+        for (int64_t i = i0; i < n4; i += st) {
+            float4 u = ((const float4 *)a)[i], v = ((const float4 *)b)[i];
+            ((float4 *)y)[i] =
+                make_float4(u.x + s * v.x, u.y + s * v.y, u.z + s * v.z, u.w + s * v.w);
+        }
+        done = n4 * 4;
+    }
+    for (int64_t i = done + i0; i < n; i += st)
+        y[i] = a[i] + s * b[i];
+}
+
+struct nd_args {
+    int64_t dims[6], ds[6], ss[6]; /* sizes, dst and src strides; the last dim fastest */
+    int nd;
+};
+
+/* dst[Σ i_d ds[d]] = src[Σ i_d ss[d]], one thread per element of the box
+ * (linear index split from the last dim); IT: the index type of the
+ * divisions (uint32_t when the box has < 2^32 elements). */
+template <typename IT>
+__global__ void k_copy_nd(float *dst, const float *src, nd_args a, int64_t total)
+{
+    const int64_t st = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += st) {
+        IT r = (IT)i;
+        int64_t od = 0, os = 0;
+        for (int d = a.nd - 1; d > 0; d--) {
+            const IT sz = (IT)a.dims[d], q = r / sz, id = r - q * sz;
+            od += (int64_t)id * a.ds[d];
+            os += (int64_t)id * a.ss[d];
+            r = q;
+        }
+        od += (int64_t)r * a.ds[0];
+        os += (int64_t)r * a.ss[0];
+        dst[od] = src[os];
+    }
+}
+
+/* vae.c avg_share, one thread per output value (o, a, b) of sc [sco, ho,
+ * wo]: the members of channel o at dt added in the CPU's order (j
+ * ascending) onto the old value (first = 0) or onto the first member
+ * (first = 1; no member: 0). */
+__global__ void k_avg_share(const float *x, int64_t h, int64_t w, int ft, int fs, int grp,
+                            int64_t sco, int dt, int first, float *sc, int64_t ho, int64_t wo)
+{
+    const int64_t ff = (int64_t)fs * fs, F = ft * ff, so = ho * wo, total = sco * so;
+    const int64_t st = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += st) {
+        const int64_t o = i / so, pr = i - o * so, a = pr / wo, b = pr - a * wo;
+        int have = !first;
+        float v = first ? 0.0f : sc[i];
+        for (int j = 0; j < grp; j++) {
+            const int64_t k = o * grp + j, c = k / F, rm = k - c * F;
+            if (rm / ff != dt)
+                continue;
+            const int64_t dh = (rm / fs) % fs, dw = rm % fs;
+            const float xv = x[(c * h + a * fs + dh) * w + b * fs + dw];
+            v = have ? v + xv : xv;
+            have = 1;
+        }
+        sc[i] = have ? v : 0.0f;
+    }
+}
+
+/* vae.c dup_add, one thread per output value (o, Y, X) of y [co, h fs, w
+ * fs], Y = a fs + dh, X = b fs + dw: y = x + xin[k / rep, a, b] with k =
+ * ((o ft + dt) fs + dh) fs + dw (fs = 1: k = o ft + dt, as the CPU's). */
+__global__ void k_dup_add(const float *xin, int64_t h, int64_t w, int64_t co, int ft, int fs,
+                          int rep, int dt, const float *x, float *y)
+{
+    const int64_t W = w * fs, So = h * fs * W, S = h * w, total = co * So;
+    const int64_t st = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += st) {
+        const int64_t o = i / So, pr = i - o * So, Y = pr / W, X = pr - Y * W;
+        const int64_t a = Y / fs, dh = Y - a * fs, b = X / fs, dw = X - b * fs;
+        const int64_t kin = (((o * ft + dt) * fs + dh) * fs + dw) / rep;
+        y[i] = x[i] + xin[kin * S + a * w + b];
+    }
+}
+
 } /* namespace */
 
 /* ------------------------------------------------------------------------ */
@@ -1446,6 +1817,14 @@ extern "C" int vkc_ctx_new(int device, vkc_ctx **out, char *err, size_t n)
              (double)pr.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     const char *ds = getenv("VDIT_CUDA_SYNC");
     c->debug_sync = ds && *ds && strcmp(ds, "0") != 0;
+    c->col_bytes = VKC_COL_BYTES;
+    const char *cb = getenv("VDIT_CUDA_COL_BYTES");
+    if (cb && *cb) {
+        char *end = NULL;
+        long long v = strtoll(cb, &end, 10);
+        if (end && !*end && v > 0 && (unsigned long long)v < VKC_COL_BYTES)
+            c->col_bytes = (size_t)v;
+    }
     *out = c;
     return 0;
 }
@@ -1651,6 +2030,49 @@ extern "C" void *vkc_weights(vkc_ctx *c, const void *host, int from, size_t n, i
 /* ------------------------------------------------------------------------ */
 /* linear                                                                   */
 
+/* The heuristic's first algorithm for e's descriptors, with the pointer
+ * alignments of cuBLASLt's A, B and C = D: e->ok, e->algo, e->ws. 1, or 0
+ * (sticky error). No algorithm is not an error (e->ok = 0). */
+static int lt_pick(vkc_ctx *c, const char *F, lt_entry *e, uint32_t aa, uint32_t ab, uint32_t ad)
+{
+    cublasLtMatmulPreference_t pref = NULL;
+    const uint64_t wsb = VKC_WS_BYTES;
+    if (!ckl(c, cublasLtMatmulPreferenceCreate(&pref), F, "cublasLtMatmulPreferenceCreate"))
+        return 0;
+    int okp = ckl(c, cublasLtMatmulPreferenceSetAttribute(
+                         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
+                  F, "cublasLtMatmulPreferenceSetAttribute") &&
+              ckl(c, cublasLtMatmulPreferenceSetAttribute(
+                         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof(aa)),
+                  F, "cublasLtMatmulPreferenceSetAttribute") &&
+              ckl(c, cublasLtMatmulPreferenceSetAttribute(
+                         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof(ab)),
+                  F, "cublasLtMatmulPreferenceSetAttribute") &&
+              ckl(c, cublasLtMatmulPreferenceSetAttribute(
+                         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ad, sizeof(ad)),
+                  F, "cublasLtMatmulPreferenceSetAttribute") &&
+              ckl(c, cublasLtMatmulPreferenceSetAttribute(
+                         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof(ad)),
+                  F, "cublasLtMatmulPreferenceSetAttribute");
+    if (!okp) {
+        cublasLtMatmulPreferenceDestroy(pref);
+        return 0;
+    }
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    memset(&res, 0, sizeof(res));
+    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, e->op, e->la, e->lb, e->ld, e->ld,
+                                                       pref, 1, &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    e->ok = hs == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS &&
+            res.workspaceSize <= VKC_WS_BYTES;
+    if (e->ok) {
+        e->algo = res.algo;
+        e->ws = res.workspaceSize;
+    }
+    return 1;
+}
+
 /* D = op over cuBLASLt (see the top of the file for the mapping). 0 done, 1
  * no algorithm (use the SIMT kernel), -1 sticky error. */
 static int lt_matmul(vkc_ctx *c, const char *F, int ab, const void *w, const void *x, void *d,
@@ -1662,8 +2084,8 @@ static int lt_matmul(vkc_ctx *c, const char *F, int ab, const void *w, const voi
     lt_entry *e = NULL;
     for (int i = 0; i < VKC_LT_CACHE; i++) {
         lt_entry *t = &c->lte[i];
-        if (t->used && t->m == m && t->n == n && t->k == k && t->ab == ab && t->dbf == dbf &&
-            t->epi == epi && t->al_a == aa && t->al_b == ax && t->al_d == ad &&
+        if (t->used && t->kind == 0 && t->m == m && t->n == n && t->k == k && t->ab == ab &&
+            t->dbf == dbf && t->epi == epi && t->al_a == aa && t->al_b == ax && t->al_d == ad &&
             t->al_bias == abi) {
             e = t;
             break;
@@ -1713,43 +2135,9 @@ static int lt_matmul(vkc_ctx *c, const char *F, int ab, const void *w, const voi
             lt_entry_free(e);
             return -1;
         }
-        cublasLtMatmulPreference_t pref = NULL;
-        const uint64_t wsb = VKC_WS_BYTES;
-        if (!ckl(c, cublasLtMatmulPreferenceCreate(&pref), F, "cublasLtMatmulPreferenceCreate")) {
+        if (!lt_pick(c, F, e, aa, ax, ad)) {
             lt_entry_free(e);
             return -1;
-        }
-        int okp = ckl(c, cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
-                      F, "cublasLtMatmulPreferenceSetAttribute") &&
-                  ckl(c, cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof(aa)),
-                      F, "cublasLtMatmulPreferenceSetAttribute") &&
-                  ckl(c, cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ax, sizeof(ax)),
-                      F, "cublasLtMatmulPreferenceSetAttribute") &&
-                  ckl(c, cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ad, sizeof(ad)),
-                      F, "cublasLtMatmulPreferenceSetAttribute") &&
-                  ckl(c, cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof(ad)),
-                      F, "cublasLtMatmulPreferenceSetAttribute");
-        if (!okp) {
-            cublasLtMatmulPreferenceDestroy(pref);
-            lt_entry_free(e);
-            return -1;
-        }
-        cublasLtMatmulHeuristicResult_t res;
-        int nres = 0;
-        memset(&res, 0, sizeof(res));
-        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, e->op, e->la, e->lb, e->ld,
-                                                           e->ld, pref, 1, &res, &nres);
-        cublasLtMatmulPreferenceDestroy(pref);
-        e->ok = hs == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS &&
-                res.workspaceSize <= VKC_WS_BYTES;
-        if (e->ok) {
-            e->algo = res.algo;
-            e->ws = res.workspaceSize;
         }
     }
     if (!e->ok)
@@ -1954,6 +2342,15 @@ extern "C" void vkc_add(vkc_ctx *c, float *y, const float *a, const float *b, in
     launched(c, __func__, "k_add");
 }
 
+extern "C" void vkc_mul(vkc_ctx *c, float *y, const float *a, const float *b, int64_t n)
+{
+    if (!enter(c, __func__) || n <= 0)
+        return;
+    const int vec = al16(y) && al16(a) && al16(b);
+    k_mul<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st>>>(y, a, b, n, vec);
+    launched(c, __func__, "k_mul");
+}
+
 extern "C" void vkc_add_const(vkc_ctx *c, float *y, int64_t n, float v)
 {
     if (!enter(c, __func__) || n <= 0)
@@ -2093,4 +2490,403 @@ extern "C" void vkc_attention(vkc_ctx *c, int bf16, const float *q, int64_t ldq,
         k_attn_f32<256><<<grid, SA_THREADS, sm, c->st>>>(a);
     }
     launched(c, F, "k_attn_f32");
+}
+
+/* ------------------------------------------------------------------------ */
+/* general products                                                         */
+
+/* Row-major C[m, n] = alpha op(A) op(B) + beta C (vkc_gemm's semantics) on
+ * cuBLASLt, A and B both fp32 or both bf16 (ab), C fp32. The mapping (top of
+ * the file): cuBLASLt A := our B, B := our A, all column-major:
+ *   A_lt: tb = 0: B [k, n] ld ldb = column-major [n, k], TRANSA = N
+ *         tb = 1: B [n, k] ld ldb = column-major [k, n], TRANSA = T
+ *   B_lt: ta = 0: A [m, k] ld lda = column-major [k, m], TRANSB = N
+ *         ta = 1: A [k, m] ld lda = column-major [m, k], TRANSB = T
+ *   C = D: column-major [n, m] ld ldc
+ * so that D = op(A_lt) op(B_lt) = op(B)ᵀ op(A)ᵀ = (op(A) op(B))ᵀ, [n, m].
+ * 0 done, 1 no algorithm (use gemm_simt), -1 sticky error. */
+static int lt_gemm(vkc_ctx *c, const char *F, int ab, int ta, int tb, int64_t m, int64_t n,
+                   int64_t k, float alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                   float beta, float *cm, int64_t ldc)
+{
+    /* alignments of cuBLASLt's A (our b), B (our a) and C = D */
+    const uint32_t aa = align_of(b), abb = align_of(a), ad = align_of(cm);
+    lt_entry *e = NULL;
+    for (int i = 0; i < VKC_LT_CACHE; i++) {
+        lt_entry *t = &c->lte[i];
+        if (t->used && t->kind == 1 && t->m == m && t->n == n && t->k == k && t->ab == ab &&
+            t->ta == ta && t->tb == tb && t->lda == lda && t->ldb == ldb && t->ldc == ldc &&
+            t->al_a == aa && t->al_b == abb && t->al_d == ad) {
+            e = t;
+            break;
+        }
+    }
+    if (!e) {
+        e = &c->lte[c->lt_next];
+        c->lt_next = (c->lt_next + 1) % VKC_LT_CACHE;
+        lt_entry_free(e);
+        e->used = 1;
+        e->kind = 1;
+        e->m = m, e->n = n, e->k = k, e->ab = ab, e->ta = ta, e->tb = tb;
+        e->lda = lda, e->ldb = ldb, e->ldc = ldc;
+        e->al_a = aa, e->al_b = abb, e->al_d = ad;
+        const cudaDataType_t to = ab ? CUDA_R_16BF : CUDA_R_32F;
+        const int32_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+        /* CUBLAS_COMPUTE_32F: fp32 products and sums (never TF32) */
+        if (!ckl(c, cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), F,
+                 "cublasLtMatmulDescCreate") ||
+            !ckl(c, cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa,
+                                                   sizeof(opa)),
+                 F, "cublasLtMatmulDescSetAttribute") ||
+            !ckl(c, cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb,
+                                                   sizeof(opb)),
+                 F, "cublasLtMatmulDescSetAttribute")) {
+            lt_entry_free(e);
+            return -1;
+        }
+        /* stored (rows, columns) of the column-major views, see above */
+        const uint64_t ar = (uint64_t)(tb ? k : n), ac = (uint64_t)(tb ? n : k);
+        const uint64_t br = (uint64_t)(ta ? m : k), bc = (uint64_t)(ta ? k : m);
+        if (!ckl(c, cublasLtMatrixLayoutCreate(&e->la, to, ar, ac, ldb), F,
+                 "cublasLtMatrixLayoutCreate") ||
+            !ckl(c, cublasLtMatrixLayoutCreate(&e->lb, to, br, bc, lda), F,
+                 "cublasLtMatrixLayoutCreate") ||
+            !ckl(c, cublasLtMatrixLayoutCreate(&e->ld, CUDA_R_32F, (uint64_t)n, (uint64_t)m, ldc),
+                 F, "cublasLtMatrixLayoutCreate")) {
+            lt_entry_free(e);
+            return -1;
+        }
+        if (!lt_pick(c, F, e, aa, abb, ad)) {
+            lt_entry_free(e);
+            return -1;
+        }
+    }
+    if (!e->ok)
+        return 1;
+    /* beta 0: cuBLASLt does not read C */
+    cublasStatus_t s = cublasLtMatmul(c->lt, e->op, &alpha, b, e->la, a, e->lb, &beta, cm, e->ld,
+                                      cm, e->ld, &e->algo, c->ws, e->ws, c->st);
+    if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
+        e->ok = 0; /* refused at run time: the SIMT kernel from now on */
+        return 1;
+    }
+    if (!ckl(c, s, F, "cublasLtMatmul"))
+        return -1;
+    return launched(c, F, "cublasLtMatmul") ? 0 : -1;
+}
+
+/* The same product on the SIMT kernel. 0, or -1 (sticky error). */
+static int gemm_simt(vkc_ctx *c, const char *F, int ab, int ta, int tb, int64_t m, int64_t n,
+                     int64_t k, float alpha, const void *a, int64_t lda, const void *b,
+                     int64_t ldb, float beta, float *cm, int64_t ldc)
+{
+    const int64_t mt = (m + GF_T - 1) / GF_T, nt = (n + GF_T - 1) / GF_T;
+    if (nt > 0x7fffffffLL) {
+        set_err(c, F, "k_gemm_gen", "n too large");
+        return -1;
+    }
+    dim3 grid((unsigned)nt, (unsigned)(mt < 65535 ? mt : 65535));
+    if (ab)
+        k_gemm_gen<true><<<grid, 256, 0, c->st>>>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm,
+                                                  ldc);
+    else
+        k_gemm_gen<false><<<grid, 256, 0, c->st>>>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
+                                                   cm, ldc);
+    return launched(c, F, "k_gemm_gen") ? 0 : -1;
+}
+
+extern "C" void vkc_gemm(vkc_ctx *c, int bf16, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                         float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                         float beta, float *cm, int64_t ldc)
+{
+    static const char *F = "vkc_gemm";
+    if (!enter(c, F))
+        return;
+    ta = ta != 0, tb = tb != 0;
+    /* the stored shapes: A [ar, ac] (ld lda), B [br, bc] (ld ldb) */
+    const int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    if (m < 0 || n < 0 || k < 0 ||
+        (m && n && (!cm || ldc < n || (k && (!a || !b || lda < ac || ldb < bc))))) {
+        char why[192];
+        snprintf(why, sizeof(why),
+                 "invalid arguments (m %lld, n %lld, k %lld, ta %d, tb %d, lda %lld, ldb %lld, "
+                 "ldc %lld)",
+                 (long long)m, (long long)n, (long long)k, ta, tb, (long long)lda, (long long)ldb,
+                 (long long)ldc);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    if (!m || !n)
+        return;
+    if (!k) { /* C = beta C */
+        k_scale2d<<<grid_rows(m, n, 256), 256, 0, c->st>>>(cm, ldc, m, n, beta);
+        launched(c, F, "k_scale2d");
+        return;
+    }
+    const void *ap = a, *bp = b;
+    int64_t la = lda, lb = ldb;
+    if (bf16) {
+        /* the used parts of A and B rounded to bf16, compact, rows padded to 8 */
+        const int64_t lac = (ac + 7) & ~(int64_t)7, lbc = (bc + 7) & ~(int64_t)7;
+        const size_t abytes = ((size_t)ar * (size_t)lac * 2 + 255) & ~(size_t)255;
+        const size_t bbytes = (size_t)br * (size_t)lbc * 2;
+        uint8_t *scr = (uint8_t *)scratch(c, abytes + bbytes, F);
+        if (!scr)
+            return;
+        k_f32_to_bf16_2d<<<grid_rows(ar, ac, 256), 256, 0, c->st>>>(a, lda, ar, ac,
+                                                                    (uint16_t *)scr, lac);
+        if (!launched(c, F, "k_f32_to_bf16_2d"))
+            return;
+        k_f32_to_bf16_2d<<<grid_rows(br, bc, 256), 256, 0, c->st>>>(
+            b, ldb, br, bc, (uint16_t *)(scr + abytes), lbc);
+        if (!launched(c, F, "k_f32_to_bf16_2d"))
+            return;
+        ap = scr, bp = scr + abytes, la = lac, lb = lbc;
+    }
+    const int ab = bf16 != 0;
+    if (lt_gemm(c, F, ab, ta, tb, m, n, k, alpha, ap, la, bp, lb, beta, cm, ldc) == 1)
+        gemm_simt(c, F, ab, ta, tb, m, n, k, alpha, ap, la, bp, lb, beta, cm, ldc);
+}
+
+extern "C" void vkc_softmax(vkc_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld,
+                            float scale)
+{
+    static const char *F = "vkc_softmax";
+    if (!enter(c, F))
+        return;
+    if (rows < 0 || cols < 0 || (rows > 1 && ld < cols) || (rows && cols && !x)) {
+        char why[128];
+        snprintf(why, sizeof(why), "invalid arguments (rows %lld, cols %lld, ld %lld)",
+                 (long long)rows, (long long)cols, (long long)ld);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    if (!rows || !cols)
+        return;
+    const unsigned grid = (unsigned)(rows < VKC_MAX_GRID ? rows : VKC_MAX_GRID);
+    k_softmax<<<grid, NORM_THREADS, 0, c->st>>>(x, rows, cols, ld, scale);
+    launched(c, F, "k_softmax");
+}
+
+/* ------------------------------------------------------------------------ */
+/* convolution                                                              */
+
+extern "C" void vkc_conv2d(vkc_ctx *c, int bf16, const float *x, int64_t ci, int64_t h, int64_t w,
+                           const void *wts, int wt, int64_t co, const vkc_conv_geom *g,
+                           const float *bias, int acc, float *y)
+{
+    static const char *F = "vkc_conv2d";
+    if (!enter(c, F))
+        return;
+    if (!g || ci < 0 || h < 0 || w < 0 || co < 0 || g->kh < 1 || g->kw < 1 || g->sh < 1 ||
+        g->sw < 1 || g->ph0 < 0 || g->ph1 < 0 || g->pw0 < 0 || g->pw1 < 0) {
+        char why[192];
+        snprintf(why, sizeof(why), "invalid arguments (ci %lld, h %lld, w %lld, co %lld%s)",
+                 (long long)ci, (long long)h, (long long)w, (long long)co,
+                 g ? ", or the geometry" : ", no geometry");
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    if (wt != (bf16 ? VKC_BF16 : VKC_F32)) {
+        char why[128];
+        snprintf(why, sizeof(why), "weights of type %d with bf16 = %d (bf16 needs VKC_BF16, "
+                 "fp32 VKC_F32)", wt, bf16 ? 1 : 0);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    /* the header's formula, C division as vk_funcs.conv_tap */
+    const int64_t ho = (h + g->ph0 + g->ph1 - g->kh) / g->sh + 1;
+    const int64_t wo = (w + g->pw0 + g->pw1 - g->kw) / g->sw + 1;
+    if (!co || ho <= 0 || wo <= 0)
+        return;
+    const int64_t P = ho * wo, K = ci * g->kh * g->kw;
+    if (!y || (K && !wts) || (ci && h && w && !x)) {
+        set_err(c, F, "arguments", "null pointer");
+        return;
+    }
+    const float beta = acc ? 1.0f : 0.0f;
+    const int ab = bf16 != 0;
+    if (!K) { /* no input channel: y = acc ? y : 0 (then the bias) */
+        if (!acc && !(ck(c, cudaMemsetAsync(y, 0, (size_t)co * (size_t)P * 4, c->st), F,
+                         "cudaMemsetAsync") &&
+                      launched(c, F, "cudaMemsetAsync")))
+            return;
+    } else if (!ab && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && !g->ph0 &&
+               !g->ph1 && !g->pw0 && !g->pw1) {
+        /* 1 x 1, stride 1, no padding, fp32: x [ci, h w] is col already
+         * (P = h w): y[co, P] = W[co, ci] x[ci, P] */
+        int r = lt_gemm(c, F, 0, 0, 0, co, P, K, 1.0f, wts, K, x, P, beta, y, P);
+        if (r == 1)
+            r = gemm_simt(c, F, 0, 0, 0, co, P, K, 1.0f, wts, K, x, P, beta, y, P);
+        if (r)
+            return;
+    } else {
+        /* chunks of pc output pixels: col [K, pc] (ld ldcol) of es-byte values */
+        const size_t es = ab ? 2 : 4;
+        int64_t pc = (int64_t)(c->col_bytes / ((size_t)K * es));
+        if (pc >= 128)
+            pc &= ~(int64_t)127; /* chunk starts keep y's alignment (512-byte steps) */
+        else if (pc >= 8)
+            pc &= ~(int64_t)7;
+        if (pc < 1)
+            pc = 1;
+        if (pc > P)
+            pc = P;
+        const int64_t ldcol = (pc + 7) & ~(int64_t)7; /* 16-byte rows */
+        void *col = scratch(c, (size_t)K * (size_t)ldcol * es, F);
+        if (!col)
+            return;
+        for (int64_t p0 = 0; p0 < P; p0 += pc) {
+            const int64_t n = P - p0 < pc ? P - p0 : pc;
+            const dim3 gr = grid_rows(K, n, 256);
+            if (ab)
+                k_im2col<true><<<gr, 256, 0, c->st>>>(x, h, w, g->kh, g->kw, g->sh, g->sw, g->ph0,
+                                                      g->pw0, wo, K, p0, n, col, ldcol);
+            else
+                k_im2col<false><<<gr, 256, 0, c->st>>>(x, h, w, g->kh, g->kw, g->sh, g->sw,
+                                                       g->ph0, g->pw0, wo, K, p0, n, col, ldcol);
+            if (!launched(c, F, "k_im2col"))
+                return;
+            /* y[:, p0 : p0 + n] (row-major [co, n], ld P) = W[co, K] (ld K) col[K, n] (ld ldcol) */
+            int r = lt_gemm(c, F, ab, 0, 0, co, n, K, 1.0f, wts, K, col, ldcol, beta, y + p0, P);
+            if (r == 1)
+                r = gemm_simt(c, F, ab, 0, 0, co, n, K, 1.0f, wts, K, col, ldcol, beta, y + p0, P);
+            if (r)
+                return;
+        }
+    }
+    if (bias) {
+        k_bias_rows<<<grid_rows(co, P, 256), 256, 0, c->st>>>(y, bias, co, P);
+        launched(c, F, "k_bias_rows");
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the VAE's frame operations                                               */
+
+extern "C" void vkc_chnorm(vkc_ctx *c, const float *x, float *y, int64_t ch, int64_t s,
+                           const float *gamma, int silu)
+{
+    static const char *F = "vkc_chnorm";
+    if (!enter(c, F))
+        return;
+    if (ch < 0 || s < 0 || (ch && s && (!x || !y))) {
+        char why[96];
+        snprintf(why, sizeof(why), "invalid arguments (ch %lld, s %lld)", (long long)ch,
+                 (long long)s);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    if (!ch || !s)
+        return;
+    k_chnorm<<<grid_for(s, 256), 256, 0, c->st>>>(x, y, ch, s, gamma, sqrtf((float)ch),
+                                                  silu != 0);
+    launched(c, F, "k_chnorm");
+}
+
+extern "C" void vkc_add_scaled(vkc_ctx *c, float *y, const float *a, const float *b, float s,
+                               int64_t n)
+{
+    static const char *F = "vkc_add_scaled";
+    if (!enter(c, F))
+        return;
+    if (n < 0 || (n && (!y || !a || !b))) {
+        char why[64];
+        snprintf(why, sizeof(why), "invalid arguments (n %lld)", (long long)n);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    if (!n)
+        return;
+    const int vec = al16(y) && al16(a) && al16(b);
+    k_add_scaled<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st>>>(y, a, b, s, n, vec);
+    launched(c, F, "k_add_scaled");
+}
+
+extern "C" void vkc_copy_nd(vkc_ctx *c, float *dst, const int64_t *dstride, const float *src,
+                            const int64_t *sstride, const int64_t *dims, int nd)
+{
+    static const char *F = "vkc_copy_nd";
+    if (!enter(c, F))
+        return;
+    nd_args a;
+    memset(&a, 0, sizeof(a));
+    int bad = nd < 1 || nd > 6 || !dstride || !sstride || !dims;
+    int64_t total = 1;
+    for (int d = 0; !bad && d < nd; d++) {
+        bad = dims[d] < 0 || dstride[d] < 0 || sstride[d] < 0 ||
+              (dims[d] && total > INT64_MAX / dims[d]);
+        if (!bad) {
+            total *= dims[d];
+            a.dims[d] = dims[d], a.ds[d] = dstride[d], a.ss[d] = sstride[d];
+        }
+    }
+    if (bad || (total && (!dst || !src))) {
+        char why[64];
+        snprintf(why, sizeof(why), "invalid arguments (nd %d)", nd);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    if (!total)
+        return;
+    a.nd = nd;
+    if (total <= (int64_t)UINT32_MAX)
+        k_copy_nd<uint32_t><<<grid_for(total, 256), 256, 0, c->st>>>(dst, src, a, total);
+    else
+        k_copy_nd<uint64_t><<<grid_for(total, 256), 256, 0, c->st>>>(dst, src, a, total);
+    launched(c, F, "k_copy_nd");
+}
+
+extern "C" void vkc_avg_share(vkc_ctx *c, const float *x, int64_t ci, int64_t h, int64_t w,
+                              int ft, int fs, int grp, int64_t sco, int dt, int first, float *sc)
+{
+    static const char *F = "vkc_avg_share";
+    if (!enter(c, F))
+        return;
+    /* every member k = o grp + j < sco grp reads input channel k / F < ci */
+    if (ci < 0 || h < 0 || w < 0 || sco < 0 || ft < 1 || fs < 1 || grp < 1 || dt < 0 ||
+        dt >= ft || sco * grp > ci * ft * fs * fs) {
+        char why[192];
+        snprintf(why, sizeof(why),
+                 "invalid arguments (ci %lld, h %lld, w %lld, ft %d, fs %d, grp %d, sco %lld, "
+                 "dt %d)",
+                 (long long)ci, (long long)h, (long long)w, ft, fs, grp, (long long)sco, dt);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    const int64_t ho = h / fs, wo = w / fs, total = sco * ho * wo;
+    if (!total)
+        return;
+    if (!x || !sc) {
+        set_err(c, F, "arguments", "null pointer");
+        return;
+    }
+    k_avg_share<<<grid_for(total, 256), 256, 0, c->st>>>(x, h, w, ft, fs, grp, sco, dt,
+                                                         first != 0, sc, ho, wo);
+    launched(c, F, "k_avg_share");
+}
+
+extern "C" void vkc_dup_add(vkc_ctx *c, const float *xin, int64_t h, int64_t w, int64_t co, int ft,
+                            int fs, int rep, int dt, const float *x, float *y)
+{
+    static const char *F = "vkc_dup_add";
+    if (!enter(c, F))
+        return;
+    if (h < 0 || w < 0 || co < 0 || ft < 1 || fs < 1 || rep < 1 || dt < 0 || dt >= ft) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "invalid arguments (h %lld, w %lld, co %lld, ft %d, fs %d, rep %d, dt %d)",
+                 (long long)h, (long long)w, (long long)co, ft, fs, rep, dt);
+        set_err(c, F, "arguments", why);
+        return;
+    }
+    const int64_t total = co * h * w * fs * fs;
+    if (!total)
+        return;
+    if (!xin || !x || !y) {
+        set_err(c, F, "arguments", "null pointer");
+        return;
+    }
+    k_dup_add<<<grid_for(total, 256), 256, 0, c->st>>>(xin, h, w, co, ft, fs, rep, dt, x, y);
+    launched(c, F, "k_dup_add");
 }

@@ -100,6 +100,75 @@ void vkc_attention(vkc_ctx *c, int bf16, const float *q, int64_t ldq, const floa
                    const float *v, int64_t ldv, float *o, int64_t ldo, int64_t heads, int64_t hd,
                    int64_t lq, int64_t lk, float scale);
 
+/* ---- general products and the VAE's frame operations ----
+ * Frames are channel-first [c, h, w] fp32, as the CPU's VAE keeps them. */
+
+/* C[m, n] = alpha op(A) op(B) + beta C, all fp32 in device memory, row-major
+ * with leading dimensions lda, ldb, ldc (elements). op(A) = A [m, k] (lda >=
+ * k) or, ta = 1, Aᵀ of A [k, m] (lda >= m); likewise B ([k, n], or tb = 1:
+ * [n, k]). bf16 = 1 rounds A and B to bf16 (nearest even) and multiplies on
+ * tensor cores with fp32 accumulation; bf16 = 0 is fp32 without TF32. beta
+ * = 0 never reads C. m, n >= 1; k = 0 scales C by beta. */
+void vkc_gemm(vkc_ctx *c, int bf16, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *cm,
+              int64_t ldc);
+
+/* Row-wise softmax in place of x[rows, cols] (row stride ld) after scaling
+ * by `scale`: x = softmax(scale x), fp32, max-subtracted. */
+void vkc_softmax(vkc_ctx *c, float *x, int64_t rows, int64_t cols, int64_t ld, float scale);
+
+/* The spatial geometry of a 2D convolution: kernel kh x kw, strides sh, sw,
+ * zero padding ph0 (top), ph1 (bottom), pw0 (left), pw1 (right). The output
+ * is ho = (h + ph0 + ph1 - kh) / sh + 1 by wo = (w + pw0 + pw1 - kw) / sw + 1. */
+typedef struct vkc_conv_geom {
+    int kh, kw, sh, sw, ph0, ph1, pw0, pw1;
+} vkc_conv_geom;
+
+/* One frame through a 2D convolution, as vk_funcs.conv_tap: y[co, ho, wo]
+ * (+)= conv2d(x[ci, h, w], W[co, ci, kh, kw]) (+ bias[co]). W in device
+ * memory of type wt: VKC_F32 with bf16 = 0, VKC_BF16 with bf16 = 1 (which
+ * rounds x to bf16; fp32 accumulation), another pairing is a sticky error;
+ * bias fp32 or NULL; acc = 1 adds into y, acc = 0 overwrites it. x and y
+ * must not alias. Implicit GEMM or im2col with a bounded work area; no limit
+ * on the frame size. */
+void vkc_conv2d(vkc_ctx *c, int bf16, const float *x, int64_t ci, int64_t h, int64_t w,
+                const void *wts, int wt, int64_t co, const vkc_conv_geom *g, const float *bias,
+                int acc, float *y);
+
+/* The Wan-VAE's RMS_norm over channels (vk_funcs.chnorm, no beta): x [ch, s],
+ * y[c, i] = x[c, i] / max(||x[:, i]||_2, 1e-12) * sqrt(ch) * gamma[c], the
+ * norm summed in fp32; then y = SiLU(y) when silu. x == y allowed. */
+void vkc_chnorm(vkc_ctx *c, const float *x, float *y, int64_t ch, int64_t s, const float *gamma,
+                int silu);
+
+/* y[i] = a[i] b[i] for n values (y may be a or b): the text encoder's gated
+ * feed-forward. */
+void vkc_mul(vkc_ctx *c, float *y, const float *a, const float *b, int64_t n);
+
+/* y[i] = a[i] + s b[i] for n values (y may be a or b). */
+void vkc_add_scaled(vkc_ctx *c, float *y, const float *a, const float *b, float s, int64_t n);
+
+/* Strided copy of a box of nd <= 6 dimensions (sizes dims[0..nd), the last
+ * the fastest): dst[Σ i_d dstride[d]] = src[Σ i_d sstride[d]] for every index
+ * (element strides, >= 0). Covers copies, crops, transposes, the upsampler's
+ * parity scatter and (un)patchify. dst and src must not overlap. */
+void vkc_copy_nd(vkc_ctx *c, float *dst, const int64_t *dstride, const float *src,
+                 const int64_t *sstride, const int64_t *dims, int nd);
+
+/* Wan2.2 shortcuts (core/src/vae/vae.c avg_share and dup_add, same
+ * arguments). avg_share: the AvgDown3D share of input frame x [ci, h, w] at
+ * time offset dt into sc [sco, h / fs, w / fs]: out channel o sums members k
+ * = o grp + j (j < grp) whose rm = k % F (F = ft fs²) has rm / fs² == dt,
+ * reading x[k / F, a fs + (rm / fs) % fs, b fs + rm % fs]; first = 1 writes
+ * (a channel without members at dt becomes 0), first = 0 adds.
+ * dup_add: y[o, a fs + dh, b fs + dw] = x[same] + xin[(((o ft + dt) fs + dh)
+ * fs + dw) / rep, a, b] for xin [*, h, w], x, y [co, h fs, w fs] (y may be
+ * x). */
+void vkc_avg_share(vkc_ctx *c, const float *x, int64_t ci, int64_t h, int64_t w, int ft, int fs,
+                   int grp, int64_t sco, int dt, int first, float *sc);
+void vkc_dup_add(vkc_ctx *c, const float *xin, int64_t h, int64_t w, int64_t co, int ft, int fs,
+                 int rep, int dt, const float *x, float *y);
+
 #ifdef __cplusplus
 }
 #endif
