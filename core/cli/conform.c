@@ -150,8 +150,10 @@ static int run_dir(const char *dir, int n_threads, vk_prec prec, int verbose, co
         vj_free(cfg);
         return 1;
     }
-    if (device && h->fn != conform_dit) {
-        fprintf(stderr, "vdit conform: %s: --device %s: only the DiT runs on a device so far\n",
+    if (device && h->fn != conform_dit && h->fn != conform_vae && h->fn != conform_umt5) {
+        fprintf(stderr,
+                "vdit conform: %s: --device %s: only the DiT, the VAE and the text encoder run "
+                "on a device so far\n",
                 dir, device);
         vj_free(cfg);
         return 1;
@@ -205,7 +207,8 @@ int cmd_conform(int argc, char **argv)
                    "  --precision P fp32 (default; the folders' own bounds) or bf16 (bf16\n"
                    "                products, held to a relative bound, docs/precision.md)\n"
                    "  --verbose     also compare the intermediate tensors a folder stores\n"
-                   "  --device D    run the DiT on that CUDA device (DiT folders only)\n"
+                   "  --device D    run the DiT, the VAE or the text encoder on that CUDA\n"
+                   "                device (their folders only)\n"
                    "  --skip-without-device  exit 77 (a skipped test) when the device\n"
                    "                cannot be opened (no CUDA in this build, no GPU)\n"
                    "Exit status: 0 all pass, 1 a comparison failed or a folder could not\n"

@@ -67,9 +67,19 @@ int conform_vae(conform_ctx *c)
     }
     if (vd_vae_canonicalize(c->weights, &c->log) || vd_vae_load(c->weights, &c->log, &v))
         return -1;
-    kc = vk_ctx_new_ex(c->n_threads, -1, c->prec, &c->log);
+    /* on a device: the nets there at the folder's precision, the 1x1 ends on
+     * the CPU at its best */
+    kc = vk_ctx_new_ex(c->n_threads, -1, c->device ? VK_PREC_AUTO : c->prec, &c->log);
     if (!kc)
         goto done;
+    if (c->device) {
+        vk_device dev;
+        if (vk_device_parse(c->device, &dev, &c->log) ||
+            vk_device_open(&dev, &kc->cuda, &c->log) ||
+            vd_vae_upload(v, kc->cuda, c->prec, kc, NULL, NULL, &c->log))
+            goto done;
+        kc->cuda_bf16 = c->prec == VK_PREC_BF16;
+    }
     const vd_vae_config *cfg = vd_vae_get_config(v);
     int zd = cfg->z_dim;
     /* the published constants vs the ones the reference was given */
@@ -184,7 +194,7 @@ done:
     vd_free(tmp);
     vd_free(mean);
     vd_free(std);
+    vd_vae_free(&v); /* before kc: its device weights live in kc's device context */
     vk_ctx_free(&kc);
-    vd_vae_free(&v);
     return ret;
 }

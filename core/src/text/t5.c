@@ -26,23 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "text.h"
-
-typedef struct t5_layer {
-    float *norm1, *norm2; /* [dim] */
-    float *pos;           /* [n_buckets, n_heads] or NULL (shared) */
-    vk_linear q, k, v, o, gate, fc1, fc2;
-} t5_layer;
-
-struct vd_t5 {
-    vd_t5_config cfg;
-    const vt_tensor *emb; /* [vocab, dim] stored */
-    vt_tensor emb_own;    /* when the embedding had to be converted */
-    float *norm;          /* [dim] */
-    float *shared_pos;    /* [n_buckets, n_heads] if shared_pos */
-    t5_layer *layers;
-    vd_owned owned; /* converted weight buffers */
-};
+#include "t5_impl.h"
 
 /* ---- relative position buckets ------------------------------------------- */
 
@@ -228,6 +212,7 @@ void vd_t5_free(vd_t5 **tp)
     if (!tp || !*tp)
         return;
     vd_t5 *t = *tp;
+    vd_t5_dev_free(t);
     for (int64_t l = 0; t->layers && l < t->cfg.n_layers; l++) {
         t5_layer *L = &t->layers[l];
         vk_linear_free(&L->q);
@@ -267,6 +252,37 @@ static void tap(vd_t5_tap fn, void *user, const char *name, const float *d, size
         fn(user, name, d, n);
 }
 
+/* x = token_embedding[ids]                                                [n, D] */
+void vd_t5_embed(const vd_t5 *t, const int32_t *ids, int64_t n, float *x)
+{
+    const int64_t D = t->cfg.dim;
+    const size_t es = vt_dtype_size(t->emb->dtype);
+    for (int64_t i = 0; i < n; i++)
+        vt_to_f32(x + i * D, (const char *)t->emb->data + (size_t)ids[i] * (size_t)D * es,
+                  t->emb->dtype, (size_t)D);
+}
+
+/* the bucket of every distance j - i, shared by all layers */
+void vd_t5_buckets(const vd_t5 *t, int64_t n, int32_t *bk)
+{
+    for (int64_t d = -(n - 1); d <= n - 1; d++)
+        bk[d + n - 1] = (int32_t)vd_t5_bucket(d, t->cfg.n_buckets, 128);
+}
+
+/* bias[hh, i, j] = pos[bucket(j - i), hh]                                  [H, n, n] */
+void vd_t5_bias(const vd_t5 *t, int64_t l, int64_t n, const int32_t *bk, float *bias)
+{
+    const int64_t H = t->cfg.n_heads;
+    const float *pos = t->cfg.shared_pos ? t->shared_pos : t->layers[l].pos; /* [buckets, H] */
+    for (int64_t hh = 0; hh < H; hh++)
+        for (int64_t i = 0; i < n; i++) {
+            float *b = bias + (hh * n + i) * n;
+            const int32_t *bi = bk + (n - 1 - i);
+            for (int64_t j = 0; j < n; j++)
+                b[j] = pos[bi[j] * H + hh];
+        }
+}
+
 int vd_t5_encode_tap(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, int64_t n_real,
                      float *out, vd_t5_tap tap_fn, void *tap_user)
 {
@@ -281,6 +297,13 @@ int vd_t5_encode_tap(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, 
             return vd_err(kc->log, VDIT_ERR_INVALID_ARG,
                           "vd_t5_encode: token id %d at %lld outside the vocabulary (%lld)",
                           ids[i], (long long)i, (long long)c->vocab);
+    if (t->dev) { /* the layers are on a device */
+        if (!kc->cuda)
+            return vd_err(kc->log, VDIT_ERR_INVALID_ARG,
+                          "vd_t5_encode: the weights are on a CUDA device and this context has "
+                          "none");
+        return vd_t5_dev_encode(t, kc, ids, n, n_real, out, tap_fn, tap_user);
+    }
     size_t nd = (size_t)(n * D), na = (size_t)(n * A), nf = (size_t)(n * F);
     size_t nb = (size_t)(H * n * n);
     float *x = vd_malloc(nd * 4), *h = vd_malloc(nd * 4), *q = vd_malloc(na * 4),
@@ -294,29 +317,14 @@ int vd_t5_encode_tap(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, 
         goto done;
     }
 
-    /* x = token_embedding[ids]                                        [n, D] */
-    const size_t es = vt_dtype_size(t->emb->dtype);
-    for (int64_t i = 0; i < n; i++)
-        vt_to_f32(x + i * D, (const char *)t->emb->data + (size_t)ids[i] * (size_t)D * es,
-                  t->emb->dtype, (size_t)D);
+    vd_t5_embed(t, ids, n, x);
     tap(tap_fn, tap_user, "inter/token_emb", x, nd);
-
-    /* bucket of every distance j - i, shared by all layers                    */
-    for (int64_t d = -(n - 1); d <= n - 1; d++)
-        bk[d + n - 1] = (int32_t)vd_t5_bucket(d, c->n_buckets, 128);
+    vd_t5_buckets(t, n, bk);
 
     for (int64_t l = 0; l < c->n_layers; l++) {
         const t5_layer *L = &t->layers[l];
-        const float *pos = c->shared_pos ? t->shared_pos : L->pos; /* [buckets, H] */
-        /* bias[hh, i, j] = pos[bucket(j - i), hh]                       [H, n, n] */
         if (l == 0 || !c->shared_pos)
-            for (int64_t hh = 0; hh < H; hh++)
-                for (int64_t i = 0; i < n; i++) {
-                    float *b = bias + (hh * n + i) * n;
-                    const int32_t *bi = bk + (n - 1 - i);
-                    for (int64_t j = 0; j < n; j++)
-                        b[j] = pos[bi[j] * H + hh];
-                }
+            vd_t5_bias(t, l, n, bk, bias);
         if (l == 0)
             tap(tap_fn, tap_user, "inter/pos_bias0", bias, nb);
 

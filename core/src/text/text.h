@@ -91,6 +91,17 @@ int vd_t5_canonicalize(vd_ckpt *ck, vd_log *lg);
 int vd_t5_load(const vd_ckpt *ck, vd_log *lg, vd_t5 **out);
 void vd_t5_free(vd_t5 **t);
 const vd_t5_config *vd_t5_get_config(const vd_t5 *t);
+/* Puts every layer's linears and norms on a CUDA device (vc: a vkc_ctx,
+ * kernels/cuda/vkc.h) once, in prec (VK_PREC_BF16: bf16 weights and
+ * products with fp32 accumulation; otherwise fp32 without TF32); the token
+ * embedding and the position tables stay on the host. Encodes then run on
+ * the device of the vk_ctx they are given (kc->cuda, in the same precision:
+ * kc->cuda_bf16); a vk_ctx without a device is refused. release(user, data)
+ * is called with each stored weight as soon as the model no longer reads
+ * it. 0 or VDIT_ERR_* said in lg (VDIT_ERR_UNSUPPORTED: no CUDA backend in
+ * this build). */
+int vd_t5_upload(vd_t5 *t, void *vc, vk_prec prec, void (*release)(void *user, const void *data),
+                 void *user, vd_log *lg);
 /* Bytes of weight data the encoder reads (linears + embedding). */
 size_t vd_t5_weight_bytes(const vd_t5 *t);
 

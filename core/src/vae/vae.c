@@ -68,6 +68,9 @@ typedef struct tile {
 struct vd_vae_stream {
     const vd_vae *v;
     vk_ctx *kc;
+    const vae_ops *ops;   /* where the frames live: the host's (u = this stream) or a device's */
+    void *u;
+    int on_dev;           /* ops are a device's: frames go up and come back through put/get */
     const vnet *net;
     int enc;
     int raw;
@@ -83,7 +86,9 @@ struct vd_vae_stream {
     float *mid;           /* ATTN: [S, c] */
     float *big;           /* ATTN: qkv and its transpose */
     float *tin;           /* tile input (cropped frame) */
-    float *tout;          /* sink: [c_out', S_out] head / conv1 output */
+    float *hin;           /* device: the cropped frame on the host before it goes up */
+    float *hout;          /* device: the head's output come back [c', S_out] */
+    float *tout;          /* sink: [c_out', S_out] head / conv1 output (host) */
     float *wsum;          /* [oh, ow] blend weight sums (tiled) */
     /* current push */
     float *out;           /* user buffer */
@@ -108,10 +113,9 @@ static const vk_conv_geom g_same3 = { 1, 1, 1, 0, 0, 1, 1, 1, 1 };
 static const vk_conv_geom g_none = { 1, 1, 1, 0, 0, 0, 0, 0, 0 };
 static const vk_conv_geom g_down = { 1, 2, 2, 0, 0, 0, 1, 0, 1 };
 
-static void norm_silu(vk_ctx *kc, const float *x, float *y, int c, size_t s, const float *g)
+static void norm_silu(vd_vae_stream *s, const float *x, float *y, int c, size_t S, const float *g)
 {
-    kc->f->chnorm(kc, x, y, c, (int64_t)s, g, NULL);
-    kc->f->act(kc, y, (int64_t)(c * s), VK_ACT_SILU);
+    s->ops->chnorm(s->u, x, y, c, S, g, 1);
 }
 
 /* Causal 3-tap convolutions over a ring of two frames (input frame j in
@@ -137,8 +141,8 @@ static int causal_first(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_
 {
     if (t < 2)
         return VK_CONV_BIAS;
-    s->kc->f->conv_tap(s->kc, cv, tap_geom(cv), 0, VK_CONV_BIAS,
-                       ring_slot(ring, t, fsz(cv->c_in, h, w)), h, w, y);
+    s->ops->conv_tap(s->u, cv, tap_geom(cv), 0, VK_CONV_BIAS,
+                     ring_slot(ring, t, fsz(cv->c_in, h, w)), h, w, y);
     return VK_CONV_ACC;
 }
 
@@ -148,10 +152,10 @@ static void causal_rest(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_
 {
     size_t len = fsz(cv->c_in, h, w);
     if (t >= 1) {
-        s->kc->f->conv_tap(s->kc, cv, tap_geom(cv), 1, fl, ring_slot(ring, t + 1, len), h, w, y);
+        s->ops->conv_tap(s->u, cv, tap_geom(cv), 1, fl, ring_slot(ring, t + 1, len), h, w, y);
         fl = VK_CONV_ACC;
     }
-    s->kc->f->conv_tap(s->kc, cv, tap_geom(cv), 2, fl, ring_slot(ring, t, len), h, w, y);
+    s->ops->conv_tap(s->u, cv, tap_geom(cv), 2, fl, ring_slot(ring, t, len), h, w, y);
 }
 
 /* y = causal_conv at frame t whose new input is x, or norm_silu(x) with
@@ -163,9 +167,9 @@ static void causal_conv(vd_vae_stream *s, const vk_conv *cv, float *ring, int64_
     int fl = causal_first(s, cv, ring, t, h, w, y);
     float *cur = ring_slot(ring, t, len);
     if (g)
-        norm_silu(s->kc, x, cur, cv->c_in, (size_t)h * w, g);
+        norm_silu(s, x, cur, cv->c_in, (size_t)h * w, g);
     else
-        memcpy(cur, x, len * sizeof(float));
+        s->ops->copy(s->u, cur, x, len);
     causal_rest(s, cv, ring, t, fl, h, w, y);
 }
 
@@ -185,20 +189,19 @@ static int head_partial(const vnet *net, int i)
 static void node_head_partial(vd_vae_stream *s, const vnode *n, nstate *st, int64_t t, float *x,
                               float *y)
 {
-    vk_ctx *kc = s->kc;
+    const vae_ops *op = s->ops;
     const vk_conv *cv = &n->c1;
     int h = st->hi, w = st->wi;
     size_t len = fsz(cv->c_out, h, w);
     float *qt = ring_slot(st->cache1, t, len), *qn = ring_slot(st->cache1, t + 1, len);
-    norm_silu(kc, x, x, n->ci, (size_t)h * w, n->g1);
+    norm_silu(s, x, x, n->ci, (size_t)h * w, n->g1);
     /* y_t = W2 u_t + b + (W1 u_{t-1} + W0 u_{t-2}) */
-    kc->f->conv_tap(kc, cv, tap_geom(cv), 2, VK_CONV_BIAS, x, h, w, y);
+    op->conv_tap(s->u, cv, tap_geom(cv), 2, VK_CONV_BIAS, x, h, w, y);
     if (t >= 1)
-        for (size_t k = 0; k < len; k++)
-            y[k] += qt[k];
+        op->add(s->u, y, y, qt, 1.0f, len);
     /* then Q for frame t + 2 = W0 u_t, Q for frame t + 1 += W1 u_t */
-    kc->f->conv_tap(kc, cv, tap_geom(cv), 0, 0, x, h, w, qt);
-    kc->f->conv_tap(kc, cv, tap_geom(cv), 1, t >= 1 ? VK_CONV_ACC : 0, x, h, w, qn);
+    op->conv_tap(s->u, cv, tap_geom(cv), 0, 0, x, h, w, qt);
+    op->conv_tap(s->u, cv, tap_geom(cv), 1, t >= 1 ? VK_CONV_ACC : 0, x, h, w, qn);
 }
 
 static void run(vd_vae_stream *s, tile *t, int i, const float *x);
@@ -215,52 +218,55 @@ static void emit(vd_vae_stream *s, tile *t, int i, const float *y)
 static void node_res(vd_vae_stream *s, const vnode *n, nstate *st, int64_t t, const float *x,
                      float *y)
 {
-    vk_ctx *kc = s->kc;
     int h = st->hi, w = st->wi;
     size_t S = (size_t)h * w;
     int fl = causal_first(s, &n->c2, st->cache2, t, h, w, y);
     float *mid = ring_slot(st->cache2, t, fsz(n->co, h, w)); /* [co, S] */
     causal_conv(s, &n->c1, st->cache1, t, x, n->g1, h, w, mid);
-    norm_silu(kc, mid, mid, n->co, S, n->g2);
+    norm_silu(s, mid, mid, n->co, S, n->g2);
     causal_rest(s, &n->c2, st->cache2, t, fl, h, w, y);
     if (n->has_sc) {
-        kc->f->conv_tap(kc, &n->sc, &g_none, 0, VK_CONV_ACC | VK_CONV_BIAS, x, h, w, y);
+        s->ops->conv_tap(s->u, &n->sc, &g_none, 0, VK_CONV_ACC | VK_CONV_BIAS, x, h, w, y);
         return;
     }
-    size_t len = fsz(n->co, h, w);
-    for (size_t k = 0; k < len; k++)
-        y[k] += x[k];
+    s->ops->add(s->u, y, y, x, 1.0f, fsz(n->co, h, w));
 }
 
 /* Single-head attention over the h*w positions of one frame. */
 static void node_attn(vd_vae_stream *s, const vnode *n, nstate *st, const float *x, float *y)
 {
-    vk_ctx *kc = s->kc;
+    const vae_ops *op = s->ops;
     int c = n->ci;
     size_t S = (size_t)st->hi * st->wi;
-    float *qkv = s->big;             /* [3c, S] */
-    float *tq = s->big + 3 * c * S;  /* [S, 3c] */
-    float *o = s->mid;               /* [S, c] */
-    kc->f->chnorm(kc, x, s->tmp, c, (int64_t)S, n->g1, NULL);
-    kc->f->conv(kc, &n->c1, &g_none, s->tmp, 1, st->hi, st->wi, qkv);
+    float *qkv = s->big; /* [3c, S] */
+    op->chnorm(s->u, x, s->tmp, c, S, n->g1, 0);
+    op->conv(s->u, &n->c1, s->tmp, st->hi, st->wi, qkv);
+    op->attention(s->u, qkv, c, S, s->tmp);
+    op->conv(s->u, &n->c2, s->tmp, st->hi, st->wi, y);
+    op->add(s->u, y, y, x, 1.0f, fsz(c, st->hi, st->wi));
+}
+
+/* The host's attention: qkv = s->big [3c, S], o = s->tmp [c, S]. */
+static void h_attention(void *u, const float *qkv, int c, size_t S, float *o)
+{
+    vd_vae_stream *s = u;
+    vk_ctx *kc = s->kc;
+    float *tq = s->big + 3 * c * S; /* [S, 3c] */
+    float *ot = s->mid;             /* [S, c] */
     for (size_t p0 = 0; p0 < S; p0 += 64) {
         size_t p1 = VD_MIN(S, p0 + 64);
         for (int ch = 0; ch < 3 * c; ch++)
             for (size_t p = p0; p < p1; p++)
                 tq[p * 3 * c + ch] = qkv[ch * S + p];
     }
-    kc->f->attention(kc, tq, 3 * c, tq + c, 3 * c, tq + 2 * c, 3 * c, o, c, 1, c, (int64_t)S,
+    kc->f->attention(kc, tq, 3 * c, tq + c, 3 * c, tq + 2 * c, 3 * c, ot, c, 1, c, (int64_t)S,
                      (int64_t)S, (int64_t)S, 1.0f / sqrtf((float)c), NULL);
     for (size_t p0 = 0; p0 < S; p0 += 64) {
         size_t p1 = VD_MIN(S, p0 + 64);
         for (int ch = 0; ch < c; ch++)
             for (size_t p = p0; p < p1; p++)
-                s->tmp[ch * S + p] = o[p * c + ch];
+                o[ch * S + p] = ot[p * c + ch];
     }
-    kc->f->conv(kc, &n->c2, &g_none, s->tmp, 1, st->hi, st->wi, y);
-    size_t len = fsz(c, st->hi, st->wi);
-    for (size_t k = 0; k < len; k++)
-        y[k] += x[k];
 }
 
 /* Nearest x2 then a 3x3 conv, without the x2 frame: output pixel
@@ -274,21 +280,28 @@ static void up_spatial(vd_vae_stream *s, const vnode *n, nstate *st, const float
     for (int p = 0; p < 4; p++) {
         int a = p >> 1, b = p & 1;
         vk_conv_geom g = { 1, 1, 1, 0, 0, 1 - a, a, 1 - b, b };
-        s->kc->f->conv_tap(s->kc, &n->up[p], &g, 0, VK_CONV_BIAS, x, h, w, s->tmp);
-        for (int o = 0; o < co; o++)
-            for (int r = 0; r < h; r++) {
-                const float *src = s->tmp + ((size_t)o * h + r) * w;
-                float *dst = y + ((size_t)o * 2 * h + 2 * r + a) * 2 * w + b;
-                for (int q = 0; q < w; q++)
-                    dst[2 * q] = src[q];
-            }
+        s->ops->conv_tap(s->u, &n->up[p], &g, 0, VK_CONV_BIAS, x, h, w, s->tmp);
+        s->ops->up_scatter(s->u, s->tmp, co, h, w, a, b, y);
     }
+}
+
+static void h_up_scatter(void *u, const float *src0, int co, int h, int w, int a, int b, float *y)
+{
+    (void)u;
+    for (int o = 0; o < co; o++)
+        for (int r = 0; r < h; r++) {
+            const float *src = src0 + ((size_t)o * h + r) * w;
+            float *dst = y + ((size_t)o * 2 * h + 2 * r + a) * 2 * w + b;
+            for (int q = 0; q < w; q++)
+                dst[2 * q] = src[q];
+        }
 }
 
 /* patchify: channel c p^2 + r p + q of pixel (p h + q, p w + r), i.e. einops
  * "c (h q) (w r) -> (c r q) h w" (the width offset r is the slower one). */
-static void patchify(const float *x, int c, int h, int w, int p, float *y)
+static void h_patchify(void *u, const float *x, int c, int h, int w, int p, float *y)
 {
+    (void)u;
     int ho = h / p, wo = w / p;
     for (int ch = 0; ch < c; ch++)
         for (int r = 0; r < p; r++)
@@ -303,8 +316,9 @@ static void patchify(const float *x, int c, int h, int w, int p, float *y)
 }
 
 /* The inverse: [c p^2, h, w] -> [c, h p, w p]. */
-static void unpatchify(const float *x, int c, int h, int w, int p, float *y)
+static void h_unpatchify(void *u, const float *x, int c, int h, int w, int p, float *y)
 {
+    (void)u;
     int wo = w * p;
     for (int ch = 0; ch < c; ch++)
         for (int a = 0; a < h; a++)
@@ -323,8 +337,10 @@ static void unpatchify(const float *x, int c, int h, int w, int p, float *y)
  * = (k / F, ...) has dt' = dt (F = ft fs^2). first: the frame opens a group
  * of frames (writes; a channel without a member at dt becomes 0), else it
  * adds. One pass over x. */
-static void avg_share(const vnode *n, const float *x, int h, int w, int dt, int first, float *sc)
+static void h_avg_share(void *u, const vnode *n, const float *x, int h, int w, int dt, int first,
+                        float *sc)
 {
+    (void)u;
     int fs = n->fs, ff = fs * fs, F = n->ft * ff, g = n->grp;
     int ho = h / fs, wo = w / fs;
     size_t so = (size_t)ho * wo;
@@ -356,9 +372,10 @@ static void avg_share(const vnode *n, const float *x, int h, int w, int dt, int 
 /* y = x + DupUp3D(xin) at time offset dt: out pixel (o, fs a + dh, fs b + dw)
  * takes xin channel k / rep, k = ((o ft + dt) fs + dh) fs + dw, at (a, b).
  * xin: [ci, h, w]; x, y: [co, h fs, w fs]. */
-static void dup_add(const vnode *n, const float *xin, int h, int w, int dt, const float *x,
-                    float *y)
+static void h_dup_add(void *u, const vnode *n, const float *xin, int h, int w, int dt,
+                      const float *x, float *y)
 {
+    (void)u;
     int fs = n->fs, ft = n->ft, rep = n->grp, wo = w * fs;
     size_t S = (size_t)h * w, So = S * fs * fs;
     const float *src[8];
@@ -391,7 +408,8 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
     const vnode *n = &s->net->nodes[i];
     nstate *st = &t->st[i];
     float *y = s->ping[n->obuf];
-    vk_ctx *kc = s->kc;
+    const vae_ops *op = s->ops;
+    void *u = s->u;
     size_t So = (size_t)st->ho * st->wo;
     int64_t k = st->n++;
     switch (n->type) {
@@ -415,7 +433,7 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
         emit(s, t, i, y);
         break;
     case VN_DOWN2D:
-        kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, y);
+        op->conv_tap(u, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, y);
         emit(s, t, i, y);
         break;
     case VN_DOWN3D: {
@@ -423,15 +441,15 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
          * frames 0, 2, 4, ... emit the time conv over (y_{k-2}, y_{k-1}, y_k) */
         float *a = st->keep, *b = st->keep + So * n->ci;
         if (k == 0) {
-            kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, a);
+            op->conv_tap(u, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, a);
             emit(s, t, i, a);
         } else if (k & 1) {
-            kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, b);
+            op->conv_tap(u, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, b);
         } else {
-            kc->f->conv_tap(kc, &n->c2, &g_none, 0, VK_CONV_BIAS, a, st->ho, st->wo, y);
-            kc->f->conv_tap(kc, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, a);
-            kc->f->conv_tap(kc, &n->c2, &g_none, 1, VK_CONV_ACC, b, st->ho, st->wo, y);
-            kc->f->conv_tap(kc, &n->c2, &g_none, 2, VK_CONV_ACC, a, st->ho, st->wo, y);
+            op->conv_tap(u, &n->c2, &g_none, 0, VK_CONV_BIAS, a, st->ho, st->wo, y);
+            op->conv_tap(u, &n->c1, &g_down, 0, VK_CONV_BIAS, x, st->hi, st->wi, a);
+            op->conv_tap(u, &n->c2, &g_none, 1, VK_CONV_ACC, b, st->ho, st->wo, y);
+            op->conv_tap(u, &n->c2, &g_none, 2, VK_CONV_ACC, a, st->ho, st->wo, y);
             emit(s, t, i, y);
         }
         break;
@@ -441,37 +459,34 @@ static void run(vd_vae_stream *s, tile *t, int i, const float *x)
         emit(s, t, i, y);
         break;
     case VN_PATCH:
-        patchify(x, n->ci, st->hi, st->wi, n->fs, y);
+        op->patchify(u, x, n->ci, st->hi, st->wi, n->fs, y);
         emit(s, t, i, y);
         break;
     case VN_UNPATCH:
-        unpatchify(x, n->co, st->hi, st->wi, n->fs, y);
+        op->unpatchify(u, x, n->co, st->hi, st->wi, n->fs, y);
         emit(s, t, i, y);
         break;
     case VN_AVG_START: {
         /* one zero frame in front: frame k has time offset (k + ft - 1) % ft;
          * frame 0 and every offset-0 frame open a group */
         int dt = (int)((k + n->ft - 1) % n->ft);
-        avg_share(n, x, st->hi, st->wi, dt, k == 0 || dt == 0, st->keep);
+        op->avg_share(u, n, x, st->hi, st->wi, dt, k == 0 || dt == 0, st->keep);
         emit(s, t, i, x);
         break;
     }
     case VN_AVG_ADD: {
         const float *sc = t->st[n->pair].keep;
-        float ig = 1.0f / (float)n->grp;
-        size_t len = fsz(n->co, st->hi, st->wi);
-        for (size_t q = 0; q < len; q++)
-            y[q] = x[q] + sc[q] * ig;
+        op->add(u, y, x, sc, 1.0f / (float)n->grp, fsz(n->co, st->hi, st->wi));
         emit(s, t, i, y);
         break;
     }
     case VN_DUP_START:
-        memcpy(st->keep, x, fsz(n->ci, st->hi, st->wi) * sizeof(float));
+        op->copy(u, st->keep, x, fsz(n->ci, st->hi, st->wi));
         emit(s, t, i, x);
         break;
     case VN_DUP_ADD: {
         const nstate *ps = &t->st[n->pair];
-        dup_add(n, ps->keep, ps->hi, ps->wi, (int)((k + n->ft - 1) % n->ft), x, y);
+        op->dup_add(u, n, ps->keep, ps->hi, ps->wi, (int)((k + n->ft - 1) % n->ft), x, y);
         emit(s, t, i, y);
         break;
     }
@@ -500,6 +515,11 @@ static void sink(vd_vae_stream *s, tile *t, const float *x)
     int z = v->cfg.z_dim;
     size_t S = (size_t)t->oth * t->otw;
     const float *src = x;
+    if (s->on_dev) { /* the head's output comes back */
+        int c = s->enc ? 2 * z : s->net->nodes[s->n_run - 1].co;
+        s->ops->get(s->u, s->hout, x, (size_t)c * S);
+        src = x = s->hout;
+    }
     if (s->enc && s->raw != 2) {
         s->kc->f->conv(s->kc, &v->conv1, &g_none, x, 1, t->oth, t->otw, s->tout);
         if (!s->raw)
@@ -529,6 +549,83 @@ static void sink(vd_vae_stream *s, tile *t, const float *x)
     }
 }
 
+/* ---- the host's operations (u: the stream) -------------------------------- */
+
+static void *h_alloc(void *u, size_t bytes)
+{
+    (void)u;
+    return vd_malloc(bytes);
+}
+
+static void h_release(void *u, void *p)
+{
+    (void)u;
+    vd_free(p);
+}
+
+static void h_conv_tap(void *u, const vk_conv *cv, const vk_conv_geom *g, int k, int flags,
+                       const float *x, int h, int w, float *y)
+{
+    vk_ctx *kc = ((vd_vae_stream *)u)->kc;
+    kc->f->conv_tap(kc, cv, g, k, flags, x, h, w, y);
+}
+
+static void h_conv(void *u, const vk_conv *cv, const float *x, int h, int w, float *y)
+{
+    vk_ctx *kc = ((vd_vae_stream *)u)->kc;
+    kc->f->conv(kc, cv, &g_none, x, 1, h, w, y);
+}
+
+static void h_chnorm(void *u, const float *x, float *y, int c, size_t S, const float *g, int silu)
+{
+    vk_ctx *kc = ((vd_vae_stream *)u)->kc;
+    kc->f->chnorm(kc, x, y, c, (int64_t)S, g, NULL);
+    if (silu)
+        kc->f->act(kc, y, (int64_t)(c * S), VK_ACT_SILU);
+}
+
+static void h_copy(void *u, float *dst, const float *src, size_t n)
+{
+    (void)u;
+    memcpy(dst, src, n * sizeof(float));
+}
+
+static void h_add(void *u, float *y, const float *a, const float *b, float sb, size_t n)
+{
+    (void)u;
+    if (sb == 1.0f)
+        for (size_t k = 0; k < n; k++)
+            y[k] = a[k] + b[k];
+    else
+        for (size_t k = 0; k < n; k++)
+            y[k] = a[k] + b[k] * sb;
+}
+
+static int h_check(void *u, vd_log *lg)
+{
+    (void)u, (void)lg;
+    return 0;
+}
+
+static const vae_ops host_ops = {
+    .alloc = h_alloc,
+    .release = h_release,
+    .conv_tap = h_conv_tap,
+    .conv = h_conv,
+    .chnorm = h_chnorm,
+    .copy = h_copy,
+    .add = h_add,
+    .attention = h_attention,
+    .up_scatter = h_up_scatter,
+    .patchify = h_patchify,
+    .unpatchify = h_unpatchify,
+    .avg_share = h_avg_share,
+    .dup_add = h_dup_add,
+    .put = h_copy,
+    .get = h_copy,
+    .check = h_check,
+};
+
 /* ---- detaching from the checkpoint ---------------------------------------- */
 
 typedef struct detacher {
@@ -541,8 +638,9 @@ typedef struct detacher {
  * weights' layout by shape, small frames sometimes another one: a run at
  * another size prepares that layout too, so detach at the size that will
  * run), then hands its stored weights back. */
-static int detach(const detacher *d, vk_conv *cv, const vk_conv_geom *g, int h, int w)
+static int detach(void *ud, vk_conv *cv, const vk_conv_geom *g, int h, int w)
 {
+    const detacher *d = ud;
     const void *src = cv->w;
     int r = vk_conv_detach(d->kc, cv, g, VD_MAX(h, 1), VD_MAX(w, 1));
     if (!r && d->release && src && cv->w != src)
@@ -550,8 +648,12 @@ static int detach(const detacher *d, vk_conv *cv, const vk_conv_geom *g, int h, 
     return r;
 }
 
-/* The layers of one network, h x w = its input frame (as tile_setup walks it). */
-static int detach_net(const detacher *d, vnet *net, int h, int w)
+/* Every layer with weights of one net, in order, with the geometry its
+ * convolutions run with and their input frame size (h x w: the net's input,
+ * as tile_setup walks it): fn(ud, cv, g, h, w), stopping at the first
+ * nonzero return, which is returned. */
+int vd_vae_walk(vnet *net, int h, int w,
+                int (*fn)(void *ud, vk_conv *cv, const vk_conv_geom *g, int h, int w), void *ud)
 {
     int r = 0;
     for (int i = 0; i < net->n && !r; i++) {
@@ -559,34 +661,34 @@ static int detach_net(const detacher *d, vnet *net, int h, int w)
         switch (n->type) {
         case VN_CONV_IN:
         case VN_HEAD:
-            r = detach(d, &n->c1, tap_geom(&n->c1), h, w);
+            r = fn(ud, &n->c1, tap_geom(&n->c1), h, w);
             break;
         case VN_RES:
-            if (!(r = detach(d, &n->c1, tap_geom(&n->c1), h, w)) &&
-                !(r = detach(d, &n->c2, tap_geom(&n->c2), h, w)) && n->has_sc)
-                r = detach(d, &n->sc, &g_none, h, w);
+            if (!(r = fn(ud, &n->c1, tap_geom(&n->c1), h, w)) &&
+                !(r = fn(ud, &n->c2, tap_geom(&n->c2), h, w)) && n->has_sc)
+                r = fn(ud, &n->sc, &g_none, h, w);
             break;
         case VN_ATTN:
-            if (!(r = detach(d, &n->c1, &g_none, h, w)))
-                r = detach(d, &n->c2, &g_none, h, w);
+            if (!(r = fn(ud, &n->c1, &g_none, h, w)))
+                r = fn(ud, &n->c2, &g_none, h, w);
             break;
         case VN_DOWN2D:
         case VN_DOWN3D:
-            r = detach(d, &n->c1, &g_down, h, w);
+            r = fn(ud, &n->c1, &g_down, h, w);
             h /= 2;
             w /= 2;
             if (!r && n->type == VN_DOWN3D)
-                r = detach(d, &n->c2, &g_none, h, w);
+                r = fn(ud, &n->c2, &g_none, h, w);
             break;
         case VN_UP2D:
         case VN_UP3D:
             for (int p = 0; p < 4 && !r; p++) {
                 int a = p >> 1, b = p & 1;
                 vk_conv_geom g = { 1, 1, 1, 0, 0, 1 - a, a, 1 - b, b };
-                r = detach(d, &n->up[p], &g, h, w);
+                r = fn(ud, &n->up[p], &g, h, w);
             }
             if (!r && n->type == VN_UP3D)
-                r = detach(d, &n->c2, &g_none, h, w);
+                r = fn(ud, &n->c2, &g_none, h, w);
             h *= 2;
             w *= 2;
             break;
@@ -617,15 +719,28 @@ int vd_vae_detach_part(vd_vae *v, vk_ctx *kc, int parts, int h, int w,
     /* the encoder's layers and conv1 (its output), the decoder's and conv2
      * (its input): the halves share no layer */
     if (parts & VD_VAE_ENCODER) {
-        r = detach_net(&d, &v->enc, h, w);
+        r = vd_vae_walk(&v->enc, h, w, detach, &d);
         if (!r)
             r = detach(&d, &v->conv1, &g_none, h / s, w / s);
     }
     if (!r && (parts & VD_VAE_DECODER)) {
         r = detach(&d, &v->conv2, &g_none, h / s, w / s);
         if (!r)
-            r = detach_net(&d, &v->dec, h / s, w / s);
+            r = vd_vae_walk(&v->dec, h / s, w / s, detach, &d);
     }
+    return r ? vd_err(kc->log, r, "vae: out of memory preparing the weights") : 0;
+}
+
+int vd_vae_detach_ends(vd_vae *v, vk_ctx *kc, int h, int w,
+                       void (*release)(void *ctx, const void *data), void *ctx)
+{
+    detacher d = { kc, release, ctx };
+    int s = v->cfg.s_factor;
+    h = h ? h : 512;
+    w = w ? w : 512;
+    int r = detach(&d, &v->conv1, &g_none, h / s, w / s);
+    if (!r)
+        r = detach(&d, &v->conv2, &g_none, h / s, w / s);
     return r ? vd_err(kc->log, r, "vae: out of memory preparing the weights") : 0;
 }
 
@@ -683,9 +798,9 @@ static void tile_release(vd_vae_stream *s, tile *t)
     if (!t->st)
         return;
     for (int i = 0; i < s->net->n; i++) {
-        vd_free(t->st[i].cache1);
-        vd_free(t->st[i].cache2);
-        vd_free(t->st[i].keep);
+        s->ops->release(s->u, t->st[i].cache1);
+        s->ops->release(s->u, t->st[i].cache2);
+        s->ops->release(s->u, t->st[i].keep);
     }
     vd_free(t->st);
     t->st = NULL;
@@ -770,9 +885,9 @@ static int tile_setup(vd_vae_stream *s, tile *t, int alloc, size_t *mx)
             /* every slot is written before it is read (the taps of frames
              * before 0 are skipped): no clearing, and a slot's pages become
              * resident only when its first frame arrives */
-            st->cache1 = c1 ? vd_malloc(c1 * sizeof(float)) : NULL;
-            st->cache2 = c2 ? vd_malloc(c2 * sizeof(float)) : NULL;
-            st->keep = kp ? vd_malloc(kp * sizeof(float)) : NULL;
+            st->cache1 = c1 ? s->ops->alloc(s->u, c1 * sizeof(float)) : NULL;
+            st->cache2 = c2 ? s->ops->alloc(s->u, c2 * sizeof(float)) : NULL;
+            st->keep = kp ? s->ops->alloc(s->u, kp * sizeof(float)) : NULL;
             if ((c1 && !st->cache1) || (c2 && !st->cache2) || (kp && !st->keep))
                 return VDIT_ERR_NOMEM;
         }
@@ -793,12 +908,18 @@ void vd_vae_stream_free(vd_vae_stream **ps)
         vd_free(s->tiles[i].wx);
     }
     vd_free(s->tiles);
-    vd_free(s->ping[0]);
-    vd_free(s->ping[1]);
-    vd_free(s->tmp);
-    vd_free(s->mid);
-    vd_free(s->big);
-    vd_free(s->tin);
+    if (s->ops) {
+        s->ops->release(s->u, s->ping[0]);
+        s->ops->release(s->u, s->ping[1]);
+        s->ops->release(s->u, s->tmp);
+        s->ops->release(s->u, s->mid);
+        s->ops->release(s->u, s->big);
+        s->ops->release(s->u, s->tin);
+    }
+    if (s->on_dev)
+        vd_vae_dev_stream_free(s->u);
+    vd_free(s->hin);
+    vd_free(s->hout);
     vd_free(s->tout);
     vd_free(s->wsum);
     vd_free(s->last_frame);
@@ -830,9 +951,25 @@ static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int ti
     vd_vae_stream *s = vd_calloc(sizeof(*s));
     if (!s)
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-    int r = VDIT_ERR_NOMEM;
+    int r = VDIT_ERR_NOMEM, on_dev = 0;
     s->v = v;
     s->kc = kc;
+    s->ops = &host_ops;
+    s->u = s;
+    if (v->dev) { /* the nets' weights are on a device: the frames go there too */
+        if (!kc->cuda) {
+            vd_free(s);
+            return vd_err(lg, VDIT_ERR_INVALID_ARG,
+                          "vae: the weights are on a CUDA device and this context has none");
+        }
+        int e = vd_vae_dev_stream_new(v, kc, lg, &s->u);
+        if (e) {
+            vd_free(s);
+            return e;
+        }
+        s->ops = vd_vae_dev_ops();
+        s->on_dev = 1;
+    }
     s->enc = enc;
     s->net = enc ? &v->enc : &v->dec;
     s->n_run = s->net->n;
@@ -907,16 +1044,28 @@ static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int ti
     tile *t0 = &s->tiles[0];
     size_t sin = fsz(1, t0->th, t0->tw), sout = fsz(1, t0->oth, t0->otw);
     int z2 = 2 * v->cfg.z_dim;
-    s->ping[0] = vd_malloc(mx[0] * sizeof(float));
-    s->ping[1] = vd_malloc(mx[0] * sizeof(float));
-    s->tmp = mx[1] ? vd_malloc(mx[1] * sizeof(float)) : NULL;
-    s->mid = mx[2] ? vd_malloc(mx[2] * sizeof(float)) : NULL;
-    s->big = mx[3] ? vd_malloc(mx[3] * sizeof(float)) : NULL;
-    s->tin = vd_malloc(sin * (size_t)(enc ? 3 : v->cfg.z_dim) * sizeof(float));
+    const vae_ops *op = s->ops;
+    size_t lin = sin * (size_t)(enc ? 3 : v->cfg.z_dim);
+    s->ping[0] = op->alloc(s->u, mx[0] * sizeof(float));
+    s->ping[1] = op->alloc(s->u, mx[0] * sizeof(float));
+    /* the host's attention also keeps [S, c] and the transposed qkv; a
+     * device's computes from qkv [3c, S] directly */
+    if (s->on_dev)
+        mx[2] = 0, mx[3] /= 2;
+    s->tmp = mx[1] ? op->alloc(s->u, mx[1] * sizeof(float)) : NULL;
+    s->mid = mx[2] ? op->alloc(s->u, mx[2] * sizeof(float)) : NULL;
+    s->big = mx[3] ? op->alloc(s->u, mx[3] * sizeof(float)) : NULL;
+    s->tin = op->alloc(s->u, lin * sizeof(float));
     s->tout = vd_malloc(sout * (size_t)z2 * sizeof(float));
     if (!s->ping[0] || !s->ping[1] || (mx[1] && !s->tmp) || (mx[2] && !s->mid) ||
         (mx[3] && !s->big) || !s->tin || !s->tout)
         goto fail;
+    if (s->on_dev) {
+        s->hin = vd_malloc(lin * sizeof(float));
+        s->hout = vd_malloc(sout * (size_t)z2 * sizeof(float));
+        if (!s->hin || !s->hout)
+            goto fail;
+    }
     s->bytes += (2 * mx[0] + mx[1] + mx[2] + mx[3]) * sizeof(float) +
                 sin * (size_t)(enc ? 3 : v->cfg.z_dim) * sizeof(float) + sout * z2 * sizeof(float);
     if (s->accumulate) {
@@ -948,8 +1097,10 @@ static int stream_new(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int ti
     *out = s;
     return 0;
 fail:
+    on_dev = s->on_dev;
     vd_vae_stream_free(&s);
-    return vd_err(lg, r, "vae: out of memory for a %dx%d stream", w, h);
+    return vd_err(lg, r, "vae: out of %smemory for a %dx%d stream", on_dev ? "device " : "", w,
+                  h);
 }
 
 int vd_vae_enc_stream_new(const vd_vae *v, vk_ctx *kc, int h, int w, int tile,
@@ -986,11 +1137,16 @@ static void run_tile(vd_vae_stream *s, tile *t, const float *frame)
     int c = s->net->nodes[0].ci;
     const float *x = frame;
     if (s->n_tiles > 1 || t->th != s->h || t->tw != s->w) {
+        float *crop = s->on_dev ? s->hin : s->tin;
         for (int ch = 0; ch < c; ch++)
             for (int r = 0; r < t->th; r++)
-                memcpy(s->tin + ((size_t)ch * t->th + r) * t->tw,
+                memcpy(crop + ((size_t)ch * t->th + r) * t->tw,
                        frame + ((size_t)ch * s->h + t->y0 + r) * s->w + t->x0,
                        t->tw * sizeof(float));
+        x = crop;
+    }
+    if (s->on_dev) { /* up to the device */
+        s->ops->put(s->u, s->tin, x, fsz(c, t->th, t->tw));
         x = s->tin;
     }
     run(s, t, 0, x);
@@ -1049,6 +1205,9 @@ static int push(vd_vae_stream *s, const float *x, float *out, int *n_out)
         clear_out(s, 0, n);
     for (int i = 0; i < s->n_tiles; i++)
         run_tile(s, &s->tiles[i], x);
+    int r = s->ops->check(s->u, s->kc->log);
+    if (r)
+        return r;
     finish(s, 0, n);
     s->n_in++;
     *n_out = n;
@@ -1159,6 +1318,8 @@ static int run_all(vd_vae_stream *s, const float *in, int n_in_frames, int n_pad
             }
         }
         tile_release(s, t);
+        if (!r)
+            r = s->ops->check(s->u, s->kc->log);
     }
     vd_free(fr);
     if (!r)
@@ -1212,7 +1373,7 @@ int vd_vae_encode_ex(const vd_vae *v, vk_ctx *kc, const float *video, int t, int
     }
     vd_free(o);
     vd_vae_stream_free(&s);
-    return r ? vd_err(lg, r, "vd_vae_encode: out of memory") : 0;
+    return r == VDIT_ERR_NOMEM ? vd_err(lg, r, "vd_vae_encode: out of memory") : r;
 }
 
 int vd_vae_encode(const vd_vae *v, vk_ctx *kc, const float *video, int t, int h, int w,
@@ -1248,7 +1409,7 @@ int vd_vae_decode_ex(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h,
     /* written straight into the caller's [c_out, T, H, W] */
     r = run_all(s, z, tl, 0, video, 1);
     vd_vae_stream_free(&s);
-    return r ? vd_err(lg, r, "vd_vae_decode: out of memory") : 0;
+    return r == VDIT_ERR_NOMEM ? vd_err(lg, r, "vd_vae_decode: out of memory") : r;
 }
 
 int vd_vae_decode(const vd_vae *v, vk_ctx *kc, const float *z, int tl, int h, int w,

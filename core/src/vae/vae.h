@@ -91,6 +91,20 @@ int vd_vae_detach(vd_vae *v, vk_ctx *kc, void (*release)(void *ctx, const void *
 enum { VD_VAE_ENCODER = 1, VD_VAE_DECODER = 2 };
 int vd_vae_detach_part(vd_vae *v, vk_ctx *kc, int parts, int h, int w,
                        void (*release)(void *ctx, const void *data), void *ctx);
+/* Puts both nets' convolutions and norms on a CUDA device (vc: a vkc_ctx,
+ * kernels/cuda/vkc.h) once, in prec (VK_PREC_BF16: bf16 weights and
+ * products with fp32 accumulation; otherwise fp32 without TF32); conv1 and
+ * conv2 (1x1 on the latent) stay on the host, detached for kc. Streams and
+ * one-shot calls then run on the device of the vk_ctx they are given
+ * (kc->cuda, in the same precision: kc->cuda_bf16), each frame going up and
+ * its output coming back once, the caches resident there; a vk_ctx without
+ * a device is refused. Called instead of vd_vae_detach, with the same
+ * release. 0 or VDIT_ERR_* said in lg (VDIT_ERR_UNSUPPORTED: no CUDA backend
+ * in this build). */
+int vd_vae_upload(vd_vae *v, void *vc, vk_prec prec, vk_ctx *kc,
+                  void (*release)(void *ctx, const void *data), void *ctx, vd_log *lg);
+/* Device memory the uploaded weights hold (0: on the host). */
+size_t vd_vae_device_bytes(const vd_vae *v);
 const vd_vae_config *vd_vae_get_config(const vd_vae *v);
 /* Bytes held in the convolutions' prepared forms (vk_conv_prepared_bytes). */
 size_t vd_vae_prepared_bytes(const vd_vae *v);

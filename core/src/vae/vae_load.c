@@ -618,6 +618,7 @@ void vd_vae_free(vd_vae **pv)
     if (!pv || !*pv)
         return;
     vd_vae *v = *pv;
+    vd_vae_dev_free(&v->dev);
     net_free(&v->enc);
     net_free(&v->dec);
     vk_conv_free(&v->conv1);

@@ -74,7 +74,8 @@ static void release_tensor(void *ck, const void *data)
  * (each tensor's pages go back as soon as its layer is prepared) and the
  * checkpoint is freed. Prepared for frames of the model's default size
  * (oneDNN's layout for the weights can depend on it; other sizes ask for the
- * same layout). After this the model is read-only: contexts share it
+ * same layout). A model on a CUDA device puts the VAE's nets there instead
+ * (vd_vae_upload). After this the model is read-only: contexts share it
  * without locks. */
 static int vae_detach(vdit_model *m, vk_prec prec, int n_threads)
 {
@@ -82,8 +83,13 @@ static int vae_detach(vdit_model *m, vk_prec prec, int n_threads)
     vk_ctx *kc = vk_ctx_new_ex(n_threads, -1, prec, &m->log);
     if (!kc)
         return VDIT_ERR_NOMEM;
-    int ret = vd_vae_detach_part(w->vae, kc, VD_VAE_ENCODER | VD_VAE_DECODER, m->info.height,
-                                 m->info.width, release_tensor, w->ck_vae);
+    /* on the model's device: the nets go there, the 1x1 ends are detached for
+     * the host as below */
+    int ret = m->cuda ? vd_vae_upload(w->vae, m->cuda, m->cuda_bf16 ? VK_PREC_BF16 : VK_PREC_F32,
+                                      kc, release_tensor, w->ck_vae, &m->log)
+                      : vd_vae_detach_part(w->vae, kc, VD_VAE_ENCODER | VD_VAE_DECODER,
+                                           m->info.height, m->info.width, release_tensor,
+                                           w->ck_vae);
     vk_ctx_free(&kc);
     if (!ret)
         vd_ckpt_free(&w->ck_vae);
@@ -148,6 +154,10 @@ static int wan_load(vdit_model *m, const vd_files *f, vk_prec prep, int n_thread
     if ((ret = open_part(f->t5, &m->log, n_threads, ck_flags, &w->ck_t5)) ||
         (ret = vd_t5_canonicalize(w->ck_t5, &m->log)) ||
         (ret = vd_t5_load(w->ck_t5, &m->log, &w->t5)))
+        return ret;
+    /* on the model's device: the layers go there, the embedding stays */
+    if (m->cuda && (ret = vd_t5_upload(w->t5, m->cuda, m->cuda_bf16 ? VK_PREC_BF16 : VK_PREC_F32,
+                                       release_tensor, w->ck_t5, &m->log)))
         return ret;
     if ((ret = vd_tok_load(f->tok, &m->log, &w->tok)))
         return ret;
