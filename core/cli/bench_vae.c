@@ -21,7 +21,17 @@
  * and fp32 from scripts/bench-venv.sh's venv, Debian's torch 1.13 fp32; each
  * with vdit's time at the same precision over theirs (vdit runs the case at
  * the other precision too when a row needs it), as `vdit bench dit --torch`
- * does. */
+ * does.
+ *
+ * --device cuda[:N] runs the cases on a CUDA device instead (CUDA builds):
+ * each child opens the device, uploads both nets (vd_vae_upload, bf16 unless
+ * --precision fp32; the 1x1 ends stay on the host), runs a short warm-up
+ * stream (kernel loading, not timed), then streams the frames as above, each
+ * output back on the host; seconds, frames/s and the peak device memory of
+ * the context (weights, caches, buffers, cuBLASLt's workspace). With --torch,
+ * one row: PyTorch on the same device and precision (bench_vae_torch.py
+ * --device), vdit's time over its. The parent never touches the device (a
+ * CUDA context does not survive fork). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +44,9 @@
 #include "ckpt.h"
 #include "kernels/kernels.h"
 #include "vae/vae.h"
+#if VK_HAVE_CUDA
+#include "kernels/cuda/vkc.h"
+#endif
 
 /* The model of --model: 0 Wan2.1, 1 Wan2.2 (set once, before any child). */
 static int vae_model;
@@ -96,11 +109,59 @@ static void count_flops(vk_ctx *kc)
 typedef struct bres {
     double sec, fps, peak_mib, stream_mib, out_max, gflop;
     int frames_out, ok;
+    double dev_mib, dev_w_mib; /* --device: peak device memory, the weights' part */
 } bres;
 
 /* Level and precision of every case (bench_vae resolves them). */
 static vk_isa case_isa;
 static vk_prec case_prec;
+/* --device: the device ("cuda", "cuda:N"; NULL: the CPU) and the precision
+ * the nets run in there (bf16 or fp32); case_isa and case_prec are the
+ * host's, for the 1x1 ends. */
+static const char *case_device;
+static vk_prec dev_prec;
+
+/* Opens case_device into kc (owned by it from then on) and uploads v in
+ * dev_prec, the ends detached for kc. 0, or VDIT_ERR_* said in lg. */
+static int upload(vd_vae *v, vk_ctx *kc, vd_ckpt *ck, vd_log *lg)
+{
+    vk_device dev;
+    int e = vk_device_parse(case_device, &dev, lg);
+    if (!e)
+        e = vk_device_open(&dev, &kc->cuda, lg);
+    if (!e)
+        e = vd_vae_upload(v, kc->cuda, dev_prec, kc, bench_release_pages, ck, lg);
+    kc->cuda_bf16 = dev_prec == VK_PREC_BF16;
+    return e;
+}
+
+/* The device loads its kernels on first use: a stream of the case's size
+ * pushed frame 0 and the first chunk (encode: 5 frames; decode: 2 latent
+ * frames) and freed, before the timed one.
+ * 0, or VDIT_ERR_* said in kc's log. */
+static int warm_up(const vd_vae *v, vk_ctx *kc, int enc, int h, int w, int tile, int n_push)
+{
+    const vd_vae_config *vc = vd_vae_get_config(v);
+    int z = vc->z_dim, hl = h / vc->s_factor, wl = w / vc->s_factor;
+    size_t nin = enc ? (size_t)3 * h * w : (size_t)z * hl * wl;
+    size_t nout = enc ? (size_t)z * hl * wl : (size_t)vc->t_factor * 3 * h * w;
+    vd_vae_stream *s = NULL;
+    float *in = vd_malloc(nin * sizeof(float)), *out = vd_malloc(nout * sizeof(float));
+    int e = !in || !out ? VDIT_ERR_NOMEM
+            : enc       ? vd_vae_enc_stream_new(v, kc, h, w, tile, &s)
+                        : vd_vae_dec_stream_new(v, kc, hl, wl, tile, &s);
+    uint64_t rs = 7;
+    for (size_t i = 0; !e && i < nin; i++)
+        in[i] = bench_urand(&rs);
+    for (int k = 0; !e && k < n_push && k < (enc ? 5 : 2); k++) {
+        int no = 0;
+        e = enc ? vd_vae_enc_stream_push(s, in, out, &no) : vd_vae_dec_stream_push(s, in, out, &no);
+    }
+    vd_vae_stream_free(&s);
+    vd_free(in);
+    vd_free(out);
+    return e;
+}
 
 /* enc: push t frames of W x H; else push 1 + (t-1)/4 latent frames. */
 static bres run_case(int enc, int w, int h, int t, int threads, int tile)
@@ -116,7 +177,9 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     /* prepared for this case's frame size: the weights layout oneDNN picks can
      * depend on it (docs/vae.md, Memory) */
     if (!ck || !kc || vd_vae_load(ck, &lg, &v) ||
-        vd_vae_detach_part(v, kc, VD_VAE_ENCODER | VD_VAE_DECODER, h, w, bench_release_pages, ck)) {
+        (case_device ? upload(v, kc, ck, &lg)
+                     : vd_vae_detach_part(v, kc, VD_VAE_ENCODER | VD_VAE_DECODER, h, w,
+                                          bench_release_pages, ck))) {
         fprintf(stderr, "vdit bench vae: %s\n", lg.msg[0] ? lg.msg : "out of memory");
         goto done;
     }
@@ -125,6 +188,11 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     /* the model's latent geometry */
     const vd_vae_config *vc = vd_vae_get_config(v);
     int z = vc->z_dim, sf = vc->s_factor, tf = vc->t_factor, hl = h / sf, wl = w / sf;
+    int n_push = enc ? t : 1 + (t - 1) / tf;
+    if (case_device && warm_up(v, kc, enc, h, w, tile, n_push)) {
+        fprintf(stderr, "vdit bench vae: warm-up: %s\n", lg.msg);
+        goto done;
+    }
     int e = enc ? vd_vae_enc_stream_new(v, kc, h, w, tile, &s)
                 : vd_vae_dec_stream_new(v, kc, hl, wl, tile, &s);
     if (e) {
@@ -140,13 +208,15 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     uint64_t rs = 99;
     for (size_t i = 0; i < nin; i++)
         in[i] = enc ? 0.9f * bench_urand(&rs) : 1.5f * bench_urand(&rs);
-    int n_push = enc ? t : 1 + (t - 1) / tf;
-    count_flops(kc);
+    if (!case_device) /* on a device the products do not go through kc->f */
+        count_flops(kc);
     cnt_flops = 0;
     double t0 = vd_time();
     for (int k = 0; k < n_push; k++) {
         int no = 0;
         e = enc ? vd_vae_enc_stream_push(s, in, out, &no) : vd_vae_dec_stream_push(s, in, out, &no);
+        if (e && case_device)
+            fprintf(stderr, "\nvdit bench vae: %s\n", lg.msg);
         if (e)
             goto done;
         r.frames_out += no;
@@ -159,6 +229,13 @@ static bres run_case(int enc, int w, int h, int t, int threads, int tile)
     r.fps = (enc ? t : r.frames_out) / r.sec;
     r.peak_mib = bench_peak_rss() / 1048576.0;
     r.stream_mib = (double)vd_vae_stream_bytes(s) / 1048576.0;
+#if VK_HAVE_CUDA
+    /* the model's weights were uploaded through kc's own device context,
+     * so its peak is the sum of theirs and the stream's */
+    if (kc->cuda)
+        r.dev_mib = (double)vkc_mem_peak(kc->cuda) / 1048576.0;
+#endif
+    r.dev_w_mib = (double)vd_vae_device_bytes(v) / 1048576.0;
     r.ok = 1;
 done:
     vd_free(in);
@@ -244,6 +321,29 @@ static bpeak peak_child(int threads, vk_prec prec)
     return r;
 }
 
+/* --device: whether the device opens, in a child (the parent must not make a
+ * CUDA context: it would not survive the fork of the next case). */
+typedef struct bdev {
+    int ok;
+    char name[128], msg[512];
+} bdev;
+
+static void dev_fn(const void *arg, void *out)
+{
+    bdev *r = out;
+    vd_log lg = { 0 };
+    vk_device dev;
+    void *vc = NULL;
+    (void)arg;
+    if (vk_device_parse(case_device, &dev, &lg) || vk_device_open(&dev, &vc, &lg)) {
+        snprintf(r->msg, sizeof(r->msg), "%s", lg.msg);
+        return;
+    }
+    snprintf(r->name, sizeof(r->name), "%s", vk_device_describe(vc));
+    vk_device_close(&vc);
+    r->ok = 1;
+}
+
 /* One PyTorch baseline of --torch (as in bench_dit.c): how it runs, then
  * what it measured for the current case. */
 typedef struct trow {
@@ -265,21 +365,25 @@ static void trow_label(const trow *r, int mm, char *buf, size_t n)
     if (!r->ver[0])
         snprintf(buf, n, "%s", r->name);
     else
-        snprintf(buf, n, "PyTorch %s %s%s", bench_short_ver(r->ver, mm, v, sizeof(v)),
-                 r->bf16 ? "bf16" : "fp32", r->debian ? " (Debian)" : "");
+        snprintf(buf, n, "PyTorch %s %s%s%s%s", bench_short_ver(r->ver, mm, v, sizeof(v)),
+                 r->bf16 ? "bf16" : "fp32", r->debian ? " (Debian)" : "",
+                 case_device ? " on " : "", case_device ? case_device : "");
 }
 
 /* PyTorch: prints "torch_version V", "torch_seconds S", "torch_frames_out N"
- * and "torch_peak_mib M". */
+ * and "torch_peak_mib M" (--device: the device's peak,
+ * torch.cuda.max_memory_allocated). */
 static bres run_torch(trow *tr, const char *script, int enc, int w, int h, int t, int threads)
 {
     bres r = { 0 };
     char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d '%s' '%s' --mode %s "
-             "--width %d --height %d --frames %d --threads %d --dtype %s --model %s",
-             threads, threads, tr->py, script, enc ? "encode" : "decode", w, h, t, threads,
-             tr->bf16 ? "bf16" : "fp32", vae_model ? "wan22" : "wan21");
+    int nc = snprintf(cmd, sizeof(cmd),
+                      "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d '%s' '%s' --mode %s "
+                      "--width %d --height %d --frames %d --threads %d --dtype %s --model %s",
+                      threads, threads, tr->py, script, enc ? "encode" : "decode", w, h, t,
+                      threads, tr->bf16 ? "bf16" : "fp32", vae_model ? "wan22" : "wan21");
+    if (case_device && nc > 0 && (size_t)nc < sizeof(cmd))
+        snprintf(cmd + nc, sizeof(cmd) - (size_t)nc, " --device %s", case_device);
     printf("  %s\n", cmd);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
@@ -309,6 +413,7 @@ static void usage(void)
            "                      [--precision fp32|bf16|auto] [--isa LEVEL]\n"
            "                      [--torch] [--torch-rows LIST] [--torch-script PATH]\n"
            "                      [--python PATH] [--no-venv] [--quick]\n"
+           "                      [--device cuda|cuda:N]\n"
            "--model wan21 (default): the Wan2.1 VAE (dim 96, z 16, dim_mult [1,2,4,4], 2 res\n"
            "blocks, temporal [F,T,T]; 8x8 spatial, 4x temporal); wan22: the Wan2.2 VAE of\n"
            "TI2V-5B (dim 160, decoder dim 256, z 48, the same lists, frames patchified 2x2;\n"
@@ -332,7 +437,15 @@ static void usage(void)
            "precision over theirs (vdit runs the other precision too when a row needs it);\n"
            "a summary line per baseline. --torch-rows: some of torch-bf16,torch-fp32,debian\n"
            "(comma-separated; default all). --python PATH: that interpreter for the PyTorch 2\n"
-           "rows; --no-venv: never create the venv (rows without an interpreter are skipped).\n");
+           "rows; --no-venv: never create the venv (rows without an interpreter are skipped).\n"
+           "--device cuda[:N]: the cases on that GPU (CUDA builds): both nets uploaded\n"
+           "(vd_vae_upload; bf16 unless --precision fp32, exact fp32 without TF32), the 1x1\n"
+           "ends on the host; a warm-up stream (encode 5 frames, decode 2 latent frames),\n"
+           "then seconds to the last output frame back on the host, frames/s, peak device\n"
+           "memory; default case 832x480x81:dec. With --torch one row: PyTorch on the same\n"
+           "device and precision (bench_vae_torch.py --device), its peak device memory,\n"
+           "vdit's time over its.\n"
+           "A device that cannot be opened: the reason, exit status 1.\n");
 }
 
 typedef struct bcase {
@@ -345,6 +458,7 @@ int bench_vae(int argc, char **argv)
     vk_prec prec_opt = VK_PREC_AUTO;
     bcase cs[16];
     const char *script = "models/bench/bench_vae_torch.py", *python = NULL, *rows_opt = NULL;
+    const char *device = NULL;
     int no_venv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -380,6 +494,9 @@ int bench_vae(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--no-venv")) {
             no_venv = 1;
+        } else if (!strcmp(a, "--device") && v) {
+            device = v;
+            i++;
         } else if (!strcmp(a, "--quick")) {
             cs[0] = (bcase){ 320, 192, 5, 1, 1 };
             nc = 1;
@@ -414,6 +531,26 @@ int bench_vae(int argc, char **argv)
         fprintf(stderr, "vdit bench vae: bad arguments (see --help)\n");
         return 2;
     }
+    if (device) {
+        vk_device pd;
+        vd_log dl = { 0 };
+        if (vk_device_parse(device, &pd, &dl) || !pd.cuda || pd.is_auto) {
+            fprintf(stderr, "vdit bench vae: --device takes cuda or cuda:N\n");
+            return 2;
+        }
+        if (!vk_have_cuda()) {
+            fprintf(stderr, "vdit bench vae: --device %s: this build has no CUDA backend\n",
+                    device);
+            return 1;
+        }
+        /* the device computes bf16 natively: --precision auto means bf16 there */
+        dev_prec = prec_opt == VK_PREC_F32 ? VK_PREC_F32 : VK_PREC_BF16;
+        case_device = device;
+        if (!nc) { /* the decode of a Wan2.1 video: 81 frames of 832x480 */
+            cs[0] = (bcase){ 832, 480, 81, 0, 1 };
+            nc = 1;
+        }
+    }
     if (!nc && vae_model) {
         cs[0] = (bcase){ 320, 192, 17, 1, 1 };
         cs[1] = (bcase){ 1280, 704, 5, 0, 1 };
@@ -426,13 +563,26 @@ int bench_vae(int argc, char **argv)
     }
     if (threads <= 0)
         threads = vd_cpu_count();
-    if (bench_resolve("vae", threads, isa_opt, prec_opt, &case_isa, &case_prec))
+    /* --device: the host's precision is for the 1x1 ends, at its best */
+    if (bench_resolve("vae", threads, isa_opt, device ? VK_PREC_AUTO : prec_opt, &case_isa,
+                      &case_prec))
         return 2;
-    const char *pn = vk_prec_name(case_prec);
+    const char *pn = vk_prec_name(device ? dev_prec : case_prec);
     /* bf16 convolutions are chosen inside the backend by the context's
      * precision, which exists only where bf16 is native */
     int conv_f32 = case_prec == VK_PREC_BF16 && !vk_isa_native_bf16(case_isa);
-    bpeak pk = peak_child(threads, case_prec);
+    bdev dv = { 0 };
+    if (device) { /* before anything is printed: whether the device opens */
+        in_child(dev_fn, NULL, &dv, sizeof(dv));
+        if (!dv.ok) {
+            fprintf(stderr, "vdit bench vae: %s\n",
+                    dv.msg[0] ? dv.msg : "the device could not be opened (its probe failed)");
+            return 1;
+        }
+    }
+    bpeak pk = { 0 };
+    if (!device)
+        pk = peak_child(threads, case_prec);
     double peak = pk.gflops > 0 ? pk.gflops : 1e-9;
     const char *how = pk.gflops > 0 ? pk.how : "not measured";
     size_t wb = 0;
@@ -453,8 +603,14 @@ int bench_vae(int argc, char **argv)
     vd_ckpt_free(&ck);
     if (tile)
         printf("tile %d px\n", tile);
-    printf("level %s, precision %s%s; %s peak %.1f GFLOP/s (%s)\n", vk_isa_name(case_isa), pn,
-           conv_f32 ? " (convolutions in fp32)" : "", pn, peak, how);
+    if (device)
+        printf("device %s: %s; precision %s (%s); the 1x1 ends on the host (level %s, precision "
+               "%s)\n", device, dv.name, pn,
+               dev_prec == VK_PREC_BF16 ? "bf16 products, fp32 accumulation" : "fp32, no TF32",
+               vk_isa_name(case_isa), vk_prec_name(case_prec));
+    else
+        printf("level %s, precision %s%s; %s peak %.1f GFLOP/s (%s)\n", vk_isa_name(case_isa), pn,
+               conv_f32 ? " (convolutions in fp32)" : "", pn, peak, how);
     /* --torch: the baselines and their interpreters; vdit's other precision
      * (0 fp32, 1 bf16) when a row needs it and the CPU has it */
     trow rows[3] = {
@@ -463,11 +619,23 @@ int bench_vae(int argc, char **argv)
         { .name = "PyTorch (Debian) fp32", .debian = 1 },
     };
     static const char *const row_keys[3] = { "torch-bf16", "torch-fp32", "debian" };
-    int pi = case_prec == VK_PREC_BF16, other = 0;
+    int pi = (device ? dev_prec : case_prec) == VK_PREC_BF16, other = 0;
     vk_prec oprec = pi ? VK_PREC_F32 : VK_PREC_BF16;
     double peak2 = 1e-9;
     char vpy[1100] = "", why[1400] = "";
-    if (torch) {
+    if (torch && device) { /* one row: PyTorch 2 on the same device, at vdit's precision */
+        char root[1024];
+        bench_src_root(script, root, sizeof(root));
+        if (access(script, R_OK))
+            snprintf(why, sizeof(why), "no %s (run from the source tree or give --torch-script)",
+                     script);
+        else
+            bench_torch_python(root, python, !no_venv, vpy, sizeof(vpy), why, sizeof(why));
+        rows[0] = (trow){ .name = "PyTorch on the device", .bf16 = pi, .py = *vpy ? vpy : NULL,
+                          .why = why };
+        if (!rows[0].py)
+            printf("PyTorch on %s: skipped: %s\n", device, why);
+    } else if (torch) {
         char root[1024];
         bench_src_root(script, root, sizeof(root));
         if (access(script, R_OK)) {
@@ -501,8 +669,14 @@ int bench_vae(int argc, char **argv)
                    p2.gflops > 0 ? p2.how : "not measured");
         }
     }
-    printf("%-10s %-4s %-4s %6s %8s %8s %8s %8s %6s %10s %10s\n", "size", "op", "prec", "frames",
-           "seconds", "frames/s", "s/frame", "GFLOP/s", "% peak", "peak MiB", "stream MiB");
+    if (device)
+        printf("%-10s %-4s %-4s %6s %8s %8s %8s %10s %10s %10s %10s\n", "size", "op", "prec",
+               "frames", "seconds", "frames/s", "s/frame", "device MiB", "weight MiB",
+               "stream MiB", "RSS MiB");
+    else
+        printf("%-10s %-4s %-4s %6s %8s %8s %8s %8s %6s %10s %10s\n", "size", "op", "prec",
+               "frames", "seconds", "frames/s", "s/frame", "GFLOP/s", "% peak", "peak MiB",
+               "stream MiB");
     int fails = 0;
     bres last = { 0 };
     int last_enc = 0, last_w = 0, last_h = 0;
@@ -537,10 +711,17 @@ int bench_vae(int argc, char **argv)
                                vk_prec_name(oprec), cs[i].t);
                     continue;
                 }
-                printf("%-10s %-4s %-4s %6d %8.2f %8.3f %8.2f %8.1f %5.0f%% %10.0f %10.0f\n", sz,
-                       e ? "enc" : "dec", q ? "bf16" : "fp32", e ? cs[i].t : b->frames_out,
-                       b->sec, b->fps, 1.0 / b->fps, b->gflop / b->sec,
-                       100 * b->gflop / b->sec / pk_q, b->peak_mib, b->stream_mib);
+                if (device)
+                    printf("%-10s %-4s %-4s %6d %8.3f %8.2f %8.4f %10.0f %10.0f %10.0f %10.0f\n",
+                           sz, e ? "enc" : "dec", q ? "bf16" : "fp32",
+                           e ? cs[i].t : b->frames_out, b->sec, b->fps, 1.0 / b->fps, b->dev_mib,
+                           b->dev_w_mib, b->stream_mib, b->peak_mib);
+                else
+                    printf("%-10s %-4s %-4s %6d %8.2f %8.3f %8.2f %8.1f %5.0f%% %10.0f %10.0f\n",
+                           sz, e ? "enc" : "dec", q ? "bf16" : "fp32",
+                           e ? cs[i].t : b->frames_out, b->sec, b->fps, 1.0 / b->fps,
+                           b->gflop / b->sec, 100 * b->gflop / b->sec / pk_q, b->peak_mib,
+                           b->stream_mib);
             }
             int is_last = !e || !last.ok || last_enc;
             if (is_last) {
@@ -559,7 +740,12 @@ int bench_vae(int argc, char **argv)
                 int vp = v[tr->bf16].ok ? tr->bf16 : pi;
                 char lab[128];
                 trow_label(tr, 0, lab, sizeof(lab));
-                if (tr->r.ok) {
+                if (tr->r.ok && device) {
+                    printf("  %-30s %8.3f s (%.4f s/frame) %10.0f MiB of device memory; vdit %s "
+                           "%.3f s: %.2fx the time, %.2fx the peak device memory\n", lab,
+                           tr->r.sec, 1.0 / tr->r.fps, tr->r.peak_mib, vp ? "bf16" : "fp32",
+                           v[vp].sec, v[vp].sec / tr->r.sec, v[vp].dev_mib / tr->r.peak_mib);
+                } else if (tr->r.ok) {
                     printf("  %-30s %8.2f s (%.2f s/frame) %10.0f MiB; vdit %s %.2f s: %.2fx the "
                            "time, %.2fx the peak RSS\n", lab, tr->r.sec, 1.0 / tr->r.fps,
                            tr->r.peak_mib, vp ? "bf16" : "fp32", v[vp].sec,
@@ -571,18 +757,35 @@ int bench_vae(int argc, char **argv)
                 if (is_last) {
                     tr->s_ok = tr->r.ok, tr->s_vp = vp;
                     tr->s_sec = tr->r.sec, tr->s_mib = tr->r.peak_mib;
-                    tr->s_vsec = v[vp].sec, tr->s_vmib = v[vp].peak_mib;
+                    tr->s_vsec = v[vp].sec, tr->s_vmib = device ? v[vp].dev_mib : v[vp].peak_mib;
                 }
             }
             fflush(stdout);
         }
-    printf("frames: input frames (encode) / output frames (decode); peak MiB: the process's\n"
-           "peak RSS (prepared weights, caches, buffers; the model is detached from its\n"
-           "checkpoint); stream MiB: caches + working buffers allocated by the stream (a\n"
-           "cache's second frame becomes resident when written: 1-frame runs stay below);\n"
-           "baselines (--torch): vdit's seconds and peak RSS at the row's precision over\n"
-           "theirs.\n");
-    if (last.ok)
+    if (device)
+        printf("frames: input frames (encode) / output frames (decode); seconds: from the first\n"
+               "frame pushed to the last output frame back on the host, after a short warm-up\n"
+               "stream (kernel loading); device MiB: peak device memory of vdit's allocations\n"
+               "(weights, caches, buffers, cuBLASLt's workspace); weight MiB: the nets' weights\n"
+               "on the device; stream MiB: caches + working buffers of the stream; RSS MiB: the\n"
+               "process's peak RSS; baseline (--torch): PyTorch on the same device and precision\n"
+               "(peak: torch.cuda.max_memory_allocated), vdit's seconds and peak device memory\n"
+               "over its.\n");
+    else
+        printf("frames: input frames (encode) / output frames (decode); peak MiB: the "
+               "process's\n"
+               "peak RSS (prepared weights, caches, buffers; the model is detached from its\n"
+               "checkpoint); stream MiB: caches + working buffers allocated by the stream (a\n"
+               "cache's second frame becomes resident when written: 1-frame runs stay below);\n"
+               "baselines (--torch): vdit's seconds and peak RSS at the row's precision over\n"
+               "theirs.\n");
+    if (last.ok && device)
+        printf("vae %s%s %s on %s (%s): %.3f s (%dx%d, %d frames, %.4f s/frame, %.1f frames/s, "
+               "peak device memory %.0f MiB, weights %.0f MiB)\n",
+               vae_model ? "(Wan2.2) " : "", last_enc ? "encode" : "decode", pn, device, dv.name,
+               last.sec, last_w, last_h, last.frames_out, last.sec / last.frames_out,
+               last.frames_out / last.sec, last.dev_mib, last.dev_w_mib);
+    else if (last.ok)
         printf("vae %s%s %s: %.2f s (%dx%d, %d frames, %.2f s/frame, peak RSS %.0f MiB), %.0f%% "
                "of the %s peak %.0f GFLOP/s (%s)%s\n",
                vae_model ? "(Wan2.2) " : "", last_enc ? "encode" : "decode", pn, last.sec, last_w,
@@ -596,11 +799,12 @@ int bench_vae(int argc, char **argv)
             continue;
         char lab[128];
         trow_label(tr, 1, lab, sizeof(lab));
-        printf("vs %s: vdit %s%s %s %.2fx the time (%.2fx the peak RSS)\n", lab,
+        printf("vs %s: vdit %s%s %s %.2fx the time (%.2fx the peak %s)\n", lab,
                tr->s_vp ? "bf16" : "fp32",
                tr->s_vp != tr->bf16 ? (tr->bf16 ? " (no vdit bf16 run)" : " (no vdit fp32 run)")
                                     : "",
-               last_enc ? "encode" : "decode", tr->s_vsec / tr->s_sec, tr->s_vmib / tr->s_mib);
+               last_enc ? "encode" : "decode", tr->s_vsec / tr->s_sec, tr->s_vmib / tr->s_mib,
+               device ? "device memory" : "RSS");
     }
     return fails ? 1 : 0;
 }
