@@ -84,7 +84,7 @@
           VDIT_FLAGS, "precision" },                                                          \
         { "bf16", "bf16 operands, fp32 accumulation", 0, AV_OPT_TYPE_CONST,                   \
           { .i64 = VDIT_PRECISION_BF16 }, 0, 0, VDIT_FLAGS, "precision" },                    \
-    { "device", "where the DiT runs: cpu, cuda, cuda:N (an NVIDIA GPU) or auto (cuda:0 if "   \
+    { "device", "where the model runs: cpu, cuda, cuda:N (an NVIDIA GPU) or auto (cuda:0 if "   \
       "one answers, else the CPU)", offsetof(type, device), AV_OPT_TYPE_STRING,               \
       { .str = "cpu" }, 0, 0, VDIT_FLAGS },                                                   \
     { "cache", "step caching: steps reuse the DiT's last residual while it barely changes",   \

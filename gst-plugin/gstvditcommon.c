@@ -112,7 +112,7 @@ void gst_vdit_install_device_prop(GObjectClass *oc, guint id)
 {
     const GParamFlags ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY;
     g_object_class_install_property(oc, id,
-        g_param_spec_string("device", "Device", "Where the DiT runs: cpu, cuda, cuda:N or auto "
+        g_param_spec_string("device", "Device", "Where the model runs: cpu, cuda, cuda:N or auto "
                             "(NULL: cpu; cuda: an NVIDIA GPU, its weights uploaded when the "
                             "model loads; auto: cuda:0 where one answers, else the CPU)", NULL,
                             ready));

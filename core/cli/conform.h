@@ -19,7 +19,7 @@ typedef struct conform_ctx {
     int n_threads;
     vk_prec prec;       /* VK_PREC_F32 (exact) or VK_PREC_BF16 (looser bounds) */
     int verbose;        /* also compare inter/ tensors and print them */
-    const char *device; /* NULL: the CPU; else the DiT runs there (--device) */
+    const char *device; /* NULL: the CPU; else the DiT, VAE or umT5 runs there (--device) */
     int n_pass, n_fail;
     double tol_abs, tol_rel; /* defaults for this folder (README's criteria) */
     vd_log log;

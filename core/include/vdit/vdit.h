@@ -189,11 +189,12 @@ typedef struct vdit_model_params {
                                (edits, image-to-video). Read during the call only;
                                a missing, corrupt or mismatched file fails the load
                                naming it */
-    const char *device;     /* where the DiT's weights live and its blocks run:
+    const char *device;     /* where the weights live and the model runs:
                                NULL or "cpu" (default); "cuda" or "cuda:N": that
-                               NVIDIA GPU (its weights uploaded at load, in bf16,
-                               or fp32 with precision fp32; the text encoder, the
-                               VAE and the DiT's few-GFLOP ends stay on the CPU);
+                               NVIDIA GPU (the DiT's blocks, the VAE and the text
+                               encoder's layers uploaded at load, in bf16, or
+                               fp32 with precision fp32; small ends stay on the
+                               CPU: docs/cuda.md);
                                "auto": cuda:0 where the build has CUDA and a
                                device answers, else the CPU. A device that cannot
                                be used fails the load naming why (no CUDA in this
