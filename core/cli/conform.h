@@ -41,6 +41,16 @@ void conform_fail(conform_ctx *c, const char *what, const char *msg);
 /* An io tensor as freshly allocated fp32 (vd_free), NULL + failure if absent. */
 float *conform_input(conform_ctx *c, const char *name, const vt_tensor **t);
 
+/* The precision of the host's kernels beside a device (--device): fp32 for
+ * an fp32 folder (the small parts run on the CPU, and fp32 is exact), the
+ * CPU's best for bf16; without a device the folder's. */
+static inline vk_prec conform_host_prec(const conform_ctx *c)
+{
+    if (!c->device)
+        return c->prec;
+    return c->prec == VK_PREC_BF16 ? VK_PREC_AUTO : VK_PREC_F32;
+}
+
 /* Handlers, one per component (conform_<x>.c). Each
  * returns 0 when it ran (pass/fail counted in c) or <0 when it could not. */
 int conform_dit(conform_ctx *c);

@@ -98,7 +98,7 @@ int conform_dit(conform_ctx *c)
 
     /* on a device: the CPU computes the small parts at its best precision,
      * the device the blocks at the folder's (the weights uploaded in it) */
-    kc = vk_ctx_new_ex(c->n_threads, -1, c->device ? VK_PREC_AUTO : c->prec, lg);
+    kc = vk_ctx_new_ex(c->n_threads, -1, conform_host_prec(c), lg);
     if (kc && c->device) {
         vk_device dev;
         if ((ret = vk_device_parse(c->device, &dev, lg)) ||

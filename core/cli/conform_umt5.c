@@ -75,7 +75,7 @@ int conform_umt5(conform_ctx *c)
     if (vj_get(ctor, "shared_pos"))
         check_field(c, ctor, "shared_pos", cfg->shared_pos);
     /* on a device: the layers there at the folder's precision */
-    kc = vk_ctx_new_ex(c->n_threads, -1, c->device ? VK_PREC_AUTO : c->prec, lg);
+    kc = vk_ctx_new_ex(c->n_threads, -1, conform_host_prec(c), lg);
     if (!kc) {
         vd_t5_free(&t);
         return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");

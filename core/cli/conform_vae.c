@@ -69,7 +69,7 @@ int conform_vae(conform_ctx *c)
         return -1;
     /* on a device: the nets there at the folder's precision, the 1x1 ends on
      * the CPU at its best */
-    kc = vk_ctx_new_ex(c->n_threads, -1, c->device ? VK_PREC_AUTO : c->prec, &c->log);
+    kc = vk_ctx_new_ex(c->n_threads, -1, conform_host_prec(c), &c->log);
     if (!kc)
         goto done;
     if (c->device) {

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     vk_ctx *kc = vk_ctx_new(1, 0, &lg);
     if (!t || !kc)
         return 1;
-    const vd_t5_config *c = vd_t5_get_config(t);
+    const vd_t5_config cfg = *vd_t5_get_config(t), *c = &cfg; /* t is reloaded below */
     const int64_t n = 24, D = c->dim;
     int32_t ids[24];
     t_rng r = { 42 };

@@ -74,8 +74,11 @@ int vdit_ctx_init(vdit_model *model, const vdit_ctx_params *p, vdit_ctx **out)
         return ret;
     }
     static const vk_prec prec[] = { VK_PREC_AUTO, VK_PREC_F32, VK_PREC_BF16 };
-    /* with a device the CPU computes only the small parts: its best precision */
-    c->kc = vk_ctx_new_ex(c->n_threads, -1, model->cuda ? VK_PREC_AUTO : prec[p->precision],
+    /* with a device the CPU computes only the small parts: in fp32 for an
+     * exact (fp32) model, else at its best precision */
+    c->kc = vk_ctx_new_ex(c->n_threads, -1,
+                          model->cuda ? (model->cuda_bf16 ? VK_PREC_AUTO : VK_PREC_F32)
+                                      : prec[p->precision],
                           &c->log);
     if (!c->kc) {
         int err = p->precision == VDIT_PRECISION_BF16 ? VDIT_ERR_UNSUPPORTED : VDIT_ERR_NOMEM;
