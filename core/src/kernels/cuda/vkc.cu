@@ -99,11 +99,36 @@
  *
  * Frame operations (add_scaled, copy_nd, avg_share, dup_add): one thread per
  * output element, grid-stride; copy_nd splits the linear index over its
- * dims with 32-bit divisions when the box has fewer than 2^32 elements. */
+ * dims with 32-bit divisions when the box has fewer than 2^32 elements.
+ *
+ * Host emulation. With -DVKC_HOST_EMU a host C++ compiler builds this file
+ * against tests/cuda/hostemu, a CPU emulation of the device, the runtime and
+ * cuBLASLt (the test cuda_host_emulated runs tests/cuda/test_cuda.c on it in
+ * every build). The seams, which leave what nvcc compiles unchanged: the
+ * CUDA includes (hostemu.h instead); every launch written `kernel
+ * VKC_LAUNCH(grid, block, smem, stream)(args)`, for nvcc exactly
+ * `kernel<<<grid, block, smem, stream>>>(args)`; the dynamic shared memory
+ * declared by VKC_DYNAMIC_SMEM(name), for nvcc `extern __shared__
+ * __align__(16) unsigned char name[]`; and the bf16 attention's inline-PTX
+ * helpers (cp.async, ldmatrix, mma.sync), which there call the emulation's
+ * versions of the same instructions. */
+#ifdef VKC_HOST_EMU
+/* tests/cuda/hostemu: the CUDA headers' stand-in, with its own VKC_LAUNCH
+ * and VKC_DYNAMIC_SMEM */
+#include "hostemu.h"
+#else
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <cublasLt.h>
+
+/* A kernel launch is written `kernel VKC_LAUNCH(grid, block, smem,
+ * stream)(args)` and a kernel's dynamic shared memory
+ * VKC_DYNAMIC_SMEM(name): with nvcc exactly the CUDA syntax, in the host
+ * emulation its own launcher and shared memory. */
+#define VKC_LAUNCH(...) <<<__VA_ARGS__>>>
+#define VKC_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -910,7 +935,40 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
     return u;
 }
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(VKC_HOST_EMU)
+/* The host emulation's versions of the helpers below: the same PTX
+ * instructions, emulated from the PTX ISA (tests/cuda/hostemu/hostemu.h). */
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
+{
+    hostemu_cp_async(dst, src, 16, src_bytes);
+}
+
+__device__ __forceinline__ void cp_commit()
+{
+    hostemu_cp_async_commit_group();
+}
+
+template <int N> __device__ __forceinline__ void cp_wait()
+{
+    hostemu_cp_async_wait_group(N);
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr)
+{
+    hostemu_ldmatrix_m8n8_b16(r, 4, false, addr);
+}
+
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], uint32_t addr)
+{
+    hostemu_ldmatrix_m8n8_b16(r, 4, true, addr);
+}
+
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    const uint32_t b[2] = { b0, b1 };
+    hostemu_mma_m16n8k16_row_col_f32_bf16_bf16_f32(c, a, b, c);
+}
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
 {
     /* src_bytes 0: the 16 bytes are zero filled, src is not read */
@@ -963,10 +1021,10 @@ __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32
 template <int HD>
 __global__ void __launch_bounds__(FA_THREADS, 2) k_flash_bf16(fa_args a)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(VKC_HOST_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
     constexpr int S = HD + 8; /* shared row stride in bf16: 16-byte rows, no ldmatrix conflicts */
     constexpr int ND = HD / 8; /* n-tiles of the output */
-    extern __shared__ __align__(16) unsigned char fa_smem[];
+    VKC_DYNAMIC_SMEM(fa_smem);
     uint16_t *Qs = (uint16_t *)fa_smem;
     uint16_t *Ks = Qs + FA_BQ * S; /* [2][FA_BK][S] */
     uint16_t *Vs = Ks + 2 * FA_BK * S;
@@ -1256,7 +1314,7 @@ __device__ __forceinline__ void sa_load(float *dst, const float *src, int64_t ld
 template <int HDP>
 __global__ void __launch_bounds__(SA_THREADS) k_attn_f32(sa_args a)
 {
-    extern __shared__ __align__(16) unsigned char sa_smem[];
+    VKC_DYNAMIC_SMEM(sa_smem);
     const int hs = a.hs, hd = a.hd, hd4 = a.hd4;
     float *Qs = (float *)sa_smem, *Ks = Qs + SA_BQ * hs, *Vs = Ks + SA_BK * hs;
     float *Ps = Vs + SA_BK * hs;
@@ -2014,7 +2072,7 @@ extern "C" void *vkc_weights(vkc_ctx *c, const void *host, int from, size_t n, i
             break;
         if (!direct) {
             const int64_t cnt = (int64_t)(len / es);
-            k_convert<<<grid_for(cnt, 256), 256, 0, c->st>>>(
+            k_convert VKC_LAUNCH(grid_for(cnt, 256), 256, 0, c->st)(
                 raw, from, (uint8_t *)dst + (off / es) * eo, to, cnt, scale);
             if (!launched(c, F, "k_convert"))
                 break;
@@ -2169,13 +2227,17 @@ static int gemm_fallback(vkc_ctx *c, const char *F, const void *x, int xb, const
     }
     dim3 grid((unsigned)nt, (unsigned)(mt < 65535 ? mt : 65535));
     if (xb && wb)
-        k_gemm_nt<true, true><<<grid, 256, 0, c->st>>>(x, w, bias, m, n, k, act, y, ybf, rw);
+        k_gemm_nt<true, true> VKC_LAUNCH(grid, 256, 0, c->st)(x, w, bias, m, n, k, act, y,
+                                                              ybf, rw);
     else if (xb)
-        k_gemm_nt<true, false><<<grid, 256, 0, c->st>>>(x, w, bias, m, n, k, act, y, ybf, rw);
+        k_gemm_nt<true, false> VKC_LAUNCH(grid, 256, 0, c->st)(x, w, bias, m, n, k, act, y,
+                                                               ybf, rw);
     else if (wb)
-        k_gemm_nt<false, true><<<grid, 256, 0, c->st>>>(x, w, bias, m, n, k, act, y, ybf, rw);
+        k_gemm_nt<false, true> VKC_LAUNCH(grid, 256, 0, c->st)(x, w, bias, m, n, k, act, y,
+                                                               ybf, rw);
     else
-        k_gemm_nt<false, false><<<grid, 256, 0, c->st>>>(x, w, bias, m, n, k, act, y, ybf, rw);
+        k_gemm_nt<false, false> VKC_LAUNCH(grid, 256, 0, c->st)(x, w, bias, m, n, k, act, y,
+                                                                ybf, rw);
     return launched(c, F, "k_gemm_nt") ? 0 : -1;
 }
 
@@ -2220,7 +2282,7 @@ extern "C" void vkc_linear(vkc_ctx *c, int bf16, const void *x, int xbf, int64_t
     int xinb = xbf;
     if (xbytes) {
         const int64_t cnt = m * k;
-        k_f32_to_bf16<<<grid_for(cnt / 4 + 1, 256), 256, 0, c->st>>>(
+        k_f32_to_bf16 VKC_LAUNCH(grid_for(cnt / 4 + 1, 256), 256, 0, c->st)(
             (const float *)x, (uint16_t *)scr, cnt, al16(x));
         if (!launched(c, F, "k_f32_to_bf16"))
             return;
@@ -2237,7 +2299,7 @@ extern "C" void vkc_linear(vkc_ctx *c, int bf16, const void *x, int xbf, int64_t
             if (r == 0 && (act != VKC_ACT_NONE || (bias && !eb))) {
                 const float *bb = eb ? NULL : bias;
                 const int vec = n % 4 == 0 && al16(y) && (!bb || al16(bb));
-                k_bias_act<<<grid_rows(m, vec ? n / 4 : n, 256), 256, 0, c->st>>>(
+                k_bias_act VKC_LAUNCH(grid_rows(m, vec ? n / 4 : n, 256), 256, 0, c->st)(
                     (const float *)y, y, 0, bb, m, n, act, vec);
                 if (!launched(c, F, "k_bias_act"))
                     return;
@@ -2254,7 +2316,7 @@ extern "C" void vkc_linear(vkc_ctx *c, int bf16, const void *x, int xbf, int64_t
                     const float *bb = eb ? NULL : bias;
                     uint8_t *yr = (uint8_t *)y + (size_t)r0 * (size_t)n * 2;
                     const int vec = n % 4 == 0 && ((uintptr_t)yr & 7) == 0 && (!bb || al16(bb));
-                    k_bias_act<<<grid_rows(rc, vec ? n / 4 : n, 256), 256, 0, c->st>>>(
+                    k_bias_act VKC_LAUNCH(grid_rows(rc, vec ? n / 4 : n, 256), 256, 0, c->st)(
                         t, yr, 1, bb, rc, n, act, vec);
                     if (!launched(c, F, "k_bias_act"))
                         return;
@@ -2283,15 +2345,15 @@ static void norm_launch(vkc_ctx *c, const char *F, const float *x, float *y, int
     const unsigned grid = (unsigned)(rows < VKC_MAX_GRID ? rows : VKC_MAX_GRID);
     const int vec = dim % 4 == 0 && al16(x) && al16(y) && (!w || al16(w)) && (!b || al16(b));
     if (vec && dim <= 1024)
-        k_norm_vec<1><<<grid, NORM_THREADS, 0, c->st>>>(x, y, rows, dim, w, b, eps, rms);
+        k_norm_vec<1> VKC_LAUNCH(grid, NORM_THREADS, 0, c->st)(x, y, rows, dim, w, b, eps, rms);
     else if (vec && dim <= 2048)
-        k_norm_vec<2><<<grid, NORM_THREADS, 0, c->st>>>(x, y, rows, dim, w, b, eps, rms);
+        k_norm_vec<2> VKC_LAUNCH(grid, NORM_THREADS, 0, c->st)(x, y, rows, dim, w, b, eps, rms);
     else if (vec && dim <= 4096)
-        k_norm_vec<4><<<grid, NORM_THREADS, 0, c->st>>>(x, y, rows, dim, w, b, eps, rms);
+        k_norm_vec<4> VKC_LAUNCH(grid, NORM_THREADS, 0, c->st)(x, y, rows, dim, w, b, eps, rms);
     else if (vec && dim <= 8192)
-        k_norm_vec<8><<<grid, NORM_THREADS, 0, c->st>>>(x, y, rows, dim, w, b, eps, rms);
+        k_norm_vec<8> VKC_LAUNCH(grid, NORM_THREADS, 0, c->st)(x, y, rows, dim, w, b, eps, rms);
     else
-        k_norm_any<<<grid, NORM_THREADS, 0, c->st>>>(x, y, rows, dim, w, b, eps, rms);
+        k_norm_any VKC_LAUNCH(grid, NORM_THREADS, 0, c->st)(x, y, rows, dim, w, b, eps, rms);
     launched(c, F, rms ? "rmsnorm kernel" : "layernorm kernel");
 }
 
@@ -2315,8 +2377,8 @@ extern "C" void vkc_add_gated(vkc_ctx *c, float *x, const float *y, int64_t rows
     if (!enter(c, __func__) || rows <= 0 || dim <= 0)
         return;
     const int vec = dim % 4 == 0 && al16(x) && al16(y) && (!gate || al16(gate));
-    k_add_gated<<<grid_rows(rows, vec ? dim / 4 : dim, 256), 256, 0, c->st>>>(x, y, rows, dim,
-                                                                             gate, vec);
+    k_add_gated VKC_LAUNCH(grid_rows(rows, vec ? dim / 4 : dim, 256), 256, 0, c->st)(
+        x, y, rows, dim, gate, vec);
     launched(c, __func__, "k_add_gated");
 }
 
@@ -2329,7 +2391,7 @@ extern "C" void vkc_act(vkc_ctx *c, float *x, int64_t n, int act)
         return;
     }
     const int vec = al16(x);
-    k_act<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st>>>(x, n, act, vec);
+    k_act VKC_LAUNCH(grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st)(x, n, act, vec);
     launched(c, __func__, "k_act");
 }
 
@@ -2338,7 +2400,7 @@ extern "C" void vkc_add(vkc_ctx *c, float *y, const float *a, const float *b, in
     if (!enter(c, __func__) || n <= 0)
         return;
     const int vec = al16(y) && al16(a) && al16(b);
-    k_add<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st>>>(y, a, b, n, vec);
+    k_add VKC_LAUNCH(grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st)(y, a, b, n, vec);
     launched(c, __func__, "k_add");
 }
 
@@ -2347,7 +2409,7 @@ extern "C" void vkc_mul(vkc_ctx *c, float *y, const float *a, const float *b, in
     if (!enter(c, __func__) || n <= 0)
         return;
     const int vec = al16(y) && al16(a) && al16(b);
-    k_mul<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st>>>(y, a, b, n, vec);
+    k_mul VKC_LAUNCH(grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st)(y, a, b, n, vec);
     launched(c, __func__, "k_mul");
 }
 
@@ -2356,7 +2418,7 @@ extern "C" void vkc_add_const(vkc_ctx *c, float *y, int64_t n, float v)
     if (!enter(c, __func__) || n <= 0)
         return;
     const int vec = al16(y);
-    k_add_const<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st>>>(y, n, v, vec);
+    k_add_const VKC_LAUNCH(grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st)(y, n, v, vec);
     launched(c, __func__, "k_add_const");
 }
 
@@ -2371,7 +2433,7 @@ extern "C" void vkc_rope(vkc_ctx *c, float *x, int64_t n_tok, int64_t n_heads, i
     }
     const int vec = head_dim % 2 == 0 && ld % 2 == 0 && ((uintptr_t)x & 7) == 0 &&
                     ((uintptr_t)cs & 7) == 0;
-    k_rope<<<grid_rows(n_tok, n_heads * (head_dim / 2), 256), 256, 0, c->st>>>(
+    k_rope VKC_LAUNCH(grid_rows(n_tok, n_heads * (head_dim / 2), 256), 256, 0, c->st)(
         x, n_tok, (int)n_heads, (int)head_dim, ld, cs, vec);
     launched(c, __func__, "k_rope");
 }
@@ -2430,11 +2492,11 @@ extern "C" void vkc_attention(vkc_ctx *c, int bf16, const float *q, int64_t ldq,
             return;
         uint16_t *kb = (uint16_t *)scr, *vb = (uint16_t *)(scr + kvb);
         const int kvec = ldk % 4 == 0 && al16(k), vvec = ldv % 4 == 0 && al16(v);
-        k_heads_bf16<<<grid_rows(lk, heads * hd / (kvec ? 4 : 1), 256), 256, 0, c->st>>>(
+        k_heads_bf16 VKC_LAUNCH(grid_rows(lk, heads * hd / (kvec ? 4 : 1), 256), 256, 0, c->st)(
             k, ldk, kb, lk, (int)heads, (int)hd, kvec);
         if (!launched(c, F, "k_heads_bf16"))
             return;
-        k_heads_bf16<<<grid_rows(lk, heads * hd / (vvec ? 4 : 1), 256), 256, 0, c->st>>>(
+        k_heads_bf16 VKC_LAUNCH(grid_rows(lk, heads * hd / (vvec ? 4 : 1), 256), 256, 0, c->st)(
             v, ldv, vb, lk, (int)heads, (int)hd, vvec);
         if (!launched(c, F, "k_heads_bf16"))
             return;
@@ -2449,11 +2511,11 @@ extern "C" void vkc_attention(vkc_ctx *c, int bf16, const float *q, int64_t ldq,
         if (hd == 64) {
             if (!smem_attr(c, F, (const void *)k_flash_bf16<64>, 1u, sm))
                 return;
-            k_flash_bf16<64><<<grid, FA_THREADS, sm, c->st>>>(a);
+            k_flash_bf16<64> VKC_LAUNCH(grid, FA_THREADS, sm, c->st)(a);
         } else {
             if (!smem_attr(c, F, (const void *)k_flash_bf16<128>, 2u, sm))
                 return;
-            k_flash_bf16<128><<<grid, FA_THREADS, sm, c->st>>>(a);
+            k_flash_bf16<128> VKC_LAUNCH(grid, FA_THREADS, sm, c->st)(a);
         }
         launched(c, F, "k_flash_bf16");
         return;
@@ -2475,19 +2537,19 @@ extern "C" void vkc_attention(vkc_ctx *c, int bf16, const float *q, int64_t ldq,
     if (a.hd4 <= 32) {
         if (!smem_attr(c, F, (const void *)k_attn_f32<32>, 4u, sa_smem_bytes(36)))
             return;
-        k_attn_f32<32><<<grid, SA_THREADS, sm, c->st>>>(a);
+        k_attn_f32<32> VKC_LAUNCH(grid, SA_THREADS, sm, c->st)(a);
     } else if (a.hd4 <= 64) {
         if (!smem_attr(c, F, (const void *)k_attn_f32<64>, 8u, sa_smem_bytes(68)))
             return;
-        k_attn_f32<64><<<grid, SA_THREADS, sm, c->st>>>(a);
+        k_attn_f32<64> VKC_LAUNCH(grid, SA_THREADS, sm, c->st)(a);
     } else if (a.hd4 <= 128) {
         if (!smem_attr(c, F, (const void *)k_attn_f32<128>, 16u, sa_smem_bytes(132)))
             return;
-        k_attn_f32<128><<<grid, SA_THREADS, sm, c->st>>>(a);
+        k_attn_f32<128> VKC_LAUNCH(grid, SA_THREADS, sm, c->st)(a);
     } else {
         if (!smem_attr(c, F, (const void *)k_attn_f32<256>, 32u, sa_smem_bytes(260)))
             return;
-        k_attn_f32<256><<<grid, SA_THREADS, sm, c->st>>>(a);
+        k_attn_f32<256> VKC_LAUNCH(grid, SA_THREADS, sm, c->st)(a);
     }
     launched(c, F, "k_attn_f32");
 }
@@ -2587,11 +2649,11 @@ static int gemm_simt(vkc_ctx *c, const char *F, int ab, int ta, int tb, int64_t 
     }
     dim3 grid((unsigned)nt, (unsigned)(mt < 65535 ? mt : 65535));
     if (ab)
-        k_gemm_gen<true><<<grid, 256, 0, c->st>>>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm,
-                                                  ldc);
+        k_gemm_gen<true> VKC_LAUNCH(grid, 256, 0, c->st)(ta, tb, m, n, k, alpha, a, lda, b, ldb,
+                                                         beta, cm, ldc);
     else
-        k_gemm_gen<false><<<grid, 256, 0, c->st>>>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
-                                                   cm, ldc);
+        k_gemm_gen<false> VKC_LAUNCH(grid, 256, 0, c->st)(ta, tb, m, n, k, alpha, a, lda, b,
+                                                          ldb, beta, cm, ldc);
     return launched(c, F, "k_gemm_gen") ? 0 : -1;
 }
 
@@ -2619,7 +2681,7 @@ extern "C" void vkc_gemm(vkc_ctx *c, int bf16, int ta, int tb, int64_t m, int64_
     if (!m || !n)
         return;
     if (!k) { /* C = beta C */
-        k_scale2d<<<grid_rows(m, n, 256), 256, 0, c->st>>>(cm, ldc, m, n, beta);
+        k_scale2d VKC_LAUNCH(grid_rows(m, n, 256), 256, 0, c->st)(cm, ldc, m, n, beta);
         launched(c, F, "k_scale2d");
         return;
     }
@@ -2633,11 +2695,11 @@ extern "C" void vkc_gemm(vkc_ctx *c, int bf16, int ta, int tb, int64_t m, int64_
         uint8_t *scr = (uint8_t *)scratch(c, abytes + bbytes, F);
         if (!scr)
             return;
-        k_f32_to_bf16_2d<<<grid_rows(ar, ac, 256), 256, 0, c->st>>>(a, lda, ar, ac,
-                                                                    (uint16_t *)scr, lac);
+        k_f32_to_bf16_2d VKC_LAUNCH(grid_rows(ar, ac, 256), 256, 0, c->st)(a, lda, ar, ac,
+                                                                        (uint16_t *)scr, lac);
         if (!launched(c, F, "k_f32_to_bf16_2d"))
             return;
-        k_f32_to_bf16_2d<<<grid_rows(br, bc, 256), 256, 0, c->st>>>(
+        k_f32_to_bf16_2d VKC_LAUNCH(grid_rows(br, bc, 256), 256, 0, c->st)(
             b, ldb, br, bc, (uint16_t *)(scr + abytes), lbc);
         if (!launched(c, F, "k_f32_to_bf16_2d"))
             return;
@@ -2664,7 +2726,7 @@ extern "C" void vkc_softmax(vkc_ctx *c, float *x, int64_t rows, int64_t cols, in
     if (!rows || !cols)
         return;
     const unsigned grid = (unsigned)(rows < VKC_MAX_GRID ? rows : VKC_MAX_GRID);
-    k_softmax<<<grid, NORM_THREADS, 0, c->st>>>(x, rows, cols, ld, scale);
+    k_softmax VKC_LAUNCH(grid, NORM_THREADS, 0, c->st)(x, rows, cols, ld, scale);
     launched(c, F, "k_softmax");
 }
 
@@ -2740,11 +2802,13 @@ extern "C" void vkc_conv2d(vkc_ctx *c, int bf16, const float *x, int64_t ci, int
             const int64_t n = P - p0 < pc ? P - p0 : pc;
             const dim3 gr = grid_rows(K, n, 256);
             if (ab)
-                k_im2col<true><<<gr, 256, 0, c->st>>>(x, h, w, g->kh, g->kw, g->sh, g->sw, g->ph0,
-                                                      g->pw0, wo, K, p0, n, col, ldcol);
+                k_im2col<true> VKC_LAUNCH(gr, 256, 0, c->st)(x, h, w, g->kh, g->kw, g->sh, g->sw,
+                                                             g->ph0, g->pw0, wo, K, p0, n, col,
+                                                             ldcol);
             else
-                k_im2col<false><<<gr, 256, 0, c->st>>>(x, h, w, g->kh, g->kw, g->sh, g->sw,
-                                                       g->ph0, g->pw0, wo, K, p0, n, col, ldcol);
+                k_im2col<false> VKC_LAUNCH(gr, 256, 0, c->st)(x, h, w, g->kh, g->kw, g->sh, g->sw,
+                                                              g->ph0, g->pw0, wo, K, p0, n, col,
+                                                              ldcol);
             if (!launched(c, F, "k_im2col"))
                 return;
             /* y[:, p0 : p0 + n] (row-major [co, n], ld P) = W[co, K] (ld K) col[K, n] (ld ldcol) */
@@ -2756,7 +2820,7 @@ extern "C" void vkc_conv2d(vkc_ctx *c, int bf16, const float *x, int64_t ci, int
         }
     }
     if (bias) {
-        k_bias_rows<<<grid_rows(co, P, 256), 256, 0, c->st>>>(y, bias, co, P);
+        k_bias_rows VKC_LAUNCH(grid_rows(co, P, 256), 256, 0, c->st)(y, bias, co, P);
         launched(c, F, "k_bias_rows");
     }
 }
@@ -2779,8 +2843,8 @@ extern "C" void vkc_chnorm(vkc_ctx *c, const float *x, float *y, int64_t ch, int
     }
     if (!ch || !s)
         return;
-    k_chnorm<<<grid_for(s, 256), 256, 0, c->st>>>(x, y, ch, s, gamma, sqrtf((float)ch),
-                                                  silu != 0);
+    k_chnorm VKC_LAUNCH(grid_for(s, 256), 256, 0, c->st)(x, y, ch, s, gamma, sqrtf((float)ch),
+                                                      silu != 0);
     launched(c, F, "k_chnorm");
 }
 
@@ -2799,7 +2863,8 @@ extern "C" void vkc_add_scaled(vkc_ctx *c, float *y, const float *a, const float
     if (!n)
         return;
     const int vec = al16(y) && al16(a) && al16(b);
-    k_add_scaled<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st>>>(y, a, b, s, n, vec);
+    k_add_scaled VKC_LAUNCH(grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, c->st)(y, a, b, s, n,
+                                                                              vec);
     launched(c, F, "k_add_scaled");
 }
 
@@ -2831,9 +2896,9 @@ extern "C" void vkc_copy_nd(vkc_ctx *c, float *dst, const int64_t *dstride, cons
         return;
     a.nd = nd;
     if (total <= (int64_t)UINT32_MAX)
-        k_copy_nd<uint32_t><<<grid_for(total, 256), 256, 0, c->st>>>(dst, src, a, total);
+        k_copy_nd<uint32_t> VKC_LAUNCH(grid_for(total, 256), 256, 0, c->st)(dst, src, a, total);
     else
-        k_copy_nd<uint64_t><<<grid_for(total, 256), 256, 0, c->st>>>(dst, src, a, total);
+        k_copy_nd<uint64_t> VKC_LAUNCH(grid_for(total, 256), 256, 0, c->st)(dst, src, a, total);
     launched(c, F, "k_copy_nd");
 }
 
@@ -2861,8 +2926,8 @@ extern "C" void vkc_avg_share(vkc_ctx *c, const float *x, int64_t ci, int64_t h,
         set_err(c, F, "arguments", "null pointer");
         return;
     }
-    k_avg_share<<<grid_for(total, 256), 256, 0, c->st>>>(x, h, w, ft, fs, grp, sco, dt,
-                                                         first != 0, sc, ho, wo);
+    k_avg_share VKC_LAUNCH(grid_for(total, 256), 256, 0, c->st)(x, h, w, ft, fs, grp, sco, dt,
+                                                             first != 0, sc, ho, wo);
     launched(c, F, "k_avg_share");
 }
 
@@ -2887,6 +2952,6 @@ extern "C" void vkc_dup_add(vkc_ctx *c, const float *xin, int64_t h, int64_t w, 
         set_err(c, F, "arguments", "null pointer");
         return;
     }
-    k_dup_add<<<grid_for(total, 256), 256, 0, c->st>>>(xin, h, w, co, ft, fs, rep, dt, x, y);
+    k_dup_add VKC_LAUNCH(grid_for(total, 256), 256, 0, c->st)(xin, h, w, co, ft, fs, rep, dt, x, y);
     launched(c, F, "k_dup_add");
 }
