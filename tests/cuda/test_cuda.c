@@ -407,6 +407,27 @@ static void t_copy_nd(vkc_ctx *vc)
     free(y1);
     vkc_free(vc, yd);
 
+    /* a negative source stride: the text encoder's Toeplitz position bias,
+     * bias[h, i, j] = r[h, j - i + n - 1] from r [H, 2n - 1] */
+    {
+        const int64_t nh = 3, nt = 7, nr = 2 * nt - 1;
+        float *r = rnd((size_t)(nh * nr), 1.0f), *b0 = malloc((size_t)(nh * nt * nt) * 4);
+        for (int64_t h = 0; h < nh; h++)
+            for (int64_t i = 0; i < nt; i++)
+                for (int64_t j = 0; j < nt; j++)
+                    b0[(h * nt + i) * nt + j] = r[h * nr + j - i + nt - 1];
+        float *rd = up(vc, r, (size_t)(nh * nr));
+        float *bd = vkc_alloc(vc, (size_t)(nh * nt * nt) * sizeof(float));
+        const int64_t tdims[3] = { nh, nt, nt }, tds[3] = { nt * nt, nt, 1 },
+                      tss[3] = { nr, -1, 1 };
+        vkc_copy_nd(vc, bd, tds, rd + (nt - 1), tss, tdims, 3);
+        float *b1 = down(vc, bd, (size_t)(nh * nt * nt));
+        check("copy_nd Toeplitz 3x7x7, a negative source stride",
+              b1 ? nerr(b1, b0, (size_t)(nh * nt * nt)) : INFINITY, 0.0);
+        vkc_free(vc, rd), vkc_free(vc, bd);
+        free(r), free(b0), free(b1);
+    }
+
     /* 6D: src contiguous [2][3][1][4][3][5], dst the reversed order of dims
      * with one padding value per innermost run */
     const int64_t d6[6] = { 2, 3, 1, 4, 3, 5 };

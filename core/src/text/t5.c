@@ -270,7 +270,7 @@ void vd_t5_buckets(const vd_t5 *t, int64_t n, int32_t *bk)
 }
 
 /* bias[hh, i, j] = pos[bucket(j - i), hh]                                  [H, n, n] */
-void vd_t5_bias(const vd_t5 *t, int64_t l, int64_t n, const int32_t *bk, float *bias)
+static void t5_bias(const vd_t5 *t, int64_t l, int64_t n, const int32_t *bk, float *bias)
 {
     const int64_t H = t->cfg.n_heads;
     const float *pos = t->cfg.shared_pos ? t->shared_pos : t->layers[l].pos; /* [buckets, H] */
@@ -324,7 +324,7 @@ int vd_t5_encode_tap(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, 
     for (int64_t l = 0; l < c->n_layers; l++) {
         const t5_layer *L = &t->layers[l];
         if (l == 0 || !c->shared_pos)
-            vd_t5_bias(t, l, n, bk, bias);
+            t5_bias(t, l, n, bk, bias);
         if (l == 0)
             tap(tap_fn, tap_user, "inter/pos_bias0", bias, nb);
 

@@ -5,8 +5,11 @@
  * or fp32 for exact contexts) and norms on the device once, at load, and
  * hands the stored weights back; the token embedding (a gather of n rows)
  * and the relative-position tables stay on the host. An encode uploads the
- * embedded tokens once and each layer's position bias [H, n, n] (made on the
- * host from the layer's table, as t5.c does), runs the layers as t5.c's
+ * embedded tokens once and, per layer, the position bias of every distance
+ * r[h, d] = table[bucket(d - n + 1), h] ([H, 2n - 1], a few hundred KiB),
+ * which one strided copy on the device expands into bias[h, i, j] = r[h, j -
+ * i + n - 1] ([H, n, n], 64 MiB for umT5's 64 heads at 512 tokens: 2n times
+ * less crossing the bus than the full bias); it runs the layers as t5.c's
  * vd_t5_encode_tap does, call for call, and brings the output back once.
  *
  * Attention per head: the bias buffer of the head becomes its scores, S =
@@ -150,16 +153,17 @@ int vd_t5_dev_encode(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, 
                       bf ? "bf16" : "fp32", kc->cuda_bf16 ? "bf16" : "fp32");
     const int64_t D = c->dim, A = c->dim_attn, F = c->dim_ffn, H = c->n_heads, hd = A / H;
     size_t nd = (size_t)(n * D), na = (size_t)(n * A), nf = (size_t)(n * F);
-    size_t nb = (size_t)(H * n * n);
-    float *hx = vd_malloc(nd * 4), *hb = vd_malloc(nb * 4);
+    size_t nb = (size_t)(H * n * n), nr = (size_t)(H * (2 * n - 1));
+    float *hx = vd_malloc(nd * 4), *hr = vd_malloc(nr * 4), *hb = NULL;
     int32_t *bk = vd_malloc((size_t)(2 * n - 1) * sizeof(int32_t));
     float *x = vkc_alloc(vc, nd * 4), *h = vkc_alloc(vc, nd * 4), *q = vkc_alloc(vc, na * 4),
           *k = vkc_alloc(vc, na * 4), *v = vkc_alloc(vc, na * 4), *o = vkc_alloc(vc, na * 4),
-          *g = vkc_alloc(vc, nf * 4), *f = vkc_alloc(vc, nf * 4), *bias = vkc_alloc(vc, nb * 4);
+          *g = vkc_alloc(vc, nf * 4), *f = vkc_alloc(vc, nf * 4), *bias = vkc_alloc(vc, nb * 4),
+          *rd = vkc_alloc(vc, nr * 4);
     int rc = 0;
-    if (!hx || !hb || !bk || !x || !h || !q || !k || !v || !o || !g || !f || !bias) {
+    if (!hx || !hr || !bk || !x || !h || !q || !k || !v || !o || !g || !f || !bias || !rd) {
         rc = vd_err(kc->log, VDIT_ERR_NOMEM, "vd_t5_encode: out of %smemory for %lld tokens",
-                    hx && hb && bk ? "device " : "", (long long)n);
+                    hx && hr && bk ? "device " : "", (long long)n);
         goto done;
     }
     vd_t5_embed(t, ids, n, hx);
@@ -169,11 +173,26 @@ int vd_t5_dev_encode(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, 
     vd_t5_buckets(t, n, bk);
     for (int64_t l = 0; l < c->n_layers; l++) {
         const dlayer *L = &d->layers[l];
-        /* the scores are made in the bias buffer: the bias goes up per layer */
-        vd_t5_bias(t, l, n, bk, hb);
-        if (l == 0 && tap)
+        /* the scores are made in the bias buffer, remade per layer from the
+         * bias of every distance: bias[h, i, j] = r[h, (n - 1 - i) + j] */
+        const float *pos = c->shared_pos ? t->shared_pos : t->layers[l].pos;
+        for (int64_t hh = 0; hh < H; hh++)
+            for (int64_t dd = 0; dd < 2 * n - 1; dd++)
+                hr[hh * (2 * n - 1) + dd] = pos[bk[dd] * H + hh];
+        vkc_upload(vc, rd, hr, nr * 4);
+        const int64_t dims[3] = { H, n, n }, ds[3] = { n * n, n, 1 }, ss[3] = { 2 * n - 1, -1, 1 };
+        vkc_copy_nd(vc, bias, ds, rd + (n - 1), ss, dims, 3);
+        if (l == 0 && tap) { /* as the CPU's: [H, n, n] */
+            if (!(hb = vd_malloc(nb * 4))) {
+                rc = vd_err(kc->log, VDIT_ERR_NOMEM, "vd_t5_encode: out of memory");
+                goto done;
+            }
+            if (vkc_download(vc, hb, bias, nb * 4))
+                break; /* the error is said below */
             tap(user, "inter/pos_bias0", hb, nb);
-        vkc_upload(vc, bias, hb, nb * 4);
+            vd_free(hb);
+            hb = NULL;
+        }
 
         /* attention sub-block */
         vkc_rmsnorm(vc, x, h, n, D, L->norm1, 1e-6f);
@@ -214,9 +233,10 @@ int vd_t5_dev_encode(const vd_t5 *t, vk_ctx *kc, const int32_t *ids, int64_t n, 
     }
 done:
     vd_free(hx);
+    vd_free(hr);
     vd_free(hb);
     vd_free(bk);
-    float *ps[] = { x, h, q, k, v, o, g, f, bias };
+    float *ps[] = { x, h, q, k, v, o, g, f, bias, rd };
     for (size_t i = 0; i < VD_ARRAY_SIZE(ps); i++)
         vkc_free(vc, ps[i]);
     return rc;

@@ -25,11 +25,9 @@ struct vd_t5 {
 };
 
 /* t5.c: x[n, dim] = token_embedding[ids]; bk[2n - 1] = the bucket of every
- * distance j - i (index j - i + n - 1); bias[H, n, n] = layer l's table at
- * those buckets. */
+ * distance j - i (index j - i + n - 1). */
 void vd_t5_embed(const vd_t5 *t, const int32_t *ids, int64_t n, float *x);
 void vd_t5_buckets(const vd_t5 *t, int64_t n, int32_t *bk);
-void vd_t5_bias(const vd_t5 *t, int64_t l, int64_t n, const int32_t *bk, float *bias);
 
 /* t5_cuda.c (stubs without the backend): vd_t5_encode_tap on kc's device
  * (kc->cuda, in kc->cuda_bf16's precision, which must be the weights');

@@ -2879,7 +2879,9 @@ extern "C" void vkc_copy_nd(vkc_ctx *c, float *dst, const int64_t *dstride, cons
     int bad = nd < 1 || nd > 6 || !dstride || !sstride || !dims;
     int64_t total = 1;
     for (int d = 0; !bad && d < nd; d++) {
-        bad = dims[d] < 0 || dstride[d] < 0 || sstride[d] < 0 ||
+        /* a source stride may be negative (the text encoder's position
+         * bias reads its table backwards); destination strides not */
+        bad = dims[d] < 0 || dstride[d] < 0 ||
               (dims[d] && total > INT64_MAX / dims[d]);
         if (!bad) {
             total *= dims[d];

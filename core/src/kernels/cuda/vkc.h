@@ -150,8 +150,10 @@ void vkc_add_scaled(vkc_ctx *c, float *y, const float *a, const float *b, float 
 
 /* Strided copy of a box of nd <= 6 dimensions (sizes dims[0..nd), the last
  * the fastest): dst[Σ i_d dstride[d]] = src[Σ i_d sstride[d]] for every index
- * (element strides, >= 0). Covers copies, crops, transposes, the upsampler's
- * parity scatter and (un)patchify. dst and src must not overlap. */
+ * (element strides; dstride >= 0, sstride of any sign: every source index
+ * must lie in src's buffer). Covers copies, crops, transposes, the
+ * upsampler's parity scatter, (un)patchify and the text encoder's Toeplitz
+ * position bias. dst and src must not overlap. */
 void vkc_copy_nd(vkc_ctx *c, float *dst, const int64_t *dstride, const float *src,
                  const int64_t *sstride, const int64_t *dims, int nd);
 
