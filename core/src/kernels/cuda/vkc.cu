@@ -824,6 +824,29 @@ __global__ void __launch_bounds__(NORM_THREADS)
 
 /* y[m, n] = act(x[m, k] Wᵀ + bias), x fp32 or bf16 (XBF), W fp32 or bf16
  * (WBF); rw: round W to bf16 first (bf16 arithmetic with fp32 weights). */
+/* One reduction step of a SIMT tile (k_gemm_nt, k_gemm_gen): thread (tx,
+ * ty) of 16 x 16 adds to its 4 x 4 outputs (rows ty + 16 i, columns tx + 16
+ * j) the GF_K products of as[kc][row] and bs[kc][column] in shared memory. */
+__device__ __forceinline__ void gf_tile_fma(const float (*as)[GF_T + 4],
+                                            const float (*bs)[GF_T + 4], int tx, int ty,
+                                            float acc[4][4])
+{
+#pragma unroll
+    for (int kc = 0; kc < GF_K; kc++) {
+        float av[4], bv[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            av[i] = as[kc][ty + 16 * i];
+            bv[i] = bs[kc][tx + 16 * i];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+}
+
 template <bool XBF, bool WBF>
 __global__ void __launch_bounds__(256)
     k_gemm_nt(const void *x, const void *w, const float *bias, int64_t m, int64_t n, int64_t k,
@@ -861,20 +884,7 @@ __global__ void __launch_bounds__(256)
                 ws[kc][r] = wv;
             }
             __syncthreads();
-#pragma unroll
-            for (int kc = 0; kc < GF_K; kc++) {
-                float a[4], bb[4];
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    a[i] = xs[kc][ty + 16 * i];
-                    bb[i] = ws[kc][tx + 16 * i];
-                }
-#pragma unroll
-                for (int i = 0; i < 4; i++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++)
-                        acc[i][j] = fmaf(a[i], bb[j], acc[i][j]);
-            }
+            gf_tile_fma(xs, ws, tx, ty, acc);
             __syncthreads();
         }
 #pragma unroll
@@ -1500,20 +1510,7 @@ __global__ void __launch_bounds__(256)
                 bs[kc][jj] = v;
             }
             __syncthreads();
-#pragma unroll
-            for (int kc = 0; kc < GF_K; kc++) {
-                float av[4], bv[4];
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    av[i] = as[kc][ty + 16 * i];
-                    bv[i] = bs[kc][tx + 16 * i];
-                }
-#pragma unroll
-                for (int i = 0; i < 4; i++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++)
-                        acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-            }
+            gf_tile_fma(as, bs, tx, ty, acc);
             __syncthreads();
         }
 #pragma unroll
