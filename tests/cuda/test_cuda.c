@@ -349,36 +349,25 @@ static void t_chnorm(vkc_ctx *vc, vk_ctx *ref, int64_t ch, int64_t s, int silu, 
 }
 
 /* y = a + s b, also at addresses that are not 16-byte aligned */
-static void t_add_scaled(vkc_ctx *vc, int64_t n, int off)
+/* y = a + s b (add_scaled) or y = a b (mul, the text encoder's gated
+ * feed-forward), in place (y = a), vectorised and not (an offset of one
+ * value); the values before the offset untouched */
+static void t_elementwise(vkc_ctx *vc, int mul, int64_t n, int off)
 {
     char name[96];
-    snprintf(name, sizeof(name), "add_scaled %lld values, offset %d", (long long)n, off);
+    snprintf(name, sizeof(name), "%s %lld values, offset %d", mul ? "mul" : "add_scaled",
+             (long long)n, off);
     const size_t tot = (size_t)(n + off);
     float *a = rnd(tot, 1.0f), *b = rnd(tot, 1.0f), *y0 = malloc(tot * sizeof(float));
     for (size_t i = 0; i < tot; i++)
-        y0[i] = i < (size_t)off ? a[i] : a[i] + -0.75f * b[i];
+        y0[i] = i < (size_t)off ? a[i] : mul ? a[i] * b[i] : a[i] + -0.75f * b[i];
     float *ad = up(vc, a, tot), *bd = up(vc, b, tot);
-    vkc_add_scaled(vc, ad + off, ad + off, bd + off, -0.75f, n); /* y = a */
+    if (mul)
+        vkc_mul(vc, ad + off, ad + off, bd + off, n);
+    else
+        vkc_add_scaled(vc, ad + off, ad + off, bd + off, -0.75f, n);
     float *y1 = down(vc, ad, tot);
-    check(name, y1 ? nerr(y1, y0, tot) : INFINITY, 1e-6);
-    vkc_free(vc, ad), vkc_free(vc, bd);
-    free(a), free(b), free(y0), free(y1);
-}
-
-/* y = a b elementwise (the text encoder's gated feed-forward), in place,
- * vectorised and not (an offset of one value) */
-static void t_mul(vkc_ctx *vc, int64_t n, int off)
-{
-    char name[96];
-    snprintf(name, sizeof(name), "mul %lld values, offset %d", (long long)n, off);
-    const size_t tot = (size_t)(n + off);
-    float *a = rnd(tot, 1.0f), *b = rnd(tot, 1.0f), *y0 = malloc(tot * sizeof(float));
-    for (size_t i = 0; i < tot; i++)
-        y0[i] = i < (size_t)off ? a[i] : a[i] * b[i];
-    float *ad = up(vc, a, tot), *bd = up(vc, b, tot);
-    vkc_mul(vc, ad + off, ad + off, bd + off, n);
-    float *y1 = down(vc, ad, tot);
-    check(name, y1 ? nerr(y1, y0, tot) : INFINITY, 0);
+    check(name, y1 ? nerr(y1, y0, tot) : INFINITY, mul ? 0 : 1e-6);
     vkc_free(vc, ad), vkc_free(vc, bd);
     free(a), free(b), free(y0), free(y1);
 }
@@ -599,10 +588,10 @@ static void t_frame_ops(vkc_ctx *vc, vk_ctx *ref)
         t_chnorm(vc, ref, 37, 1001, silu, 0);
         t_chnorm(vc, ref, 96, 4000, silu, 1);
     }
-    t_add_scaled(vc, 1001, 0);
-    t_add_scaled(vc, 1001, 1);
-    t_mul(vc, 1001, 0);
-    t_mul(vc, 1001, 1);
+    for (int mul = 0; mul < 2; mul++) {
+        t_elementwise(vc, mul, 1001, 0);
+        t_elementwise(vc, mul, 1001, 1);
+    }
     t_copy_nd(vc);
     t_avg_share(vc, 6, 11, 14, 2, 2, 4, 12);
     t_avg_share(vc, 5, 9, 7, 1, 2, 2, 10);
