@@ -306,18 +306,27 @@ typedef struct uploader {
     size_t tmp_len;
 } uploader;
 
+/* Room for one more entry in the array *arr of n entries (doubling *cap);
+ * 0 or -1. */
+static int grow(void **arr, size_t *cap, size_t n, size_t es)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, c * es);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
 static int up_vec(vae_dev *d, const float *g, size_t n)
 {
     if (!g)
         return 0;
-    if (d->n_vecs == d->cap_vecs) {
-        size_t cap = d->cap_vecs ? 2 * d->cap_vecs : 64;
-        dvec *p = realloc(d->vecs, cap * sizeof(*p));
-        if (!p)
-            return VDIT_ERR_NOMEM;
-        d->vecs = p;
-        d->cap_vecs = cap;
-    }
+    if (grow((void **)&d->vecs, &d->cap_vecs, d->n_vecs, sizeof(dvec)))
+        return VDIT_ERR_NOMEM;
     float *dv = vkc_weights(d->vc, g, VKC_F32, n, VKC_F32, 1.0f);
     if (!dv)
         return VDIT_ERR_NOMEM;
@@ -333,14 +342,8 @@ static int up_conv(void *ud, vk_conv *cv, const vk_conv_geom *g, int h, int w)
     (void)g, (void)h, (void)w;
     uploader *up = ud;
     vae_dev *d = up->d;
-    if (d->n_convs == d->cap_convs) {
-        size_t cap = d->cap_convs ? 2 * d->cap_convs : 128;
-        dconv *p = realloc(d->convs, cap * sizeof(*p));
-        if (!p)
-            return VDIT_ERR_NOMEM;
-        d->convs = p;
-        d->cap_convs = cap;
-    }
+    if (grow((void **)&d->convs, &d->cap_convs, d->n_convs, sizeof(dconv)))
+        return VDIT_ERR_NOMEM;
     size_t tap = (size_t)cv->c_out * cv->c_in * cv->kh * cv->kw, n = tap * cv->kd;
     size_t inner = (size_t)cv->kh * cv->kw;
     if (up->tmp_len < 2 * n) {
