@@ -92,6 +92,23 @@ float *conform_input(conform_ctx *c, const char *name, const vt_tensor **tp)
 /* tol_abs, tol_rel: the README's fp32 criteria; tol_bf16: the bound on the
  * relative error (max |got - ref| / max |ref|) in bf16, where absolute
  * bounds do not apply (docs/precision.md has the measured values). */
+int conform_kc(conform_ctx *c, vk_ctx **out)
+{
+    vk_prec host = !c->device ? c->prec : c->prec == VK_PREC_BF16 ? VK_PREC_AUTO : VK_PREC_F32;
+    vk_ctx *kc = vk_ctx_new_ex(c->n_threads, -1, host, &c->log);
+    int ret = kc ? 0 : VDIT_ERR_NOMEM;
+    if (kc && c->device) {
+        vk_device dev;
+        if (!(ret = vk_device_parse(c->device, &dev, &c->log)) &&
+            !(ret = vk_device_open(&dev, &kc->cuda, &c->log)))
+            kc->cuda_bf16 = c->prec == VK_PREC_BF16;
+    }
+    if (ret)
+        vk_ctx_free(&kc);
+    *out = kc;
+    return ret;
+}
+
 typedef struct handler {
     const char *prefix;
     int (*fn)(conform_ctx *);

@@ -41,15 +41,12 @@ void conform_fail(conform_ctx *c, const char *what, const char *msg);
 /* An io tensor as freshly allocated fp32 (vd_free), NULL + failure if absent. */
 float *conform_input(conform_ctx *c, const char *name, const vt_tensor **t);
 
-/* The precision of the host's kernels beside a device (--device): fp32 for
- * an fp32 folder (the small parts run on the CPU, and fp32 is exact), the
- * CPU's best for bf16; without a device the folder's. */
-static inline vk_prec conform_host_prec(const conform_ctx *c)
-{
-    if (!c->device)
-        return c->prec;
-    return c->prec == VK_PREC_BF16 ? VK_PREC_AUTO : VK_PREC_F32;
-}
+/* The kernel context of a handler into *kc: at the folder's precision;
+ * with --device, also that device's context (kc->cuda, computing in the
+ * folder's precision), the host's kernels beside it in fp32 for an fp32
+ * folder (the small parts run on the CPU, and fp32 is exact), else at the
+ * CPU's best. 0, or VDIT_ERR_* said in c->log (*kc NULL). */
+int conform_kc(conform_ctx *c, vk_ctx **kc);
 
 /* Handlers, one per component (conform_<x>.c). Each
  * returns 0 when it ran (pass/fail counted in c) or <0 when it could not. */

@@ -96,18 +96,12 @@ int conform_dit(conform_ctx *c)
     if (mt && (!strcmp(mt, "i2v") != !!cfg->i2v))
         conform_fail(c, "model_type", "config.json and the weights disagree on i2v");
 
-    /* on a device: the CPU computes the small parts at its best precision,
-     * the device the blocks at the folder's (the weights uploaded in it) */
-    kc = vk_ctx_new_ex(c->n_threads, -1, conform_host_prec(c), lg);
-    if (kc && c->device) {
-        vk_device dev;
-        if ((ret = vk_device_parse(c->device, &dev, lg)) ||
-            (ret = vk_device_open(&dev, &kc->cuda, lg)) ||
-            (ret = vd_dit_upload(d, kc->cuda, c->prec, NULL, NULL, lg)))
-            goto done;
-        kc->cuda_bf16 = c->prec == VK_PREC_BF16;
-    }
-    if (!kc || !(r = vd_dit_run_new(d, kc))) {
+    /* on a device: the blocks there, the weights uploaded at the folder's
+     * precision */
+    if ((ret = conform_kc(c, &kc)) ||
+        (kc->cuda && (ret = vd_dit_upload(d, kc->cuda, c->prec, NULL, NULL, lg))))
+        goto done;
+    if (!(r = vd_dit_run_new(d, kc))) {
         ret = vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
         goto done;
     }

@@ -75,21 +75,11 @@ int conform_umt5(conform_ctx *c)
     if (vj_get(ctor, "shared_pos"))
         check_field(c, ctor, "shared_pos", cfg->shared_pos);
     /* on a device: the layers there at the folder's precision */
-    kc = vk_ctx_new_ex(c->n_threads, -1, conform_host_prec(c), lg);
-    if (!kc) {
+    if ((ret = conform_kc(c, &kc)) ||
+        (kc->cuda && (ret = vd_t5_upload(t, kc->cuda, c->prec, NULL, NULL, lg)))) {
         vd_t5_free(&t);
-        return vd_err(lg, VDIT_ERR_NOMEM, "out of memory");
-    }
-    if (c->device) {
-        vk_device dev;
-        if ((ret = vk_device_parse(c->device, &dev, lg)) ||
-            (ret = vk_device_open(&dev, &kc->cuda, lg)) ||
-            (ret = vd_t5_upload(t, kc->cuda, c->prec, NULL, NULL, lg))) {
-            vd_t5_free(&t);
-            vk_ctx_free(&kc);
-            return ret;
-        }
-        kc->cuda_bf16 = c->prec == VK_PREC_BF16;
+        vk_ctx_free(&kc);
+        return ret;
     }
 
     const vj_val *cases = vj_get(vj_get(c->cfg, "call"), "cases");

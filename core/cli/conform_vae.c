@@ -67,19 +67,11 @@ int conform_vae(conform_ctx *c)
     }
     if (vd_vae_canonicalize(c->weights, &c->log) || vd_vae_load(c->weights, &c->log, &v))
         return -1;
-    /* on a device: the nets there at the folder's precision, the 1x1 ends on
-     * the CPU at its best */
-    kc = vk_ctx_new_ex(c->n_threads, -1, conform_host_prec(c), &c->log);
-    if (!kc)
+    /* on a device: the nets there at the folder's precision, the 1x1 ends
+     * on the CPU */
+    if (conform_kc(c, &kc) ||
+        (kc->cuda && vd_vae_upload(v, kc->cuda, c->prec, kc, NULL, NULL, &c->log)))
         goto done;
-    if (c->device) {
-        vk_device dev;
-        if (vk_device_parse(c->device, &dev, &c->log) ||
-            vk_device_open(&dev, &kc->cuda, &c->log) ||
-            vd_vae_upload(v, kc->cuda, c->prec, kc, NULL, NULL, &c->log))
-            goto done;
-        kc->cuda_bf16 = c->prec == VK_PREC_BF16;
-    }
     const vd_vae_config *cfg = vd_vae_get_config(v);
     int zd = cfg->z_dim;
     /* the published constants vs the ones the reference was given */
